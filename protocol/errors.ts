@@ -1,0 +1,102 @@
+// The one errors module. Every error that crosses the wire has a stable numeric code, a
+// name and a retriable flag. The numbers are Kafka's own error codes where Kafka has the
+// same error, so a Kafka-protocol listener can pass them through unchanged; our names are
+// shorter where Kafka's carry history (UNKNOWN_TOPIC_OR_PARTITION -> UNKNOWN_TOPIC).
+
+export interface ErrorSpec {
+  readonly code: number;
+  readonly name: string;
+  readonly retriable: boolean;
+  readonly message: string;
+}
+
+function spec(code: number, name: string, retriable: boolean, message: string): ErrorSpec {
+  return { code, name, retriable, message };
+}
+
+export const Errors = {
+  NONE: spec(0, 'NONE', false, 'no error'),
+  UNKNOWN: spec(-1, 'UNKNOWN', false, 'unexpected server error'),
+  OFFSET_OUT_OF_RANGE: spec(1, 'OFFSET_OUT_OF_RANGE', false, 'offset is outside the log'),
+  CORRUPT_BATCH: spec(2, 'CORRUPT_BATCH', true, 'record batch failed validation'),
+  UNKNOWN_TOPIC: spec(3, 'UNKNOWN_TOPIC', true, 'topic or partition does not exist'),
+  NOT_LEADER: spec(6, 'NOT_LEADER', true, 'this node does not lead the partition'),
+  REQUEST_TIMED_OUT: spec(7, 'REQUEST_TIMED_OUT', true, 'request timed out'),
+  BATCH_TOO_LARGE: spec(10, 'BATCH_TOO_LARGE', false, 'batch is larger than the topic allows'),
+  NETWORK: spec(13, 'NETWORK', true, 'connection lost before the answer arrived'),
+  INVALID_TOPIC: spec(17, 'INVALID_TOPIC', false, 'invalid topic name'),
+  NOT_ENOUGH_REPLICAS: spec(19, 'NOT_ENOUGH_REPLICAS', true, 'not enough in-sync replicas'),
+  INVALID_REQUIRED_ACKS: spec(21, 'INVALID_REQUIRED_ACKS', false, 'acks must be 0, 1 or -1'),
+  UNAUTHORIZED: spec(29, 'UNAUTHORIZED', false, 'not authorized'),
+  UNSUPPORTED_VERSION: spec(35, 'UNSUPPORTED_VERSION', false, 'protocol version not supported'),
+  TOPIC_ALREADY_EXISTS: spec(36, 'TOPIC_ALREADY_EXISTS', false, 'topic already exists'),
+  INVALID_PARTITIONS: spec(37, 'INVALID_PARTITIONS', false, 'invalid partition count'),
+  INVALID_CONFIG: spec(40, 'INVALID_CONFIG', false, 'invalid configuration'),
+  INVALID_REQUEST: spec(42, 'INVALID_REQUEST', false, 'malformed or invalid request'),
+  OUT_OF_ORDER_SEQUENCE: spec(45, 'OUT_OF_ORDER_SEQUENCE', false, 'producer sequence has a gap'),
+  DUPLICATE_SEQUENCE: spec(46, 'DUPLICATE_SEQUENCE', false, 'batch was already written'),
+  STORAGE_ERROR: spec(56, 'STORAGE_ERROR', true, 'storage failed on the node'),
+  THROTTLED: spec(89, 'THROTTLED', true, 'request throttled'),
+  STORAGE_FULL: spec(1001, 'STORAGE_FULL', true, 'node storage is full'),
+  TOO_MANY_REQUESTS: spec(1002, 'TOO_MANY_REQUESTS', true, 'too many requests in flight'),
+  FRAME_TOO_LARGE: spec(1003, 'FRAME_TOO_LARGE', false, 'frame exceeds the size limit'),
+  SHUTTING_DOWN: spec(1004, 'SHUTTING_DOWN', true, 'node is shutting down'),
+  CLIENT_CLOSED: spec(1005, 'CLIENT_CLOSED', false, 'client was closed'),
+  BUFFER_FULL: spec(1006, 'BUFFER_FULL', true, 'producer buffer is full'),
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorName = keyof typeof Errors;
+
+const byCode = new Map<number, ErrorSpec>(Object.values(Errors).map((e) => [e.code, e]));
+
+export function errorSpecForCode(code: number): ErrorSpec {
+  return byCode.get(code) ?? { code, name: `ERROR_${code}`, retriable: false, message: `error code ${code}` };
+}
+
+/**
+ * An operating failure with a wire code: bad input, a peer gone, a full disk. Broken
+ * invariants are not TributaryErrors; they are assertion failures (see `assert`).
+ */
+export class TributaryError extends Error {
+  readonly code: number;
+  readonly errorName: string;
+  readonly retriable: boolean;
+
+  constructor(which: ErrorSpec, detail?: string, options?: { cause?: unknown }) {
+    super(detail ? `${which.name}: ${detail}` : `${which.name}: ${which.message}`, options);
+    this.name = 'TributaryError';
+    this.code = which.code;
+    this.errorName = which.name;
+    this.retriable = which.retriable;
+  }
+
+  static fromCode(code: number, detail?: string): TributaryError {
+    return new TributaryError(errorSpecForCode(code), detail);
+  }
+
+  is(which: ErrorSpec): boolean {
+    return this.code === which.code;
+  }
+}
+
+/** A codec was handed bytes it cannot decode. Carries the offset where decoding failed. */
+export class DecodeError extends TributaryError {
+  readonly at: number;
+  constructor(which: ErrorSpec, detail: string, at = -1, options?: { cause?: unknown }) {
+    super(which, at >= 0 ? `${detail} (at byte ${at})` : detail, options);
+    this.name = 'DecodeError';
+    this.at = at;
+  }
+}
+
+/** A broken invariant: a bug, never bad input. Crash loudly. */
+export class AssertionError extends Error {
+  constructor(message: string) {
+    super(`assertion failed: ${message}`);
+    this.name = 'AssertionError';
+  }
+}
+
+export function assert(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new AssertionError(message);
+}

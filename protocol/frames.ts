@@ -1,0 +1,230 @@
+// Application frames, carried one per WebSocket message (inside the secure channel once it
+// exists). Each frame is one CBOR array:
+//
+//   [kind: uint, correlationId: uint, body: map]
+//
+// A request's kind is one of `Kind`; its response carries `kind | RESPONSE` and the same
+// correlation id. Record batches travel inside bodies as CBOR byte strings holding Kafka
+// RecordBatch v2 bytes, untouched. A response body whose whole request failed carries
+// `error` (a code from errors.ts) and `message`; per-partition results carry their own
+// `error`. Requests with acks = 0 get no response. Frames with correlation id 0 are
+// server pushes (a later step).
+
+import { Decoder, Encoder } from 'cbor-x';
+import { DecodeError, Errors } from './errors.js';
+
+export const PROTOCOL_VERSION = 1;
+export const RESPONSE = 0x80;
+
+export enum Kind {
+  Hello = 1,
+  Metadata = 2,
+  CreateTopics = 3,
+  DeleteTopics = 4,
+  Produce = 5,
+  Fetch = 6,
+  ListOffsets = 7,
+}
+
+/** ListOffsets sentinels, as Kafka: the next offset to be written, and the first kept. */
+export const LATEST_TIMESTAMP = -1;
+export const EARLIEST_TIMESTAMP = -2;
+
+export interface ErrorBody {
+  error?: number;
+  message?: string;
+}
+
+export interface HelloRequest {
+  version: number;
+  clientId: string;
+}
+export interface HelloResponse extends ErrorBody {
+  version: number;
+  nodeId: string;
+  /** Limits the client must respect; exceeding them closes the connection. */
+  frameBytesMax: number;
+  inflightMax: number;
+}
+
+export interface MetadataRequest {
+  /** Omitted: every topic. */
+  topics?: string[];
+}
+export interface PartitionMetadata {
+  partition: number;
+  leader: string;
+  leaderEpoch: number;
+}
+export interface TopicMetadata {
+  name: string;
+  error: number;
+  message?: string;
+  partitions: PartitionMetadata[];
+  config: Record<string, string | number>;
+}
+export interface MetadataResponse extends ErrorBody {
+  nodeId: string;
+  topics: TopicMetadata[];
+}
+
+export interface CreateTopicsRequest {
+  topics: { name: string; partitions: number; config?: Record<string, string | number> }[];
+}
+export interface TopicResult {
+  name: string;
+  error: number;
+  message?: string;
+}
+export interface CreateTopicsResponse extends ErrorBody {
+  topics: TopicResult[];
+}
+
+export interface DeleteTopicsRequest {
+  topics: string[];
+}
+export interface DeleteTopicsResponse extends ErrorBody {
+  topics: TopicResult[];
+}
+
+export type Acks = 0 | 1 | -1;
+
+export interface ProducePartition {
+  topic: string;
+  partition: number;
+  /** One RecordBatch v2. */
+  records: Uint8Array;
+}
+export interface ProduceRequest {
+  acks: Acks;
+  timeoutMs: number;
+  partitions: ProducePartition[];
+}
+export interface ProducePartitionResult {
+  topic: string;
+  partition: number;
+  error: number;
+  message?: string;
+  baseOffset: number;
+  logStartOffset: number;
+}
+export interface ProduceResponse extends ErrorBody {
+  partitions: ProducePartitionResult[];
+}
+
+export interface FetchPartition {
+  topic: string;
+  partition: number;
+  fetchOffset: number;
+  /** Per-partition byte limit; at least one whole batch is returned even if larger. */
+  maxBytes: number;
+}
+export interface FetchRequest {
+  maxWaitMs: number;
+  minBytes: number;
+  maxBytes: number;
+  partitions: FetchPartition[];
+}
+export interface FetchPartitionResult {
+  topic: string;
+  partition: number;
+  error: number;
+  message?: string;
+  highWatermark: number;
+  logStartOffset: number;
+  /** Whole stored batches, concatenated; the first may start before fetchOffset. */
+  records: Uint8Array;
+}
+export interface FetchResponse extends ErrorBody {
+  partitions: FetchPartitionResult[];
+}
+
+export interface ListOffsetsPartition {
+  topic: string;
+  partition: number;
+  /** LATEST_TIMESTAMP, EARLIEST_TIMESTAMP, or ms: the first offset whose timestamp is >= it. */
+  timestamp: number;
+}
+export interface ListOffsetsRequest {
+  partitions: ListOffsetsPartition[];
+}
+export interface ListOffsetsPartitionResult {
+  topic: string;
+  partition: number;
+  error: number;
+  message?: string;
+  /** -1 when no record has a timestamp at or after the one asked for. */
+  offset: number;
+  timestamp: number;
+}
+export interface ListOffsetsResponse extends ErrorBody {
+  partitions: ListOffsetsPartitionResult[];
+}
+
+export interface RequestBodies {
+  [Kind.Hello]: HelloRequest;
+  [Kind.Metadata]: MetadataRequest;
+  [Kind.CreateTopics]: CreateTopicsRequest;
+  [Kind.DeleteTopics]: DeleteTopicsRequest;
+  [Kind.Produce]: ProduceRequest;
+  [Kind.Fetch]: FetchRequest;
+  [Kind.ListOffsets]: ListOffsetsRequest;
+}
+export interface ResponseBodies {
+  [Kind.Hello]: HelloResponse;
+  [Kind.Metadata]: MetadataResponse;
+  [Kind.CreateTopics]: CreateTopicsResponse;
+  [Kind.DeleteTopics]: DeleteTopicsResponse;
+  [Kind.Produce]: ProduceResponse;
+  [Kind.Fetch]: FetchResponse;
+  [Kind.ListOffsets]: ListOffsetsResponse;
+}
+
+export interface Frame {
+  kind: number;
+  correlationId: number;
+  body: Record<string, unknown>;
+}
+
+// One encoder and decoder per process. `useRecords: false` keeps plain CBOR maps that any
+// CBOR library reads; `mapsAsObjects` gives plain objects back.
+const encoder = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false });
+const decoder = new Decoder({ useRecords: false, mapsAsObjects: true });
+
+export function encodeFrame(kind: number, correlationId: number, body: object): Buffer {
+  return encoder.encode([kind, correlationId, body]);
+}
+
+/**
+ * Decodes one whole frame. Bad bytes or a bad shape give a DecodeError(INVALID_REQUEST),
+ * never a crash. The body's fields are checked by the handler that owns the kind.
+ */
+export function decodeFrame(bytes: Uint8Array): Frame {
+  if (bytes.length === 0) throw new DecodeError(Errors.INVALID_REQUEST, 'empty frame', 0);
+  let value: unknown;
+  try {
+    value = decoder.decode(bytes);
+  } catch (err) {
+    throw new DecodeError(Errors.INVALID_REQUEST, `frame is not valid CBOR: ${(err as Error).message}`, -1, { cause: err });
+  }
+  if (!Array.isArray(value) || value.length !== 3) {
+    throw new DecodeError(Errors.INVALID_REQUEST, 'frame must be a CBOR array [kind, correlationId, body]');
+  }
+  const [kind, correlationId, body] = value as unknown[];
+  if (!Number.isInteger(kind) || (kind as number) < 0 || (kind as number) > 0xff) {
+    throw new DecodeError(Errors.INVALID_REQUEST, `frame kind must be an integer 0..255, got ${String(kind)}`);
+  }
+  if (!Number.isInteger(correlationId) || (correlationId as number) < 0 || (correlationId as number) > 0xffffffff) {
+    throw new DecodeError(Errors.INVALID_REQUEST, 'correlation id must be an integer 0..2^32-1');
+  }
+  if (body === null || typeof body !== 'object' || Array.isArray(body) || body instanceof Uint8Array) {
+    throw new DecodeError(Errors.INVALID_REQUEST, 'frame body must be a map');
+  }
+  return { kind: kind as number, correlationId: correlationId as number, body: body as Record<string, unknown> };
+}
+
+export function kindName(kind: number): string {
+  const base = kind & ~RESPONSE;
+  const name = Kind[base] ?? `Kind${base}`;
+  return kind & RESPONSE ? `${name}Response` : name;
+}

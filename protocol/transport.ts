@@ -1,0 +1,237 @@
+// The transport seam. Every network component takes a FrameTransport: an ordered, reliable
+// stream of whole byte frames that can be read as an async iterable, written with `send`,
+// and closed with a reason. Layers stack on it: WebSocket -> secure channel (next step) ->
+// frame codec -> dispatch. Nothing above this seam sees a socket.
+//
+// This module opens no sockets: `socketTransport` adapts an already-open WebSocket-like
+// object handed in by the caller, and `memoryPipe` joins two transports in memory for
+// deterministic tests and simulation of the same code.
+
+export interface CloseInfo {
+  code: number;
+  reason: string;
+}
+
+export interface FrameTransport extends AsyncIterable<Buffer> {
+  send(frame: Uint8Array): void;
+  /** Bytes handed to `send` and not yet written out: the sender's backpressure signal. */
+  readonly bufferedBytes: number;
+  /** Resolves when `bufferedBytes` falls to `lowBytes` or the transport closes. */
+  drained(lowBytes: number): Promise<void>;
+  close(code?: number, reason?: string): void;
+  readonly closed: Promise<CloseInfo>;
+  readonly isClosed: boolean;
+}
+
+/** WebSocket close codes we use (RFC 6455 section 7.4). */
+export const CloseCode = {
+  NORMAL: 1000,
+  GOING_AWAY: 1001,
+  PROTOCOL_ERROR: 1002,
+  POLICY_VIOLATION: 1008,
+  TOO_BIG: 1009,
+  INTERNAL_ERROR: 1011,
+} as const;
+
+/** The subset of the `ws` WebSocket that the adapter needs. */
+export interface WebSocketLike {
+  readonly bufferedAmount: number;
+  readonly readyState: number;
+  send(data: Uint8Array, cb?: (err?: Error) => void): void;
+  close(code?: number, reason?: string): void;
+  terminate?(): void;
+  pause?(): void;
+  resume?(): void;
+  on(event: 'message', listener: (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => void): unknown;
+  on(event: 'close', listener: (code: number, reason: Buffer) => void): unknown;
+  on(event: 'error', listener: (err: Error) => void): unknown;
+}
+
+/**
+ * A bounded inbox of frames with async-iterator reads. When more than `highWaterFrames`
+ * frames wait unread, `onFull` is called (pause the source); when the reader catches up,
+ * `onSpace` (resume it). So a peer that sends faster than we handle is slowed by TCP, not
+ * buffered without bound.
+ */
+export class FrameInbox implements AsyncIterable<Buffer> {
+  private readonly frames: Buffer[] = [];
+  private head = 0;
+  private waiter: ((r: IteratorResult<Buffer>) => void) | null = null;
+  private ended = false;
+  private paused = false;
+
+  constructor(
+    private readonly highWaterFrames: number,
+    private readonly onFull: () => void,
+    private readonly onSpace: () => void,
+  ) {}
+
+  push(frame: Buffer): void {
+    if (this.ended) return;
+    if (this.waiter) {
+      const w = this.waiter;
+      this.waiter = null;
+      w({ value: frame, done: false });
+      return;
+    }
+    this.frames.push(frame);
+    if (!this.paused && this.frames.length - this.head >= this.highWaterFrames) {
+      this.paused = true;
+      this.onFull();
+    }
+  }
+
+  end(): void {
+    this.ended = true;
+    if (this.waiter) {
+      const w = this.waiter;
+      this.waiter = null;
+      w({ value: undefined, done: true });
+    }
+  }
+
+  private next(): Promise<IteratorResult<Buffer>> {
+    if (this.head < this.frames.length) {
+      const value = this.frames[this.head++];
+      if (this.head > 1024 && this.head * 2 > this.frames.length) {
+        this.frames.splice(0, this.head);
+        this.head = 0;
+      }
+      if (this.paused && this.frames.length - this.head <= this.highWaterFrames / 2) {
+        this.paused = false;
+        this.onSpace();
+      }
+      return Promise.resolve({ value, done: false });
+    }
+    if (this.ended) return Promise.resolve({ value: undefined, done: true });
+    return new Promise((resolve) => {
+      this.waiter = resolve;
+    });
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Buffer> {
+    return { next: () => this.next(), return: async () => { this.end(); return { value: undefined, done: true }; } };
+  }
+}
+
+const WS_OPEN = 1;
+
+/** Adapts an open WebSocket (the `ws` package's, on either side) to a FrameTransport. */
+export function socketTransport(socket: WebSocketLike, options: { inboxFramesMax?: number } = {}): FrameTransport {
+  const inbox = new FrameInbox(
+    options.inboxFramesMax ?? 64,
+    () => socket.pause?.(),
+    () => socket.resume?.(),
+  );
+  let closeInfo: CloseInfo | null = null;
+  let resolveClosed!: (c: CloseInfo) => void;
+  const closed = new Promise<CloseInfo>((r) => (resolveClosed = r));
+  const drainWaiters: { low: number; resolve: () => void }[] = [];
+
+  const checkDrain = (): void => {
+    for (let i = drainWaiters.length - 1; i >= 0; i--) {
+      if (closeInfo || socket.bufferedAmount <= drainWaiters[i].low) {
+        drainWaiters[i].resolve();
+        drainWaiters.splice(i, 1);
+      }
+    }
+  };
+
+  socket.on('message', (data, isBinary) => {
+    if (!isBinary) {
+      transport.close(CloseCode.PROTOCOL_ERROR, 'text frames are not accepted');
+      return;
+    }
+    inbox.push(Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data));
+  });
+  socket.on('close', (code, reason) => {
+    closeInfo ??= { code, reason: reason.toString() };
+    inbox.end();
+    checkDrain();
+    resolveClosed(closeInfo);
+  });
+  socket.on('error', () => {
+    // 'close' follows every 'error' in ws; the reason is reported there.
+  });
+
+  const transport: FrameTransport = {
+    send(frame) {
+      if (closeInfo || socket.readyState !== WS_OPEN) return;
+      socket.send(frame, drainWaiters.length ? checkDrain : undefined);
+    },
+    get bufferedBytes() {
+      return socket.bufferedAmount;
+    },
+    drained(lowBytes) {
+      if (closeInfo || socket.bufferedAmount <= lowBytes) return Promise.resolve();
+      return new Promise((resolve) => {
+        drainWaiters.push({ low: lowBytes, resolve });
+        // ws calls send callbacks as data is written; poll once in case none is pending.
+        setImmediate(checkDrain);
+      });
+    },
+    close(code = CloseCode.NORMAL, reason = '') {
+      if (closeInfo) return;
+      closeInfo = { code, reason };
+      inbox.end();
+      try {
+        socket.close(code, reason.slice(0, 120));
+      } catch {
+        socket.terminate?.();
+      }
+      checkDrain();
+    },
+    get closed() {
+      return closed;
+    },
+    get isClosed() {
+      return closeInfo !== null;
+    },
+    [Symbol.asyncIterator]() {
+      return inbox[Symbol.asyncIterator]();
+    },
+  };
+  return transport;
+}
+
+/** Two transports joined in memory, for tests and deterministic simulation. */
+export function memoryPipe(): [FrameTransport, FrameTransport] {
+  const make = () => {
+    let closeInfo: CloseInfo | null = null;
+    let resolveClosed!: (c: CloseInfo) => void;
+    const closed = new Promise<CloseInfo>((r) => (resolveClosed = r));
+    const inbox = new FrameInbox(Number.MAX_SAFE_INTEGER, () => {}, () => {});
+    return { inbox, closed, resolveClosed, get closeInfo() { return closeInfo; }, set closeInfo(c) { closeInfo = c; } };
+  };
+  const a = make();
+  const b = make();
+  const side = (self: ReturnType<typeof make>, peer: ReturnType<typeof make>): FrameTransport => ({
+    send(frame) {
+      if (self.closeInfo) return;
+      const copy = Buffer.from(frame);
+      queueMicrotask(() => peer.inbox.push(copy));
+    },
+    bufferedBytes: 0,
+    drained: () => Promise.resolve(),
+    close(code = CloseCode.NORMAL, reason = '') {
+      if (self.closeInfo) return;
+      const info = { code, reason };
+      self.closeInfo = info;
+      peer.closeInfo = info;
+      self.inbox.end();
+      peer.inbox.end();
+      self.resolveClosed(info);
+      peer.resolveClosed(info);
+    },
+    get closed() {
+      return self.closed;
+    },
+    get isClosed() {
+      return self.closeInfo !== null;
+    },
+    [Symbol.asyncIterator]() {
+      return self.inbox[Symbol.asyncIterator]();
+    },
+  });
+  return [side(a, b), side(b, a)];
+}
