@@ -61,10 +61,13 @@ export class TributaryError extends Error {
   readonly code: number;
   readonly errorName: string;
   readonly retriable: boolean;
+  /** The message without the code's name: what goes on the wire as `message`. */
+  readonly detail: string;
 
   constructor(which: ErrorSpec, detail?: string, options?: { cause?: unknown }) {
     super(detail ? `${which.name}: ${detail}` : `${which.name}: ${which.message}`, options);
     this.name = 'TributaryError';
+    this.detail = detail || which.message;
     this.code = which.code;
     this.errorName = which.name;
     this.retriable = which.retriable;

@@ -217,7 +217,9 @@ export function decodeFrame(bytes: Uint8Array): Frame {
   if (!Number.isInteger(correlationId) || (correlationId as number) < 0 || (correlationId as number) > 0xffffffff) {
     throw new DecodeError(Errors.INVALID_REQUEST, 'correlation id must be an integer 0..2^32-1');
   }
-  if (body === null || typeof body !== 'object' || Array.isArray(body) || body instanceof Uint8Array) {
+  // cbor-x turns tagged values into Dates, Sets and Tag objects; only a plain map is a body.
+  const proto = body === null || typeof body !== 'object' ? undefined : Object.getPrototypeOf(body);
+  if (proto !== Object.prototype && proto !== null) {
     throw new DecodeError(Errors.INVALID_REQUEST, 'frame body must be a map');
   }
   return { kind: kind as number, correlationId: correlationId as number, body: body as Record<string, unknown> };

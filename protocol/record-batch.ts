@@ -29,7 +29,7 @@
 
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { crc32c } from '@node-rs/crc32';
-import { DecodeError, Errors, TributaryError } from './errors.js';
+import { assert, DecodeError, Errors, TributaryError } from './errors.js';
 
 export const BATCH_OVERHEAD = 61;
 export const LOG_OVERHEAD = 12; // baseOffset + batchLength: what precedes the length's span
@@ -143,6 +143,10 @@ export function readInt64(buf: Buffer, at: number): number {
 // Zigzag varints.
 
 export function varintSize(n: number): number {
+  if (n >= -0x40000000 && n < 0x40000000) {
+    const z = ((n << 1) ^ (n >> 31)) >>> 0;
+    return z < 0x80 ? 1 : z < 0x4000 ? 2 : z < 0x200000 ? 3 : z < 0x10000000 ? 4 : 5;
+  }
   let z = n >= 0 ? n * 2 : -n * 2 - 1;
   let size = 1;
   while (z >= 128) {
@@ -163,23 +167,37 @@ export function writeVarint(buf: Buffer, at: number, n: number): number {
     buf[at++] = z;
     return at;
   }
-  // Wide values (timestamp deltas of far-apart records): arithmetic, not 32-bit ops.
-  let z = n >= 0 ? n * 2 : -n * 2 - 1;
-  while (z >= 128) {
-    buf[at++] = (z % 128) | 0x80;
-    z = Math.floor(z / 128);
+  // Wide values (timestamp deltas of far-apart records), rare: BigInt, because the zigzag
+  // of a negative number below -2^52 is an odd number past 2^53 that a double cannot hold.
+  let z = n >= 0 ? BigInt(n) << 1n : (BigInt(-n) << 1n) - 1n;
+  while (z >= 0x80n) {
+    buf[at++] = Number(z & 0x7fn) | 0x80;
+    z >>= 7n;
   }
-  buf[at++] = z;
+  buf[at++] = Number(z);
   return at;
 }
 
-/** A bounds-checked cursor: every read past `end` is a typed DecodeError, never a crash. */
+/** Header indexes whose last name a Reader keeps for reuse. */
+const HEADER_NAMES_CACHED = 16;
+
+/**
+ * A bounds-checked cursor: every read past `limit` is a typed DecodeError, never a crash.
+ * While a record is read, `limit` is that record's end, so a field that runs past its
+ * record is caught where it happens rather than by whatever the next record makes of it.
+ */
 class Reader {
+  limit: number;
+  /** The last ASCII header name read at each header index (see `headerName`). */
+  readonly names: string[] = [];
+
   constructor(
     readonly buf: Buffer,
     public pos: number,
     readonly end: number,
-  ) {}
+  ) {
+    this.limit = end;
+  }
 
   fail(detail: string): never {
     throw new DecodeError(Errors.CORRUPT_BATCH, detail, this.pos);
@@ -188,10 +206,17 @@ class Reader {
   varint(): number {
     const buf = this.buf;
     let pos = this.pos;
+    if (pos >= this.limit) this.fail('truncated varint');
+    const first = buf[pos];
+    // One byte (-64..63) is the common case: attributes-sized fields, small lengths.
+    if (first < 0x80) {
+      this.pos = pos + 1;
+      return (first >>> 1) ^ -(first & 1);
+    }
     let z = 0;
     let mul = 1;
     for (let i = 0; i < 10; i++) {
-      if (pos >= this.end) this.fail('truncated varint');
+      if (pos >= this.limit) this.fail('truncated varint');
       const b = buf[pos++];
       z += (b & 0x7f) * mul;
       if (b < 0x80) {
@@ -204,15 +229,50 @@ class Reader {
     return this.fail('varint longer than 10 bytes');
   }
 
-  int8(): number {
-    if (this.pos + 1 > this.end) this.fail('truncated record');
-    return this.buf.readInt8(this.pos++);
+  /**
+   * A header name, `len` bytes of UTF-8. Names repeat in every record of a batch, so the
+   * last ASCII name seen at each header index is kept and reused when the bytes match:
+   * comparing a few bytes is far cheaper than making a string.
+   */
+  headerName(len: number, index: number): string {
+    if (len < 0) this.fail(len === -1 ? 'null header name' : `negative length ${len}`);
+    const start = this.pos;
+    if (start + len > this.limit) this.fail(`length ${len} runs past the end of the record`);
+    this.pos = start + len;
+    const buf = this.buf;
+    const cached = this.names[index];
+    if (cached !== undefined && cached.length === len) {
+      let same = true;
+      for (let i = 0; i < len; i++) {
+        if (buf[start + i] !== cached.charCodeAt(i)) {
+          same = false;
+          break;
+        }
+      }
+      if (same) return cached;
+    }
+    if (len > 64) return buf.toString('utf8', start, start + len);
+    const codes = new Array<number>(len);
+    for (let i = 0; i < len; i++) {
+      const c = buf[start + i];
+      if (c >= 0x80) return buf.toString('utf8', start, start + len);
+      codes[i] = c;
+    }
+    const name = String.fromCharCode.apply(null, codes);
+    if (index < HEADER_NAMES_CACHED) this.names[index] = name;
+    return name;
   }
 
+  skip1(): void {
+    if (this.pos >= this.limit) this.fail('truncated record');
+    this.pos++;
+  }
+
+  /** `len` bytes as a view into the batch (no copy); -1 is null. */
   bytes(len: number): Buffer | null {
     if (len === -1) return null;
     if (len < -1) this.fail(`negative length ${len}`);
-    if (this.pos + len > this.end) this.fail(`length ${len} runs past the end`);
+    if (this.pos + len > this.limit) this.fail(`length ${len} runs past the end of the record`);
     const b = this.buf.subarray(this.pos, this.pos + len);
     this.pos += len;
     return b;
@@ -220,19 +280,44 @@ class Reader {
 }
 
 // ---------------------------------------------------------------------------------------
-// Encoding.
+// Encoding. Two passes over the records: size each one, then write into one buffer that
+// holds the header too (uncompressed), so no record is copied twice.
 
+// Header names are short and almost always ASCII. A JS loop over them is several times
+// faster than Buffer.byteLength and buf.write, which cross into C++ for each name.
+
+/** UTF-8 length of `s`: its length when it is all ASCII (the common case), else measured. */
+function utf8Length(s: string): number {
+  const n = s.length;
+  for (let i = 0; i < n; i++) {
+    if (s.charCodeAt(i) >= 0x80) return Buffer.byteLength(s, 'utf8');
+  }
+  return n;
+}
+
+/** Writes `s` as UTF-8 at `at`, given its UTF-8 length; returns the position after it. */
+function writeUtf8(buf: Buffer, at: number, s: string, byteLength: number): number {
+  // A UTF-8 length equal to the UTF-16 length means every character is ASCII.
+  if (byteLength === s.length) {
+    for (let i = 0; i < byteLength; i++) buf[at + i] = s.charCodeAt(i);
+    return at + byteLength;
+  }
+  return at + buf.write(s, at, byteLength, 'utf8');
+}
+
+/** Size of a record's body: what its length varint counts. */
 function recordBodySize(r: Record, timestampDelta: number, offsetDelta: number): number {
   let size = 1 + varintSize(timestampDelta) + varintSize(offsetDelta);
-  const key = r.key ?? null;
-  size += key === null ? 1 : varintSize(key.length) + key.length;
+  const key = r.key;
+  size += key === null || key === undefined ? 1 : varintSize(key.length) + key.length;
   const value = r.value;
   size += value === null ? 1 : varintSize(value.length) + value.length;
   const headers = r.headers;
   if (headers === undefined || headers.length === 0) return size + 1;
   size += varintSize(headers.length);
-  for (const [name, hv] of headers) {
-    const nameLen = Buffer.byteLength(name, 'utf8');
+  for (let h = 0; h < headers.length; h++) {
+    const [name, hv] = headers[h];
+    const nameLen = utf8Length(name);
     size += varintSize(nameLen) + nameLen;
     size += hv === null ? 1 : varintSize(hv.length) + hv.length;
   }
@@ -240,28 +325,39 @@ function recordBodySize(r: Record, timestampDelta: number, offsetDelta: number):
 }
 
 function writeBytes(buf: Buffer, at: number, b: Uint8Array | null | undefined): number {
-  if (b === null || b === undefined) return writeVarint(buf, at, -1);
-  at = writeVarint(buf, at, b.length);
-  buf.set(b, at);
-  return at + b.length;
+  if (b === null || b === undefined) {
+    buf[at] = 1; // zigzag(-1)
+    return at + 1;
+  }
+  const len = b.length;
+  at = writeVarint(buf, at, len);
+  // A byte loop beats TypedArray.set's call overhead for the short keys most records have.
+  if (len <= 16) {
+    for (let i = 0; i < len; i++) buf[at + i] = b[i];
+  } else {
+    buf.set(b, at);
+  }
+  return at + len;
 }
 
-function encodeRecords(records: readonly Record[], baseTimestamp: number): Buffer {
-  const sizes = new Array<number>(records.length);
+/** Records' encoded sizes (body sizes in `bodySizes`); total bytes including length varints. */
+function sizeRecords(records: readonly Record[], baseTimestamp: number, fallback: number, bodySizes: number[]): number {
   let total = 0;
   for (let i = 0; i < records.length; i++) {
     const r = records[i];
-    const body = recordBodySize(r, (r.timestamp ?? baseTimestamp) - baseTimestamp, i);
-    sizes[i] = body;
+    const body = recordBodySize(r, (r.timestamp ?? fallback) - baseTimestamp, i);
+    bodySizes[i] = body;
     total += varintSize(body) + body;
   }
-  const buf = Buffer.allocUnsafe(total);
-  let at = 0;
+  return total;
+}
+
+function writeRecords(buf: Buffer, at: number, records: readonly Record[], baseTimestamp: number, fallback: number, bodySizes: number[]): number {
   for (let i = 0; i < records.length; i++) {
     const r = records[i];
-    at = writeVarint(buf, at, sizes[i]);
+    at = writeVarint(buf, at, bodySizes[i]);
     buf[at++] = 0; // record attributes: unused in v2
-    at = writeVarint(buf, at, (r.timestamp ?? baseTimestamp) - baseTimestamp);
+    at = writeVarint(buf, at, (r.timestamp ?? fallback) - baseTimestamp);
     at = writeVarint(buf, at, i);
     at = writeBytes(buf, at, r.key);
     at = writeBytes(buf, at, r.value);
@@ -271,13 +367,16 @@ function encodeRecords(records: readonly Record[], baseTimestamp: number): Buffe
       continue;
     }
     at = writeVarint(buf, at, headers.length);
-    for (const [name, hv] of headers) {
-      at = writeBytes(buf, at, Buffer.from(name, 'utf8'));
+    for (let h = 0; h < headers.length; h++) {
+      const [name, hv] = headers[h];
+      // Written straight from the string: no intermediate Buffer per header name.
+      const nameLen = utf8Length(name);
+      at = writeVarint(buf, at, nameLen);
+      at = writeUtf8(buf, at, name, nameLen);
       at = writeBytes(buf, at, hv);
     }
   }
-  if (at !== total) throw new Error(`assertion failed: encoded ${at} bytes, sized ${total}`);
-  return buf;
+  return at;
 }
 
 export function compress(codec: Compression, raw: Buffer): Buffer {
@@ -312,17 +411,33 @@ export function encodeBatch(records: readonly Record[], options: EncodeOptions =
   let baseTimestamp = Number.POSITIVE_INFINITY;
   let maxTimestamp = Number.NEGATIVE_INFINITY;
   const fallback = options.timestamp ?? Date.now();
-  for (const r of records) {
-    const ts = r.timestamp ?? fallback;
+  for (let i = 0; i < records.length; i++) {
+    const ts = records[i].timestamp ?? fallback;
+    // A fraction or NaN would be written as a wrong delta without a word; refuse it.
+    if (!Number.isSafeInteger(ts)) {
+      throw new TributaryError(Errors.INVALID_REQUEST, `record ${i} timestamp ${ts} is not integer milliseconds`);
+    }
     if (ts < baseTimestamp) baseTimestamp = ts;
     if (ts > maxTimestamp) maxTimestamp = ts;
   }
-  // Kafka's producer takes the first record's timestamp as the base; the smallest keeps
-  // every delta non-negative, which readers of older formats prefer. Both are valid.
-  const withTs = records.map((r) => (r.timestamp === undefined ? { ...r, timestamp: fallback } : r));
+  // Kafka's Java producer takes the first record's timestamp as the base; the smallest keeps
+  // every delta non-negative (kafkajs's producer does the same). Both are valid batches.
   const codec = options.compression ?? Compression.None;
-  const payload = compress(codec, encodeRecords(withTs, baseTimestamp));
-  const buf = Buffer.allocUnsafe(BATCH_OVERHEAD + payload.length);
+  const bodySizes = new Array<number>(records.length);
+  const recordsBytes = sizeRecords(records, baseTimestamp, fallback, bodySizes);
+  let buf: Buffer;
+  if (codec === Compression.None) {
+    buf = Buffer.allocUnsafe(BATCH_OVERHEAD + recordsBytes);
+    const end = writeRecords(buf, BATCH_OVERHEAD, records, baseTimestamp, fallback, bodySizes);
+    assert(end === buf.length, `encoded ${end - BATCH_OVERHEAD} record bytes, sized ${recordsBytes}`);
+  } else {
+    const raw = Buffer.allocUnsafe(recordsBytes);
+    const end = writeRecords(raw, 0, records, baseTimestamp, fallback, bodySizes);
+    assert(end === recordsBytes, `encoded ${end} record bytes, sized ${recordsBytes}`);
+    const payload = compress(codec, raw);
+    buf = Buffer.allocUnsafe(BATCH_OVERHEAD + payload.length);
+    payload.copy(buf, BATCH_OVERHEAD);
+  }
   writeInt64(buf, OFFSET_BASE, options.baseOffset ?? 0);
   buf.writeInt32BE(buf.length - LOG_OVERHEAD, OFFSET_LENGTH);
   buf.writeInt32BE(options.partitionLeaderEpoch ?? -1, OFFSET_LEADER_EPOCH);
@@ -338,7 +453,6 @@ export function encodeBatch(records: readonly Record[], options: EncodeOptions =
   buf.writeInt16BE(options.producerEpoch ?? -1, OFFSET_PRODUCER_EPOCH);
   buf.writeInt32BE(options.baseSequence ?? -1, OFFSET_BASE_SEQUENCE);
   buf.writeInt32BE(records.length, OFFSET_RECORD_COUNT);
-  payload.copy(buf, BATCH_OVERHEAD);
   buf.writeUInt32BE(crc32c(buf.subarray(OFFSET_ATTRIBUTES)), OFFSET_CRC);
   return buf;
 }
@@ -346,10 +460,16 @@ export function encodeBatch(records: readonly Record[], options: EncodeOptions =
 // ---------------------------------------------------------------------------------------
 // Header access and validation: what the broker does, with no per-record work.
 
-/** Total size of the batch starting at `at`, or -1 when fewer than 12 bytes remain. */
+/**
+ * Total size of the batch starting at `at`, read from its length field: -1 when fewer than
+ * 12 bytes remain (read more), else LOG_OVERHEAD + length. A result below BATCH_OVERHEAD
+ * means a corrupt length field; a negative length answers 0, so -1 always means "need more
+ * bytes" and a caller that advances by the result must check it against BATCH_OVERHEAD.
+ */
 export function batchSizeAt(buf: Buffer, at = 0): number {
   if (buf.length - at < LOG_OVERHEAD) return -1;
-  return LOG_OVERHEAD + buf.readInt32BE(at + OFFSET_LENGTH);
+  const length = buf.readInt32BE(at + OFFSET_LENGTH);
+  return length < 0 ? 0 : LOG_OVERHEAD + length;
 }
 
 export function readBatchHeader(buf: Buffer, at = 0): BatchHeader {
@@ -434,19 +554,33 @@ export interface DecodedBatch {
   records: DecodedRecord[];
 }
 
-/** Decodes and CRC-checks one whole batch. */
+/**
+ * The smallest record: length, attributes, timestamp delta, offset delta, key length,
+ * value length and header count, one byte each. Bounds a claimed record count by the bytes
+ * present before anything is allocated for it.
+ */
+const RECORD_BYTES_MIN = 7;
+
+/**
+ * Decodes and CRC-checks one whole batch. Keys, values and header values of an
+ * uncompressed batch are views into `batch`, not copies: they change if its memory is
+ * reused.
+ */
 export function decodeBatch(batch: Buffer): DecodedBatch {
   validateBatch(batch);
   const header = readBatchHeader(batch);
-  const payload = decompress(header.compression, batch.subarray(BATCH_OVERHEAD), BATCH_OVERHEAD);
-  const base = header.compression === Compression.None ? BATCH_OVERHEAD : 0;
-  const source = header.compression === Compression.None ? batch : payload;
-  const reader = new Reader(source, base, source.length);
-  const records = new Array<DecodedRecord>(header.recordCount);
-  for (let i = 0; i < header.recordCount; i++) {
+  const compressed = header.compression !== Compression.None;
+  const source = compressed ? decompress(header.compression, batch.subarray(BATCH_OVERHEAD), BATCH_OVERHEAD) : batch;
+  const reader = new Reader(source, compressed ? 0 : BATCH_OVERHEAD, source.length);
+  const count = header.recordCount;
+  if (count > (reader.end - reader.pos) / RECORD_BYTES_MIN) {
+    reader.fail(`record count ${count} cannot fit in ${reader.end - reader.pos} bytes`);
+  }
+  const records = new Array<DecodedRecord>(count);
+  for (let i = 0; i < count; i++) {
     records[i] = readRecord(reader, header);
   }
-  if (reader.pos !== reader.end) reader.fail(`${reader.end - reader.pos} bytes left after ${header.recordCount} records`);
+  if (reader.pos !== reader.end) reader.fail(`${reader.end - reader.pos} bytes left after ${count} records`);
   return { header, records };
 }
 
@@ -455,21 +589,27 @@ function readRecord(reader: Reader, header: BatchHeader): DecodedRecord {
   if (length < 0) reader.fail(`negative record length ${length}`);
   const end = reader.pos + length;
   if (end > reader.end) reader.fail(`record length ${length} runs past the end`);
-  reader.int8();
+  reader.limit = end;
+  reader.skip1(); // record attributes: unused in v2
   const timestampDelta = reader.varint();
   const offsetDelta = reader.varint();
   if (offsetDelta < 0 || offsetDelta > header.lastOffsetDelta) reader.fail(`offset delta ${offsetDelta} outside the batch`);
   const key = reader.bytes(reader.varint());
   const value = reader.bytes(reader.varint());
   const headerCount = reader.varint();
-  if (headerCount < 0 || headerCount > end - reader.pos) reader.fail(`bad header count ${headerCount}`);
-  const headers: Header[] = headerCount === 0 ? EMPTY_HEADERS : new Array<Header>(headerCount);
-  for (let h = 0; h < headerCount; h++) {
-    const name = reader.bytes(reader.varint());
-    if (name === null) reader.fail('null header name');
-    headers[h] = [name.toString('utf8'), reader.bytes(reader.varint())];
+  // Each header takes at least two bytes (two lengths): bounds the array before allocating.
+  if (headerCount < 0 || headerCount * 2 > end - reader.pos) reader.fail(`bad header count ${headerCount}`);
+  let headers = EMPTY_HEADERS;
+  if (headerCount > 0) {
+    headers = new Array<Header>(headerCount);
+    for (let h = 0; h < headerCount; h++) {
+      const name = reader.headerName(reader.varint(), h);
+      headers[h] = [name, reader.bytes(reader.varint())];
+    }
   }
   if (reader.pos !== end) reader.fail(`record declared ${length} bytes, used ${length - (end - reader.pos)}`);
+  reader.limit = reader.end;
+  // Under LogAppendTime the broker's append time, kept as the max timestamp, is every record's.
   const timestamp = header.timestampType === TimestampType.LogAppendTime ? header.maxTimestamp : header.baseTimestamp + timestampDelta;
   return { offset: header.baseOffset + offsetDelta, timestamp, key, value, headers };
 }
@@ -478,16 +618,20 @@ const EMPTY_HEADERS: Header[] = [];
 Object.freeze(EMPTY_HEADERS);
 
 /**
- * Splits concatenated batches (a fetch response's records) into whole batches. A trailing
- * partial batch, which Kafka allows when a fetch is cut at its byte limit, is skipped.
+ * Splits concatenated batches (a fetch response's records) into whole batches, as views
+ * into `buf`. A trailing partial batch, which Kafka allows when a fetch is cut at its byte
+ * limit, is skipped. A length field too small for a batch header is corrupt, not partial:
+ * waiting for more bytes would never help.
  */
 export function splitBatches(buf: Buffer): Buffer[] {
   const out: Buffer[] = [];
   let at = 0;
-  while (at < buf.length) {
+  while (buf.length - at >= LOG_OVERHEAD) {
     const size = batchSizeAt(buf, at);
-    if (size < 0 || at + size > buf.length) break;
-    if (size < BATCH_OVERHEAD) throw new DecodeError(Errors.CORRUPT_BATCH, `batch length ${size} below the header size`, at);
+    if (size < BATCH_OVERHEAD) {
+      throw new DecodeError(Errors.CORRUPT_BATCH, `batch length field ${buf.readInt32BE(at + OFFSET_LENGTH)} is below the header size`, at);
+    }
+    if (at + size > buf.length) break;
     out.push(buf.subarray(at, at + size));
     at += size;
   }

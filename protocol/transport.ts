@@ -157,7 +157,9 @@ export function socketTransport(socket: WebSocketLike, options: { inboxFramesMax
   const transport: FrameTransport = {
     send(frame) {
       if (closeInfo || socket.readyState !== WS_OPEN) return;
-      socket.send(frame, drainWaiters.length ? checkDrain : undefined);
+      // The write callback is what wakes `drained()` waiters as bytes leave; always pass it,
+      // since a waiter may arrive after this send and before the socket drains.
+      socket.send(frame, checkDrain);
     },
     get bufferedBytes() {
       return socket.bufferedAmount;
@@ -219,9 +221,13 @@ export function memoryPipe(): [FrameTransport, FrameTransport] {
       self.closeInfo = info;
       peer.closeInfo = info;
       self.inbox.end();
-      peer.inbox.end();
+      // Frames sent just before close are delivered on a microtask, as a WebSocket delivers
+      // what was sent before its close frame; end the peer's inbox after them.
+      queueMicrotask(() => {
+        peer.inbox.end();
+        peer.resolveClosed(info);
+      });
       self.resolveClosed(info);
-      peer.resolveClosed(info);
     },
     get closed() {
       return self.closed;

@@ -1,0 +1,140 @@
+// Micro-benchmarks of the protocol hot paths: the producer's batch encoder, the consumer's
+// batch decoder, the broker's CRC validation, and the frame codec around them. Benches are
+// registered at import (so a combined runner can import this file) and run only when the
+// file is executed directly:
+//
+//   node dist/bench/protocol.bench.js
+//
+// After the mitata table, a summary turns the mean time per op into records/s and MB/s,
+// the units the codec's targets are stated in (encode >= 1M records/s, decode >= 2M).
+
+import { pathToFileURL } from 'node:url';
+import { bench, do_not_optimize, group, run } from 'mitata';
+import { crc32c } from '@node-rs/crc32';
+import { decodeBatch, encodeBatch, validateBatch } from '../protocol/record-batch.js';
+import type { Record } from '../protocol/record-batch.js';
+import { decodeFrame, encodeFrame, Kind } from '../protocol/frames.js';
+
+const RECORDS_PER_BATCH = 100;
+const VALUE_BYTES = 100;
+const MIB = 1024 * 1024;
+
+/** Deterministic filler, so every run benchmarks the same bytes. */
+function filled(size: number, seed: number): Buffer {
+  const b = Buffer.allocUnsafe(size);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    b[i] = x & 0xff;
+  }
+  return b;
+}
+
+function keyedRecords(count: number, valueBytes: number): Record[] {
+  const t0 = 1_700_000_000_000;
+  const records: Record[] = [];
+  for (let i = 0; i < count; i++) {
+    records.push({ key: Buffer.from(`sensor-${i % 16}`), value: filled(valueBytes, i + 1), timestamp: t0 + i });
+  }
+  return records;
+}
+
+const smallRecords = keyedRecords(RECORDS_PER_BATCH, VALUE_BYTES);
+const smallBatch = encodeBatch(smallRecords, { timestamp: 1_700_000_000_000 });
+// The same with three headers per record (trace id, content type, source), as the SDK adds.
+const headerRecords: Record[] = smallRecords.map((r, i) => ({
+  ...r,
+  headers: [
+    ['trace-id', Buffer.from(`trace-${i}`)],
+    ['content-type', Buffer.from('application/cbor')],
+    ['source', Buffer.from('gateway-7/partition-3')],
+  ],
+}));
+const headerBatch = encodeBatch(headerRecords, { timestamp: 1_700_000_000_000 });
+// About 1 MiB: 1024 records of ~1000-byte values.
+const bigBatch = encodeBatch(keyedRecords(1024, 1000), { timestamp: 1_700_000_000_000 });
+const batch16k = encodeBatch(keyedRecords(16, 1000), { timestamp: 1_700_000_000_000 });
+const crcInput16k = filled(16 * 1024, 7);
+const crcInput1m = filled(MIB, 8);
+
+const produceFrame = encodeFrame(Kind.Produce, 42, {
+  acks: -1,
+  timeoutMs: 30_000,
+  partitions: [{ topic: 'telemetry', partition: 3, records: batch16k }],
+});
+const metadataBody = { topics: ['telemetry', 'alarms'] };
+const metadataFrame = encodeFrame(Kind.Metadata, 43, metadataBody);
+
+// Names are the keys the summary below uses to convert times into rates.
+const NAMES = {
+  encode: `encodeBatch ${RECORDS_PER_BATCH} keyed records x ${VALUE_BYTES} B`,
+  decode: `decodeBatch ${RECORDS_PER_BATCH} keyed records x ${VALUE_BYTES} B`,
+  encodeHeaders: `encodeBatch ${RECORDS_PER_BATCH} records + 3 headers`,
+  decodeHeaders: `decodeBatch ${RECORDS_PER_BATCH} records + 3 headers`,
+  validate: `validateBatch ${(bigBatch.length / MIB).toFixed(2)} MiB`,
+  crc16k: 'crc32c 16 KiB',
+  crc1m: 'crc32c 1 MiB',
+  produceEncode: 'encodeFrame Produce (16 KiB batch)',
+  produceDecode: 'decodeFrame Produce (16 KiB batch)',
+  metadataEncode: 'encodeFrame Metadata',
+  metadataDecode: 'decodeFrame Metadata',
+} as const;
+
+group('record batch', () => {
+  bench(NAMES.encode, () => do_not_optimize(encodeBatch(smallRecords)));
+  bench(NAMES.decode, () => do_not_optimize(decodeBatch(smallBatch)));
+  bench(NAMES.encodeHeaders, () => do_not_optimize(encodeBatch(headerRecords)));
+  bench(NAMES.decodeHeaders, () => do_not_optimize(decodeBatch(headerBatch)));
+  bench(NAMES.validate, () => validateBatch(bigBatch));
+});
+
+group('crc32c', () => {
+  bench(NAMES.crc16k, () => do_not_optimize(crc32c(crcInput16k)));
+  bench(NAMES.crc1m, () => do_not_optimize(crc32c(crcInput1m)));
+});
+
+group('frames', () => {
+  bench(NAMES.produceEncode, () =>
+    do_not_optimize(encodeFrame(Kind.Produce, 42, { acks: -1, timeoutMs: 30_000, partitions: [{ topic: 'telemetry', partition: 3, records: batch16k }] })),
+  );
+  bench(NAMES.produceDecode, () => do_not_optimize(decodeFrame(produceFrame)));
+  bench(NAMES.metadataEncode, () => do_not_optimize(encodeFrame(Kind.Metadata, 43, metadataBody)));
+  bench(NAMES.metadataDecode, () => do_not_optimize(decodeFrame(metadataFrame)));
+});
+
+/** Mean ns per op of each bench, by name, from mitata's results. */
+function meansByName(benchmarks: Awaited<ReturnType<typeof run>>['benchmarks']): Map<string, number> {
+  const means = new Map<string, number>();
+  for (const trial of benchmarks) {
+    const stats = trial.runs[0]?.stats;
+    if (stats) means.set(trial.alias, stats.avg);
+  }
+  return means;
+}
+
+function printRates(means: Map<string, number>): void {
+  const perSecond = (name: string, units: number): string => {
+    const ns = means.get(name);
+    return ns === undefined ? 'n/a' : Math.round((units * 1e9) / ns).toLocaleString('en-US');
+  };
+  const mbPerSecond = (name: string, bytes: number): string => {
+    const ns = means.get(name);
+    return ns === undefined ? 'n/a' : ((bytes / MIB) * (1e9 / ns)).toFixed(0);
+  };
+  console.log('\nrates from mean time per op');
+  console.log(`  encodeBatch    ${perSecond(NAMES.encode, RECORDS_PER_BATCH)} records/s  (${mbPerSecond(NAMES.encode, smallBatch.length)} MiB/s of batch)`);
+  console.log(`  decodeBatch    ${perSecond(NAMES.decode, RECORDS_PER_BATCH)} records/s  (${mbPerSecond(NAMES.decode, smallBatch.length)} MiB/s of batch)`);
+  console.log(`  encodeBatch, 3 headers  ${perSecond(NAMES.encodeHeaders, RECORDS_PER_BATCH)} records/s`);
+  console.log(`  decodeBatch, 3 headers  ${perSecond(NAMES.decodeHeaders, RECORDS_PER_BATCH)} records/s`);
+  console.log(`  validateBatch  ${mbPerSecond(NAMES.validate, bigBatch.length)} MiB/s`);
+  console.log(`  crc32c 16 KiB  ${mbPerSecond(NAMES.crc16k, crcInput16k.length)} MiB/s`);
+  console.log(`  crc32c 1 MiB   ${mbPerSecond(NAMES.crc1m, crcInput1m.length)} MiB/s`);
+  console.log(`  decodeFrame Produce  ${mbPerSecond(NAMES.produceDecode, produceFrame.length)} MiB/s`);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const { benchmarks } = await run();
+  printRates(meansByName(benchmarks));
+}

@@ -1,0 +1,361 @@
+// The client half of the `tributary` command: Kafka-console-tool-like commands built on the
+// SDK. Data goes to stdout, one record per line; status and errors go to stderr, an error
+// as one line `tributary: <message>` with a non-zero exit code.
+//
+//   tributary topics create|list|describe|delete
+//   tributary produce TOPIC   (stdin, one record per line)
+//   tributary consume TOPIC   (stdout, one record per line)
+
+import { Command } from 'commander';
+import { Admin, Client, Consumer, Producer, type ProducerMessage } from '../index.js';
+import { cborDecode, CONTENT_TYPE, isCborMarked } from '../serde.js';
+import { LineWriter } from './output.js';
+
+export const DEFAULT_BROKER = 'ws://127.0.0.1:7400/v1';
+/** The command line fails fast when no node answers, instead of the SDK's 10 s. */
+const CLI_CONNECT_TIMEOUT_MS = 3000;
+
+interface BrokerOption {
+  broker: string;
+}
+
+export function registerClientCommands(program: Command): void {
+  registerTopicCommands(program);
+  registerProduceCommand(program);
+  registerConsumeCommand(program);
+}
+
+// ---------------------------------------------------------------------------------------
+// Shared plumbing.
+
+function withBroker(command: Command): Command {
+  return command.option('--broker <url>', 'node to talk to (env TRIBUTARY_BROKER)', process.env.TRIBUTARY_BROKER || DEFAULT_BROKER);
+}
+
+/**
+ * Runs a command body: any error becomes one `tributary: message` line and exit code 1,
+ * printed here so the format does not depend on the caller of parseAsync.
+ */
+function run<A extends unknown[]>(body: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      await body(...args);
+    } catch (err) {
+      process.stderr.write(`tributary: ${messageOf(err)}\n`);
+      process.exitCode = 1;
+    }
+  };
+}
+
+function messageOf(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  return message.split('\n')[0];
+}
+
+class UsageError extends Error {}
+
+function intArg(flag: string, value: string | undefined, min: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isSafeInteger(n) || n < min) throw new UsageError(`${flag} must be an integer of at least ${min}, got '${value}'`);
+  return n;
+}
+
+async function withClient<T>(url: string, body: (client: Client) => Promise<T>): Promise<T> {
+  const client = await Client.connect(url, { connectTimeoutMs: CLI_CONNECT_TIMEOUT_MS, clientId: 'tributary-cli' });
+  try {
+    return await body(client);
+  } finally {
+    await client.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// topics
+
+function registerTopicCommands(program: Command): void {
+  const topics = program.command('topics').description('create, list, describe and delete topics');
+
+  withBroker(topics.command('create <name>'))
+    .description('create a topic')
+    .requiredOption('--partitions <n>', 'number of partitions')
+    .option('--config <key=value...>', 'topic settings by Kafka name, e.g. retention.ms=86400000', [])
+    .action(
+      run(async (name: string, opts: BrokerOption & { partitions: string; config: string[] }) => {
+        const partitions = intArg('--partitions', opts.partitions, 1) as number;
+        const config = parseConfig(opts.config);
+        await withClient(opts.broker, (client) => new Admin(client).createTopic(name, { partitions, config }));
+        process.stdout.write(`created topic ${name} with ${partitions} partition${partitions === 1 ? '' : 's'}\n`);
+      }),
+    );
+
+  withBroker(topics.command('list'))
+    .description('list topic names')
+    .action(
+      run(async (opts: BrokerOption) => {
+        const names = await withClient(opts.broker, (client) => new Admin(client).listTopics());
+        if (names.length > 0) process.stdout.write(`${names.join('\n')}\n`);
+      }),
+    );
+
+  withBroker(topics.command('describe <name>'))
+    .description('show partitions, leaders, offsets and config of a topic')
+    .action(
+      run(async (name: string, opts: BrokerOption) => {
+        const d = await withClient(opts.broker, (client) => new Admin(client).describeTopic(name));
+        const config = Object.entries(d.config)
+          .sort(([a], [b]) => a.localeCompare(b))
+          .map(([k, v]) => `${k}=${v}`)
+          .join(', ');
+        const lines = [`Topic: ${d.name}\tPartitions: ${d.partitions.length}\tConfig: ${config || '(defaults)'}`];
+        lines.push(
+          ...table(
+            ['PARTITION', 'LEADER', 'EPOCH', 'LOG-START', 'LOG-END', 'RECORDS'],
+            d.partitions.map((p) => [p.partition, p.leader, p.leaderEpoch, p.logStartOffset, p.logEndOffset, p.logEndOffset - p.logStartOffset].map(String)),
+          ),
+        );
+        process.stdout.write(`${lines.join('\n')}\n`);
+      }),
+    );
+
+  withBroker(topics.command('delete <name>'))
+    .description('delete a topic and its data')
+    .action(
+      run(async (name: string, opts: BrokerOption) => {
+        await withClient(opts.broker, (client) => new Admin(client).deleteTopic(name));
+        process.stdout.write(`deleted topic ${name}\n`);
+      }),
+    );
+}
+
+function parseConfig(pairs: string[]): Record<string, string | number> | undefined {
+  if (pairs.length === 0) return undefined;
+  const config: Record<string, string | number> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--config expects key=value, got '${pair}'`);
+    const value = pair.slice(eq + 1);
+    // Numbers travel as numbers; the node validates each key either way.
+    config[pair.slice(0, eq)] = /^-?\d+$/.test(value) && Number.isSafeInteger(Number(value)) ? Number(value) : value;
+  }
+  return config;
+}
+
+function table(header: string[], rows: string[][]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join('  ');
+  return [line(header), ...rows.map(line)];
+}
+
+// ---------------------------------------------------------------------------------------
+// produce
+
+interface ProduceOptions extends BrokerOption {
+  keySeparator?: string;
+  partition?: string;
+  acks: string;
+  compression: string;
+  lingerMs?: string;
+  batchBytes?: string;
+}
+
+function registerProduceCommand(program: Command): void {
+  withBroker(program.command('produce <topic>'))
+    .description('send stdin to a topic, one record per line (key and value split at --key-separator)')
+    .option('--key-separator <sep>', 'split each line into key and value at the first <sep>')
+    .option('--partition <p>', 'send every record to this partition')
+    .option('--acks <acks>', '0 (no answer), 1 (leader appended) or all', '1')
+    .option('--compression <codec>', 'none or gzip', 'none')
+    .option('--linger-ms <n>', 'longest wait for a batch to fill')
+    .option('--batch-bytes <n>', 'batch size per partition')
+    .action(run((topic: string, opts: ProduceOptions) => produce(topic, opts)));
+}
+
+async function produce(topic: string, opts: ProduceOptions): Promise<void> {
+  const acks = parseAcks(opts.acks);
+  if (opts.compression !== 'none' && opts.compression !== 'gzip') throw new UsageError(`--compression must be none or gzip, got '${opts.compression}'`);
+  const partition = intArg('--partition', opts.partition, 0);
+  const separator = opts.keySeparator === undefined ? null : Buffer.from(opts.keySeparator, 'utf8');
+  if (separator !== null && separator.length === 0) throw new UsageError('--key-separator must not be empty');
+  await withClient(opts.broker, async (client) => {
+    const producer = new Producer(client, {
+      acks,
+      compression: opts.compression as 'none' | 'gzip',
+      lingerMs: intArg('--linger-ms', opts.lingerMs, 0),
+      batchBytes: intArg('--batch-bytes', opts.batchBytes, 1),
+    });
+    let acked = 0;
+    let failure: Error | null = null;
+    const track = (sent: Promise<unknown[]>) =>
+      sent.then(
+        (r) => void (acked += r.length),
+        (err: unknown) => void (failure ??= err as Error),
+      );
+    const pending: Promise<void>[] = [];
+    let lineNumber = 0;
+    const lineBytesMax = client.limits.frameBytesMax;
+    const toMessage = (line: Buffer): ProducerMessage => {
+      lineNumber++;
+      if (line.length > 0 && line[line.length - 1] === 0x0d) line = line.subarray(0, line.length - 1); // CRLF input
+      if (separator === null) return partition === undefined ? { value: line } : { value: line, partition };
+      const at = line.indexOf(separator);
+      if (at < 0) throw new UsageError(`no key separator '${opts.keySeparator}' found on line ${lineNumber}`);
+      const message: ProducerMessage = { key: line.subarray(0, at), value: line.subarray(at + separator.length) };
+      if (partition !== undefined) message.partition = partition;
+      return message;
+    };
+    let inputError: Error | null = null;
+    try {
+      let carry: Buffer | null = null;
+      for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
+        const data: Buffer = carry === null ? chunk : Buffer.concat([carry, chunk]);
+        carry = null;
+        const messages: ProducerMessage[] = [];
+        let start = 0;
+        try {
+          for (let nl = data.indexOf(0x0a, start); nl >= 0; nl = data.indexOf(0x0a, start)) {
+            messages.push(toMessage(data.subarray(start, nl)));
+            start = nl + 1;
+          }
+        } catch (err) {
+          // The lines before a bad one are still sent, as Kafka's console producer does.
+          if (messages.length > 0) pending.push(track(producer.sendBatch(topic, messages)));
+          throw err;
+        }
+        if (start < data.length) {
+          carry = data.subarray(start);
+          if (carry.length > lineBytesMax) throw new UsageError(`line ${lineNumber + 1} is longer than the node's ${lineBytesMax}-byte frame limit`);
+        }
+        if (messages.length > 0) pending.push(track(producer.sendBatch(topic, messages)));
+        // Backpressure: read more input only once the producer has room for it.
+        await producer.whenWritable();
+        if (failure !== null) break;
+      }
+      if (carry !== null && carry.length > 0 && failure === null) pending.push(track(producer.sendBatch(topic, [toMessage(carry)])));
+    } catch (err) {
+      inputError = err as Error;
+    }
+    await producer.close();
+    await Promise.all(pending);
+    if (inputError !== null) throw new Error(`${inputError.message} (${acked} earlier record${acked === 1 ? ' was' : 's were'} produced)`);
+    if (failure !== null) throw new Error(`${messageOf(failure)} (${acked} record${acked === 1 ? ' was' : 's were'} produced)`);
+    process.stderr.write(`produced ${acked} record${acked === 1 ? '' : 's'}\n`);
+  });
+}
+
+function parseAcks(value: string): 0 | 1 | -1 {
+  if (value === '0') return 0;
+  if (value === '1') return 1;
+  if (value === 'all' || value === '-1') return -1;
+  throw new UsageError(`--acks must be 0, 1 or all, got '${value}'`);
+}
+
+// ---------------------------------------------------------------------------------------
+// consume
+
+interface ConsumeOptions extends BrokerOption {
+  fromBeginning?: boolean;
+  offset?: string;
+  partition?: string;
+  maxMessages?: string;
+  timeoutMs?: string;
+  printKey?: boolean;
+  printOffset?: boolean;
+}
+
+function registerConsumeCommand(program: Command): void {
+  withBroker(program.command('consume <topic>'))
+    .description(
+      'print records of a topic to stdout, one per line. Starts at the end of each partition ' +
+        "(Kafka's latest) unless --from-beginning or --offset is given. Consumer groups and " +
+        'committed positions come in a later version: every run starts afresh.',
+    )
+    .option('--from-beginning', 'start at the first kept record of each partition')
+    .option('--offset <n>', 'start at this offset (needs --partition)')
+    .option('--partition <p>', 'read only this partition')
+    .option('--max-messages <n>', 'stop after this many records')
+    .option('--timeout-ms <n>', 'stop after this long without a record')
+    .option('--print-key', 'print key<TAB>value (a null key prints as null)')
+    .option('--print-offset', 'print partition:offset<TAB> first')
+    .addHelpText('after', '\nValues print as UTF-8; CBOR values (content-type: application/cbor) print as JSON.')
+    .action(run((topic: string, opts: ConsumeOptions) => consume(topic, opts)));
+}
+
+async function consume(topic: string, opts: ConsumeOptions): Promise<void> {
+  const offset = intArg('--offset', opts.offset, 0);
+  const onePartition = intArg('--partition', opts.partition, 0);
+  const maxMessages = intArg('--max-messages', opts.maxMessages, 1) ?? Number.POSITIVE_INFINITY;
+  const timeoutMs = intArg('--timeout-ms', opts.timeoutMs, 1);
+  if (offset !== undefined && onePartition === undefined) throw new UsageError('--offset needs --partition');
+  if (offset !== undefined && opts.fromBeginning) throw new UsageError('--offset and --from-beginning exclude each other');
+
+  await withClient(opts.broker, async (client) => {
+    const meta = await new Admin(client).topicMetadata(topic);
+    const count = meta.partitions.length;
+    if (onePartition !== undefined && onePartition >= count) throw new UsageError(`topic ${topic} has no partition ${onePartition} (it has ${count})`);
+    const partitions = onePartition !== undefined ? [onePartition] : meta.partitions.map((p) => p.partition);
+    const consumer = new Consumer(client, { autoOffsetReset: opts.fromBeginning ? 'earliest' : 'latest' });
+    consumer.assign(partitions.map((partition) => (offset === undefined ? { topic, partition } : { topic, partition, offset })));
+    const out = new LineWriter(process.stdout);
+    let stop: () => void = () => {};
+    const stopped = new Promise<'stop'>((resolve) => (stop = () => resolve('stop')));
+    const onSignal = () => stop();
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    let printed = 0;
+    try {
+      const batches = consumer.batches()[Symbol.asyncIterator]();
+      while (printed < maxMessages && !out.broken) {
+        const next = await nextOrStop(batches.next(), Promise.race([stopped, out.whenBroken]), timeoutMs);
+        if (next === 'stop' || next === 'broken' || next === 'timeout' || next.done) break;
+        for (const r of next.value) {
+          const wait = out.write(formatRecord(r, opts));
+          if (wait) await wait;
+          if (++printed >= maxMessages || out.broken) break;
+        }
+      }
+      await out.flush();
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      out.dispose();
+      await consumer.close();
+    }
+    process.stderr.write(`consumed ${printed} record${printed === 1 ? '' : 's'}\n`);
+  });
+}
+
+async function nextOrStop<T, S>(next: Promise<T>, stopped: Promise<S>, timeoutMs: number | undefined): Promise<T | S | 'timeout'> {
+  if (timeoutMs === undefined) return Promise.race([next, stopped]);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
+  try {
+    return await Promise.race([next, stopped, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+interface PrintableRecord {
+  partition: number;
+  offset: number;
+  key: Buffer | null;
+  value: Buffer | null;
+  headers: [string, Uint8Array | null][];
+}
+
+function formatRecord(r: PrintableRecord, opts: ConsumeOptions): string {
+  const value = r.value === null ? 'null' : isCborMarked(r.headers, CONTENT_TYPE) ? cborAsJson(r.value) : r.value.toString('utf8');
+  let line = value;
+  if (opts.printKey) line = `${r.key === null ? 'null' : r.key.toString('utf8')}\t${line}`;
+  if (opts.printOffset) line = `${r.partition}:${r.offset}\t${line}`;
+  return line;
+}
+
+function cborAsJson(bytes: Buffer): string {
+  try {
+    return JSON.stringify(cborDecode(bytes), (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+  } catch {
+    return bytes.toString('utf8');
+  }
+}

@@ -1,0 +1,259 @@
+import { createServer, type AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Errors, TributaryError } from '../protocol/errors.js';
+import { decodeFrame, encodeFrame, Kind, PROTOCOL_VERSION } from '../protocol/frames.js';
+import { Client } from './client.js';
+import { ConnectionError } from './errors.js';
+import { FakeNode } from './testing/fake-node.js';
+
+const clients: Client[] = [];
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.close()));
+});
+
+function track(client: Client): Client {
+  clients.push(client);
+  return client;
+}
+
+function connectTo(node: FakeNode, options: ConstructorParameters<typeof Client>[1] = {}): Promise<Client> {
+  return Client.connect('mem://fake', { transportFactory: node.transportFactory, ...options }).then(track);
+}
+
+/** Resolves once `predicate` holds, checking after each macrotask (no wall-clock assertion). */
+async function until(predicate: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 5000; i++) {
+    if (predicate()) return;
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  throw new Error(`never happened: ${what}`);
+}
+
+/** A port nothing listens on: bind an ephemeral one, then release it. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((r) => server.close(() => r()));
+  return port;
+}
+
+describe('Client', () => {
+  it('says Hello first with the protocol version and client id, and adopts the node limits', async () => {
+    const node = new FakeNode();
+    node.frameBytesMax = 4096;
+    node.inflightMax = 3;
+    const client = await connectTo(node, { clientId: 'sensor-7' });
+    expect(node.requests[0].kind).toBe(Kind.Hello);
+    expect(node.requests[0].body).toEqual({ version: PROTOCOL_VERSION, clientId: 'sensor-7' });
+    expect(client.limits).toEqual({ frameBytesMax: 4096, inflightMax: 3 });
+    expect(client.nodeId).toBe('fake-1');
+  });
+
+  it('matches answers to requests by correlation id when they come back out of order', async () => {
+    const node = new FakeNode();
+    node.createTopic('a', 1);
+    node.createTopic('b', 1);
+    const held: (() => void)[] = [];
+    node.hook = () => new Promise((resolve) => held.push(() => resolve(undefined)));
+    const client = await connectTo(node);
+    const first = client.request(Kind.Metadata, { topics: ['a'] });
+    const second = client.request(Kind.Metadata, { topics: ['b'] });
+    await until(() => held.length === 2, 'both requests reached the node');
+    held[1]();
+    held[0]();
+    expect((await first).topics[0].name).toBe('a');
+    expect((await second).topics[0].name).toBe('b');
+  });
+
+  it('keeps at most inflightMax requests on the wire and queues the rest locally', async () => {
+    const node = new FakeNode();
+    node.inflightMax = 2;
+    const held: (() => void)[] = [];
+    node.hook = () => new Promise((resolve) => held.push(() => resolve(undefined)));
+    const client = await connectTo(node);
+    const answers = Array.from({ length: 7 }, () => client.request(Kind.Metadata, {}));
+    await until(() => held.length === 2, 'two requests on the wire');
+    // Let the event loop run: nothing more may be sent while both slots are taken.
+    await new Promise((r) => setTimeout(r, 20));
+    expect(held.length).toBe(2);
+    expect(client.pendingRequests).toBe(7);
+    while (held.length > 0 || node.requests.length < 8) {
+      await until(() => held.length > 0, 'next request');
+      held.shift()!();
+    }
+    await Promise.all(answers);
+    expect(node.maxInflightSeen).toBe(2);
+  });
+
+  it('bounds the local queue: past requestQueueMax a request fails at once with TOO_MANY_REQUESTS', async () => {
+    const node = new FakeNode();
+    node.inflightMax = 1;
+    node.hook = () => 'silent';
+    const client = await connectTo(node, { requestQueueMax: 2, requestTimeoutMs: 60_000 });
+    const onWire = client.request(Kind.Metadata, {});
+    await until(() => node.requests.length === 2, 'first request sent');
+    const queued = [client.request(Kind.Metadata, {}), client.request(Kind.Metadata, {})];
+    await expect(client.request(Kind.Metadata, {})).rejects.toMatchObject({ code: Errors.TOO_MANY_REQUESTS.code });
+    for (const p of [onWire, ...queued]) p.catch(() => {});
+  });
+
+  it('times a request out with REQUEST_TIMED_OUT, and keeps its slot until the late answer', async () => {
+    const node = new FakeNode();
+    node.inflightMax = 1;
+    let release: (() => void) | null = null;
+    node.hook = () =>
+      node.requests.filter((r) => r.kind === Kind.Metadata).length === 1
+        ? new Promise((resolve) => (release = () => resolve(undefined)))
+        : undefined;
+    const client = await connectTo(node);
+    const slow = client.request(Kind.Metadata, {}, { timeoutMs: 30 });
+    const next = client.request(Kind.Metadata, {}, { timeoutMs: 60_000 });
+    const err = await slow.catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TributaryError);
+    expect((err as TributaryError).code).toBe(Errors.REQUEST_TIMED_OUT.code);
+    expect((err as TributaryError).retriable).toBe(true);
+    // The node still works on the first request, so the second must not be sent yet.
+    expect(node.requests.filter((r) => r.kind === Kind.Metadata).length).toBe(1);
+    release!();
+    await expect(next).resolves.toMatchObject({ nodeId: 'fake-1' });
+  });
+
+  it('rejects with the node error code and its message, without repeating the name', async () => {
+    const node = new FakeNode();
+    node.hook = () => ({ answer: { error: Errors.INVALID_REQUEST.code, message: 'INVALID_REQUEST: topics must be a list' } });
+    const client = await connectTo(node);
+    const err = (await client.request(Kind.Metadata, {}).catch((e: unknown) => e)) as TributaryError;
+    expect(err).toBeInstanceOf(TributaryError);
+    expect(err.code).toBe(Errors.INVALID_REQUEST.code);
+    expect(err.message).toBe('INVALID_REQUEST: topics must be a list');
+  });
+
+  it('fails requests on a dropped connection with retriable NETWORK, then reconnects and says Hello again', async () => {
+    const node = new FakeNode();
+    node.hook = (req) => (node.connections.indexOf(req.connection) === 0 ? 'silent' : undefined);
+    const disconnects: number[] = [];
+    const client = await connectTo(node, { reconnect: { initialMs: 5, maxMs: 20 }, onDisconnect: (i) => disconnects.push(i.code) });
+    const lost = client.request(Kind.Metadata, {});
+    await until(() => node.requests.length === 2, 'request sent');
+    node.dropConnections();
+    const err = (await lost.catch((e: unknown) => e)) as TributaryError;
+    expect(err.code).toBe(Errors.NETWORK.code);
+    expect(err.retriable).toBe(true);
+    expect(err.message).toMatch(/outcome is unknown/);
+    expect(disconnects).toEqual([1001]);
+    // A request made while disconnected waits for the reconnect instead of failing.
+    await expect(client.request(Kind.Metadata, {})).resolves.toMatchObject({ nodeId: 'fake-1' });
+    expect(client.connectionCount).toBe(2);
+    expect(node.requests.filter((r) => r.kind === Kind.Hello)).toHaveLength(2);
+    expect(node.requests[2].kind).toBe(Kind.Hello);
+  });
+
+  it('keeps retrying a node that is down for a while after a drop', async () => {
+    const node = new FakeNode();
+    const client = await connectTo(node, { reconnect: { initialMs: 2, maxMs: 10 } });
+    node.refuse = true;
+    node.dropConnections();
+    await until(() => !client.isConnected, 'disconnected');
+    const answer = client.request(Kind.Metadata, {}, { timeoutMs: 60_000 });
+    // Several refused attempts happen meanwhile (2-10 ms apart).
+    await new Promise((r) => setTimeout(r, 30));
+    node.refuse = false;
+    await expect(answer).resolves.toMatchObject({ nodeId: 'fake-1' });
+    expect(client.connectionCount).toBe(2);
+  });
+
+  it('gives up the first connect after connectTimeoutMs with "cannot reach node at URL: ECONNREFUSED"', async () => {
+    const url = `ws://127.0.0.1:${await closedPort()}/v1`;
+    const client = track(new Client(url, { connectTimeoutMs: 300, reconnect: { initialMs: 20, maxMs: 50 } }));
+    const queued = client.request(Kind.Metadata, {});
+    const err = await client.connect().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConnectionError);
+    expect((err as Error).message).toBe(`cannot reach node at ${url}: ECONNREFUSED`);
+    expect((err as TributaryError).code).toBe(Errors.NETWORK.code);
+    await expect(queued).rejects.toBeInstanceOf(ConnectionError);
+    expect(client.isClosed).toBe(true);
+  });
+
+  it('fails at once on a malformed URL instead of retrying', async () => {
+    const client = track(new Client('http//nope', { connectTimeoutMs: 60_000 }));
+    const err = (await client.connect().catch((e: unknown) => e)) as TributaryError;
+    expect(err.code).toBe(Errors.INVALID_CONFIG.code);
+    expect(err.message).toContain("invalid node URL 'http//nope'");
+  });
+
+  it('does not retry a node that refuses the protocol version', async () => {
+    const node = new FakeNode();
+    const real = node.transportFactory;
+    let attempts = 0;
+    const client = track(
+      new Client('mem://fake', {
+        transportFactory: async (url) => {
+          attempts++;
+          const t = await real(url);
+          // Rewrite our Hello's version so the node refuses it.
+          const send = t.send.bind(t);
+          return Object.assign(Object.create(t) as typeof t, {
+            send: (frame: Uint8Array) => {
+              const f = decodeFrame(frame);
+              send(f.kind === Kind.Hello ? encodeFrame(f.kind, f.correlationId, { ...f.body, version: 99 }) : frame);
+            },
+          });
+        },
+      }),
+    );
+    const err = (await client.connect().catch((e: unknown) => e)) as TributaryError;
+    expect(err.code).toBe(Errors.UNSUPPORTED_VERSION.code);
+    expect(attempts).toBe(1);
+  });
+
+  it('refuses a frame larger than the node frameBytesMax locally with FRAME_TOO_LARGE', async () => {
+    const node = new FakeNode();
+    node.frameBytesMax = 2048;
+    const client = await connectTo(node);
+    const err = (await client
+      .request(Kind.Produce, { acks: 1, timeoutMs: 1000, partitions: [{ topic: 't', partition: 0, records: Buffer.alloc(4096) }] })
+      .catch((e: unknown) => e)) as TributaryError;
+    expect(err.code).toBe(Errors.FRAME_TOO_LARGE.code);
+    expect(node.requests.filter((r) => r.kind === Kind.Produce)).toHaveLength(0);
+    // The connection is still usable.
+    await expect(client.request(Kind.Metadata, {})).resolves.toBeDefined();
+  });
+
+  it('fireAndForget resolves once written, with no answer expected', async () => {
+    const node = new FakeNode();
+    node.createTopic('t', 1);
+    const client = await connectTo(node);
+    const { encodeBatch } = await import('../protocol/record-batch.js');
+    await client.fireAndForget(Kind.Produce, { acks: 0, timeoutMs: 1000, partitions: [{ topic: 't', partition: 0, records: encodeBatch([{ value: Buffer.from('x') }]) }] });
+    await until(() => node.records('t', 0).length === 1, 'record appended');
+    expect(client.pendingRequests).toBe(0);
+  });
+
+  it('close() rejects what is pending with CLIENT_CLOSED and refuses new requests', async () => {
+    const node = new FakeNode();
+    node.hook = () => 'silent';
+    const client = await connectTo(node);
+    const pending = client.request(Kind.Metadata, {});
+    await until(() => node.requests.length === 2, 'sent');
+    await client.close();
+    await expect(pending).rejects.toMatchObject({ code: Errors.CLIENT_CLOSED.code });
+    await expect(client.request(Kind.Metadata, {})).rejects.toMatchObject({ code: Errors.CLIENT_CLOSED.code });
+  });
+
+  it('works over a real WebSocket and closes without leaving handles behind', async () => {
+    const node = new FakeNode();
+    const server = await node.listen();
+    try {
+      const before = process.getActiveResourcesInfo().filter((r) => r === 'Timeout' || r === 'TCPSocketWrap').length;
+      const client = await Client.connect(server.url, { requestTimeoutMs: 5000 });
+      await expect(client.request(Kind.Metadata, {})).resolves.toMatchObject({ nodeId: 'fake-1', topics: [] });
+      await client.close();
+      await new Promise((r) => setImmediate(r));
+      const after = process.getActiveResourcesInfo().filter((r) => r === 'Timeout' || r === 'TCPSocketWrap').length;
+      expect(after).toBeLessThanOrEqual(before);
+    } finally {
+      await server.close();
+    }
+  });
+});

@@ -1,0 +1,48 @@
+// One connection to a node shared by the producers, consumers and admin made from it: what
+// `connect()` hands an application. Closing it flushes its producers, stops its consumers,
+// then closes the socket.
+
+import { Admin } from './admin.js';
+import { Client, type ClientOptions } from './client.js';
+import { Consumer, type ConsumerOptions, type ValueDecoding } from './consumer.js';
+import { Producer, type ProducerOptions } from './producer.js';
+
+export type ConnectOptions = ClientOptions;
+
+export class Connection {
+  private readonly producers = new Set<Producer>();
+  private readonly consumers = new Set<Consumer<ValueDecoding>>();
+  private closing: Promise<void> | null = null;
+
+  constructor(readonly client: Client) {}
+
+  producer(options: ProducerOptions = {}): Producer {
+    const producer = new Producer(this.client, options);
+    this.producers.add(producer);
+    return producer;
+  }
+
+  consumer<D extends ValueDecoding = 'buffer'>(options: ConsumerOptions<D> = {}): Consumer<D> {
+    const consumer = new Consumer<D>(this.client, options);
+    this.consumers.add(consumer as unknown as Consumer<ValueDecoding>);
+    return consumer;
+  }
+
+  admin(): Admin {
+    return new Admin(this.client);
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await Promise.allSettled([...this.producers].map((p) => p.close()));
+      await this.client.close();
+      await Promise.allSettled([...this.consumers].map((c) => c.close()));
+    })();
+    return this.closing;
+  }
+}
+
+/** Connects to a node (retrying up to connectTimeoutMs) and returns the shared connection. */
+export async function connect(url: string, options: ConnectOptions = {}): Promise<Connection> {
+  return new Connection(await Client.connect(url, options));
+}

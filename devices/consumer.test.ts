@@ -1,0 +1,265 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { Errors, TributaryError } from '../protocol/errors.js';
+import { Kind } from '../protocol/frames.js';
+import { encodeBatch, OFFSET_CRC } from '../protocol/record-batch.js';
+import { Client } from './client.js';
+import { Consumer, type ConsumerOptions, type ConsumerRecord, type ValueDecoding } from './consumer.js';
+import { PartitionError } from './errors.js';
+import { cborEncode } from './serde.js';
+import { FakeNode } from './testing/fake-node.js';
+
+const closers: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close();
+});
+
+async function setup<D extends ValueDecoding = 'buffer'>(options: ConsumerOptions<D> = {}): Promise<{ node: FakeNode; consumer: Consumer<D> }> {
+  const node = new FakeNode();
+  node.createTopic('t', 2);
+  const client = await Client.connect('mem://fake', { transportFactory: node.transportFactory });
+  const consumer = new Consumer<D>(client, { maxWaitMs: 50, ...options });
+  closers.push(() => client.close());
+  closers.push(() => consumer.close());
+  return { node, consumer };
+}
+
+/** Appends `count` records valued `${prefix}${i}` in batches of `perBatch`. */
+function fill(node: FakeNode, partition: number, count: number, perBatch = 10, prefix = 'v'): void {
+  for (let i = 0; i < count; i += perBatch) {
+    const records = [];
+    for (let j = i; j < Math.min(count, i + perBatch); j++) records.push({ key: Buffer.from(`k${j}`), value: Buffer.from(`${prefix}${j}`), timestamp: 1000 + j });
+    node.append('t', partition, encodeBatch(records));
+  }
+}
+
+async function take<V>(iterable: AsyncIterable<ConsumerRecord<V>>, n: number): Promise<ConsumerRecord<V>[]> {
+  const out: ConsumerRecord<V>[] = [];
+  if (n === 0) return out;
+  for await (const r of iterable) {
+    out.push(r);
+    if (out.length === n) break;
+  }
+  return out;
+}
+
+describe('Consumer', () => {
+  it('reads a partition from an offset, in order, with topic/partition/offset/timestamp/key/value', async () => {
+    const { node, consumer } = await setup();
+    fill(node, 0, 30);
+    consumer.assign([{ topic: 't', partition: 0, offset: 0 }]);
+    const records = await take(consumer, 30);
+    expect(records.map((r) => r.offset)).toEqual(Array.from({ length: 30 }, (_, i) => i));
+    expect(records[7]).toMatchObject({ topic: 't', partition: 0, offset: 7, timestamp: 1007 });
+    expect(records[7].key!.toString()).toBe('k7');
+    expect(records[7].value!.toString()).toBe('v7');
+    expect(await consumer.position('t', 0)).toBe(30);
+  });
+
+  it('starting in the middle of a batch skips the records before the position', async () => {
+    const { node, consumer } = await setup();
+    fill(node, 0, 30, 10);
+    consumer.assign([{ topic: 't', partition: 0, offset: 13 }]);
+    const records = await take(consumer, 17);
+    expect(records[0].offset).toBe(13);
+    expect(records.at(-1)!.offset).toBe(29);
+  });
+
+  it("defaults to 'latest': only records written after the assignment are read", async () => {
+    const { node, consumer } = await setup();
+    fill(node, 0, 5, 5, 'old');
+    consumer.assign([{ topic: 't', partition: 0 }]);
+    expect(await consumer.position('t', 0)).toBe(5);
+    const reading = take(consumer, 2);
+    fill(node, 0, 2, 2, 'new');
+    const records = await reading;
+    expect(records.map((r) => r.value!.toString())).toEqual(['new0', 'new1']);
+    expect(records.map((r) => r.offset)).toEqual([5, 6]);
+  });
+
+  it("autoOffsetReset 'earliest' starts at the log start", async () => {
+    const { node, consumer } = await setup({ autoOffsetReset: 'earliest' });
+    fill(node, 1, 3);
+    consumer.assign([{ topic: 't', partition: 1 }]);
+    expect((await take(consumer, 3)).map((r) => r.offset)).toEqual([0, 1, 2]);
+  });
+
+  it('seek moves the position and drops data fetched before it', async () => {
+    const { node, consumer } = await setup();
+    fill(node, 0, 50, 5);
+    consumer.assign([{ topic: 't', partition: 0, offset: 0 }]);
+    const first = await take(consumer, 3);
+    expect(first.map((r) => r.offset)).toEqual([0, 1, 2]);
+    consumer.seek('t', 0, 40);
+    const after = await take(consumer, 2);
+    expect(after.map((r) => r.offset)).toEqual([40, 41]);
+    consumer.seek('t', 0, 1);
+    expect((await take(consumer, 1))[0].offset).toBe(1);
+  });
+
+  it('seekToBeginning and seekToEnd use ListOffsets', async () => {
+    const { node, consumer } = await setup();
+    fill(node, 0, 10);
+    fill(node, 1, 4);
+    consumer.assign([
+      { topic: 't', partition: 0, offset: 5 },
+      { topic: 't', partition: 1, offset: 2 },
+    ]);
+    await consumer.seekToEnd();
+    expect(await consumer.position('t', 0)).toBe(10);
+    expect(await consumer.position('t', 1)).toBe(4);
+    await consumer.seekToBeginning([{ topic: 't', partition: 0 }]);
+    expect(await consumer.position('t', 0)).toBe(0);
+    expect(await consumer.position('t', 1)).toBe(4);
+    const listOffsets = node.requests.filter((r) => r.kind === Kind.ListOffsets);
+    expect(listOffsets.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('offsetsForTimes finds the first offset at or after a time, null past the end', async () => {
+    const { node, consumer } = await setup();
+    fill(node, 0, 20); // timestamps 1000..1019
+    const [hit, miss] = await consumer.offsetsForTimes([
+      { topic: 't', partition: 0, timestamp: 1012 },
+      { topic: 't', partition: 0, timestamp: 5000 },
+    ]);
+    expect(hit).toMatchObject({ offset: 12, timestamp: 1012 });
+    expect(miss.offset).toBeNull();
+  });
+
+  it('batches() yields arrays and advances the position past each', async () => {
+    const { node, consumer } = await setup();
+    fill(node, 0, 100, 25);
+    fill(node, 1, 100, 25);
+    consumer.assign([
+      { topic: 't', partition: 0, offset: 0 },
+      { topic: 't', partition: 1, offset: 0 },
+    ]);
+    const seen = new Map<number, number[]>([[0, []], [1, []]]);
+    let total = 0;
+    for await (const batch of consumer.batches()) {
+      expect(batch.length).toBeGreaterThan(0);
+      for (const r of batch) seen.get(r.partition)!.push(r.offset);
+      total += batch.length;
+      if (total === 200) break;
+    }
+    expect(seen.get(0)).toEqual(Array.from({ length: 100 }, (_, i) => i));
+    expect(seen.get(1)).toEqual(Array.from({ length: 100 }, (_, i) => i));
+    expect(await consumer.position('t', 0)).toBe(100);
+  });
+
+  it("valueDecoding 'auto' decodes CBOR-marked values and leaves others as bytes; 'string' gives text", async () => {
+    const { node, consumer } = await setup({ valueDecoding: 'auto' });
+    node.append('t', 0, encodeBatch([
+      { value: cborEncode({ t: 1.5 }), headers: [['content-type', Buffer.from('application/cbor')]] },
+      { value: Buffer.from('plain') },
+    ]));
+    consumer.assign([{ topic: 't', partition: 0, offset: 0 }]);
+    const [a, b] = await take(consumer, 2);
+    expect(a.value).toEqual({ t: 1.5 });
+    expect(Buffer.isBuffer(b.value)).toBe(true);
+
+    const text = await setup({ valueDecoding: 'string' });
+    text.node.append('t', 0, encodeBatch([{ value: Buffer.from('héllo') }]));
+    text.consumer.assign([{ topic: 't', partition: 0, offset: 0 }]);
+    const [c] = await take(text.consumer, 1);
+    expect(c.value).toBe('héllo');
+  });
+
+  it('surfaces a corrupt batch as a PartitionError after the good records, not a retry loop', async () => {
+    const { node, consumer } = await setup();
+    fill(node, 0, 20, 10);
+    // Flip a CRC byte of the second stored batch: the node serves bytes as stored.
+    node.partition('t', 0)!.batches[1][OFFSET_CRC] ^= 0xff;
+    consumer.assign([{ topic: 't', partition: 0, offset: 0 }]);
+    const good: number[] = [];
+    const err = await (async () => {
+      for await (const r of consumer) good.push(r.offset);
+    })().catch((e: unknown) => e);
+    expect(good).toEqual(Array.from({ length: 10 }, (_, i) => i));
+    expect(err).toBeInstanceOf(PartitionError);
+    expect((err as PartitionError).code).toBe(Errors.CORRUPT_BATCH.code);
+    expect((err as PartitionError).offset).toBe(10);
+    expect(await consumer.position('t', 0)).toBe(10);
+    // A bounded number of fetches happened: the partition was paused, not refetched in a loop.
+    const fetches = node.requests.filter((r) => r.kind === Kind.Fetch).length;
+    await new Promise((r) => setTimeout(r, 100));
+    expect(node.requests.filter((r) => r.kind === Kind.Fetch).length).toBe(fetches);
+    // Seeking past the bad batch resumes.
+    fill(node, 0, 1, 1, 'after');
+    consumer.seek('t', 0, 20);
+    expect((await take(consumer, 1))[0].value!.toString()).toBe('after0');
+  });
+
+  it("OFFSET_OUT_OF_RANGE resets per autoOffsetReset ('earliest' here)", async () => {
+    const { node, consumer } = await setup({ autoOffsetReset: 'earliest' });
+    fill(node, 0, 5);
+    consumer.assign([{ topic: 't', partition: 0, offset: 999 }]);
+    expect((await take(consumer, 5)).map((r) => r.offset)).toEqual([0, 1, 2, 3, 4]);
+  });
+
+  it("OFFSET_OUT_OF_RANGE with autoOffsetReset 'none' reaches the app", async () => {
+    const { node, consumer } = await setup({ autoOffsetReset: 'none' });
+    fill(node, 0, 5);
+    consumer.assign([{ topic: 't', partition: 0, offset: 999 }]);
+    const err = await take(consumer, 1).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PartitionError);
+    expect((err as TributaryError).code).toBe(Errors.OFFSET_OUT_OF_RANGE.code);
+  });
+
+  it('an unknown topic reaches the app as UNKNOWN_TOPIC after a few retries', async () => {
+    const { consumer } = await setup({ retryBackoffMs: 1, unknownTopicRetries: 2 });
+    consumer.assign([{ topic: 'missing', partition: 0, offset: 0 }]);
+    const err = await take(consumer, 1).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PartitionError);
+    expect((err as PartitionError).code).toBe(Errors.UNKNOWN_TOPIC.code);
+    expect((err as PartitionError).topic).toBe('missing');
+  });
+
+  it('keeps fetching after a dropped connection (a Fetch is safe to resend)', async () => {
+    const { node, consumer } = await setup({ retryBackoffMs: 1 });
+    fill(node, 0, 3);
+    let dropped = false;
+    node.hook = (req) => {
+      if (req.kind === Kind.Fetch && !dropped) {
+        dropped = true;
+        return 'close';
+      }
+      return undefined;
+    };
+    consumer.assign([{ topic: 't', partition: 0, offset: 0 }]);
+    expect((await take(consumer, 3)).map((r) => r.offset)).toEqual([0, 1, 2]);
+    expect(dropped).toBe(true);
+  });
+
+  it('bounds prefetched bytes: no Fetch starts while bufferedBytesMax is reached', async () => {
+    const { node, consumer } = await setup({ bufferedBytesMax: 2000, partitionMaxBytes: 1000 });
+    fill(node, 0, 2000, 10);
+    consumer.assign([{ topic: 't', partition: 0, offset: 0 }]);
+    const it = consumer[Symbol.asyncIterator]();
+    await it.next();
+    await new Promise((r) => setTimeout(r, 100));
+    // The app holds still: buffered data stays near the bound instead of growing.
+    expect(consumer.bufferedBytes).toBeLessThanOrEqual(2000 + 1000);
+    const fetches = node.requests.filter((r) => r.kind === Kind.Fetch).length;
+    expect(fetches).toBeLessThan(6);
+    let n = 1;
+    while (n < 2000) {
+      const r = await it.next();
+      expect(r.value!.offset).toBe(n);
+      n++;
+    }
+  });
+
+  it('close() ends a waiting iteration', async () => {
+    const { consumer } = await setup();
+    consumer.assign([{ topic: 't', partition: 0 }]);
+    const waiting = consumer[Symbol.asyncIterator]().next();
+    await new Promise((r) => setTimeout(r, 20));
+    await consumer.close();
+    await expect(waiting).resolves.toMatchObject({ done: true });
+  });
+
+  it('position() of a partition that is not assigned is an error', async () => {
+    const { consumer } = await setup();
+    await expect(consumer.position('t', 1)).rejects.toMatchObject({ code: Errors.INVALID_REQUEST.code });
+  });
+});

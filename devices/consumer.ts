@@ -1,0 +1,697 @@
+// The consumer: an assignment of partitions, a position in each, and records in order.
+//
+//   fetch loop: long-poll Fetch for every fetchable partition -> split into whole batches
+//     -> chunk per partition, queued (bytes bounded by bufferedBytesMax) -> next Fetch
+//   app: records()/batches() take chunks in order and decode them batch by batch
+//
+// One Fetch is in flight at a time and the next one starts while the app is still busy
+// with the last, as long as the buffered bytes stay under the bound: the prefetch of
+// Kafka's consumer. Decoding happens when the app takes a chunk, not when it arrives, so a
+// seek never pays for records it throws away and a corrupt batch surfaces exactly after the
+// last good record before it.
+//
+// Each partition carries an epoch, bumped by every seek or reset. Data fetched under an
+// older epoch is dropped wherever it is met (in flight, queued, or half read), so a seek is
+// always obeyed exactly.
+
+import { Errors, TributaryError } from '../protocol/errors.js';
+import { EARLIEST_TIMESTAMP, Kind, LATEST_TIMESTAMP, type FetchPartition, type FetchPartitionResult } from '../protocol/frames.js';
+import { decodeBatch, lastOffsetOf, readBatchHeader, splitBatches, type Header } from '../protocol/record-batch.js';
+import type { Client } from './client.js';
+import { clientClosed, PartitionError, wireError } from './errors.js';
+import { cborDecode, CONTENT_TYPE, isCborMarked } from './serde.js';
+
+export type ValueDecoding = 'buffer' | 'string' | 'auto';
+
+/** The value type a decoding gives: bytes, text, or (auto) CBOR-decoded data or bytes. */
+export type DecodedValue<D extends ValueDecoding> = D extends 'string' ? string : D extends 'auto' ? unknown : Buffer;
+
+export interface ConsumerRecord<V = Buffer> {
+  topic: string;
+  partition: number;
+  offset: number;
+  timestamp: number;
+  key: Buffer | null;
+  value: V | null;
+  headers: Header[];
+}
+
+export interface TopicPartition {
+  topic: string;
+  partition: number;
+}
+
+export interface PartitionAssignment extends TopicPartition {
+  /** Where to start; omitted: by autoOffsetReset. */
+  offset?: number;
+}
+
+export type AutoOffsetReset = 'earliest' | 'latest' | 'none';
+
+export interface ConsumerOptions<D extends ValueDecoding = 'buffer'> {
+  /** Longest a Fetch waits on the node for data. */
+  maxWaitMs?: number;
+  minBytes?: number;
+  /** Per Fetch response. */
+  maxBytes?: number;
+  /** Per partition in a Fetch response (at least one whole batch is always returned). */
+  partitionMaxBytes?: number;
+  /** Where to start without a position, and after OFFSET_OUT_OF_RANGE. Default 'latest', as Kafka. */
+  autoOffsetReset?: AutoOffsetReset;
+  /** 'auto' decodes CBOR values (marked `content-type: application/cbor`), else gives bytes. */
+  valueDecoding?: D;
+  /** Fetched bytes held before the app takes them; no Fetch starts past it. */
+  bufferedBytesMax?: number;
+  /** Answer time allowed on top of maxWaitMs. */
+  requestTimeoutMs?: number;
+  retryBackoffMs?: number;
+  retryBackoffMaxMs?: number;
+  /** UNKNOWN_TOPIC answers tolerated (with backoff) before the error reaches the app. */
+  unknownTopicRetries?: number;
+}
+
+export interface OffsetForTime extends TopicPartition {
+  /** The first offset whose timestamp is at or after the one asked for; null when none. */
+  offset: number | null;
+  timestamp: number;
+}
+
+class PartitionState {
+  /** Next offset the app gets; null until resolved by autoOffsetReset. */
+  position: number | null = null;
+  /** Next offset to fetch: past everything queued for this partition. */
+  fetchOffset: number | null = null;
+  epoch = 0;
+  /** Set when an error is queued for the app; fetching stops until a seek. */
+  paused = false;
+  retryAt = 0;
+  failures = 0;
+  unknownTopicAnswers = 0;
+  highWatermark = -1;
+  /** The error that paused the partition, for position(). */
+  lastError: TributaryError | null = null;
+  constructor(
+    readonly topic: string,
+    readonly partition: number,
+  ) {}
+}
+
+interface Chunk {
+  readonly state: PartitionState;
+  readonly epoch: number;
+  readonly batches: Buffer[];
+  next: number;
+  /** Records below this offset are skipped: the first batch may start before the fetch offset. */
+  readonly minOffset: number;
+  readonly bytes: number;
+  /** When set, the app gets this error after the chunk's records. */
+  error: TributaryError | null;
+  errorOffset: number;
+}
+
+const EMPTY: never[] = [];
+
+/** Wakes whoever waits; each wait is a fresh promise, so no wake is lost or doubled. */
+class Signal {
+  private waiters: (() => void)[] = [];
+  wait(timeoutMs?: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      let timer: NodeJS.Timeout | null = null;
+      const done = () => {
+        if (timer) clearTimeout(timer);
+        resolve();
+      };
+      this.waiters.push(done);
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => {
+          const i = this.waiters.indexOf(done);
+          if (i >= 0) this.waiters.splice(i, 1);
+          resolve();
+        }, Math.max(0, timeoutMs));
+      }
+    });
+  }
+  notify(): void {
+    const ws = this.waiters;
+    this.waiters = [];
+    for (const w of ws) w();
+  }
+}
+
+function tpKey(topic: string, partition: number): string {
+  return `${topic}\u0000${partition}`;
+}
+
+export class Consumer<D extends ValueDecoding = 'buffer'> {
+  private readonly maxWaitMs: number;
+  private readonly minBytes: number;
+  private readonly maxBytes: number;
+  private readonly partitionMaxBytes: number;
+  private readonly autoOffsetReset: AutoOffsetReset;
+  private readonly valueDecoding: ValueDecoding;
+  private readonly bufferedBytesMax: number;
+  private readonly requestTimeoutMs: number;
+  private readonly retryBackoffMs: number;
+  private readonly retryBackoffMaxMs: number;
+  private readonly unknownTopicRetries: number;
+
+  private readonly states = new Map<string, PartitionState>();
+  private readonly chunks: Chunk[] = [];
+  private chunkHead = 0;
+  private bufferedBytesNow = 0;
+  private readonly fetchWake = new Signal();
+  private readonly dataWake = new Signal();
+  private loop: Promise<void> | null = null;
+  private closed = false;
+  private closing: Promise<void> | null = null;
+  /** A failure of the whole consumer (the node refused our Fetch): thrown to the app once. */
+  private fatal: Error | null = null;
+
+  constructor(
+    private readonly client: Client,
+    options: ConsumerOptions<D> = {},
+    private readonly ownsClient = false,
+  ) {
+    this.maxWaitMs = intOption('maxWaitMs', options.maxWaitMs, 500, 0);
+    this.minBytes = intOption('minBytes', options.minBytes, 1, 0);
+    this.maxBytes = intOption('maxBytes', options.maxBytes, 8 * 1024 * 1024, 1);
+    this.partitionMaxBytes = intOption('partitionMaxBytes', options.partitionMaxBytes, 1024 * 1024, 1);
+    this.bufferedBytesMax = intOption('bufferedBytesMax', options.bufferedBytesMax, this.maxBytes, 1);
+    this.requestTimeoutMs = intOption('requestTimeoutMs', options.requestTimeoutMs, 30_000, 1);
+    this.retryBackoffMs = intOption('retryBackoffMs', options.retryBackoffMs, 100, 0);
+    this.retryBackoffMaxMs = intOption('retryBackoffMaxMs', options.retryBackoffMaxMs, 2000, 0);
+    this.unknownTopicRetries = intOption('unknownTopicRetries', options.unknownTopicRetries, 3, 0);
+    this.autoOffsetReset = options.autoOffsetReset ?? 'latest';
+    if (!['earliest', 'latest', 'none'].includes(this.autoOffsetReset)) {
+      throw new TributaryError(Errors.INVALID_CONFIG, `autoOffsetReset must be 'earliest', 'latest' or 'none', got ${String(this.autoOffsetReset)}`);
+    }
+    this.valueDecoding = options.valueDecoding ?? 'buffer';
+    if (!['buffer', 'string', 'auto'].includes(this.valueDecoding)) {
+      throw new TributaryError(Errors.INVALID_CONFIG, `valueDecoding must be 'buffer', 'string' or 'auto', got ${String(this.valueDecoding)}`);
+    }
+  }
+
+  /** Fetched bytes waiting for the app. */
+  get bufferedBytes(): number {
+    return this.bufferedBytesNow;
+  }
+
+  /** The partitions assigned now. */
+  assignment(): TopicPartition[] {
+    return [...this.states.values()].map((s) => ({ topic: s.topic, partition: s.partition }));
+  }
+
+  /**
+   * Replaces the assignment. A partition kept from before keeps its position unless an
+   * offset is given; a new one starts at its offset or by autoOffsetReset.
+   */
+  assign(partitions: readonly PartitionAssignment[]): void {
+    this.ensureOpen();
+    const next = new Map<string, PartitionState>();
+    for (const a of partitions) {
+      if (typeof a.topic !== 'string' || a.topic === '' || !Number.isInteger(a.partition) || a.partition < 0) {
+        throw new TributaryError(Errors.INVALID_REQUEST, `bad assignment ${JSON.stringify(a)}`);
+      }
+      const key = tpKey(a.topic, a.partition);
+      const state = this.states.get(key) ?? next.get(key) ?? new PartitionState(a.topic, a.partition);
+      next.set(key, state);
+      if (a.offset !== undefined) this.seekState(state, a.offset);
+    }
+    for (const [key, state] of this.states) {
+      if (!next.has(key)) state.epoch++; // drops whatever is queued or in flight for it
+    }
+    this.states.clear();
+    for (const [key, state] of next) this.states.set(key, state);
+    this.fatal = null;
+    this.startLoop();
+    this.fetchWake.notify();
+  }
+
+  /** Sets the next offset to read; data already fetched for the partition is dropped. */
+  seek(topic: string, partition: number, offset: number): void {
+    this.ensureOpen();
+    this.seekState(this.stateOf(topic, partition), offset);
+    this.fetchWake.notify();
+  }
+
+  /** Moves to the first kept offset of each partition (all assigned when none given). */
+  async seekToBeginning(partitions?: readonly TopicPartition[]): Promise<void> {
+    await this.seekTo(partitions, EARLIEST_TIMESTAMP);
+  }
+
+  /** Moves to the log end of each partition: only records written from now on are read. */
+  async seekToEnd(partitions?: readonly TopicPartition[]): Promise<void> {
+    await this.seekTo(partitions, LATEST_TIMESTAMP);
+  }
+
+  /** For each partition, the first offset with a timestamp at or after the one given. */
+  async offsetsForTimes(query: readonly (TopicPartition & { timestamp: number })[]): Promise<OffsetForTime[]> {
+    if (query.length === 0) return [];
+    const response = await this.client.request(Kind.ListOffsets, {
+      partitions: query.map((q) => ({ topic: q.topic, partition: q.partition, timestamp: q.timestamp })),
+    });
+    return query.map((q, i) => {
+      const r = resultAt(response.partitions, i, q);
+      if (r === undefined) throw new TributaryError(Errors.UNKNOWN, `node did not answer for ${q.topic}/${q.partition}`);
+      if (r.error !== Errors.NONE.code) throw wireError(r.error, r.message);
+      return { topic: q.topic, partition: q.partition, offset: r.offset < 0 ? null : r.offset, timestamp: r.timestamp };
+    });
+  }
+
+  /** The offset of the next record the app will get; resolves a pending reset first. */
+  async position(topic: string, partition: number): Promise<number> {
+    const state = this.stateOf(topic, partition);
+    for (;;) {
+      if (state.position !== null) return state.position;
+      this.ensureOpen();
+      if (state.paused) {
+        const cause = state.lastError ?? new TributaryError(Errors.OFFSET_OUT_OF_RANGE, 'no position');
+        throw new PartitionError(cause, topic, partition, -1);
+      }
+      await this.resolveResets([state]);
+      if (state.position === null && !state.paused) await this.fetchWake.wait(Math.max(1, state.retryAt - Date.now()));
+    }
+  }
+
+  /** The high watermark from the last Fetch answer for the partition, or -1. */
+  highWatermark(topic: string, partition: number): number {
+    return this.stateOf(topic, partition).highWatermark;
+  }
+
+  /** Records one at a time. Breaking out of the loop does not close the consumer. */
+  [Symbol.asyncIterator](): AsyncIterator<ConsumerRecord<DecodedValue<D>>> {
+    let current: ConsumerRecord<DecodedValue<D>>[] = EMPTY;
+    let index = 0;
+    let state: PartitionState | null = null;
+    let epoch = 0;
+    const done: IteratorResult<ConsumerRecord<DecodedValue<D>>> = { value: undefined, done: true };
+    const next = async (): Promise<IteratorResult<ConsumerRecord<DecodedValue<D>>>> => {
+      for (;;) {
+        if (state !== null && index < current.length && state.epoch === epoch) {
+          const record = current[index++];
+          state.position = record.offset + 1;
+          return { value: record, done: false };
+        }
+        const taken = await this.take(false);
+        if (taken === null) return done;
+        current = taken.records;
+        index = 0;
+        state = taken.state;
+        epoch = taken.epoch;
+      }
+    };
+    return {
+      next: () => {
+        // The fast path stays synchronous: no async frame per record.
+        if (state !== null && index < current.length && state.epoch === epoch) {
+          const record = current[index++];
+          state.position = record.offset + 1;
+          return Promise.resolve({ value: record, done: false });
+        }
+        return next();
+      },
+      return: () => Promise.resolve(done),
+    };
+  }
+
+  /** Records in arrays, as fetched and decoded (the fast path). The position moves past each array as it is given. */
+  batches(): AsyncIterable<ConsumerRecord<DecodedValue<D>>[]> {
+    return {
+      [Symbol.asyncIterator]: () => ({
+        next: async (): Promise<IteratorResult<ConsumerRecord<DecodedValue<D>>[]>> => {
+          const taken = await this.take(true);
+          return taken === null ? { value: undefined, done: true } : { value: taken.records, done: false };
+        },
+        return: () => Promise.resolve({ value: undefined, done: true }),
+      }),
+    };
+  }
+
+  /** Stops fetching and ends every iteration; closes the client if this consumer made it. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.closed = true;
+      this.fetchWake.notify();
+      this.dataWake.notify();
+      for (const s of this.states.values()) s.epoch++;
+      this.chunks.length = 0;
+      this.chunkHead = 0;
+      this.bufferedBytesNow = 0;
+      // With its own client, closing it ends the fetch in flight at once. A shared client
+      // stays open: the long poll in flight ends within maxWaitMs and its answer is dropped.
+      if (this.ownsClient) {
+        await this.client.close();
+        await this.loop;
+      }
+    })();
+    return this.closing;
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Positions.
+
+  private ensureOpen(): void {
+    if (this.closed) throw clientClosed('consumer');
+  }
+
+  private stateOf(topic: string, partition: number): PartitionState {
+    const state = this.states.get(tpKey(topic, partition));
+    if (state === undefined) throw new TributaryError(Errors.INVALID_REQUEST, `${topic}/${partition} is not assigned to this consumer`);
+    return state;
+  }
+
+  private seekState(state: PartitionState, offset: number): void {
+    if (!Number.isSafeInteger(offset) || offset < 0) {
+      throw new TributaryError(Errors.INVALID_REQUEST, `offset must be a non-negative integer, got ${String(offset)}`);
+    }
+    state.epoch++;
+    state.position = offset;
+    state.fetchOffset = offset;
+    state.paused = false;
+    state.lastError = null;
+    state.retryAt = 0;
+    state.unknownTopicAnswers = 0;
+  }
+
+  private async seekTo(partitions: readonly TopicPartition[] | undefined, timestamp: number): Promise<void> {
+    this.ensureOpen();
+    const states = partitions === undefined ? [...this.states.values()] : partitions.map((p) => this.stateOf(p.topic, p.partition));
+    if (states.length === 0) return;
+    const epochs = states.map((s) => s.epoch);
+    const response = await this.client.request(Kind.ListOffsets, {
+      partitions: states.map((s) => ({ topic: s.topic, partition: s.partition, timestamp })),
+    });
+    states.forEach((s, i) => {
+      const r = resultAt(response.partitions, i, s);
+      if (r === undefined) throw new TributaryError(Errors.UNKNOWN, `node did not answer for ${s.topic}/${s.partition}`);
+      if (r.error !== Errors.NONE.code) throw wireError(r.error, r.message);
+      // A seek made while the answer was on its way is newer: it wins.
+      if (s.epoch === epochs[i]) this.seekState(s, r.offset);
+    });
+    this.fetchWake.notify();
+  }
+
+  /** Partitions without a position get one by autoOffsetReset, through ListOffsets. */
+  private async resolveResets(states: PartitionState[]): Promise<void> {
+    const todo = states.filter((s) => s.fetchOffset === null && !s.paused && s.retryAt <= Date.now());
+    if (todo.length === 0) return;
+    if (this.autoOffsetReset === 'none') {
+      for (const s of todo) this.failPartition(s, new TributaryError(Errors.OFFSET_OUT_OF_RANGE, "no position and autoOffsetReset is 'none'"), -1);
+      return;
+    }
+    const timestamp = this.autoOffsetReset === 'earliest' ? EARLIEST_TIMESTAMP : LATEST_TIMESTAMP;
+    const epochs = todo.map((s) => s.epoch);
+    let response;
+    try {
+      response = await this.client.request(Kind.ListOffsets, {
+        partitions: todo.map((s) => ({ topic: s.topic, partition: s.partition, timestamp })),
+      });
+    } catch (err) {
+      for (const s of todo) this.partitionRetryOrFail(s, err as Error, -1);
+      return;
+    }
+    todo.forEach((s, i) => {
+      if (s.epoch !== epochs[i] || s.fetchOffset !== null) return;
+      const r = resultAt(response.partitions, i, s);
+      if (r === undefined || r.error !== Errors.NONE.code) {
+        const err = r === undefined ? new TributaryError(Errors.UNKNOWN, 'no answer for the partition') : wireError(r.error, r.message);
+        this.partitionRetryOrFail(s, err, -1);
+        return;
+      }
+      s.position = r.offset;
+      s.fetchOffset = r.offset;
+      s.failures = 0;
+      s.unknownTopicAnswers = 0;
+    });
+  }
+
+  // -------------------------------------------------------------------------------------
+  // The fetch loop.
+
+  private startLoop(): void {
+    this.loop ??= this.fetchLoop().catch((err: unknown) => {
+      // A bug in the loop must not vanish silently: hand it to the app.
+      this.fatal = err as Error;
+      this.dataWake.notify();
+    });
+  }
+
+  private async fetchLoop(): Promise<void> {
+    while (!this.closed) {
+      if (this.bufferedBytesNow >= this.bufferedBytesMax || this.fatal !== null) {
+        await this.fetchWake.wait();
+        continue;
+      }
+      const states = [...this.states.values()];
+      await this.resolveResets(states);
+      if (this.closed) return;
+      const now = Date.now();
+      const wanted = states.filter((s) => s.fetchOffset !== null && !s.paused && s.retryAt <= now && this.states.get(tpKey(s.topic, s.partition)) === s);
+      if (wanted.length === 0) {
+        const retryAt = Math.min(...states.filter((s) => !s.paused && s.retryAt > now).map((s) => s.retryAt));
+        await this.fetchWake.wait(Number.isFinite(retryAt) ? retryAt - now : undefined);
+        continue;
+      }
+      await this.fetchOnce(wanted);
+    }
+  }
+
+  private async fetchOnce(wanted: PartitionState[]): Promise<void> {
+    const epochs = wanted.map((s) => s.epoch);
+    const partitions: FetchPartition[] = wanted.map((s) => ({
+      topic: s.topic,
+      partition: s.partition,
+      fetchOffset: s.fetchOffset as number,
+      maxBytes: this.partitionMaxBytes,
+    }));
+    let response;
+    try {
+      response = await this.client.request(
+        Kind.Fetch,
+        { maxWaitMs: this.maxWaitMs, minBytes: this.minBytes, maxBytes: this.maxBytes, partitions },
+        { timeoutMs: this.maxWaitMs + this.requestTimeoutMs },
+      );
+    } catch (err) {
+      if (this.closed) return;
+      if (err instanceof TributaryError && err.retriable) {
+        // A Fetch reads and changes nothing, so it is always safe to ask again.
+        await this.fetchWake.wait(this.backoffMs(1));
+        return;
+      }
+      this.fatal = err as Error;
+      this.dataWake.notify();
+      return;
+    }
+    const results = response.partitions ?? [];
+    wanted.forEach((s, i) => {
+      if (s.epoch !== epochs[i] || this.closed) return;
+      const r = resultAt(results, i, s);
+      if (r === undefined) return;
+      this.onPartitionFetched(s, r);
+    });
+  }
+
+  private onPartitionFetched(s: PartitionState, r: FetchPartitionResult): void {
+    const fetchOffset = s.fetchOffset as number;
+    if (r.error !== Errors.NONE.code) {
+      const err = wireError(r.error, r.message);
+      if (err.is(Errors.OFFSET_OUT_OF_RANGE) && this.autoOffsetReset !== 'none') {
+        // Kafka's auto.offset.reset: start over at the chosen end of the log.
+        s.epoch++;
+        s.position = null;
+        s.fetchOffset = null;
+        return;
+      }
+      this.partitionRetryOrFail(s, err, fetchOffset);
+      return;
+    }
+    s.highWatermark = r.highWatermark;
+    s.failures = 0;
+    s.unknownTopicAnswers = 0;
+    const records = Buffer.isBuffer(r.records) ? r.records : Buffer.from(r.records.buffer, r.records.byteOffset, r.records.byteLength);
+    if (records.length === 0) return;
+    let batches: Buffer[];
+    let nextOffset: number;
+    try {
+      batches = splitBatches(records);
+      if (batches.length === 0) throw new TributaryError(Errors.CORRUPT_BATCH, `fetch returned ${records.length} bytes without one whole batch`);
+      nextOffset = lastOffsetOf(batches[batches.length - 1]) + 1;
+      if (nextOffset <= fetchOffset) throw new TributaryError(Errors.CORRUPT_BATCH, `fetch at ${fetchOffset} returned batches ending at ${nextOffset - 1}`);
+    } catch (err) {
+      // Records that decode before the fault still reach the app, then the error does.
+      this.push({ state: s, epoch: s.epoch, batches: [], next: 0, minOffset: fetchOffset, bytes: 0, error: asTributary(err), errorOffset: fetchOffset });
+      s.paused = true;
+      return;
+    }
+    s.fetchOffset = nextOffset;
+    this.push({ state: s, epoch: s.epoch, batches, next: 0, minOffset: fetchOffset, bytes: records.length, error: null, errorOffset: -1 });
+  }
+
+  /** Retriable partition errors back off and try again; the rest go to the app. */
+  private partitionRetryOrFail(s: PartitionState, err: Error, offset: number): void {
+    const te = asTributary(err);
+    const unknownTopic = te.is(Errors.UNKNOWN_TOPIC) && ++s.unknownTopicAnswers > this.unknownTopicRetries;
+    const transient = te.retriable && !te.is(Errors.CORRUPT_BATCH) && !unknownTopic;
+    if (transient) {
+      s.retryAt = Date.now() + this.backoffMs(++s.failures);
+      return;
+    }
+    this.failPartition(s, te, offset);
+  }
+
+  private failPartition(s: PartitionState, err: TributaryError, offset: number): void {
+    s.paused = true;
+    s.lastError = err;
+    this.push({ state: s, epoch: s.epoch, batches: [], next: 0, minOffset: 0, bytes: 0, error: err, errorOffset: offset });
+  }
+
+  private backoffMs(failures: number): number {
+    return Math.min(this.retryBackoffMaxMs, this.retryBackoffMs * 2 ** Math.max(0, failures - 1));
+  }
+
+  private push(chunk: Chunk): void {
+    this.chunks.push(chunk);
+    this.bufferedBytesNow += chunk.bytes;
+    this.dataWake.notify();
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Handing records to the app.
+
+  /**
+   * The next decoded records in order, or null once closed. Throws a partition's error
+   * (after its good records) and a fatal error once.
+   */
+  private async take(advance: boolean): Promise<{ records: ConsumerRecord<DecodedValue<D>>[]; state: PartitionState; epoch: number } | null> {
+    for (;;) {
+      if (this.closed) return null;
+      if (this.fatal !== null) {
+        const err = this.fatal;
+        this.fatal = null;
+        this.fetchWake.notify(); // the next iteration tries again
+        throw err;
+      }
+      if (this.chunkHead >= this.chunks.length) {
+        this.startLoop();
+        await this.dataWake.wait();
+        continue;
+      }
+      const chunk = this.chunks[this.chunkHead];
+      const s = chunk.state;
+      const live = s.epoch === chunk.epoch && this.states.get(tpKey(s.topic, s.partition)) === s;
+      if (!live || chunk.next >= chunk.batches.length) {
+        if (live && chunk.error !== null) {
+          this.dropChunk();
+          throw this.surface(s, chunk);
+        }
+        this.dropChunk();
+        continue;
+      }
+      const records = this.decodeChunk(chunk);
+      if (records.length === 0) continue;
+      if (advance) s.position = records[records.length - 1].offset + 1;
+      return { records, state: s, epoch: chunk.epoch };
+    }
+  }
+
+  private surface(s: PartitionState, chunk: Chunk): PartitionError {
+    const err = chunk.error as TributaryError;
+    const offset = chunk.errorOffset >= 0 ? chunk.errorOffset : (s.position ?? -1);
+    // Whatever was fetched past the fault is stale; a seek resumes the partition.
+    s.epoch++;
+    s.paused = true;
+    if (offset >= 0) {
+      s.position = offset;
+      s.fetchOffset = offset;
+    }
+    return err instanceof PartitionError ? err : new PartitionError(err, s.topic, s.partition, offset);
+  }
+
+  private dropChunk(): void {
+    const chunk = this.chunks[this.chunkHead];
+    this.chunks[this.chunkHead++] = undefined as unknown as Chunk;
+    this.bufferedBytesNow -= chunk.bytes;
+    if (this.chunkHead > 256 && this.chunkHead * 2 > this.chunks.length) {
+      this.chunks.splice(0, this.chunkHead);
+      this.chunkHead = 0;
+    }
+    if (this.bufferedBytesNow < this.bufferedBytesMax) this.fetchWake.notify();
+  }
+
+  /** Decodes the chunk's remaining batches; stops before a bad one, which then fails. */
+  private decodeChunk(chunk: Chunk): ConsumerRecord<DecodedValue<D>>[] {
+    const { topic, partition } = chunk.state;
+    const out: ConsumerRecord<DecodedValue<D>>[] = [];
+    const decoding = this.valueDecoding;
+    while (chunk.next < chunk.batches.length) {
+      const batch = chunk.batches[chunk.next];
+      let decoded;
+      try {
+        decoded = decodeBatch(batch);
+      } catch (err) {
+        chunk.error = asTributary(err);
+        chunk.errorOffset = Math.max(chunk.minOffset, safeBaseOffset(batch, chunk.minOffset));
+        chunk.next = chunk.batches.length;
+        chunk.state.paused = true;
+        break;
+      }
+      chunk.next++;
+      if (decoded.header.isControl) continue;
+      const records = decoded.records;
+      for (let i = 0; i < records.length; i++) {
+        const r = records[i];
+        if (r.offset < chunk.minOffset) continue;
+        out.push({
+          topic,
+          partition,
+          offset: r.offset,
+          timestamp: r.timestamp,
+          key: r.key,
+          value: decodeValue(r.value, r.headers, decoding) as DecodedValue<D> | null,
+          headers: r.headers,
+        });
+      }
+      if (out.length > 0 && out.length >= 4096) break; // keep arrays of a bounded size
+    }
+    return out;
+  }
+}
+
+/** Answers come in request order; by name only if a node ever reorders them. */
+function resultAt<R extends TopicPartition>(results: readonly R[], i: number, tp: TopicPartition): R | undefined {
+  const r = results[i];
+  if (r !== undefined && r.topic === tp.topic && r.partition === tp.partition) return r;
+  return results.find((x) => x.topic === tp.topic && x.partition === tp.partition);
+}
+
+function decodeValue(value: Buffer | null, headers: Header[], decoding: ValueDecoding): unknown {
+  if (value === null || decoding === 'buffer') return value;
+  if (decoding === 'string') return value.toString('utf8');
+  if (isCborMarked(headers, CONTENT_TYPE)) {
+    try {
+      return cborDecode(value);
+    } catch {
+      return value; // marked but not CBOR: the bytes are still the truth
+    }
+  }
+  return value;
+}
+
+function safeBaseOffset(batch: Buffer, fallback: number): number {
+  try {
+    return readBatchHeader(batch).baseOffset;
+  } catch {
+    return fallback;
+  }
+}
+
+function asTributary(err: unknown): TributaryError {
+  if (err instanceof TributaryError) return err;
+  return new TributaryError(Errors.UNKNOWN, (err as Error)?.message ?? String(err), { cause: err });
+}
+
+function intOption(name: string, value: number | undefined, fallback: number, min: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < min) throw new TributaryError(Errors.INVALID_CONFIG, `${name} must be an integer of at least ${min}, got ${String(value)}`);
+  return value;
+}

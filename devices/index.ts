@@ -1,0 +1,31 @@
+// The SDK's public face. Applications, the simulator and benchmarks import from here only;
+// the other files of devices/ are private and may change shape.
+
+export { Client, webSocketTransportFactory } from './client.js';
+export type { ClientOptions, NodeLimits, ReconnectOptions, RequestKind, RequestOptions, TransportFactory } from './client.js';
+export { Producer } from './producer.js';
+export type { CompressionName, ProducerMessage, ProducerOptions, RecordMetadata } from './producer.js';
+export { Consumer } from './consumer.js';
+export type {
+  AutoOffsetReset,
+  ConsumerOptions,
+  ConsumerRecord,
+  DecodedValue,
+  OffsetForTime,
+  PartitionAssignment,
+  TopicPartition,
+  ValueDecoding,
+} from './consumer.js';
+export { Admin } from './admin.js';
+export type { NewTopic, OffsetAnswer, OffsetQuery, OffsetSpec, PartitionDescription, TopicConfig, TopicDescription, TopicOutcome } from './admin.js';
+export { Connection, connect } from './connection.js';
+export type { ConnectOptions } from './connection.js';
+export { ConnectionError, PartitionError } from './errors.js';
+export { CBOR_MEDIA_TYPE, CONTENT_TYPE, KEY_CONTENT_TYPE, cborDecode, cborEncode, headerBytes, headerString } from './serde.js';
+export type { HeadersInit, Payload } from './serde.js';
+export { Errors, TributaryError } from '../protocol/errors.js';
+export type { ErrorName, ErrorSpec } from '../protocol/errors.js';
+export { Kind, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP } from '../protocol/frames.js';
+export type { Acks } from '../protocol/frames.js';
+export type { Header } from '../protocol/record-batch.js';
+export type { FrameTransport, CloseInfo } from '../protocol/transport.js';

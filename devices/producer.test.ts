@@ -1,0 +1,278 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { Errors, TributaryError } from '../protocol/errors.js';
+import { Kind } from '../protocol/frames.js';
+import { partitionForKey } from '../protocol/partitioner.js';
+import { Compression, readBatchHeader } from '../protocol/record-batch.js';
+import { Client } from './client.js';
+import { Producer, type ProducerOptions } from './producer.js';
+import { cborDecode } from './serde.js';
+import { FakeNode, type FakeRequest } from './testing/fake-node.js';
+
+const closers: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close();
+});
+
+async function setup(options: ProducerOptions = {}, partitions = 3): Promise<{ node: FakeNode; client: Client; producer: Producer }> {
+  const node = new FakeNode();
+  node.createTopic('t', partitions);
+  const client = await Client.connect('mem://fake', { transportFactory: node.transportFactory });
+  const producer = new Producer(client, options);
+  closers.push(() => client.close());
+  return { node, client, producer };
+}
+
+function produceRequests(node: FakeNode): FakeRequest[] {
+  return node.requests.filter((r) => r.kind === Kind.Produce);
+}
+
+type Entry = { topic: string; partition: number; records: Uint8Array };
+const entriesOf = (r: FakeRequest) => r.body.partitions as Entry[];
+
+async function until(predicate: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 5000; i++) {
+    if (predicate()) return;
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  throw new Error(`never happened: ${what}`);
+}
+
+describe('Producer', () => {
+  it('resolves a send with its partition and offset, values encoded by type', async () => {
+    const { node, producer } = await setup({}, 1);
+    const a = await producer.send('t', { value: 'héllo' });
+    const b = await producer.send('t', { value: Buffer.from([0, 1, 2]) });
+    const c = await producer.send('t', { key: 'k', value: { temp: 21.5, ok: true } });
+    expect([a, b, c]).toEqual([
+      { topic: 't', partition: 0, offset: 0 },
+      { topic: 't', partition: 0, offset: 1 },
+      { topic: 't', partition: 0, offset: 2 },
+    ]);
+    const stored = node.records('t', 0);
+    expect(stored[0].value!.toString('utf8')).toBe('héllo');
+    expect(stored[0].headers).toEqual([]);
+    expect([...stored[1].value!]).toEqual([0, 1, 2]);
+    expect(cborDecode(stored[2].value!)).toEqual({ temp: 21.5, ok: true });
+    expect(stored[2].headers.map(([n, v]) => [n, Buffer.from(v!).toString()])).toEqual([['content-type', 'application/cbor']]);
+  });
+
+  it('puts keyed records on partitionForKey(key) and keeps their order per key', async () => {
+    const { node, producer } = await setup({ lingerMs: 1, batchBytes: 512 });
+    const keys = ['dev-1', 'dev-2', 'dev-3', 'dev-4', 'dev-5'];
+    const sends = [];
+    for (let i = 0; i < 500; i++) sends.push(producer.send('t', { key: keys[i % keys.length], value: `${keys[i % keys.length]}:${i}` }));
+    const results = await Promise.all(sends);
+    for (let i = 0; i < results.length; i++) {
+      expect(results[i].partition).toBe(partitionForKey(Buffer.from(keys[i % keys.length]), 3));
+    }
+    for (const key of keys) {
+      const p = partitionForKey(Buffer.from(key), 3);
+      const seq = node.records('t', p).filter((r) => r.key!.toString() === key).map((r) => Number(r.value!.toString().split(':')[1]));
+      expect(seq).toEqual([...seq].sort((x, y) => x - y));
+      expect(seq).toHaveLength(100);
+    }
+  });
+
+  it('packs the ready batches of several partitions into one Produce request, each encoded once', async () => {
+    const { node, producer } = await setup({ lingerMs: 200 });
+    const messages = Array.from({ length: 300 }, (_, i) => ({ key: `k${i}`, value: `v${i}` }));
+    const results = await producer.sendBatch('t', messages).then(async (r) => r);
+    // lingerMs is long: the sendBatch promise resolved only because of the linger timer or
+    // flush; here it is the linger timer, so exactly one request carried everything.
+    const requests = produceRequests(node);
+    expect(requests).toHaveLength(1);
+    const entries = entriesOf(requests[0]);
+    expect(entries.map((e) => e.partition).sort()).toEqual([0, 1, 2]);
+    const counts = entries.map((e) => readBatchHeader(Buffer.from(e.records)).recordCount);
+    expect(counts.reduce((a, b) => a + b, 0)).toBe(300);
+    expect(results.map((r) => r.offset).every((o) => o >= 0)).toBe(true);
+    // Results come back in input order with each record's own partition and offset.
+    for (let i = 0; i < 300; i++) {
+      const stored = node.records('t', results[i].partition)[results[i].offset];
+      expect(stored.value!.toString()).toBe(`v${i}`);
+    }
+  }, 10_000);
+
+  it('seals a batch at batchBytes and sends keyless records stickily in full batches', async () => {
+    const { node, producer } = await setup({ batchBytes: 4096, lingerMs: 100 });
+    const value = Buffer.alloc(100, 7);
+    await producer.sendBatch('t', Array.from({ length: 200 }, () => ({ value })));
+    const batches = produceRequests(node).flatMap((r) => entriesOf(r).map((e) => readBatchHeader(Buffer.from(e.records))));
+    // 200 records of ~124 estimated bytes at 4096 per batch: several batches, all full but the last ones.
+    expect(batches.length).toBeGreaterThanOrEqual(6);
+    for (const b of batches) expect(b.batchLength).toBeLessThanOrEqual(4096);
+    expect(batches.reduce((a, b) => a + b.recordCount, 0)).toBe(200);
+    const full = batches.filter((b) => b.recordCount >= 30).length;
+    expect(full).toBeGreaterThanOrEqual(batches.length - 3);
+  });
+
+  it('sends a lone record after lingerMs without flush', async () => {
+    const { node, producer } = await setup({ lingerMs: 20 });
+    const r = await producer.send('t', { value: 'x', partition: 2 });
+    expect(r).toEqual({ topic: 't', partition: 2, offset: 0 });
+    expect(node.records('t', 2)).toHaveLength(1);
+  });
+
+  it('rejects sends to an unknown topic with UNKNOWN_TOPIC naming it', async () => {
+    const { producer } = await setup();
+    const err = (await producer.send('nope', { value: 'x' }).catch((e: unknown) => e)) as TributaryError;
+    expect(err).toBeInstanceOf(TributaryError);
+    expect(err.code).toBe(Errors.UNKNOWN_TOPIC.code);
+    expect(err.message).toContain("'nope'");
+  });
+
+  it('rejects a partition the topic does not have', async () => {
+    const { producer } = await setup({}, 2);
+    await expect(producer.send('t', { value: 'x', partition: 5 })).rejects.toMatchObject({ code: Errors.UNKNOWN_TOPIC.code });
+  });
+
+  it('retries a batch the node refused without appending, resending the same bytes', async () => {
+    const { node, producer } = await setup({ retryBackoffMs: 1 }, 1);
+    let refusals = 2;
+    node.hook = (req) => {
+      if (req.kind !== Kind.Produce || refusals === 0) return undefined;
+      refusals--;
+      const e = entriesOf(req)[0];
+      return { answer: { partitions: [{ topic: e.topic, partition: e.partition, error: Errors.NOT_LEADER.code, message: 'NOT_LEADER: moved', baseOffset: -1, logStartOffset: -1 }] } };
+    };
+    await expect(producer.send('t', { value: 'once' })).resolves.toEqual({ topic: 't', partition: 0, offset: 0 });
+    const sent = produceRequests(node).map((r) => Buffer.from(entriesOf(r)[0].records).toString('hex'));
+    expect(sent).toHaveLength(3);
+    expect(new Set(sent).size).toBe(1);
+    expect(node.records('t', 0)).toHaveLength(1);
+  });
+
+  it('gives up after `retries` with the last error', async () => {
+    const { node, producer } = await setup({ retries: 2, retryBackoffMs: 1 }, 1);
+    node.hook = (req) => {
+      if (req.kind !== Kind.Produce) return undefined;
+      return { answer: { partitions: [{ topic: 't', partition: 0, error: Errors.THROTTLED.code, message: 'THROTTLED: slow down', baseOffset: -1, logStartOffset: -1 }] } };
+    };
+    await expect(producer.send('t', { value: 'x' })).rejects.toMatchObject({ code: Errors.THROTTLED.code });
+    expect(produceRequests(node)).toHaveLength(3);
+  });
+
+  it('does not resend when the outcome is unknown: a dropped connection fails the batch with NETWORK', async () => {
+    const { node, producer } = await setup({ retryBackoffMs: 1 }, 1);
+    node.hook = (req) => (req.kind === Kind.Produce && produceRequests(node).length === 1 ? 'close' : undefined);
+    const err = (await producer.send('t', { value: 'maybe' }).catch((e: unknown) => e)) as TributaryError;
+    expect(err.code).toBe(Errors.NETWORK.code);
+    expect(err.retriable).toBe(true);
+    expect(produceRequests(node)).toHaveLength(1);
+    // The producer goes on working after the reconnect.
+    await expect(producer.send('t', { value: 'next' })).resolves.toMatchObject({ partition: 0 });
+  });
+
+  it('does not resend after a timeout: REQUEST_TIMED_OUT reaches the caller', async () => {
+    const { node, producer } = await setup({ requestTimeoutMs: 50, retryBackoffMs: 1 }, 1);
+    node.hook = (req) => (req.kind === Kind.Produce ? 'silent' : undefined);
+    await expect(producer.send('t', { value: 'x' })).rejects.toMatchObject({ code: Errors.REQUEST_TIMED_OUT.code });
+    expect(produceRequests(node)).toHaveLength(1);
+  });
+
+  it('keeps at most one batch per partition on the wire', async () => {
+    const { node, producer } = await setup({ batchBytes: 1024, lingerMs: 0 });
+    let onWire = new Map<number, number>();
+    let maxPerPartition = 0;
+    node.hook = async (req) => {
+      if (req.kind !== Kind.Produce) return undefined;
+      const parts = entriesOf(req).map((e) => e.partition);
+      for (const p of parts) {
+        onWire.set(p, (onWire.get(p) ?? 0) + 1);
+        maxPerPartition = Math.max(maxPerPartition, onWire.get(p)!);
+      }
+      await new Promise((r) => setTimeout(r, 2));
+      for (const p of parts) onWire.set(p, onWire.get(p)! - 1);
+      return undefined;
+    };
+    await producer.sendBatch('t', Array.from({ length: 400 }, (_, i) => ({ key: `k${i % 7}`, value: Buffer.alloc(50) })));
+    expect(maxPerPartition).toBe(1);
+    expect(produceRequests(node).length).toBeGreaterThan(3);
+  });
+
+  it('bounds buffered bytes: sends wait for space, and all are delivered', async () => {
+    const { node, producer } = await setup({ bufferBytesMax: 8 * 1024, batchBytes: 2048, lingerMs: 1 });
+    let maxBuffered = 0;
+    node.hook = async (req) => {
+      maxBuffered = Math.max(maxBuffered, producer.bufferedBytes);
+      if (req.kind === Kind.Produce) await new Promise((r) => setTimeout(r, 1));
+      return undefined;
+    };
+    const sends = [];
+    for (let i = 0; i < 1000; i++) {
+      sends.push(producer.send('t', { key: `k${i % 13}`, value: Buffer.alloc(100, i % 256) }));
+      maxBuffered = Math.max(maxBuffered, producer.bufferedBytes);
+    }
+    const results = await Promise.all(sends);
+    expect(maxBuffered).toBeLessThanOrEqual(8 * 1024);
+    expect(results).toHaveLength(1000);
+    const stored = [0, 1, 2].reduce((n, p) => n + node.records('t', p).length, 0);
+    expect(stored).toBe(1000);
+    expect(producer.bufferedBytes).toBe(0);
+  });
+
+  it('rejects with BUFFER_FULL after maxBlockMs when no space frees up', async () => {
+    const { node, producer } = await setup({ bufferBytesMax: 1024, maxBlockMs: 30, lingerMs: 0 }, 1);
+    node.hook = (req) => (req.kind === Kind.Produce ? 'silent' : undefined);
+    const first = producer.send('t', { value: Buffer.alloc(800) });
+    first.catch(() => {});
+    const err = (await producer.send('t', { value: Buffer.alloc(800) }).catch((e: unknown) => e)) as TributaryError;
+    expect(err.code).toBe(Errors.BUFFER_FULL.code);
+  });
+
+  it('rejects a single record larger than bufferBytesMax at once', async () => {
+    const { producer } = await setup({ bufferBytesMax: 1024 }, 1);
+    await expect(producer.send('t', { value: Buffer.alloc(2000) })).rejects.toMatchObject({ code: Errors.BUFFER_FULL.code });
+  });
+
+  it('acks=0 resolves with offset -1 and the records still arrive', async () => {
+    const { node, producer } = await setup({ acks: 0 }, 1);
+    const results = await producer.sendBatch('t', [{ value: 'a' }, { value: 'b' }]);
+    expect(results).toEqual([
+      { topic: 't', partition: 0, offset: -1 },
+      { topic: 't', partition: 0, offset: -1 },
+    ]);
+    await until(() => node.records('t', 0).length === 2, 'records appended');
+    expect(produceRequests(node)[0].body.acks).toBe(0);
+  });
+
+  it("passes acks -1 ('all') through", async () => {
+    const { node, producer } = await setup({ acks: 'all' }, 1);
+    await producer.send('t', { value: 'a' });
+    expect(produceRequests(node)[0].body.acks).toBe(-1);
+  });
+
+  it('gzip-compresses whole batches', async () => {
+    const { node, producer } = await setup({ compression: 'gzip' }, 1);
+    await producer.sendBatch('t', Array.from({ length: 50 }, (_, i) => ({ value: `reading ${i} `.repeat(10) })));
+    const entry = entriesOf(produceRequests(node)[0])[0];
+    expect(readBatchHeader(Buffer.from(entry.records)).compression).toBe(Compression.Gzip);
+    expect(node.records('t', 0).map((r) => r.value!.toString())[49]).toBe('reading 49 '.repeat(10));
+  });
+
+  it('flush() resolves once everything sent before it is acknowledged; close() flushes', async () => {
+    const { node, producer } = await setup({ lingerMs: 60_000 }, 1);
+    const sends = [producer.send('t', { value: 'a' }), producer.send('t', { value: 'b' })];
+    await producer.flush();
+    expect(node.records('t', 0)).toHaveLength(2);
+    await Promise.all(sends);
+    const late = producer.send('t', { value: 'c' });
+    await producer.close();
+    await expect(late).resolves.toMatchObject({ offset: 2 });
+    await expect(producer.send('t', { value: 'd' })).rejects.toMatchObject({ code: Errors.CLIENT_CLOSED.code });
+  });
+
+  it('stamps records with the send time unless given, and keeps headers', async () => {
+    const { node, producer } = await setup({}, 1);
+    const before = Date.now();
+    await producer.send('t', { value: 'a', headers: { source: 'gw-1', raw: Buffer.from([9]) } });
+    await producer.send('t', { value: 'b', timestamp: 1234 });
+    const [a, b] = node.records('t', 0);
+    expect(a.timestamp).toBeGreaterThanOrEqual(before);
+    expect(b.timestamp).toBe(1234);
+    expect(a.headers.map(([n, v]) => [n, [...v!]])).toEqual([
+      ['source', [...Buffer.from('gw-1')]],
+      ['raw', [9]],
+    ]);
+  });
+});

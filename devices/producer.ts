@@ -1,0 +1,659 @@
+// The producer: records in, acknowledged offsets out.
+//
+//   send/sendBatch -> admission (FIFO; waits for metadata and buffer space)
+//     -> per-partition batch (sealed at batchBytes or after lingerMs)
+//     -> drain: the head batch of every idle partition, encoded once, packed into one
+//        Produce request up to the node's frame limit
+//     -> answer: each record resolves with baseOffset + its index in the batch
+//
+// Ordering: admission is first-in first-out, a key always maps to the same partition, and a
+// partition has at most one batch on the wire, so a retry can never overtake a later batch.
+// (More in flight per partition needs idempotent sequences, a later step.)
+//
+// Memory: `bufferBytesMax` bounds the records held from admission until their answer, as
+// Kafka's buffer.memory does; a send waits up to maxBlockMs for space, then BUFFER_FULL.
+//
+// Retries: only for errors where the node certainly did not append the batch. A lost
+// connection or a timeout leaves the outcome unknown, so those batches fail with their
+// (retriable) error and the application decides: a blind resend could duplicate.
+
+import { Errors, TributaryError } from '../protocol/errors.js';
+import { Kind, type Acks, type ProducePartition, type ProducePartitionResult, type ProduceResponse } from '../protocol/frames.js';
+import { partitionForKey, StickyPartitioner } from '../protocol/partitioner.js';
+import { Compression, encodeBatch, type Header, type Record as BatchRecord } from '../protocol/record-batch.js';
+import type { Client } from './client.js';
+import { clientClosed, wireError } from './errors.js';
+import { cborHeader, isCborPayload, KEY_CONTENT_TYPE, CONTENT_TYPE, payloadBytes, toHeaders, type HeadersInit, type Payload } from './serde.js';
+
+export interface ProducerMessage {
+  /** Records with the same key go to the same partition, in order. */
+  key?: Payload;
+  /** Uint8Array as is, string as UTF-8, null as a tombstone, anything else as CBOR. */
+  value: Payload;
+  headers?: HeadersInit;
+  /** Overrides the partitioner. */
+  partition?: number;
+  /** Milliseconds since the epoch; defaults to the time of the send. */
+  timestamp?: number;
+}
+
+export interface RecordMetadata {
+  topic: string;
+  partition: number;
+  /** -1 with acks = 0: nothing was answered. */
+  offset: number;
+}
+
+export type CompressionName = 'none' | 'gzip';
+
+export interface ProducerOptions {
+  /** 0: no answer; 1: the leader appended; -1 / 'all': all in-sync replicas. */
+  acks?: Acks | 'all';
+  compression?: CompressionName;
+  /** A partition's batch is sent once it holds this many (estimated) bytes. */
+  batchBytes?: number;
+  /** Longest a record waits for its batch to fill before it is sent anyway. */
+  lingerMs?: number;
+  /** Bytes of records held between send() and their answer. */
+  bufferBytesMax?: number;
+  /** Longest a send waits for buffer space or topic metadata. */
+  maxBlockMs?: number;
+  /** Resends of a batch the node refused without appending (NOT_LEADER, THROTTLED, ...). */
+  retries?: number;
+  retryBackoffMs?: number;
+  retryBackoffMaxMs?: number;
+  /** Per Produce request, from send to answer. */
+  requestTimeoutMs?: number;
+}
+
+/** Errors where the node certainly did not append: a resend cannot duplicate. */
+const NOT_APPENDED = new Set<number>([
+  Errors.UNKNOWN_TOPIC.code,
+  Errors.NOT_LEADER.code,
+  Errors.STORAGE_FULL.code,
+  Errors.TOO_MANY_REQUESTS.code,
+  Errors.THROTTLED.code,
+  Errors.SHUTTING_DOWN.code,
+]);
+
+/** varints, attributes and deltas around a record's key, value and headers. */
+const RECORD_OVERHEAD_BYTES = 24;
+/** Room in a Produce frame for the CBOR envelope and each partition entry's fields. */
+const FRAME_ENVELOPE_BYTES = 1024;
+const ENTRY_ENVELOPE_BYTES = 64;
+
+/** One call's worth of sends: a single send() or a whole sendBatch(). */
+class SendGroup {
+  remaining: number;
+  settled = false;
+  readonly results: RecordMetadata[];
+  constructor(
+    readonly size: number,
+    private readonly onResolve: (results: RecordMetadata[]) => void,
+    private readonly onReject: (err: Error) => void,
+  ) {
+    this.remaining = size;
+    this.results = new Array<RecordMetadata>(size);
+  }
+  recordDone(slot: number, topic: string, partition: number, offset: number): void {
+    if (this.settled) return;
+    this.results[slot] = { topic, partition, offset };
+    if (--this.remaining === 0) {
+      this.settled = true;
+      this.onResolve(this.results);
+    }
+  }
+  fail(err: Error): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.onReject(err);
+  }
+}
+
+class Batch {
+  records: BatchRecord[] = [];
+  /** Parallel to records: who waits for each, and at which slot of their group. */
+  groups: SendGroup[] = [];
+  slots: number[] = [];
+  count = 0;
+  bytes = 0;
+  /** Encoded once, when first drained; retries resend these bytes. */
+  encoded: Buffer | null = null;
+  attempts = 0;
+  onDone: (() => void)[] | null = null;
+  constructor(readonly queue: PartitionQueue) {}
+}
+
+class PartitionQueue {
+  open: Batch | null = null;
+  /** Sealed batches in order; the first is on the wire when `inFlight`. */
+  readonly ready: Batch[] = [];
+  inFlight = false;
+  retryTimer: NodeJS.Timeout | null = null;
+  constructor(
+    readonly topic: string,
+    readonly partition: number,
+  ) {}
+}
+
+interface TopicState {
+  partitionCount: number;
+  loading: boolean;
+  readonly sticky: StickyPartitioner;
+  readonly queues: PartitionQueue[];
+}
+
+interface Admission {
+  readonly topic: string;
+  readonly messages: readonly ProducerMessage[];
+  next: number;
+  readonly group: SendGroup;
+  readonly timestamp: number;
+  timer: NodeJS.Timeout | null;
+  waitingFor: 'space' | 'metadata' | null;
+  onAdmitted: (() => void)[] | null;
+}
+
+export class Producer {
+  private readonly acks: Acks;
+  private readonly compression: Compression;
+  private readonly batchBytes: number;
+  private readonly lingerMs: number;
+  private readonly bufferBytesMax: number;
+  private readonly maxBlockMs: number;
+  private readonly retries: number;
+  private readonly retryBackoffMs: number;
+  private readonly retryBackoffMaxMs: number;
+  private readonly requestTimeoutMs: number;
+
+  private readonly topics = new Map<string, TopicState>();
+  private readonly admissions: Admission[] = [];
+  private admissionHead = 0;
+  private bufferedBytesNow = 0;
+  private readonly withOpenBatch = new Set<PartitionQueue>();
+  private readonly withReadyBatch = new Set<PartitionQueue>();
+  private lingerTimer: NodeJS.Timeout | null = null;
+  private drainScheduled = false;
+  private closed = false;
+  private closing: Promise<void> | null = null;
+
+  constructor(
+    private readonly client: Client,
+    options: ProducerOptions = {},
+    private readonly ownsClient = false,
+  ) {
+    this.acks = options.acks === 'all' ? -1 : (options.acks ?? 1);
+    if (this.acks !== 0 && this.acks !== 1 && this.acks !== -1) {
+      throw new TributaryError(Errors.INVALID_REQUIRED_ACKS, `acks must be 0, 1, -1 or 'all', got ${String(options.acks)}`);
+    }
+    const compression = options.compression ?? 'none';
+    if (compression !== 'none' && compression !== 'gzip') {
+      throw new TributaryError(Errors.INVALID_CONFIG, `compression must be 'none' or 'gzip', got ${String(compression)}`);
+    }
+    this.compression = compression === 'gzip' ? Compression.Gzip : Compression.None;
+    this.batchBytes = positive('batchBytes', options.batchBytes, 256 * 1024);
+    this.lingerMs = nonNegative('lingerMs', options.lingerMs, 5);
+    this.bufferBytesMax = positive('bufferBytesMax', options.bufferBytesMax, 32 * 1024 * 1024);
+    this.maxBlockMs = nonNegative('maxBlockMs', options.maxBlockMs, 60_000);
+    this.retries = nonNegative('retries', options.retries, 5);
+    this.retryBackoffMs = nonNegative('retryBackoffMs', options.retryBackoffMs, 100);
+    this.retryBackoffMaxMs = nonNegative('retryBackoffMaxMs', options.retryBackoffMaxMs, 2000);
+    this.requestTimeoutMs = positive('requestTimeoutMs', options.requestTimeoutMs, 30_000);
+  }
+
+  /** Bytes of records held now, from admission until their answer. */
+  get bufferedBytes(): number {
+    return this.bufferedBytesNow;
+  }
+
+  /** Sends one record; resolves once the node has it (per acks) with its partition and offset. */
+  send(topic: string, message: ProducerMessage): Promise<RecordMetadata> {
+    return new Promise<RecordMetadata>((resolve, reject) => {
+      this.enqueue(topic, [message], (results) => resolve(results[0]), reject);
+    });
+  }
+
+  /**
+   * Sends records in order with one promise for all, resolving with each record's metadata
+   * in input order. If it rejects, records before the failure may still have been written.
+   */
+  sendBatch(topic: string, messages: readonly ProducerMessage[]): Promise<RecordMetadata[]> {
+    if (messages.length === 0) return Promise.resolve([]);
+    return new Promise<RecordMetadata[]>((resolve, reject) => {
+      this.enqueue(topic, messages, resolve, reject);
+    });
+  }
+
+  /**
+   * Resolves when every send made so far has entered the buffer: the place for a caller
+   * that streams input to wait, so its own memory stays bounded by the producer's.
+   */
+  whenWritable(): Promise<void> {
+    const last = this.lastPendingAdmission();
+    if (last === null) return Promise.resolve();
+    return new Promise<void>((resolve) => (last.onAdmitted ??= []).push(resolve));
+  }
+
+  /** Sends everything now; resolves when every record sent before the call is answered. */
+  async flush(): Promise<void> {
+    await this.whenWritable();
+    this.sealAll();
+    this.drain();
+    const waits: Promise<void>[] = [];
+    for (const topic of this.topics.values()) {
+      for (const q of topic.queues) {
+        if (q === undefined) continue;
+        for (const b of q.ready) waits.push(new Promise<void>((resolve) => (b.onDone ??= []).push(resolve)));
+      }
+    }
+    await Promise.all(waits);
+  }
+
+  /** Flushes, then refuses further sends; closes the client if this producer made it. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.closed = true;
+      await this.flush();
+      if (this.lingerTimer) clearTimeout(this.lingerTimer);
+      this.lingerTimer = null;
+      if (this.ownsClient) await this.client.close();
+    })();
+    return this.closing;
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Admission.
+
+  private enqueue(
+    topic: string,
+    messages: readonly ProducerMessage[],
+    resolve: (results: RecordMetadata[]) => void,
+    reject: (err: Error) => void,
+  ): void {
+    if (this.closed) return reject(clientClosed('producer'));
+    const group = new SendGroup(messages.length, resolve, reject);
+    const entry: Admission = { topic, messages, next: 0, group, timestamp: Date.now(), timer: null, waitingFor: null, onAdmitted: null };
+    this.admissions.push(entry);
+    this.admit();
+    if (!this.isFinished(entry)) {
+      // Kafka's max.block.ms: the caller is told, rather than held without limit.
+      entry.timer = setTimeout(() => this.blockedTooLong(entry), this.maxBlockMs);
+    }
+  }
+
+  private isFinished(entry: Admission): boolean {
+    return entry.group.settled || entry.next >= entry.messages.length;
+  }
+
+  private lastPendingAdmission(): Admission | null {
+    for (let i = this.admissions.length - 1; i >= this.admissionHead; i--) {
+      const e = this.admissions[i];
+      if (e !== undefined && !this.isFinished(e)) return e;
+    }
+    return null;
+  }
+
+  private blockedTooLong(entry: Admission): void {
+    entry.timer = null;
+    if (this.isFinished(entry)) return;
+    const err =
+      entry.waitingFor === 'metadata'
+        ? new TributaryError(Errors.REQUEST_TIMED_OUT, `no metadata for topic '${entry.topic}' within maxBlockMs ${this.maxBlockMs}`)
+        : new TributaryError(Errors.BUFFER_FULL, `no room in the producer buffer (bufferBytesMax ${this.bufferBytesMax}) within maxBlockMs ${this.maxBlockMs}`);
+    entry.group.fail(err);
+    this.admit();
+  }
+
+  /** Moves waiting sends into batches, in order, while metadata and buffer space allow. */
+  private admit(): void {
+    while (this.admissionHead < this.admissions.length) {
+      const entry = this.admissions[this.admissionHead];
+      if (!this.isFinished(entry)) {
+        const topic = this.topicState(entry.topic);
+        if (topic.partitionCount === 0) {
+          entry.waitingFor = 'metadata';
+          this.loadMetadata(entry.topic, topic);
+          return;
+        }
+        if (!this.admitFrom(entry, topic)) return;
+      }
+      this.finishAdmission(entry);
+      this.admissions[this.admissionHead++] = undefined as unknown as Admission;
+    }
+    this.admissions.length = 0;
+    this.admissionHead = 0;
+  }
+
+  private finishAdmission(entry: Admission): void {
+    if (entry.timer) clearTimeout(entry.timer);
+    entry.timer = null;
+    entry.waitingFor = null;
+    const waiters = entry.onAdmitted;
+    entry.onAdmitted = null;
+    if (waiters) for (const w of waiters) w();
+  }
+
+  /** Appends the entry's records; false when it must wait for buffer space. */
+  private admitFrom(entry: Admission, topic: TopicState): boolean {
+    const { messages, group } = entry;
+    const count = topic.partitionCount;
+    while (entry.next < messages.length) {
+      const m = messages[entry.next];
+      let record: BatchRecord;
+      let size: number;
+      let partition: number;
+      try {
+        record = toRecord(m, entry.timestamp);
+        size = recordBytes(record);
+        partition = this.explicitPartition(m, entry.topic, count);
+      } catch (err) {
+        group.fail(err as Error);
+        return true;
+      }
+      if (size > this.bufferBytesMax) {
+        group.fail(new TributaryError(Errors.BUFFER_FULL, `record of ${size} bytes is larger than bufferBytesMax ${this.bufferBytesMax}`));
+        return true;
+      }
+      if (this.bufferedBytesNow + size > this.bufferBytesMax) {
+        entry.waitingFor = 'space';
+        // Free space as fast as possible: send what lingers instead of waiting for it.
+        this.sealAll();
+        this.scheduleDrain();
+        return false;
+      }
+      if (partition < 0) {
+        partition = record.key != null ? partitionForKey(record.key, count) : this.stickyPartition(topic, size);
+      }
+      this.append(this.partitionQueue(entry.topic, topic, partition), record, size, group, entry.next);
+      entry.next++;
+    }
+    return true;
+  }
+
+  private explicitPartition(m: ProducerMessage, topic: string, count: number): number {
+    const p = m.partition;
+    if (p === undefined) return -1;
+    if (!Number.isInteger(p) || p < 0 || p >= count) {
+      throw new TributaryError(Errors.UNKNOWN_TOPIC, `partition ${String(p)} of topic '${topic}' does not exist (it has ${count})`);
+    }
+    return p;
+  }
+
+  /**
+   * KIP-480: keyless records stick to one partition until its batch is complete, then move
+   * on, so they form full batches instead of one small batch per partition.
+   */
+  private stickyPartition(topic: TopicState, size: number): number {
+    const count = topic.partitionCount;
+    const p = topic.sticky.partition(count);
+    const open = topic.queues[p]?.open ?? null;
+    if (open !== null && open.bytes + size <= this.batchBytes) return p;
+    topic.sticky.onNewBatch();
+    return topic.sticky.partition(count);
+  }
+
+  private append(q: PartitionQueue, record: BatchRecord, size: number, group: SendGroup, slot: number): void {
+    let b = q.open;
+    if (b !== null && b.bytes + size > this.batchBytes) {
+      this.seal(q);
+      b = null;
+    }
+    if (b === null) {
+      b = q.open = new Batch(q);
+      this.withOpenBatch.add(q);
+      this.armLinger();
+    }
+    b.records.push(record);
+    b.groups.push(group);
+    b.slots.push(slot);
+    b.count++;
+    b.bytes += size;
+    this.bufferedBytesNow += size;
+    if (b.bytes >= this.batchBytes) this.seal(q);
+  }
+
+  private seal(q: PartitionQueue): void {
+    const b = q.open;
+    if (b === null) return;
+    q.open = null;
+    this.withOpenBatch.delete(q);
+    q.ready.push(b);
+    this.withReadyBatch.add(q);
+    this.scheduleDrain();
+  }
+
+  private sealAll(): void {
+    for (const q of this.withOpenBatch) this.seal(q);
+  }
+
+  private armLinger(): void {
+    if (this.lingerTimer !== null) return;
+    this.lingerTimer = setTimeout(() => {
+      this.lingerTimer = null;
+      this.sealAll();
+      this.drain();
+    }, this.lingerMs);
+  }
+
+  private topicState(name: string): TopicState {
+    let t = this.topics.get(name);
+    if (t === undefined) {
+      t = { partitionCount: 0, loading: false, sticky: new StickyPartitioner(), queues: [] };
+      this.topics.set(name, t);
+    }
+    return t;
+  }
+
+  private partitionQueue(topicName: string, topic: TopicState, partition: number): PartitionQueue {
+    let q = topic.queues[partition];
+    if (q === undefined) q = topic.queues[partition] = new PartitionQueue(topicName, partition);
+    return q;
+  }
+
+  /** Fetches the partition count once; sends for the topic wait for it in order. */
+  private loadMetadata(name: string, topic: TopicState): void {
+    if (topic.loading) return;
+    topic.loading = true;
+    this.client.request(Kind.Metadata, { topics: [name] }, { timeoutMs: this.maxBlockMs }).then(
+      (response) => {
+        topic.loading = false;
+        const meta = response.topics.find((t) => t.name === name);
+        if (meta === undefined) return this.metadataFailed(name, new TributaryError(Errors.UNKNOWN_TOPIC, `topic '${name}' does not exist`));
+        if (meta.error !== Errors.NONE.code) return this.metadataFailed(name, wireError(meta.error, meta.message ?? `topic '${name}'`));
+        if (meta.partitions.length === 0) return this.metadataFailed(name, new TributaryError(Errors.UNKNOWN_TOPIC, `topic '${name}' has no partitions`));
+        topic.partitionCount = meta.partitions.length;
+        this.admit();
+      },
+      (err: unknown) => {
+        topic.loading = false;
+        this.metadataFailed(name, err as Error);
+      },
+    );
+  }
+
+  /** Fails every waiting send for the topic; the next send asks again. */
+  private metadataFailed(name: string, err: Error): void {
+    const topic = this.topics.get(name);
+    if (topic !== undefined && topic.partitionCount === 0) this.topics.delete(name);
+    for (let i = this.admissionHead; i < this.admissions.length; i++) {
+      const e = this.admissions[i];
+      if (e !== undefined && e.topic === name && !this.isFinished(e)) {
+        e.group.fail(err);
+        this.finishAdmission(e);
+      }
+    }
+    this.admit();
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Sending.
+
+  private scheduleDrain(): void {
+    if (this.drainScheduled) return;
+    this.drainScheduled = true;
+    // A microtask: a synchronous burst of sends seals several batches first, and they leave
+    // together in one request.
+    queueMicrotask(() => {
+      this.drainScheduled = false;
+      this.drain();
+    });
+  }
+
+  /** Sends the head batch of every partition with nothing in flight, packed per frame. */
+  private drain(): void {
+    const frameBytes = Math.max(this.client.limits.frameBytesMax - FRAME_ENVELOPE_BYTES, 1);
+    let entries: ProducePartition[] = [];
+    let batches: Batch[] = [];
+    let bytes = 0;
+    for (const q of this.withReadyBatch) {
+      if (q.ready.length === 0) {
+        this.withReadyBatch.delete(q);
+        continue;
+      }
+      if (q.inFlight) continue;
+      const b = q.ready[0];
+      if (b.encoded === null) {
+        try {
+          b.encoded = encodeBatch(b.records, { compression: this.compression });
+        } catch (err) {
+          this.complete(b, err as Error);
+          continue;
+        }
+        b.records = []; // the bytes are all a retry needs
+      }
+      const size = b.encoded.length + q.topic.length + ENTRY_ENVELOPE_BYTES;
+      if (bytes + size > frameBytes && entries.length > 0) {
+        this.sendProduce(entries, batches);
+        entries = [];
+        batches = [];
+        bytes = 0;
+      }
+      q.inFlight = true;
+      entries.push({ topic: q.topic, partition: q.partition, records: b.encoded });
+      batches.push(b);
+      bytes += size;
+    }
+    if (entries.length > 0) this.sendProduce(entries, batches);
+  }
+
+  private sendProduce(partitions: ProducePartition[], batches: Batch[]): void {
+    const body = { acks: this.acks, timeoutMs: this.requestTimeoutMs, partitions };
+    if (this.acks === 0) {
+      this.client.fireAndForget(Kind.Produce, body, { timeoutMs: this.requestTimeoutMs }).then(
+        () => {
+          for (const b of batches) this.complete(b, null, -1);
+        },
+        (err: unknown) => {
+          for (const b of batches) this.failOrRetry(b, err as Error);
+        },
+      );
+      return;
+    }
+    this.client.request(Kind.Produce, body, { timeoutMs: this.requestTimeoutMs }).then(
+      (response) => this.onProduced(response, batches),
+      (err: unknown) => {
+        for (const b of batches) this.failOrRetry(b, err as Error);
+      },
+    );
+  }
+
+  private onProduced(response: ProduceResponse, batches: Batch[]): void {
+    const results = response.partitions ?? [];
+    for (let i = 0; i < batches.length; i++) {
+      const b = batches[i];
+      const r = matchResult(results, i, b.queue);
+      if (r === undefined) {
+        this.complete(b, new TributaryError(Errors.UNKNOWN, `node did not answer for ${b.queue.topic}/${b.queue.partition}`));
+      } else if (r.error !== Errors.NONE.code) {
+        this.failOrRetry(b, wireError(r.error, r.message));
+      } else {
+        this.complete(b, null, r.baseOffset);
+      }
+    }
+  }
+
+  private failOrRetry(b: Batch, err: Error): void {
+    const code = err instanceof TributaryError ? err.code : Errors.UNKNOWN.code;
+    if (!NOT_APPENDED.has(code) || b.attempts >= this.retries || this.client.isClosed) {
+      this.complete(b, err);
+      return;
+    }
+    const q = b.queue;
+    const delay = Math.min(this.retryBackoffMaxMs, this.retryBackoffMs * 2 ** b.attempts);
+    b.attempts++;
+    // The partition stays marked in flight during the backoff, so no later batch overtakes.
+    q.retryTimer = setTimeout(() => {
+      q.retryTimer = null;
+      q.inFlight = false;
+      this.drain();
+    }, delay);
+  }
+
+  /** Settles every record of the batch (with its offset, or with `err`) and frees its bytes. */
+  private complete(b: Batch, err: Error | null, baseOffset = -1): void {
+    const q = b.queue;
+    const { groups, slots, count } = b;
+    const { topic, partition } = q;
+    for (let i = 0; i < count; i++) {
+      if (err !== null) groups[i].fail(err);
+      else groups[i].recordDone(slots[i], topic, partition, baseOffset < 0 ? -1 : baseOffset + i);
+    }
+    b.groups = [];
+    b.slots = [];
+    b.records = [];
+    b.encoded = null;
+    this.bufferedBytesNow -= b.bytes;
+    if (q.ready[0] === b) q.ready.shift();
+    q.inFlight = false;
+    const waiters = b.onDone;
+    b.onDone = null;
+    if (waiters) for (const w of waiters) w();
+    this.admit();
+    if (q.ready.length > 0) this.scheduleDrain();
+  }
+}
+
+function matchResult(results: ProducePartitionResult[], i: number, q: PartitionQueue): ProducePartitionResult | undefined {
+  const r = results[i];
+  if (r !== undefined && r.topic === q.topic && r.partition === q.partition) return r;
+  return results.find((x) => x.topic === q.topic && x.partition === q.partition);
+}
+
+const NO_HEADERS: Header[] = [];
+const CBOR_VALUE_HEADERS: Header[] = [cborHeader(CONTENT_TYPE)];
+
+/** The record as encodeBatch takes it; the one object made per record on the send path. */
+function toRecord(m: ProducerMessage, timestamp: number): BatchRecord {
+  if (m === null || typeof m !== 'object') {
+    throw new TributaryError(Errors.INVALID_REQUEST, 'a message must be an object { key?, value, headers?, partition?, timestamp? }');
+  }
+  const value = m.value;
+  const key = m.key;
+  let headers = m.headers === undefined ? NO_HEADERS : toHeaders(m.headers);
+  if (isCborPayload(value)) headers = headers === NO_HEADERS ? CBOR_VALUE_HEADERS : [...headers, cborHeader(CONTENT_TYPE)];
+  if (isCborPayload(key)) headers = [...headers, cborHeader(KEY_CONTENT_TYPE)];
+  const ts = m.timestamp ?? timestamp;
+  if (!Number.isSafeInteger(ts) || ts < 0) throw new TributaryError(Errors.INVALID_REQUEST, `timestamp must be ms since the epoch, got ${String(ts)}`);
+  return { key: payloadBytes(key), value: payloadBytes(value), timestamp: ts, headers };
+}
+
+function recordBytes(r: BatchRecord): number {
+  let size = RECORD_OVERHEAD_BYTES + (r.value === null ? 0 : r.value.length) + (r.key == null ? 0 : r.key.length);
+  const headers = r.headers;
+  if (headers !== undefined) {
+    for (let i = 0; i < headers.length; i++) size += headers[i][0].length + (headers[i][1]?.length ?? 0) + 4;
+  }
+  return size;
+}
+
+function positive(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isFinite(value) || value <= 0) throw new TributaryError(Errors.INVALID_CONFIG, `${name} must be a positive number, got ${String(value)}`);
+  return value;
+}
+
+function nonNegative(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isFinite(value) || value < 0) throw new TributaryError(Errors.INVALID_CONFIG, `${name} must be zero or more, got ${String(value)}`);
+  return value;
+}

@@ -1,0 +1,244 @@
+// A small in-memory node for the SDK's unit tests: it speaks the wire protocol over
+// memoryPipe (or over a real `ws` server) and keeps partitions as arrays of stored batches.
+// It is deliberately simple and obviously correct, and it lets tests inject what a real
+// node would do only under faults: held, dropped or failed answers and closed connections.
+// It is not the node: integration tests run the real one (node/broker.ts).
+
+import { WebSocketServer } from 'ws';
+import type { AddressInfo } from 'node:net';
+import { Errors } from '../../protocol/errors.js';
+import { decodeFrame, encodeFrame, Kind, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, PROTOCOL_VERSION, RESPONSE, type Frame } from '../../protocol/frames.js';
+import { decodeBatch, lastOffsetOf, readBatchHeader, setBaseOffset, validateBatch } from '../../protocol/record-batch.js';
+import { memoryPipe, socketTransport, type FrameTransport } from '../../protocol/transport.js';
+import type { TransportFactory } from '../client.js';
+
+type Body = Record<string, unknown>;
+
+/** What a hook may decide for one request: answer normally, answer this, stay silent, or cut the connection. */
+export type HookAction = undefined | { answer: Body } | 'silent' | 'close';
+
+export interface FakeRequest {
+  kind: number;
+  correlationId: number;
+  body: Body;
+  connection: FakeConnection;
+}
+
+interface StoredPartition {
+  batches: Buffer[];
+  logStartOffset: number;
+  logEndOffset: number;
+}
+
+export class FakeConnection {
+  inflight = 0;
+  constructor(
+    readonly transport: FrameTransport,
+    readonly node: FakeNode,
+  ) {}
+  answer(frame: { kind: number; correlationId: number }, body: Body): void {
+    this.transport.send(encodeFrame(frame.kind | RESPONSE, frame.correlationId, body));
+  }
+}
+
+export class FakeNode {
+  frameBytesMax = 16 * 1024 * 1024;
+  inflightMax = 32;
+  nodeId = 'fake-1';
+  /** When true, the transport factory fails as a refused TCP connect would. */
+  refuse = false;
+  /** Every request received, in order (Hello included). */
+  readonly requests: FakeRequest[] = [];
+  /** Highest number of requests seen in progress on one connection at once. */
+  maxInflightSeen = 0;
+  readonly connections: FakeConnection[] = [];
+  hook: ((req: FakeRequest) => HookAction | Promise<HookAction>) | null = null;
+  private readonly topics = new Map<string, StoredPartition[]>();
+  private appendWaiters: (() => void)[] = [];
+
+  readonly transportFactory: TransportFactory = async () => {
+    if (this.refuse) throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+    const [clientSide, nodeSide] = memoryPipe();
+    this.serve(nodeSide);
+    return clientSide;
+  };
+
+  createTopic(name: string, partitions: number): void {
+    this.topics.set(
+      name,
+      Array.from({ length: partitions }, () => ({ batches: [], logStartOffset: 0, logEndOffset: 0 })),
+    );
+  }
+
+  partition(topic: string, partition: number): StoredPartition | undefined {
+    return this.topics.get(topic)?.[partition];
+  }
+
+  /** Every stored record of a partition, decoded. */
+  records(topic: string, partition: number): ReturnType<typeof decodeBatch>['records'] {
+    const p = this.partition(topic, partition);
+    return p === undefined ? [] : p.batches.flatMap((b) => decodeBatch(b).records);
+  }
+
+  /** Appends as the node does: validate, patch the base offset, keep the bytes. */
+  append(topic: string, partition: number, batch: Uint8Array): number {
+    const p = this.partition(topic, partition);
+    if (p === undefined) throw new Error('no such partition');
+    const bytes = Buffer.from(batch);
+    validateBatch(bytes);
+    const base = p.logEndOffset;
+    setBaseOffset(bytes, base);
+    p.batches.push(bytes);
+    p.logEndOffset = lastOffsetOf(bytes) + 1;
+    const ws = this.appendWaiters;
+    this.appendWaiters = [];
+    for (const w of ws) w();
+    return base;
+  }
+
+  /** Closes every connection, as a node restart or a network cut would. */
+  dropConnections(): void {
+    for (const c of this.connections) c.transport.close(1001, 'fake node dropped the connection');
+  }
+
+  serve(transport: FrameTransport): FakeConnection {
+    const connection = new FakeConnection(transport, this);
+    this.connections.push(connection);
+    void (async () => {
+      for await (const bytes of transport) {
+        const frame = decodeFrame(bytes);
+        const req: FakeRequest = { kind: frame.kind, correlationId: frame.correlationId, body: frame.body, connection };
+        this.requests.push(req);
+        connection.inflight++;
+        this.maxInflightSeen = Math.max(this.maxInflightSeen, connection.inflight);
+        void this.handle(frame, req, connection).finally(() => connection.inflight--);
+      }
+    })();
+    return connection;
+  }
+
+  /** A real `ws` server on an ephemeral port, for tests of the default transport. */
+  async listen(): Promise<{ url: string; close(): Promise<void> }> {
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, path: '/v1' });
+    await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
+    wss.on('connection', (ws) => this.serve(socketTransport(ws)));
+    const port = (wss.address() as AddressInfo).port;
+    return {
+      url: `ws://127.0.0.1:${port}/v1`,
+      close: () =>
+        new Promise<void>((resolve) => {
+          for (const c of wss.clients) c.terminate();
+          wss.close(() => resolve());
+        }),
+    };
+  }
+
+  private async handle(frame: Frame, req: FakeRequest, connection: FakeConnection): Promise<void> {
+    const action = this.hook && frame.kind !== Kind.Hello ? await this.hook(req) : undefined;
+    if (action === 'silent') return;
+    if (action === 'close') {
+      connection.transport.close(1011, 'fake node closed on request');
+      return;
+    }
+    if (action !== undefined) return connection.answer(frame, action.answer);
+    const body = await this.answer(frame.kind, frame.body);
+    if (body !== undefined) connection.answer(frame, body);
+  }
+
+  private async answer(kind: number, body: Body): Promise<Body | undefined> {
+    switch (kind) {
+      case Kind.Hello:
+        if (body.version !== PROTOCOL_VERSION) return { error: Errors.UNSUPPORTED_VERSION.code, message: 'UNSUPPORTED_VERSION: bad version' };
+        return { version: PROTOCOL_VERSION, nodeId: this.nodeId, frameBytesMax: this.frameBytesMax, inflightMax: this.inflightMax };
+      case Kind.Metadata:
+        return this.metadata(body);
+      case Kind.Produce:
+        return this.produce(body);
+      case Kind.Fetch:
+        return this.fetch(body);
+      case Kind.ListOffsets:
+        return this.listOffsets(body);
+      default:
+        return { error: Errors.INVALID_REQUEST.code, message: `INVALID_REQUEST: kind ${kind}` };
+    }
+  }
+
+  private metadata(body: Body): Body {
+    const names = (body.topics as string[] | undefined) ?? [...this.topics.keys()];
+    return {
+      nodeId: this.nodeId,
+      topics: names.map((name) => {
+        const parts = this.topics.get(name);
+        if (parts === undefined) return { name, error: Errors.UNKNOWN_TOPIC.code, message: `UNKNOWN_TOPIC: topic '${name}' does not exist`, partitions: [], config: {} };
+        return { name, error: 0, partitions: parts.map((_, partition) => ({ partition, leader: this.nodeId, leaderEpoch: 0 })), config: {} };
+      }),
+    };
+  }
+
+  private produce(body: Body): Body | undefined {
+    const entries = body.partitions as { topic: string; partition: number; records: Uint8Array }[];
+    const partitions = entries.map((e) => {
+      if (this.partition(e.topic, e.partition) === undefined) {
+        return { topic: e.topic, partition: e.partition, error: Errors.UNKNOWN_TOPIC.code, message: 'UNKNOWN_TOPIC: no such partition', baseOffset: -1, logStartOffset: -1 };
+      }
+      const baseOffset = this.append(e.topic, e.partition, e.records);
+      return { topic: e.topic, partition: e.partition, error: 0, baseOffset, logStartOffset: 0 };
+    });
+    return body.acks === 0 ? undefined : { partitions };
+  }
+
+  private async fetch(body: Body): Promise<Body> {
+    const wanted = body.partitions as { topic: string; partition: number; fetchOffset: number; maxBytes: number }[];
+    const ready = () => wanted.some((w) => {
+      const p = this.partition(w.topic, w.partition);
+      return p === undefined || w.fetchOffset !== p.logEndOffset;
+    });
+    if (!ready()) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, body.maxWaitMs as number);
+        this.appendWaiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    return {
+      partitions: wanted.map((w) => {
+        const p = this.partition(w.topic, w.partition);
+        const base = { topic: w.topic, partition: w.partition, highWatermark: p?.logEndOffset ?? -1, logStartOffset: p?.logStartOffset ?? -1 };
+        if (p === undefined) return { ...base, error: Errors.UNKNOWN_TOPIC.code, message: 'UNKNOWN_TOPIC: no such partition', records: Buffer.alloc(0) };
+        if (w.fetchOffset > p.logEndOffset || w.fetchOffset < p.logStartOffset) {
+          return { ...base, error: Errors.OFFSET_OUT_OF_RANGE.code, message: 'OFFSET_OUT_OF_RANGE: out of range', records: Buffer.alloc(0) };
+        }
+        const out: Buffer[] = [];
+        let bytes = 0;
+        for (const b of p.batches) {
+          if (lastOffsetOf(b) < w.fetchOffset) continue;
+          if (out.length > 0 && bytes + b.length > w.maxBytes) break;
+          out.push(b);
+          bytes += b.length;
+        }
+        return { ...base, error: 0, records: Buffer.concat(out) };
+      }),
+    };
+  }
+
+  private listOffsets(body: Body): Body {
+    const wanted = body.partitions as { topic: string; partition: number; timestamp: number }[];
+    return {
+      partitions: wanted.map((w) => {
+        const p = this.partition(w.topic, w.partition);
+        const base = { topic: w.topic, partition: w.partition };
+        if (p === undefined) return { ...base, error: Errors.UNKNOWN_TOPIC.code, message: 'UNKNOWN_TOPIC: no such partition', offset: -1, timestamp: -1 };
+        if (w.timestamp === LATEST_TIMESTAMP) return { ...base, error: 0, offset: p.logEndOffset, timestamp: -1 };
+        if (w.timestamp === EARLIEST_TIMESTAMP) return { ...base, error: 0, offset: p.logStartOffset, timestamp: -1 };
+        for (const b of p.batches) {
+          if (readBatchHeader(b).maxTimestamp < w.timestamp) continue;
+          const r = decodeBatch(b).records.find((x) => x.timestamp >= w.timestamp);
+          if (r) return { ...base, error: 0, offset: r.offset, timestamp: r.timestamp };
+        }
+        return { ...base, error: 0, offset: -1, timestamp: -1 };
+      }),
+    };
+  }
+}

@@ -1,0 +1,133 @@
+// A Tributary node: storage, the request handlers and the listener wired together.
+// `startBroker` is what `tributary start` runs and what tests start in-process.
+
+import { resolve } from 'node:path';
+import { DEFAULT_LIMITS, type Limits } from './config.js';
+import { createLogger, type Logger } from './logger.js';
+import { loadOrCreateNodeMeta } from './node-meta.js';
+import { Connection } from './server/connection.js';
+import type { BrokerContext } from './server/context.js';
+import { FetchWaiter } from './server/fetch-waiter.js';
+import { listen, WS_PATH, type Listener } from './server/listener.js';
+import { LogManager } from './storage/log-manager.js';
+
+export interface BrokerOptions {
+  dataDir: string;
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** Default 7400; 0 picks a free port. */
+  port?: number;
+  nodeId?: string;
+  limits?: Partial<Limits>;
+  /** Defaults for new topics, by Kafka's config names. */
+  topicDefaults?: Record<string, string | number>;
+  logger?: Logger;
+  /** How long shutdown waits for requests in progress before closing connections. */
+  shutdownGraceMs?: number;
+}
+
+export interface Broker {
+  readonly nodeId: string;
+  readonly url: string;
+  readonly port: number;
+  readonly dataDir: string;
+  readonly logs: LogManager;
+  /** Live figures for health checks and tests. */
+  stats(): BrokerStats;
+  /** Answers what is in progress, flushes every log and writes the clean-shutdown marker. */
+  close(): Promise<void>;
+}
+
+export interface BrokerStats {
+  connections: number;
+  requestsInFlight: number;
+  /** Bytes queued in user space towards clients, summed over connections. */
+  sendBufferedBytes: number;
+  fetchesWaiting: number;
+}
+
+export async function startBroker(options: BrokerOptions): Promise<Broker> {
+  const logger = options.logger ?? createLogger();
+  const dataDir = resolve(options.dataDir);
+  const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
+  const meta = loadOrCreateNodeMeta(dataDir, options.nodeId);
+  const logs = await LogManager.open(dataDir);
+  for (const note of recoveryNotes(logs)) logger.warn(note, 'recovered partition after an unclean stop');
+
+  const fetchWaiter = new FetchWaiter();
+  let shuttingDown = false;
+  const context: BrokerContext = {
+    nodeId: meta.nodeId,
+    logs,
+    limits,
+    logger,
+    fetchWaiter,
+    topicDefaults: options.topicDefaults ?? {},
+    get shuttingDown() {
+      return shuttingDown;
+    },
+  };
+  const connections = new Set<Connection>();
+  let listener: Listener;
+  try {
+    listener = await listen({
+      host: options.host ?? '127.0.0.1',
+      port: options.port ?? 7400,
+      limits,
+      logger,
+      health: () => ({ status: shuttingDown ? 'stopping' : 'ok', nodeId: meta.nodeId, topics: logs.topics().length, connections: connections.size }),
+      onConnection(transport, remote) {
+        const connection = new Connection(transport, context, remote);
+        connections.add(connection);
+        connection
+          .serve()
+          .catch((err: unknown) => logger.error({ remote, err: (err as Error)?.stack ?? String(err) }, 'connection failed'))
+          .finally(() => connections.delete(connection));
+      },
+    });
+  } catch (err) {
+    await logs.close();
+    throw err;
+  }
+
+  const host = options.host ?? '127.0.0.1';
+  const urlHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
+  let closing: Promise<void> | null = null;
+  return {
+    nodeId: meta.nodeId,
+    url: `ws://${urlHost}:${listener.port}${WS_PATH}`,
+    port: listener.port,
+    dataDir,
+    logs,
+    stats() {
+      let requestsInFlight = 0;
+      let sendBufferedBytes = 0;
+      for (const c of connections) {
+        requestsInFlight += c.requestsInFlight;
+        sendBufferedBytes += c.sendBufferedBytes;
+      }
+      return { connections: connections.size, requestsInFlight, sendBufferedBytes, fetchesWaiting: fetchWaiter.waitingCount };
+    },
+    close() {
+      closing ??= (async () => {
+        shuttingDown = true;
+        const stopped = listener.stopAccepting();
+        // Long polls answer now with what they have; produce requests finish their fsync.
+        fetchWaiter.close();
+        const grace = new Promise<void>((r) => setTimeout(r, options.shutdownGraceMs ?? 5000).unref());
+        await Promise.race([Promise.all([...connections].map((c) => c.whenIdle())), grace]);
+        listener.terminateAll();
+        await logs.close();
+        await Promise.race([stopped, new Promise<void>((r) => setTimeout(r, 1000).unref())]);
+        logger.info({ nodeId: meta.nodeId }, 'node stopped cleanly');
+      })();
+      return closing;
+    },
+  };
+}
+
+function recoveryNotes(logs: LogManager): Record<string, unknown>[] {
+  const report = (logs as unknown as { recoveryReport?: unknown }).recoveryReport;
+  if (!Array.isArray(report)) return [];
+  return report.filter((r) => r && typeof r === 'object') as Record<string, unknown>[];
+}

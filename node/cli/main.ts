@@ -1,0 +1,37 @@
+#!/usr/bin/env node
+// The `tributary` command. `start` runs a node (node/); every other command is a client of a
+// node, built on the SDK's console tools (devices/cli). This entry point is the one place
+// where node/ reaches into devices/: it only composes the two command sets, so the broker
+// itself never depends on the SDK.
+
+import { Command, CommanderError } from 'commander';
+import { registerClientCommands } from '../../devices/cli/index.js';
+import { registerStartCommand } from './start.js';
+
+export async function main(argv: string[]): Promise<number> {
+  const program = new Command('tributary')
+    .description('Event streaming from the edge to the datacenter')
+    .version(VERSION)
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  registerStartCommand(program);
+  registerClientCommands(program);
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode;
+    process.stderr.write(`tributary: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
+const VERSION = '0.1.0';
+
+// Run when executed as the `tributary` binary (not when imported by tests).
+const invokedDirectly = process.argv[1] !== undefined && import.meta.url === (await import('node:url')).pathToFileURL((await import('node:fs')).realpathSync(process.argv[1])).href;
+if (invokedDirectly) {
+  main(process.argv).then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -1,0 +1,143 @@
+// Node configuration: defaults, an optional YAML file, then command-line flags, each
+// overriding the one before. Every key is validated; a mistake is one clear line naming
+// the key. (The full configuration surface, env vars and `config check` come with the
+// operations issue; the shape here is the one it extends.)
+
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { Errors, TributaryError } from '../protocol/errors.js';
+
+export interface Limits {
+  /** Largest WebSocket message accepted; checked from the frame header, before buffering. */
+  frameBytesMax: number;
+  /** Requests a connection may have in progress; past it the node stops reading from it. */
+  inflightMax: number;
+  /** Longest a request may take before it is answered REQUEST_TIMED_OUT. */
+  requestTimeoutMs: number;
+  /** Longest long-poll a Fetch may ask for. */
+  fetchWaitMsMax: number;
+  /** Largest Fetch response body. */
+  fetchBytesMax: number;
+  /** Bytes queued towards one client before the node stops serving it until it reads. */
+  sendBufferBytesMax: number;
+  /** Open client connections. */
+  connectionsMax: number;
+  /** Time a new connection has to say Hello. */
+  helloTimeoutMs: number;
+}
+
+export interface NodeConfig {
+  dataDir: string;
+  host: string;
+  port: number;
+  /** Persisted in the data folder on first start when not given. */
+  nodeId?: string;
+  limits: Limits;
+  /** Defaults for new topics, by Kafka's config names (segment.bytes, flush, ...). */
+  topicDefaults: Record<string, string | number>;
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  frameBytesMax: 16 * 1024 * 1024,
+  inflightMax: 32,
+  requestTimeoutMs: 30_000,
+  fetchWaitMsMax: 30_000,
+  fetchBytesMax: 16 * 1024 * 1024,
+  sendBufferBytesMax: 8 * 1024 * 1024,
+  connectionsMax: 1024,
+  helloTimeoutMs: 10_000,
+};
+
+export function defaultConfig(): NodeConfig {
+  return { dataDir: './data', host: '127.0.0.1', port: 7400, limits: { ...DEFAULT_LIMITS }, topicDefaults: {} };
+}
+
+function invalid(detail: string): TributaryError {
+  return new TributaryError(Errors.INVALID_CONFIG, detail);
+}
+
+function intIn(key: string, value: unknown, min: number, max: number): number {
+  const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
+    throw invalid(`${key} must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
+  }
+  return n;
+}
+
+function str(key: string, value: unknown): string {
+  if (typeof value !== 'string' || value === '') throw invalid(`${key} must be a non-empty string, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+/** Applies a partial, untrusted config object (from YAML or flags) onto `base`. */
+export function applyConfig(base: NodeConfig, raw: unknown, source: string): NodeConfig {
+  if (raw === null || raw === undefined) return base;
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw invalid(`${source}: expected a map of settings`);
+  const out: NodeConfig = { ...base, limits: { ...base.limits }, topicDefaults: { ...base.topicDefaults } };
+  for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {
+    switch (key) {
+      case 'dataDir':
+        out.dataDir = str(key, value);
+        break;
+      case 'host':
+        out.host = str(key, value);
+        break;
+      case 'port':
+        out.port = intIn(key, value, 0, 65535);
+        break;
+      case 'nodeId':
+        out.nodeId = str(key, value);
+        if (!/^[A-Za-z0-9._-]{1,64}$/.test(out.nodeId)) throw invalid(`nodeId must be 1-64 of [A-Za-z0-9._-], got ${JSON.stringify(value)}`);
+        break;
+      case 'limits':
+        out.limits = applyLimits(out.limits, value, source);
+        break;
+      case 'topicDefaults':
+        if (value === null || typeof value !== 'object' || Array.isArray(value)) throw invalid(`${source}: topicDefaults must be a map`);
+        for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+          if (typeof v !== 'string' && typeof v !== 'number') throw invalid(`topicDefaults.${k} must be a string or number`);
+          out.topicDefaults[k] = v;
+        }
+        break;
+      default:
+        throw invalid(`${source}: unknown setting '${key}'`);
+    }
+  }
+  return out;
+}
+
+const LIMIT_RANGES: Record<keyof Limits, [number, number]> = {
+  frameBytesMax: [1024, 256 * 1024 * 1024],
+  inflightMax: [1, 1024],
+  requestTimeoutMs: [100, 600_000],
+  fetchWaitMsMax: [0, 600_000],
+  fetchBytesMax: [1024, 256 * 1024 * 1024],
+  sendBufferBytesMax: [64 * 1024, 1024 * 1024 * 1024],
+  connectionsMax: [1, 1_000_000],
+  helloTimeoutMs: [100, 600_000],
+};
+
+function applyLimits(base: Limits, raw: unknown, source: string): Limits {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw invalid(`${source}: limits must be a map`);
+  const out = { ...base };
+  for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {
+    const range = LIMIT_RANGES[key as keyof Limits];
+    if (!range) throw invalid(`${source}: unknown setting 'limits.${key}'`);
+    out[key as keyof Limits] = intIn(`limits.${key}`, value, range[0], range[1]);
+  }
+  return out;
+}
+
+export function loadConfigFile(path: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw invalid(`cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  try {
+    return parseYaml(text);
+  } catch (err) {
+    throw invalid(`${path} is not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+  }
+}

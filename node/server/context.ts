@@ -1,0 +1,33 @@
+import type { Limits } from '../config.js';
+import type { Logger } from '../logger.js';
+import type { LogManager } from '../storage/log-manager.js';
+import type { FetchWaiter } from './fetch-waiter.js';
+
+/** What every handler may use: the node's shared state. Handlers never see a socket. */
+export interface BrokerContext {
+  readonly nodeId: string;
+  readonly logs: LogManager;
+  readonly limits: Limits;
+  readonly logger: Logger;
+  readonly fetchWaiter: FetchWaiter;
+  /** Config for topics created without a value of their own, by Kafka's names. */
+  readonly topicDefaults: Readonly<Record<string, string | number>>;
+  readonly shuttingDown: boolean;
+}
+
+/** Per request: the broker, who asked, and the request's deadline. */
+export interface RequestContext {
+  readonly broker: BrokerContext;
+  readonly clientId: string;
+  readonly remoteAddress: string;
+  /** Aborted when the request times out, the connection closes or the node shuts down. */
+  readonly signal: AbortSignal;
+  /** Epoch ms by which the request must be answered. */
+  readonly deadline: number;
+  /**
+   * Waits until the connection's send buffer has room and holds it until this request's
+   * response is written. Handlers that produce large responses (Fetch) call it before
+   * reading, so a slow reader cannot make the node buffer without bound.
+   */
+  outboundSlot(): Promise<void>;
+}

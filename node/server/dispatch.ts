@@ -1,0 +1,25 @@
+// One table from request kind to handler; one file per handler (as aedes lib/handlers).
+
+import { Kind } from '../../protocol/frames.js';
+import type { RequestContext } from './context.js';
+import { handleCreateTopics } from './handlers/create-topics.js';
+import { handleDeleteTopics } from './handlers/delete-topics.js';
+import { handleFetch } from './handlers/fetch.js';
+import { handleHello } from './handlers/hello.js';
+import { handleListOffsets } from './handlers/list-offsets.js';
+import { handleMetadata } from './handlers/metadata.js';
+import { handleProduce } from './handlers/produce.js';
+import type { Body } from './validate.js';
+
+/** Returns the response body, or undefined when the request wants no answer (acks=0). */
+export type Handler = (body: Body, ctx: RequestContext) => Promise<object | undefined>;
+
+export const handlers: ReadonlyMap<number, Handler> = new Map<number, Handler>([
+  [Kind.Hello, handleHello],
+  [Kind.Metadata, handleMetadata],
+  [Kind.CreateTopics, handleCreateTopics],
+  [Kind.DeleteTopics, handleDeleteTopics],
+  [Kind.Produce, handleProduce],
+  [Kind.Fetch, handleFetch],
+  [Kind.ListOffsets, handleListOffsets],
+]);

@@ -1,0 +1,20 @@
+import { Errors } from '../../../protocol/errors.js';
+import type { DeleteTopicsResponse, TopicResult } from '../../../protocol/frames.js';
+import type { RequestContext } from '../context.js';
+import { errorResult } from './errors.js';
+import { strings, type Body } from '../validate.js';
+
+export async function handleDeleteTopics(body: Body, ctx: RequestContext): Promise<DeleteTopicsResponse> {
+  const { logs, logger } = ctx.broker;
+  const topics: TopicResult[] = [];
+  for (const name of strings(body, 'topics', 1000)) {
+    try {
+      await logs.deleteTopic(name);
+      logger.info({ topic: name }, 'topic deleted');
+      topics.push({ name, error: Errors.NONE.code });
+    } catch (err) {
+      topics.push({ name, ...errorResult(err, logger, { request: 'DeleteTopics', topic: name }) });
+    }
+  }
+  return { topics };
+}

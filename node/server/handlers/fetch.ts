@@ -1,0 +1,96 @@
+import { Errors } from '../../../protocol/errors.js';
+import type { FetchPartitionResult, FetchResponse } from '../../../protocol/frames.js';
+import type { PartitionLog } from '../../storage/partition-log.js';
+import type { RequestContext } from '../context.js';
+import { errorResult } from './errors.js';
+import { int, list, map, PARTITIONS_PER_REQUEST_MAX, str, type Body } from '../validate.js';
+
+interface Wanted {
+  topic: string;
+  partition: number;
+  fetchOffset: number;
+  maxBytes: number;
+  log: PartitionLog | undefined;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+// Fetch returns stored batches as they are, up to the high watermark. When fewer than
+// minBytes are ready it long-polls (Kafka's fetch purgatory) until data arrives or
+// maxWaitMs passes. The read happens only once the connection's send buffer has room, so a
+// consumer that does not read its socket stalls its own fetches instead of filling memory.
+export async function handleFetch(body: Body, ctx: RequestContext): Promise<FetchResponse> {
+  const { limits, logs, fetchWaiter } = ctx.broker;
+  const maxWaitMs = int(body, 'maxWaitMs', 0, 0x7fffffff, 0);
+  const minBytes = int(body, 'minBytes', 0, 0x7fffffff, 1);
+  const maxBytes = Math.min(int(body, 'maxBytes', 1, 0x7fffffff, limits.fetchBytesMax), limits.fetchBytesMax);
+  const wanted: Wanted[] = list(body, 'partitions', PARTITIONS_PER_REQUEST_MAX).map((e, i) => {
+    const entry = map(e, `partitions[${i}]`);
+    const topic = str(entry, 'topic');
+    const partition = int(entry, 'partition', 0, 0x7fffffff);
+    return {
+      topic,
+      partition,
+      fetchOffset: int(entry, 'fetchOffset', 0),
+      maxBytes: int(entry, 'maxBytes', 1, 0x7fffffff, maxBytes),
+      log: logs.partition(topic, partition),
+    };
+  });
+
+  // Leave a margin so that a long poll ends before the request's own deadline does.
+  const waitMs = Math.min(maxWaitMs, limits.fetchWaitMsMax, Math.max(0, ctx.deadline - Date.now() - 1000));
+  const waitUntil = Date.now() + waitMs;
+  for (;;) {
+    const remaining = waitUntil - Date.now();
+    if (remaining <= 0 || ctx.broker.shuttingDown || ctx.signal.aborted) break;
+    if (anyReady(wanted) && (minBytes <= 1 || readAll(wanted, maxBytes, ctx).bytes >= minBytes)) break;
+    await fetchWaiter.waitForAppend(present(wanted), remaining, ctx.signal);
+  }
+  await ctx.outboundSlot();
+  return { partitions: readAll(wanted, maxBytes, ctx).partitions };
+}
+
+function present(wanted: Wanted[]): PartitionLog[] {
+  const logs: PartitionLog[] = [];
+  for (const w of wanted) if (w.log) logs.push(w.log);
+  return logs;
+}
+
+/** True when some partition would answer at once: it has data past the fetch offset, or an error. */
+function anyReady(wanted: Wanted[]): boolean {
+  for (const w of wanted) {
+    const log = w.log;
+    if (!log) return true;
+    if (w.fetchOffset !== log.highWatermark) return true;
+  }
+  return false;
+}
+
+function readAll(wanted: Wanted[], maxBytes: number, ctx: RequestContext): { partitions: FetchPartitionResult[]; bytes: number } {
+  const partitions: FetchPartitionResult[] = [];
+  let bytes = 0;
+  for (const w of wanted) {
+    const log = w.log;
+    const result: FetchPartitionResult = { topic: w.topic, partition: w.partition, error: Errors.NONE.code, highWatermark: -1, logStartOffset: -1, records: EMPTY };
+    partitions.push(result);
+    if (!log || ctx.broker.logs.partition(w.topic, w.partition) !== log) {
+      result.error = Errors.UNKNOWN_TOPIC.code;
+      result.message = `unknown topic or partition ${w.topic}/${w.partition}`;
+      continue;
+    }
+    result.highWatermark = log.highWatermark;
+    result.logStartOffset = log.logStartOffset;
+    // KIP-74: the first partition with data gets at least one whole batch; later ones share
+    // what is left of maxBytes and are skipped once it is spent.
+    const budget = Math.min(w.maxBytes, maxBytes - bytes);
+    if (budget <= 0 && bytes > 0) continue;
+    try {
+      const records = log.read(w.fetchOffset, Math.max(budget, 1));
+      result.records = records;
+      bytes += records.length;
+    } catch (err) {
+      Object.assign(result, errorResult(err, ctx.broker.logger, { request: 'Fetch', topic: w.topic, partition: w.partition, offset: w.fetchOffset }));
+    }
+  }
+  return { partitions, bytes };
+}

@@ -1,0 +1,40 @@
+import { Errors } from '../../../protocol/errors.js';
+import { EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, type ListOffsetsPartitionResult, type ListOffsetsResponse } from '../../../protocol/frames.js';
+import type { RequestContext } from '../context.js';
+import { errorResult } from './errors.js';
+import { int, list, map, PARTITIONS_PER_REQUEST_MAX, str, type Body } from '../validate.js';
+
+// Kafka's ListOffsets: LATEST is the high watermark (what a consumer can reach), EARLIEST
+// the log start offset, any other timestamp the first offset whose record timestamp is at
+// or after it (-1 when there is none).
+export async function handleListOffsets(body: Body, ctx: RequestContext): Promise<ListOffsetsResponse> {
+  const { logs, logger } = ctx.broker;
+  const partitions = list(body, 'partitions', PARTITIONS_PER_REQUEST_MAX).map((e, i): ListOffsetsPartitionResult => {
+    const result: ListOffsetsPartitionResult = { topic: '', partition: -1, error: Errors.NONE.code, offset: -1, timestamp: -1 };
+    try {
+      const entry = map(e, `partitions[${i}]`);
+      result.topic = str(entry, 'topic');
+      result.partition = int(entry, 'partition', 0, 0x7fffffff);
+      const timestamp = int(entry, 'timestamp', EARLIEST_TIMESTAMP);
+      const log = logs.partition(result.topic, result.partition);
+      if (!log) {
+        result.error = Errors.UNKNOWN_TOPIC.code;
+        result.message = `unknown topic or partition ${result.topic}/${result.partition}`;
+      } else if (timestamp === LATEST_TIMESTAMP) {
+        result.offset = log.highWatermark;
+      } else if (timestamp === EARLIEST_TIMESTAMP) {
+        result.offset = log.logStartOffset;
+      } else {
+        const found = log.offsetForTimestamp(timestamp);
+        if (found) {
+          result.offset = found.offset;
+          result.timestamp = found.timestamp;
+        }
+      }
+    } catch (err) {
+      Object.assign(result, errorResult(err, logger, { request: 'ListOffsets', topic: result.topic, partition: result.partition }));
+    }
+    return result;
+  });
+  return { partitions };
+}

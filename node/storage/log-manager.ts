@@ -1,0 +1,343 @@
+// All topics and partitions of one data folder:
+//
+//   <data>/.clean-shutdown           present only between a clean close and the next open
+//   <data>/topics/<name>.json        { name, partitions, overrides } per topic, written durably
+//   <data>/<topic>-<partition>/      one PartitionLog each
+//
+// Topic admin operations run one at a time (a queue), so create and delete never race on
+// one name. Every change that must survive a crash is ordered so that a crash at any point
+// leaves either the old state or the new one, or a leftover the next open finishes:
+//   create: config file (durable rename) -> partition folders -> folder fsync.
+//           A crash after the config leaves empty partitions, which open recreates.
+//   delete: config rewritten with `deleting: true` -> partition folders renamed to
+//           `<random>-delete` -> config removed -> folders removed. Open finishes any
+//           `deleting` topic and removes every `-delete` folder.
+
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Errors, TributaryError } from '../../protocol/errors.js';
+import { normalizeOverrides, parseTopicConfig } from './config.js';
+import type { TopicConfig } from './config.js';
+import { fsyncDir, isErrno, nodeFileOps, readFileSyncOrNull, TMP_PREFIX, writeFileDurable, writeFully } from './file-ops.js';
+import type { FileOps } from './file-ops.js';
+import { PartitionLog } from './partition-log.js';
+import { DEFAULT_READ_FDS_MAX, ReadFdCache } from './read-fd-cache.js';
+import type { PartitionRecovery } from './recovery.js';
+import { validatePartitionCount, validateTopicName } from './topic-rules.js';
+
+export interface LogManagerOptions {
+  /** Broker-wide defaults under each topic's overrides. */
+  defaults?: Partial<TopicConfig>;
+  /** Clock for segment.ms and tests. */
+  now?: () => number;
+  /** File system; node:fs unless a test injects faults. */
+  fileOps?: FileOps;
+  /** Bound on fds (and loaded indexes) held open for reading sealed segments. */
+  readFdsMax?: number;
+}
+
+export interface CreateTopicOptions {
+  /** Allows a name starting with '__' (internal topics such as __consumer_offsets). */
+  internal?: boolean;
+}
+
+export interface TopicInfo {
+  name: string;
+  partitions: number;
+  config: TopicConfig;
+}
+
+export interface RecoveryReport {
+  /** The clean-shutdown marker was present: indexes were trusted, nothing was scanned. */
+  clean: boolean;
+  partitions: PartitionRecovery[];
+  /** Topics whose config could not be read; their folders are left untouched. */
+  unreadableTopics: string[];
+  /** Deletions a crash interrupted, finished at open. */
+  finishedDeletes: string[];
+}
+
+interface StoredTopic {
+  name: string;
+  partitions: number;
+  overrides: Record<string, string | number>;
+  deleting?: boolean;
+}
+
+interface TopicState {
+  info: TopicInfo;
+  overrides: Record<string, string | number>;
+  logs: PartitionLog[];
+}
+
+export const CLEAN_SHUTDOWN_FILE = '.clean-shutdown';
+const TOPICS_DIR = 'topics';
+const DELETE_SUFFIX = '-delete';
+
+export class LogManager {
+  readonly recoveryReport: RecoveryReport;
+  private readonly topicStates = new Map<string, TopicState>();
+  /** Names whose config file could not be read: their folders may hold data, so no create. */
+  private readonly unreadableNames = new Set<string>();
+  private readonly ops: FileOps;
+  private readonly readFds: ReadFdCache;
+  private readonly now: () => number;
+  private readonly defaults: Partial<TopicConfig>;
+  private adminQueue: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  private constructor(
+    readonly dataDir: string,
+    options: LogManagerOptions,
+    clean: boolean,
+  ) {
+    this.ops = options.fileOps ?? nodeFileOps;
+    this.readFds = new ReadFdCache(options.readFdsMax ?? DEFAULT_READ_FDS_MAX);
+    this.now = options.now ?? Date.now;
+    this.defaults = options.defaults ?? {};
+    this.recoveryReport = { clean, partitions: [], unreadableTopics: [], finishedDeletes: [] };
+  }
+
+  static async open(dataDir: string, options: LogManagerOptions = {}): Promise<LogManager> {
+    // Refuse bad defaults now, not at the first topic.
+    parseTopicConfig(undefined, options.defaults);
+    const ops = options.fileOps ?? nodeFileOps;
+    await ops.mkdir(path.join(dataDir, TOPICS_DIR));
+    const markerPath = path.join(dataDir, CLEAN_SHUTDOWN_FILE);
+    const clean = readFileSyncOrNull(ops, markerPath) !== null;
+    const manager = new LogManager(dataDir, options, clean);
+    try {
+      await manager.removeLeftovers();
+      await manager.loadTopics(clean);
+    } catch (err) {
+      // A partition that cannot be opened stops the node; the ones opened release their fds.
+      // The marker stays, so the next attempt is the same kind of start.
+      await Promise.allSettled(manager.allLogs().map((log) => log.close()));
+      manager.readFds.releaseAll();
+      throw err;
+    }
+    // From here on a crash must be detected: the marker goes before anything is written.
+    if (clean) {
+      await ops.rm(markerPath);
+      await fsyncDir(ops, dataDir);
+    }
+    return manager;
+  }
+
+  private get topicsDir(): string {
+    return path.join(this.dataDir, TOPICS_DIR);
+  }
+
+  private partitionDir(topic: string, partition: number): string {
+    return path.join(this.dataDir, `${topic}-${partition}`);
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Open
+
+  private async removeLeftovers(): Promise<void> {
+    for (const entry of await this.ops.readdir(this.topicsDir)) {
+      if (entry.name.startsWith(TMP_PREFIX)) await this.ops.rm(path.join(this.topicsDir, entry.name));
+    }
+    for (const entry of await this.ops.readdir(this.dataDir)) {
+      if (entry.isDirectory && entry.name.endsWith(DELETE_SUFFIX)) await this.ops.rm(path.join(this.dataDir, entry.name));
+    }
+  }
+
+  private async loadTopics(clean: boolean): Promise<void> {
+    const files = (await this.ops.readdir(this.topicsDir)).filter((e) => !e.isDirectory && e.name.endsWith('.json'));
+    for (const file of files) {
+      const stored = this.readStoredTopic(file.name);
+      if (stored === null) continue;
+      if (stored.deleting) {
+        await this.finishDelete(stored);
+        this.recoveryReport.finishedDeletes.push(stored.name);
+        continue;
+      }
+      const config = parseTopicConfig(stored.overrides, this.defaults);
+      const logs: PartitionLog[] = [];
+      // Registered before the partitions open, so a failure below closes what did open.
+      this.topicStates.set(stored.name, { info: { name: stored.name, partitions: stored.partitions, config }, overrides: stored.overrides, logs });
+      for (let p = 0; p < stored.partitions; p++) {
+        const log = await this.openPartition(stored.name, p, config, clean);
+        this.recoveryReport.partitions.push(log.recovery);
+        logs.push(log);
+      }
+      // Partition folders a crash left uncreated were just made: make their entries durable.
+      await fsyncDir(this.ops, this.dataDir);
+    }
+  }
+
+  /** A topic config file, or null (reported) if it is not one this code wrote. */
+  private readStoredTopic(fileName: string): StoredTopic | null {
+    const name = fileName.slice(0, -'.json'.length);
+    try {
+      const bytes = readFileSyncOrNull(this.ops, path.join(this.topicsDir, fileName));
+      if (bytes === null) return null;
+      const stored = JSON.parse(bytes.toString('utf8')) as StoredTopic;
+      if (stored.name !== name) throw new Error(`names topic '${String(stored.name)}'`);
+      validateTopicName(name, true);
+      validatePartitionCount(stored.partitions);
+      normalizeOverrides(stored.overrides);
+      return stored;
+    } catch (err) {
+      this.recoveryReport.unreadableTopics.push(`${fileName}: ${(err as Error).message}`);
+      this.unreadableNames.add(name);
+      return null;
+    }
+  }
+
+  private openPartition(topic: string, partition: number, config: TopicConfig, clean: boolean): Promise<PartitionLog> {
+    return PartitionLog.open(this.partitionDir(topic, partition), topic, partition, config, {
+      clean,
+      ops: this.ops,
+      readFds: this.readFds,
+      now: this.now,
+    });
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Topics
+
+  topics(): TopicInfo[] {
+    return [...this.topicStates.values()].map((s) => s.info).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  topic(name: string): TopicInfo | undefined {
+    return this.topicStates.get(name)?.info;
+  }
+
+  partition(topic: string, partition: number): PartitionLog | undefined {
+    return this.topicStates.get(topic)?.logs[partition];
+  }
+
+  createTopic(name: string, partitions: number, config?: Record<string, string | number>, options: CreateTopicOptions = {}): Promise<TopicInfo> {
+    return this.admin(() => this.doCreateTopic(name, partitions, config, options));
+  }
+
+  deleteTopic(name: string): Promise<void> {
+    return this.admin(() => this.doDeleteTopic(name));
+  }
+
+  /** Runs topic admin operations one at a time, in call order. */
+  private admin<T>(operation: () => Promise<T>): Promise<T> {
+    const run = this.adminQueue.then(() => {
+      if (this.closed) throw new TributaryError(Errors.SHUTTING_DOWN, 'the log manager is closed');
+      return operation();
+    });
+    this.adminQueue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async doCreateTopic(name: string, partitions: number, raw: Record<string, string | number> | undefined, options: CreateTopicOptions): Promise<TopicInfo> {
+    validateTopicName(name, options.internal ?? false);
+    validatePartitionCount(partitions);
+    const overrides = normalizeOverrides(raw);
+    const config = parseTopicConfig(overrides, this.defaults);
+    if (this.topicStates.has(name)) throw new TributaryError(Errors.TOPIC_ALREADY_EXISTS, `topic '${name}' already exists`);
+    if (this.unreadableNames.has(name)) {
+      throw new TributaryError(Errors.TOPIC_ALREADY_EXISTS, `topic '${name}' exists on disk but its config file is unreadable (see the recovery report)`);
+    }
+    const stored: StoredTopic = { name, partitions, overrides };
+    await this.storageStep(`create topic '${name}'`, () => this.writeStoredTopic(stored));
+    const logs: PartitionLog[] = [];
+    try {
+      for (let p = 0; p < partitions; p++) logs.push(await this.openPartition(name, p, config, false));
+      await fsyncDir(this.ops, this.dataDir);
+    } catch (err) {
+      await this.undoCreate(stored, logs);
+      throw storageError(`create topic '${name}'`, err);
+    }
+    const info: TopicInfo = { name, partitions, config };
+    this.topicStates.set(name, { info, overrides, logs });
+    return info;
+  }
+
+  private async undoCreate(stored: StoredTopic, logs: PartitionLog[]): Promise<void> {
+    for (const log of logs) await log.close().catch(() => undefined);
+    await this.finishDelete(stored).catch(() => undefined);
+  }
+
+  private async doDeleteTopic(name: string): Promise<void> {
+    const state = this.topicStates.get(name);
+    if (state === undefined) throw new TributaryError(Errors.UNKNOWN_TOPIC, `topic '${name}' does not exist`);
+    this.topicStates.delete(name);
+    // A partition that failed (a dead disk) still has to go; its close error is not ours.
+    for (const log of state.logs) await log.close().catch(() => undefined);
+    const stored: StoredTopic = { name, partitions: state.info.partitions, overrides: state.overrides, deleting: true };
+    await this.storageStep(`delete topic '${name}'`, async () => {
+      await this.writeStoredTopic(stored);
+      await this.finishDelete(stored);
+    });
+  }
+
+  /** Deletes a topic whose config says `deleting`; safe to repeat after a crash. */
+  private async finishDelete(stored: StoredTopic): Promise<void> {
+    const doomed: string[] = [];
+    for (let p = 0; p < stored.partitions; p++) {
+      const target = path.join(this.dataDir, `${randomBytes(8).toString('hex')}${DELETE_SUFFIX}`);
+      try {
+        await this.ops.rename(this.partitionDir(stored.name, p), target);
+        doomed.push(target);
+      } catch (err) {
+        if (!isErrno(err, 'ENOENT')) throw err;
+      }
+    }
+    await fsyncDir(this.ops, this.dataDir);
+    await this.ops.rm(path.join(this.topicsDir, `${stored.name}.json`));
+    await fsyncDir(this.ops, this.topicsDir);
+    for (const dir of doomed) await this.ops.rm(dir);
+  }
+
+  private async writeStoredTopic(stored: StoredTopic): Promise<void> {
+    await writeFileDurable(this.ops, this.topicsDir, `${stored.name}.json`, Buffer.from(`${JSON.stringify(stored, null, 2)}\n`, 'utf8'));
+  }
+
+  private async storageStep(what: string, step: () => Promise<void>): Promise<void> {
+    try {
+      await step();
+    } catch (err) {
+      throw storageError(what, err);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Lifecycle
+
+  private allLogs(): PartitionLog[] {
+    return [...this.topicStates.values()].flatMap((s) => s.logs);
+  }
+
+  async flushAll(): Promise<void> {
+    await Promise.all(this.allLogs().map((log) => log.flush()));
+  }
+
+  /**
+   * Closes every partition (sync, seal, close fds), then writes the clean-shutdown marker,
+   * durably, only if all of them closed cleanly: otherwise the next open must scan.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    // Let queued admin operations finish first; new ones are refused.
+    await this.adminQueue;
+    this.closed = true;
+    const results = await Promise.allSettled(this.allLogs().map((log) => log.close()));
+    this.readFds.releaseAll();
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+    const markerPath = path.join(this.dataDir, CLEAN_SHUTDOWN_FILE);
+    const fd = this.ops.openSync(markerPath, 'w');
+    try {
+      writeFully(this.ops, fd, Buffer.from(`${new Date(this.now()).toISOString()}\n`), 0);
+      await this.ops.fsync(fd);
+    } finally {
+      this.ops.closeSync(fd);
+    }
+    await fsyncDir(this.ops, this.dataDir);
+  }
+}
+
+function storageError(what: string, err: unknown): TributaryError {
+  if (err instanceof TributaryError) return err;
+  return new TributaryError(Errors.STORAGE_ERROR, `${what}: ${(err as Error).message}`, { cause: err });
+}

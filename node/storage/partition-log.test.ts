@@ -1,0 +1,437 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { TributaryError } from '../../protocol/errors.js';
+import {
+  computeCrc,
+  decodeBatch,
+  OFFSET_CRC,
+  OFFSET_LAST_OFFSET_DELTA,
+  OFFSET_MAGIC,
+  readBatchHeader,
+  splitBatches,
+  validateBatch,
+} from '../../protocol/record-batch.js';
+import { parseTopicConfig } from './config.js';
+import { PartitionLog } from './partition-log.js';
+import type { OpenPartitionOptions } from './partition-log.js';
+import { faultyFileOps, makeBatch, makeTempDir, readWholeLog, removeDir, seededRandom, segmentFiles } from './testing.js';
+
+interface Stored {
+  base: number;
+  last: number;
+  bytes: Buffer;
+}
+
+let dir: string;
+const opened: PartitionLog[] = [];
+
+beforeEach(() => {
+  dir = makeTempDir();
+});
+
+afterEach(async () => {
+  for (const log of opened.splice(0)) await log.close().catch(() => undefined);
+  removeDir(dir);
+});
+
+async function openLog(config: Record<string, string | number>, options: OpenPartitionOptions = {}): Promise<PartitionLog> {
+  const log = await PartitionLog.open(path.join(dir, 't-0'), 't', 0, parseTopicConfig(config), options);
+  opened.push(log);
+  return log;
+}
+
+function append(log: PartitionLog, batch: Buffer, stored: Stored[]): void {
+  const result = log.append(batch);
+  stored.push({ base: result.baseOffset, last: result.lastOffset, bytes: Buffer.from(batch) });
+}
+
+function containing(stored: Stored[], offset: number): number {
+  return stored.findIndex((s) => s.base <= offset && offset <= s.last);
+}
+
+function errorName(run: () => unknown): string {
+  try {
+    run();
+  } catch (err) {
+    if (err instanceof TributaryError) return err.errorName;
+    throw err;
+  }
+  return 'NONE';
+}
+
+function randomBatches(seed: number, n: number, firstTimestamp = 1_700_000_000_000): Buffer[] {
+  const random = seededRandom(seed);
+  const out: Buffer[] = [];
+  let ts = firstTimestamp;
+  for (let i = 0; i < n; i++) {
+    const records = 1 + Math.floor(random() * 5);
+    out.push(makeBatch({ records, valueBytes: 10 + Math.floor(random() * 200), timestamp: ts, stepMs: 10, fill: i }));
+    ts += records * 10 + 1 + Math.floor(random() * 100);
+  }
+  return out;
+}
+
+/** The bases of the segment files: a read never crosses one. */
+function segmentBases(): number[] {
+  return segmentFiles(path.join(dir, 't-0'), '.log').map((file) => Number(path.basename(file).slice(0, 20)));
+}
+
+/** What read() must return, computed from the appended batches alone. */
+function expectedRead(stored: Stored[], bases: number[], fetchOffset: number, maxBytes: number, maxOffset: number): Buffer {
+  const first = containing(stored, fetchOffset);
+  const segmentEnd = bases.find((b) => b > stored[first].base) ?? Number.POSITIVE_INFINITY;
+  const taken: Buffer[] = [];
+  let bytes = 0;
+  for (let i = first; i < stored.length && stored[i].base < segmentEnd; i++) {
+    if (stored[i].last >= maxOffset) break;
+    if (taken.length > 0 && bytes + stored[i].bytes.length > maxBytes) break;
+    taken.push(stored[i].bytes);
+    bytes += stored[i].bytes.length;
+  }
+  return Buffer.concat(taken);
+}
+
+describe('append and read', () => {
+  it('round-trips across several segments, from every offset', async () => {
+    const log = await openLog({ 'segment.bytes': 4096, 'index.interval.bytes': 256, flush: 'os' });
+    const stored: Stored[] = [];
+    for (const batch of randomBatches(1, 150)) append(log, batch, stored);
+    expect(log.segmentCount).toBeGreaterThan(4);
+    expect(log.logEndOffset).toBe(stored[stored.length - 1].last + 1);
+    expect(readWholeLog(log.dir).equals(Buffer.concat(stored.map((s) => s.bytes)))).toBe(true);
+    for (let offset = 0; offset < log.logEndOffset; offset++) {
+      const one = log.read(offset, 1);
+      expect(one.equals(stored[containing(stored, offset)].bytes), `offset ${offset}`).toBe(true);
+    }
+  });
+
+  it('honours maxBytes with the at-least-one-batch rule, and maxOffset', async () => {
+    const log = await openLog({ flush: 'os' });
+    const stored: Stored[] = [];
+    for (let i = 0; i < 10; i++) append(log, makeBatch({ records: 3, valueBytes: 100, fill: i }), stored);
+    const twoBatches = stored[0].bytes.length + stored[1].bytes.length;
+    expect(splitBatches(log.read(0, twoBatches))).toHaveLength(2);
+    expect(splitBatches(log.read(0, twoBatches - 1))).toHaveLength(1);
+    expect(splitBatches(log.read(0, 0))).toHaveLength(1);
+    expect(log.read(4, 1 << 20).equals(Buffer.concat(stored.slice(1).map((s) => s.bytes)))).toBe(true);
+    // A batch whose last offset reaches maxOffset is never returned.
+    expect(splitBatches(log.read(0, 1 << 20, stored[3].last))).toHaveLength(3);
+    expect(splitBatches(log.read(0, 1 << 20, stored[3].last + 1))).toHaveLength(4);
+    expect(log.read(stored[3].base, 1 << 20, stored[3].last)).toHaveLength(0);
+    expect(log.read(5, 100, 5)).toHaveLength(0);
+  });
+
+  it('answers OFFSET_OUT_OF_RANGE outside the log and empty at its end', async () => {
+    const log = await openLog({ flush: 'os' });
+    expect(log.read(0, 100)).toHaveLength(0);
+    log.append(makeBatch({ records: 2 }));
+    expect(errorName(() => log.read(-1, 100))).toBe('OFFSET_OUT_OF_RANGE');
+    expect(errorName(() => log.read(3, 100))).toBe('OFFSET_OUT_OF_RANGE');
+    expect(errorName(() => log.read(0.5, 100))).toBe('OFFSET_OUT_OF_RANGE');
+    expect(log.read(2, 100)).toHaveLength(0);
+  });
+
+  it('agrees with a full scan for many random offsets and sizes, before and after reopening', async () => {
+    const seed = Number(process.env.SEED ?? Date.now() % 1_000_000);
+    const random = seededRandom(seed);
+    const config = { 'segment.bytes': 8192, 'index.interval.bytes': 512, flush: 'os' as const };
+    let log = await openLog(config);
+    const stored: Stored[] = [];
+    for (const batch of randomBatches(seed, 300)) append(log, batch, stored);
+    const check = (label: string): void => {
+      const bases = segmentBases();
+      for (let i = 0; i < 500; i++) {
+        const offset = Math.floor(random() * log.logEndOffset);
+        const maxBytes = Math.floor(random() * 3000);
+        const maxOffset = random() < 0.2 ? offset + 1 + Math.floor(random() * 20) : log.logEndOffset;
+        const got = log.read(offset, maxBytes, maxOffset);
+        const want = expectedRead(stored, bases, offset, maxBytes, maxOffset);
+        expect(got.equals(want), `${label}: seed ${seed}, read(${offset}, ${maxBytes}, ${maxOffset})`).toBe(true);
+      }
+    };
+    check('live');
+    await log.close();
+    log = await openLog(config, { clean: true });
+    check('reopened');
+  });
+
+  it('patches base offset and leader epoch in place, keeps the CRC valid and the records identical', async () => {
+    const log = await openLog({ flush: 'os' });
+    log.append(makeBatch({ records: 5 }));
+    const batch = makeBatch({ records: 2, valueBytes: 50, fill: 7 });
+    const original = Buffer.from(batch);
+    expect(readBatchHeader(original).partitionLeaderEpoch).toBe(-1);
+    const result = log.append(batch);
+    expect(result).toMatchObject({ baseOffset: 5, lastOffset: 6, logAppendTime: -1 });
+    const stored = log.read(5, 1 << 20);
+    const header = readBatchHeader(stored);
+    expect(header.baseOffset).toBe(5);
+    expect(header.partitionLeaderEpoch).toBe(0);
+    expect(() => validateBatch(stored)).not.toThrow();
+    expect(stored.subarray(OFFSET_MAGIC).equals(original.subarray(OFFSET_MAGIC))).toBe(true);
+    expect(batch.equals(stored)).toBe(true); // patched in the caller's buffer, as Kafka does
+    expect(decodeBatch(stored).records.map((r) => r.offset)).toEqual([5, 6]);
+  });
+});
+
+describe('validation', () => {
+  it('refuses corrupt, torn and oversized batches with typed errors and leaves the log unchanged', async () => {
+    const log = await openLog({ flush: 'os', 'max.message.bytes': 2000 });
+    log.append(makeBatch({ records: 2 }));
+    const sizeBefore = fs.statSync(log.segmentFileFor(0)).size;
+    const flippedRecord = makeBatch({ records: 2 });
+    flippedRecord[flippedRecord.length - 3] ^= 0x01;
+    const badMagic = makeBatch({ records: 2 });
+    badMagic[OFFSET_MAGIC] = 1;
+    const good = makeBatch({ records: 2 });
+    const torn = good.subarray(0, good.length - 5);
+    const badCrc = makeBatch({ records: 2 });
+    badCrc.writeUInt32BE((badCrc.readUInt32BE(OFFSET_CRC) ^ 1) >>> 0, OFFSET_CRC);
+    const wideSpan = makeBatch({ records: 1 });
+    wideSpan.writeInt32BE(999, OFFSET_LAST_OFFSET_DELTA);
+    wideSpan.writeUInt32BE(computeCrc(wideSpan), OFFSET_CRC);
+    const cases: [string, Buffer, string][] = [
+      ['flipped record bit', flippedRecord, 'CORRUPT_BATCH'],
+      ['bad magic', badMagic, 'CORRUPT_BATCH'],
+      ['torn batch', torn, 'CORRUPT_BATCH'],
+      ['bad CRC', badCrc, 'CORRUPT_BATCH'],
+      ['tiny buffer', Buffer.alloc(10), 'CORRUPT_BATCH'],
+      ['1 record claiming 1000 offsets', wideSpan, 'CORRUPT_BATCH'],
+      ['oversized', makeBatch({ records: 10, valueBytes: 300 }), 'BATCH_TOO_LARGE'],
+    ];
+    for (const [label, batch, expected] of cases) {
+      expect(errorName(() => log.append(batch)), label).toBe(expected);
+      expect(log.logEndOffset, label).toBe(2);
+      expect(fs.statSync(log.segmentFileFor(0)).size, label).toBe(sizeBefore);
+    }
+    expect(log.append(makeBatch({ records: 1 })).baseOffset).toBe(2);
+  });
+
+  it('names the topic and partition in errors', async () => {
+    const log = await openLog({ flush: 'os' });
+    const bad = makeBatch();
+    bad[bad.length - 1] ^= 0xff;
+    expect(() => log.append(bad)).toThrow(/t-0/);
+  });
+});
+
+describe('rolling', () => {
+  it('rolls by size', async () => {
+    const log = await openLog({ 'segment.bytes': 2048, flush: 'os' });
+    const batch = (): Buffer => makeBatch({ records: 4, valueBytes: 100 });
+    const size = batch().length;
+    const perSegment = Math.floor(2048 / size);
+    for (let i = 0; i < perSegment; i++) log.append(batch());
+    expect(log.segmentCount).toBe(1);
+    log.append(batch());
+    expect(log.segmentCount).toBe(2);
+    expect(segmentBases()).toEqual([0, perSegment * 4]);
+  });
+
+  it('rolls by age, using the injected clock', async () => {
+    let now = 1_000_000;
+    const log = await openLog({ 'segment.ms': 1000, flush: 'os' }, { now: () => now });
+    log.append(makeBatch());
+    now += 1000;
+    log.append(makeBatch());
+    expect(log.segmentCount).toBe(1);
+    now += 1;
+    log.append(makeBatch());
+    expect(log.segmentCount).toBe(2);
+    now += 5000;
+    log.append(makeBatch());
+    expect(log.segmentCount).toBe(3);
+    expect(segmentBases()).toEqual([0, 2, 3]);
+  });
+
+  it('puts a batch larger than segment.bytes alone in a segment', async () => {
+    const log = await openLog({ 'segment.bytes': 1024, flush: 'os' });
+    log.append(makeBatch());
+    log.append(makeBatch({ records: 10, valueBytes: 200 }));
+    log.append(makeBatch());
+    expect(segmentBases()).toEqual([0, 1, 11]);
+    expect(splitBatches(log.read(1, 1))).toHaveLength(1);
+  });
+});
+
+describe('offsetForTimestamp', () => {
+  it('finds the first record at or after a time across segments, between batches, before the first, after the last', async () => {
+    const log = await openLog({ 'segment.bytes': 1024, 'index.interval.bytes': 100, flush: 'os' });
+    const t0 = 1_700_000_000_000;
+    // Batch i holds records at t0 + 1000 i + 10 j, j < 3.
+    for (let i = 0; i < 30; i++) log.append(makeBatch({ records: 3, valueBytes: 60, timestamp: t0 + 1000 * i, stepMs: 10 }));
+    expect(log.segmentCount).toBeGreaterThan(3);
+    expect(log.offsetForTimestamp(0)).toEqual({ offset: 0, timestamp: t0 });
+    expect(log.offsetForTimestamp(t0)).toEqual({ offset: 0, timestamp: t0 });
+    expect(log.offsetForTimestamp(t0 + 5)).toEqual({ offset: 1, timestamp: t0 + 10 });
+    expect(log.offsetForTimestamp(t0 + 20)).toEqual({ offset: 2, timestamp: t0 + 20 });
+    expect(log.offsetForTimestamp(t0 + 500)).toEqual({ offset: 3, timestamp: t0 + 1000 });
+    expect(log.offsetForTimestamp(t0 + 17_021)).toEqual({ offset: 54, timestamp: t0 + 18_000 });
+    expect(log.offsetForTimestamp(t0 + 29_020)).toEqual({ offset: 89, timestamp: t0 + 29_020 });
+    expect(log.offsetForTimestamp(t0 + 29_021)).toBeNull();
+  });
+
+  it('agrees with a brute-force search when device clocks jump around', async () => {
+    const seed = Number(process.env.SEED ?? Date.now() % 1_000_000);
+    const random = seededRandom(seed);
+    const log = await openLog({ 'segment.bytes': 2048, 'index.interval.bytes': 200, flush: 'os' });
+    const records: { offset: number; timestamp: number }[] = [];
+    for (let i = 0; i < 200; i++) {
+      const timestamp = 1_000_000 + Math.floor(random() * 100_000);
+      const result = log.append(makeBatch({ records: 1 + Math.floor(random() * 3), timestamp, stepMs: Math.floor(random() * 50) - 10 }));
+      for (const record of decodeBatch(log.read(result.baseOffset, 1)).records) records.push({ offset: record.offset, timestamp: record.timestamp });
+    }
+    await log.close();
+    const reopened = await openLog({ 'segment.bytes': 2048, 'index.interval.bytes': 200, flush: 'os' }, { clean: true });
+    for (let i = 0; i < 300; i++) {
+      const target = 990_000 + Math.floor(random() * 120_000);
+      const want = records.find((r) => r.timestamp >= target) ?? null;
+      expect(reopened.offsetForTimestamp(target), `seed ${seed}, target ${target}`).toEqual(want);
+    }
+  });
+});
+
+describe('flush policies', () => {
+  it("flush=batch: durable resolves, and recoveryPoint and highWatermark advance, only after one coalesced fdatasync", async () => {
+    const ops = faultyFileOps();
+    const log = await openLog({ flush: 'batch' }, { ops });
+    let wakeups = 0;
+    log.onAppend(() => wakeups++);
+    ops.holdSyncs(true);
+    const syncsBefore = ops.counts.fdatasync;
+    const results = [log.append(makeBatch()), log.append(makeBatch()), log.append(makeBatch())];
+    let durable = 0;
+    for (const r of results) void r.durable.then(() => durable++);
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(log.logEndOffset).toBe(3);
+    expect(log.highWatermark).toBe(0);
+    expect(log.recoveryPoint).toBe(0);
+    expect(log.read(0, 1 << 20)).toHaveLength(0); // nothing a crash could take back is exposed
+    expect(durable).toBe(0);
+    ops.holdSyncs(false);
+    ops.release();
+    await Promise.all(results.map((r) => r.durable));
+    expect(ops.counts.fdatasync - syncsBefore).toBe(1);
+    expect(log.highWatermark).toBe(3);
+    expect(log.recoveryPoint).toBe(3);
+    expect(splitBatches(log.read(0, 1 << 20))).toHaveLength(3);
+    await Promise.resolve();
+    expect(wakeups).toBeGreaterThanOrEqual(2); // log end advanced, then the high watermark
+  });
+
+  it('flush=batch: appends made while an fsync runs share the next one (group commit)', async () => {
+    const ops = faultyFileOps();
+    const log = await openLog({ flush: 'batch' }, { ops });
+    ops.holdSyncs(true);
+    const syncsBefore = ops.counts.fdatasync;
+    const first = log.append(makeBatch());
+    await vi.waitFor(() => expect(ops.counts.fdatasync - syncsBefore).toBe(1));
+    const later = [log.append(makeBatch()), log.append(makeBatch()), log.append(makeBatch())];
+    ops.holdSyncs(false);
+    ops.release();
+    await first.durable;
+    expect(log.highWatermark).toBeGreaterThanOrEqual(1);
+    await Promise.all(later.map((r) => r.durable));
+    expect(ops.counts.fdatasync - syncsBefore).toBe(2);
+    expect(log.highWatermark).toBe(4);
+  });
+
+  it('flush=interval: the timer advances the recovery point; the high watermark is the log end', async () => {
+    const ops = faultyFileOps();
+    const log = await openLog({ flush: 'interval', 'flush.interval.ms': 20 }, { ops });
+    const result = log.append(makeBatch({ records: 2 }));
+    await result.durable; // already resolved: interval makes no per-append promise
+    expect(log.highWatermark).toBe(2);
+    expect(log.recoveryPoint).toBe(0);
+    await vi.waitFor(() => expect(log.recoveryPoint).toBe(2), { timeout: 2000 });
+    expect(ops.counts.fdatasync).toBeGreaterThanOrEqual(1);
+  });
+
+  it('flush=os: only flush() (or a roll or close) fsyncs', async () => {
+    const ops = faultyFileOps();
+    const log = await openLog({ flush: 'os' }, { ops });
+    log.append(makeBatch());
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect(log.recoveryPoint).toBe(0);
+    expect(ops.counts.fdatasync).toBe(0);
+    await log.flush();
+    expect(log.recoveryPoint).toBe(1);
+    expect(ops.counts.fdatasync).toBe(1);
+    await log.flush(); // nothing new: no fsync
+    expect(ops.counts.fdatasync).toBe(1);
+  });
+
+  it('a failed write answers STORAGE_ERROR and leaves offsets and the file as they were', async () => {
+    const ops = faultyFileOps();
+    const log = await openLog({ flush: 'os' }, { ops });
+    log.append(makeBatch({ records: 2 }));
+    const file = log.segmentFileFor(0);
+    const size = fs.statSync(file).size;
+    for (const code of ['ENOSPC', 'EIO']) {
+      ops.failWrites(code);
+      let caught: unknown;
+      try {
+        log.append(makeBatch({ records: 3 }));
+      } catch (err) {
+        caught = err;
+      }
+      expect(caught).toBeInstanceOf(TributaryError);
+      expect((caught as TributaryError).errorName).toBe('STORAGE_ERROR');
+      expect((caught as TributaryError).message).toContain(code);
+      expect(log.logEndOffset).toBe(2);
+      expect(fs.statSync(file).size).toBe(size);
+    }
+    const next = makeBatch({ records: 1, fill: 9 });
+    expect(log.append(next).baseOffset).toBe(2);
+    expect(log.read(2, 1 << 20).equals(next)).toBe(true);
+  });
+
+  it('a failing read answers STORAGE_ERROR', async () => {
+    const ops = faultyFileOps();
+    const log = await openLog({ flush: 'os' }, { ops });
+    log.append(makeBatch());
+    const readSync = ops.readSync;
+    ops.readSync = () => {
+      throw Object.assign(new Error('EIO: injected'), { code: 'EIO' });
+    };
+    expect(errorName(() => log.read(0, 100))).toBe('STORAGE_ERROR');
+    expect(errorName(() => log.offsetForTimestamp(0))).toBe('STORAGE_ERROR');
+    ops.readSync = readSync;
+    expect(splitBatches(log.read(0, 100))).toHaveLength(1);
+  });
+
+  it('a failed fsync rejects durable with STORAGE_ERROR and refuses further appends', async () => {
+    const ops = faultyFileOps();
+    const log = await openLog({ flush: 'batch' }, { ops });
+    ops.failSyncs('EIO');
+    const result = log.append(makeBatch());
+    await expect(result.durable).rejects.toMatchObject({ errorName: 'STORAGE_ERROR' });
+    expect(log.highWatermark).toBe(0);
+    expect(errorName(() => log.append(makeBatch()))).toBe('STORAGE_ERROR');
+    await expect(log.flush()).rejects.toMatchObject({ errorName: 'STORAGE_ERROR' });
+    ops.failSyncs(null);
+    await expect(log.close()).rejects.toMatchObject({ errorName: 'STORAGE_ERROR' });
+  });
+});
+
+describe('listeners', () => {
+  it('are told after the log end advances, and can unsubscribe', async () => {
+    const log = await openLog({ flush: 'os' });
+    let calls = 0;
+    const off = log.onAppend(() => {
+      calls++;
+      expect(log.logEndOffset).toBeGreaterThan(0);
+    });
+    log.append(makeBatch());
+    log.append(makeBatch());
+    await Promise.resolve();
+    expect(calls).toBe(1); // coalesced: one wake-up per turn
+    off();
+    log.append(makeBatch());
+    await Promise.resolve();
+    expect(calls).toBe(1);
+  });
+});
+

@@ -1,0 +1,500 @@
+// One partition's log: an ordered list of segments, the newest one active. Appends are
+// synchronous writes into the page cache (validate, patch base offset and leader epoch in
+// place, write, index); durability is a separate, asynchronous step chosen per topic by the
+// flush policy, with fsyncs coalesced (group commit). Reads return stored batches as they
+// are, checked after reading, never a corrupt one.
+//
+// Offsets, as Kafka names them:
+//   logStartOffset <= recoveryPoint <= logEndOffset, and
+//   highWatermark = recoveryPoint with flush=batch (never expose what a crash could take
+//   back before it was acknowledged), logEndOffset otherwise.
+
+import * as path from 'node:path';
+import { assert, AssertionError, Errors, TributaryError } from '../../protocol/errors.js';
+import {
+  OFFSET_LAST_OFFSET_DELTA,
+  OFFSET_MAX_TIMESTAMP,
+  OFFSET_RECORD_COUNT,
+  lastOffsetOf,
+  readInt64,
+  setBaseOffset,
+  setPartitionLeaderEpoch,
+  validateBatch,
+} from '../../protocol/record-batch.js';
+import { writeRecoveryCheckpoint } from './checkpoint.js';
+import type { TopicConfig } from './config.js';
+import { fsyncDir, nodeFileOps } from './file-ops.js';
+import type { FileOps } from './file-ops.js';
+import { ReadFdCache } from './read-fd-cache.js';
+import { addNote, newPartitionRecovery, recoverPartition } from './recovery.js';
+import type { PartitionRecovery } from './recovery.js';
+import { EMPTY_BUFFER, LogSegment } from './segment.js';
+import type { SegmentContext } from './segment.js';
+
+export interface AppendResult {
+  baseOffset: number;
+  lastOffset: number;
+  /** -1: topics use CreateTime (Kafka answers -1 unless message.timestamp.type=LogAppendTime). */
+  logAppendTime: number;
+  /** Resolves once an fsync covers the batch (flush=batch); already resolved otherwise. */
+  durable: Promise<void>;
+}
+
+/** What a PartitionLog shares with its manager. */
+export interface PartitionEnv {
+  ops: FileOps;
+  readFds: ReadFdCache;
+  now: () => number;
+}
+
+export interface OpenPartitionOptions {
+  /** True when the clean-shutdown marker says indexes can be trusted without a scan. */
+  clean?: boolean;
+  ops?: FileOps;
+  readFds?: ReadFdCache;
+  now?: () => number;
+}
+
+// Leader epochs arrive with replication; until then this node is the only leader there is.
+const LEADER_EPOCH = 0;
+const INT32_MAX = 0x7fffffff;
+const RESOLVED: Promise<void> = Promise.resolve();
+const noop = (): void => {};
+
+interface Deferred {
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+function deferred(): Deferred {
+  let resolve!: () => void;
+  let reject!: (err: Error) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // A caller that ignores `durable` (acks=0) must not turn a failed fsync into an
+  // unhandled rejection that kills the node; callers that await it still see the error.
+  promise.catch(noop);
+  return { promise, resolve, reject };
+}
+
+export class PartitionLog {
+  readonly recovery: PartitionRecovery;
+  private readonly segments: LogSegment[];
+  private readonly env: PartitionEnv;
+  private readonly segmentContext: SegmentContext;
+  private _logEndOffset: number;
+  private _recoveryPoint: number;
+  private readonly listeners = new Set<() => void>();
+  private notifyScheduled = false;
+  private closed = false;
+  /** Set when an fsync failed: the page cache may have dropped the data, so no retry. */
+  private failure: TributaryError | null = null;
+  // Group commit: appends since the last sync started wait on `pendingSync`; at most one
+  // sync runs at a time, and the next one starts when it ends.
+  private pendingSync: Deferred | null = null;
+  private syncInFlight: Promise<void> | null = null;
+  private syncStartScheduled = false;
+  /** Rolled segments whose seal (log fsync, index files) has not run yet, oldest first. */
+  private readonly unsealed: LogSegment[] = [];
+  /** A segment file was created: the folder needs an fsync before the recovery point moves. */
+  private dirNeedsSync = false;
+  private flushTimer: NodeJS.Timeout | null = null;
+
+  private constructor(
+    readonly topic: string,
+    readonly partition: number,
+    readonly dir: string,
+    private readonly topicConfig: TopicConfig,
+    env: PartitionEnv,
+    segmentContext: SegmentContext,
+    segments: LogSegment[],
+    logEndOffset: number,
+    recovery: PartitionRecovery,
+  ) {
+    this.env = env;
+    this.segmentContext = segmentContext;
+    this.segments = segments;
+    this._logEndOffset = logEndOffset;
+    // Open fsynced everything it kept (clean: at the last close; unclean: after the scan).
+    this._recoveryPoint = logEndOffset;
+    this.recovery = recovery;
+    const active = this.active;
+    if (active.sizeBytes > 0) active.rollingStartMs = env.now();
+  }
+
+  /** Opens (creating if needed) the partition folder `dir` and recovers it. */
+  static async open(dir: string, topic: string, partition: number, config: TopicConfig, options: OpenPartitionOptions = {}): Promise<PartitionLog> {
+    const env: PartitionEnv = {
+      ops: options.ops ?? nodeFileOps,
+      readFds: options.readFds ?? new ReadFdCache(),
+      now: options.now ?? Date.now,
+    };
+    const clean = options.clean ?? false;
+    const report = newPartitionRecovery(topic, partition, clean);
+    const segmentContext: SegmentContext = {
+      ops: env.ops,
+      readFds: env.readFds,
+      label: `${topic}-${partition}`,
+      indexIntervalBytes: () => config['index.interval.bytes'],
+      note: (message) => addNote(report, message),
+    };
+    await env.ops.mkdir(dir);
+    const { segments, logEndOffset } = await recoverPartition(segmentContext, dir, clean, report);
+    return new PartitionLog(topic, partition, dir, config, env, segmentContext, segments, logEndOffset, report);
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Offsets
+
+  get logStartOffset(): number {
+    return this.segments[0].baseOffset;
+  }
+
+  get logEndOffset(): number {
+    return this._logEndOffset;
+  }
+
+  get recoveryPoint(): number {
+    return this._recoveryPoint;
+  }
+
+  get highWatermark(): number {
+    const highWatermark = this.topicConfig.flush === 'batch' ? this._recoveryPoint : this._logEndOffset;
+    assert(highWatermark <= this._logEndOffset, `${this.label}: high watermark ${highWatermark} above log end ${this._logEndOffset}`);
+    return highWatermark;
+  }
+
+  get sizeBytes(): number {
+    let total = 0;
+    for (const segment of this.segments) total += segment.sizeBytes;
+    return total;
+  }
+
+  get config(): TopicConfig {
+    return this.topicConfig;
+  }
+
+  /** Number of segments, for tests and metrics. */
+  get segmentCount(): number {
+    return this.segments.length;
+  }
+
+  private get active(): LogSegment {
+    return this.segments[this.segments.length - 1];
+  }
+
+  private get label(): string {
+    return this.segmentContext.label;
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Append
+
+  append(batch: Buffer): AppendResult {
+    this.checkWritable();
+    const batchMaxTimestamp = this.validate(batch);
+    const baseOffset = this._logEndOffset;
+    const lastOffset = baseOffset + batch.readInt32BE(OFFSET_LAST_OFFSET_DELTA);
+    if (this.needsRoll(batch.length, lastOffset)) this.roll();
+    // Both fields lie outside the CRC: patching them keeps the batch valid, records untouched.
+    setBaseOffset(batch, baseOffset);
+    setPartitionLeaderEpoch(batch, LEADER_EPOCH);
+    assert(lastOffsetOf(batch) === lastOffset, `${this.label}: patched batch ends at ${lastOffsetOf(batch)}, expected ${lastOffset}`);
+    const active = this.active;
+    assert(active.baseOffset <= baseOffset && active.isWritable, `${this.label}: active segment ${active.baseOffset} cannot take offset ${baseOffset}`);
+    active.append(batch, baseOffset, batchMaxTimestamp, this.env.now());
+    assert(lastOffset >= this._logEndOffset, `${this.label}: log end offset going backwards: ${this._logEndOffset} -> ${lastOffset + 1}`);
+    this._logEndOffset = lastOffset + 1;
+    this.scheduleNotify();
+    return { baseOffset, lastOffset, logAppendTime: -1, durable: this.afterAppend() };
+  }
+
+  private checkWritable(): void {
+    if (this.closed) throw new TributaryError(Errors.SHUTTING_DOWN, `${this.label} is closed`);
+    if (this.failure !== null) throw this.failure;
+  }
+
+  /** Checks size, then CRC, magic, length and count; returns the batch's max timestamp. */
+  private validate(batch: Buffer): number {
+    const maxBytes = this.topicConfig['max.message.bytes'];
+    // Size first: no point computing the CRC of something refused anyway.
+    if (batch.length > maxBytes) {
+      throw new TributaryError(Errors.BATCH_TOO_LARGE, `${this.label}: batch of ${batch.length} bytes exceeds max.message.bytes ${maxBytes}`);
+    }
+    try {
+      validateBatch(batch);
+      // Kafka's LogValidator: a producer's batch spans exactly its records. Without this a
+      // 1-record batch could claim 2^31 offsets.
+      const count = batch.readInt32BE(OFFSET_RECORD_COUNT);
+      const lastOffsetDelta = batch.readInt32BE(OFFSET_LAST_OFFSET_DELTA);
+      if (lastOffsetDelta !== count - 1) throw new Error(`inconsistent batch offset range: ${count} records, last offset delta ${lastOffsetDelta}`);
+      return readInt64(batch, OFFSET_MAX_TIMESTAMP);
+    } catch (err) {
+      throw new TributaryError(Errors.CORRUPT_BATCH, `${this.label}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  private needsRoll(batchBytes: number, lastOffset: number): boolean {
+    const active = this.active;
+    if (active.sizeBytes === 0) return false;
+    return (
+      active.sizeBytes > this.topicConfig['segment.bytes'] - batchBytes ||
+      this.env.now() - active.rollingStartMs > this.topicConfig['segment.ms'] ||
+      // Index entries hold offsets relative to the segment base as int32.
+      lastOffset - active.baseOffset > INT32_MAX
+    );
+  }
+
+  /**
+   * Starts a new segment at the log end. The finished one is sealed (fsynced, index files
+   * written) in the background by the next sync, in every flush policy.
+   */
+  private roll(): void {
+    let segment: LogSegment;
+    try {
+      segment = LogSegment.create(this.segmentContext, this.dir, this._logEndOffset);
+    } catch (err) {
+      throw new TributaryError(Errors.STORAGE_ERROR, `${this.label}: cannot create a segment at ${this._logEndOffset}: ${(err as Error).message}`, { cause: err });
+    }
+    this.unsealed.push(this.active);
+    this.segments.push(segment);
+    this.dirNeedsSync = true;
+    void this.requestSync(true);
+  }
+
+  private afterAppend(): Promise<void> {
+    switch (this.topicConfig.flush) {
+      case 'batch':
+        return this.requestSync(true);
+      case 'interval':
+        this.armFlushTimer();
+        return RESOLVED;
+      case 'os':
+        return RESOLVED;
+    }
+  }
+
+  private armFlushTimer(): void {
+    if (this.flushTimer !== null) return;
+    // Armed only while there is something to flush: an idle edge node does not wake up.
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = null;
+      void this.requestSync(false);
+    }, this.topicConfig['flush.interval.ms']);
+    this.flushTimer.unref();
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Durability
+
+  /** fsyncs everything appended so far; the recovery point (and with flush=batch the high watermark) advances. */
+  flush(): Promise<void> {
+    if (this.closed) return RESOLVED;
+    return this.requestSync(false);
+  }
+
+  private get isDirty(): boolean {
+    return this._recoveryPoint < this._logEndOffset || this.unsealed.length > 0 || this.dirNeedsSync;
+  }
+
+  /**
+   * A promise of a sync covering everything appended so far. `deferStart` waits for the
+   * end of this event loop turn, so every append of the turn shares one fdatasync.
+   */
+  private requestSync(deferStart: boolean): Promise<void> {
+    if (this.failure !== null) {
+      const failed = Promise.reject(this.failure);
+      failed.catch(noop);
+      return failed;
+    }
+    if (this.pendingSync === null) {
+      // Everything appended is already synced (a sync still finishing adds nothing new).
+      if (!this.isDirty) return RESOLVED;
+      this.pendingSync = deferred();
+    }
+    const promise = this.pendingSync.promise;
+    if (this.syncInFlight === null) {
+      if (!deferStart) this.startSync();
+      else if (!this.syncStartScheduled) {
+        this.syncStartScheduled = true;
+        setImmediate(() => {
+          this.syncStartScheduled = false;
+          this.startSync();
+        });
+      }
+    }
+    return promise;
+  }
+
+  private startSync(): void {
+    if (this.syncInFlight !== null || this.pendingSync === null) return;
+    const waiter = this.pendingSync;
+    this.pendingSync = null;
+    this.syncInFlight = this.syncTo(this._logEndOffset).then(
+      () => waiter.resolve(),
+      (err: unknown) => {
+        this.failure ??= new TributaryError(Errors.STORAGE_ERROR, `${this.label}: fsync failed: ${(err as Error).message}`, { cause: err });
+        waiter.reject(this.failure);
+      },
+    );
+    void this.syncInFlight.then(() => {
+      this.syncInFlight = null;
+      const next = this.pendingSync;
+      if (next === null) return;
+      if (this.failure !== null) {
+        this.pendingSync = null;
+        next.reject(this.failure);
+      } else {
+        this.startSync();
+      }
+    });
+  }
+
+  /**
+   * Makes offsets below `target` durable: seals rolled segments (their log fsync, then their
+   * index files), fsyncs the folder, moves the checkpoint past them, fdatasyncs the active
+   * segment, then advances the recovery point. Order matters: the checkpoint may only claim
+   * what is sealed, and the recovery point only what is synced.
+   */
+  private async syncTo(target: number): Promise<void> {
+    const active = this.active;
+    const sealing = this.unsealed.slice();
+    for (const segment of sealing) await segment.seal();
+    if (this.dirNeedsSync || sealing.length > 0) {
+      this.dirNeedsSync = false;
+      await fsyncDir(this.env.ops, this.dir);
+    }
+    if (sealing.length > 0) {
+      this.unsealed.splice(0, sealing.length);
+      for (const segment of sealing) segment.closeWriteFd();
+      const firstUnsealed = this.unsealed.length > 0 ? this.unsealed[0] : this.active;
+      await writeRecoveryCheckpoint(this.env.ops, this.dir, firstUnsealed.baseOffset);
+    }
+    if (active.isWritable) await active.flushData();
+    if (target > this._recoveryPoint) {
+      this._recoveryPoint = target;
+      if (this.topicConfig.flush === 'batch') this.scheduleNotify();
+    }
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Read
+
+  /**
+   * Whole stored batches from the one holding `fetchOffset`, up to `maxBytes` (but at least
+   * one batch, KIP-74), none whose last offset is >= `maxOffset`. A read stays within one
+   * segment, as Kafka's does; the next fetch continues in the next.
+   */
+  read(fetchOffset: number, maxBytes: number, maxOffset: number = this.highWatermark): Buffer {
+    if (this.closed) throw new TributaryError(Errors.SHUTTING_DOWN, `${this.label} is closed`);
+    if (!Number.isSafeInteger(fetchOffset) || fetchOffset < this.logStartOffset || fetchOffset > this._logEndOffset) {
+      throw new TributaryError(
+        Errors.OFFSET_OUT_OF_RANGE,
+        `${this.label}: offset ${fetchOffset} is outside the log [${this.logStartOffset}, ${this._logEndOffset}]`,
+      );
+    }
+    const limit = Math.min(maxOffset, this._logEndOffset);
+    if (fetchOffset >= limit) return EMPTY_BUFFER;
+    return this.guardRead(() => {
+      for (let i = this.segmentIndexFor(fetchOffset); i < this.segments.length; i++) {
+        const segment = this.segments[i];
+        if (segment.baseOffset >= limit) break;
+        // Past the end of this segment's data (only after a gap) the next segment continues.
+        const out = segment.read(Math.max(fetchOffset, segment.baseOffset), maxBytes, limit);
+        if (out !== null) return out;
+      }
+      return EMPTY_BUFFER;
+    });
+  }
+
+  /** A failing disk under a read is an answer (STORAGE_ERROR), never a crash of the node. */
+  private guardRead<T>(read: () => T): T {
+    try {
+      return read();
+    } catch (err) {
+      if (err instanceof TributaryError || err instanceof AssertionError) throw err;
+      throw new TributaryError(Errors.STORAGE_ERROR, `${this.label}: read failed: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** The segment holding `offset`: the last one whose base offset is <= it. */
+  private segmentIndexFor(offset: number): number {
+    let lo = 0;
+    let hi = this.segments.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1;
+      if (this.segments[mid].baseOffset <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  /**
+   * Kafka's ListOffsets by time: the earliest offset whose record timestamp is >=
+   * `timestampMs`, below the high watermark as Kafka answers consumers; null if none.
+   */
+  offsetForTimestamp(timestampMs: number): { offset: number; timestamp: number } | null {
+    if (this.closed) throw new TributaryError(Errors.SHUTTING_DOWN, `${this.label} is closed`);
+    if (Number.isNaN(timestampMs)) return null;
+    const highWatermark = this.highWatermark;
+    return this.guardRead(() => {
+      for (const segment of this.segments) {
+        if (segment.baseOffset >= highWatermark) break;
+        const found = segment.findOffsetByTimestamp(timestampMs);
+        if (found !== null) return found.offset < highWatermark ? found : null;
+      }
+      return null;
+    });
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Listeners and lifecycle
+
+  onAppend(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => {
+      this.listeners.delete(listener);
+    };
+  }
+
+  // In a microtask, not inside append: a listener that throws or appends must not make an
+  // append that succeeded look failed (the producer would retry and duplicate).
+  private scheduleNotify(): void {
+    if (this.notifyScheduled || this.listeners.size === 0) return;
+    this.notifyScheduled = true;
+    queueMicrotask(() => {
+      this.notifyScheduled = false;
+      for (const listener of [...this.listeners]) listener();
+    });
+  }
+
+  /**
+   * Syncs and seals everything (the active segment's index files are written, so a clean
+   * start needs no scan) and closes every fd. Rejects if the log failed or the final sync
+   * does; the caller must then not write the clean-shutdown marker.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.flushTimer !== null) clearTimeout(this.flushTimer);
+    this.flushTimer = null;
+    try {
+      if (this.failure !== null) throw this.failure;
+      await this.requestSync(false);
+      while (this.syncInFlight !== null) await this.syncInFlight;
+      if (this.failure !== null) throw this.failure;
+      await this.active.seal();
+      await fsyncDir(this.env.ops, this.dir);
+    } finally {
+      for (const segment of this.segments) segment.close();
+    }
+  }
+
+  /** For tests: the file holding `offset`'s segment. */
+  segmentFileFor(offset: number): string {
+    return path.join(this.dir, this.segments[this.segmentIndexFor(offset)].name);
+  }
+}

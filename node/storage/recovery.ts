@@ -1,0 +1,195 @@
+// Opening a partition's folder: which segments to trust, which to scan, what to cut.
+//
+// Clean start (the manager found its clean-shutdown marker): every file was synced and
+// every index written at close. Trust them after a cheap check (index files present, whole
+// entries, last entry inside the log); the newest segment's end is found by walking headers
+// from its last index entry. Anything that fails the check is rebuilt.
+//
+// Unclean start: segments below the recovery point checkpoint were sealed (log fsynced,
+// then indexes written), so they get the same cheap check. Every segment from the
+// checkpoint on, the newest always among them, is scanned batch by batch (length, magic,
+// contiguous offsets, CRC). At the first torn or corrupt batch the file is truncated and all
+// later segments are deleted: nothing after that point was ever acknowledged as durable
+// (flush=batch acknowledges only after the checkpoint and the fsync covered it). Scanned
+// older segments are then sealed, the newest is fsynced, and the checkpoint moves to it.
+//
+// Corruption inside a sealed segment is not looked for here (that would read the whole log
+// at every start); read() finds it, reports CORRUPT_BATCH and never serves it.
+
+import * as path from 'node:path';
+import { walkBatches } from './batch-walk.js';
+import { readRecoveryCheckpoint, RECOVERY_CHECKPOINT_FILE, writeRecoveryCheckpoint } from './checkpoint.js';
+import { fsyncDir, TMP_PREFIX } from './file-ops.js';
+import { LogSegment, segmentFileName } from './segment.js';
+import type { SegmentContext } from './segment.js';
+import { scanSegment } from './segment-scan.js';
+import type { SegmentScan } from './segment-scan.js';
+
+/** What opening one partition found and did; the server prints it. */
+export interface PartitionRecovery {
+  topic: string;
+  partition: number;
+  /** True when the clean-shutdown marker let open trust the indexes instead of scanning. */
+  clean: boolean;
+  scannedSegments: number;
+  scannedBytes: number;
+  /** Bytes cut from the end of the log: torn or corrupt batches and what followed them. */
+  truncatedBytes: number;
+  deletedSegments: string[];
+  rebuiltIndexes: string[];
+  notes: string[];
+}
+
+export interface RecoveredLog {
+  segments: LogSegment[];
+  logEndOffset: number;
+}
+
+const SEGMENT_LOG_FILE = /^(\d{20})\.log$/;
+const KNOWN_FILE = /^\d{20}\.(index|timeindex)$/;
+const NOTES_MAX = 32;
+
+export function newPartitionRecovery(topic: string, partition: number, clean: boolean): PartitionRecovery {
+  return { topic, partition, clean, scannedSegments: 0, scannedBytes: 0, truncatedBytes: 0, deletedSegments: [], rebuiltIndexes: [], notes: [] };
+}
+
+/** Notes are bounded: a folder full of junk must not turn into a megabyte report. */
+export function addNote(report: PartitionRecovery, note: string): void {
+  if (report.notes.length < NOTES_MAX) report.notes.push(note);
+  else if (report.notes.length === NOTES_MAX) report.notes.push('(further notes dropped)');
+}
+
+export async function recoverPartition(ctx: SegmentContext, dir: string, clean: boolean, report: PartitionRecovery): Promise<RecoveredLog> {
+  const bases = await listSegmentBases(ctx, dir, report);
+  if (bases.length === 0) {
+    const segment = LogSegment.create(ctx, dir, 0);
+    await fsyncDir(ctx.ops, dir);
+    return { segments: [segment], logEndOffset: 0 };
+  }
+  const segments = bases.map((base) => LogSegment.existing(ctx, dir, base));
+  const recoveryPoint = clean ? Number.POSITIVE_INFINITY : readRecoveryCheckpoint(ctx.ops, dir);
+  let firstToScan = segments.findIndex((s) => s.baseOffset >= recoveryPoint);
+  if (firstToScan < 0) firstToScan = segments.length - 1;
+  let rewroteIndexes = false;
+  for (let i = 0; i < firstToScan; i++) {
+    if (await checkSealedSegment(ctx, segments[i], report)) rewroteIndexes = true;
+  }
+  if (clean) {
+    const newest = segments[segments.length - 1];
+    const logEndOffset = resumeNewest(ctx, newest);
+    if (logEndOffset >= 0) {
+      if (rewroteIndexes) await fsyncDir(ctx.ops, dir);
+      return { segments, logEndOffset };
+    }
+    addNote(report, `${newest.name}: its index files did not match the log after a clean shutdown; scanned it`);
+  }
+  const logEndOffset = await scanAndRepair(ctx, segments, firstToScan, report);
+  // The checkpoint's durable rename also fsyncs the folder: rebuilt index files, deleted segments.
+  await writeRecoveryCheckpoint(ctx.ops, dir, segments[segments.length - 1].baseOffset);
+  return { segments, logEndOffset };
+}
+
+async function listSegmentBases(ctx: SegmentContext, dir: string, report: PartitionRecovery): Promise<number[]> {
+  const bases: number[] = [];
+  for (const entry of await ctx.ops.readdir(dir)) {
+    const match = SEGMENT_LOG_FILE.exec(entry.name);
+    if (match !== null && !entry.isDirectory) {
+      const base = Number(match[1]);
+      if (Number.isSafeInteger(base)) bases.push(base);
+      else addNote(report, `ignored ${entry.name}: base offset beyond 2^53`);
+    } else if (entry.name.startsWith(TMP_PREFIX)) {
+      // A durable write that a crash interrupted before its rename: never visible, drop it.
+      await ctx.ops.rm(path.join(dir, entry.name));
+    } else if (!KNOWN_FILE.test(entry.name) && entry.name !== RECOVERY_CHECKPOINT_FILE) {
+      addNote(report, `ignored unknown file ${entry.name}`);
+    }
+  }
+  return bases.sort((a, b) => a - b);
+}
+
+/** The cheap check of a sealed segment; rebuilds its index files if it fails. */
+async function checkSealedSegment(ctx: SegmentContext, segment: LogSegment, report: PartitionRecovery): Promise<boolean> {
+  if (segment.checkIndexFiles()) return false;
+  const stopReason = await segment.rebuildIndexFiles();
+  report.rebuiltIndexes.push(segmentFileName(segment.baseOffset, '.index'), segmentFileName(segment.baseOffset, '.timeindex'));
+  if (stopReason !== null) addNote(report, `${segment.name}: rebuilt index covers the log only up to ${stopReason}`);
+  return true;
+}
+
+/**
+ * Clean start: loads the newest segment's index files and walks headers from the last index
+ * entry to the end of the file. Returns the log end offset, or -1 when the files and the log
+ * disagree (the caller scans the segment instead).
+ */
+function resumeNewest(ctx: SegmentContext, segment: LogSegment): number {
+  if (!segment.checkIndexFiles()) return -1;
+  const indexes = segment.loadIndexFiles();
+  if (indexes === null) return -1;
+  const last = indexes.offsetIndex.last();
+  const from = last === null ? 0 : last.position;
+  const fd = segment.openWriteFd();
+  let nextOffset = segment.sizeBytes === 0 ? segment.baseOffset : -1;
+  try {
+    walkBatches(ctx.ops, fd, from, segment.baseOffset + (last === null ? 0 : last.relativeOffset), segment.sizeBytes, (ref) => {
+      if (ref.maxTimestamp > indexes.maxTimestamp) {
+        indexes.maxTimestamp = ref.maxTimestamp;
+        indexes.relativeOffsetOfMaxTimestamp = ref.baseOffset - segment.baseOffset;
+      }
+      nextOffset = ref.lastOffset + 1;
+      return false;
+    });
+  } catch {
+    return -1;
+  }
+  indexes.bytesSinceLastIndexEntry = segment.sizeBytes - from;
+  segment.adoptIndexes(indexes);
+  return nextOffset;
+}
+
+/**
+ * Scans segments[first..], cuts at the first torn or corrupt batch (deleting every later
+ * segment), seals the scanned older segments and fsyncs the newest. Returns the log end.
+ */
+async function scanAndRepair(ctx: SegmentContext, segments: LogSegment[], first: number, report: PartitionRecovery): Promise<number> {
+  const scans: SegmentScan[] = [];
+  for (let i = first; i < segments.length; i++) {
+    const segment = segments[i];
+    const previous = scans[scans.length - 1];
+    if (previous !== undefined && segment.baseOffset !== previous.nextOffset) {
+      addNote(report, `${segment.name}: starts at ${segment.baseOffset} but the log before it ends at ${previous.nextOffset}`);
+      deleteSegmentsFrom(segments, i, report);
+      break;
+    }
+    const scan = scanSegment(ctx.ops, segment.openWriteFd(), segment.sizeBytes, segment.baseOffset, ctx.indexIntervalBytes(), true);
+    scans.push(scan);
+    report.scannedSegments++;
+    report.scannedBytes += segment.sizeBytes;
+    report.rebuiltIndexes.push(segmentFileName(segment.baseOffset, '.index'), segmentFileName(segment.baseOffset, '.timeindex'));
+    if (scan.stopReason !== null) {
+      report.truncatedBytes += segment.sizeBytes - scan.validBytes;
+      addNote(report, `${segment.name}: truncated ${segment.sizeBytes - scan.validBytes} bytes: ${scan.stopReason}`);
+      segment.truncateTo(scan.validBytes);
+      deleteSegmentsFrom(segments, i + 1, report);
+    }
+  }
+  for (let i = first; i < segments.length; i++) {
+    const segment = segments[i];
+    segment.adoptIndexes(scans[i - first].indexes);
+    if (i < segments.length - 1) {
+      await segment.seal();
+      segment.closeWriteFd();
+    } else {
+      // The scanned bytes may exist only in the page cache of a crashed process.
+      await segment.flushData();
+    }
+  }
+  return scans[segments.length - 1 - first].nextOffset;
+}
+
+function deleteSegmentsFrom(segments: LogSegment[], from: number, report: PartitionRecovery): void {
+  for (const segment of segments.splice(from)) {
+    report.truncatedBytes += segment.sizeBytes;
+    report.deletedSegments.push(segment.name);
+    segment.deleteFiles();
+  }
+}

@@ -1,0 +1,416 @@
+// One segment of a partition's log: `<20-digit base offset>.log` with its `.index` and
+// `.timeindex`. The newest segment is active: it holds a read-write fd and its indexes live
+// in memory (written to disk when the segment is sealed at roll, or at a clean shutdown).
+// Sealed segments are read-only; their fd and indexes are opened lazily through the
+// manager's ReadFdCache, which bounds how many stay open.
+
+import * as path from 'node:path';
+import { assert, Errors, TributaryError } from '../../protocol/errors.js';
+import { batchSizeAt, BATCH_OVERHEAD, decodeBatch, lastOffsetOf, readInt64, validateBatch } from '../../protocol/record-batch.js';
+import { walkBatches } from './batch-walk.js';
+import type { BatchRef } from './batch-walk.js';
+import { fileSizeOrMissing, isErrno, readFileSyncOrNull, readFully, writeFileDurable, writeFully } from './file-ops.js';
+import type { FileOps } from './file-ops.js';
+import { OFFSET_INDEX_ENTRY_BYTES, OffsetIndex } from './offset-index.js';
+import type { ReadFdCache, ReadStateHolder } from './read-fd-cache.js';
+import { scanSegment } from './segment-scan.js';
+import { SegmentIndexes } from './segment-indexes.js';
+import { TIME_INDEX_ENTRY_BYTES, TimeIndex } from './time-index.js';
+
+/** What a segment needs from the partition that owns it. */
+export interface SegmentContext {
+  readonly ops: FileOps;
+  readonly readFds: ReadFdCache;
+  /** "topic-partition", for messages. */
+  readonly label: string;
+  indexIntervalBytes(): number;
+  /** Records something recovery-like that happened after open (an index rebuilt on read). */
+  note(message: string): void;
+}
+
+export function segmentFileName(baseOffset: number, suffix: '.log' | '.index' | '.timeindex'): string {
+  return String(baseOffset).padStart(20, '0') + suffix;
+}
+
+export const EMPTY_BUFFER: Buffer = Buffer.alloc(0);
+
+export class LogSegment implements ReadStateHolder {
+  readonly logPath: string;
+  readonly indexPath: string;
+  readonly timeIndexPath: string;
+  /** Bytes of whole batches in the .log file; the file is never read past this. */
+  sizeBytes: number;
+  /** The segment's largest batch max timestamp, -1 if none; known without loading indexes. */
+  maxTimestamp = -1;
+  /** Clock time of the first append into this segment (segment.ms); -1 while empty. */
+  rollingStartMs = -1;
+  private writeFd = -1;
+  private readFd = -1;
+  private indexes: SegmentIndexes | null = null;
+
+  private constructor(
+    private readonly ctx: SegmentContext,
+    readonly dir: string,
+    readonly baseOffset: number,
+    sizeBytes: number,
+  ) {
+    this.logPath = path.join(dir, segmentFileName(baseOffset, '.log'));
+    this.indexPath = path.join(dir, segmentFileName(baseOffset, '.index'));
+    this.timeIndexPath = path.join(dir, segmentFileName(baseOffset, '.timeindex'));
+    this.sizeBytes = sizeBytes;
+  }
+
+  /** A new, empty, active segment. Any stale file of that name is truncated. */
+  static create(ctx: SegmentContext, dir: string, baseOffset: number): LogSegment {
+    const segment = new LogSegment(ctx, dir, baseOffset, 0);
+    segment.writeFd = ctx.ops.openSync(segment.logPath, 'w+');
+    segment.indexes = new SegmentIndexes(baseOffset);
+    return segment;
+  }
+
+  /** An existing segment, not opened yet; its size is taken from the file. */
+  static existing(ctx: SegmentContext, dir: string, baseOffset: number): LogSegment {
+    return new LogSegment(ctx, dir, baseOffset, Math.max(0, fileSizeOrMissing(ctx.ops, path.join(dir, segmentFileName(baseOffset, '.log')))));
+  }
+
+  get isWritable(): boolean {
+    return this.writeFd >= 0;
+  }
+
+  get name(): string {
+    return segmentFileName(this.baseOffset, '.log');
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Writing (active segment)
+
+  /** Opens the read-write fd, for the active segment or for recovery's truncation. */
+  openWriteFd(): number {
+    if (this.writeFd < 0) {
+      this.ctx.readFds.forget(this);
+      this.releaseReadState();
+      this.writeFd = this.ctx.ops.openSync(this.logPath, 'r+');
+    }
+    return this.writeFd;
+  }
+
+  /** Installs indexes built by recovery (a scan, or loaded files plus a tail walk). */
+  adoptIndexes(indexes: SegmentIndexes): void {
+    assert(indexes.baseOffset === this.baseOffset, `indexes of ${indexes.baseOffset} given to segment ${this.baseOffset}`);
+    this.indexes = indexes;
+    this.maxTimestamp = indexes.maxTimestamp;
+  }
+
+  /**
+   * Writes one validated, offset-patched batch at the end. On failure the file is cut back
+   * to its previous size, so the log is as it was, and STORAGE_ERROR is thrown.
+   */
+  append(batch: Buffer, baseOffset: number, batchMaxTimestamp: number, nowMs: number): void {
+    assert(this.writeFd >= 0 && this.indexes !== null, `append to segment ${this.name} that is not active`);
+    const position = this.sizeBytes;
+    try {
+      writeFully(this.ctx.ops, this.writeFd, batch, position);
+    } catch (err) {
+      try {
+        this.ctx.ops.ftruncateSync(this.writeFd, position);
+      } catch {
+        // Bytes past sizeBytes are never read; seal() cuts them and recovery drops them.
+      }
+      const detail = `${this.ctx.label}: writing ${batch.length} bytes at position ${position} of ${this.name} failed: ${(err as Error).message}`;
+      throw new TributaryError(Errors.STORAGE_ERROR, detail, { cause: err });
+    }
+    if (position === 0) this.rollingStartMs = nowMs;
+    this.indexes.onBatch(baseOffset, position, batch.length, batchMaxTimestamp, this.ctx.indexIntervalBytes());
+    this.sizeBytes = position + batch.length;
+    this.maxTimestamp = this.indexes.maxTimestamp;
+  }
+
+  truncateTo(sizeBytes: number): void {
+    assert(sizeBytes >= 0, `truncating ${this.name} to ${sizeBytes} bytes`);
+    this.ctx.ops.ftruncateSync(this.openWriteFd(), sizeBytes);
+    this.sizeBytes = sizeBytes;
+  }
+
+  /** fdatasync of the log file: the data up to sizeBytes survives a power loss. */
+  async flushData(): Promise<void> {
+    assert(this.writeFd >= 0, `flush of segment ${this.name} without a write fd`);
+    await this.ctx.ops.fdatasync(this.writeFd);
+  }
+
+  /**
+   * Makes the segment's files final: cuts any bytes a failed write left, syncs the log,
+   * adds the time index's closing entry and writes both indexes (temp file, fsync, rename).
+   * The folder fsync that makes the renames durable is the caller's, once for many files.
+   */
+  async seal(): Promise<void> {
+    assert(this.writeFd >= 0 && this.indexes !== null, `seal of segment ${this.name} that is not writable`);
+    const ops = this.ctx.ops;
+    if (ops.fstatSync(this.writeFd).size !== this.sizeBytes) ops.ftruncateSync(this.writeFd, this.sizeBytes);
+    await ops.fdatasync(this.writeFd);
+    this.indexes.sealTimeIndex();
+    this.maxTimestamp = this.indexes.maxTimestamp;
+    await writeFileDurable(ops, this.dir, segmentFileName(this.baseOffset, '.index'), this.indexes.offsetIndex.encode(), false);
+    await writeFileDurable(ops, this.dir, segmentFileName(this.baseOffset, '.timeindex'), this.indexes.timeIndex.encode(), false);
+  }
+
+  /** After seal: the segment becomes read-only; fd and indexes reopen lazily for reads. */
+  closeWriteFd(): void {
+    if (this.writeFd >= 0) {
+      this.ctx.ops.closeSync(this.writeFd);
+      this.writeFd = -1;
+    }
+    this.indexes = null;
+  }
+
+  close(): void {
+    this.ctx.readFds.forget(this);
+    this.releaseReadState();
+    this.closeWriteFd();
+  }
+
+  deleteFiles(): void {
+    this.close();
+    for (const file of [this.logPath, this.indexPath, this.timeIndexPath]) {
+      try {
+        this.ctx.ops.unlinkSync(file);
+      } catch (err) {
+        if (!isErrno(err, 'ENOENT')) throw err;
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Index files at open
+
+  /**
+   * The cheap check of a sealed segment's index files at open: both present, whole
+   * entries, the last offset index entry inside the log. Reads only the files' last entries
+   * (full validation happens when a read loads them). Sets maxTimestamp from the time index.
+   */
+  checkIndexFiles(): boolean {
+    const lastOffsetEntry = readLastEntry(this.ctx.ops, this.indexPath, OFFSET_INDEX_ENTRY_BYTES);
+    const lastTimeEntry = readLastEntry(this.ctx.ops, this.timeIndexPath, TIME_INDEX_ENTRY_BYTES);
+    if (lastOffsetEntry === null || lastTimeEntry === null) return false;
+    if (lastOffsetEntry.length > 0) {
+      const relativeOffset = lastOffsetEntry.readInt32BE(0);
+      const position = lastOffsetEntry.readInt32BE(4);
+      if (relativeOffset < 0 || position <= 0 || position >= this.sizeBytes) return false;
+    }
+    this.maxTimestamp = -1;
+    if (lastTimeEntry.length > 0) {
+      try {
+        this.maxTimestamp = readInt64(lastTimeEntry, 0);
+      } catch {
+        return false;
+      }
+      if (lastTimeEntry.readInt32BE(8) < 0) return false;
+    }
+    return true;
+  }
+
+  /** Both index files fully decoded and validated, or null if either is unusable. */
+  loadIndexFiles(): SegmentIndexes | null {
+    const ops = this.ctx.ops;
+    const offsetBytes = readFileSyncOrNull(ops, this.indexPath);
+    const timeBytes = readFileSyncOrNull(ops, this.timeIndexPath);
+    if (offsetBytes === null || timeBytes === null) return null;
+    const offsetIndex = OffsetIndex.decode(offsetBytes, this.sizeBytes);
+    const timeIndex = TimeIndex.decode(timeBytes);
+    if (offsetIndex === null || timeIndex === null) return null;
+    return new SegmentIndexes(this.baseOffset, offsetIndex, timeIndex);
+  }
+
+  /** Rewrites a sealed segment's index files from a header walk of its log. */
+  async rebuildIndexFiles(): Promise<string | null> {
+    const fd = this.ctx.ops.openSync(this.logPath, 'r');
+    let stopReason: string | null;
+    try {
+      const scan = scanSegment(this.ctx.ops, fd, this.sizeBytes, this.baseOffset, this.ctx.indexIntervalBytes(), false);
+      scan.indexes.sealTimeIndex();
+      this.maxTimestamp = scan.indexes.maxTimestamp;
+      stopReason = scan.stopReason;
+      await writeFileDurable(this.ctx.ops, this.dir, segmentFileName(this.baseOffset, '.index'), scan.indexes.offsetIndex.encode(), false);
+      await writeFileDurable(this.ctx.ops, this.dir, segmentFileName(this.baseOffset, '.timeindex'), scan.indexes.timeIndex.encode(), false);
+    } finally {
+      this.ctx.ops.closeSync(fd);
+    }
+    return stopReason;
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Reading
+
+  releaseReadState(): void {
+    if (this.readFd >= 0) {
+      try {
+        this.ctx.ops.closeSync(this.readFd);
+      } catch {
+        // Closing a read-only fd cannot lose data; nothing to do about a failure.
+      }
+      this.readFd = -1;
+    }
+    if (this.writeFd < 0) this.indexes = null;
+  }
+
+  /** The fd and indexes for a read; for sealed segments through the LRU. */
+  private openForRead(): { fd: number; indexes: SegmentIndexes } {
+    if (this.writeFd >= 0 && this.indexes !== null) return { fd: this.writeFd, indexes: this.indexes };
+    this.ctx.readFds.touch(this);
+    try {
+      if (this.readFd < 0) this.readFd = this.ctx.ops.openSync(this.logPath, 'r');
+    } catch (err) {
+      this.ctx.readFds.forget(this);
+      throw new TributaryError(Errors.STORAGE_ERROR, `${this.ctx.label}: cannot open ${this.name}: ${(err as Error).message}`, { cause: err });
+    }
+    if (this.indexes === null) this.indexes = this.loadIndexFiles() ?? this.rebuildIndexesInMemory(this.readFd);
+    return { fd: this.readFd, indexes: this.indexes };
+  }
+
+  /**
+   * A sealed segment whose index files turned out bad on full load: index it from its
+   * headers for this process, and remove the bad files so the next start rewrites them.
+   */
+  private rebuildIndexesInMemory(fd: number): SegmentIndexes {
+    const scan = scanSegment(this.ctx.ops, fd, this.sizeBytes, this.baseOffset, this.ctx.indexIntervalBytes(), false);
+    scan.indexes.sealTimeIndex();
+    this.ctx.note(`rebuilt the indexes of ${this.name} on read: the files were invalid`);
+    for (const file of [this.indexPath, this.timeIndexPath]) {
+      try {
+        this.ctx.ops.unlinkSync(file);
+      } catch {
+        // Already gone, or the disk refuses: the next start checks the files again.
+      }
+    }
+    return scan.indexes;
+  }
+
+  private corrupt(offset: number, detail: string, cause?: unknown): TributaryError {
+    return new TributaryError(Errors.CORRUPT_BATCH, `${this.ctx.label} offset ${offset} in ${this.name}: ${detail}`, { cause });
+  }
+
+  /** The first batch whose last offset is >= `offset`, found via the index and a header walk. */
+  private locate(fd: number, indexes: SegmentIndexes, offset: number): BatchRef | null {
+    const entry = indexes.offsetIndex.lookup(offset - this.baseOffset);
+    try {
+      return walkBatches(this.ctx.ops, fd, entry.position, this.baseOffset + entry.relativeOffset, this.sizeBytes, (ref) => ref.lastOffset >= offset);
+    } catch (err) {
+      if (err instanceof TributaryError) throw this.corrupt(offset, err.message, err);
+      throw err;
+    }
+  }
+
+  /**
+   * Whole stored batches, starting with the one holding `fetchOffset`, up to `maxBytes` but
+   * at least one (KIP-74), none whose last offset reaches `maxOffset`. Null when this
+   * segment holds no batch at or after `fetchOffset`. Each batch is checked (length, base
+   * offset, CRC) right after it is read; a corrupt batch is never served.
+   */
+  read(fetchOffset: number, maxBytes: number, maxOffset: number): Buffer | null {
+    const { fd, indexes } = this.openForRead();
+    const first = this.locate(fd, indexes, fetchOffset);
+    if (first === null) return null;
+    if (first.lastOffset >= maxOffset) return EMPTY_BUFFER;
+    const length = Math.max(first.sizeBytes, Math.min(maxBytes, this.sizeBytes - first.position));
+    const out = Buffer.allocUnsafe(length);
+    const got = readFully(this.ctx.ops, fd, out, 0, length, first.position);
+    if (got < first.sizeBytes) throw this.corrupt(first.baseOffset, `segment file ends at ${first.position + got}, the batch needs ${first.sizeBytes} bytes`);
+    return this.takeCheckedBatches(out.subarray(0, got), first.baseOffset, maxOffset);
+  }
+
+  /** The prefix of `buf` made of whole, valid, contiguous batches below `maxOffset`. */
+  private takeCheckedBatches(buf: Buffer, baseOffset: number, maxOffset: number): Buffer {
+    let at = 0;
+    let expected = baseOffset;
+    while (at < buf.length) {
+      const size = batchSizeAt(buf, at);
+      if (size < 0 || at + size > buf.length) break; // cut by maxBytes: the next fetch reads it
+      let lastOffset: number;
+      try {
+        if (size < BATCH_OVERHEAD) throw new Error(`batch length ${size} below the header size`);
+        const batch = buf.subarray(at, at + size);
+        const storedBase = readInt64(batch, 0);
+        if (storedBase !== expected) throw new Error(`stored base offset ${storedBase}, expected ${expected}`);
+        validateBatch(batch);
+        lastOffset = lastOffsetOf(batch);
+      } catch (err) {
+        // Batches before the corrupt one are good and are served; the corrupt one is
+        // reported when a fetch starts at it.
+        if (at === 0) throw this.corrupt(expected, (err as Error).message, err);
+        break;
+      }
+      if (lastOffset >= maxOffset) break;
+      at += size;
+      expected = lastOffset + 1;
+    }
+    assert(at > 0 || buf.length === 0, `no batch taken from a read that located one`);
+    return buf.subarray(0, at);
+  }
+
+  /**
+   * Kafka's ListOffsets by time within this segment: the first record whose timestamp is
+   * >= `timestampMs`. The time index gives where to start, a header walk finds the batch by
+   * its max timestamp, and only that one batch is decoded.
+   */
+  findOffsetByTimestamp(timestampMs: number): { offset: number; timestamp: number } | null {
+    if (this.maxTimestamp < timestampMs) return null;
+    const { fd, indexes } = this.openForRead();
+    const timeEntry = indexes.timeIndex.lookup(timestampMs);
+    const entry = indexes.offsetIndex.lookup(timeEntry === null ? 0 : timeEntry.relativeOffset);
+    let found: { offset: number; timestamp: number } | null = null;
+    let failure: unknown = null;
+    try {
+      walkBatches(this.ctx.ops, fd, entry.position, this.baseOffset + entry.relativeOffset, this.sizeBytes, (ref) => {
+        if (ref.maxTimestamp < timestampMs) return false;
+        try {
+          found = this.firstRecordAtOrAfter(fd, ref, timestampMs);
+        } catch (err) {
+          failure = err;
+          return true;
+        }
+        return found !== null;
+      });
+    } catch (err) {
+      if (err instanceof TributaryError) throw this.corrupt(this.baseOffset + entry.relativeOffset, err.message, err);
+      throw err;
+    }
+    if (failure !== null) throw failure;
+    return found;
+  }
+
+  private firstRecordAtOrAfter(fd: number, ref: BatchRef, timestampMs: number): { offset: number; timestamp: number } | null {
+    const batch = Buffer.allocUnsafe(ref.sizeBytes);
+    if (readFully(this.ctx.ops, fd, batch, 0, ref.sizeBytes, ref.position) !== ref.sizeBytes) {
+      throw this.corrupt(ref.baseOffset, `segment file ends before the batch at position ${ref.position}`);
+    }
+    let records;
+    try {
+      records = decodeBatch(batch).records;
+    } catch (err) {
+      throw this.corrupt(ref.baseOffset, (err as Error).message, err);
+    }
+    for (const record of records) {
+      if (record.timestamp >= timestampMs) return { offset: record.offset, timestamp: record.timestamp };
+    }
+    return null;
+  }
+}
+
+/** The last `entryBytes` of an index file; empty if the file is empty; null if missing or torn. */
+function readLastEntry(ops: FileOps, file: string, entryBytes: number): Buffer | null {
+  let fd: number;
+  try {
+    fd = ops.openSync(file, 'r');
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return null;
+    throw err;
+  }
+  try {
+    const size = ops.fstatSync(fd).size;
+    if (size % entryBytes !== 0) return null;
+    if (size === 0) return EMPTY_BUFFER;
+    const buf = Buffer.allocUnsafe(entryBytes);
+    return readFully(ops, fd, buf, 0, entryBytes, size - entryBytes) === entryBytes ? buf : null;
+  } finally {
+    ops.closeSync(fd);
+  }
+}

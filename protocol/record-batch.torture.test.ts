@@ -1,0 +1,524 @@
+// The batch decoders tortured: every truncated prefix, a table of bad inputs, every single
+// bit flipped, split chunks at every byte and seeded garbage. The rule under test: bad bytes
+// give a DecodeError named CORRUPT_BATCH, never a RangeError, a TypeError or a hang.
+//
+// Where a check sits behind the CRC (the record parser), the bad batch is "resealed": its
+// length field and CRC are recomputed, as a buggy or hostile producer would send it, so the
+// parser itself must catch what is wrong.
+
+import { crc32c } from '@node-rs/crc32';
+import { gzipSync } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import {
+  BATCH_OVERHEAD,
+  batchSizeAt,
+  Compression,
+  decodeBatch,
+  encodeBatch,
+  LOG_OVERHEAD,
+  OFFSET_ATTRIBUTES,
+  OFFSET_BASE,
+  OFFSET_CRC,
+  OFFSET_LAST_OFFSET_DELTA,
+  OFFSET_LEADER_EPOCH,
+  OFFSET_LENGTH,
+  OFFSET_MAGIC,
+  OFFSET_RECORD_COUNT,
+  readBatchHeader,
+  splitBatches,
+  validateBatch,
+} from './record-batch.js';
+import type { Record } from './record-batch.js';
+import { DecodeError } from './errors.js';
+import { expectDecodeError, testSeeds, withSeed } from './testdata/helpers.js';
+
+const T0 = 1_700_000_000_000;
+
+function sampleRecords(): Record[] {
+  return [
+    { key: Buffer.from('sensor-1'), value: Buffer.from('{"t":21.5}'), timestamp: T0, headers: [['trace', Buffer.from('abc')]] },
+    { key: null, value: Buffer.from('x'.repeat(130)), timestamp: T0 + 70_000 },
+    { key: Buffer.alloc(0), value: null, timestamp: T0 + 1, headers: [['n', null]] },
+  ];
+}
+
+const sample = encodeBatch(sampleRecords(), { baseOffset: 1000, partitionLeaderEpoch: 4 });
+const sampleGzip = encodeBatch(sampleRecords(), { compression: Compression.Gzip });
+
+/** Rewrites the length field and CRC so the batch passes the outer checks. */
+function reseal(batch: Buffer): Buffer {
+  const b = Buffer.from(batch);
+  b.writeInt32BE(b.length - LOG_OVERHEAD, OFFSET_LENGTH);
+  b.writeUInt32BE(crc32c(b.subarray(OFFSET_ATTRIBUTES)), OFFSET_CRC);
+  return b;
+}
+
+// An independent writer of raw record bytes (BigInt zigzag varints), so bad records can be
+// built field by field without going through the encoder under test.
+function varint(n: number | bigint): number[] {
+  let z = BigInt(n) >= 0n ? BigInt(n) * 2n : -BigInt(n) * 2n - 1n;
+  const out: number[] = [];
+  while (z >= 0x80n) {
+    out.push(Number(z & 0x7fn) | 0x80);
+    z >>= 7n;
+  }
+  out.push(Number(z));
+  return out;
+}
+
+/** A record body: [attributes, tsDelta, offsetDelta, ...rest], prefixed by its true length. */
+function rawRecord(body: number[]): number[] {
+  return [...varint(body.length), ...body];
+}
+
+const key = (s: string): number[] => [...varint(s.length), ...Buffer.from(s)];
+
+/** A well-formed record body with the given offset delta: key "k", value "v", no headers. */
+const goodBody = (offsetDelta = 0): number[] => [0, ...varint(0), ...varint(offsetDelta), ...key('k'), ...key('v'), ...varint(0)];
+
+/** A resealed batch around raw record bytes. */
+function rawBatch(records: number[] | Buffer, opts: { count?: number; lastOffsetDelta?: number; attributes?: number } = {}): Buffer {
+  const payload = Buffer.from(records);
+  const b = Buffer.alloc(BATCH_OVERHEAD + payload.length);
+  b.writeInt8(2, OFFSET_MAGIC);
+  b.writeInt16BE(opts.attributes ?? 0, OFFSET_ATTRIBUTES);
+  const count = opts.count ?? 1;
+  b.writeInt32BE(opts.lastOffsetDelta ?? count - 1, OFFSET_LAST_OFFSET_DELTA);
+  b.writeBigInt64BE(BigInt(T0), 27);
+  b.writeBigInt64BE(BigInt(T0), 35);
+  b.writeBigInt64BE(-1n, 43);
+  b.writeInt16BE(-1, 51);
+  b.writeInt32BE(-1, 53);
+  b.writeInt32BE(count, OFFSET_RECORD_COUNT);
+  payload.copy(b, BATCH_OVERHEAD);
+  return reseal(b);
+}
+
+describe('the raw batch builder used below', () => {
+  it('builds batches the decoder accepts, so each bad case differs from a good one in one field only', () => {
+    const one = decodeBatch(rawBatch(rawRecord(goodBody())));
+    expect(one.records).toHaveLength(1);
+    expect(one.records[0].key?.toString()).toBe('k');
+    const two = decodeBatch(rawBatch([...rawRecord(goodBody(0)), ...rawRecord(goodBody(1))], { count: 2 }));
+    expect(two.records.map((r) => r.offset)).toEqual([0, 1]);
+    const zipped = decodeBatch(rawBatch(gzipSync(Buffer.from(rawRecord(goodBody()))), { attributes: Compression.Gzip }));
+    expect(zipped.records[0].value?.toString()).toBe('v');
+  });
+});
+
+describe('truncated prefixes', () => {
+  for (const [name, batch] of [
+    ['uncompressed', sample],
+    ['gzip', sampleGzip],
+  ] as const) {
+    it(`${name}: every prefix of a valid batch is CORRUPT_BATCH for decodeBatch and validateBatch`, () => {
+      for (let n = 0; n < batch.length; n++) {
+        const prefix = batch.subarray(0, n);
+        expectDecodeError(() => decodeBatch(prefix), 'CORRUPT_BATCH', `prefix of ${n} bytes`);
+        expectDecodeError(() => validateBatch(prefix), 'CORRUPT_BATCH', `prefix of ${n} bytes`);
+      }
+      expect(() => validateBatch(batch)).not.toThrow();
+    });
+
+    it(`${name}: every prefix resealed (length and CRC made consistent) is still CORRUPT_BATCH`, () => {
+      // This reaches the record parser: the outer checks pass, the records run short.
+      for (let n = BATCH_OVERHEAD; n < batch.length; n++) {
+        const cut = reseal(batch.subarray(0, n));
+        validateBatch(cut);
+        expectDecodeError(() => decodeBatch(cut), 'CORRUPT_BATCH', `resealed prefix of ${n} bytes`);
+      }
+    });
+  }
+
+  it('readBatchHeader: prefixes shorter than the header are CORRUPT_BATCH; longer ones read the same header', () => {
+    const full = readBatchHeader(sample);
+    for (let n = 0; n < sample.length; n++) {
+      const prefix = sample.subarray(0, n);
+      if (n < BATCH_OVERHEAD) expectDecodeError(() => readBatchHeader(prefix), 'CORRUPT_BATCH', `prefix of ${n} bytes`);
+      else expect(readBatchHeader(prefix)).toEqual(full);
+    }
+  });
+
+  it('batchSizeAt: -1 until the length field is in, then the whole size', () => {
+    for (let n = 0; n <= sample.length; n++) {
+      expect(batchSizeAt(sample.subarray(0, n))).toBe(n < LOG_OVERHEAD ? -1 : sample.length);
+    }
+  });
+
+  it('splitBatches: a lone partial batch is skipped, not an error', () => {
+    for (let n = 0; n < sample.length; n++) expect(splitBatches(sample.subarray(0, n))).toEqual([]);
+  });
+});
+
+interface BadCase {
+  name: string;
+  batch: () => Buffer;
+  /** What the message must say, so the test fails if a different check catches it by luck. */
+  says: RegExp;
+  /** True when validateBatch (no per-record work) must already refuse it. */
+  caughtByValidation: boolean;
+}
+
+function patched(batch: Buffer, patch: (b: Buffer) => void, resealAfter = false): Buffer {
+  const b = Buffer.from(batch);
+  patch(b);
+  return resealAfter ? reseal(b) : b;
+}
+
+const BAD_CASES: BadCase[] = [
+  { name: 'bad magic', batch: () => patched(sample, (b) => b.writeInt8(1, OFFSET_MAGIC)), says: /magic 1, expected 2/, caughtByValidation: true },
+  { name: 'bad CRC', batch: () => patched(sample, (b) => (b[OFFSET_CRC + 3] ^= 0x01)), says: /CRC-32C mismatch/, caughtByValidation: true },
+  {
+    name: 'length field one too big',
+    batch: () => patched(sample, (b) => b.writeInt32BE(b.length - LOG_OVERHEAD + 1, OFFSET_LENGTH)),
+    says: /length field says/,
+    caughtByValidation: true,
+  },
+  {
+    name: 'length field one too small',
+    batch: () => patched(sample, (b) => b.writeInt32BE(b.length - LOG_OVERHEAD - 1, OFFSET_LENGTH)),
+    says: /length field says/,
+    caughtByValidation: true,
+  },
+  { name: 'length field negative', batch: () => patched(sample, (b) => b.writeInt32BE(-5, OFFSET_LENGTH)), says: /length field says/, caughtByValidation: true },
+  { name: 'length field at int32 max', batch: () => patched(sample, (b) => b.writeInt32BE(0x7fffffff, OFFSET_LENGTH)), says: /length field says/, caughtByValidation: true },
+  { name: 'shorter than the header', batch: () => Buffer.alloc(BATCH_OVERHEAD - 1), says: /shorter than its 61-byte header/, caughtByValidation: true },
+  {
+    name: 'record count 0',
+    batch: () => patched(sample, (b) => b.writeInt32BE(0, OFFSET_RECORD_COUNT), true),
+    says: /record count 0/,
+    caughtByValidation: true,
+  },
+  {
+    name: 'record count negative',
+    batch: () => patched(sample, (b) => b.writeInt32BE(-3, OFFSET_RECORD_COUNT), true),
+    says: /record count -3/,
+    caughtByValidation: true,
+  },
+  {
+    name: 'record count above last offset delta + 1',
+    batch: () => patched(sample, (b) => b.writeInt32BE(4, OFFSET_RECORD_COUNT), true),
+    says: /record count 4 does not fit last offset delta 2/,
+    caughtByValidation: true,
+  },
+  {
+    name: 'record count above the records present (offset span widened to match)',
+    batch: () =>
+      patched(
+        sample,
+        (b) => {
+          b.writeInt32BE(4, OFFSET_RECORD_COUNT);
+          b.writeInt32BE(3, OFFSET_LAST_OFFSET_DELTA);
+        },
+        true,
+      ),
+    says: /truncated varint/,
+    caughtByValidation: false,
+  },
+  {
+    name: 'record count below the records present',
+    batch: () => rawBatch([...rawRecord(goodBody(0)), ...rawRecord(goodBody(1))], { count: 1, lastOffsetDelta: 1 }),
+    says: /bytes left after 1 records/,
+    caughtByValidation: false,
+  },
+  {
+    name: 'record count far above what the bytes could hold',
+    batch: () => rawBatch(rawRecord(goodBody()), { count: 0x7fffffff, lastOffsetDelta: 0x7fffffff }),
+    says: /record count 2147483647 cannot fit in \d+ bytes/,
+    caughtByValidation: false,
+  },
+  {
+    name: 'varint longer than 10 bytes',
+    batch: () => rawBatch([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00]),
+    says: /varint longer than 10 bytes/,
+    caughtByValidation: false,
+  },
+  {
+    name: 'varint of 10 bytes past 2^53',
+    batch: () => rawBatch([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
+    says: /varint outside the safe integer range/,
+    caughtByValidation: false,
+  },
+  {
+    name: 'negative record length',
+    batch: () => rawBatch([...varint(-2), ...goodBody()]),
+    says: /negative record length -2/,
+    caughtByValidation: false,
+  },
+  {
+    name: 'record length running past the end',
+    batch: () => rawBatch([...varint(goodBody().length + 1), ...goodBody()]),
+    says: /record length \d+ runs past the end/,
+    caughtByValidation: false,
+  },
+  {
+    name: 'record length shorter than its fields',
+    batch: () => rawBatch([...varint(goodBody().length - 1), ...goodBody()]),
+    // The last field (header count) falls outside the record's declared span.
+    says: /truncated varint/,
+    caughtByValidation: false,
+  },
+  {
+    name: 'record length longer than its fields',
+    batch: () => rawBatch([...varint(goodBody().length + 1), ...goodBody(), 0]),
+    says: /record declared \d+ bytes, used \d+/,
+    caughtByValidation: false,
+  },
+  {
+    name: 'key length -2',
+    batch: () => rawBatch(rawRecord([0, ...varint(0), ...varint(0), ...varint(-2), ...key('v'), ...varint(0)])),
+    says: /negative length -2/,
+    caughtByValidation: false,
+  },
+  {
+    name: 'value length running past the end',
+    batch: () => rawBatch(rawRecord([0, ...varint(0), ...varint(0), ...key('k'), ...varint(1000), 1, 2, 3])),
+    says: /length 1000 runs past the end/,
+    caughtByValidation: false,
+  },
+  {
+    name: 'offset delta above the last offset delta',
+    batch: () => rawBatch(rawRecord(goodBody(1))),
+    says: /offset delta 1 outside the batch/,
+    caughtByValidation: false,
+  },
+  {
+    name: 'negative offset delta',
+    batch: () => rawBatch(rawRecord(goodBody(-1))),
+    says: /offset delta -1 outside the batch/,
+    caughtByValidation: false,
+  },
+  {
+    name: 'negative header count',
+    batch: () => rawBatch(rawRecord([0, ...varint(0), ...varint(0), ...key('k'), ...key('v'), ...varint(-1)])),
+    says: /bad header count -1/,
+    caughtByValidation: false,
+  },
+  {
+    name: 'header count above the bytes left',
+    batch: () => rawBatch(rawRecord([0, ...varint(0), ...varint(0), ...key('k'), ...key('v'), ...varint(1_000_000)])),
+    says: /bad header count 1000000/,
+    caughtByValidation: false,
+  },
+  {
+    name: 'null header name',
+    batch: () => rawBatch(rawRecord([0, ...varint(0), ...varint(0), ...key('k'), ...key('v'), ...varint(1), ...varint(-1), ...key('x')])),
+    says: /null header name/,
+    caughtByValidation: false,
+  },
+  {
+    name: 'base offset beyond 2^53',
+    batch: () => patched(sample, (b) => b.writeBigInt64BE(2n ** 60n, OFFSET_BASE)),
+    says: /int64 outside the safe integer range/,
+    caughtByValidation: false,
+  },
+  {
+    name: 'bad gzip payload',
+    batch: () => rawBatch(Buffer.from('this is not gzip'), { attributes: Compression.Gzip }),
+    says: /gzip payload does not decompress/,
+    caughtByValidation: false,
+  },
+  {
+    name: 'gzip payload cut short',
+    batch: () => {
+      const zipped = gzipSync(Buffer.from(rawRecord(goodBody())));
+      return rawBatch(zipped.subarray(0, zipped.length - 5), { attributes: Compression.Gzip });
+    },
+    says: /gzip payload does not decompress/,
+    caughtByValidation: false,
+  },
+  {
+    name: 'gzip payload decompressing to too few records',
+    batch: () => {
+      const longValue = [0, ...varint(0), ...varint(0), ...key('k'), ...key('v'.repeat(40)), ...varint(0)];
+      return rawBatch(gzipSync(Buffer.from(rawRecord(longValue))), { attributes: Compression.Gzip, count: 2 });
+    },
+    says: /truncated varint/,
+    caughtByValidation: false,
+  },
+  {
+    name: 'snappy codec (not supported)',
+    batch: () => rawBatch(rawRecord(goodBody()), { attributes: Compression.Snappy }),
+    says: /compression codec 2 is not supported/,
+    caughtByValidation: false,
+  },
+  {
+    name: 'zstd codec (not supported)',
+    batch: () => rawBatch(rawRecord(goodBody()), { attributes: Compression.Zstd }),
+    says: /compression codec 4 is not supported/,
+    caughtByValidation: false,
+  },
+  {
+    name: 'codec 7 (no such codec)',
+    batch: () => rawBatch(rawRecord(goodBody()), { attributes: 7 }),
+    says: /compression codec 7 is not supported/,
+    caughtByValidation: false,
+  },
+];
+
+describe('bad inputs, each with its typed error', () => {
+  it.each(BAD_CASES)('$name', ({ batch, says, caughtByValidation }) => {
+    const bytes = batch();
+    const err = expectDecodeError(() => decodeBatch(bytes), 'CORRUPT_BATCH');
+    expect(err.message).toMatch(says);
+    expect(err.retriable).toBe(true);
+    if (caughtByValidation) {
+      expect(expectDecodeError(() => validateBatch(bytes), 'CORRUPT_BATCH').message).toMatch(says);
+    } else {
+      // Behind the CRC, or a field the broker overwrites: validation, which does no
+      // per-record work, lets it through.
+      expect(() => validateBatch(bytes)).not.toThrow();
+    }
+  });
+});
+
+describe('bit flips', () => {
+  // Offsets 0..7 (base offset) and 12..15 (leader epoch) lie outside the CRC by Kafka's
+  // design: the broker rewrites them in place. Every other byte is guarded, by the length
+  // check (8..11), the magic check (16), or CRC-32C, which catches every single-bit error.
+  const outsideCrc = (i: number): boolean => (i >= OFFSET_BASE && i < OFFSET_LENGTH) || (i >= OFFSET_LEADER_EPOCH && i < OFFSET_MAGIC);
+
+  for (const [name, batch] of [
+    ['uncompressed', sample],
+    ['gzip', sampleGzip],
+  ] as const) {
+    it(`${name}: every single-bit flip inside the checked span is caught by validateBatch`, () => {
+      let caught = 0;
+      for (let i = 0; i < batch.length; i++) {
+        if (outsideCrc(i)) continue;
+        for (let bit = 0; bit < 8; bit++) {
+          const flipped = Buffer.from(batch);
+          flipped[i] ^= 1 << bit;
+          expectDecodeError(() => validateBatch(flipped), 'CORRUPT_BATCH', `byte ${i} bit ${bit}`);
+          expectDecodeError(() => decodeBatch(flipped), 'CORRUPT_BATCH', `byte ${i} bit ${bit}`);
+          caught++;
+        }
+      }
+      expect(caught).toBe((batch.length - 12) * 8);
+    });
+  }
+
+  it('flips in the base offset and leader epoch pass validation and show in the header, by design', () => {
+    for (let i = 0; i < sample.length; i++) {
+      if (!outsideCrc(i)) continue;
+      for (let bit = 0; bit < 8; bit++) {
+        const flipped = Buffer.from(sample);
+        flipped[i] ^= 1 << bit;
+        validateBatch(flipped);
+        const baseOffset = flipped.readBigInt64BE(OFFSET_BASE);
+        if (baseOffset > BigInt(Number.MAX_SAFE_INTEGER) || baseOffset < BigInt(Number.MIN_SAFE_INTEGER)) {
+          // A high bit puts the base offset past 2^53: refused when read, never rounded.
+          expectDecodeError(() => readBatchHeader(flipped), 'CORRUPT_BATCH', `byte ${i} bit ${bit}`);
+          continue;
+        }
+        const header = readBatchHeader(flipped);
+        expect(header.baseOffset).toBe(Number(baseOffset));
+        expect(header.partitionLeaderEpoch).toBe(flipped.readInt32BE(OFFSET_LEADER_EPOCH));
+        expect(header.baseOffset !== 1000 || header.partitionLeaderEpoch !== 4).toBe(true);
+      }
+    }
+  });
+
+  it('every single-bit flip in the records, resealed, decodes or gives CORRUPT_BATCH: nothing else', () => {
+    let refused = 0;
+    for (let i = BATCH_OVERHEAD; i < sample.length; i++) {
+      for (let bit = 0; bit < 8; bit++) {
+        const flipped = Buffer.from(sample);
+        flipped[i] ^= 1 << bit;
+        try {
+          decodeBatch(reseal(flipped));
+        } catch (err) {
+          expect(err, `byte ${i} bit ${bit}`).toBeInstanceOf(DecodeError);
+          expect((err as DecodeError).errorName).toBe('CORRUPT_BATCH');
+          refused++;
+        }
+      }
+    }
+    // Most flips break the structure (lengths, deltas); flips inside key/value bytes do not.
+    expect(refused).toBeGreaterThan(0);
+  });
+});
+
+describe('split chunks', () => {
+  const batches = [
+    encodeBatch([{ key: null, value: Buffer.from('a'), timestamp: T0 }], { baseOffset: 0 }),
+    encodeBatch(sampleRecords(), { baseOffset: 1 }),
+    encodeBatch(sampleRecords(), { baseOffset: 4, compression: Compression.Gzip }),
+    encodeBatch([{ key: Buffer.from('big'), value: Buffer.alloc(5000, 7), timestamp: T0 }], { baseOffset: 7 }),
+  ];
+  const all = Buffer.concat(batches);
+  const ends = batches.reduce<number[]>((acc, b) => [...acc, (acc.at(-1) ?? 0) + b.length], []);
+
+  it('splits a concatenation into the batches, bytes untouched', () => {
+    const parts = splitBatches(all);
+    expect(parts.map((p) => p.toString('hex'))).toEqual(batches.map((b) => b.toString('hex')));
+    expect(parts.map((p) => decodeBatch(p).header.baseOffset)).toEqual([0, 1, 4, 7]);
+  });
+
+  it('cut at every byte position: the whole batches before the cut, the partial one skipped', () => {
+    for (let cut = 0; cut <= all.length; cut++) {
+      const whole = ends.filter((end) => end <= cut).length;
+      const parts = splitBatches(all.subarray(0, cut));
+      expect(parts.length, `cut at ${cut}`).toBe(whole);
+      parts.forEach((p, i) => expect(p.equals(batches[i])).toBe(true));
+    }
+  });
+
+  it('fed one byte at a time into a growing buffer, each batch appears exactly when its last byte arrives', () => {
+    let pending = Buffer.alloc(0);
+    const seen: Buffer[] = [];
+    for (let i = 0; i < all.length; i++) {
+      pending = Buffer.concat([pending, all.subarray(i, i + 1)]);
+      const parts = splitBatches(pending);
+      for (const p of parts) {
+        expect(i + 1, 'batch completed at the wrong byte').toBe(ends[seen.length]);
+        seen.push(Buffer.from(p));
+      }
+      const used = parts.reduce((n, p) => n + p.length, 0);
+      pending = pending.subarray(used);
+    }
+    expect(seen.map((b) => b.toString('hex'))).toEqual(batches.map((b) => b.toString('hex')));
+    expect(pending.length).toBe(0);
+  });
+
+  it('a length field below the header size is CORRUPT_BATCH, not a partial batch to wait for', () => {
+    for (const length of [0, 1, BATCH_OVERHEAD - LOG_OVERHEAD - 1, -1, -12, -13, -(2 ** 31)]) {
+      const bad = Buffer.from(all);
+      bad.writeInt32BE(length, batches[0].length + OFFSET_LENGTH);
+      const err = expectDecodeError(() => splitBatches(bad), 'CORRUPT_BATCH', `length field ${length}`);
+      expect(err.at).toBe(batches[0].length);
+      // batchSizeAt never answers -1 ("need more bytes") once the length field is in.
+      expect(batchSizeAt(bad, batches[0].length)).not.toBe(-1);
+      expect(batchSizeAt(bad, batches[0].length)).toBeLessThan(BATCH_OVERHEAD);
+    }
+  });
+});
+
+describe('seeded garbage', () => {
+  it.each(testSeeds([11, 12, 13]))('seed %i: random bytes give CORRUPT_BATCH or decode, never another error', (seed) => {
+    withSeed(seed, (rng) => {
+      for (let round = 0; round < 2000; round++) {
+        const kind = rng.int(0, 2);
+        let bytes: Buffer;
+        if (kind === 0) {
+          // Pure noise of any size.
+          bytes = rng.bytes(rng.int(0, 200));
+        } else {
+          // A valid header, random records behind a correct CRC: the parser sees it all.
+          const records = rng.bytes(rng.int(0, 120));
+          bytes = rawBatch(records, { count: rng.int(1, 5), attributes: rng.pick([0, 0, 0, 1]) });
+          if (kind === 2) bytes = reseal(Buffer.concat([sample.subarray(0, rng.int(BATCH_OVERHEAD, sample.length)), records]));
+        }
+        for (const fn of [decodeBatch, validateBatch, readBatchHeader, splitBatches]) {
+          try {
+            fn(bytes);
+          } catch (err) {
+            if (!(err instanceof DecodeError) || err.errorName !== 'CORRUPT_BATCH') {
+              throw new Error(`${fn.name} threw ${String(err)} on ${bytes.toString('hex')}`, { cause: err });
+            }
+          }
+        }
+      }
+    });
+  });
+});

@@ -1,0 +1,81 @@
+// Starts real nodes as child processes (the built `tributary start`), for tests that kill
+// them. Every process started here is tracked, and `stopAllNodes` (call it in afterEach)
+// SIGKILLs whatever a failing test left running.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const CLI = join(ROOT, 'dist/node/cli/main.js');
+
+export interface NodeProcess {
+  readonly url: string;
+  readonly port: number;
+  readonly proc: ChildProcess;
+  output(): string;
+  /** SIGTERM and wait: the clean path. Resolves with the exit code. */
+  stop(): Promise<number | null>;
+  /** SIGKILL and wait: the crash path. */
+  kill(): Promise<void>;
+}
+
+const running = new Set<ChildProcess>();
+
+export async function startNodeProcess(options: { dataDir: string; port?: number; args?: string[]; startTimeoutMs?: number }): Promise<NodeProcess> {
+  const args = [CLI, 'start', '--data', options.dataDir, '--port', String(options.port ?? 0), '--log-level', 'warn', ...(options.args ?? [])];
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(proc);
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => {
+    running.delete(proc);
+    r(code);
+  }));
+  const url = await new Promise<string>((resolveUrl, reject) => {
+    const timer = setTimeout(() => reject(new Error(`node did not start within ${options.startTimeoutMs ?? 20_000} ms:\n${out}`)), options.startTimeoutMs ?? 20_000);
+    const check = () => {
+      const m = /listening on (ws:\/\/\S+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolveUrl(m[1]);
+      }
+    };
+    proc.stdout!.on('data', check);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`node exited with ${code} before listening:\n${out}`));
+    });
+  });
+  const port = Number(new URL(url).port);
+  return {
+    url,
+    port,
+    proc,
+    output: () => out,
+    async stop() {
+      proc.kill('SIGTERM');
+      return exited;
+    },
+    async kill() {
+      proc.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+export async function stopAllNodes(): Promise<void> {
+  const waits = [...running].map((p) => new Promise<void>((r) => {
+    p.once('exit', () => r());
+    p.kill('SIGKILL');
+  }));
+  await Promise.all(waits);
+}
+
+export function tempDir(prefix = 'trib-test-'): { path: string; remove(): void } {
+  const path = mkdtempSync(join(tmpdir(), prefix));
+  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
