@@ -1,0 +1,8 @@
+// Runs every mitata micro-benchmark of the hot paths in one go: `npm run bench`.
+// Each *.bench.ts registers its benches on import and runs alone when executed directly.
+
+import { run } from 'mitata';
+import './protocol.bench.js';
+import './storage.bench.js';
+
+await run();
