@@ -183,28 +183,40 @@ export class LogSegment implements ReadStateHolder {
   // Index files at open
 
   /**
-   * The cheap check of a sealed segment's index files at open: both present, whole
-   * entries, the last offset index entry inside the log. Reads only the files' last entries
-   * (full validation happens when a read loads them). Sets maxTimestamp from the time index.
+   * The check of a sealed segment's index files at open: both decode (whole entries,
+   * offsets and timestamps increasing, positions inside the log), and they agree with the
+   * log's tail: a header walk from the last offset index entry must end exactly at the end
+   * of the file, and no batch in that tail may be newer than the time index's last entry,
+   * which sealing makes the segment's max timestamp. A zeroed or stale time index would
+   * otherwise make ListOffsets skip the segment silently. Sets maxTimestamp.
    */
   checkIndexFiles(): boolean {
-    const lastOffsetEntry = readLastEntry(this.ctx.ops, this.indexPath, OFFSET_INDEX_ENTRY_BYTES);
-    const lastTimeEntry = readLastEntry(this.ctx.ops, this.timeIndexPath, TIME_INDEX_ENTRY_BYTES);
-    if (lastOffsetEntry === null || lastTimeEntry === null) return false;
-    if (lastOffsetEntry.length > 0) {
-      const relativeOffset = lastOffsetEntry.readInt32BE(0);
-      const position = lastOffsetEntry.readInt32BE(4);
-      if (relativeOffset < 0 || position <= 0 || position >= this.sizeBytes) return false;
+    const indexes = this.loadIndexFiles();
+    if (indexes === null) return false;
+    const lastOffsetEntry = indexes.offsetIndex.last();
+    const lastTimeEntry = indexes.timeIndex.last();
+    const timeIndexMax = lastTimeEntry === null ? -1 : lastTimeEntry.timestamp;
+    let fd = -1;
+    try {
+      fd = this.ctx.ops.openSync(this.logPath, 'r');
+      let tailEnd = lastOffsetEntry === null ? 0 : lastOffsetEntry.position;
+      let lastRelativeOffset = -1;
+      let tailNewerThanIndex = false;
+      walkBatches(this.ctx.ops, fd, tailEnd, this.baseOffset + (lastOffsetEntry?.relativeOffset ?? 0), this.sizeBytes, (ref) => {
+        if (ref.maxTimestamp > timeIndexMax) tailNewerThanIndex = true;
+        tailEnd = ref.position + ref.sizeBytes;
+        lastRelativeOffset = ref.lastOffset - this.baseOffset;
+        return tailNewerThanIndex;
+      });
+      if (tailNewerThanIndex || tailEnd !== this.sizeBytes) return false;
+      if (lastTimeEntry !== null && lastTimeEntry.relativeOffset > lastRelativeOffset) return false;
+    } catch (err) {
+      if (err instanceof TributaryError) return false;
+      throw err;
+    } finally {
+      if (fd >= 0) this.ctx.ops.closeSync(fd);
     }
-    this.maxTimestamp = -1;
-    if (lastTimeEntry.length > 0) {
-      try {
-        this.maxTimestamp = readInt64(lastTimeEntry, 0);
-      } catch {
-        return false;
-      }
-      if (lastTimeEntry.readInt32BE(8) < 0) return false;
-    }
+    this.maxTimestamp = timeIndexMax;
     return true;
   }
 
@@ -273,6 +285,7 @@ export class LogSegment implements ReadStateHolder {
   private rebuildIndexesInMemory(fd: number): SegmentIndexes {
     const scan = scanSegment(this.ctx.ops, fd, this.sizeBytes, this.baseOffset, this.ctx.indexIntervalBytes(), false);
     scan.indexes.sealTimeIndex();
+    this.maxTimestamp = scan.indexes.maxTimestamp;
     this.ctx.note(`rebuilt the indexes of ${this.name} on read: the files were invalid`);
     for (const file of [this.indexPath, this.timeIndexPath]) {
       try {
@@ -395,22 +408,3 @@ export class LogSegment implements ReadStateHolder {
   }
 }
 
-/** The last `entryBytes` of an index file; empty if the file is empty; null if missing or torn. */
-function readLastEntry(ops: FileOps, file: string, entryBytes: number): Buffer | null {
-  let fd: number;
-  try {
-    fd = ops.openSync(file, 'r');
-  } catch (err) {
-    if (isErrno(err, 'ENOENT')) return null;
-    throw err;
-  }
-  try {
-    const size = ops.fstatSync(fd).size;
-    if (size % entryBytes !== 0) return null;
-    if (size === 0) return EMPTY_BUFFER;
-    const buf = Buffer.allocUnsafe(entryBytes);
-    return readFully(ops, fd, buf, 0, entryBytes, size - entryBytes) === entryBytes ? buf : null;
-  } finally {
-    ops.closeSync(fd);
-  }
-}
