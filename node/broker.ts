@@ -4,11 +4,12 @@
 import { resolve } from 'node:path';
 import { DEFAULT_LIMITS, type Limits } from './config.js';
 import { createLogger, type Logger } from './logger.js';
-import { loadOrCreateNodeMeta } from './node-meta.js';
+import { loadOrCreateNodeMeta, lockDataDir, type NodeMeta } from './node-meta.js';
 import { Connection } from './server/connection.js';
 import type { BrokerContext } from './server/context.js';
 import { FetchWaiter } from './server/fetch-waiter.js';
 import { listen, WS_PATH, type Listener } from './server/listener.js';
+import { parseTopicConfig } from './storage/config.js';
 import { LogManager } from './storage/log-manager.js';
 
 export interface BrokerOptions {
@@ -49,9 +50,21 @@ export interface BrokerStats {
 export async function startBroker(options: BrokerOptions): Promise<Broker> {
   const logger = options.logger ?? createLogger();
   const dataDir = resolve(options.dataDir);
+  const unlock = lockDataDir(dataDir);
+  try {
+    const meta = loadOrCreateNodeMeta(dataDir, options.nodeId);
+    return await startLocked(options, dataDir, meta, logger, unlock);
+  } catch (err) {
+    unlock();
+    throw err;
+  }
+}
+
+async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMeta, logger: Logger, unlock: () => void): Promise<Broker> {
   const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
-  const meta = loadOrCreateNodeMeta(dataDir, options.nodeId);
-  const logs = await LogManager.open(dataDir);
+  // Node-wide topic defaults are checked now, so a typo stops the start with one clear line.
+  const defaults = parseTopicConfig(options.topicDefaults);
+  const logs = await LogManager.open(dataDir, { defaults });
   logRecovery(logs, logger);
 
   const fetchWaiter = new FetchWaiter();
@@ -62,7 +75,6 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     limits,
     logger,
     fetchWaiter,
-    topicDefaults: options.topicDefaults ?? {},
     get shuttingDown() {
       return shuttingDown;
     },
@@ -118,6 +130,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         await Promise.race([Promise.all([...connections].map((c) => c.whenIdle())), grace]);
         listener.terminateAll();
         await logs.close();
+        unlock();
         await Promise.race([stopped, new Promise<void>((r) => setTimeout(r, 1000).unref())]);
         logger.info({ nodeId: meta.nodeId }, 'node stopped cleanly');
       })();

@@ -12,6 +12,8 @@ export interface Limits {
   frameBytesMax: number;
   /** Requests a connection may have in progress; past it the node stops reading from it. */
   inflightMax: number;
+  /** Bytes of request frames in progress on one connection; past it the node stops reading. */
+  inflightBytesMax: number;
   /** Longest a request may take before it is answered REQUEST_TIMED_OUT. */
   requestTimeoutMs: number;
   /** Longest long-poll a Fetch may ask for. */
@@ -40,6 +42,7 @@ export interface NodeConfig {
 export const DEFAULT_LIMITS: Limits = {
   frameBytesMax: 16 * 1024 * 1024,
   inflightMax: 32,
+  inflightBytesMax: 64 * 1024 * 1024,
   requestTimeoutMs: 30_000,
   fetchWaitMsMax: 30_000,
   fetchBytesMax: 16 * 1024 * 1024,
@@ -109,6 +112,7 @@ export function applyConfig(base: NodeConfig, raw: unknown, source: string): Nod
 const LIMIT_RANGES: Record<keyof Limits, [number, number]> = {
   frameBytesMax: [1024, 256 * 1024 * 1024],
   inflightMax: [1, 1024],
+  inflightBytesMax: [1024 * 1024, 4 * 1024 * 1024 * 1024],
   requestTimeoutMs: [100, 600_000],
   fetchWaitMsMax: [0, 600_000],
   fetchBytesMax: [1024, 256 * 1024 * 1024],

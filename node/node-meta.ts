@@ -2,7 +2,7 @@
 // first start in an empty data folder, and kept so that peers and logs can name the node.
 
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Errors, TributaryError } from '../protocol/errors.js';
 
@@ -47,4 +47,69 @@ export function loadOrCreateNodeMeta(dataDir: string, wantedNodeId?: string): No
     closeSync(dirFd);
   }
   return meta;
+}
+
+const LOCK_FILE = '.lock';
+const lockedHere = new Set<string>();
+
+/**
+ * Takes the data folder for this process, as Kafka's `.lock`: two nodes writing the same
+ * segments would corrupt them. The lock file holds the owner's pid; one left by a process
+ * that no longer runs (a crash, a SIGKILL) is taken over. Returns the release.
+ */
+export function lockDataDir(dataDir: string): () => void {
+  mkdirSync(dataDir, { recursive: true });
+  const path = join(dataDir, LOCK_FILE);
+  if (lockedHere.has(path)) throw new TributaryError(Errors.INVALID_CONFIG, `data folder ${dataDir} is already in use by this process`);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(path, 'wx');
+      try {
+        writeSync(fd, `${process.pid}\n`);
+      } finally {
+        closeSync(fd);
+      }
+      lockedHere.add(path);
+      return () => {
+        lockedHere.delete(path);
+        try {
+          unlinkSync(path);
+        } catch {
+          // Already gone: nothing holds the folder either way.
+        }
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+        throw new TributaryError(Errors.STORAGE_ERROR, `cannot create ${path}: ${(err as Error).message}`);
+      }
+    }
+    const owner = Number.parseInt(readFileSyncOr(path, ''), 10);
+    if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && processRuns(owner)) {
+      throw new TributaryError(Errors.INVALID_CONFIG, `data folder ${dataDir} is in use by process ${owner} (remove ${path} only if no node runs there)`);
+    }
+    // Stale: its owner is gone. Remove it and try once more.
+    try {
+      unlinkSync(path);
+    } catch {
+      // Another starter removed it first; the retry decides who wins.
+    }
+  }
+  throw new TributaryError(Errors.INVALID_CONFIG, `data folder ${dataDir} is being taken by another process`);
+}
+
+function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function readFileSyncOr(path: string, fallback: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return fallback;
+  }
 }

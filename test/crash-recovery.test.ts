@@ -5,6 +5,7 @@
 import { afterEach, expect, it } from 'vitest';
 import { Kind } from '../protocol/frames.js';
 import { decodeBatch, encodeBatch, splitBatches } from '../protocol/record-batch.js';
+import { silentLogger } from '../node/logger.js';
 import { RawClient } from './helpers/raw-client.js';
 import { startNodeProcess, stopAllNodes, tempDir } from './helpers/node-process.js';
 
@@ -95,6 +96,7 @@ it('SIGKILL mid-load: every acked record is there exactly once, in order per par
 async function readAll(client: RawClient, topic: string, partition: number): Promise<Map<number, string>> {
   const out = new Map<number, string>();
   let offset = 0;
+  let next = 0;
   for (;;) {
     const f = await client.request<{ partitions: { error: number; highWatermark: number; records: Uint8Array }[] }>(Kind.Fetch, {
       maxWaitMs: 0,
@@ -106,11 +108,32 @@ async function readAll(client: RawClient, topic: string, partition: number): Pro
     expect(p.error).toBe(0);
     for (const batch of splitBatches(Buffer.from(p.records))) {
       for (const r of decodeBatch(batch).records) {
-        if (r.offset >= offset) out.set(r.offset, r.value!.toString());
+        if (r.offset >= offset) {
+          out.set(r.offset, r.value!.toString());
+          next = Math.max(next, r.offset + 1);
+        }
       }
     }
-    const next = out.size === 0 ? 0 : Math.max(...out.keys()) + 1;
     if (next >= p.highWatermark || next === offset) return out;
     offset = next;
   }
 }
+
+it('a second node on a running node\'s data folder is refused; a dead owner\'s lock is taken over', async () => {
+  const dir = tempDir();
+  try {
+    const node = await startNodeProcess({ dataDir: dir.path });
+    const second = await import('../node/broker.js').then(({ startBroker }) => startBroker({ dataDir: dir.path, port: 0, logger: silentLogger }).then(
+      (b) => b,
+      (err: Error) => err,
+    ));
+    expect(second).toBeInstanceOf(Error);
+    expect((second as Error).message).toMatch(new RegExp(`in use by process ${node.proc.pid}`));
+    await node.kill();
+    // The SIGKILLed owner left its lock file behind; a new node takes it over.
+    const restarted = await startNodeProcess({ dataDir: dir.path });
+    await restarted.stop();
+  } finally {
+    dir.remove();
+  }
+});

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Errors } from '../protocol/errors.js';
 import { EARLIEST_TIMESTAMP, encodeFrame, Kind, LATEST_TIMESTAMP, RESPONSE } from '../protocol/frames.js';
-import { decodeBatch, encodeBatch, splitBatches, OFFSET_CRC } from '../protocol/record-batch.js';
+import { decodeBatch, encodeBatch, splitBatches, OFFSET_CRC, TimestampType } from '../protocol/record-batch.js';
 import { CloseCode } from '../protocol/transport.js';
 import { startBroker, type Broker } from '../node/broker.js';
 import { silentLogger } from '../node/logger.js';
@@ -74,6 +74,34 @@ describe('connection rules', () => {
     const answer = await c.response(id);
     expect(answer.body.error).toBe(Errors.UNSUPPORTED_VERSION.code);
     expect((await c.closed).code).toBe(CloseCode.POLICY_VIOLATION);
+  });
+
+  it('runs nothing pipelined behind a failed Hello', async () => {
+    const c = await RawClient.connect(broker.url, { hello: false });
+    c.send(Kind.Hello, { version: 99, clientId: 'x' });
+    c.send(Kind.CreateTopics, { topics: [{ name: 'sneaky', partitions: 1 }] });
+    expect((await c.closed).code).toBe(CloseCode.POLICY_VIOLATION);
+    expect(broker.logs.topic('sneaky')).toBeUndefined();
+  });
+
+  it('refuses a large first frame before decoding it', async () => {
+    const c = await RawClient.connect(broker.url, { hello: false });
+    c.sendRaw(encodeFrame(Kind.Hello, 1, { version: 1, clientId: 'x'.repeat(5000) }));
+    const closed = await c.closed;
+    expect(closed.code).toBe(CloseCode.POLICY_VIOLATION);
+    expect(closed.reason).toMatch(/Hello must fit/);
+  });
+
+  it('survives a client that resets while its upgrade is refused', async () => {
+    const { connect } = await import('node:net');
+    for (const path of ['/wrong', '/v1/extra']) {
+      const socket = connect(broker.port, '127.0.0.1');
+      await new Promise((r) => socket.once('connect', r));
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+      socket.resetAndDestroy();
+    }
+    await new Promise((r) => setTimeout(r, 50));
+    expect((await fetch(`http://127.0.0.1:${broker.port}/healthz`)).status).toBe(200);
   });
 
   it('closes with a reason on bytes that are not a frame', async () => {
@@ -170,6 +198,49 @@ describe('produce and fetch', () => {
     c.close();
   });
 
+  it('refuses transactional, control and log-append-time batches from clients', async () => {
+    const c = await RawClient.connect(broker.url);
+    const transactional = encodeBatch([{ value: Buffer.from('t') }], { isTransactional: true, producerId: 1, producerEpoch: 0, baseSequence: 0 });
+    const appendTime = encodeBatch([{ value: Buffer.from('a') }], { timestampType: TimestampType.LogAppendTime });
+    const r = await c.request<{ partitions: { error: number; message: string }[] }>(Kind.Produce, {
+      acks: 1,
+      timeoutMs: 5000,
+      partitions: [{ topic: 'small', partition: 0, records: transactional }, { topic: 'small', partition: 0, records: appendTime }],
+    });
+    expect(r.partitions.map((p) => p.error)).toEqual([Errors.INVALID_REQUEST.code, Errors.INVALID_REQUEST.code]);
+    expect(r.partitions[0].message).toMatch(/transactional/);
+    c.close();
+  });
+
+  it('CreateTopics answers each entry, a bad one among good ones included', async () => {
+    const c = await RawClient.connect(broker.url);
+    const r = await c.request<{ topics: { name: string; error: number }[] }>(Kind.CreateTopics, {
+      topics: [{ name: 'fine-1', partitions: 1 }, { name: 42, partitions: 1 }, { name: 'bad name!', partitions: 1 }, { name: 'fine-2', partitions: 0 }],
+    });
+    expect(r.topics.map((t) => t.error)).toEqual([0, Errors.INVALID_REQUEST.code, Errors.INVALID_TOPIC.code, Errors.INVALID_PARTITIONS.code]);
+    await c.request(Kind.DeleteTopics, { topics: ['fine-1'] });
+    c.close();
+  });
+
+  it('a fetch with minBytes waits until that many bytes are there', async () => {
+    const consumer = await RawClient.connect(broker.url);
+    const producer = await RawClient.connect(broker.url);
+    const end = (await consumer.request<{ partitions: { offset: number }[] }>(Kind.ListOffsets, { partitions: [{ topic: 'events', partition: 1, timestamp: LATEST_TIMESTAMP }] })).partitions[0].offset;
+    const small = batchOf(['x']);
+    const pending = consumer.request<FetchBody>(Kind.Fetch, { maxWaitMs: 20_000, minBytes: small.length * 2 + 1, maxBytes: 1 << 20, partitions: [{ topic: 'events', partition: 1, fetchOffset: end, maxBytes: 1 << 20 }] });
+    let answered = false;
+    void pending.then(() => (answered = true));
+    await waitFor(() => broker.stats().fetchesWaiting === 1);
+    for (let i = 0; i < 2; i++) await producer.request(Kind.Produce, { acks: 1, timeoutMs: 5000, partitions: [{ topic: 'events', partition: 1, records: batchOf(['x']) }] });
+    await producer.request(Kind.Metadata, {});
+    expect(answered).toBe(false);
+    await producer.request(Kind.Produce, { acks: 1, timeoutMs: 5000, partitions: [{ topic: 'events', partition: 1, records: batchOf(['x']) }] });
+    const got = await pending;
+    expect(splitBatches(Buffer.from(got.partitions[0].records))).toHaveLength(3);
+    consumer.close();
+    producer.close();
+  });
+
   it('acks=0 gets no answer, and the batch is stored', async () => {
     const c = await RawClient.connect(broker.url);
     const silent = c.send(Kind.Produce, { acks: 0, timeoutMs: 5000, partitions: [{ topic: 'small', partition: 0, records: batchOf(['quiet']) }] });
@@ -212,6 +283,21 @@ describe('produce and fetch', () => {
     const f = await c.request<FetchBody>(Kind.Fetch, { maxWaitMs: 0, minBytes: 0, maxBytes: 1 << 20, partitions: [{ topic: 'bulk', partition: 0, fetchOffset: 99, maxBytes: 1 << 20 }] });
     expect(f.partitions[0].error).toBe(Errors.OFFSET_OUT_OF_RANGE.code);
     c.close();
+  });
+});
+
+describe('the data folder', () => {
+  it('is taken by one node at a time', async () => {
+    await expect(startBroker({ dataDir: dir.path, port: 0, logger: silentLogger })).rejects.toThrow(/already in use/);
+  });
+
+  it('refuses bad topic defaults at start, naming the key', async () => {
+    const other = tempDir();
+    try {
+      await expect(startBroker({ dataDir: other.path, port: 0, logger: silentLogger, topicDefaults: { 'segment.bytez': 1 } })).rejects.toThrow(/segment\.bytez/);
+    } finally {
+      other.remove();
+    }
   });
 });
 

@@ -1,7 +1,8 @@
 // One client connection above the transport: decode frames, enforce the per-connection
 // limits, dispatch to handlers, write responses. It never sees a socket.
 //
-// Limits: the first frame must be Hello, within helloTimeoutMs; at most inflightMax
+// Limits: the first frame must be a Hello of at most 4 KiB, within helloTimeoutMs, and
+// nothing else is read until it has succeeded; at most inflightMax (and inflightBytesMax)
 // requests are in progress (past that the connection stops reading, so TCP slows the
 // client); each request is answered within requestTimeoutMs or gets REQUEST_TIMED_OUT;
 // large responses wait for the send buffer to drain below sendBufferBytesMax. A frame that
@@ -14,8 +15,14 @@ import { CloseCode, type FrameTransport } from '../../protocol/transport.js';
 import type { BrokerContext, RequestContext } from './context.js';
 import { handlers } from './dispatch.js';
 
+const HELLO_FRAME_BYTES_MAX = 4096;
+
 export class Connection {
   private inflight = 0;
+  /** Bytes of the request frames in progress: their bodies stay referenced until answered. */
+  private inflightBytes = 0;
+  /** Per-request abort controllers, aborted together when the connection ends. */
+  private readonly requestAborts = new Set<AbortController>();
   private slotWaiter: (() => void) | null = null;
   private helloDone = false;
   private clientId = '';
@@ -43,6 +50,12 @@ export class Connection {
     const helloTimer = setTimeout(() => this.close(CloseCode.POLICY_VIOLATION, `no Hello within ${limits.helloTimeoutMs} ms`), limits.helloTimeoutMs);
     try {
       for await (const bytes of this.transport) {
+        // Before Hello a peer is a stranger: its first frame must be small, so that decoding
+        // it costs next to nothing.
+        if (!this.helloDone && bytes.length > HELLO_FRAME_BYTES_MAX) {
+          this.close(CloseCode.POLICY_VIOLATION, `first frame is ${bytes.length} bytes; Hello must fit in ${HELLO_FRAME_BYTES_MAX}`);
+          break;
+        }
         let frame: Frame;
         try {
           frame = decodeFrame(bytes);
@@ -60,26 +73,39 @@ export class Connection {
             break;
           }
           clearTimeout(helloTimer);
-          this.helloDone = true;
           this.clientId = typeof frame.body.clientId === 'string' ? frame.body.clientId.slice(0, 256) : '';
+          // Nothing after Hello is read until Hello has succeeded: credentials will travel in
+          // it, so a request pipelined behind a failed Hello must never run.
+          this.inflight++;
+          const ok = await this.handle(frame).finally(() => this.requestDone(bytes.length));
+          if (!ok) break;
+          this.helloDone = true;
+          continue;
         }
-        while (this.inflight >= limits.inflightMax) {
+        while (this.inflight >= limits.inflightMax || (this.inflight > 0 && this.inflightBytes >= limits.inflightBytesMax)) {
           await new Promise<void>((resolve) => (this.slotWaiter = resolve));
         }
         if (this.transport.isClosed) break;
         this.inflight++;
-        void this.handle(frame).finally(() => this.requestDone());
+        this.inflightBytes += bytes.length;
+        void this.handle(frame).finally(() => this.requestDone(bytes.length));
       }
     } finally {
       clearTimeout(helloTimer);
-      this.abort.abort();
+      this.abortAll();
     }
+  }
+
+  private abortAll(): void {
+    this.abort.abort();
+    for (const c of this.requestAborts) c.abort();
+    this.requestAborts.clear();
   }
 
   close(code: number, reason: string): void {
     if (!this.transport.isClosed) this.broker.logger.debug({ remote: this.remoteAddress, clientId: this.clientId, code, reason }, 'closing connection');
     this.transport.close(code, reason);
-    this.abort.abort();
+    this.abortAll();
   }
 
   /** Resolves when no request of this connection is in progress. */
@@ -88,8 +114,9 @@ export class Connection {
     return new Promise((resolve) => this.idle.add(resolve));
   }
 
-  private requestDone(): void {
+  private requestDone(frameBytes: number): void {
     this.inflight--;
+    this.inflightBytes -= frameBytes;
     const w = this.slotWaiter;
     this.slotWaiter = null;
     w?.();
@@ -99,13 +126,14 @@ export class Connection {
     }
   }
 
-  private async handle(frame: Frame): Promise<void> {
+  /** Answers one request. Resolves true when the answer carried no request-level error. */
+  private async handle(frame: Frame): Promise<boolean> {
     const { limits, logger } = this.broker;
     const handler = handlers.get(frame.kind);
     const started = Date.now();
     const requestAbort = new AbortController();
-    const onConnectionAbort = () => requestAbort.abort();
-    this.abort.signal.addEventListener('abort', onConnectionAbort, { once: true });
+    if (this.abort.signal.aborted) requestAbort.abort();
+    else this.requestAborts.add(requestAbort);
     let releaseOutbound: (() => void) | null = null;
     let finished = false;
     const ctx: RequestContext = {
@@ -144,11 +172,11 @@ export class Connection {
         this.send(frame, response);
         this.close(CloseCode.POLICY_VIOLATION, (response as { message: string }).message);
         finished = true;
-        return;
+        return false;
       }
     } finally {
       clearTimeout(timer);
-      this.abort.signal.removeEventListener('abort', onConnectionAbort);
+      this.requestAborts.delete(requestAbort);
     }
     try {
       if (response !== undefined) this.send(frame, response);
@@ -156,6 +184,7 @@ export class Connection {
       finished = true;
       (releaseOutbound as (() => void) | null)?.();
     }
+    return response === undefined || (response as { error?: number }).error === undefined || (response as { error?: number }).error === Errors.NONE.code;
   }
 
   private send(frame: Frame, body: object): void {

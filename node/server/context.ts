@@ -10,8 +10,6 @@ export interface BrokerContext {
   readonly limits: Limits;
   readonly logger: Logger;
   readonly fetchWaiter: FetchWaiter;
-  /** Config for topics created without a value of their own, by Kafka's names. */
-  readonly topicDefaults: Readonly<Record<string, string | number>>;
   readonly shuttingDown: boolean;
 }
 

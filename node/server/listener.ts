@@ -44,6 +44,9 @@ export async function listen(options: ListenerOptions): Promise<Listener> {
     res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: ${path}\n`);
   });
   server.on('upgrade', (req: IncomingMessage, socket, head) => {
+    // Node's HTTP server drops its own error listener from an upgraded socket; without one,
+    // a client's reset during a refusal would be an uncaught error that ends the process.
+    socket.on('error', () => socket.destroy());
     const path = (req.url ?? '').split('?')[0];
     const refuse = (status: string) => {
       socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);

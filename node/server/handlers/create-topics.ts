@@ -5,16 +5,19 @@ import { errorResult } from './errors.js';
 import { int, list, map, str, type Body } from '../validate.js';
 
 export async function handleCreateTopics(body: Body, ctx: RequestContext): Promise<CreateTopicsResponse> {
-  const { logs, logger, topicDefaults } = ctx.broker;
+  const { logs, logger } = ctx.broker;
   const entries = list(body, 'topics', 1000).map((e, i) => map(e, `topics[${i}]`));
   const topics: TopicResult[] = [];
   // One at a time: each creation writes and fsyncs its config before the next begins.
   for (const entry of entries) {
-    const name = str(entry, 'name');
+    const name = typeof entry.name === 'string' ? entry.name : String(entry.name);
     try {
+      str(entry, 'name');
       const partitions = int(entry, 'partitions', -0x80000000, 0x7fffffff);
       const config = entry.config === undefined ? undefined : (map(entry.config, 'config') as Record<string, string | number>);
-      await logs.createTopic(name, partitions, { ...topicDefaults, ...config });
+      // Only the topic's own settings are stored; node defaults apply at every start, so a
+      // changed default reaches existing topics, as Kafka's broker defaults do.
+      await logs.createTopic(name, partitions, config);
       logger.info({ topic: name, partitions }, 'topic created');
       topics.push({ name, error: Errors.NONE.code });
     } catch (err) {

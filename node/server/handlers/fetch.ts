@@ -40,10 +40,19 @@ export async function handleFetch(body: Body, ctx: RequestContext): Promise<Fetc
   // Leave a margin so that a long poll ends before the request's own deadline does.
   const waitMs = Math.min(maxWaitMs, limits.fetchWaitMsMax, Math.max(0, ctx.deadline - Date.now() - 1000));
   const waitUntil = Date.now() + waitMs;
+  // minBytes > 1: measure once with a read when data first shows, then add the growth of
+  // the logs' sizes, instead of reading everything again on every append.
+  let measured: { bytes: number; sizes: number[] } | null = null;
   for (;;) {
     const remaining = waitUntil - Date.now();
     if (remaining <= 0 || ctx.broker.shuttingDown || ctx.signal.aborted) break;
-    if (anyReady(wanted) && (minBytes <= 1 || readAll(wanted, maxBytes, ctx).bytes >= minBytes)) break;
+    if (anyReady(wanted)) {
+      if (minBytes <= 1) break;
+      measured ??= { bytes: readAll(wanted, maxBytes, ctx).bytes, sizes: wanted.map((w) => w.log?.sizeBytes ?? 0) };
+      let grown = 0;
+      wanted.forEach((w, i) => (grown += (w.log?.sizeBytes ?? 0) - measured!.sizes[i]));
+      if (measured.bytes + grown >= minBytes) break;
+    }
     await fetchWaiter.waitForAppend(present(wanted), remaining, ctx.signal);
   }
   await ctx.outboundSlot();
@@ -56,12 +65,17 @@ function present(wanted: Wanted[]): PartitionLog[] {
   return logs;
 }
 
-/** True when some partition would answer at once: it has data past the fetch offset, or an error. */
+/**
+ * True when some partition would answer at once: it has data below the high watermark at
+ * the fetch offset, or the offset is out of range, or the partition is unknown. An offset
+ * between the high watermark and the log end (flush=batch, fsync pending) waits, as in
+ * Kafka, rather than answering empty in a busy loop.
+ */
 function anyReady(wanted: Wanted[]): boolean {
   for (const w of wanted) {
     const log = w.log;
     if (!log) return true;
-    if (w.fetchOffset !== log.highWatermark) return true;
+    if (w.fetchOffset < log.highWatermark || w.fetchOffset > log.logEndOffset || w.fetchOffset < log.logStartOffset) return true;
   }
   return false;
 }

@@ -1,5 +1,6 @@
 import { Errors, TributaryError } from '../../../protocol/errors.js';
 import type { ProducePartitionResult, ProduceResponse } from '../../../protocol/frames.js';
+import { BATCH_OVERHEAD, readBatchHeader, TimestampType } from '../../../protocol/record-batch.js';
 import type { RequestContext } from '../context.js';
 import { errorResult } from './errors.js';
 import { bytes, int, list, map, PARTITIONS_PER_REQUEST_MAX, str, type Body } from '../validate.js';
@@ -11,9 +12,12 @@ import { bytes, int, list, map, PARTITIONS_PER_REQUEST_MAX, str, type Body } fro
 export async function handleProduce(body: Body, ctx: RequestContext): Promise<ProduceResponse | undefined> {
   const { logs, logger, shuttingDown } = ctx.broker;
   const acks = int(body, 'acks', -1, 1);
+  // How long the answer may wait for the flush policy, as Kafka's produce timeout.
+  const timeoutMs = Math.min(int(body, 'timeoutMs', 0, 0x7fffffff, ctx.broker.limits.requestTimeoutMs), ctx.broker.limits.requestTimeoutMs);
   const entries = list(body, 'partitions', PARTITIONS_PER_REQUEST_MAX);
   const results: ProducePartitionResult[] = [];
   const durable: Promise<void>[] = [];
+  const waiting: { result: ProducePartitionResult; settled: boolean }[] = [];
   for (let i = 0; i < entries.length; i++) {
     const result: ProducePartitionResult = { topic: '', partition: -1, error: Errors.NONE.code, baseOffset: -1, logStartOffset: -1 };
     results.push(result);
@@ -22,6 +26,7 @@ export async function handleProduce(body: Body, ctx: RequestContext): Promise<Pr
       result.topic = str(entry, 'topic');
       result.partition = int(entry, 'partition', 0, 0x7fffffff);
       const records = bytes(entry, 'records');
+      refuseBrokerOnlyAttributes(records);
       if (shuttingDown) throw new TributaryError(Errors.SHUTTING_DOWN);
       const log = logs.partition(result.topic, result.partition);
       if (!log) {
@@ -33,10 +38,16 @@ export async function handleProduce(body: Body, ctx: RequestContext): Promise<Pr
       result.baseOffset = appended.baseOffset;
       result.logStartOffset = log.logStartOffset;
       if (acks !== 0) {
+        const pending = { result, settled: false };
+        waiting.push(pending);
         durable.push(
-          appended.durable.catch((err: unknown) => {
-            Object.assign(result, errorResult(err, logger, { request: 'Produce', topic: result.topic, partition: result.partition }));
-          }),
+          appended.durable.then(
+            () => void (pending.settled = true),
+            (err: unknown) => {
+              pending.settled = true;
+              Object.assign(result, errorResult(err, logger, { request: 'Produce', topic: result.topic, partition: result.partition }));
+            },
+          ),
         );
       }
     } catch (err) {
@@ -44,7 +55,33 @@ export async function handleProduce(body: Body, ctx: RequestContext): Promise<Pr
     }
   }
   if (acks === 0) return undefined;
-  await Promise.all(durable);
+  if (durable.length > 0) {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
+    await Promise.race([Promise.all(durable), timedOut]);
+    clearTimeout(timer);
+    for (const w of waiting) {
+      if (w.settled) continue;
+      // Appended but not yet flushed as the topic asks: the outcome is unknown to the client.
+      w.result.error = Errors.REQUEST_TIMED_OUT.code;
+      w.result.message = `not flushed within ${timeoutMs} ms`;
+    }
+  }
   return { partitions: results };
+}
+
+/**
+ * Transactions, control batches and log-append time are the broker's to write: a client
+ * batch carrying them would pass through unexamined and mislead every reader later.
+ */
+function refuseBrokerOnlyAttributes(records: Buffer): void {
+  if (records.length < BATCH_OVERHEAD) return; // the storage engine's validation names this
+  const header = readBatchHeader(records);
+  if (header.isTransactional || header.isControl) {
+    throw new TributaryError(Errors.INVALID_REQUEST, 'transactional and control batches are not accepted from clients');
+  }
+  if (header.timestampType === TimestampType.LogAppendTime) {
+    throw new TributaryError(Errors.INVALID_REQUEST, 'batches must carry create time; log-append time is set by the node');
+  }
 }
 
