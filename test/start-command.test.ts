@@ -1,0 +1,53 @@
+// `tributary start` as a user runs it: flags and a YAML config, one clear line on a bad
+// setting, and a clean stop on SIGTERM that leaves the clean-shutdown marker.
+
+import { spawnSync } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, expect, it } from 'vitest';
+import { Kind } from '../protocol/frames.js';
+import { RawClient } from './helpers/raw-client.js';
+import { CLI, startNodeProcess, stopAllNodes, tempDir } from './helpers/node-process.js';
+
+afterEach(stopAllNodes);
+
+it('reads a YAML config, lets flags override it, and stops cleanly on SIGTERM', async () => {
+  const dir = tempDir();
+  try {
+    const config = join(dir.path, 'node.yaml');
+    writeFileSync(config, `dataDir: ${join(dir.path, 'from-config')}\nnodeId: gateway-7\ntopicDefaults:\n  segment.bytes: 2048\n`);
+    const node = await startNodeProcess({ dataDir: join(dir.path, 'from-flag'), args: ['--config', config] });
+    expect(node.output()).toMatch(/node gateway-7 listening on ws:\/\/127\.0\.0\.1:\d+\/v1/);
+    const c = await RawClient.connect(node.url);
+    await c.request(Kind.CreateTopics, { topics: [{ name: 't', partitions: 1 }] });
+    const meta = await c.request<{ topics: { config: Record<string, unknown> }[] }>(Kind.Metadata, { topics: ['t'] });
+    expect(meta.topics[0].config['segment.bytes']).toBe(2048);
+    c.close();
+    expect(await node.stop()).toBe(0);
+    // --data won over the config file's dataDir, and the stop was clean.
+    expect(existsSync(join(dir.path, 'from-flag', '.clean-shutdown'))).toBe(true);
+    expect(existsSync(join(dir.path, 'from-config'))).toBe(false);
+  } finally {
+    dir.remove();
+  }
+});
+
+it.each([
+  ['an unknown setting', 'prot: 7400\n', /unknown setting 'prot'/],
+  ['a bad value', 'port: seventy\n', /port must be an integer/],
+  ['bad YAML', 'port: [\n', /not valid YAML/],
+  ['a bad topic default', 'topicDefaults:\n  flush: sometimes\n', /flush/],
+])('refuses %s in the config with one clear line', (_, yaml, message) => {
+  const dir = tempDir();
+  try {
+    const config = join(dir.path, 'bad.yaml');
+    writeFileSync(config, yaml);
+    const r = spawnSync(process.execPath, [CLI, 'start', '--config', config, '--data', join(dir.path, 'data'), '--port', '0'], { encoding: 'utf8', timeout: 20_000 });
+    expect(r.status).not.toBe(0);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(message);
+  } finally {
+    dir.remove();
+  }
+});
