@@ -13,7 +13,9 @@ import { bench, do_not_optimize, group, run } from 'mitata';
 import { crc32c } from '@node-rs/crc32';
 import { decodeBatch, encodeBatch, validateBatch } from '../protocol/record-batch.js';
 import type { Record } from '../protocol/record-batch.js';
-import { decodeFrame, encodeFrame, Kind } from '../protocol/frames.js';
+import { Decoder } from 'cbor-x';
+import { checkCborStructure } from '../protocol/cbor-walk.js';
+import { decodeFrame, encodeFrame, FRAME_DEPTH_MAX, FRAME_ITEMS_MAX, Kind, RESPONSE } from '../protocol/frames.js';
 
 const RECORDS_PER_BATCH = 100;
 const VALUE_BYTES = 100;
@@ -66,6 +68,14 @@ const produceFrame = encodeFrame(Kind.Produce, 42, {
 });
 const metadataBody = { topics: ['telemetry', 'alarms'] };
 const metadataFrame = encodeFrame(Kind.Metadata, 43, metadataBody);
+// A Fetch response of four ~256 KiB batches: the pre-check must skip byte strings unread.
+const batch256k = encodeBatch(keyedRecords(256, 1000), { timestamp: 1_700_000_000_000 });
+const fetchFrame = encodeFrame(Kind.Fetch | RESPONSE, 44, {
+  partitions: Array.from({ length: 4 }, (_, p) => ({ topic: 'telemetry', partition: p, error: 0, highWatermark: 1e6, logStartOffset: 0, records: batch256k })),
+});
+const frameLimits = { itemsMax: FRAME_ITEMS_MAX, depthMax: FRAME_DEPTH_MAX };
+// The decoder decodeFrame uses, alone: what decoding cost before the structural pre-check.
+const plainDecoder = new Decoder({ useRecords: false, mapsAsObjects: true });
 
 // Names are the keys the summary below uses to convert times into rates.
 const NAMES = {
@@ -78,8 +88,12 @@ const NAMES = {
   crc1m: 'crc32c 1 MiB',
   produceEncode: 'encodeFrame Produce (16 KiB batch)',
   produceDecode: 'decodeFrame Produce (16 KiB batch)',
+  producePlain: 'cbor-x decode alone, Produce (16 KiB batch)',
+  produceCheck: 'checkCborStructure Produce (16 KiB batch)',
+  fetchCheck: `checkCborStructure Fetch response (4 x ${Math.round(batch256k.length / 1024)} KiB batches)`,
   metadataEncode: 'encodeFrame Metadata',
   metadataDecode: 'decodeFrame Metadata',
+  metadataCheck: 'checkCborStructure Metadata',
 } as const;
 
 group('record batch', () => {
@@ -102,6 +116,15 @@ group('frames', () => {
   bench(NAMES.produceDecode, () => do_not_optimize(decodeFrame(produceFrame)));
   bench(NAMES.metadataEncode, () => do_not_optimize(encodeFrame(Kind.Metadata, 43, metadataBody)));
   bench(NAMES.metadataDecode, () => do_not_optimize(decodeFrame(metadataFrame)));
+});
+
+// decodeFrame walks the CBOR heads before cbor-x decodes (a guard against CBOR bombs); these
+// show that walk's share: its cost alone, and cbor-x alone as decodeFrame was without it.
+group('frame structural pre-check', () => {
+  bench(NAMES.producePlain, () => do_not_optimize(plainDecoder.decode(produceFrame)));
+  bench(NAMES.produceCheck, () => checkCborStructure(produceFrame, frameLimits));
+  bench(NAMES.metadataCheck, () => checkCborStructure(metadataFrame, frameLimits));
+  bench(NAMES.fetchCheck, () => checkCborStructure(fetchFrame, frameLimits));
 });
 
 /** Mean ns per op of each bench, by name, from mitata's results. */
@@ -132,6 +155,11 @@ function printRates(means: Map<string, number>): void {
   console.log(`  crc32c 16 KiB  ${mbPerSecond(NAMES.crc16k, crcInput16k.length)} MiB/s`);
   console.log(`  crc32c 1 MiB   ${mbPerSecond(NAMES.crc1m, crcInput1m.length)} MiB/s`);
   console.log(`  decodeFrame Produce  ${mbPerSecond(NAMES.produceDecode, produceFrame.length)} MiB/s`);
+  const check = means.get(NAMES.produceCheck);
+  const decode = means.get(NAMES.produceDecode);
+  if (check !== undefined && decode !== undefined) {
+    console.log(`  pre-check share of decodeFrame Produce  ${((100 * check) / decode).toFixed(1)}% (${check.toFixed(0)} of ${decode.toFixed(0)} ns)`);
+  }
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

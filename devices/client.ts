@@ -26,6 +26,11 @@ import {
 import { CloseCode, socketTransport, type CloseInfo, type FrameTransport } from '../protocol/transport.js';
 import { clientClosed, ConnectionError, reasonOf, wireError } from './errors.js';
 
+// Answers come from the node this client chose to connect to; they are checked for shape
+// like everything else, with room for the Metadata of a large node (about 7 items per
+// partition).
+const RESPONSE_FRAME_LIMITS = { itemsMax: 2_000_000, depthMax: 32 };
+
 /** Opens one transport to `url`. Should give up when `signal` aborts. */
 export type TransportFactory = (url: string, options?: { signal?: AbortSignal }) => Promise<FrameTransport>;
 
@@ -305,7 +310,7 @@ export class Client {
   private onFrame(bytes: Buffer, transport: FrameTransport): void {
     let frame;
     try {
-      frame = decodeFrame(bytes);
+      frame = decodeFrame(bytes, RESPONSE_FRAME_LIMITS);
     } catch (err) {
       // Without a readable correlation id nothing can be matched; start over cleanly.
       transport.close(CloseCode.PROTOCOL_ERROR, `malformed frame from node: ${(err as Error).message}`);

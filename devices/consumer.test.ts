@@ -146,6 +146,35 @@ describe('Consumer', () => {
     expect(await consumer.position('t', 0)).toBe(100);
   });
 
+  it('rotates the fetch order: with a backlog on every partition, none waits for the others to catch up', async () => {
+    // The fake node fills maxBytes in request order, as the node does (KIP-74). maxBytes
+    // holds about three partitions' share, so a fixed order would feed partitions 0-2 only
+    // until their 100 batches were read.
+    const { node, consumer } = await setup({ partitionMaxBytes: 2500, maxBytes: 5000 });
+    const partitions = 6;
+    node.createTopic('many', partitions);
+    for (let p = 0; p < partitions; p++) {
+      for (let b = 0; b < 100; b++) {
+        const records = Array.from({ length: 10 }, (_, i) => ({ value: Buffer.alloc(100, b * 10 + i) }));
+        node.append('many', p, encodeBatch(records));
+      }
+    }
+    consumer.assign(Array.from({ length: partitions }, (_, partition) => ({ topic: 'many', partition, offset: 0 })));
+    const firstArrays: number[] = [];
+    const offsets = Array.from({ length: partitions }, () => [] as number[]);
+    let total = 0;
+    for await (const batch of consumer.batches()) {
+      // One array holds one partition's records from one Fetch.
+      if (firstArrays.length < 2 * partitions) firstArrays.push(batch[0].partition);
+      for (const r of batch) offsets[r.partition].push(r.offset);
+      total += batch.length;
+      if (total === partitions * 1000) break;
+    }
+    expect(new Set(firstArrays).size).toBe(partitions);
+    // The rotation loses nothing and keeps each partition in order.
+    for (const o of offsets) expect(o).toEqual(Array.from({ length: 1000 }, (_, i) => i));
+  });
+
   it("valueDecoding 'auto' decodes CBOR-marked values and leaves others as bytes; 'string' gives text", async () => {
     const { node, consumer } = await setup({ valueDecoding: 'auto' });
     node.append('t', 0, encodeBatch([

@@ -1,6 +1,7 @@
 // The consumer: an assignment of partitions, a position in each, and records in order.
 //
-//   fetch loop: long-poll Fetch for every fetchable partition -> split into whole batches
+//   fetch loop: long-poll Fetch for every fetchable partition, in an order that rotates so
+//     none starves behind the others' backlog -> split into whole batches
 //     -> chunk per partition, queued (bytes bounded by bufferedBytesMax) -> next Fetch
 //   app: records()/batches() take chunks in order and decode them batch by batch
 //
@@ -159,6 +160,8 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
   private readonly chunks: Chunk[] = [];
   private chunkHead = 0;
   private bufferedBytesNow = 0;
+  /** Where in the assignment the next Fetch starts; see fetchOrder(). */
+  private fetchStart = 0;
   private readonly fetchWake = new Signal();
   private readonly dataWake = new Signal();
   private loop: Promise<void> | null = null;
@@ -442,7 +445,7 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
         await this.fetchWake.wait();
         continue;
       }
-      const states = [...this.states.values()];
+      const states = this.fetchOrder();
       await this.resolveResets(states);
       if (this.closed) return;
       const now = Date.now();
@@ -452,11 +455,36 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
         await this.fetchWake.wait(Number.isFinite(retryAt) ? retryAt - now : undefined);
         continue;
       }
-      await this.fetchOnce(wanted);
+      const lastServed = await this.fetchOnce(wanted);
+      this.rotateFetchOrder(states, lastServed);
     }
   }
 
-  private async fetchOnce(wanted: PartitionState[]): Promise<void> {
+  /**
+   * The assignment, starting at `fetchStart`. The node fills a Fetch's maxBytes in request
+   * order (KIP-74), so a fixed order would let the first partitions of a large backlog take
+   * every response while the later ones get nothing until the first catch up.
+   */
+  private fetchOrder(): PartitionState[] {
+    const states = [...this.states.values()];
+    const start = states.length === 0 ? 0 : this.fetchStart % states.length;
+    return start === 0 ? states : states.slice(start).concat(states.slice(0, start));
+  }
+
+  /**
+   * The next Fetch starts just after the last partition that got records, so those that
+   * were cut off by maxBytes come first: Kafka's consumer moves the partitions it got data
+   * for to the end of its fetch order in the same way. When none or all got records, the
+   * start still moves on by one.
+   */
+  private rotateFetchOrder(order: PartitionState[], lastServed: PartitionState | null): void {
+    const i = lastServed === null ? -1 : order.indexOf(lastServed);
+    const step = i >= 0 && i < order.length - 1 ? i + 1 : 1;
+    this.fetchStart = (this.fetchStart + step) % order.length;
+  }
+
+  /** One Fetch; gives the last partition, in request order, that the node sent records for. */
+  private async fetchOnce(wanted: PartitionState[]): Promise<PartitionState | null> {
     const epochs = wanted.map((s) => s.epoch);
     const partitions: FetchPartition[] = wanted.map((s) => ({
       topic: s.topic,
@@ -472,23 +500,27 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
         { timeoutMs: this.maxWaitMs + this.requestTimeoutMs },
       );
     } catch (err) {
-      if (this.closed) return;
+      if (this.closed) return null;
       if (err instanceof TributaryError && err.retriable) {
         // A Fetch reads and changes nothing, so it is always safe to ask again.
         await this.fetchWake.wait(this.backoffMs(1));
-        return;
+        return null;
       }
       this.fatal = err as Error;
       this.dataWake.notify();
-      return;
+      return null;
     }
     const results = response.partitions ?? [];
-    wanted.forEach((s, i) => {
-      if (s.epoch !== epochs[i] || this.closed) return;
+    let lastServed: PartitionState | null = null;
+    for (let i = 0; i < wanted.length; i++) {
+      const s = wanted[i];
       const r = resultAt(results, i, s);
-      if (r === undefined) return;
+      if (r === undefined) continue;
+      if (r.error === Errors.NONE.code && r.records.byteLength > 0) lastServed = s;
+      if (s.epoch !== epochs[i] || this.closed) continue;
       this.onPartitionFetched(s, r);
-    });
+    }
+    return lastServed;
   }
 
   private onPartitionFetched(s: PartitionState, r: FetchPartitionResult): void {
@@ -637,19 +669,18 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
       }
       chunk.next++;
       if (decoded.header.isControl) continue;
+      // decodeBatch's records are fresh objects nobody else holds: each becomes the
+      // ConsumerRecord itself, topic and partition added, rather than being copied into a
+      // second object per record.
       const records = decoded.records;
       for (let i = 0; i < records.length; i++) {
         const r = records[i];
         if (r.offset < chunk.minOffset) continue;
-        out.push({
-          topic,
-          partition,
-          offset: r.offset,
-          timestamp: r.timestamp,
-          key: r.key,
-          value: decodeValue(r.value, r.headers, decoding) as DecodedValue<D> | null,
-          headers: r.headers,
-        });
+        const record = r as unknown as ConsumerRecord<unknown>;
+        record.topic = topic;
+        record.partition = partition;
+        if (decoding !== 'buffer') record.value = decodeValue(r.value, r.headers, decoding);
+        out.push(record as ConsumerRecord<DecodedValue<D>>);
       }
       if (out.length > 0 && out.length >= 4096) break; // keep arrays of a bounded size
     }

@@ -203,6 +203,32 @@ describe('SDK against a real node', () => {
     expect(offsets.partitions.reduce((n, p) => n + p.logEndOffset, 0)).toBe(total);
   });
 
+  it('catch-up after an outage: every backlogged partition gets records within the first fetches', async () => {
+    // 12 partitions with 3 MiB each; one Fetch holds 1 MiB, about five partitions' share. The
+    // node fills maxBytes in request order, so without a rotating fetch order partitions
+    // 6-11 would get nothing until partitions 0-5 had read their whole backlog.
+    const partitions = 12;
+    const topic = await freshTopic(partitions);
+    const producer = conn.producer({ batchBytes: 64 * 1024, lingerMs: 1 });
+    const value = Buffer.alloc(1024, 0x5a);
+    const perPartition = 3 * 1024; // 3 MiB of 1 KiB values
+    for (let p = 0; p < partitions; p++) {
+      await producer.sendBatch(topic, Array.from({ length: perPartition }, () => ({ value, partition: p })));
+    }
+    const consumer = conn.consumer({ autoOffsetReset: 'earliest', maxBytes: 1024 * 1024, partitionMaxBytes: 256 * 1024 });
+    consumer.assign(Array.from({ length: partitions }, (_, partition) => ({ topic, partition })));
+    // An array holds one partition's records from one Fetch (at most ~256 records here).
+    const arraysMax = 24; // about four fetches' worth
+    const firstArrays: number[] = [];
+    for await (const batch of consumer.batches()) {
+      firstArrays.push(batch[0].partition);
+      expect(new Set(batch.map((r) => r.partition)).size).toBe(1);
+      if (firstArrays.length === arraysMax) break;
+    }
+    await consumer.close();
+    expect(new Set(firstArrays).size).toBe(partitions);
+  }, 60_000);
+
   it('acks=0 records arrive although nothing is answered', async () => {
     const topic = await freshTopic(1);
     const producer = conn.producer({ acks: 0 });

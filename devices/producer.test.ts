@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Errors, TributaryError } from '../protocol/errors.js';
 import { Kind } from '../protocol/frames.js';
 import { partitionForKey } from '../protocol/partitioner.js';
@@ -218,6 +218,84 @@ describe('Producer', () => {
     first.catch(() => {});
     const err = (await producer.send('t', { value: Buffer.alloc(800) }).catch((e: unknown) => e)) as TributaryError;
     expect(err.code).toBe(Errors.BUFFER_FULL.code);
+  });
+
+  it('bounds the admission queue: past admissionQueueMax a send fails at once with BUFFER_FULL, the rest are delivered', async () => {
+    const admissionQueueMax = 50;
+    const { node, producer } = await setup({ bufferBytesMax: 2048, batchBytes: 1024, lingerMs: 0, admissionQueueMax }, 1);
+    await producer.send('t', { value: 'metadata loaded' });
+    // The node holds every Produce answer until the loop is over: no space frees up meanwhile.
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    node.hook = async (req) => {
+      if (req.kind === Kind.Produce) await gate;
+      return undefined;
+    };
+    const outcomes: ('ok' | 'full' | 'other' | 'pending')[] = [];
+    const sends: Promise<void>[] = [];
+    let queuedMax = 0;
+    const timers = vi.spyOn(globalThis, 'setTimeout');
+    const total = 5000;
+    for (let i = 0; i < total; i++) {
+      outcomes.push('pending');
+      sends.push(
+        producer.send('t', { value: Buffer.alloc(100, i % 256) }).then(
+          () => void (outcomes[i] = 'ok'),
+          (err: unknown) => void (outcomes[i] = err instanceof TributaryError && err.is(Errors.BUFFER_FULL) && err.retriable ? 'full' : 'other'),
+        ),
+      );
+      queuedMax = Math.max(queuedMax, producer.queuedSends);
+    }
+    const timersSet = timers.mock.calls.length;
+    timers.mockRestore();
+    // One timer for the queue's head, not one per waiting send.
+    expect(timersSet).toBeLessThanOrEqual(5);
+    expect(queuedMax).toBe(admissionQueueMax);
+    expect(producer.bufferedBytes).toBeLessThanOrEqual(2048);
+    await new Promise((r) => setTimeout(r, 0));
+    // Every send past the bound has failed already, while the node still holds its answers.
+    const full = outcomes.filter((o) => o === 'full').length;
+    const accepted = outcomes.filter((o) => o === 'pending').length;
+    expect(outcomes.filter((o) => o === 'ok' || o === 'other')).toEqual([]);
+    expect(accepted).toBeGreaterThan(admissionQueueMax);
+    expect(accepted + full).toBe(total);
+    // Those in the buffer or in the queue are all delivered once the node answers.
+    open();
+    await Promise.all(sends);
+    expect(outcomes.filter((o) => o === 'ok').length).toBe(accepted);
+    expect(outcomes.filter((o) => o === 'other')).toEqual([]);
+    expect(node.records('t', 0)).toHaveLength(1 + accepted);
+    expect(producer.queuedSends).toBe(0);
+    expect(producer.bufferedBytes).toBe(0);
+  });
+
+  it('keeps first-in first-out order through a long queue that never empties', async () => {
+    const { node, producer } = await setup({ bufferBytesMax: 4096, batchBytes: 1024, lingerMs: 0 }, 1);
+    const total = 5000; // the head passes thousands of entries before the queue first empties
+    const sends = Array.from({ length: total }, (_, i) => producer.send('t', { value: `v${i}` }));
+    let queuedMax = producer.queuedSends;
+    const results = await Promise.all(sends.map((p) => p.then((r) => ((queuedMax = Math.max(queuedMax, producer.queuedSends)), r))));
+    expect(queuedMax).toBeGreaterThan(2048);
+    expect(results.map((r) => r.offset)).toEqual(Array.from({ length: total }, (_, i) => i));
+    expect(node.records('t', 0).map((r) => r.value!.toString())).toEqual(Array.from({ length: total }, (_, i) => `v${i}`));
+    expect(producer.queuedSends).toBe(0);
+  });
+
+  it('maxBlockMs fails every send waiting behind a full buffer, then the producer goes on', async () => {
+    const { node, producer } = await setup({ bufferBytesMax: 1024, maxBlockMs: 30, lingerMs: 0 }, 1);
+    let hold = true;
+    const held: (() => void)[] = [];
+    node.hook = (req) => (req.kind === Kind.Produce && hold ? new Promise<undefined>((resolve) => held.push(() => resolve(undefined))) : undefined);
+    const first = producer.send('t', { value: Buffer.alloc(800) });
+    first.catch(() => {});
+    const waiting = Array.from({ length: 20 }, () => producer.send('t', { value: Buffer.alloc(800) }).catch((e: unknown) => e));
+    const errors = await Promise.all(waiting);
+    for (const err of errors) expect((err as TributaryError).code).toBe(Errors.BUFFER_FULL.code);
+    expect(producer.queuedSends).toBe(0);
+    hold = false;
+    for (const release of held) release();
+    await expect(first).resolves.toMatchObject({ offset: 0 });
+    await expect(producer.send('t', { value: 'after' })).resolves.toMatchObject({ offset: 1 });
   });
 
   it('rejects a single record larger than bufferBytesMax at once', async () => {

@@ -12,6 +12,8 @@
 //
 // Memory: `bufferBytesMax` bounds the records held from admission until their answer, as
 // Kafka's buffer.memory does; a send waits up to maxBlockMs for space, then BUFFER_FULL.
+// `admissionQueueMax` bounds the sends waiting for admission: past it a send fails at once
+// with BUFFER_FULL, so a caller that never awaits cannot grow the queue without limit.
 //
 // Retries: only for errors where the node certainly did not append the batch. A lost
 // connection or a timeout leaves the outcome unknown, so those batches fail with their
@@ -58,6 +60,11 @@ export interface ProducerOptions {
   bufferBytesMax?: number;
   /** Longest a send waits for buffer space or topic metadata. */
   maxBlockMs?: number;
+  /**
+   * Sends (send or sendBatch calls) that may wait for admission at once; one more fails at
+   * once with BUFFER_FULL (retriable). Default 100,000.
+   */
+  admissionQueueMax?: number;
   /** Resends of a batch the node refused without appending (NOT_LEADER, THROTTLED, ...). */
   retries?: number;
   retryBackoffMs?: number;
@@ -149,7 +156,8 @@ interface Admission {
   next: number;
   readonly group: SendGroup;
   readonly timestamp: number;
-  timer: NodeJS.Timeout | null;
+  /** performance.now() past which the send fails (maxBlockMs). */
+  readonly deadline: number;
   waitingFor: 'space' | 'metadata' | null;
   onAdmitted: (() => void)[] | null;
 }
@@ -161,6 +169,7 @@ export class Producer {
   private readonly lingerMs: number;
   private readonly bufferBytesMax: number;
   private readonly maxBlockMs: number;
+  private readonly admissionQueueMax: number;
   private readonly retries: number;
   private readonly retryBackoffMs: number;
   private readonly retryBackoffMaxMs: number;
@@ -169,6 +178,9 @@ export class Producer {
   private readonly topics = new Map<string, TopicState>();
   private readonly admissions: Admission[] = [];
   private admissionHead = 0;
+  /** One timer for the whole queue, due at the head's deadline; see armBlockTimer(). */
+  private blockTimer: NodeJS.Timeout | null = null;
+  private blockTimerAt = Infinity;
   private bufferedBytesNow = 0;
   private readonly withOpenBatch = new Set<PartitionQueue>();
   private readonly withReadyBatch = new Set<PartitionQueue>();
@@ -195,6 +207,7 @@ export class Producer {
     this.lingerMs = nonNegative('lingerMs', options.lingerMs, 5);
     this.bufferBytesMax = positive('bufferBytesMax', options.bufferBytesMax, 32 * 1024 * 1024);
     this.maxBlockMs = nonNegative('maxBlockMs', options.maxBlockMs, 60_000);
+    this.admissionQueueMax = positiveInteger('admissionQueueMax', options.admissionQueueMax, 100_000);
     this.retries = nonNegative('retries', options.retries, 5);
     this.retryBackoffMs = nonNegative('retryBackoffMs', options.retryBackoffMs, 100);
     this.retryBackoffMaxMs = nonNegative('retryBackoffMaxMs', options.retryBackoffMaxMs, 2000);
@@ -204,6 +217,11 @@ export class Producer {
   /** Bytes of records held now, from admission until their answer. */
   get bufferedBytes(): number {
     return this.bufferedBytesNow;
+  }
+
+  /** Sends waiting for admission now (at most admissionQueueMax). */
+  get queuedSends(): number {
+    return this.admissions.length - this.admissionHead;
   }
 
   /** Sends one record; resolves once the node has it (per acks) with its partition and offset. */
@@ -271,14 +289,16 @@ export class Producer {
     reject: (err: Error) => void,
   ): void {
     if (this.closed) return reject(clientClosed('producer'));
+    if (this.queuedSends >= this.admissionQueueMax) {
+      // Past the bound a send fails at once rather than waiting: the caller is expected to
+      // await its sends or whenWritable(), and one that does not must not exhaust memory.
+      return reject(new TributaryError(Errors.BUFFER_FULL, `${this.queuedSends} sends are waiting for room in the producer buffer (admissionQueueMax ${this.admissionQueueMax})`));
+    }
     const group = new SendGroup(messages.length, resolve, reject);
-    const entry: Admission = { topic, messages, next: 0, group, timestamp: Date.now(), timer: null, waitingFor: null, onAdmitted: null };
+    const now = performance.now();
+    const entry: Admission = { topic, messages, next: 0, group, timestamp: Date.now(), deadline: now + this.maxBlockMs, waitingFor: null, onAdmitted: null };
     this.admissions.push(entry);
     this.admit();
-    if (!this.isFinished(entry)) {
-      // Kafka's max.block.ms: the caller is told, rather than held without limit.
-      entry.timer = setTimeout(() => this.blockedTooLong(entry), this.maxBlockMs);
-    }
   }
 
   private isFinished(entry: Admission): boolean {
@@ -293,14 +313,45 @@ export class Producer {
     return null;
   }
 
-  private blockedTooLong(entry: Admission): void {
-    entry.timer = null;
-    if (this.isFinished(entry)) return;
-    const err =
-      entry.waitingFor === 'metadata'
-        ? new TributaryError(Errors.REQUEST_TIMED_OUT, `no metadata for topic '${entry.topic}' within maxBlockMs ${this.maxBlockMs}`)
-        : new TributaryError(Errors.BUFFER_FULL, `no room in the producer buffer (bufferBytesMax ${this.bufferBytesMax}) within maxBlockMs ${this.maxBlockMs}`);
-    entry.group.fail(err);
+  /**
+   * Kafka's max.block.ms: a waiting caller is told, rather than held without limit.
+   * Admission is first-in first-out and deadlines are set on entry, so the head always has
+   * the earliest: one timer, due at the head's deadline, serves the whole queue.
+   */
+  private armBlockTimer(): void {
+    if (this.admissionHead >= this.admissions.length) {
+      if (this.blockTimer !== null) clearTimeout(this.blockTimer);
+      this.blockTimer = null;
+      this.blockTimerAt = Infinity;
+      return;
+    }
+    const deadline = this.admissions[this.admissionHead].deadline;
+    // A timer due earlier than the head's deadline (set for an entry since admitted) finds
+    // nothing due when it fires and arms itself again.
+    if (this.blockTimer !== null && this.blockTimerAt <= deadline) return;
+    if (this.blockTimer !== null) clearTimeout(this.blockTimer);
+    this.blockTimerAt = deadline;
+    this.blockTimer = setTimeout(() => this.blockedTooLong(), Math.max(0, deadline - performance.now()));
+  }
+
+  /** Fails every waiting send whose deadline has passed: a prefix of the queue. */
+  private blockedTooLong(): void {
+    this.blockTimer = null;
+    this.blockTimerAt = Infinity;
+    const now = performance.now();
+    const head = this.admissions[this.admissionHead];
+    // What holds the head holds everything behind it.
+    const metadata = head?.waitingFor === 'metadata';
+    for (let i = this.admissionHead; i < this.admissions.length; i++) {
+      const entry = this.admissions[i];
+      if (entry.deadline > now) break;
+      if (this.isFinished(entry)) continue;
+      entry.group.fail(
+        metadata
+          ? new TributaryError(Errors.REQUEST_TIMED_OUT, `no metadata for topic '${head.topic}' within maxBlockMs ${this.maxBlockMs}`)
+          : new TributaryError(Errors.BUFFER_FULL, `no room in the producer buffer (bufferBytesMax ${this.bufferBytesMax}) within maxBlockMs ${this.maxBlockMs}`),
+      );
+    }
     this.admit();
   }
 
@@ -313,20 +364,28 @@ export class Producer {
         if (topic.partitionCount === 0) {
           entry.waitingFor = 'metadata';
           this.loadMetadata(entry.topic, topic);
+          this.armBlockTimer();
           return;
         }
-        if (!this.admitFrom(entry, topic)) return;
+        if (!this.admitFrom(entry, topic)) {
+          this.armBlockTimer();
+          return;
+        }
       }
       this.finishAdmission(entry);
       this.admissions[this.admissionHead++] = undefined as unknown as Admission;
+      // Compact now and then, so a queue that never empties does not keep its dead prefix.
+      if (this.admissionHead >= 1024 && this.admissionHead * 2 >= this.admissions.length) {
+        this.admissions.splice(0, this.admissionHead);
+        this.admissionHead = 0;
+      }
     }
     this.admissions.length = 0;
     this.admissionHead = 0;
+    this.armBlockTimer();
   }
 
   private finishAdmission(entry: Admission): void {
-    if (entry.timer) clearTimeout(entry.timer);
-    entry.timer = null;
     entry.waitingFor = null;
     const waiters = entry.onAdmitted;
     entry.onAdmitted = null;
@@ -649,6 +708,12 @@ function recordBytes(r: BatchRecord): number {
 function positive(name: string, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   if (!Number.isFinite(value) || value <= 0) throw new TributaryError(Errors.INVALID_CONFIG, `${name} must be a positive number, got ${String(value)}`);
+  return value;
+}
+
+function positiveInteger(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value <= 0) throw new TributaryError(Errors.INVALID_CONFIG, `${name} must be a positive integer, got ${String(value)}`);
   return value;
 }
 

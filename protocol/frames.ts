@@ -11,6 +11,8 @@
 // server pushes (a later step).
 
 import { Decoder, Encoder } from 'cbor-x';
+import { checkCborStructure } from './cbor-walk.js';
+import type { CborLimits } from './cbor-walk.js';
 import { DecodeError, Errors } from './errors.js';
 
 export const PROTOCOL_VERSION = 1;
@@ -196,11 +198,37 @@ export function encodeFrame(kind: number, correlationId: number, body: object): 
 }
 
 /**
+ * Structural limits on a frame, checked before it is decoded, in CBOR items and nesting
+ * levels rather than bytes: a batch is one item whatever its size. A Produce request or
+ * Fetch response takes 7 to 13 items per partition, a Metadata response 7 per partition and
+ * 9 per topic plus 2 per config entry, so the default item limit holds a Metadata answer of
+ * roughly 10,000 partitions; a client of a larger node passes a larger `itemsMax`. Frames nest at most 6
+ * levels (frame, body, topics, topic, partitions, partition).
+ */
+export interface FrameLimits {
+  /** CBOR data items in the whole frame. */
+  itemsMax?: number;
+  /** Arrays, maps and tags one inside another; the frame's own array is level 1. */
+  depthMax?: number;
+}
+
+export const FRAME_ITEMS_MAX = 100_000;
+export const FRAME_DEPTH_MAX = 32;
+const DEFAULT_LIMITS: CborLimits = { itemsMax: FRAME_ITEMS_MAX, depthMax: FRAME_DEPTH_MAX };
+
+/**
  * Decodes one whole frame. Bad bytes or a bad shape give a DecodeError(INVALID_REQUEST),
  * never a crash. The body's fields are checked by the handler that owns the kind.
+ *
+ * The heads are walked first (checkCborStructure), so a frame that would make the decoder
+ * build millions of objects, or recurse past `depthMax`, is refused before it allocates.
  */
-export function decodeFrame(bytes: Uint8Array): Frame {
+export function decodeFrame(bytes: Uint8Array, limits?: FrameLimits): Frame {
   if (bytes.length === 0) throw new DecodeError(Errors.INVALID_REQUEST, 'empty frame', 0);
+  checkCborStructure(
+    bytes,
+    limits === undefined ? DEFAULT_LIMITS : { itemsMax: limits.itemsMax ?? FRAME_ITEMS_MAX, depthMax: limits.depthMax ?? FRAME_DEPTH_MAX },
+  );
   let value: unknown;
   try {
     value = decoder.decode(bytes);

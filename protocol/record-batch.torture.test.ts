@@ -7,12 +7,13 @@
 // parser itself must catch what is wrong.
 
 import { crc32c } from '@node-rs/crc32';
-import { gzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import {
   BATCH_OVERHEAD,
   batchSizeAt,
   Compression,
+  COMPRESSED_RECORD_COUNT_MAX,
   decodeBatch,
   encodeBatch,
   LOG_OVERHEAD,
@@ -29,7 +30,7 @@ import {
   validateBatch,
 } from './record-batch.js';
 import type { Record } from './record-batch.js';
-import { DecodeError } from './errors.js';
+import { DecodeError, TributaryError } from './errors.js';
 import { expectDecodeError, testSeeds, withSeed } from './testdata/helpers.js';
 
 const T0 = 1_700_000_000_000;
@@ -76,6 +77,9 @@ const key = (s: string): number[] => [...varint(s.length), ...Buffer.from(s)];
 /** A well-formed record body with the given offset delta: key "k", value "v", no headers. */
 const goodBody = (offsetDelta = 0): number[] => [0, ...varint(0), ...varint(offsetDelta), ...key('k'), ...key('v'), ...varint(0)];
 
+/** The smallest record body: null key, null value, no headers; 7 bytes with its length. */
+const smallestBody = (offsetDelta = 0): number[] => [0, ...varint(0), ...varint(offsetDelta), ...varint(-1), ...varint(-1), ...varint(0)];
+
 /** A resealed batch around raw record bytes. */
 function rawBatch(records: number[] | Buffer, opts: { count?: number; lastOffsetDelta?: number; attributes?: number } = {}): Buffer {
   const payload = Buffer.from(records);
@@ -104,6 +108,19 @@ describe('the raw batch builder used below', () => {
     const zipped = decodeBatch(rawBatch(gzipSync(Buffer.from(rawRecord(goodBody()))), { attributes: Compression.Gzip }));
     expect(zipped.records[0].value?.toString()).toBe('v');
   });
+
+  it('smallest records are 7 bytes, and as many as the bytes can hold decode: the count bound is tight', () => {
+    expect(rawRecord(smallestBody(0))).toHaveLength(7);
+    const bytes = [0, 1, 2].flatMap((i) => rawRecord(smallestBody(i)));
+    const three = rawBatch(bytes, { count: 3 });
+    expect(three.length).toBe(BATCH_OVERHEAD + 21);
+    validateBatch(three);
+    expect(decodeBatch(three).records.map((r) => [r.offset, r.key, r.value])).toEqual([
+      [0, null, null],
+      [1, null, null],
+      [2, null, null],
+    ]);
+  });
 });
 
 describe('truncated prefixes', () => {
@@ -121,12 +138,22 @@ describe('truncated prefixes', () => {
     });
 
     it(`${name}: every prefix resealed (length and CRC made consistent) is still CORRUPT_BATCH`, () => {
-      // This reaches the record parser: the outer checks pass, the records run short.
+      // Where the bytes left could hold the claimed records (7 bytes each at least), this
+      // reaches the record parser: the outer checks pass, the records run short. Shorter
+      // uncompressed prefixes are already refused by validation's record count bound.
+      const count = readBatchHeader(batch).recordCount;
+      let parsed = 0;
       for (let n = BATCH_OVERHEAD; n < batch.length; n++) {
         const cut = reseal(batch.subarray(0, n));
-        validateBatch(cut);
+        if (name === 'gzip' || count * 7 <= n - BATCH_OVERHEAD) {
+          validateBatch(cut);
+          parsed++;
+        } else {
+          expect(expectDecodeError(() => validateBatch(cut), 'CORRUPT_BATCH').message).toMatch(/cannot fit in/);
+        }
         expectDecodeError(() => decodeBatch(cut), 'CORRUPT_BATCH', `resealed prefix of ${n} bytes`);
       }
+      expect(parsed).toBeGreaterThan((batch.length - BATCH_OVERHEAD) / 2);
     });
   }
 
@@ -224,7 +251,41 @@ const BAD_CASES: BadCase[] = [
   {
     name: 'record count far above what the bytes could hold',
     batch: () => rawBatch(rawRecord(goodBody()), { count: 0x7fffffff, lastOffsetDelta: 0x7fffffff }),
-    says: /record count 2147483647 cannot fit in \d+ bytes/,
+    says: /record count 2147483647 cannot fit in 9 bytes/,
+    caughtByValidation: true,
+  },
+  {
+    // 70 bytes claiming a billion offsets: validation must refuse it, since the broker
+    // stores batches without decoding them.
+    name: 'a 70-byte uncompressed batch claiming 1e9 records',
+    batch: () => rawBatch(rawRecord(goodBody()), { count: 1e9 }),
+    says: /record count 1000000000 cannot fit in 9 bytes/,
+    caughtByValidation: true,
+  },
+  {
+    // Three smallest records (7 bytes each) hold 21 bytes: a count of 4 is one too many.
+    name: 'record count one above what smallest records could fill',
+    batch: () => rawBatch([0, 1, 2].flatMap((i) => rawRecord(smallestBody(i))), { count: 4 }),
+    says: /record count 4 cannot fit in 21 bytes/,
+    caughtByValidation: true,
+  },
+  {
+    name: 'compressed batch claiming 2^31-1 records',
+    batch: () => rawBatch(gzipSync(Buffer.from(rawRecord(goodBody()))), { attributes: Compression.Gzip, count: 0x7fffffff }),
+    says: /record count 2147483647 of a compressed batch is above 9586980/,
+    caughtByValidation: true,
+  },
+  {
+    name: 'compressed batch claiming one record above the cap',
+    batch: () => rawBatch(gzipSync(Buffer.from(rawRecord(goodBody()))), { attributes: Compression.Gzip, count: COMPRESSED_RECORD_COUNT_MAX + 1 }),
+    says: /record count 9586981 of a compressed batch is above 9586980/,
+    caughtByValidation: true,
+  },
+  {
+    // At the cap, validation lets it through; the count check after inflating catches it.
+    name: 'compressed batch claiming exactly the cap',
+    batch: () => rawBatch(gzipSync(Buffer.from(rawRecord(goodBody()))), { attributes: Compression.Gzip, count: COMPRESSED_RECORD_COUNT_MAX }),
+    says: /record count 9586980 cannot fit in 9 bytes/,
     caughtByValidation: false,
   },
   {
@@ -349,10 +410,25 @@ const BAD_CASES: BadCase[] = [
     caughtByValidation: false,
   },
   {
-    name: 'codec 7 (no such codec)',
-    batch: () => rawBatch(rawRecord(goodBody()), { attributes: 7 }),
-    says: /compression codec 7 is not supported/,
+    name: 'lz4 codec (not supported)',
+    batch: () => rawBatch(rawRecord(goodBody()), { attributes: Compression.Lz4 }),
+    says: /compression codec 3 is not supported/,
     caughtByValidation: false,
+  },
+  ...[5, 6, 7].map(
+    (codec): BadCase => ({
+      name: `codec ${codec} (no such codec)`,
+      batch: () => rawBatch(rawRecord(goodBody()), { attributes: codec }),
+      says: new RegExp(`unknown compression codec ${codec}`),
+      caughtByValidation: true,
+    }),
+  ),
+  {
+    // Bits above the codec do not hide it: transactional (0x10) with codec 6.
+    name: 'codec 6 under other attribute bits',
+    batch: () => rawBatch(rawRecord(goodBody()), { attributes: 0x10 | 6 }),
+    says: /unknown compression codec 6/,
+    caughtByValidation: true,
   },
 ];
 
@@ -369,6 +445,47 @@ describe('bad inputs, each with its typed error', () => {
       // per-record work, lets it through.
       expect(() => validateBatch(bytes)).not.toThrow();
     }
+  });
+});
+
+describe('decompression bound', () => {
+  // One record whose value is 1 MiB of zeros: gzip at level 1 makes it under 8 KiB.
+  const zeros = encodeBatch([{ key: null, value: Buffer.alloc(1024 * 1024), timestamp: T0 }], { compression: Compression.Gzip });
+  const inflatedBytes = gunzipSync(zeros.subarray(BATCH_OVERHEAD)).length;
+
+  it('a batch inflating to exactly decompressedBytesMax decodes; one byte less refuses it', () => {
+    expect(zeros.length).toBeLessThan(8192);
+    expect(decodeBatch(zeros, { decompressedBytesMax: inflatedBytes }).records[0].value?.length).toBe(1024 * 1024);
+    const err = expectDecodeError(() => decodeBatch(zeros, { decompressedBytesMax: inflatedBytes - 1 }), 'CORRUPT_BATCH');
+    expect(err.message).toMatch(new RegExp(`decompresses past ${inflatedBytes - 1} bytes`));
+    expect(err.at).toBe(BATCH_OVERHEAD);
+  });
+
+  it('a small gzip of many zeros is refused at the 64 MiB default', () => {
+    // 64 MiB + 1 of zeros deflates to about 64 KiB; decoding it must stop at the limit.
+    const payload = gzipSync(Buffer.alloc(64 * 1024 * 1024 + 1), { level: 9 });
+    expect(payload.length).toBeLessThan(128 * 1024);
+    const bomb = rawBatch(payload, { attributes: Compression.Gzip });
+    validateBatch(bomb);
+    expect(expectDecodeError(() => decodeBatch(bomb), 'CORRUPT_BATCH').message).toMatch(/gzip payload decompresses past 67108864 bytes/);
+  });
+
+  it('a bad decompressedBytesMax is a configuration error, not a corrupt batch', () => {
+    for (const bad of [0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
+      let thrown: unknown;
+      try {
+        decodeBatch(zeros, { decompressedBytesMax: bad });
+      } catch (err) {
+        thrown = err;
+      }
+      expect(thrown, String(bad)).toBeInstanceOf(TributaryError);
+      expect((thrown as TributaryError).errorName).toBe('INVALID_CONFIG');
+    }
+  });
+
+  it('an uncompressed batch ignores the bound: nothing is inflated', () => {
+    const plain = encodeBatch([{ key: null, value: Buffer.alloc(1000), timestamp: T0 }]);
+    expect(decodeBatch(plain, { decompressedBytesMax: 1 }).records).toHaveLength(1);
   });
 });
 

@@ -27,6 +27,7 @@
 //
 // Varints are zigzag-encoded, as protobuf's sint32/sint64.
 
+import { kMaxLength } from 'node:buffer';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { crc32c } from '@node-rs/crc32';
 import { assert, DecodeError, Errors, TributaryError } from './errors.js';
@@ -390,14 +391,19 @@ export function compress(codec: Compression, raw: Buffer): Buffer {
   }
 }
 
-function decompress(codec: Compression, data: Buffer, at: number): Buffer {
+function decompress(codec: Compression, data: Buffer, at: number, decompressedBytesMax: number): Buffer {
   switch (codec) {
     case Compression.None:
       return data;
     case Compression.Gzip:
       try {
-        return gunzipSync(data);
+        // zlib stops inflating once the output passes the limit, so a few KiB of gzip that
+        // would inflate to gigabytes costs at most `decompressedBytesMax` of memory.
+        return gunzipSync(data, { maxOutputLength: decompressedBytesMax });
       } catch (err) {
+        if ((err as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE') {
+          throw new DecodeError(Errors.CORRUPT_BATCH, `gzip payload decompresses past ${decompressedBytesMax} bytes (decompressedBytesMax)`, at, { cause: err });
+        }
         throw new DecodeError(Errors.CORRUPT_BATCH, 'gzip payload does not decompress', at, { cause: err });
       }
     default:
@@ -503,9 +509,36 @@ export function computeCrc(batch: Buffer): number {
 }
 
 /**
+ * The smallest record: length, attributes, timestamp delta, offset delta, key length,
+ * value length and header count, one byte each. Bounds a claimed record count by the bytes
+ * present before anything is allocated for it, or any offset is given to it.
+ */
+const RECORD_BYTES_MIN = 7;
+
+/** What decodeBatch inflates a compressed batch to at most, unless told otherwise. */
+export const DECOMPRESSED_BYTES_MAX_DEFAULT = 64 * 1024 * 1024;
+
+/**
+ * The most records a compressed batch may claim. Its payload cannot bound the count as an
+ * uncompressed one does: deflate reaches ~1000:1 and zstd far more, so a few bytes can
+ * truly hold millions of empty records. Kafka bounds it only by decompressing; the broker
+ * here never decompresses, so the bound is what a client can read: every record takes at
+ * least 7 bytes once inflated, and decodeBatch inflates at most 64 MiB by default, so a
+ * batch claiming more than 64 MiB / 7 (~9.6 million) records could never be consumed by a
+ * default client. Refusing it at produce stops one small batch from taking millions of
+ * offsets that no consumer can read.
+ */
+export const COMPRESSED_RECORD_COUNT_MAX = Math.floor(DECOMPRESSED_BYTES_MAX_DEFAULT / RECORD_BYTES_MIN);
+
+/** Codec values of attributes bits 0-2 that Kafka defines (none, gzip, snappy, lz4, zstd). */
+const CODEC_MAX = Compression.Zstd;
+
+/**
  * Checks one whole batch as the broker must before storing it or after reading it from
- * disk: exact length, magic, CRC, and a record count that matches the offset span. Throws a
- * DecodeError(CORRUPT_BATCH) naming what is wrong.
+ * disk: exact length, magic, CRC, a known codec, and a record count that matches the offset
+ * span and that the batch's bytes could hold. Throws a DecodeError(CORRUPT_BATCH) naming
+ * what is wrong. Codecs this code cannot decompress (snappy, lz4, zstd) pass: the broker
+ * stores batches without decompressing them.
  */
 export function validateBatch(batch: Buffer): void {
   if (batch.length < BATCH_OVERHEAD) {
@@ -522,10 +555,24 @@ export function validateBatch(batch: Buffer): void {
   if (stored !== actual) {
     throw new DecodeError(Errors.CORRUPT_BATCH, `CRC-32C mismatch: stored ${hex32(stored)}, computed ${hex32(actual)}`, OFFSET_CRC);
   }
+  const codec = batch.readInt16BE(OFFSET_ATTRIBUTES) & ATTR_CODEC_MASK;
+  if (codec > CODEC_MAX) throw new DecodeError(Errors.CORRUPT_BATCH, `unknown compression codec ${codec}`, OFFSET_ATTRIBUTES);
   const count = batch.readInt32BE(OFFSET_RECORD_COUNT);
   const lastOffsetDelta = batch.readInt32BE(OFFSET_LAST_OFFSET_DELTA);
   if (count <= 0 || lastOffsetDelta < count - 1) {
     throw new DecodeError(Errors.CORRUPT_BATCH, `record count ${count} does not fit last offset delta ${lastOffsetDelta}`, OFFSET_RECORD_COUNT);
+  }
+  if (codec === Compression.None) {
+    const recordsBytes = batch.length - BATCH_OVERHEAD;
+    if (count > recordsBytes / RECORD_BYTES_MIN) {
+      throw new DecodeError(Errors.CORRUPT_BATCH, `record count ${count} cannot fit in ${recordsBytes} bytes`, OFFSET_RECORD_COUNT);
+    }
+  } else if (count > COMPRESSED_RECORD_COUNT_MAX) {
+    throw new DecodeError(
+      Errors.CORRUPT_BATCH,
+      `record count ${count} of a compressed batch is above ${COMPRESSED_RECORD_COUNT_MAX}, what ${DECOMPRESSED_BYTES_MAX_DEFAULT} bytes could hold`,
+      OFFSET_RECORD_COUNT,
+    );
   }
 }
 
@@ -554,23 +601,30 @@ export interface DecodedBatch {
   records: DecodedRecord[];
 }
 
-/**
- * The smallest record: length, attributes, timestamp delta, offset delta, key length,
- * value length and header count, one byte each. Bounds a claimed record count by the bytes
- * present before anything is allocated for it.
- */
-const RECORD_BYTES_MIN = 7;
+export interface DecodeBatchOptions {
+  /**
+   * Bytes a compressed batch may inflate to; past it the batch is CORRUPT_BATCH. Default
+   * DECOMPRESSED_BYTES_MAX_DEFAULT (64 MiB).
+   */
+  decompressedBytesMax?: number;
+}
 
 /**
  * Decodes and CRC-checks one whole batch. Keys, values and header values of an
  * uncompressed batch are views into `batch`, not copies: they change if its memory is
  * reused.
  */
-export function decodeBatch(batch: Buffer): DecodedBatch {
+export function decodeBatch(batch: Buffer, options: DecodeBatchOptions = {}): DecodedBatch {
+  const decompressedBytesMax = options.decompressedBytesMax ?? DECOMPRESSED_BYTES_MAX_DEFAULT;
+  if (!Number.isSafeInteger(decompressedBytesMax) || decompressedBytesMax < 1) {
+    throw new TributaryError(Errors.INVALID_CONFIG, `decompressedBytesMax must be a positive integer, got ${decompressedBytesMax}`);
+  }
   validateBatch(batch);
   const header = readBatchHeader(batch);
   const compressed = header.compression !== Compression.None;
-  const source = compressed ? decompress(header.compression, batch.subarray(BATCH_OVERHEAD), BATCH_OVERHEAD) : batch;
+  // zlib refuses a limit above the largest Buffer; a batch that large cannot be held anyway.
+  const outputMax = Math.min(decompressedBytesMax, kMaxLength);
+  const source = compressed ? decompress(header.compression, batch.subarray(BATCH_OVERHEAD), BATCH_OVERHEAD, outputMax) : batch;
   const reader = new Reader(source, compressed ? 0 : BATCH_OVERHEAD, source.length);
   const count = header.recordCount;
   if (count > (reader.end - reader.pos) / RECORD_BYTES_MIN) {

@@ -48,15 +48,21 @@ export interface WebSocketLike {
 }
 
 /**
- * A bounded inbox of frames with async-iterator reads. When more than `highWaterFrames`
- * frames wait unread, `onFull` is called (pause the source); when the reader catches up,
- * `onSpace` (resume it). So a peer that sends faster than we handle is slowed by TCP, not
- * buffered without bound.
+ * A bounded inbox of frames with async-iterator reads. When `highWaterFrames` frames or
+ * `highWaterBytes` bytes wait unread, `onFull` is called (pause the source); when the reader
+ * has brought both down to half their mark, `onSpace` (resume it). So a peer that sends
+ * faster than we handle is slowed by TCP, not buffered without bound: counting frames alone
+ * would let 64 frames of 16 MiB each wait, hence the byte bound.
+ *
+ * Concurrent `next()` calls are served in call order, each with its own frame.
  */
 export class FrameInbox implements AsyncIterable<Buffer> {
-  private readonly frames: Buffer[] = [];
+  /** Unread frames from `head`; slots before it are cleared, so read frames can be freed. */
+  private readonly frames: (Buffer | undefined)[] = [];
   private head = 0;
-  private waiter: ((r: IteratorResult<Buffer>) => void) | null = null;
+  private bytes = 0;
+  /** Readers waiting for a frame, oldest first; only ever non-empty while `frames` is. */
+  private readonly waiters: ((r: IteratorResult<Buffer>) => void)[] = [];
   private ended = false;
   private paused = false;
 
@@ -64,18 +70,29 @@ export class FrameInbox implements AsyncIterable<Buffer> {
     private readonly highWaterFrames: number,
     private readonly onFull: () => void,
     private readonly onSpace: () => void,
+    private readonly highWaterBytes: number = Number.POSITIVE_INFINITY,
   ) {}
+
+  /** Frames waiting unread. */
+  get queuedFrames(): number {
+    return this.frames.length - this.head;
+  }
+
+  /** Bytes of the frames waiting unread. */
+  get queuedBytes(): number {
+    return this.bytes;
+  }
 
   push(frame: Buffer): void {
     if (this.ended) return;
-    if (this.waiter) {
-      const w = this.waiter;
-      this.waiter = null;
-      w({ value: frame, done: false });
+    const waiter = this.waiters.shift();
+    if (waiter) {
+      waiter({ value: frame, done: false });
       return;
     }
     this.frames.push(frame);
-    if (!this.paused && this.frames.length - this.head >= this.highWaterFrames) {
+    this.bytes += frame.length;
+    if (!this.paused && (this.queuedFrames >= this.highWaterFrames || this.bytes >= this.highWaterBytes)) {
       this.paused = true;
       this.onFull();
     }
@@ -83,21 +100,20 @@ export class FrameInbox implements AsyncIterable<Buffer> {
 
   end(): void {
     this.ended = true;
-    if (this.waiter) {
-      const w = this.waiter;
-      this.waiter = null;
-      w({ value: undefined, done: true });
-    }
+    const waiters = this.waiters.splice(0);
+    for (const w of waiters) w({ value: undefined, done: true });
   }
 
   private next(): Promise<IteratorResult<Buffer>> {
     if (this.head < this.frames.length) {
-      const value = this.frames[this.head++];
+      const value = this.frames[this.head] as Buffer;
+      this.frames[this.head++] = undefined;
+      this.bytes -= value.length;
       if (this.head > 1024 && this.head * 2 > this.frames.length) {
         this.frames.splice(0, this.head);
         this.head = 0;
       }
-      if (this.paused && this.frames.length - this.head <= this.highWaterFrames / 2) {
+      if (this.paused && this.queuedFrames <= this.highWaterFrames / 2 && this.bytes <= this.highWaterBytes / 2) {
         this.paused = false;
         this.onSpace();
       }
@@ -105,7 +121,7 @@ export class FrameInbox implements AsyncIterable<Buffer> {
     }
     if (this.ended) return Promise.resolve({ value: undefined, done: true });
     return new Promise((resolve) => {
-      this.waiter = resolve;
+      this.waiters.push(resolve);
     });
   }
 
@@ -114,14 +130,29 @@ export class FrameInbox implements AsyncIterable<Buffer> {
   }
 }
 
+/** Frames a socket transport holds unread before it pauses the socket. */
+export const INBOX_FRAMES_MAX_DEFAULT = 64;
+/** Bytes a socket transport holds unread before it pauses the socket. */
+export const INBOX_BYTES_MAX_DEFAULT = 32 * 1024 * 1024;
+
+export interface SocketTransportOptions {
+  /** Unread frames at which the socket is paused. Default INBOX_FRAMES_MAX_DEFAULT (64). */
+  inboxFramesMax?: number;
+  /** Unread bytes at which the socket is paused. Default INBOX_BYTES_MAX_DEFAULT (32 MiB). */
+  inboxBytesMax?: number;
+}
+
 const WS_OPEN = 1;
 
 /** Adapts an open WebSocket (the `ws` package's, on either side) to a FrameTransport. */
-export function socketTransport(socket: WebSocketLike, options: { inboxFramesMax?: number } = {}): FrameTransport {
+export function socketTransport(socket: WebSocketLike, options: SocketTransportOptions = {}): FrameTransport {
+  // The socket may deliver what it had already read after pause(): the bounds are where
+  // reading stops, exceeded by at most what was in flight.
   const inbox = new FrameInbox(
-    options.inboxFramesMax ?? 64,
+    options.inboxFramesMax ?? INBOX_FRAMES_MAX_DEFAULT,
     () => socket.pause?.(),
     () => socket.resume?.(),
+    options.inboxBytesMax ?? INBOX_BYTES_MAX_DEFAULT,
   );
   let closeInfo: CloseInfo | null = null;
   let resolveClosed!: (c: CloseInfo) => void;

@@ -202,6 +202,10 @@ export class FakeNode {
         });
       });
     }
+    // KIP-74, as the node does: partitions are filled in request order from one budget of
+    // maxBytes; the first with data gets at least one whole batch, later ones what is left.
+    const responseBytesMax = typeof body.maxBytes === 'number' ? body.maxBytes : Infinity;
+    let responseBytes = 0;
     return {
       partitions: wanted.map((w) => {
         const p = this.partition(w.topic, w.partition);
@@ -212,12 +216,15 @@ export class FakeNode {
         }
         const out: Buffer[] = [];
         let bytes = 0;
+        const budget = Math.min(w.maxBytes, responseBytesMax - responseBytes);
+        if (budget <= 0 && responseBytes > 0) return { ...base, error: 0, records: Buffer.alloc(0) };
         for (const b of p.batches) {
           if (lastOffsetOf(b) < w.fetchOffset) continue;
-          if (out.length > 0 && bytes + b.length > w.maxBytes) break;
+          if (out.length > 0 && bytes + b.length > budget) break;
           out.push(b);
           bytes += b.length;
         }
+        responseBytes += bytes;
         return { ...base, error: 0, records: Buffer.concat(out) };
       }),
     };
