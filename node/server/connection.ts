@@ -77,7 +77,7 @@ export class Connection {
           // Nothing after Hello is read until Hello has succeeded: credentials will travel in
           // it, so a request pipelined behind a failed Hello must never run.
           this.inflight++;
-          const ok = await this.handle(frame).finally(() => this.requestDone(bytes.length));
+          const ok = await this.handle(frame).finally(() => this.requestDone(0));
           if (!ok) break;
           this.helloDone = true;
           continue;
