@@ -26,6 +26,8 @@ export interface Limits {
   connectionsMax: number;
   /** Time a new connection has to say Hello. */
   helloTimeoutMs: number;
+  /** Partitions on this node, all topics together: each holds an open segment file. */
+  partitionsMax: number;
 }
 
 export interface NodeConfig {
@@ -49,6 +51,7 @@ export const DEFAULT_LIMITS: Limits = {
   sendBufferBytesMax: 8 * 1024 * 1024,
   connectionsMax: 1024,
   helloTimeoutMs: 10_000,
+  partitionsMax: 4096,
 };
 
 export function defaultConfig(): NodeConfig {
@@ -119,6 +122,7 @@ const LIMIT_RANGES: Record<keyof Limits, [number, number]> = {
   sendBufferBytesMax: [64 * 1024, 1024 * 1024 * 1024],
   connectionsMax: [1, 1_000_000],
   helloTimeoutMs: [100, 600_000],
+  partitionsMax: [1, 1_000_000],
 };
 
 function applyLimits(base: Limits, raw: unknown, source: string): Limits {

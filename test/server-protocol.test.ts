@@ -20,7 +20,7 @@ beforeAll(async () => {
     dataDir: dir.path,
     port: 0,
     logger: silentLogger,
-    limits: { frameBytesMax: FRAME_BYTES_MAX, inflightMax: 2, helloTimeoutMs: 500, fetchBytesMax: 256 * 1024, sendBufferBytesMax: 256 * 1024 },
+    limits: { frameBytesMax: FRAME_BYTES_MAX, inflightMax: 2, partitionsMax: 64, helloTimeoutMs: 500, fetchBytesMax: 256 * 1024, sendBufferBytesMax: 256 * 1024 },
   });
   const admin = await RawClient.connect(broker.url);
   const created = await admin.request<{ topics: { error: number }[] }>(Kind.CreateTopics, {
@@ -219,6 +219,11 @@ describe('produce and fetch', () => {
     });
     expect(r.topics.map((t) => t.error)).toEqual([0, Errors.INVALID_REQUEST.code, Errors.INVALID_TOPIC.code, Errors.INVALID_PARTITIONS.code]);
     await c.request(Kind.DeleteTopics, { topics: ['fine-1'] });
+    // partitionsMax (64 here) bounds the partitions of all topics together.
+    const big = await c.request<{ topics: { error: number; message: string }[] }>(Kind.CreateTopics, { topics: [{ name: 'too-big', partitions: 61 }] });
+    expect(big.topics[0].error).toBe(Errors.INVALID_PARTITIONS.code);
+    expect(big.topics[0].message).toMatch(/limit of 64/);
+    expect(broker.logs.topic('too-big')).toBeUndefined();
     c.close();
   });
 

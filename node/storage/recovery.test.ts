@@ -235,6 +235,23 @@ describe('unclean start', () => {
     expectServes(log, stored);
   });
 
+  it('continues past every sealed offset, not at 0, when every segment file is gone', async () => {
+    const { log } = await writeLog(30);
+    await log.close();
+    opened.splice(opened.indexOf(log), 1);
+    // The checkpoint names where the sealed segments end: the least the log had reached.
+    const end = Number(fs.readFileSync(path.join(partitionDir, RECOVERY_CHECKPOINT_FILE), 'latin1').split('\n')[1]);
+    expect(end).toBeGreaterThan(0);
+    for (const file of fs.readdirSync(partitionDir)) {
+      if (/\.(log|index|timeindex)$/.test(file)) fs.rmSync(path.join(partitionDir, file));
+    }
+    const reopened = await openLog();
+    expect(reopened.logStartOffset).toBe(end);
+    expect(reopened.logEndOffset).toBe(end);
+    expect(reopened.recovery.notes.join('\n')).toMatch(new RegExp(`offsets below ${end} were written`));
+    expect(reopened.append(makeBatch({ records: 1 })).baseOffset).toBe(end);
+  });
+
   it('ignores unknown files and removes interrupted temporary files', async () => {
     await writeLog(5);
     fs.writeFileSync(path.join(partitionDir, 'notes.txt'), 'hello');

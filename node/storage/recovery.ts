@@ -62,9 +62,15 @@ export function addNote(report: PartitionRecovery, note: string): void {
 export async function recoverPartition(ctx: SegmentContext, dir: string, clean: boolean, report: PartitionRecovery): Promise<RecoveredLog> {
   const bases = await listSegmentBases(ctx, dir, report);
   if (bases.length === 0) {
-    const segment = LogSegment.create(ctx, dir, 0);
+    // No segment at all. A checkpoint past 0 says there was data: it is gone (deleted by
+    // hand, a lost disk). Start again where the sealed segments ended rather than at 0, so
+    // offsets consumers already passed are not handed out again, and say so. (Offsets of
+    // the lost active segment above the checkpoint cannot be known.)
+    const resumeAt = readRecoveryCheckpoint(ctx.ops, dir);
+    if (resumeAt > 0) addNote(report, `no segment files, though offsets below ${resumeAt} were written: that data is gone; the log continues at ${resumeAt}`);
+    const segment = LogSegment.create(ctx, dir, resumeAt);
     await fsyncDir(ctx.ops, dir);
-    return { segments: [segment], logEndOffset: 0 };
+    return { segments: [segment], logEndOffset: resumeAt };
   }
   const segments = bases.map((base) => LogSegment.existing(ctx, dir, base));
   const recoveryPoint = clean ? Number.POSITIVE_INFINITY : readRecoveryCheckpoint(ctx.ops, dir);

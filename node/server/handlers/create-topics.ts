@@ -1,4 +1,4 @@
-import { Errors } from '../../../protocol/errors.js';
+import { Errors, TributaryError } from '../../../protocol/errors.js';
 import type { CreateTopicsResponse, TopicResult } from '../../../protocol/frames.js';
 import type { RequestContext } from '../context.js';
 import { errorResult } from './errors.js';
@@ -14,6 +14,10 @@ export async function handleCreateTopics(body: Body, ctx: RequestContext): Promi
     try {
       str(entry, 'name');
       const partitions = int(entry, 'partitions', -0x80000000, 0x7fffffff);
+      const held = logs.topics().reduce((n, t) => n + t.partitions, 0);
+      if (partitions > 0 && held + partitions > ctx.broker.limits.partitionsMax) {
+        throw new TributaryError(Errors.INVALID_PARTITIONS, `this node holds ${held} partitions; ${partitions} more would pass its limit of ${ctx.broker.limits.partitionsMax}`);
+      }
       const config = entry.config === undefined ? undefined : (map(entry.config, 'config') as Record<string, string | number>);
       // Only the topic's own settings are stored; node defaults apply at every start, so a
       // changed default reaches existing topics, as Kafka's broker defaults do.
