@@ -7,6 +7,7 @@ import { Consumer, type ConsumerOptions, type ConsumerRecord, type ValueDecoding
 import { PartitionError } from './errors.js';
 import { cborEncode } from './serde.js';
 import { FakeNode } from './testing/fake-node.js';
+import { take } from './testing/take.js';
 
 const closers: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -32,15 +33,6 @@ function fill(node: FakeNode, partition: number, count: number, perBatch = 10, p
   }
 }
 
-async function take<V>(iterable: AsyncIterable<ConsumerRecord<V>>, n: number): Promise<ConsumerRecord<V>[]> {
-  const out: ConsumerRecord<V>[] = [];
-  if (n === 0) return out;
-  for await (const r of iterable) {
-    out.push(r);
-    if (out.length === n) break;
-  }
-  return out;
-}
 
 describe('Consumer', () => {
   it('reads a partition from an offset, in order, with topic/partition/offset/timestamp/key/value', async () => {

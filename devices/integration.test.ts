@@ -11,6 +11,7 @@ import { startBroker, type Broker } from '../node/broker.js';
 import { silentLogger } from '../node/logger.js';
 import { partitionForKey } from '../protocol/partitioner.js';
 import { Errors, PartitionError, TributaryError, connect, type Connection, type ConsumerRecord } from './index.js';
+import { take } from './testing/take.js';
 
 let dataDir: string;
 let broker: Broker;
@@ -35,15 +36,6 @@ async function freshTopic(partitions: number, config?: Record<string, string | n
   return name;
 }
 
-async function readN<V>(iterable: AsyncIterable<ConsumerRecord<V>>, n: number): Promise<ConsumerRecord<V>[]> {
-  const out: ConsumerRecord<V>[] = [];
-  if (n === 0) return out;
-  for await (const r of iterable) {
-    out.push(r);
-    if (out.length === n) break;
-  }
-  return out;
-}
 
 describe('SDK against a real node', () => {
   it('keyed records land on partitionForKey(key) and come back in order per key', async () => {
@@ -84,16 +76,16 @@ describe('SDK against a real node', () => {
 
     const consumer = conn.consumer({ valueDecoding: 'string' });
     consumer.assign([{ topic, partition: 0, offset: 37 }]);
-    expect((await readN(consumer, 3)).map((r) => [r.offset, r.value, r.timestamp])).toEqual([
+    expect((await take(consumer, 3)).map((r) => [r.offset, r.value, r.timestamp])).toEqual([
       [37, 'r37', base + 370],
       [38, 'r38', base + 380],
       [39, 'r39', base + 390],
     ]);
     consumer.seek(topic, 0, 90);
-    expect((await readN(consumer, 1))[0].value).toBe('r90');
+    expect((await take(consumer, 1))[0].value).toBe('r90');
     await consumer.seekToBeginning();
     expect(await consumer.position(topic, 0)).toBe(0);
-    expect((await readN(consumer, 1))[0].value).toBe('r0');
+    expect((await take(consumer, 1))[0].value).toBe('r0');
     await consumer.seekToEnd();
     expect(await consumer.position(topic, 0)).toBe(100);
 
@@ -106,7 +98,7 @@ describe('SDK against a real node', () => {
     expect(between.offset).toBe(51);
     expect(after.offset).toBeNull();
     consumer.seek(topic, 0, between.offset!);
-    expect((await readN(consumer, 1))[0].value).toBe('r51');
+    expect((await take(consumer, 1))[0].value).toBe('r51');
     await consumer.close();
   });
 
@@ -117,7 +109,7 @@ describe('SDK against a real node', () => {
     const consumer = conn.consumer({ valueDecoding: 'string' });
     consumer.assign([{ topic, partition: 0 }]);
     expect(await consumer.position(topic, 0)).toBe(1);
-    const reading = readN(consumer, 1);
+    const reading = take(consumer, 1);
     await producer.send(topic, { value: 'after' });
     expect((await reading)[0]).toMatchObject({ offset: 1, value: 'after' });
     await consumer.close();
@@ -130,7 +122,7 @@ describe('SDK against a real node', () => {
     await producer.sendBatch(topic, readings.map((value) => ({ key: value.sensor, value })));
     const consumer = conn.consumer({ autoOffsetReset: 'earliest', valueDecoding: 'auto' });
     consumer.assign([0, 1].map((partition) => ({ topic, partition })));
-    const got = (await readN(consumer, 500)).map((r) => r.value as { at: number });
+    const got = (await take(consumer, 500)).map((r) => r.value as { at: number });
     expect(got.map((v) => v.at).sort((a, b) => a - b)).toEqual(readings.map((r) => r.at));
     expect(got.find((v) => v.at === 123)).toEqual(readings[123]);
     await consumer.close();
@@ -144,7 +136,7 @@ describe('SDK against a real node', () => {
     const [meta] = await producer.sendBatch(topic, [{ value: big }]);
     const consumer = conn.consumer();
     consumer.assign([{ topic, partition: 0, offset: meta.offset }]);
-    const [r] = await readN(consumer, 1);
+    const [r] = await take(consumer, 1);
     expect(r.value!.equals(big)).toBe(true);
     await consumer.close();
     const err = (await producer.send(topic, { value: Buffer.alloc(2 * 1024 * 1024) }).catch((e: unknown) => e)) as TributaryError;
@@ -158,7 +150,7 @@ describe('SDK against a real node', () => {
     await expect(conn.admin().describeTopic('no-such-topic')).rejects.toMatchObject({ code: Errors.UNKNOWN_TOPIC.code });
     const consumer = conn.consumer({ retryBackoffMs: 1 });
     consumer.assign([{ topic: 'no-such-topic', partition: 0, offset: 0 }]);
-    const err = await readN(consumer, 1).catch((e: unknown) => e);
+    const err = await take(consumer, 1).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(PartitionError);
     expect((err as PartitionError).code).toBe(Errors.UNKNOWN_TOPIC.code);
     await consumer.close();
@@ -236,7 +228,7 @@ describe('SDK against a real node', () => {
     expect(results.every((r) => r.offset === -1)).toBe(true);
     const consumer = conn.consumer({ autoOffsetReset: 'earliest', valueDecoding: 'string' });
     consumer.assign([{ topic, partition: 0 }]);
-    expect((await readN(consumer, 50)).map((r) => r.value)).toEqual(Array.from({ length: 50 }, (_, i) => `x${i}`));
+    expect((await take(consumer, 50)).map((r) => r.value)).toEqual(Array.from({ length: 50 }, (_, i) => `x${i}`));
     await consumer.close();
   });
 });
@@ -253,12 +245,12 @@ describe('SDK across a node restart', () => {
       await producer.sendBatch('r', [{ value: 'one' }, { value: 'two' }]);
       const consumer = c.consumer({ autoOffsetReset: 'earliest', valueDecoding: 'string', retryBackoffMs: 20 });
       consumer.assign([{ topic: 'r', partition: 0 }]);
-      expect((await readN(consumer, 2)).map((r) => r.value)).toEqual(['one', 'two']);
+      expect((await take(consumer, 2)).map((r) => r.value)).toEqual(['one', 'two']);
 
       await node.close();
       node = await startBroker({ dataDir: dir, port, logger: silentLogger });
       // The consumer's fetches fail while the node is away and resume on the new one.
-      const reading = readN(consumer, 1);
+      const reading = take(consumer, 1);
       let sent = false;
       for (let attempt = 0; attempt < 100 && !sent; attempt++) {
         try {

@@ -31,7 +31,7 @@ import {
 } from './record-batch.js';
 import type { Record } from './record-batch.js';
 import { DecodeError, TributaryError } from './errors.js';
-import { expectDecodeError, testSeeds, withSeed } from './testdata/helpers.js';
+import { expectDecodeError, testSeeds, withSeed, referenceVarint } from './testdata/helpers.js';
 
 const T0 = 1_700_000_000_000;
 
@@ -56,16 +56,7 @@ function reseal(batch: Buffer): Buffer {
 
 // An independent writer of raw record bytes (BigInt zigzag varints), so bad records can be
 // built field by field without going through the encoder under test.
-function varint(n: number | bigint): number[] {
-  let z = BigInt(n) >= 0n ? BigInt(n) * 2n : -BigInt(n) * 2n - 1n;
-  const out: number[] = [];
-  while (z >= 0x80n) {
-    out.push(Number(z & 0x7fn) | 0x80);
-    z >>= 7n;
-  }
-  out.push(Number(z));
-  return out;
-}
+const varint = referenceVarint;
 
 /** A record body: [attributes, tsDelta, offsetDelta, ...rest], prefixed by its true length. */
 function rawRecord(body: number[]): number[] {

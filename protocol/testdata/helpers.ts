@@ -110,3 +110,18 @@ export function expectDecodeError(fn: () => unknown, errorName: string, context 
 export function toHex(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
 }
+
+/**
+ * Protobuf-style zigzag varint bytes computed with BigInt: an implementation independent of
+ * the codec under test, for building and checking raw record bytes.
+ */
+export function referenceVarint(n: number | bigint): number[] {
+  let z = BigInt(n) >= 0n ? BigInt(n) * 2n : -BigInt(n) * 2n - 1n;
+  const out: number[] = [];
+  while (z >= 0x80n) {
+    out.push(Number(z & 0x7fn) | 0x80);
+    z >>= 7n;
+  }
+  out.push(Number(z));
+  return out;
+}
