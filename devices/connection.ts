@@ -35,8 +35,8 @@ export class Connection {
   close(): Promise<void> {
     this.closing ??= (async () => {
       await Promise.allSettled([...this.producers].map((p) => p.close()));
-      await this.client.close();
       await Promise.allSettled([...this.consumers].map((c) => c.close()));
+      await this.client.close();
     })();
     return this.closing;
   }

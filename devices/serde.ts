@@ -1,5 +1,5 @@
 // How application values become record bytes and back. Values are opaque bytes to the node;
-// the SDK's convention (DESIGN.md "The record and the batch") is: strings travel as UTF-8,
+// the SDK's convention is: strings travel as UTF-8,
 // bytes as they are, and anything else as CBOR, marked with a `content-type:
 // application/cbor` header (and `key-content-type` for a CBOR key) so any reader can tell
 // how to decode it without out-of-band knowledge.

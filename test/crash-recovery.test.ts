@@ -1,6 +1,8 @@
-// The promise of flush=batch: a record acknowledged with acks=1 survives the node being
-// SIGKILLed mid-load, exactly once, in order per partition. A real node process, a real
-// kill, a restart on the same data folder.
+// A record acknowledged with acks=1 (flush=batch) survives the node being SIGKILLed
+// mid-load, exactly once, in order per partition: a real node process, a real kill, a
+// restart with recovery on the same data folder. A SIGKILL keeps the kernel's page cache,
+// so this proves recovery and acknowledgement order, not fsync; what fsync adds is tested
+// with injected file operations in node/storage/partition-log.test.ts.
 
 import { afterEach, expect, it } from 'vitest';
 import { Kind } from '../protocol/frames.js';
@@ -68,7 +70,6 @@ it('SIGKILL mid-load: every acked record is there exactly once, in order per par
     expect(killed).not.toBeNull();
     await killed;
     await client.closed;
-    const ackedCount = acked.length;
 
     const restarted = await startNodeProcess({ dataDir: dir.path, port: node.port });
     const reader = await RawClient.connect(restarted.url);
@@ -85,7 +86,6 @@ it('SIGKILL mid-load: every acked record is there exactly once, in order per par
       const lastAcked = Math.max(-1, ...mine.map((a) => a.baseOffset + a.values.length - 1));
       expect(stored.size).toBeGreaterThan(lastAcked);
     }
-    expect(acked.length).toBe(ackedCount);
     reader.close();
     await restarted.stop();
   } finally {
@@ -127,6 +127,7 @@ it('a second node on a running node\'s data folder is refused; a dead owner\'s l
       (b) => b,
       (err: Error) => err,
     ));
+    if (!(second instanceof Error)) await second.close();
     expect(second).toBeInstanceOf(Error);
     expect((second as Error).message).toMatch(new RegExp(`in use by process ${node.proc.pid}`));
     await node.kill();

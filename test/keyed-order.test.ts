@@ -16,9 +16,10 @@ afterEach(stopAllNodes);
 
 it('100,000 keyed records end to end, in order per key', async () => {
   const dir = tempDir();
-  const node = await startNodeProcess({ dataDir: dir.path });
-  const tb = await connect(node.url, { clientId: 'keyed-order-test' });
+  let tb: Awaited<ReturnType<typeof connect>> | undefined;
   try {
+    const node = await startNodeProcess({ dataDir: dir.path });
+    tb = await connect(node.url, { clientId: 'keyed-order-test' });
     await tb.admin().createTopic('keyed', { partitions: PARTITIONS });
     const producer = tb.producer({ lingerMs: 2 });
     // Value: "<key>:<sequence within key>", so the consumer can check order per key.
@@ -59,9 +60,11 @@ it('100,000 keyed records end to end, in order per key', async () => {
     expect(received).toBe(RECORDS);
     expect(nextPerKey).toEqual(sentPerKey);
     await consumer.close();
-  } finally {
     await tb.close();
-    await node.stop();
+    expect(await node.stop()).toBe(0);
+  } finally {
+    await tb?.close();
+    await stopAllNodes();
     dir.remove();
   }
 });

@@ -51,3 +51,16 @@ it.each([
     dir.remove();
   }
 });
+
+it.each([
+  [['topics', 'create', 'z'], /required option '--partitions/],
+  [['nonsense'], /unknown command 'nonsense'/],
+  [['start', '--port'], /argument missing/],
+])('a usage mistake (%j) is one line and a non-zero exit', (args, message) => {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 20_000 });
+  expect(r.status).not.toBe(0);
+  const lines = r.stderr.trim().split('\n');
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatch(/^tributary: /);
+  expect(lines[0]).toMatch(message);
+});

@@ -4,6 +4,7 @@
 // where node/ reaches into devices/: it only composes the two command sets, so the broker
 // itself never depends on the SDK.
 
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { registerClientCommands } from '../../devices/cli/index.js';
 import { registerStartCommand } from './start.js';
@@ -12,7 +13,8 @@ export async function main(argv: string[]): Promise<number> {
   const program = new Command('tributary')
     .description('Event streaming from the edge to the datacenter')
     .version(VERSION)
-    .showHelpAfterError('(run with --help for usage)')
+    // Usage mistakes are one line like every other error: "tributary: <what is wrong>".
+    .configureOutput({ outputError: (message, write) => write(`tributary: ${message.replace(/^error: /, '').trim()} (see --help)\n`) })
     .exitOverride();
   registerStartCommand(program);
   registerClientCommands(program);
@@ -26,7 +28,8 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-const VERSION = '0.1.0';
+// Compiled to dist/node/cli/, three folders below the package root.
+const VERSION = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 // Run when executed as the `tributary` binary (not when imported by tests).
 const invokedDirectly = process.argv[1] !== undefined && import.meta.url === (await import('node:url')).pathToFileURL((await import('node:fs')).realpathSync(process.argv[1])).href;
