@@ -1,0 +1,180 @@
+// Fleet credentials: what a holder of a subject key may do, signed by the fleet authority.
+// A node needs only the fleet's public key to check one, so a gateway admits a new device
+// while it is offline from the datacenter.
+//
+//   credential = CBOR [ body: bytes, signature: bytes(64) ]
+//   body       = CBOR { v: 1, id: text, iss: bytes(32), sub: bytes(32), role: text,
+//                       produce: [text], consume: [text], iat: uint ms, exp: uint ms }
+//
+// The signature is Ed25519 (libsodium crypto_sign_detached) over the body bytes exactly as
+// sent, so no re-encoding can change what was signed. `iss` is the fleet public key, `sub`
+// the holder's Ed25519 identity key (proved in the Noise handshake by its X25519 form).
+// Topic patterns: `*` matches any run of characters, anything else matches itself.
+
+import { randomBytes } from 'node:crypto';
+import { Decoder, Encoder } from 'cbor-x';
+import sodium from 'sodium-native';
+import { Errors, TributaryError } from './errors.js';
+
+export const CREDENTIAL_VERSION = 1;
+export const CREDENTIAL_BYTES_MAX = 4096;
+const PATTERNS_MAX = 64;
+const PATTERN_CHARS_MAX = 249;
+
+export const ROLES = ['device', 'app', 'node', 'admin'] as const;
+export type Role = (typeof ROLES)[number];
+
+export interface CredentialClaims {
+  subject: Buffer;
+  role: Role;
+  produce: string[];
+  consume: string[];
+  /** Epoch ms. */
+  expiresAt: number;
+}
+
+export interface Credential extends CredentialClaims {
+  id: string;
+  issuer: Buffer;
+  issuedAt: number;
+}
+
+export interface SigningKeyPair {
+  publicKey: Buffer;
+  secretKey: Buffer;
+}
+
+const encoder = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false });
+const decoder = new Decoder({ useRecords: false, mapsAsObjects: true });
+
+function refuse(detail: string): TributaryError {
+  return new TributaryError(Errors.UNAUTHORIZED, `credential refused: ${detail}`);
+}
+
+function invalid(detail: string): TributaryError {
+  return new TributaryError(Errors.INVALID_CONFIG, detail);
+}
+
+function checkPatterns(which: string, patterns: unknown): string[] {
+  if (!Array.isArray(patterns) || patterns.length > PATTERNS_MAX) throw invalid(`${which} must be a list of at most ${PATTERNS_MAX} topic patterns`);
+  for (const p of patterns) {
+    if (typeof p !== 'string' || p.length === 0 || p.length > PATTERN_CHARS_MAX || !/^[A-Za-z0-9._*-]+$/.test(p)) {
+      throw invalid(`${which} pattern ${JSON.stringify(p)} must be 1-${PATTERN_CHARS_MAX} of [A-Za-z0-9._-] and *`);
+    }
+  }
+  return patterns as string[];
+}
+
+/** Signs a credential with the fleet authority's key. */
+export function issueCredential(fleet: SigningKeyPair, claims: CredentialClaims, now = Date.now()): Buffer {
+  if (claims.subject.length !== sodium.crypto_sign_PUBLICKEYBYTES) throw invalid('subject must be a 32-byte Ed25519 public key');
+  if (!ROLES.includes(claims.role)) throw invalid(`role must be one of ${ROLES.join(', ')}`);
+  if (!Number.isSafeInteger(claims.expiresAt) || claims.expiresAt <= now) throw invalid('expiry must be in the future');
+  const body = encoder.encode({
+    v: CREDENTIAL_VERSION,
+    id: randomBytes(12).toString('hex'),
+    iss: fleet.publicKey,
+    sub: claims.subject,
+    role: claims.role,
+    produce: checkPatterns('produce', claims.produce),
+    consume: checkPatterns('consume', claims.consume),
+    iat: now,
+    exp: claims.expiresAt,
+  });
+  const signature = Buffer.alloc(sodium.crypto_sign_BYTES);
+  sodium.crypto_sign_detached(signature, body, fleet.secretKey);
+  const credential = encoder.encode([body, signature]);
+  if (credential.length > CREDENTIAL_BYTES_MAX) throw invalid(`credential of ${credential.length} bytes exceeds ${CREDENTIAL_BYTES_MAX}`);
+  return Buffer.from(credential);
+}
+
+/**
+ * Checks a credential against the fleet's public key at time `now`: shape, issuer,
+ * signature, validity period. Throws TributaryError(UNAUTHORIZED) naming what failed.
+ */
+export function verifyCredential(bytes: Uint8Array, fleetPublicKey: Buffer, now = Date.now()): Credential {
+  if (bytes.length === 0 || bytes.length > CREDENTIAL_BYTES_MAX) throw refuse(`size ${bytes.length} outside 1..${CREDENTIAL_BYTES_MAX}`);
+  const outer = decodeOrRefuse(bytes);
+  if (!Array.isArray(outer) || outer.length !== 2 || !(outer[0] instanceof Uint8Array) || !(outer[1] instanceof Uint8Array)) {
+    throw refuse('not a [body, signature] pair');
+  }
+  const [body, signature] = outer as [Uint8Array, Uint8Array];
+  if (signature.length !== sodium.crypto_sign_BYTES) throw refuse('signature has the wrong length');
+  const claims = decodeOrRefuse(body) as Record<string, unknown>;
+  if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) throw refuse('body is not a map');
+  if (claims.v !== CREDENTIAL_VERSION) throw refuse(`version ${String(claims.v)} is not ${CREDENTIAL_VERSION}`);
+  const issuer = claims.iss;
+  if (!(issuer instanceof Uint8Array) || !Buffer.from(issuer).equals(fleetPublicKey)) throw refuse('issued by another fleet');
+  if (!sodium.crypto_sign_verify_detached(Buffer.from(signature), Buffer.from(body), fleetPublicKey)) throw refuse('signature does not verify');
+  // Signed by our fleet from here on: the remaining checks guard against a buggy issuer.
+  const subject = claims.sub;
+  if (!(subject instanceof Uint8Array) || subject.length !== sodium.crypto_sign_PUBLICKEYBYTES) throw refuse('subject is not a public key');
+  if (typeof claims.role !== 'string' || !ROLES.includes(claims.role as Role)) throw refuse(`unknown role ${String(claims.role)}`);
+  if (typeof claims.id !== 'string') throw refuse('no id');
+  if (!Number.isSafeInteger(claims.iat) || !Number.isSafeInteger(claims.exp)) throw refuse('bad validity period');
+  if ((claims.exp as number) <= now) throw refuse(`expired at ${new Date(claims.exp as number).toISOString()}`);
+  let produce: string[];
+  let consume: string[];
+  try {
+    produce = checkPatterns('produce', claims.produce);
+    consume = checkPatterns('consume', claims.consume);
+  } catch (err) {
+    throw refuse((err as Error).message);
+  }
+  return {
+    id: claims.id,
+    issuer: Buffer.from(issuer),
+    subject: Buffer.from(subject),
+    role: claims.role as Role,
+    produce,
+    consume,
+    issuedAt: claims.iat as number,
+    expiresAt: claims.exp as number,
+  };
+}
+
+function decodeOrRefuse(bytes: Uint8Array): unknown {
+  try {
+    return decoder.decode(bytes);
+  } catch {
+    throw refuse('not valid CBOR');
+  }
+}
+
+/** True when `topic` matches one of the patterns (`*` = any run of characters). */
+export function topicAllowed(patterns: readonly string[], topic: string): boolean {
+  for (const pattern of patterns) if (globMatch(pattern, topic)) return true;
+  return false;
+}
+
+function globMatch(pattern: string, text: string): boolean {
+  // Iterative wildcard match with one backtrack point: linear enough for short patterns,
+  // and no regular expression built from input.
+  let p = 0;
+  let t = 0;
+  let star = -1;
+  let mark = 0;
+  while (t < text.length) {
+    if (p < pattern.length && pattern[p] === text[t]) {
+      p++;
+      t++;
+    } else if (p < pattern.length && pattern[p] === '*') {
+      star = p++;
+      mark = t;
+    } else if (star >= 0) {
+      p = star + 1;
+      t = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.length && pattern[p] === '*') p++;
+  return p === pattern.length;
+}
+
+export function generateSigningKeyPair(): SigningKeyPair {
+  const publicKey = Buffer.alloc(sodium.crypto_sign_PUBLICKEYBYTES);
+  const secretKey = Buffer.alloc(sodium.crypto_sign_SECRETKEYBYTES);
+  sodium.crypto_sign_keypair(publicKey, secretKey);
+  return { publicKey, secretKey };
+}
