@@ -1,7 +1,8 @@
 import { Encoder } from 'cbor-x';
 import { describe, expect, it } from 'vitest';
-import { generateSigningKeyPair, issueCredential, topicAllowed, verifyCredential, type CredentialClaims } from './credential.js';
+import { issueCredential, topicAllowed, verifyCredential, type CredentialClaims } from './credential.js';
 import { Errors, TributaryError } from './errors.js';
+import { generateIdentity as generateSigningKeyPair } from './key-file.js';
 import { mulberry32 } from './testdata/helpers.js';
 
 const NOW = 1_800_000_000_000;

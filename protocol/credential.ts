@@ -15,6 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { Decoder, Encoder } from 'cbor-x';
 import sodium from 'sodium-native';
 import { Errors, TributaryError } from './errors.js';
+import type { IdentityKeyPair } from './key-file.js';
 
 export const CREDENTIAL_VERSION = 1;
 export const CREDENTIAL_BYTES_MAX = 4096;
@@ -39,10 +40,7 @@ export interface Credential extends CredentialClaims {
   issuedAt: number;
 }
 
-export interface SigningKeyPair {
-  publicKey: Buffer;
-  secretKey: Buffer;
-}
+export type SigningKeyPair = IdentityKeyPair;
 
 const encoder = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false });
 const decoder = new Decoder({ useRecords: false, mapsAsObjects: true });
@@ -170,11 +168,4 @@ function globMatch(pattern: string, text: string): boolean {
   }
   while (p < pattern.length && pattern[p] === '*') p++;
   return p === pattern.length;
-}
-
-export function generateSigningKeyPair(): SigningKeyPair {
-  const publicKey = Buffer.alloc(sodium.crypto_sign_PUBLICKEYBYTES);
-  const secretKey = Buffer.alloc(sodium.crypto_sign_SECRETKEYBYTES);
-  sodium.crypto_sign_keypair(publicKey, secretKey);
-  return { publicKey, secretKey };
 }

@@ -9,6 +9,7 @@
 import { Command } from 'commander';
 import { Admin, Client, Consumer, Producer, type ProducerMessage } from '../index.js';
 import { cborDecode, CONTENT_TYPE, isCborMarked } from '../serde.js';
+import { registerKeyCommands } from './keys.js';
 import { LineWriter } from './output.js';
 
 export const DEFAULT_BROKER = 'ws://127.0.0.1:7400/v1';
@@ -20,6 +21,7 @@ interface BrokerOption {
 }
 
 export function registerClientCommands(program: Command): void {
+  registerKeyCommands(program);
   registerTopicCommands(program);
   registerProduceCommand(program);
   registerConsumeCommand(program);
