@@ -4,5 +4,6 @@
 import { run } from 'mitata';
 import './protocol.bench.js';
 import './storage.bench.js';
+import './secure-channel.bench.js';
 
 await run();
