@@ -9,6 +9,7 @@
 // the units the codec's targets are stated in (encode >= 1M records/s, decode >= 2M).
 
 import { pathToFileURL } from 'node:url';
+import { meansByName, mibPerSecond } from './rates.js';
 import { bench, do_not_optimize, group, run } from 'mitata';
 import { crc32c } from '@node-rs/crc32';
 import { decodeBatch, encodeBatch, validateBatch } from '../protocol/record-batch.js';
@@ -127,25 +128,12 @@ group('frame structural pre-check', () => {
   bench(NAMES.fetchCheck, () => checkCborStructure(fetchFrame, frameLimits));
 });
 
-/** Mean ns per op of each bench, by name, from mitata's results. */
-function meansByName(benchmarks: Awaited<ReturnType<typeof run>>['benchmarks']): Map<string, number> {
-  const means = new Map<string, number>();
-  for (const trial of benchmarks) {
-    const stats = trial.runs[0]?.stats;
-    if (stats) means.set(trial.alias, stats.avg);
-  }
-  return means;
-}
-
 function printRates(means: Map<string, number>): void {
   const perSecond = (name: string, units: number): string => {
     const ns = means.get(name);
     return ns === undefined ? 'n/a' : Math.round((units * 1e9) / ns).toLocaleString('en-US');
   };
-  const mbPerSecond = (name: string, bytes: number): string => {
-    const ns = means.get(name);
-    return ns === undefined ? 'n/a' : ((bytes / MIB) * (1e9 / ns)).toFixed(0);
-  };
+  const mbPerSecond = (name: string, bytes: number): string => mibPerSecond(means, name, bytes);
   console.log('\nrates from mean time per op');
   console.log(`  encodeBatch    ${perSecond(NAMES.encode, RECORDS_PER_BATCH)} records/s  (${mbPerSecond(NAMES.encode, smallBatch.length)} MiB/s of batch)`);
   console.log(`  decodeBatch    ${perSecond(NAMES.decode, RECORDS_PER_BATCH)} records/s  (${mbPerSecond(NAMES.decode, smallBatch.length)} MiB/s of batch)`);

@@ -10,13 +10,13 @@
 // that adds one init_pull (a single HChaCha20 block) to each open.
 
 import { pathToFileURL } from 'node:url';
+import { meansByName, mibPerSecond } from './rates.js';
 import { bench, do_not_optimize, group, run } from 'mitata';
 import { FrameOpener, FrameSealer, generateIdentity, noiseKeyPairFromIdentity, secureInitiator, secureResponder } from '../protocol/secure-channel.js';
 import type { FrameTransport } from '../protocol/transport.js';
 import { memoryPipe } from '../protocol/transport.js';
 
 const KIB = 1024;
-const MIB = 1024 * 1024;
 const SIZES = [256, 16 * KIB, 256 * KIB] as const;
 
 /** Deterministic filler, so every run benchmarks the same bytes. */
@@ -107,32 +107,19 @@ group('through a transport', () => {
   bench(NAMES.securePipe, async () => do_not_optimize(await through(secureClient, secureReader, frame)));
 });
 
-/** Mean ns per op of each bench, by name, from mitata's results. */
-function meansByName(benchmarks: Awaited<ReturnType<typeof run>>['benchmarks']): Map<string, number> {
-  const means = new Map<string, number>();
-  for (const trial of benchmarks) {
-    const stats = trial.runs[0]?.stats;
-    if (stats) means.set(trial.alias, stats.avg);
-  }
-  return means;
-}
-
 function printRates(means: Map<string, number>): void {
-  const mibPerSecond = (name: string, bytes: number): string => {
-    const ns = means.get(name);
-    return ns === undefined ? 'n/a' : ((bytes / MIB) * (1e9 / ns)).toFixed(0);
-  };
+  const mib = (name: string, bytes: number): string => mibPerSecond(means, name, bytes);
   console.log('\nrates from mean time per op');
   const handshake = means.get(NAMES.handshake);
   if (handshake !== undefined) console.log(`  handshakes       ${Math.round(1e9 / handshake).toLocaleString('en-US')}/s (both sides on one core)`);
   for (const size of SIZES) {
-    console.log(`  seal ${label(size).padEnd(8)}    ${mibPerSecond(NAMES.seal(size), size)} MiB/s`);
-    console.log(`  open ${label(size).padEnd(8)}    ${mibPerSecond(NAMES.open(size), size)} MiB/s`);
+    console.log(`  seal ${label(size).padEnd(8)}    ${mib(NAMES.seal(size), size)} MiB/s`);
+    console.log(`  open ${label(size).padEnd(8)}    ${mib(NAMES.open(size), size)} MiB/s`);
   }
   const plainNs = means.get(NAMES.plainPipe);
   const secureNs = means.get(NAMES.securePipe);
   if (plainNs !== undefined && secureNs !== undefined) {
-    console.log(`  memoryPipe 256 KiB  plain ${mibPerSecond(NAMES.plainPipe, 256 * KIB)} MiB/s, sealed ${mibPerSecond(NAMES.securePipe, 256 * KIB)} MiB/s (+${(secureNs - plainNs).toFixed(0)} ns per frame)`);
+    console.log(`  memoryPipe 256 KiB  plain ${mib(NAMES.plainPipe, 256 * KIB)} MiB/s, sealed ${mib(NAMES.securePipe, 256 * KIB)} MiB/s (+${(secureNs - plainNs).toFixed(0)} ns per frame)`);
   }
 }
 

@@ -32,6 +32,17 @@ function fail(err: unknown): void {
   process.exitCode = 1;
 }
 
+/** A fleet key and any other identity are the same kind of key pair, made the same way. */
+function writeNewIdentity(opts: { out: string; force?: boolean }): void {
+  try {
+    const identity = generateIdentity();
+    writeIdentityFile(opts.out, identity, { overwrite: opts.force });
+    process.stdout.write(`${identity.publicKey.toString('hex')}\n`);
+  } catch (err) {
+    fail(err);
+  }
+}
+
 export function registerKeyCommands(program: Command): void {
   const keys = program.command('keys').description('make and show identity key files (Ed25519)');
   keys
@@ -39,15 +50,7 @@ export function registerKeyCommands(program: Command): void {
     .description('write a new identity key file (mode 0600) and print its public key')
     .requiredOption('--out <file>', 'where to write the key file')
     .option('--force', 'overwrite an existing file')
-    .action((opts: { out: string; force?: boolean }) => {
-      try {
-        const identity = generateIdentity();
-        writeIdentityFile(opts.out, identity, { overwrite: opts.force });
-        process.stdout.write(`${identity.publicKey.toString('hex')}\n`);
-      } catch (err) {
-        fail(err);
-      }
-    });
+    .action(writeNewIdentity);
   keys
     .command('show <file>')
     .description("print a key file's public key")
@@ -66,15 +69,7 @@ export function registerKeyCommands(program: Command): void {
     .description("write the fleet authority's key file (keep it offline) and print the fleet public key nodes pin")
     .requiredOption('--out <file>', 'where to write the fleet key file')
     .option('--force', 'overwrite an existing file')
-    .action((opts: { out: string; force?: boolean }) => {
-      try {
-        const fleet = generateIdentity();
-        writeIdentityFile(opts.out, fleet, { overwrite: opts.force });
-        process.stdout.write(`${fleet.publicKey.toString('hex')}\n`);
-      } catch (err) {
-        fail(err);
-      }
-    });
+    .action(writeNewIdentity);
 
   program
     .command('credentials')
