@@ -1,7 +1,7 @@
 import { createServer, type AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Errors, TributaryError } from '../protocol/errors.js';
-import { decodeFrame, encodeFrame, Kind, PROTOCOL_VERSION } from '../protocol/frames.js';
+import { Kind, PROTOCOL_VERSION } from '../protocol/frames.js';
 import { Client } from './client.js';
 import { ConnectionError } from './errors.js';
 import { FakeNode } from './testing/fake-node.js';
@@ -184,27 +184,14 @@ describe('Client', () => {
 
   it('does not retry a node that refuses the protocol version', async () => {
     const node = new FakeNode();
-    const real = node.transportFactory;
-    let attempts = 0;
-    const client = track(
-      new Client('mem://fake', {
-        transportFactory: async (url) => {
-          attempts++;
-          const t = await real(url);
-          // Rewrite our Hello's version so the node refuses it.
-          const send = t.send.bind(t);
-          return Object.assign(Object.create(t) as typeof t, {
-            send: (frame: Uint8Array) => {
-              const f = decodeFrame(frame);
-              send(f.kind === Kind.Hello ? encodeFrame(f.kind, f.correlationId, { ...f.body, version: 99 }) : frame);
-            },
-          });
-        },
-      }),
-    );
+    // Hello travels sealed, so the refusal comes from the node's side rather than from a
+    // rewritten frame.
+    node.refuseHello = () => new TributaryError(Errors.UNSUPPORTED_VERSION, 'this node speaks version 99 only');
+    const client = track(new Client('mem://fake', { transportFactory: node.transportFactory, connectTimeoutMs: 60_000 }));
     const err = (await client.connect().catch((e: unknown) => e)) as TributaryError;
     expect(err.code).toBe(Errors.UNSUPPORTED_VERSION.code);
-    expect(attempts).toBe(1);
+    expect(node.requests[0].body).toEqual({ version: PROTOCOL_VERSION, clientId: client.clientId });
+    expect(node.connections).toHaveLength(1);
   });
 
   it('refuses a frame larger than the node frameBytesMax locally with FRAME_TOO_LARGE', async () => {

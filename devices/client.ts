@@ -3,15 +3,25 @@
 //
 //   app -> Client.request -> local queue (bounded) -> wire (at most inflightMax) -> node
 //
-// Every (re)connect opens a transport through `transportFactory` (the seam where the secure
-// channel plugs in), sends Hello first and takes frameBytesMax and inflightMax from the
-// answer. When the connection drops, requests on the wire are rejected with NETWORK: the
-// node may or may not have acted on them, so only the caller can decide whether a resend is
-// safe. Requests still queued locally were never sent; they wait for the reconnect, bounded
-// by their own timeout.
+// Every (re)connect opens a raw transport through `transportFactory`, runs the Noise XX
+// handshake on it (protocol/secure-channel.ts) and speaks sealed frames from then on:
+//
+//   transportFactory -> raw transport -> secureInitiator -> sealed transport -> frames
+//
+// Hello is the first sealed frame; frameBytesMax and inflightMax come from its answer.
+// The handshake shows the node our identity and, in message 3, our credential; before
+// sending message 3 we check the node against the pins (protocol/peer-auth.ts), so an
+// impostor learns nothing of us. A refusal on either side (a pin that does not match, a
+// Hello answered UNAUTHORIZED) is not retried: no number of attempts changes a key.
+//
+// When the connection drops, requests on the wire are rejected with NETWORK: the node may
+// or may not have acted on them, so only the caller can decide whether a resend is safe.
+// Requests still queued locally were never sent; they wait for the reconnect, bounded by
+// their own timeout.
 
 import WebSocket from 'ws';
-import { Errors, TributaryError } from '../protocol/errors.js';
+import { CREDENTIAL_BYTES_MAX } from '../protocol/credential.js';
+import { errorSpecForCode, Errors, TributaryError } from '../protocol/errors.js';
 import {
   decodeFrame,
   encodeFrame,
@@ -23,15 +33,29 @@ import {
   type RequestBodies,
   type ResponseBodies,
 } from '../protocol/frames.js';
-import { CloseCode, socketTransport, type CloseInfo, type FrameTransport } from '../protocol/transport.js';
+import { generateIdentity, type IdentityKeyPair } from '../protocol/key-file.js';
+import { verifyNode, type NodePins } from '../protocol/peer-auth.js';
+import {
+  HANDSHAKE_MESSAGE2_BYTES_MIN,
+  noiseKeyPairFromIdentity,
+  noisePublicKeyFromIdentity,
+  SEALED_FRAME_OVERHEAD_BYTES,
+  secureInitiator,
+  type SecureChannelOptions,
+} from '../protocol/secure-channel.js';
+import { CloseCode, forwardingTransport, socketTransport, type CloseInfo, type FrameTransport } from '../protocol/transport.js';
 import { clientClosed, ConnectionError, reasonOf, wireError } from './errors.js';
+import { peekCredential } from './identity.js';
 
 // Answers come from the node this client chose to connect to; they are checked for shape
 // like everything else, with room for the Metadata of a large node (about 7 items per
 // partition).
 const RESPONSE_FRAME_LIMITS = { itemsMax: 2_000_000, depthMax: 32 };
 
-/** Opens one transport to `url`. Should give up when `signal` aborts. */
+/**
+ * Opens one raw transport to `url` (the client runs the secure channel over it). Should give
+ * up when `signal` aborts.
+ */
 export type TransportFactory = (url: string, options?: { signal?: AbortSignal }) => Promise<FrameTransport>;
 
 export interface ReconnectOptions {
@@ -53,8 +77,23 @@ export interface ClientOptions {
   requestQueueMax?: number;
   /** Bytes queued in the transport before the client stops writing until it drains. */
   sendBufferBytesMax?: number;
-  /** Opens the transport; defaults to a `ws` WebSocket with binary frames. */
+  /** Opens the raw transport; defaults to a `ws` WebSocket with binary frames. */
   transportFactory?: TransportFactory;
+  /**
+   * Who this client is in the handshake (an Ed25519 key pair, as `readIdentityFile` gives).
+   * Without one the client makes a fresh key pair and is anonymous, which a node admits
+   * only in dev mode on loopback.
+   */
+  identity?: IdentityKeyPair;
+  /**
+   * This identity's fleet credential, the bytes `tributary credentials issue` wrote; sent to
+   * the node in handshake message 3. Needs `identity`. Without it the client is anonymous.
+   */
+  credential?: Uint8Array;
+  /** Accept only the node with this identity public key (32 bytes, Ed25519). Checked first. */
+  nodePublicKey?: Buffer;
+  /** Accept any node holding a valid `node` credential of this fleet (32 bytes, Ed25519). */
+  fleetPublicKey?: Buffer;
   /** Called after each successful Hello (first connect and every reconnect). */
   onConnect?: (info: { nodeId: string; frameBytesMax: number; inflightMax: number }) => void;
   /** Called when an established connection is lost (not on close()). */
@@ -107,10 +146,14 @@ let clientCount = 0;
 export class Client {
   readonly url: string;
   readonly clientId: string;
-  private readonly options: Required<Omit<ClientOptions, 'onConnect' | 'onDisconnect' | 'reconnect' | 'clientId'>> & {
+  private readonly options: Required<
+    Omit<ClientOptions, 'onConnect' | 'onDisconnect' | 'reconnect' | 'clientId' | 'identity' | 'credential' | 'nodePublicKey' | 'fleetPublicKey'>
+  > & {
     reconnectInitialMs: number;
     reconnectMaxMs: number;
   };
+  /** The handshake's settings, fixed for the client's life: every reconnect shows the same. */
+  private readonly secureChannel: SecureChannelOptions;
   private state: State = 'idle';
   private transport: FrameTransport | null = null;
   private limitsNow: NodeLimits = BEFORE_HELLO_LIMITS;
@@ -140,6 +183,7 @@ export class Client {
       sendBufferBytesMax: options.sendBufferBytesMax ?? DEFAULTS.sendBufferBytesMax,
       transportFactory: options.transportFactory ?? webSocketTransportFactory(),
     };
+    this.secureChannel = secureChannelOptions(options);
     this.onConnect = options.onConnect;
     this.onDisconnect = options.onDisconnect;
   }
@@ -367,21 +411,29 @@ export class Client {
     return err instanceof TributaryError && err.is(Errors.CLIENT_CLOSED) ? err : clientClosed();
   }
 
-  /** One attempt: open a transport, say Hello, become ready. */
+  /** One attempt: open a transport, run the handshake, say Hello, become ready. */
   private async openOnce(timeoutMs: number): Promise<void> {
     this.state = 'connecting';
     const abort = new AbortController();
     this.attemptAbort = abort;
     const timer = setTimeout(() => abort.abort(new Error('ETIMEDOUT')), timeoutMs);
     try {
-      const transport = await abortable(this.options.transportFactory(this.url, { signal: abort.signal }), abort.signal, (t) => t.close());
+      const raw = await abortable(this.options.transportFactory(this.url, { signal: abort.signal }), abort.signal, (t) => t.close());
       if (this.isClosed) {
-        transport.close(CloseCode.NORMAL, 'client closed');
+        raw.close(CloseCode.NORMAL, 'client closed');
         throw clientClosed();
       }
+      // Held during the handshake so that close() or a failed attempt closes it.
+      this.transport = raw;
+      const session = await abortable(secureInitiator(raw, this.secureChannel), abort.signal).catch((err: unknown) => {
+        throw withUrl(err, (detail) => `refusing node at ${this.url}: ${detail}`);
+      });
+      const transport = session.transport;
       this.transport = transport;
       void this.readLoop(transport);
-      const hello = await abortable(this.hello(transport), abort.signal);
+      const hello = await abortable(this.hello(transport), abort.signal).catch((err: unknown) => {
+        throw err instanceof TributaryError && err.is(Errors.UNAUTHORIZED) ? withUrl(err, (detail) => `node at ${this.url} refused this client: ${detail}`) : err;
+      });
       this.limitsNow = {
         frameBytesMax: positiveInt(hello.frameBytesMax, BEFORE_HELLO_LIMITS.frameBytesMax),
         inflightMax: positiveInt(hello.inflightMax, BEFORE_HELLO_LIMITS.inflightMax),
@@ -531,6 +583,58 @@ export class Client {
   }
 }
 
+/**
+ * A non-retriable failure of the handshake or Hello, reworded to name the node, so the one
+ * line a command prints says which node and which side refused. Retriable failures go on to
+ * the retry loop unchanged; CLIENT_CLOSED and INVALID_CONFIG are about us, not the node.
+ */
+function withUrl(err: unknown, describe: (detail: string) => string): unknown {
+  if (!(err instanceof TributaryError) || err.retriable || err.is(Errors.CLIENT_CLOSED) || err.is(Errors.INVALID_CONFIG)) return err;
+  return new TributaryError(errorSpecForCode(err.code), describe(err.detail), { cause: err });
+}
+
+/**
+ * The handshake's settings from the client's options, checked here so a mistake shows at
+ * construction as INVALID_CONFIG rather than as a node refusing us later.
+ */
+function secureChannelOptions(options: ClientOptions): SecureChannelOptions {
+  const bad = (detail: string) => new TributaryError(Errors.INVALID_CONFIG, detail);
+  const { identity, credential, nodePublicKey, fleetPublicKey } = options;
+  if (credential !== undefined) {
+    if (credential.length === 0 || credential.length > CREDENTIAL_BYTES_MAX) {
+      throw bad(`credential is ${credential.length} bytes; a credential is 1 to ${CREDENTIAL_BYTES_MAX}`);
+    }
+    // A credential admits only the key it names, and the node checks that against the key
+    // of the handshake: without the matching identity it could only be refused.
+    if (identity === undefined) throw bad('a credential needs the identity it was issued to (option identity)');
+    const claims = peekCredential(credential);
+    if (claims === null) throw bad('credential is not a Tributary credential');
+    if (!claims.subject.equals(identity.publicKey)) {
+      throw bad(`credential was issued to key ${claims.subject.toString('hex')}, not to this identity ${identity.publicKey.toString('hex')}`);
+    }
+  }
+  const pins: NodePins = {};
+  if (nodePublicKey !== undefined) pins.nodePublicKey = checkedPin('nodePublicKey', nodePublicKey);
+  if (fleetPublicKey !== undefined) pins.fleetPublicKey = checkedPin('fleetPublicKey', fleetPublicKey);
+  return {
+    staticKeyPair: noiseKeyPairFromIdentity(identity ?? generateIdentity()),
+    payload: credential === undefined ? undefined : Buffer.from(credential),
+    verifyRemote: (remote) => verifyNode(remote, pins),
+    // Message 2 may carry the node's credential, up to the largest a credential may be.
+    handshakeFrameBytesMax: HANDSHAKE_MESSAGE2_BYTES_MIN + CREDENTIAL_BYTES_MAX,
+  };
+}
+
+/** A pinned key must be an Ed25519 public key, or no node could ever match it. */
+function checkedPin(name: string, key: Buffer): Buffer {
+  try {
+    noisePublicKeyFromIdentity(key);
+  } catch {
+    throw new TributaryError(Errors.INVALID_CONFIG, `${name} is not an Ed25519 public key (32 bytes)`);
+  }
+  return Buffer.from(key);
+}
+
 function positiveInt(n: unknown, fallback: number): number {
   return typeof n === 'number' && Number.isInteger(n) && n > 0 ? n : fallback;
 }
@@ -580,7 +684,8 @@ export function webSocketTransportFactory(options: { inboundFrameBytesMax?: numb
       if (problem !== null) return reject(new TributaryError(Errors.INVALID_CONFIG, `invalid node URL '${url}': ${problem}`));
       const ws = new WebSocket(url, {
         perMessageDeflate: false,
-        maxPayload: options.inboundFrameBytesMax ?? INBOUND_FRAME_BYTES_MAX,
+        // Each frame arrives sealed, SEALED_FRAME_OVERHEAD_BYTES longer than it is.
+        maxPayload: (options.inboundFrameBytesMax ?? INBOUND_FRAME_BYTES_MAX) + SEALED_FRAME_OVERHEAD_BYTES,
       });
       ws.binaryType = 'nodebuffer';
       // 'error' is always followed by 'close'; without a listener it would throw.
@@ -622,25 +727,12 @@ function badNodeUrl(url: string): string | null {
 }
 
 function closeWithDeadline(transport: FrameTransport, ws: WebSocket): FrameTransport {
-  const close = transport.close.bind(transport);
-  return {
-    send: (frame) => transport.send(frame),
-    get bufferedBytes() {
-      return transport.bufferedBytes;
-    },
-    drained: (lowBytes) => transport.drained(lowBytes),
+  return forwardingTransport(transport, {
     close(code, reason) {
-      close(code, reason);
+      transport.close(code, reason);
       if (ws.readyState === WS_CLOSED) return;
       const timer = setTimeout(() => ws.terminate(), CLOSE_HANDSHAKE_MS);
       ws.once('close', () => clearTimeout(timer));
     },
-    get closed() {
-      return transport.closed;
-    },
-    get isClosed() {
-      return transport.isClosed;
-    },
-    [Symbol.asyncIterator]: () => transport[Symbol.asyncIterator](),
-  };
+  });
 }

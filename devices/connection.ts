@@ -3,11 +3,16 @@
 // then closes the socket.
 
 import { Admin } from './admin.js';
+import { resolveAuthOptions, type AuthOptions } from './auth-options.js';
 import { Client, type ClientOptions } from './client.js';
 import { Consumer, type ConsumerOptions, type ValueDecoding } from './consumer.js';
 import { Producer, type ProducerOptions } from './producer.js';
 
-export type ConnectOptions = ClientOptions;
+/**
+ * The Client's options, with identity, credential and pins also as file paths and hex,
+ * each falling back to its environment variable (see auth-options.ts).
+ */
+export type ConnectOptions = Omit<ClientOptions, keyof AuthOptions> & AuthOptions;
 
 export class Connection {
   private readonly producers = new Set<Producer>();
@@ -42,7 +47,13 @@ export class Connection {
   }
 }
 
-/** Connects to a node (retrying up to connectTimeoutMs) and returns the shared connection. */
+/**
+ * Connects to a node (retrying up to connectTimeoutMs) and returns the shared connection.
+ * Identity, credential and pins not given in `options` are taken from TRIBUTARY_IDENTITY,
+ * TRIBUTARY_CREDENTIAL, TRIBUTARY_NODE_KEY and TRIBUTARY_FLEET_KEY.
+ */
 export async function connect(url: string, options: ConnectOptions = {}): Promise<Connection> {
-  return new Connection(await Client.connect(url, options));
+  const { identity, identityFile, credential, credentialFile, nodePublicKey, fleetPublicKey, ...rest } = options;
+  const auth = resolveAuthOptions({ identity, identityFile, credential, credentialFile, nodePublicKey, fleetPublicKey });
+  return new Connection(await Client.connect(url, { ...rest, ...auth }));
 }

@@ -3,6 +3,8 @@
 // one, because whoever reads it can act as its holder.
 
 import { closeSync, fchmodSync, fstatSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { Decoder } from 'cbor-x';
+import { CREDENTIAL_BYTES_MAX } from '../protocol/credential.js';
 import { Errors, TributaryError } from '../protocol/errors.js';
 import { encodeKeyFile, parseKeyFile, type IdentityKeyPair } from '../protocol/key-file.js';
 
@@ -20,6 +22,58 @@ export function readIdentityFile(path: string): IdentityKeyPair {
     return parseKeyFile(readFileSync(fd, 'utf8'), path);
   } finally {
     closeSync(fd);
+  }
+}
+
+/**
+ * Reads a credential file as `credentials issue` wrote it: the bytes a client sends in the
+ * handshake. A credential is no secret, so its mode is not checked; its size is, before
+ * anything is read, since a credential larger than CREDENTIAL_BYTES_MAX is never valid.
+ */
+export function readCredentialFile(path: string): Buffer {
+  const fd = openOrFail(path);
+  try {
+    const stat = fstatSync(fd);
+    if (!stat.isFile()) throw new TributaryError(Errors.INVALID_CONFIG, `${path} is not a file`);
+    if (stat.size === 0 || stat.size > CREDENTIAL_BYTES_MAX) {
+      throw new TributaryError(Errors.INVALID_CONFIG, `${path} is ${stat.size} bytes; a credential is 1 to ${CREDENTIAL_BYTES_MAX}`);
+    }
+    const bytes = readFileSync(fd);
+    if (peekCredential(bytes) === null) throw new TributaryError(Errors.INVALID_CONFIG, `${path} is not a Tributary credential`);
+    return bytes;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** What a credential says about itself, read WITHOUT checking its signature. */
+export interface CredentialPeek {
+  id: string;
+  subject: Buffer;
+  role: string;
+  expiresAt: number;
+}
+
+const decoder = new Decoder({ useRecords: false, mapsAsObjects: true });
+
+/**
+ * Reads a credential's claims without verifying it, or null when the bytes are not shaped
+ * like one. Only for checks a holder makes on its own file before using it (is this the
+ * credential of my identity? which id do I revoke?): nothing read here is trusted, and
+ * whatever decides anything calls verifyCredential. The layout is protocol/credential.ts's.
+ */
+export function peekCredential(bytes: Uint8Array): CredentialPeek | null {
+  if (bytes.length === 0 || bytes.length > CREDENTIAL_BYTES_MAX) return null;
+  try {
+    const outer: unknown = decoder.decode(bytes);
+    if (!Array.isArray(outer) || outer.length !== 2 || !(outer[0] instanceof Uint8Array)) return null;
+    const claims = decoder.decode(outer[0] as Uint8Array) as Record<string, unknown> | null;
+    if (claims === null || typeof claims !== 'object') return null;
+    const { id, sub, role, exp } = claims;
+    if (typeof id !== 'string' || !(sub instanceof Uint8Array) || typeof role !== 'string' || !Number.isSafeInteger(exp)) return null;
+    return { id, subject: Buffer.from(sub), role, expiresAt: exp as number };
+  } catch {
+    return null;
   }
 }
 

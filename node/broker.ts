@@ -2,10 +2,18 @@
 // `startBroker` is what `tributary start` runs and what tests start in-process.
 
 import { resolve } from 'node:path';
+import { verifyCredential } from '../protocol/credential.js';
+import { Errors, TributaryError } from '../protocol/errors.js';
+import type { IdentityKeyPair } from '../protocol/key-file.js';
+import { noiseKeyPairFromIdentity, SEALED_FRAME_OVERHEAD_BYTES } from '../protocol/secure-channel.js';
+import { Authenticator, type AnonymousPolicy } from './auth/authenticator.js';
+import { RevocationStore } from './auth/revocation-store.js';
 import { DEFAULT_LIMITS, type Limits } from './config.js';
 import { createLogger, type Logger } from './logger.js';
-import { loadOrCreateNodeMeta, lockDataDir, type NodeMeta } from './node-meta.js';
-import { Connection } from './server/connection.js';
+import { createMetrics } from './metrics.js';
+import { loadOrCreateNodeIdentity, loadOrCreateNodeMeta, lockDataDir, type NodeMeta } from './node-meta.js';
+import { acceptConnection, PRE_AUTH_FRAME_BYTES_MAX, type NodeIdentity } from './server/accept.js';
+import type { Connection } from './server/connection.js';
 import type { BrokerContext } from './server/context.js';
 import { FetchWaiter } from './server/fetch-waiter.js';
 import { listen, WS_PATH, type Listener } from './server/listener.js';
@@ -25,6 +33,23 @@ export interface BrokerOptions {
   logger?: Logger;
   /** How long shutdown waits for requests in progress before closing connections. */
   shutdownGraceMs?: number;
+  auth?: BrokerAuthOptions;
+}
+
+export interface BrokerAuthOptions {
+  /** The fleet authority's public key: clients holding its credentials are admitted. */
+  fleetPublicKey?: Buffer;
+  /** The node's identity; default `<data>/node.key`, made on the first start. */
+  identity?: IdentityKeyPair;
+  /** The node's own credential (role node), shown to clients that pin the fleet key. */
+  credential?: Buffer;
+  /**
+   * Whether clients without a credential are admitted: 'loopback' admits them from
+   * loopback addresses only (dev mode), 'none' never. Default: 'loopback' without a fleet
+   * key, 'none' with one.
+   */
+  anonymous?: AnonymousPolicy;
+  now?: () => number;
 }
 
 export interface Broker {
@@ -33,6 +58,10 @@ export interface Broker {
   readonly port: number;
   readonly dataDir: string;
   readonly logs: LogManager;
+  /** The node's identity public key (Ed25519): what a client pins with --node-key. */
+  readonly publicKey: Buffer;
+  readonly fleetPublicKey: Buffer | undefined;
+  readonly anonymous: AnonymousPolicy;
   /** Live figures for health checks and tests. */
   stats(): BrokerStats;
   /** Answers what is in progress, flushes every log and writes the clean-shutdown marker. */
@@ -45,6 +74,9 @@ export interface BrokerStats {
   /** Bytes queued in user space towards clients, summed over connections. */
   sendBufferedBytes: number;
   fetchesWaiting: number;
+  /** Connections not yet past handshake and Hello. */
+  handshakesInProgress: number;
+  revocations: number;
 }
 
 export async function startBroker(options: BrokerOptions): Promise<Broker> {
@@ -53,64 +85,97 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   const unlock = lockDataDir(dataDir);
   try {
     const meta = loadOrCreateNodeMeta(dataDir, options.nodeId);
-    return await startLocked(options, dataDir, meta, logger, unlock);
+    const identity = options.auth?.identity ?? loadOrCreateNodeIdentity(dataDir).identity;
+    return await startLocked(options, dataDir, meta, identity, logger, unlock);
   } catch (err) {
     unlock();
     throw err;
   }
 }
 
-async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMeta, logger: Logger, unlock: () => void): Promise<Broker> {
+async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMeta, identity: IdentityKeyPair, logger: Logger, unlock: () => void): Promise<Broker> {
   const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
   // Node-wide topic defaults are checked now, so a typo stops the start with one clear line.
   const defaults = parseTopicConfig(options.topicDefaults);
+  const auth = options.auth ?? {};
+  const fleetPublicKey = auth.fleetPublicKey;
+  const anonymous: AnonymousPolicy = auth.anonymous ?? (fleetPublicKey ? 'none' : 'loopback');
+  if (anonymous === 'none' && !fleetPublicKey) {
+    throw new TributaryError(Errors.INVALID_CONFIG, 'anonymous clients are refused but no fleet key is set, so no client could connect: set auth.fleetPublicKey');
+  }
+  if (auth.credential) checkNodeCredential(auth.credential, identity, fleetPublicKey);
   const logs = await LogManager.open(dataDir, { defaults });
-  logRecovery(logs, logger);
+  let revocations: RevocationStore;
+  try {
+    logRecovery(logs, logger);
+    revocations = await RevocationStore.open(logs, fleetPublicKey, logger);
+  } catch (err) {
+    await logs.close();
+    throw err;
+  }
+  const nodeIdentity: NodeIdentity = { staticKeyPair: noiseKeyPairFromIdentity(identity), credential: auth.credential };
+  const authenticator = new Authenticator({ fleetPublicKey, anonymous, revocations: revocations.list, now: auth.now });
 
   const fetchWaiter = new FetchWaiter();
   let shuttingDown = false;
+  const connections = new Set<Connection>();
+  let handshakesInProgress = 0;
+  const metrics = createMetrics({ connections: () => listener?.connectionCount ?? 0, handshakesInProgress: () => handshakesInProgress });
   const context: BrokerContext = {
     nodeId: meta.nodeId,
     logs,
     limits,
     logger,
     fetchWaiter,
+    authenticator,
+    revocations,
+    metrics,
     get shuttingDown() {
       return shuttingDown;
     },
   };
-  const connections = new Set<Connection>();
-  let listener: Listener;
+  let listener: Listener | undefined;
   try {
     listener = await listen({
       host: options.host ?? '127.0.0.1',
       port: options.port ?? 7400,
       limits,
       logger,
-      health: () => ({ status: shuttingDown ? 'stopping' : 'ok', nodeId: meta.nodeId, topics: logs.topics().length, connections: connections.size }),
-      onConnection(transport, remote) {
-        const connection = new Connection(transport, context, remote);
-        connections.add(connection);
-        connection
-          .serve()
-          .catch((err: unknown) => logger.error({ remote, err: (err as Error)?.stack ?? String(err) }, 'connection failed'))
-          .finally(() => connections.delete(connection));
+      preAuthFrameBytesMax: PRE_AUTH_FRAME_BYTES_MAX,
+      frameBytesMax: limits.frameBytesMax + SEALED_FRAME_OVERHEAD_BYTES,
+      health: () => ({ status: shuttingDown ? 'stopping' : 'ok', nodeId: meta.nodeId, topics: logs.topics().filter((t) => !t.name.startsWith('__')).length, connections: connections.size }),
+      metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
+      admit: () => (handshakesInProgress >= limits.handshakesMax ? 'handshakes_max' : null),
+      onRefused: (reason) => metrics.connectionsRefused.inc({ reason }),
+      onConnection(transport, remote, controls) {
+        handshakesInProgress++;
+        void acceptConnection(transport, remote, controls, context, nodeIdentity, {
+          onServing: (connection) => connections.add(connection),
+          onPreAuthEnd: () => handshakesInProgress--,
+          onClosed: (connection) => {
+            if (connection) connections.delete(connection);
+          },
+        }).catch((err: unknown) => logger.error({ remote, err: (err as Error)?.stack ?? String(err) }, 'connection failed'));
       },
     });
   } catch (err) {
     await logs.close();
     throw err;
   }
+  const openListener: Listener = listener;
 
   const host = options.host ?? '127.0.0.1';
   const urlHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
   let closing: Promise<void> | null = null;
   return {
     nodeId: meta.nodeId,
-    url: `ws://${urlHost}:${listener.port}${WS_PATH}`,
-    port: listener.port,
+    url: `ws://${urlHost}:${openListener.port}${WS_PATH}`,
+    port: openListener.port,
     dataDir,
     logs,
+    publicKey: identity.publicKey,
+    fleetPublicKey,
+    anonymous,
     stats() {
       let requestsInFlight = 0;
       let sendBufferedBytes = 0;
@@ -118,17 +183,24 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
         requestsInFlight += c.requestsInFlight;
         sendBufferedBytes += c.sendBufferedBytes;
       }
-      return { connections: connections.size, requestsInFlight, sendBufferedBytes, fetchesWaiting: fetchWaiter.waitingCount };
+      return {
+        connections: connections.size,
+        requestsInFlight,
+        sendBufferedBytes,
+        fetchesWaiting: fetchWaiter.waitingCount,
+        handshakesInProgress,
+        revocations: revocations.list.size,
+      };
     },
     close() {
       closing ??= (async () => {
         shuttingDown = true;
-        const stopped = listener.stopAccepting();
+        const stopped = openListener.stopAccepting();
         // Long polls answer now with what they have; produce requests finish their fsync.
         fetchWaiter.close();
         const grace = new Promise<void>((r) => setTimeout(r, options.shutdownGraceMs ?? 5000).unref());
         await Promise.race([Promise.all([...connections].map((c) => c.whenIdle())), grace]);
-        listener.terminateAll();
+        openListener.terminateAll();
         await logs.close();
         unlock();
         await Promise.race([stopped, new Promise<void>((r) => setTimeout(r, 1000).unref())]);
@@ -137,6 +209,19 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
       return closing;
     },
   };
+}
+
+/** A node credential that would not convince a client pinning the fleet key stops the start. */
+function checkNodeCredential(credential: Buffer, identity: IdentityKeyPair, fleetPublicKey: Buffer | undefined): void {
+  if (!fleetPublicKey) throw new TributaryError(Errors.INVALID_CONFIG, 'a node credential needs the fleet key (auth.fleetPublicKey) it was issued by');
+  let checked;
+  try {
+    checked = verifyCredential(credential, fleetPublicKey);
+  } catch (err) {
+    throw new TributaryError(Errors.INVALID_CONFIG, `the node's credential is not valid: ${(err as TributaryError).detail}`);
+  }
+  if (checked.role !== 'node') throw new TributaryError(Errors.INVALID_CONFIG, `the node's credential has role ${checked.role}, not node`);
+  if (!checked.subject.equals(identity.publicKey)) throw new TributaryError(Errors.INVALID_CONFIG, "the node's credential was issued for another key than the node's identity");
 }
 
 /** Says what an unclean start found and did: nothing is cut from a log silently. */

@@ -24,7 +24,11 @@ export interface Limits {
   sendBufferBytesMax: number;
   /** Open client connections. */
   connectionsMax: number;
-  /** Time a new connection has to say Hello. */
+  /** Time a new connection has to finish the Noise handshake. */
+  handshakeTimeoutMs: number;
+  /** Connections not yet past handshake and Hello, at once; more are refused at the upgrade. */
+  handshakesMax: number;
+  /** Time a connection has to say Hello once its handshake is done. */
   helloTimeoutMs: number;
   /** Partitions on this node, all topics together: each holds an open segment file. */
   partitionsMax: number;
@@ -39,6 +43,22 @@ export interface NodeConfig {
   limits: Limits;
   /** Defaults for new topics, by Kafka's config names (segment.bytes, flush, ...). */
   topicDefaults: Record<string, string | number>;
+  auth: AuthConfig;
+}
+
+export interface AuthConfig {
+  /** The fleet public key, 64 hex characters (what `tributary fleet init` printed). */
+  fleetPublicKey?: string;
+  /** The node's identity key file; default <dataDir>/node.key, made on the first start. */
+  identity?: string;
+  /** The node's credential file (role node), for clients that pin the fleet key. */
+  credential?: string;
+  /**
+   * loopback: clients without a credential are admitted from loopback only (dev mode);
+   * none: never. When unset: loopback for a node started with neither a config file nor a
+   * fleet key, none otherwise.
+   */
+  anonymous?: 'loopback' | 'none';
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -50,12 +70,14 @@ export const DEFAULT_LIMITS: Limits = {
   fetchBytesMax: 16 * 1024 * 1024,
   sendBufferBytesMax: 8 * 1024 * 1024,
   connectionsMax: 1024,
-  helloTimeoutMs: 10_000,
+  handshakeTimeoutMs: 5000,
+  handshakesMax: 128,
+  helloTimeoutMs: 5000,
   partitionsMax: 4096,
 };
 
 export function defaultConfig(): NodeConfig {
-  return { dataDir: './data', host: '127.0.0.1', port: 7400, limits: { ...DEFAULT_LIMITS }, topicDefaults: {} };
+  return { dataDir: './data', host: '127.0.0.1', port: 7400, limits: { ...DEFAULT_LIMITS }, topicDefaults: {}, auth: {} };
 }
 
 function invalid(detail: string): TributaryError {
@@ -79,7 +101,7 @@ function str(key: string, value: unknown): string {
 export function applyConfig(base: NodeConfig, raw: unknown, source: string): NodeConfig {
   if (raw === null || raw === undefined) return base;
   if (typeof raw !== 'object' || Array.isArray(raw)) throw invalid(`${source}: expected a map of settings`);
-  const out: NodeConfig = { ...base, limits: { ...base.limits }, topicDefaults: { ...base.topicDefaults } };
+  const out: NodeConfig = { ...base, limits: { ...base.limits }, topicDefaults: { ...base.topicDefaults }, auth: { ...base.auth } };
   for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {
     switch (key) {
       case 'dataDir':
@@ -105,8 +127,35 @@ export function applyConfig(base: NodeConfig, raw: unknown, source: string): Nod
           out.topicDefaults[k] = v;
         }
         break;
+      case 'auth':
+        out.auth = applyAuth(out.auth, value, source);
+        break;
       default:
         throw invalid(`${source}: unknown setting '${key}'`);
+    }
+  }
+  return out;
+}
+
+function applyAuth(base: AuthConfig, raw: unknown, source: string): AuthConfig {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw invalid(`${source}: auth must be a map`);
+  const out = { ...base };
+  for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {
+    switch (key) {
+      case 'fleetPublicKey':
+        if (typeof value !== 'string' || !/^[0-9a-fA-F]{64}$/.test(value.trim())) throw invalid(`auth.fleetPublicKey must be 64 hex characters, got ${JSON.stringify(value)}`);
+        out.fleetPublicKey = value.trim().toLowerCase();
+        break;
+      case 'identity':
+      case 'credential':
+        out[key] = str(`auth.${key}`, value);
+        break;
+      case 'anonymous':
+        if (value !== 'loopback' && value !== 'none') throw invalid(`auth.anonymous must be loopback or none, got ${JSON.stringify(value)}`);
+        out.anonymous = value;
+        break;
+      default:
+        throw invalid(`${source}: unknown setting 'auth.${key}'`);
     }
   }
   return out;
@@ -121,6 +170,8 @@ const LIMIT_RANGES: Record<keyof Limits, [number, number]> = {
   fetchBytesMax: [1024, 256 * 1024 * 1024],
   sendBufferBytesMax: [64 * 1024, 1024 * 1024 * 1024],
   connectionsMax: [1, 1_000_000],
+  handshakeTimeoutMs: [100, 60_000],
+  handshakesMax: [1, 100_000],
   helloTimeoutMs: [100, 600_000],
   partitionsMax: [1, 1_000_000],
 };

@@ -4,7 +4,9 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { readIdentityFile } from '../devices/identity.js';
 import { Errors, TributaryError } from '../protocol/errors.js';
+import { encodeKeyFile, generateIdentity, type IdentityKeyPair } from '../protocol/key-file.js';
 
 const FILE = 'node.json';
 
@@ -31,22 +33,46 @@ export function loadOrCreateNodeMeta(dataDir: string, wantedNodeId?: string): No
     return existing;
   }
   const meta: NodeMeta = { nodeId: wantedNodeId ?? `node-${randomBytes(4).toString('hex')}`, createdAt: new Date().toISOString() };
+  writeDurably(dataDir, path, `${JSON.stringify(meta, null, 2)}\n`, 0o644);
+  return meta;
+}
+
+/** Writes a whole file that a crash leaves either absent or complete: temp, fsync, rename, fsync dir. */
+function writeDurably(dir: string, path: string, contents: string, mode: number): void {
   const tmp = `${path}.tmp`;
-  const fd = openSync(tmp, 'w');
+  const fd = openSync(tmp, 'w', mode);
   try {
-    writeSync(fd, `${JSON.stringify(meta, null, 2)}\n`);
+    writeSync(fd, contents);
     fsyncSync(fd);
   } finally {
     closeSync(fd);
   }
   renameSync(tmp, path);
-  const dirFd = openSync(dataDir, 'r');
+  const dirFd = openSync(dir, 'r');
   try {
     fsyncSync(dirFd);
   } finally {
     closeSync(dirFd);
   }
-  return meta;
+}
+
+export const NODE_KEY_FILE = 'node.key';
+
+/**
+ * The node's identity key (Ed25519, the same file format as `tributary keys generate`),
+ * made on the first start in an empty data folder and kept: clients may pin its public key.
+ * Written 0600 and fsynced before use, so a power loss cannot give the node a new key.
+ */
+export function loadOrCreateNodeIdentity(dataDir: string): { identity: IdentityKeyPair; path: string; created: boolean } {
+  const path = join(dataDir, NODE_KEY_FILE);
+  try {
+    return { identity: readIdentityFile(path), path, created: false };
+  } catch (err) {
+    if (!(err instanceof TributaryError) || !/ENOENT/.test(err.detail)) throw err;
+  }
+  const identity = generateIdentity();
+  writeDurably(dataDir, path, encodeKeyFile(identity), 0o600);
+  return { identity, path, created: true };
 }
 
 const LOCK_FILE = '.lock';

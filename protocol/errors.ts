@@ -36,6 +36,7 @@ export const Errors = {
   OUT_OF_ORDER_SEQUENCE: spec(45, 'OUT_OF_ORDER_SEQUENCE', false, 'producer sequence has a gap'),
   DUPLICATE_SEQUENCE: spec(46, 'DUPLICATE_SEQUENCE', false, 'batch was already written'),
   STORAGE_ERROR: spec(56, 'STORAGE_ERROR', true, 'storage failed on the node'),
+  INVALID_RECORD: spec(87, 'INVALID_RECORD', false, 'a record failed the node\'s validation'),
   THROTTLED: spec(89, 'THROTTLED', true, 'request throttled'),
   STORAGE_FULL: spec(1001, 'STORAGE_FULL', true, 'node storage is full'),
   TOO_MANY_REQUESTS: spec(1002, 'TOO_MANY_REQUESTS', true, 'too many requests in flight'),

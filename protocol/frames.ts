@@ -50,8 +50,10 @@ export interface HelloResponse extends ErrorBody {
 }
 
 export interface MetadataRequest {
-  /** Omitted: every topic. */
+  /** Omitted: every topic the client may see, internal ones only with includeInternal. */
   topics?: string[];
+  /** List internal topics ('__revocations', ...) too when no topics are named. */
+  includeInternal?: boolean;
 }
 export interface PartitionMetadata {
   partition: number;
@@ -64,6 +66,8 @@ export interface TopicMetadata {
   message?: string;
   partitions: PartitionMetadata[];
   config: Record<string, string | number>;
+  /** Set on internal topics: the node's own state, written by the node or its operators. */
+  internal?: boolean;
 }
 export interface MetadataResponse extends ErrorBody {
   nodeId: string;

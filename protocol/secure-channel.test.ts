@@ -29,7 +29,7 @@ import {
 } from './secure-channel.js';
 import type { SecureChannelOptions, SecureSession, StaticKeyPair } from './secure-channel.js';
 import { Rng, testSeeds, withSeedAsync } from './testdata/helpers.js';
-import { CloseCode, memoryPipe, socketTransport } from './transport.js';
+import { CloseCode, forwardingTransport, memoryPipe, socketTransport } from './transport.js';
 import type { CloseInfo, FrameTransport } from './transport.js';
 
 const MIB = 1024 * 1024;
@@ -115,23 +115,11 @@ async function withLink<T>(open: () => Promise<Link>, body: (link: Link) => Prom
  */
 function intercept(inner: FrameTransport, hook: (frame: Buffer, index: number) => Buffer[]): FrameTransport {
   let index = 0;
-  return {
+  return forwardingTransport(inner, {
     send(frame) {
       for (const f of hook(Buffer.from(frame), index++)) inner.send(f);
     },
-    get bufferedBytes() {
-      return inner.bufferedBytes;
-    },
-    drained: (lowBytes) => inner.drained(lowBytes),
-    close: (code, reason) => inner.close(code, reason),
-    get closed() {
-      return inner.closed;
-    },
-    get isClosed() {
-      return inner.isClosed;
-    },
-    [Symbol.asyncIterator]: () => inner[Symbol.asyncIterator](),
-  };
+  });
 }
 
 /** Records a copy of every frame `inner` sends. */

@@ -181,8 +181,14 @@ export function socketTransport(socket: WebSocketLike, options: SocketTransportO
     checkDrain();
     resolveClosed(closeInfo);
   });
-  socket.on('error', () => {
-    // 'close' follows every 'error' in ws; the reason is reported there.
+  socket.on('error', (err: Error & { code?: string }) => {
+    // 'close' follows every 'error' in ws. When ws itself refused what the peer sent, it
+    // closes with a status the 'close' event does not carry (it reports the peer's, or
+    // 1006), so keep ws's reason here: an oversized message is 1009, anything else 1002.
+    if (typeof err.code === 'string' && err.code.startsWith('WS_ERR_')) {
+      closeInfo ??= { code: err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? CloseCode.TOO_BIG : CloseCode.PROTOCOL_ERROR, reason: err.message };
+      inbox.end();
+    }
   });
 
   const transport: FrameTransport = {
@@ -225,6 +231,29 @@ export function socketTransport(socket: WebSocketLike, options: SocketTransportO
     },
   };
   return transport;
+}
+
+/**
+ * A transport that passes everything to `inner` except what `overrides` replaces (`send`,
+ * `close`): for layers that watch or adjust one direction, such as tests tampering with
+ * what is sent or a node remembering why it closed.
+ */
+export function forwardingTransport(inner: FrameTransport, overrides: Partial<Pick<FrameTransport, 'send' | 'close'>>): FrameTransport {
+  return {
+    send: overrides.send ?? ((frame) => inner.send(frame)),
+    get bufferedBytes() {
+      return inner.bufferedBytes;
+    },
+    drained: (lowBytes) => inner.drained(lowBytes),
+    close: overrides.close ?? ((code, reason) => inner.close(code, reason)),
+    get closed() {
+      return inner.closed;
+    },
+    get isClosed() {
+      return inner.isClosed;
+    },
+    [Symbol.asyncIterator]: () => inner[Symbol.asyncIterator](),
+  };
 }
 
 /** Two transports joined in memory, for tests and deterministic simulation. */

@@ -86,10 +86,16 @@ describe('connection rules', () => {
 
   it('refuses a large first frame before decoding it', async () => {
     const c = await RawClient.connect(broker.url, { hello: false });
-    c.sendRaw(encodeFrame(Kind.Hello, 1, { version: 1, clientId: 'x'.repeat(5000) }));
+    c.sendRaw(encodeFrame(Kind.Hello, 1, { version: 1, clientId: 'x'.repeat(4100) }));
     const closed = await c.closed;
     expect(closed.code).toBe(CloseCode.POLICY_VIOLATION);
     expect(closed.reason).toMatch(/Hello must fit/);
+  });
+
+  it('takes only small messages before Hello: a larger one is refused by its declared length', async () => {
+    const c = await RawClient.connect(broker.url, { hello: false });
+    c.sendRaw(encodeFrame(Kind.Hello, 1, { version: 1, clientId: 'x'.repeat(5000) }));
+    expect((await c.closed).code).toBe(CloseCode.TOO_BIG);
   });
 
   it('survives a client that resets while its upgrade is refused', async () => {

@@ -1,11 +1,13 @@
 // `tributary start` as a user runs it: flags and a YAML config, one clear line on a bad
-// setting, and a clean stop on SIGTERM that leaves the clean-shutdown marker.
+// setting, a clean stop on SIGTERM that leaves the clean-shutdown marker, and who it admits.
 
 import { spawnSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
-import { Kind } from '../protocol/frames.js';
+import { Errors } from '../protocol/errors.js';
+import { Kind, PROTOCOL_VERSION } from '../protocol/frames.js';
+import { generateIdentity } from '../protocol/key-file.js';
 import { RawClient } from './helpers/raw-client.js';
 import { CLI, startNodeProcess, stopAllNodes, tempDir } from './helpers/node-process.js';
 
@@ -15,7 +17,7 @@ it('reads a YAML config, lets flags override it, and stops cleanly on SIGTERM', 
   const dir = tempDir();
   try {
     const config = join(dir.path, 'node.yaml');
-    writeFileSync(config, `dataDir: ${join(dir.path, 'from-config')}\nnodeId: gateway-7\ntopicDefaults:\n  segment.bytes: 2048\n`);
+    writeFileSync(config, `dataDir: ${join(dir.path, 'from-config')}\nnodeId: gateway-7\ntopicDefaults:\n  segment.bytes: 2048\nauth:\n  anonymous: loopback\n`);
     const node = await startNodeProcess({ dataDir: join(dir.path, 'from-flag'), args: ['--config', config] });
     expect(node.output()).toMatch(/node gateway-7 listening on ws:\/\/127\.0\.0\.1:\d+\/v1/);
     const c = await RawClient.connect(node.url);
@@ -36,7 +38,11 @@ it.each([
   ['an unknown setting', 'prot: 7400\n', /unknown setting 'prot'/],
   ['a bad value', 'port: seventy\n', /port must be an integer/],
   ['bad YAML', 'port: [\n', /not valid YAML/],
-  ['a bad topic default', 'topicDefaults:\n  flush: sometimes\n', /flush/],
+  ['a bad topic default', 'auth:\n  anonymous: loopback\ntopicDefaults:\n  flush: sometimes\n', /flush/],
+  ['no fleet key (a config refuses anonymous clients)', 'nodeId: gw\n', /no fleet key is set/],
+  ['a bad fleet key', 'auth:\n  fleetPublicKey: abc\n', /auth\.fleetPublicKey must be 64 hex/],
+  ['a bad anonymous policy', 'auth:\n  anonymous: everyone\n', /auth\.anonymous must be loopback or none/],
+  ['an unknown auth setting', 'auth:\n  fleet: x\n', /unknown setting 'auth\.fleet'/],
 ])('refuses %s in the config with one clear line', (_, yaml, message) => {
   const dir = tempDir();
   try {
@@ -63,4 +69,30 @@ it.each([
   expect(lines).toHaveLength(1);
   expect(lines[0]).toMatch(/^tributary: /);
   expect(lines[0]).toMatch(message);
+});
+
+it('a bare start is dev mode and says so; a fleet key turns anonymous clients away', async () => {
+  const dir = tempDir();
+  try {
+    const dev = await startNodeProcess({ dataDir: join(dir.path, 'dev') });
+    const key = JSON.parse(readFileSync(join(dir.path, 'dev', 'node.key'), 'utf8')) as { publicKey: string };
+    expect(dev.output()).toMatch(/dev mode: anonymous clients from loopback only/);
+    expect(dev.output()).toContain(`node key ${key.publicKey}`);
+    expect(dev.output()).toMatch(/"level":40,.*dev mode: no fleet key/);
+    expect(statSync(join(dir.path, 'dev', 'node.key')).mode & 0o777).toBe(0o600);
+    const c = await RawClient.connect(dev.url);
+    c.close();
+    expect(await dev.stop()).toBe(0);
+
+    const fleetKey = generateIdentity().publicKey.toString('hex');
+    const secured = await startNodeProcess({ dataDir: join(dir.path, 'secured'), args: ['--fleet-key', fleetKey] });
+    expect(secured.output()).toMatch(/credentials required/);
+    const anonymous = await RawClient.connect(secured.url, { hello: false });
+    const answer = await anonymous.request<{ error: number; message: string }>(Kind.Hello, { version: PROTOCOL_VERSION, clientId: 'anon' });
+    expect(answer.error).toBe(Errors.UNAUTHORIZED.code);
+    expect(answer.message).toMatch(/admits only holders of a fleet credential/);
+    expect(await secured.stop()).toBe(0);
+  } finally {
+    dir.remove();
+  }
 });

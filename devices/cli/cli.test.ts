@@ -2,38 +2,22 @@
 // process, against a real node started in-process on an ephemeral port. Every spawned
 // process is waited for, and killed by its pid if it outlives its deadline.
 
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startBroker, type Broker } from '../../node/broker.js';
 import { silentLogger } from '../../node/logger.js';
+import { issueCredential, verifyCredential, type Role } from '../../protocol/credential.js';
+import { generateIdentity, type IdentityKeyPair } from '../../protocol/key-file.js';
+import { REVOCATIONS_TOPIC } from '../../protocol/revocation.js';
+import { writeIdentityFile, writePrivateFile } from '../identity.js';
 import { connect, type Connection } from '../index.js';
+import { CLI_ENTRY, ensureBuiltCli } from '../testing/built-cli.js';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const entry = join(root, 'dist/node/cli/main.js');
-
-/** Newest modification time of the .ts sources under `dir`. */
-function newestSource(dir: string): number {
-  let newest = 0;
-  for (const name of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, name.name);
-    if (name.isDirectory()) newest = Math.max(newest, newestSource(path));
-    else if (name.name.endsWith('.ts') && !name.name.endsWith('.test.ts')) newest = Math.max(newest, statSync(path).mtimeMs);
-  }
-  return newest;
-}
-
-/** Builds dist/ when it is missing or older than the sources the CLI runs (npm test builds first). */
-function ensureBuilt(): void {
-  const sources = Math.max(...['devices', 'node', 'protocol'].map((d) => newestSource(join(root, d))));
-  if (existsSync(entry) && statSync(entry).mtimeMs >= sources && statSync(join(root, 'dist/devices/cli/index.js')).mtimeMs >= sources) return;
-  const build = spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.build.json')], { encoding: 'utf8', timeout: 240_000 });
-  if (build.status !== 0) throw new Error(`build failed:\n${build.stdout}${build.stderr}`);
-}
+const entry = CLI_ENTRY;
 
 interface Run {
   code: number | null;
@@ -43,10 +27,13 @@ interface Run {
 
 const running = new Set<ChildProcess>();
 
+/** The auth variables of whoever runs the tests must not change what these runs do. */
+const AUTH_ENV_CLEARED = { TRIBUTARY_IDENTITY: '', TRIBUTARY_CREDENTIAL: '', TRIBUTARY_NODE_KEY: '', TRIBUTARY_FLEET_KEY: '' };
+
 function cli(args: string[], options: { input?: string | Buffer; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<Run> {
   return new Promise((resolveRun, reject) => {
     const child = spawn(process.execPath, [entry, ...args], {
-      env: { ...process.env, TRIBUTARY_BROKER: broker.url, ...options.env },
+      env: { ...process.env, ...AUTH_ENV_CLEARED, TRIBUTARY_BROKER: broker.url, ...options.env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     running.add(child);
@@ -71,7 +58,7 @@ let broker: Broker;
 let conn: Connection;
 
 beforeAll(async () => {
-  ensureBuilt();
+  ensureBuiltCli();
   dataDir = mkdtempSync(join(tmpdir(), 'tributary-cli-'));
   broker = await startBroker({ dataDir, port: 0, logger: silentLogger });
   conn = await connect(broker.url);
@@ -210,5 +197,94 @@ describe('tributary client commands', () => {
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/latest/);
     expect(help.stdout).toMatch(/groups/i);
+  });
+});
+
+// With the node of issue 3: a secure channel on every connection, credentials checked at
+// Hello, revocations taken from __revocations.
+describe('tributary against a node that checks credentials', () => {
+  const DAY_MS = 86_400_000;
+  const fleet = generateIdentity();
+  const nodeIdentity = generateIdentity();
+  let fleetDir: string;
+  let fleetBroker: Broker;
+
+  function keyFile(name: string, identity: IdentityKeyPair): string {
+    const path = join(fleetDir, name);
+    writeIdentityFile(path, identity);
+    return path;
+  }
+
+  function credential(subject: IdentityKeyPair, role: Role, topics: string[] = ['*']): Buffer {
+    return issueCredential(fleet, { subject: subject.publicKey, role, produce: topics, consume: topics, expiresAt: Date.now() + DAY_MS });
+  }
+
+  function credentialFile(name: string, bytes: Buffer): string {
+    const path = join(fleetDir, name);
+    writePrivateFile(path, bytes, false);
+    return path;
+  }
+
+  let admin: string[];
+  let device: string[];
+  let deviceCredentialPath: string;
+  const fleetKeyHex = fleet.publicKey.toString('hex');
+
+  beforeAll(async () => {
+    fleetDir = mkdtempSync(join(tmpdir(), 'tributary-cli-fleet-'));
+    fleetBroker = await startBroker({
+      dataDir: join(fleetDir, 'data'),
+      port: 0,
+      logger: silentLogger,
+      auth: { fleetPublicKey: fleet.publicKey, identity: nodeIdentity, credential: credential(nodeIdentity, 'node'), anonymous: 'none' },
+    });
+    const adminIdentity = generateIdentity();
+    admin = ['--identity', keyFile('admin.key', adminIdentity), '--credential', credentialFile('admin.cred', credential(adminIdentity, 'admin'))];
+    const deviceIdentity = generateIdentity();
+    deviceCredentialPath = credentialFile('device.cred', credential(deviceIdentity, 'device', ['sensors']));
+    device = ['--identity', keyFile('device.key', deviceIdentity), '--credential', deviceCredentialPath];
+  });
+
+  afterAll(async () => {
+    await fleetBroker?.close();
+    if (fleetDir) rmSync(fleetDir, { recursive: true, force: true });
+  });
+
+  const on = (args: string[], options: Parameters<typeof cli>[1] = {}) => cli([...args, '--broker', fleetBroker.url], options);
+
+  it('pins the node by its key or by the fleet, and refuses an impostor pin at once', async () => {
+    expect(await on(['topics', 'create', 'sensors', '--partitions', '1', ...admin, '--node-key', fleetBroker.publicKey.toString('hex')])).toMatchObject({ code: 0 });
+    expect(await on(['topics', 'list', ...admin, '--fleet-key', fleetKeyHex])).toMatchObject({ code: 0 });
+    const impostor = await on(['topics', 'list', ...admin, '--node-key', generateIdentity().publicKey.toString('hex')]);
+    expect(impostor.code).toBe(1);
+    expect(impostor.stderr).toBe(`tributary: UNAUTHORIZED: refusing node at ${fleetBroker.url}: the node is not the one pinned: its key differs from the node key given\n`);
+    const otherFleet = await on(['topics', 'list', ...admin, '--fleet-key', generateIdentity().publicKey.toString('hex')]);
+    expect(otherFleet.code).toBe(1);
+    expect(otherFleet.stderr).toMatch(/^tributary: UNAUTHORIZED: refusing node at .*: the node has no valid credential of the pinned fleet: credential refused: issued by another fleet\n$/);
+  });
+
+  it('takes the identity and credential from the environment', async () => {
+    const env = { TRIBUTARY_IDENTITY: device[1], TRIBUTARY_CREDENTIAL: device[3], TRIBUTARY_FLEET_KEY: fleetKeyHex };
+    expect(await on(['produce', 'sensors'], { input: 'from-env\n', env })).toMatchObject({ code: 0, stderr: 'produced 1 record\n' });
+  });
+
+  it('refuses an anonymous client in one line', async () => {
+    const r = await on(['topics', 'list']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^tributary: UNAUTHORIZED: node at .* refused this client: .*\n$/);
+  });
+
+  it('a device may not revoke; an admin revokes the device, which is then refused', async () => {
+    const id = verifyCredential(readFileSync(deviceCredentialPath), fleet.publicKey).id;
+    expect(await on(['produce', 'sensors', ...device], { input: 'before\n' })).toMatchObject({ code: 0 });
+    const byDevice = await on(['credentials', 'revoke', '--fleet', keyFile('fleet.key', fleet), '--credential-file', deviceCredentialPath, ...device]);
+    expect(byDevice.code).toBe(1);
+    expect(byDevice.stderr).toMatch(/^tributary: UNAUTHORIZED: /);
+    const revoked = await on(['credentials', 'revoke', '--fleet', join(fleetDir, 'fleet.key'), '--credential-file', deviceCredentialPath, '--reason', 'lost', ...admin]);
+    expect(revoked).toMatchObject({ code: 0, stderr: '' });
+    expect(revoked.stdout).toMatch(new RegExp(`^revoked credential ${id} \\(role device, subject [0-9a-f]{64}\\) \\(${REVOCATIONS_TOPIC}/0 at offset \\d+\\)\n$`));
+    const after = await on(['produce', 'sensors', ...device], { input: 'after\n' });
+    expect(after.code).toBe(1);
+    expect(after.stderr).toBe(`tributary: UNAUTHORIZED: node at ${fleetBroker.url} refused this client: credential revoked: lost\n`);
   });
 });

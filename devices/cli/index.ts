@@ -5,23 +5,24 @@
 //   tributary topics create|list|describe|delete
 //   tributary produce TOPIC   (stdin, one record per line)
 //   tributary consume TOPIC   (stdout, one record per line)
+//   tributary credentials revoke   (revoke.ts)
+//
+// Every command that talks to a node takes --broker and the auth flags --identity,
+// --credential, --node-key, --fleet-key (common.ts), each with its environment fallback.
 
-import { Command } from 'commander';
-import { Admin, Client, Consumer, Producer, type ProducerMessage } from '../index.js';
+import type { Command } from 'commander';
+import { Admin, Consumer, Producer, type ProducerMessage } from '../index.js';
 import { cborDecode, CONTENT_TYPE, isCborMarked } from '../serde.js';
+import { messageOf, run, UsageError, withClient, withNode, type NodeOptions } from './common.js';
 import { registerKeyCommands } from './keys.js';
 import { LineWriter } from './output.js';
+import { registerRevokeCommand } from './revoke.js';
 
-export const DEFAULT_BROKER = 'ws://127.0.0.1:7400/v1';
-/** The command line fails fast when no node answers, instead of the SDK's 10 s. */
-const CLI_CONNECT_TIMEOUT_MS = 3000;
-
-interface BrokerOption {
-  broker: string;
-}
+export { DEFAULT_BROKER } from './common.js';
 
 export function registerClientCommands(program: Command): void {
-  registerKeyCommands(program);
+  const { credentials } = registerKeyCommands(program);
+  registerRevokeCommand(credentials);
   registerTopicCommands(program);
   registerProduceCommand(program);
   registerConsumeCommand(program);
@@ -30,46 +31,11 @@ export function registerClientCommands(program: Command): void {
 // ---------------------------------------------------------------------------------------
 // Shared plumbing.
 
-function withBroker(command: Command): Command {
-  return command.option('--broker <url>', 'node to talk to (env TRIBUTARY_BROKER)', process.env.TRIBUTARY_BROKER || DEFAULT_BROKER);
-}
-
-/**
- * Runs a command body: any error becomes one `tributary: message` line and exit code 1,
- * printed here so the format does not depend on the caller of parseAsync.
- */
-function run<A extends unknown[]>(body: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
-  return async (...args: A) => {
-    try {
-      await body(...args);
-    } catch (err) {
-      process.stderr.write(`tributary: ${messageOf(err)}\n`);
-      process.exitCode = 1;
-    }
-  };
-}
-
-function messageOf(err: unknown): string {
-  const message = err instanceof Error ? err.message : String(err);
-  return message.split('\n')[0];
-}
-
-class UsageError extends Error {}
-
 function intArg(flag: string, value: string | undefined, min: number): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
   if (value.trim() === '' || !Number.isSafeInteger(n) || n < min) throw new UsageError(`${flag} must be an integer of at least ${min}, got '${value}'`);
   return n;
-}
-
-async function withClient<T>(url: string, body: (client: Client) => Promise<T>): Promise<T> {
-  const client = await Client.connect(url, { connectTimeoutMs: CLI_CONNECT_TIMEOUT_MS, clientId: 'tributary-cli' });
-  try {
-    return await body(client);
-  } finally {
-    await client.close();
-  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -78,33 +44,33 @@ async function withClient<T>(url: string, body: (client: Client) => Promise<T>):
 function registerTopicCommands(program: Command): void {
   const topics = program.command('topics').description('create, list, describe and delete topics');
 
-  withBroker(topics.command('create <name>'))
+  withNode(topics.command('create <name>'))
     .description('create a topic')
     .requiredOption('--partitions <n>', 'number of partitions')
     .option('--config <key=value...>', 'topic settings by Kafka name, e.g. retention.ms=86400000', [])
     .action(
-      run(async (name: string, opts: BrokerOption & { partitions: string; config: string[] }) => {
+      run(async (name: string, opts: NodeOptions & { partitions: string; config: string[] }) => {
         const partitions = intArg('--partitions', opts.partitions, 1) as number;
         const config = parseConfig(opts.config);
-        await withClient(opts.broker, (client) => new Admin(client).createTopic(name, { partitions, config }));
+        await withClient(opts, (client) => new Admin(client).createTopic(name, { partitions, config }));
         process.stdout.write(`created topic ${name} with ${partitions} partition${partitions === 1 ? '' : 's'}\n`);
       }),
     );
 
-  withBroker(topics.command('list'))
+  withNode(topics.command('list'))
     .description('list topic names')
     .action(
-      run(async (opts: BrokerOption) => {
-        const names = await withClient(opts.broker, (client) => new Admin(client).listTopics());
+      run(async (opts: NodeOptions) => {
+        const names = await withClient(opts, (client) => new Admin(client).listTopics());
         if (names.length > 0) process.stdout.write(`${names.join('\n')}\n`);
       }),
     );
 
-  withBroker(topics.command('describe <name>'))
+  withNode(topics.command('describe <name>'))
     .description('show partitions, leaders, offsets and config of a topic')
     .action(
-      run(async (name: string, opts: BrokerOption) => {
-        const d = await withClient(opts.broker, (client) => new Admin(client).describeTopic(name));
+      run(async (name: string, opts: NodeOptions) => {
+        const d = await withClient(opts, (client) => new Admin(client).describeTopic(name));
         const config = Object.entries(d.config)
           .sort(([a], [b]) => a.localeCompare(b))
           .map(([k, v]) => `${k}=${v}`)
@@ -120,11 +86,11 @@ function registerTopicCommands(program: Command): void {
       }),
     );
 
-  withBroker(topics.command('delete <name>'))
+  withNode(topics.command('delete <name>'))
     .description('delete a topic and its data')
     .action(
-      run(async (name: string, opts: BrokerOption) => {
-        await withClient(opts.broker, (client) => new Admin(client).deleteTopic(name));
+      run(async (name: string, opts: NodeOptions) => {
+        await withClient(opts, (client) => new Admin(client).deleteTopic(name));
         process.stdout.write(`deleted topic ${name}\n`);
       }),
     );
@@ -152,7 +118,7 @@ function table(header: string[], rows: string[][]): string[] {
 // ---------------------------------------------------------------------------------------
 // produce
 
-interface ProduceOptions extends BrokerOption {
+interface ProduceOptions extends NodeOptions {
   keySeparator?: string;
   partition?: string;
   acks: string;
@@ -162,7 +128,7 @@ interface ProduceOptions extends BrokerOption {
 }
 
 function registerProduceCommand(program: Command): void {
-  withBroker(program.command('produce <topic>'))
+  withNode(program.command('produce <topic>'))
     .description('send stdin to a topic, one record per line (key and value split at --key-separator)')
     .option('--key-separator <sep>', 'split each line into key and value at the first <sep>')
     .option('--partition <p>', 'send every record to this partition')
@@ -179,7 +145,7 @@ async function produce(topic: string, opts: ProduceOptions): Promise<void> {
   const partition = intArg('--partition', opts.partition, 0);
   const separator = opts.keySeparator === undefined ? null : Buffer.from(opts.keySeparator, 'utf8');
   if (separator !== null && separator.length === 0) throw new UsageError('--key-separator must not be empty');
-  await withClient(opts.broker, async (client) => {
+  await withClient(opts, async (client) => {
     const producer = new Producer(client, {
       acks,
       compression: opts.compression as 'none' | 'gzip',
@@ -255,7 +221,7 @@ function parseAcks(value: string): 0 | 1 | -1 {
 // ---------------------------------------------------------------------------------------
 // consume
 
-interface ConsumeOptions extends BrokerOption {
+interface ConsumeOptions extends NodeOptions {
   fromBeginning?: boolean;
   offset?: string;
   partition?: string;
@@ -266,7 +232,7 @@ interface ConsumeOptions extends BrokerOption {
 }
 
 function registerConsumeCommand(program: Command): void {
-  withBroker(program.command('consume <topic>'))
+  withNode(program.command('consume <topic>'))
     .description(
       'print records of a topic to stdout, one per line. Starts at the end of each partition ' +
         "(Kafka's latest) unless --from-beginning or --offset is given. Consumer groups and " +
@@ -291,7 +257,7 @@ async function consume(topic: string, opts: ConsumeOptions): Promise<void> {
   if (offset !== undefined && onePartition === undefined) throw new UsageError('--offset needs --partition');
   if (offset !== undefined && opts.fromBeginning) throw new UsageError('--offset and --from-beginning exclude each other');
 
-  await withClient(opts.broker, async (client) => {
+  await withClient(opts, async (client) => {
     const meta = await new Admin(client).topicMetadata(topic);
     const count = meta.partitions.length;
     if (onePartition !== undefined && onePartition >= count) throw new UsageError(`topic ${topic} has no partition ${onePartition} (it has ${count})`);

@@ -3,14 +3,14 @@
 import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { afterAll, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { verifyCredential } from '../../protocol/credential.js';
 import { parsePublicKey } from '../../protocol/key-file.js';
+import { CLI_ENTRY as CLI, ensureBuiltCli } from '../testing/built-cli.js';
 
-const CLI = resolve(dirname(fileURLToPath(import.meta.url)), '../../dist/node/cli/main.js');
 const dir = mkdtempSync(join(tmpdir(), 'trib-keys-'));
+beforeAll(() => void ensureBuiltCli(), 300_000);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function tributary(...args: string[]) {

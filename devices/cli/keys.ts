@@ -7,6 +7,9 @@
 //   tributary fleet init --out FILE [--force]        the fleet authority's key
 //   tributary credentials issue --fleet FILE --subject PUBKEY --role ROLE
 //       [--produce PATTERN ...] [--consume PATTERN ...] [--expires 90d] --out FILE
+//
+// `credentials revoke` needs a node to publish to, so it lives with the client commands
+// (revoke.ts), under the `credentials` command made here.
 
 import type { Command } from 'commander';
 import { issueCredential, ROLES, type Role } from '../../protocol/credential.js';
@@ -43,7 +46,7 @@ function writeNewIdentity(opts: { out: string; force?: boolean }): void {
   }
 }
 
-export function registerKeyCommands(program: Command): void {
+export function registerKeyCommands(program: Command): { credentials: Command } {
   const keys = program.command('keys').description('make and show identity key files (Ed25519)');
   keys
     .command('generate')
@@ -71,9 +74,8 @@ export function registerKeyCommands(program: Command): void {
     .option('--force', 'overwrite an existing file')
     .action(writeNewIdentity);
 
-  program
-    .command('credentials')
-    .description('fleet credentials: what a key may do')
+  const credentials = program.command('credentials').description('fleet credentials: what a key may do');
+  credentials
     .command('issue')
     .description('sign a credential for a subject key with the fleet key')
     .requiredOption('--fleet <file>', 'the fleet key file')
@@ -102,4 +104,5 @@ export function registerKeyCommands(program: Command): void {
         fail(err);
       }
     });
+  return { credentials };
 }

@@ -1,14 +1,22 @@
 // A small in-memory node for the SDK's unit tests: it speaks the wire protocol over
 // memoryPipe (or over a real `ws` server) and keeps partitions as arrays of stored batches.
+// Every connection starts, as on the node, with the Noise XX handshake (the fake node is
+// the responder, with its own identity and optionally a credential to show in message 2);
+// each FakeConnection records the client's static key and message-3 payload, so tests can
+// check what a client showed. It checks no credential itself: `refuseHello` lets a test
+// refuse a client the way the node does, with an error answer to Hello and a close.
 // It is deliberately simple and obviously correct, and it lets tests inject what a real
 // node would do only under faults: held, dropped or failed answers and closed connections.
 // It is not the node: integration tests run the real one (node/broker.ts).
 
 import { WebSocketServer } from 'ws';
 import type { AddressInfo } from 'node:net';
-import { Errors } from '../../protocol/errors.js';
+import { CREDENTIAL_BYTES_MAX } from '../../protocol/credential.js';
+import { Errors, type TributaryError } from '../../protocol/errors.js';
 import { decodeFrame, encodeFrame, Kind, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, PROTOCOL_VERSION, RESPONSE, type Frame } from '../../protocol/frames.js';
 import { decodeBatch, lastOffsetOf, readBatchHeader, setBaseOffset, validateBatch } from '../../protocol/record-batch.js';
+import { generateIdentity, type IdentityKeyPair } from '../../protocol/key-file.js';
+import { HANDSHAKE_MESSAGE2_BYTES_MIN, noiseKeyPairFromIdentity, secureResponder } from '../../protocol/secure-channel.js';
 import { memoryPipe, socketTransport, type FrameTransport } from '../../protocol/transport.js';
 import type { TransportFactory } from '../client.js';
 
@@ -32,10 +40,21 @@ interface StoredPartition {
 
 export class FakeConnection {
   inflight = 0;
+  /** The sealed transport once the handshake is done; the raw one until then. */
+  transport: FrameTransport;
+  /** 'failed' with `handshakeError` when the handshake did not complete. */
+  handshake: 'pending' | 'done' | 'failed' = 'pending';
+  handshakeError: TributaryError | null = null;
+  /** The client's X25519 static key, from the handshake. */
+  remoteStaticKey: Buffer | null = null;
+  /** The client's message-3 payload (its credential, or empty when anonymous). */
+  remotePayload: Buffer | null = null;
   constructor(
-    readonly transport: FrameTransport,
+    readonly raw: FrameTransport,
     readonly node: FakeNode,
-  ) {}
+  ) {
+    this.transport = raw;
+  }
   answer(frame: { kind: number; correlationId: number }, body: Body): void {
     this.transport.send(encodeFrame(frame.kind | RESPONSE, frame.correlationId, body));
   }
@@ -45,6 +64,15 @@ export class FakeNode {
   frameBytesMax = 16 * 1024 * 1024;
   inflightMax = 32;
   nodeId = 'fake-1';
+  /** The node's identity in the handshake; a test may replace it before clients connect. */
+  identity: IdentityKeyPair = generateIdentity();
+  /** Sent as the payload of handshake message 2: the node's credential, or nothing. */
+  credential: Buffer | null = null;
+  /**
+   * Called at each Hello: an error refuses the client as the node does, by answering Hello
+   * with it and closing the connection.
+   */
+  refuseHello: ((connection: FakeConnection) => TributaryError | undefined) | null = null;
   /** When true, the transport factory fails as a refused TCP connect would. */
   refuse = false;
   /** Every request received, in order (Hello included). */
@@ -98,13 +126,32 @@ export class FakeNode {
 
   /** Closes every connection, as a node restart or a network cut would. */
   dropConnections(): void {
-    for (const c of this.connections) c.transport.close(1001, 'fake node dropped the connection');
+    for (const c of this.connections) c.raw.close(1001, 'fake node dropped the connection');
   }
 
-  serve(transport: FrameTransport): FakeConnection {
-    const connection = new FakeConnection(transport, this);
+  /** Handshakes on `raw` as the node does, then serves frames; the connection is recorded at once. */
+  serve(raw: FrameTransport): FakeConnection {
+    const connection = new FakeConnection(raw, this);
     this.connections.push(connection);
     void (async () => {
+      let transport: FrameTransport;
+      try {
+        const session = await secureResponder(raw, {
+          staticKeyPair: noiseKeyPairFromIdentity(this.identity),
+          payload: this.credential ?? undefined,
+          // As the node: room for a full credential in message 3 (and ours in message 2).
+          handshakeFrameBytesMax: HANDSHAKE_MESSAGE2_BYTES_MIN + CREDENTIAL_BYTES_MAX,
+        });
+        transport = session.transport;
+        connection.transport = transport;
+        connection.remoteStaticKey = session.remoteStaticKey;
+        connection.remotePayload = session.remotePayload;
+        connection.handshake = 'done';
+      } catch (err) {
+        connection.handshake = 'failed';
+        connection.handshakeError = err as TributaryError;
+        return;
+      }
       for await (const bytes of transport) {
         const frame = decodeFrame(bytes);
         const req: FakeRequest = { kind: frame.kind, correlationId: frame.correlationId, body: frame.body, connection };
@@ -134,6 +181,12 @@ export class FakeNode {
   }
 
   private async handle(frame: Frame, req: FakeRequest, connection: FakeConnection): Promise<void> {
+    const refusal = frame.kind === Kind.Hello ? this.refuseHello?.(connection) : undefined;
+    if (refusal !== undefined) {
+      connection.answer(frame, { error: refusal.code, message: refusal.message });
+      connection.transport.close(1008, 'fake node refused the client');
+      return;
+    }
     const action = this.hook && frame.kind !== Kind.Hello ? await this.hook(req) : undefined;
     if (action === 'silent') return;
     if (action === 'close') {

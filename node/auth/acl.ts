@@ -8,6 +8,7 @@
 //   app     by its patterns                 no                      topics it may use
 //   device  by its patterns                 no                      topics it may use
 //   anonymous (dev mode, loopback only): everything, as admin.
+//   Internal topics (names starting '__') are reached only by admin, node and anonymous.
 
 import { topicAllowed, type Credential, type Role } from '../../protocol/credential.js';
 import { Errors, TributaryError } from '../../protocol/errors.js';
@@ -21,6 +22,8 @@ export interface Principal {
   readonly produce: readonly string[];
   readonly consume: readonly string[];
   readonly credentialId?: string;
+  /** The Ed25519 identity key the credential names (revocations may name it). */
+  readonly subject?: Buffer;
   readonly expiresAt?: number;
 }
 
@@ -33,6 +36,7 @@ export function principalOf(credential: Credential): Principal {
     produce: credential.produce,
     consume: credential.consume,
     credentialId: credential.id,
+    subject: credential.subject,
     expiresAt: credential.expiresAt,
   };
 }
@@ -40,6 +44,9 @@ export function principalOf(credential: Credential): Principal {
 export function isAllowed(principal: Principal, action: Action, topic?: string): boolean {
   const { role } = principal;
   if (role === 'anonymous' || role === 'admin') return true;
+  // Internal topics ('__revocations', later '__consumer_offsets') hold the node's own state:
+  // no topic pattern reaches them, so a device's '*' cannot write revocations.
+  if (role !== 'node' && topic !== undefined && topic.startsWith('__')) return false;
   switch (action) {
     case 'createTopics':
     case 'deleteTopics':

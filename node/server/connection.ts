@@ -1,5 +1,6 @@
-// One client connection above the transport: decode frames, enforce the per-connection
-// limits, dispatch to handlers, write responses. It never sees a socket.
+// One client connection above the secure channel: decode frames, enforce the
+// per-connection limits, check who is asking, dispatch to handlers, write responses. It
+// never sees a socket.
 //
 // Limits: the first frame must be a Hello of at most 4 KiB, within helloTimeoutMs, and
 // nothing else is read until it has succeeded; at most inflightMax (and inflightBytesMax)
@@ -8,10 +9,17 @@
 // large responses wait for the send buffer to drain below sendBufferBytesMax. A frame that
 // cannot be decoded closes the connection with the reason, since its correlation id is
 // unknown and so it cannot be answered.
+//
+// Who: the handshake decided the admission before this was made. A refused peer is told
+// why in the answer to its Hello and then closed; an admitted one is checked again before
+// each request, so a revocation or an expiry ends an open connection at its next request.
 
 import { Errors, TributaryError } from '../../protocol/errors.js';
 import { decodeFrame, encodeFrame, Kind, kindName, RESPONSE, type Frame } from '../../protocol/frames.js';
 import { CloseCode, type FrameTransport } from '../../protocol/transport.js';
+import type { Principal } from '../auth/acl.js';
+import type { Admission } from '../auth/authenticator.js';
+import type { CloseReason } from '../metrics.js';
 import type { BrokerContext, RequestContext } from './context.js';
 import { handlers } from './dispatch.js';
 
@@ -30,12 +38,25 @@ export class Connection {
   /** Serializes large responses: one holder at a time may read and send. */
   private outboundChain: Promise<void> = Promise.resolve();
   private readonly idle: Set<() => void> = new Set();
+  /** Why we closed the connection, when we did; see `closeReasonLabel`. */
+  private ourCloseReason: CloseReason | null = null;
+  private readonly principal: Principal | undefined;
 
   constructor(
     private readonly transport: FrameTransport,
     private readonly broker: BrokerContext,
     private readonly remoteAddress: string,
-  ) {}
+    private readonly admission: Admission,
+    /** Called once Hello has succeeded: the peer is authenticated and admitted. */
+    private readonly onAdmitted: () => void = () => {},
+  ) {
+    this.principal = admission.principal;
+  }
+
+  /** Why this connection was closed by the node, or null if it was not (yet). */
+  get closeReason(): CloseReason | null {
+    return this.ourCloseReason;
+  }
 
   get requestsInFlight(): number {
     return this.inflight;
@@ -47,40 +68,58 @@ export class Connection {
 
   async serve(): Promise<void> {
     const { limits } = this.broker;
-    const helloTimer = setTimeout(() => this.close(CloseCode.POLICY_VIOLATION, `no Hello within ${limits.helloTimeoutMs} ms`), limits.helloTimeoutMs);
+    const helloTimer = setTimeout(() => this.close(CloseCode.POLICY_VIOLATION, `no Hello within ${limits.helloTimeoutMs} ms`, 'hello_timeout'), limits.helloTimeoutMs);
     try {
       for await (const bytes of this.transport) {
         // Before Hello a peer is a stranger: its first frame must be small, so that decoding
         // it costs next to nothing.
         if (!this.helloDone && bytes.length > HELLO_FRAME_BYTES_MAX) {
-          this.close(CloseCode.POLICY_VIOLATION, `first frame is ${bytes.length} bytes; Hello must fit in ${HELLO_FRAME_BYTES_MAX}`);
+          this.close(CloseCode.POLICY_VIOLATION, `first frame is ${bytes.length} bytes; Hello must fit in ${HELLO_FRAME_BYTES_MAX}`, 'hello_invalid');
           break;
         }
         let frame: Frame;
         try {
           frame = decodeFrame(bytes);
         } catch (err) {
-          this.close(CloseCode.PROTOCOL_ERROR, `malformed frame: ${(err as Error).message}`);
+          this.close(CloseCode.PROTOCOL_ERROR, `malformed frame: ${(err as Error).message}`, 'frame_malformed');
           break;
         }
         if (frame.kind & RESPONSE) {
-          this.close(CloseCode.PROTOCOL_ERROR, `unexpected ${kindName(frame.kind)} from a client`);
+          this.close(CloseCode.PROTOCOL_ERROR, `unexpected ${kindName(frame.kind)} from a client`, 'protocol_error');
           break;
         }
         if (!this.helloDone) {
           if (frame.kind !== Kind.Hello) {
-            this.close(CloseCode.POLICY_VIOLATION, `first request must be Hello, got ${kindName(frame.kind)}`);
+            this.close(CloseCode.POLICY_VIOLATION, `first request must be Hello, got ${kindName(frame.kind)}`, 'hello_invalid');
             break;
           }
           clearTimeout(helloTimer);
           this.clientId = typeof frame.body.clientId === 'string' ? frame.body.clientId.slice(0, 256) : '';
-          // Nothing after Hello is read until Hello has succeeded: credentials will travel in
-          // it, so a request pipelined behind a failed Hello must never run.
+          if (this.admission.refusal) {
+            const refusal = this.admission.refusal;
+            this.broker.logger.info({ remote: this.remoteAddress, clientId: this.clientId, reason: refusal.detail }, 'connection refused');
+            this.send(frame, { error: refusal.code, message: refusal.detail });
+            this.close(CloseCode.POLICY_VIOLATION, refusal.detail, 'unauthorized');
+            break;
+          }
+          // Nothing after Hello is read until Hello has succeeded, so a request pipelined
+          // behind a failed Hello never runs.
           this.inflight++;
           const ok = await this.handle(frame).finally(() => this.requestDone(0));
           if (!ok) break;
           this.helloDone = true;
+          this.onAdmitted();
           continue;
+        }
+        // A credential revoked or expired since the last request ends the connection here:
+        // this request is answered with why, and nothing after it is read.
+        const lapse = this.principal ? this.broker.authenticator.recheck(this.principal) : null;
+        if (lapse) {
+          const { error } = lapse;
+          this.broker.logger.info({ remote: this.remoteAddress, clientId: this.clientId, principal: this.principal?.name, reason: error.detail }, 'closing a connection whose credential no longer admits it');
+          this.send(frame, { error: error.code, message: error.detail });
+          this.close(CloseCode.POLICY_VIOLATION, error.detail, lapse.why === 'revoked' ? 'credential_revoked' : 'credential_expired');
+          break;
         }
         while (this.inflight >= limits.inflightMax || (this.inflight > 0 && this.inflightBytes >= limits.inflightBytesMax)) {
           await new Promise<void>((resolve) => (this.slotWaiter = resolve));
@@ -102,8 +141,11 @@ export class Connection {
     this.requestAborts.clear();
   }
 
-  close(code: number, reason: string): void {
-    if (!this.transport.isClosed) this.broker.logger.debug({ remote: this.remoteAddress, clientId: this.clientId, code, reason }, 'closing connection');
+  close(code: number, reason: string, label: CloseReason = 'node_shutdown'): void {
+    if (!this.transport.isClosed) {
+      this.ourCloseReason ??= label;
+      this.broker.logger.debug({ remote: this.remoteAddress, clientId: this.clientId, code, reason }, 'closing connection');
+    }
     this.transport.close(code, reason);
     this.abortAll();
   }
@@ -140,6 +182,7 @@ export class Connection {
       broker: this.broker,
       clientId: this.clientId,
       remoteAddress: this.remoteAddress,
+      principal: this.principal as Principal,
       signal: requestAbort.signal,
       deadline: started + limits.requestTimeoutMs,
       // A request that timed out may still be waiting for its turn; its slot is given back
@@ -170,7 +213,7 @@ export class Connection {
       }
       if (frame.kind === Kind.Hello && (response as { error: number }).error !== Errors.NONE.code) {
         this.send(frame, response);
-        this.close(CloseCode.POLICY_VIOLATION, (response as { message: string }).message);
+        this.close(CloseCode.POLICY_VIOLATION, (response as { message: string }).message, 'hello_invalid');
         finished = true;
         return false;
       }

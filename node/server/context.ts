@@ -1,4 +1,8 @@
+import type { Principal } from '../auth/acl.js';
+import type { Authenticator } from '../auth/authenticator.js';
+import type { RevocationStore } from '../auth/revocation-store.js';
 import type { Limits } from '../config.js';
+import type { NodeMetrics } from '../metrics.js';
 import type { Logger } from '../logger.js';
 import type { LogManager } from '../storage/log-manager.js';
 import type { FetchWaiter } from './fetch-waiter.js';
@@ -11,6 +15,9 @@ export interface BrokerContext {
   readonly logger: Logger;
   readonly fetchWaiter: FetchWaiter;
   readonly shuttingDown: boolean;
+  readonly authenticator: Authenticator;
+  readonly revocations: RevocationStore;
+  readonly metrics: NodeMetrics;
 }
 
 /** Per request: the broker, who asked, and the request's deadline. */
@@ -18,6 +25,8 @@ export interface RequestContext {
   readonly broker: BrokerContext;
   readonly clientId: string;
   readonly remoteAddress: string;
+  /** Who is asking: every handler checks its actions against it (node/auth/acl.ts). */
+  readonly principal: Principal;
   /** Aborted when the request times out, the connection closes or the node shuts down. */
   readonly signal: AbortSignal;
   /** Epoch ms by which the request must be answered. */

@@ -1,6 +1,11 @@
-// The network edge: one HTTP server carrying the WebSocket endpoint `/v1` and `/healthz`.
-// Each accepted WebSocket becomes a FrameTransport handed to `onConnection`; nothing here
-// knows about frames or requests.
+// The network edge: one HTTP server carrying the WebSocket endpoint `/v1`, `/healthz` and
+// `/metrics`. Each accepted WebSocket becomes a FrameTransport handed to `onConnection`;
+// nothing here knows about frames or requests.
+//
+// A new socket may send only small messages: `ws` checks each message's length from its
+// header against the socket's limit and closes with 1009 before buffering it, and until
+// the connection is authenticated that limit is preAuthFrameBytesMax, not frameBytesMax.
+// So a stranger cannot make the node buffer megabytes per connection.
 
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -13,13 +18,49 @@ export const WS_PATH = '/v1';
 /** Silent peers (half-open TCP after a gateway's network drops) are found by ping. */
 const PING_INTERVAL_MS = 30_000;
 
+/** What the connection's owner may change on its socket. */
+export interface SocketControls {
+  /** The largest message the socket accepts from now on. */
+  setMessageBytesMax(bytes: number): void;
+}
+
+export interface RemoteEndpoint {
+  address: string;
+  port: number;
+}
+
 export interface ListenerOptions {
   host: string;
   port: number;
   limits: Limits;
   logger: Logger;
+  /** The largest message a socket accepts until its owner raises the limit. */
+  preAuthFrameBytesMax: number;
+  /** The largest message any socket accepts (frameBytesMax plus the sealing overhead). */
+  frameBytesMax: number;
   health(): object;
-  onConnection(transport: FrameTransport, remoteAddress: string): void;
+  metrics(): Promise<{ contentType: string; body: string }>;
+  /** Null to accept a new WebSocket, or the reason it is refused (a limit reached). */
+  admit(): string | null;
+  onRefused(reason: string): void;
+  onConnection(transport: FrameTransport, remote: RemoteEndpoint, controls: SocketControls): void;
+}
+
+interface ReceiverInternals {
+  _receiver?: { _maxPayload?: unknown };
+}
+
+/**
+ * Sets the largest message `ws` will accept on an open socket. `ws` fixes maxPayload per
+ * server; its receiver keeps it in `_maxPayload`, checked against each message's declared
+ * length before the payload is buffered (ws 8). A test pins this behaviour, so an upgrade
+ * of `ws` that moves it fails loudly instead of silently dropping the bound.
+ */
+export function setMessageBytesMax(ws: WebSocket, bytes: number): boolean {
+  const receiver = (ws as unknown as ReceiverInternals)._receiver;
+  if (!receiver || typeof receiver._maxPayload !== 'number') return false;
+  receiver._maxPayload = bytes;
+  return true;
 }
 
 export interface Listener {
@@ -34,11 +75,19 @@ export async function listen(options: ListenerOptions): Promise<Listener> {
   const { limits, logger } = options;
   const sockets = new Set<WebSocket>();
   const alive = new WeakSet<WebSocket>();
-  const wss = new WebSocketServer({ noServer: true, maxPayload: limits.frameBytesMax, perMessageDeflate: false });
+  const wss = new WebSocketServer({ noServer: true, maxPayload: options.frameBytesMax, perMessageDeflate: false });
+  let warnedNoMessageLimit = false;
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '').split('?')[0];
     if (req.method === 'GET' && path === '/healthz') {
       res.writeHead(200, { 'content-type': 'application/json' }).end(`${JSON.stringify(options.health())}\n`);
+      return;
+    }
+    if (req.method === 'GET' && path === '/metrics') {
+      options.metrics().then(
+        (m) => res.writeHead(200, { 'content-type': m.contentType }).end(m.body),
+        (err: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${(err as Error)?.message ?? String(err)}\n`),
+      );
       return;
     }
     res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: ${path}\n`);
@@ -54,6 +103,12 @@ export async function listen(options: ListenerOptions): Promise<Listener> {
     if (path !== WS_PATH) return refuse('404 Not Found');
     if (sockets.size >= limits.connectionsMax) {
       logger.warn({ connectionsMax: limits.connectionsMax }, 'connection refused: limit reached');
+      options.onRefused('connections_max');
+      return refuse('503 Service Unavailable');
+    }
+    const refusal = options.admit();
+    if (refusal !== null) {
+      options.onRefused(refusal);
       return refuse('503 Service Unavailable');
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
@@ -61,8 +116,12 @@ export async function listen(options: ListenerOptions): Promise<Listener> {
       alive.add(ws);
       ws.on('pong', () => alive.add(ws));
       ws.on('close', () => sockets.delete(ws));
-      const remote = `${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}`;
-      options.onConnection(socketTransport(ws), remote);
+      if (!setMessageBytesMax(ws, options.preAuthFrameBytesMax) && !warnedNoMessageLimit) {
+        warnedNoMessageLimit = true;
+        logger.warn('this version of ws gives no per-socket message limit: unauthenticated peers may send frames up to frameBytesMax');
+      }
+      const controls: SocketControls = { setMessageBytesMax: (bytes) => void setMessageBytesMax(ws, bytes) };
+      options.onConnection(socketTransport(ws), { address: req.socket.remoteAddress ?? '?', port: req.socket.remotePort ?? 0 }, controls);
     });
   });
   const pinger = setInterval(() => {

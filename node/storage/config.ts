@@ -7,6 +7,7 @@ import { BATCH_OVERHEAD } from '../../protocol/record-batch.js';
 import { Errors, TributaryError } from '../../protocol/errors.js';
 
 export type FlushPolicy = 'batch' | 'interval' | 'os';
+export type CleanupPolicy = 'delete' | 'compact';
 
 export interface TopicConfig {
   /** Roll when the active segment reaches this many bytes. */
@@ -23,6 +24,9 @@ export interface TopicConfig {
   /** Stored and validated now; enforced by retention (a later step). -1 = forever. */
   'retention.ms': number;
   'retention.bytes': number;
+  /** delete: retention drops old segments; compact: keep the newest record per key. Stored
+   * and validated now; the compaction job comes with the scheduler (a later step). */
+  'cleanup.policy': CleanupPolicy;
 }
 
 const MIB = 1024 * 1024;
@@ -42,6 +46,7 @@ export const DEFAULT_TOPIC_CONFIG: TopicConfig = Object.freeze({
   'index.interval.bytes': 4096,
   'retention.ms': 7 * DAY_MS,
   'retention.bytes': -1,
+  'cleanup.policy': 'delete',
 });
 
 type Rule = { kind: 'int'; min: number; max: number } | { kind: 'enum'; values: readonly string[] };
@@ -55,6 +60,7 @@ const RULES: { readonly [K in keyof TopicConfig]: Rule } = {
   'index.interval.bytes': { kind: 'int', min: 0, max: INT32_MAX },
   'retention.ms': { kind: 'int', min: -1, max: Number.MAX_SAFE_INTEGER },
   'retention.bytes': { kind: 'int', min: -1, max: Number.MAX_SAFE_INTEGER },
+  'cleanup.policy': { kind: 'enum', values: ['delete', 'compact'] },
 };
 
 export const TOPIC_CONFIG_KEYS = Object.freeze(Object.keys(RULES) as (keyof TopicConfig)[]);
@@ -72,13 +78,13 @@ function describe(value: unknown): string {
 }
 
 /** Parses one value for `key`; `source` names where it came from for the error message. */
-export function parseConfigValue(key: string, value: unknown, source = 'topic config'): number | FlushPolicy {
+export function parseConfigValue(key: string, value: unknown, source = 'topic config'): number | FlushPolicy | CleanupPolicy {
   if (!isConfigKey(key)) {
     throw invalid(`unknown ${source} key '${key}' (known: ${TOPIC_CONFIG_KEYS.join(', ')})`);
   }
   const rule = RULES[key];
   if (rule.kind === 'enum') {
-    if (typeof value === 'string' && rule.values.includes(value)) return value as FlushPolicy;
+    if (typeof value === 'string' && rule.values.includes(value)) return value as FlushPolicy | CleanupPolicy;
     throw invalid(`${source} '${key}' = ${describe(value)}: must be one of ${rule.values.join(', ')}`);
   }
   let n: number;

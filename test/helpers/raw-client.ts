@@ -1,20 +1,31 @@
 // A bare protocol client: a WebSocket speaking frames directly, with no SDK logic, so
-// server tests can send exactly the bytes they mean (bad ones included).
+// server tests can send exactly the bytes they mean (bad ones included). It makes the Noise
+// handshake as every client must (anonymous unless given an identity and credential), and
+// can also send bytes around the secure channel, to test what the node does with them.
 
 import WebSocket from 'ws';
 import { decodeFrame, encodeFrame, Kind, PROTOCOL_VERSION, RESPONSE, type Frame } from '../../protocol/frames.js';
+import { generateIdentity, type IdentityKeyPair } from '../../protocol/key-file.js';
+import { noiseKeyPairFromIdentity, secureInitiator, type SecureSession } from '../../protocol/secure-channel.js';
+import { forwardingTransport, socketTransport, type FrameTransport } from '../../protocol/transport.js';
+
+export interface RawClientOptions {
+  /** Send Hello after the handshake (default true). */
+  hello?: boolean;
+  identity?: IdentityKeyPair;
+  credential?: Buffer;
+  /** Rewrites each message on its way to the socket (handshake and sealed alike), by index. */
+  tamper?: (message: Buffer, index: number) => Buffer;
+}
 
 export class RawClient {
   private nextId = 1;
   private readonly waiting = new Map<number, { resolve: (f: Frame) => void; reject: (e: Error) => void }>();
+  /** The close the node sent (code and reason), once the socket has closed. */
   readonly closed: Promise<{ code: number; reason: string }>;
+  private session: SecureSession | null = null;
 
   private constructor(readonly ws: WebSocket) {
-    ws.on('message', (data: Buffer) => {
-      const frame = decodeFrame(data);
-      this.waiting.get(frame.correlationId)?.resolve(frame);
-      this.waiting.delete(frame.correlationId);
-    });
     ws.on('error', () => {});
     this.closed = new Promise((r) =>
       ws.on('close', (code, reason) => {
@@ -25,24 +36,66 @@ export class RawClient {
     );
   }
 
-  static async connect(url: string, options: { hello?: boolean } = {}): Promise<RawClient> {
-    const ws = new WebSocket(url);
+  /** Opens the WebSocket only: no handshake. For tests of what strangers may send. */
+  static async open(url: string): Promise<RawClient> {
+    const ws = new WebSocket(url, { perMessageDeflate: false });
+    ws.binaryType = 'nodebuffer';
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());
       ws.once('error', reject);
     });
-    const client = new RawClient(ws);
+    return new RawClient(ws);
+  }
+
+  static async connect(url: string, options: RawClientOptions = {}): Promise<RawClient> {
+    const client = await RawClient.open(url);
+    await client.handshake(options);
     if (options.hello !== false) await client.request(Kind.Hello, { version: PROTOCOL_VERSION, clientId: 'raw-test' });
     return client;
   }
 
+  /** Makes the Noise handshake; afterwards `send`/`sendRaw` seal what they send. */
+  async handshake(options: RawClientOptions = {}): Promise<SecureSession> {
+    const inner = socketTransport(this.ws);
+    const tamper = options.tamper;
+    let index = 0;
+    const wire = tamper ? forwardingTransport(inner, { send: (frame) => inner.send(tamper(Buffer.from(frame), index++)) }) : inner;
+    const session = await secureInitiator(wire, {
+      staticKeyPair: noiseKeyPairFromIdentity(options.identity ?? generateIdentity()),
+      payload: options.credential,
+      handshakeFrameBytesMax: 8192,
+    });
+    this.session = session;
+    void this.readLoop(session.transport);
+    return session;
+  }
+
+  private async readLoop(transport: FrameTransport): Promise<void> {
+    for await (const bytes of transport) {
+      const frame = decodeFrame(bytes, { itemsMax: 2_000_000, depthMax: 32 });
+      this.waiting.get(frame.correlationId)?.resolve(frame);
+      this.waiting.delete(frame.correlationId);
+    }
+  }
+
+  private get sealed(): FrameTransport {
+    if (!this.session) throw new Error('no handshake yet');
+    return this.session.transport;
+  }
+
+  /** Sends bytes as one sealed frame (they need not be a valid frame). */
   sendRaw(bytes: Uint8Array): void {
+    this.sealed.send(bytes);
+  }
+
+  /** Sends bytes straight to the socket, around the secure channel. */
+  sendWire(bytes: Uint8Array): void {
     this.ws.send(bytes);
   }
 
   send(kind: number, body: object): number {
     const id = this.nextId++;
-    this.ws.send(encodeFrame(kind, id, body));
+    this.sealed.send(encodeFrame(kind, id, body));
     return id;
   }
 
@@ -53,7 +106,7 @@ export class RawClient {
   async request<T = Record<string, unknown>>(kind: number, body: object): Promise<T> {
     const id = this.nextId++;
     const answer = this.response(id);
-    this.ws.send(encodeFrame(kind, id, body));
+    this.sealed.send(encodeFrame(kind, id, body));
     const frame = await answer;
     if (frame.kind !== (kind | RESPONSE)) throw new Error(`expected response kind ${kind | RESPONSE}, got ${frame.kind}`);
     return frame.body as T;

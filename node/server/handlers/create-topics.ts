@@ -1,6 +1,7 @@
 import { Errors, TributaryError } from '../../../protocol/errors.js';
 import type { CreateTopicsResponse, TopicResult } from '../../../protocol/frames.js';
 import type { RequestContext } from '../context.js';
+import { refusal } from './authorize.js';
 import { errorResult } from './errors.js';
 import { int, list, map, str, type Body } from '../validate.js';
 
@@ -11,6 +12,11 @@ export async function handleCreateTopics(body: Body, ctx: RequestContext): Promi
   // One at a time: each creation writes and fsyncs its config before the next begins.
   for (const entry of entries) {
     const name = typeof entry.name === 'string' ? entry.name : String(entry.name);
+    const refused = refusal(ctx, 'createTopics', name);
+    if (refused) {
+      topics.push({ name, ...refused });
+      continue;
+    }
     try {
       str(entry, 'name');
       const partitions = int(entry, 'partitions', -0x80000000, 0x7fffffff);

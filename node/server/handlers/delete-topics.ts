@@ -1,6 +1,7 @@
-import { Errors } from '../../../protocol/errors.js';
+import { Errors, TributaryError } from '../../../protocol/errors.js';
 import type { DeleteTopicsResponse, TopicResult } from '../../../protocol/frames.js';
 import type { RequestContext } from '../context.js';
+import { refusal } from './authorize.js';
 import { errorResult } from './errors.js';
 import { strings, type Body } from '../validate.js';
 
@@ -8,7 +9,14 @@ export async function handleDeleteTopics(body: Body, ctx: RequestContext): Promi
   const { logs, logger } = ctx.broker;
   const topics: TopicResult[] = [];
   for (const name of strings(body, 'topics', 1000)) {
+    const refused = refusal(ctx, 'deleteTopics', name);
+    if (refused) {
+      topics.push({ name, ...refused });
+      continue;
+    }
     try {
+      // The node keeps its own state in internal topics (revocations, later group offsets).
+      if (name.startsWith('__')) throw new TributaryError(Errors.INVALID_TOPIC, `'${name}' is an internal topic and cannot be deleted`);
       await logs.deleteTopic(name);
       logger.info({ topic: name }, 'topic deleted');
       topics.push({ name, error: Errors.NONE.code });

@@ -2,6 +2,7 @@ import { Errors } from '../../../protocol/errors.js';
 import type { FetchPartitionResult, FetchResponse } from '../../../protocol/frames.js';
 import type { PartitionLog } from '../../storage/partition-log.js';
 import type { RequestContext } from '../context.js';
+import { refusal } from './authorize.js';
 import { errorResult } from './errors.js';
 import { int, list, map, PARTITIONS_PER_REQUEST_MAX, str, type Body } from '../validate.js';
 
@@ -11,6 +12,8 @@ interface Wanted {
   fetchOffset: number;
   maxBytes: number;
   log: PartitionLog | undefined;
+  /** Set when the ACLs refuse this partition: answered at once, never read. */
+  refused: { error: number; message: string } | null;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -28,12 +31,14 @@ export async function handleFetch(body: Body, ctx: RequestContext): Promise<Fetc
     const entry = map(e, `partitions[${i}]`);
     const topic = str(entry, 'topic');
     const partition = int(entry, 'partition', 0, 0x7fffffff);
+    const refused = refusal(ctx, 'consume', topic);
     return {
       topic,
       partition,
       fetchOffset: int(entry, 'fetchOffset', 0),
       maxBytes: int(entry, 'maxBytes', 1, 0x7fffffff, maxBytes),
-      log: logs.partition(topic, partition),
+      log: refused ? undefined : logs.partition(topic, partition),
+      refused,
     };
   });
 
@@ -87,6 +92,10 @@ function readAll(wanted: Wanted[], maxBytes: number, ctx: RequestContext): { par
     const log = w.log;
     const result: FetchPartitionResult = { topic: w.topic, partition: w.partition, error: Errors.NONE.code, highWatermark: -1, logStartOffset: -1, records: EMPTY };
     partitions.push(result);
+    if (w.refused) {
+      Object.assign(result, w.refused);
+      continue;
+    }
     if (!log || ctx.broker.logs.partition(w.topic, w.partition) !== log) {
       result.error = Errors.UNKNOWN_TOPIC.code;
       result.message = `unknown topic or partition ${w.topic}/${w.partition}`;

@@ -1,6 +1,7 @@
 import { Errors } from '../../../protocol/errors.js';
 import { EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, type ListOffsetsPartitionResult, type ListOffsetsResponse } from '../../../protocol/frames.js';
 import type { RequestContext } from '../context.js';
+import { refusal } from './authorize.js';
 import { errorResult } from './errors.js';
 import { int, list, map, PARTITIONS_PER_REQUEST_MAX, str, type Body } from '../validate.js';
 
@@ -16,8 +17,11 @@ export async function handleListOffsets(body: Body, ctx: RequestContext): Promis
       result.topic = str(entry, 'topic');
       result.partition = int(entry, 'partition', 0, 0x7fffffff);
       const timestamp = int(entry, 'timestamp', EARLIEST_TIMESTAMP);
-      const log = logs.partition(result.topic, result.partition);
-      if (!log) {
+      const refused = refusal(ctx, 'describe', result.topic);
+      const log = refused ? undefined : logs.partition(result.topic, result.partition);
+      if (refused) {
+        Object.assign(result, refused);
+      } else if (!log) {
         result.error = Errors.UNKNOWN_TOPIC.code;
         result.message = `unknown topic or partition ${result.topic}/${result.partition}`;
       } else if (timestamp === LATEST_TIMESTAMP) {

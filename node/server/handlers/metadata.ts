@@ -2,6 +2,8 @@ import { Errors } from '../../../protocol/errors.js';
 import type { MetadataResponse, TopicMetadata } from '../../../protocol/frames.js';
 import type { TopicInfo } from '../../storage/log-manager.js';
 import type { RequestContext } from '../context.js';
+import { isAllowed } from '../../auth/acl.js';
+import { refusal } from './authorize.js';
 import { optionalList, type Body } from '../validate.js';
 
 export async function handleMetadata(body: Body, ctx: RequestContext): Promise<MetadataResponse> {
@@ -13,9 +15,18 @@ export async function handleMetadata(body: Body, ctx: RequestContext): Promise<M
     // A single node leads every partition; leader epochs start moving with replication.
     partitions: Array.from({ length: t.partitions }, (_, partition) => ({ partition, leader: nodeId, leaderEpoch: 0 })),
     config: { ...t.config },
+    ...(t.name.startsWith('__') ? { internal: true } : {}),
   });
-  if (asked === undefined) return { nodeId, topics: logs.topics().map(describe) };
+  // Listing every topic shows only those the principal may use; naming one it may not
+  // answers UNAUTHORIZED whether or not it exists.
+  if (asked === undefined) {
+    const includeInternal = body.includeInternal === true;
+    const visible = logs.topics().filter((t) => (includeInternal || !t.name.startsWith('__')) && isAllowed(ctx.principal, 'describe', t.name));
+    return { nodeId, topics: visible.map(describe) };
+  }
   const topics = asked.map((name): TopicMetadata => {
+    const refused = refusal(ctx, 'describe', String(name));
+    if (refused) return { name: String(name), ...refused, partitions: [], config: {} };
     const t = typeof name === 'string' ? logs.topic(name) : undefined;
     if (t) return describe(t);
     return { name: String(name), error: Errors.UNKNOWN_TOPIC.code, message: `unknown topic '${String(name)}'`, partitions: [], config: {} };

@@ -2,6 +2,8 @@ import { Errors, TributaryError } from '../../../protocol/errors.js';
 import type { ProducePartitionResult, ProduceResponse } from '../../../protocol/frames.js';
 import { BATCH_OVERHEAD, readBatchHeader, TimestampType } from '../../../protocol/record-batch.js';
 import type { RequestContext } from '../context.js';
+import { REVOCATIONS_TOPIC } from '../../../protocol/revocation.js';
+import { refusal } from './authorize.js';
 import { errorResult } from './errors.js';
 import { bytes, int, list, map, PARTITIONS_PER_REQUEST_MAX, str, type Body } from '../validate.js';
 
@@ -26,6 +28,12 @@ export async function handleProduce(body: Body, ctx: RequestContext): Promise<Pr
       result.topic = str(entry, 'topic');
       result.partition = int(entry, 'partition', 0, 0x7fffffff);
       const records = bytes(entry, 'records');
+      // Checked before the topic is looked up, so a refusal says nothing of what exists.
+      const refused = refusal(ctx, 'produce', result.topic);
+      if (refused) {
+        Object.assign(result, refused);
+        continue;
+      }
       refuseBrokerOnlyAttributes(records);
       if (shuttingDown) throw new TributaryError(Errors.SHUTTING_DOWN);
       const log = logs.partition(result.topic, result.partition);
@@ -34,7 +42,11 @@ export async function handleProduce(body: Body, ctx: RequestContext): Promise<Pr
         result.message = `unknown topic or partition ${result.topic}/${result.partition}`;
         continue;
       }
+      // Revocations are trusted for the fleet's signature, not for who sent them: every
+      // record is checked before it reaches the log, and applies as soon as it is there.
+      const revocations = result.topic === REVOCATIONS_TOPIC ? ctx.broker.revocations.check(records) : null;
       const appended = log.append(records);
+      if (revocations) ctx.broker.revocations.apply(revocations);
       result.baseOffset = appended.baseOffset;
       result.logStartOffset = log.logStartOffset;
       if (acks !== 0) {
