@@ -686,6 +686,11 @@ export function webSocketTransportFactory(options: { inboundFrameBytesMax?: numb
         perMessageDeflate: false,
         // Each frame arrives sealed, SEALED_FRAME_OVERHEAD_BYTES longer than it is.
         maxPayload: (options.inboundFrameBytesMax ?? INBOUND_FRAME_BYTES_MAX) + SEALED_FRAME_OVERHEAD_BYTES,
+        // RFC 6455 masks client frames so that script-chosen bytes cannot pose as requests to
+        // a proxy in between. Every message we send is a Noise handshake message or sealed
+        // ciphertext, so no one chooses our bytes, and an all-zero mask lets ws skip copying
+        // and XORing each frame (about a tenth of a producer's CPU at 100 MB/s).
+        generateMask: (mask: Buffer) => void mask.fill(0),
       });
       ws.binaryType = 'nodebuffer';
       // 'error' is always followed by 'close'; without a listener it would throw.
