@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import { verifyCredential } from '../protocol/credential.js';
 import { Errors, TributaryError } from '../protocol/errors.js';
 import type { IdentityKeyPair } from '../protocol/key-file.js';
-import { noiseKeyPairFromIdentity, SEALED_FRAME_OVERHEAD_BYTES } from '../protocol/secure-channel.js';
+import { noiseKeyPairFromIdentity, SEALED_MESSAGE_BYTES_MAX } from '../protocol/secure-channel.js';
 import { Authenticator, type AnonymousPolicy } from './auth/authenticator.js';
 import { RevocationStore } from './auth/revocation-store.js';
 import { DEFAULT_LIMITS, type Limits } from './config.js';
@@ -142,7 +142,7 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
       limits,
       logger,
       preAuthFrameBytesMax: PRE_AUTH_FRAME_BYTES_MAX,
-      frameBytesMax: limits.frameBytesMax + SEALED_FRAME_OVERHEAD_BYTES,
+      messageBytesMax: SEALED_MESSAGE_BYTES_MAX,
       health: () => ({ status: shuttingDown ? 'stopping' : 'ok', nodeId: meta.nodeId, topics: logs.topics().filter((t) => !t.name.startsWith('__')).length, connections: connections.size }),
       metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
       admit: () => (handshakesInProgress >= limits.handshakesMax ? 'handshakes_max' : null),

@@ -21,6 +21,7 @@ import {
   noiseKeyPairFromIdentity,
   noisePublicKeyFromIdentity,
   PROLOGUE_DEFAULT,
+  SEAL_CHUNK_BYTES,
   SEALED_FRAME_FAILED,
   SEALED_FRAME_OVERHEAD_BYTES,
   SEALED_HEADER_BYTES,
@@ -305,6 +306,55 @@ describe.each(LINKS)('secure channel over $name', ({ open }) => {
       await readCount(s.transport, 1);
       expect(rec.sent.map((f) => f.length)).toEqual([32, HANDSHAKE_MESSAGE3_BYTES_MIN + 'device credential'.length, SEALED_HEADER_BYTES, 100 + SEALED_FRAME_OVERHEAD_BYTES]);
     });
+  });
+
+  it('a frame over 64 KiB travels as sealed chunks and arrives whole', async () => {
+    await withLink(open, async ({ client, server }) => {
+      const rec = recording(client);
+      const [c, s] = await connect(rec.transport, server);
+      const big = Buffer.alloc(3 * SEAL_CHUNK_BYTES + 1000);
+      for (let i = 0; i < big.length; i++) big[i] = i % 251;
+      c.transport.send(big);
+      c.transport.send(Buffer.from('after'));
+      const [got, after] = await readCount(s.transport, 2);
+      expect(got.equals(big)).toBe(true);
+      expect(String(after)).toBe('after');
+      const chunk = SEAL_CHUNK_BYTES + SEALED_FRAME_OVERHEAD_BYTES;
+      expect(rec.sent.slice(3).map((f) => f.length)).toEqual([chunk, chunk, chunk, 1000 + SEALED_FRAME_OVERHEAD_BYTES, 5 + SEALED_FRAME_OVERHEAD_BYTES]);
+    });
+  });
+
+  it('a frame whose chunks add up past sealedFrameBytesMax closes with 1009; the bound can be raised', async () => {
+    await withLink(open, async ({ client, server }) => {
+      const [c, s] = await connect(client, server, { server: { sealedFrameBytesMax: 2 * SEAL_CHUNK_BYTES } });
+      c.transport.send(Buffer.alloc(2 * SEAL_CHUNK_BYTES, 1)); // exactly the bound: accepted
+      expect((await readCount(s.transport, 1))[0].length).toBe(2 * SEAL_CHUNK_BYTES);
+      s.setFrameBytesMax(3 * SEAL_CHUNK_BYTES);
+      c.transport.send(Buffer.alloc(3 * SEAL_CHUNK_BYTES, 2));
+      expect((await readCount(s.transport, 1))[0].length).toBe(3 * SEAL_CHUNK_BYTES);
+      c.transport.send(Buffer.alloc(3 * SEAL_CHUNK_BYTES + 1, 3));
+      expect(await readAll(s.transport)).toEqual([]);
+      expectClose(await server.closed, CloseCode.TOO_BIG, `frame of more than ${3 * SEAL_CHUNK_BYTES} bytes`);
+    });
+  });
+
+  it('a chunk dropped or repeated inside a frame fails authentication', async () => {
+    for (const mangle of [(chunks: Buffer[]) => [chunks[0], chunks[2]], (chunks: Buffer[]) => [chunks[0], chunks[0], chunks[1], chunks[2]]]) {
+      await withLink(open, async ({ client, server }) => {
+        // Hold back the three chunks of one frame and pass them on mangled.
+        const held: Buffer[] = [];
+        let index = 0;
+        const wire = intercept(client, (frame) => {
+          if (index++ < 3) return [frame];
+          held.push(frame);
+          return held.length === 3 ? mangle(held) : [];
+        });
+        const [c, s] = await connect(wire, server);
+        c.transport.send(Buffer.alloc(2 * SEAL_CHUNK_BYTES + 10, 9));
+        expect(await readAll(s.transport)).toEqual([]);
+        expectClose(await server.closed, CloseCode.PROTOCOL_ERROR, SEALED_FRAME_FAILED);
+      });
+    }
   });
 
   describe('pinning', () => {
@@ -717,6 +767,17 @@ describe('secure channel options and reading', () => {
     expect(String(fresh.open(b))).toBe('b');
     expect(fresh.open(b)).toBeNull(); // replayed
     expect(new FrameOpener(Buffer.alloc(32, 4), sealer.header).open(a)).toBeNull(); // wrong key
+  });
+
+  it('FrameOpener: a chunk that says its frame goes on is not a whole frame', () => {
+    const key = Buffer.alloc(32, 5);
+    const sealer = new FrameSealer(key);
+    const first = sealer.sealChunk(Buffer.from('par'), true);
+    const last = sealer.sealChunk(Buffer.from('t'), false);
+    expect(new FrameOpener(key, sealer.header).open(first)).toBeNull();
+    const opener = new FrameOpener(key, sealer.header);
+    expect(opener.openChunk(first)).toEqual({ data: Buffer.from('par'), more: true });
+    expect(opener.openChunk(last)).toEqual({ data: Buffer.from('t'), more: false });
   });
 });
 

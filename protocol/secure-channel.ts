@@ -12,8 +12,18 @@
 //   sealed phase, each direction under its own Noise split key (initiator -> responder on
 //   the first, responder -> initiator on the second):
 //     first  secretstream header, 24 bytes in clear
-//     then   one crypto_secretstream_xchacha20poly1305_push (TAG_MESSAGE) per frame:
-//            encrypted tag (1) || encrypted frame || MAC (16), so frame + 17 bytes
+//     then   each frame as one or more crypto_secretstream_xchacha20poly1305_push messages
+//            of at most SEAL_CHUNK_BYTES (64 KiB) of it: encrypted tag (1) || encrypted
+//            chunk || MAC (16), so chunk + 17 bytes. The tag says whether the frame goes
+//            on (TAG_PUSH) or ends with this chunk (TAG_MESSAGE); a frame of up to 64 KiB
+//            is one message.
+//
+// Why chunks: sealing and opening are the costliest steps per byte, and a large frame (a
+// Fetch answer of megabytes) sealed whole is opened only after the last byte arrives. In
+// chunks, the receiver opens the first while the sender seals the next, so the two ends
+// work at once instead of in turn. The receiver's bound on a reassembled frame
+// (`sealedFrameBytesMax`, changeable with `setFrameBytesMax`) is checked as chunks arrive,
+// so a peer cannot make it buffer more than the bound plus one chunk.
 //
 // The header travels as the first sealed-phase frame on both sides rather than inside a
 // handshake message: it is made from the split key, which the responder only has once
@@ -74,11 +84,18 @@ export interface SecureChannelOptions {
    * way the connection is closed with the error's message.
    */
   verifyRemote?: (remote: RemotePeer) => void;
+  /**
+   * The largest frame the session will reassemble from the peer's chunks; a larger one
+   * closes the connection with 1009. Default SEALED_FRAME_BYTES_MAX_DEFAULT (256 MiB).
+   */
+  sealedFrameBytesMax?: number;
 }
 
 export interface SecureSession {
   /** Frames sent on it are sealed, frames read from it were opened and authenticated. */
   transport: FrameTransport;
+  /** Changes the bound on frames reassembled from here on (e.g. raised once admitted). */
+  setFrameBytesMax(bytes: number): void;
   remoteStaticKey: Buffer;
   remotePayload: Buffer;
   /** The Noise handshake hash h, equal on both sides: a channel binding. 64 bytes. */
@@ -123,6 +140,7 @@ interface SecretStream {
   crypto_secretstream_xchacha20poly1305_HEADERBYTES: number;
   crypto_secretstream_xchacha20poly1305_ABYTES: number;
   crypto_secretstream_xchacha20poly1305_TAG_MESSAGE: number;
+  crypto_secretstream_xchacha20poly1305_TAG_PUSH: number;
   crypto_secretstream_xchacha20poly1305_init_push(state: Buffer, header: Buffer, key: Buffer): void;
   crypto_secretstream_xchacha20poly1305_init_pull(state: Buffer, header: Buffer, key: Buffer): void;
   crypto_secretstream_xchacha20poly1305_push(state: Buffer, ciphertext: Uint8Array, message: Uint8Array, ad: null, tag: number): number;
@@ -131,11 +149,17 @@ interface SecretStream {
 const secretstream = sodium as unknown as SecretStream;
 const STATE_BYTES = secretstream.crypto_secretstream_xchacha20poly1305_STATEBYTES;
 const TAG_MESSAGE = secretstream.crypto_secretstream_xchacha20poly1305_TAG_MESSAGE;
+const TAG_PUSH = secretstream.crypto_secretstream_xchacha20poly1305_TAG_PUSH;
 export const SEALED_HEADER_BYTES = secretstream.crypto_secretstream_xchacha20poly1305_HEADERBYTES;
 /** Bytes a sealed frame carries beyond its plaintext: tag (1) + MAC (16). */
 export const SEALED_FRAME_OVERHEAD_BYTES = secretstream.crypto_secretstream_xchacha20poly1305_ABYTES;
 
 export const SEALED_FRAME_FAILED = 'sealed frame failed authentication';
+/** Plaintext bytes per sealed message; larger frames are sent in chunks of this size. */
+export const SEAL_CHUNK_BYTES = 64 * 1024;
+/** The largest message of the sealed phase: one chunk and its overhead. */
+export const SEALED_MESSAGE_BYTES_MAX = SEAL_CHUNK_BYTES + SEALED_FRAME_OVERHEAD_BYTES;
+export const SEALED_FRAME_BYTES_MAX_DEFAULT = 256 * 1024 * 1024;
 
 // --- keys ------------------------------------------------------------------------------
 
@@ -176,9 +200,15 @@ export class FrameSealer {
     secretstream.crypto_secretstream_xchacha20poly1305_init_push(this.state, this.header, key);
   }
 
+  /** Seals a whole frame as one message (the caller keeps it within SEAL_CHUNK_BYTES). */
   seal(frame: Uint8Array): Buffer {
-    const sealed = Buffer.allocUnsafe(frame.byteLength + SEALED_FRAME_OVERHEAD_BYTES);
-    secretstream.crypto_secretstream_xchacha20poly1305_push(this.state, sealed, frame, null, TAG_MESSAGE);
+    return this.sealChunk(frame, false);
+  }
+
+  /** Seals one chunk of a frame; `more` says the frame continues in the next chunk. */
+  sealChunk(chunk: Uint8Array, more: boolean, into?: Buffer): Buffer {
+    const sealed = into ?? Buffer.allocUnsafe(chunk.byteLength + SEALED_FRAME_OVERHEAD_BYTES);
+    secretstream.crypto_secretstream_xchacha20poly1305_push(this.state, sealed, chunk, null, more ? TAG_PUSH : TAG_MESSAGE);
     return sealed;
   }
 }
@@ -198,16 +228,25 @@ export class FrameOpener {
    * sealed under another key. After a null the stream state is not to be trusted again.
    */
   open(sealed: Buffer): Buffer | null {
+    const chunk = this.openChunk(sealed);
+    return chunk === null || chunk.more ? null : chunk.data;
+  }
+
+  /** One chunk and whether its frame continues, or null as for `open`. */
+  openChunk(sealed: Buffer): { data: Buffer; more: boolean } | null {
     // Checked before allocating: a frame shorter than the overhead cannot be one we sealed.
     if (sealed.length < SEALED_FRAME_OVERHEAD_BYTES) return null;
-    const frame = Buffer.allocUnsafe(sealed.length - SEALED_FRAME_OVERHEAD_BYTES);
+    const data = Buffer.allocUnsafe(sealed.length - SEALED_FRAME_OVERHEAD_BYTES);
     try {
-      secretstream.crypto_secretstream_xchacha20poly1305_pull(this.state, frame, this.tag, sealed, null);
+      secretstream.crypto_secretstream_xchacha20poly1305_pull(this.state, data, this.tag, sealed, null);
     } catch {
       return null;
     }
-    // We only ever push TAG_MESSAGE; any other tag, even authentic, is not our protocol.
-    return this.tag[0] === TAG_MESSAGE ? frame : null;
+    // We only ever push TAG_MESSAGE and TAG_PUSH; any other tag, even authentic, is not
+    // our protocol (REKEY would change the state, FINAL would end the stream).
+    if (this.tag[0] === TAG_MESSAGE) return { data, more: false };
+    if (this.tag[0] === TAG_PUSH) return { data, more: true };
+    return null;
   }
 }
 
@@ -224,6 +263,9 @@ class SealedTransport implements FrameTransport {
   /** Reads run one at a time, so frames open in arrival order even under concurrent next(). */
   private reading: Promise<unknown> = Promise.resolve();
   private readonly iterator: AsyncIterator<Buffer>;
+  /** Chunks of the frame being reassembled, and their bytes. */
+  private parts: Buffer[] = [];
+  private partsBytes = 0;
 
   constructor(
     private readonly inner: FrameTransport,
@@ -231,6 +273,7 @@ class SealedTransport implements FrameTransport {
     private readonly sealer: FrameSealer,
     /** Zeroed once the peer's header has arrived and the opener holds it. */
     private readonly receiveKey: Buffer,
+    public frameBytesMax: number,
   ) {
     this.iterator = {
       next: () => {
@@ -263,11 +306,27 @@ class SealedTransport implements FrameTransport {
         this.acceptHeader(next.value);
         continue;
       }
-      const frame = this.opener.open(next.value);
-      if (frame === null) {
+      const chunk = this.opener.openChunk(next.value);
+      if (chunk === null) {
         this.fail(SEALED_FRAME_FAILED);
         return DONE;
       }
+      if (this.partsBytes + chunk.data.length > this.frameBytesMax) {
+        this.ended = true;
+        this.parts = [];
+        this.inner.close(CloseCode.TOO_BIG, `frame of more than ${this.frameBytesMax} bytes`);
+        return DONE;
+      }
+      if (chunk.more) {
+        this.parts.push(chunk.data);
+        this.partsBytes += chunk.data.length;
+        continue;
+      }
+      if (this.parts.length === 0) return { value: chunk.data, done: false };
+      this.parts.push(chunk.data);
+      const frame = Buffer.concat(this.parts, this.partsBytes + chunk.data.length);
+      this.parts = [];
+      this.partsBytes = 0;
       return { value: frame, done: false };
     }
   }
@@ -288,7 +347,21 @@ class SealedTransport implements FrameTransport {
 
   send(frame: Uint8Array): void {
     if (this.inner.isClosed) return;
-    this.inner.send(this.sealer.seal(frame));
+    if (frame.byteLength <= SEAL_CHUNK_BYTES) {
+      this.inner.send(this.sealer.seal(frame));
+      return;
+    }
+    // One allocation for every chunk of the frame: a Fetch answer of megabytes would
+    // otherwise be a hundred buffers for the garbage collector.
+    const chunks = Math.ceil(frame.byteLength / SEAL_CHUNK_BYTES);
+    const out = Buffer.allocUnsafe(frame.byteLength + chunks * SEALED_FRAME_OVERHEAD_BYTES);
+    let to = 0;
+    for (let at = 0; at < frame.byteLength; at += SEAL_CHUNK_BYTES) {
+      const end = Math.min(at + SEAL_CHUNK_BYTES, frame.byteLength);
+      const sealed = out.subarray(to, to + (end - at) + SEALED_FRAME_OVERHEAD_BYTES);
+      to += sealed.length;
+      this.inner.send(this.sealer.sealChunk(frame.subarray(at, end), end < frame.byteLength, sealed));
+    }
   }
 
   get bufferedBytes(): number {
@@ -338,6 +411,7 @@ interface Limits {
   timeoutMs: number;
   frameBytesMax: number;
   payload: Buffer;
+  sealedFrameBytesMax: number;
 }
 
 function resolveLimits(options: SecureChannelOptions, initiator: boolean): Limits {
@@ -353,7 +427,9 @@ function resolveLimits(options: SecureChannelOptions, initiator: boolean): Limit
   const payload = options.payload ?? Buffer.alloc(0);
   const payloadMax = frameBytesMax - (initiator ? HANDSHAKE_MESSAGE3_BYTES_MIN : HANDSHAKE_MESSAGE2_BYTES_MIN);
   if (payload.length > payloadMax) throw bad(`handshake payload is ${payload.length} bytes; at most ${payloadMax} fit handshakeFrameBytesMax`);
-  return { prologue: options.prologue ?? PROLOGUE_DEFAULT, timeoutMs, frameBytesMax, payload };
+  const sealedFrameBytesMax = options.sealedFrameBytesMax ?? SEALED_FRAME_BYTES_MAX_DEFAULT;
+  if (!Number.isSafeInteger(sealedFrameBytesMax) || sealedFrameBytesMax < 1) throw bad('sealedFrameBytesMax must be a positive integer');
+  return { prologue: options.prologue ?? PROLOGUE_DEFAULT, timeoutMs, frameBytesMax, payload, sealedFrameBytesMax };
 }
 
 /** Reads handshake message `n`, refusing an oversized one before anything is done with it. */
@@ -392,13 +468,20 @@ function verify(options: SecureChannelOptions, remote: RemotePeer): void {
   }
 }
 
-function established(inner: FrameTransport, source: AsyncIterator<Buffer>, noise: NoiseState, remotePayload: Buffer): SecureSession {
+function established(inner: FrameTransport, source: AsyncIterator<Buffer>, noise: NoiseState, remotePayload: Buffer, limits: Limits): SecureSession {
   const { tx, rx, rs, hash } = noise;
   assert(noise.complete && tx && rx && rs && hash, 'noise-handshake finished without split keys');
   const sealer = new FrameSealer(tx);
   sodium.sodium_memzero(tx);
   inner.send(sealer.header);
-  return { transport: new SealedTransport(inner, source, sealer, rx), remoteStaticKey: rs, remotePayload, handshakeHash: hash };
+  const transport = new SealedTransport(inner, source, sealer, rx, limits.sealedFrameBytesMax);
+  return {
+    transport,
+    setFrameBytesMax: (bytes) => void (transport.frameBytesMax = bytes),
+    remoteStaticKey: rs,
+    remotePayload,
+    handshakeHash: hash,
+  };
 }
 
 async function initiatorSteps(inner: FrameTransport, source: AsyncIterator<Buffer>, options: SecureChannelOptions, limits: Limits): Promise<SecureSession> {
@@ -413,7 +496,7 @@ async function initiatorSteps(inner: FrameTransport, source: AsyncIterator<Buffe
   verify(options, { staticKey: remoteStaticKey, payload: remotePayload });
   const message3 = noiseStep(3, () => noise.send(limits.payload));
   inner.send(message3);
-  return established(inner, source, noise, remotePayload);
+  return established(inner, source, noise, remotePayload, limits);
 }
 
 async function responderSteps(inner: FrameTransport, source: AsyncIterator<Buffer>, options: SecureChannelOptions, limits: Limits): Promise<SecureSession> {
@@ -431,7 +514,7 @@ async function responderSteps(inner: FrameTransport, source: AsyncIterator<Buffe
   const remoteStaticKey = noise.rs;
   assert(remoteStaticKey, 'noise-handshake gave no remote static key after message 3');
   verify(options, { staticKey: remoteStaticKey, payload: remotePayload });
-  return established(inner, source, noise, remotePayload);
+  return established(inner, source, noise, remotePayload, limits);
 }
 
 type Steps = typeof initiatorSteps;

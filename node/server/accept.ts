@@ -2,17 +2,18 @@
 // decision, then the Connection; and, when it ends, why, counted in the metrics.
 //
 // Until Hello has succeeded the peer is a stranger and costs little: the socket takes only
-// small messages (preAuthFrameBytesMax), the handshake must finish in handshakeTimeoutMs
+// small messages (PRE_AUTH_FRAME_BYTES_MAX, also the bound on a reassembled sealed frame),
+// the handshake must finish in handshakeTimeoutMs
 // and Hello follow within helloTimeoutMs, and at most handshakesMax such connections exist
 // at once (the listener refuses more at the HTTP upgrade). Only once admitted does the
-// socket take frames up to frameBytesMax.
+// session take frames up to frameBytesMax, as sealed chunks of at most 64 KiB each.
 
 import { CREDENTIAL_BYTES_MAX } from '../../protocol/credential.js';
 import { Errors, TributaryError } from '../../protocol/errors.js';
 import {
   HANDSHAKE_MESSAGE2_BYTES_MIN,
   SEALED_FRAME_FAILED,
-  SEALED_FRAME_OVERHEAD_BYTES,
+  SEALED_MESSAGE_BYTES_MAX,
   secureResponder,
   type SecureSession,
   type StaticKeyPair,
@@ -68,6 +69,7 @@ function handshakeFailureReason(err: unknown, ours: CloseInfo | null): CloseReas
 /** Why a connection that was being served ended. */
 function servedCloseReason(connection: Connection, ours: CloseInfo | null, info: CloseInfo): CloseReason {
   if (connection.closeReason) return connection.closeReason;
+  if (ours?.code === CloseCode.TOO_BIG) return 'frame_too_big';
   if (ours) return ours.reason === SEALED_FRAME_FAILED || ours.reason.startsWith('sealed stream header') ? 'sealed_frame_failed' : 'protocol_error';
   return peerCloseReason(info);
 }
@@ -105,6 +107,8 @@ export async function acceptConnection(
       payload: identity.credential,
       handshakeTimeoutMs: limits.handshakeTimeoutMs,
       handshakeFrameBytesMax: PRE_AUTH_FRAME_BYTES_MAX,
+      // Nor may a stranger's chunks add up to more before it is admitted.
+      sealedFrameBytesMax: PRE_AUTH_FRAME_BYTES_MAX,
     });
   } catch (err) {
     endPreAuth();
@@ -123,7 +127,9 @@ export async function acceptConnection(
 
   const admission = broker.authenticator.admit({ staticKey: session.remoteStaticKey, payload: session.remotePayload }, remote.address);
   const connection = new Connection(session.transport, broker, remoteLabel, admission, () => {
-    controls.setMessageBytesMax(limits.frameBytesMax + SEALED_FRAME_OVERHEAD_BYTES);
+    // Admitted: frames up to frameBytesMax, which arrive in sealed chunks of at most 64 KiB.
+    session.setFrameBytesMax(limits.frameBytesMax);
+    controls.setMessageBytesMax(SEALED_MESSAGE_BYTES_MAX);
     endPreAuth();
   });
   hooks.onServing(connection);

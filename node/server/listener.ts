@@ -4,7 +4,8 @@
 //
 // A new socket may send only small messages: `ws` checks each message's length from its
 // header against the socket's limit and closes with 1009 before buffering it, and until
-// the connection is authenticated that limit is preAuthFrameBytesMax, not frameBytesMax.
+// the connection is authenticated that limit is preAuthFrameBytesMax, not messageBytesMax
+// (one sealed chunk).
 // So a stranger cannot make the node buffer megabytes per connection.
 
 import { createServer, type IncomingMessage, type Server } from 'node:http';
@@ -36,8 +37,8 @@ export interface ListenerOptions {
   logger: Logger;
   /** The largest message a socket accepts until its owner raises the limit. */
   preAuthFrameBytesMax: number;
-  /** The largest message any socket accepts (frameBytesMax plus the sealing overhead). */
-  frameBytesMax: number;
+  /** The largest message any socket accepts: one sealed chunk (frames are reassembled above). */
+  messageBytesMax: number;
   health(): object;
   metrics(): Promise<{ contentType: string; body: string }>;
   /** Null to accept a new WebSocket, or the reason it is refused (a limit reached). */
@@ -75,7 +76,7 @@ export async function listen(options: ListenerOptions): Promise<Listener> {
   const { limits, logger } = options;
   const sockets = new Set<WebSocket>();
   const alive = new WeakSet<WebSocket>();
-  const wss = new WebSocketServer({ noServer: true, maxPayload: options.frameBytesMax, perMessageDeflate: false });
+  const wss = new WebSocketServer({ noServer: true, maxPayload: options.messageBytesMax, perMessageDeflate: false });
   let warnedNoMessageLimit = false;
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '').split('?')[0];
@@ -118,7 +119,7 @@ export async function listen(options: ListenerOptions): Promise<Listener> {
       ws.on('close', () => sockets.delete(ws));
       if (!setMessageBytesMax(ws, options.preAuthFrameBytesMax) && !warnedNoMessageLimit) {
         warnedNoMessageLimit = true;
-        logger.warn('this version of ws gives no per-socket message limit: unauthenticated peers may send frames up to frameBytesMax');
+        logger.warn('this version of ws gives no per-socket message limit: unauthenticated peers may send messages up to messageBytesMax');
       }
       const controls: SocketControls = { setMessageBytesMax: (bytes) => void setMessageBytesMax(ws, bytes) };
       options.onConnection(socketTransport(ws), { address: req.socket.remoteAddress ?? '?', port: req.socket.remotePort ?? 0 }, controls);
