@@ -125,7 +125,7 @@ describe('a node with a fleet key', () => {
     const before = (await counter(broker, 'tributary_requests_unauthorized_total')).get('produce') ?? 0;
     const refused = await produce(client, 'alarms', ['fire']);
     expect(refused.partitions[0].error).toBe(Errors.UNAUTHORIZED.code);
-    expect(refused.partitions[0].message).toMatch(/may not produce on 'alarms'/);
+    expect(refused.partitions[0].message).toMatch(/may not produce to 'alarms'/);
     // Nothing reached the log, and the same connection goes on working.
     expect(broker.logs.partition('alarms', 0)?.logEndOffset).toBe(0);
     expect((await produce(client, 'sensors.vibration', ['0.3'])).partitions[0].error).toBe(0);

@@ -39,7 +39,7 @@ describe('ACLs', () => {
     }
     expect(caught).toBeInstanceOf(TributaryError);
     expect((caught as TributaryError).code).toBe(Errors.UNAUTHORIZED.code);
-    expect((caught as TributaryError).message).toMatch(/device:1 may not produce on 'alarms'/);
+    expect((caught as TributaryError).message).toMatch(/device:1 may not produce to 'alarms'/);
     expect(() => authorize(device, 'produce', 'sensors.x')).not.toThrow();
   });
 });

@@ -60,9 +60,19 @@ export function isAllowed(principal: Principal, action: Action, topic?: string):
   }
 }
 
+const VERB: Record<Action, string> = {
+  produce: 'produce to',
+  consume: 'consume from',
+  describe: 'describe',
+  createTopics: 'create topic',
+  deleteTopics: 'delete topic',
+};
+
+/** The refusal's words: '<principal> may not produce to 'alarms''. */
+export function refusalMessage(principal: Principal, action: Action, topic?: string): string {
+  return `${principal.name} may not ${VERB[action]}${topic === undefined ? '' : ` '${topic}'`}`;
+}
+
 export function authorize(principal: Principal, action: Action, topic?: string): void {
-  if (!isAllowed(principal, action, topic)) {
-    const what = topic === undefined ? action : `${action} on '${topic}'`;
-    throw new TributaryError(Errors.UNAUTHORIZED, `${principal.name} may not ${what}`);
-  }
+  if (!isAllowed(principal, action, topic)) throw new TributaryError(Errors.UNAUTHORIZED, refusalMessage(principal, action, topic));
 }

@@ -1,5 +1,5 @@
 import { Errors } from '../../../protocol/errors.js';
-import { isAllowed, type Action } from '../../auth/acl.js';
+import { isAllowed, refusalMessage, type Action } from '../../auth/acl.js';
 import type { RequestContext } from '../context.js';
 
 /**
@@ -11,6 +11,5 @@ import type { RequestContext } from '../context.js';
 export function refusal(ctx: RequestContext, action: Action, topic?: string): { error: number; message: string } | null {
   if (isAllowed(ctx.principal, action, topic)) return null;
   ctx.broker.metrics.requestsUnauthorized.inc({ action });
-  const what = topic === undefined ? action : `${action} on '${topic}'`;
-  return { error: Errors.UNAUTHORIZED.code, message: `${ctx.principal.name} may not ${what}` };
+  return { error: Errors.UNAUTHORIZED.code, message: refusalMessage(ctx.principal, action, topic) };
 }

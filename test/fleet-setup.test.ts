@@ -1,0 +1,106 @@
+// The README's "Set up a fleet", step by step, as a user runs it: the built `tributary`
+// command for every step, and a real node process started from a config file. It shows the
+// pieces working together: offline keys and credentials, a secured node that pins its
+// identity and shows its credential, clients that pin the fleet key, ACLs, revocation.
+
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, expect, it } from 'vitest';
+import { CLI, startNodeProcess, stopAllNodes, tempDir } from './helpers/node-process.js';
+
+afterEach(stopAllNodes);
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the built CLI with `args` (and stdin), bounded in time; never left running. */
+function tributary(args: string[], input = ''): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`tributary ${args.join(' ')} did not finish within 20 s:\n${stderr}`));
+    }, 20_000);
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    proc.stdin.end(input);
+  });
+}
+
+async function ok(args: string[], input = ''): Promise<string> {
+  const r = await tributary(args, input);
+  expect(r.code, `tributary ${args.join(' ')}: ${r.stderr}`).toBe(0);
+  return r.stdout.trim();
+}
+
+it('sets up a fleet offline, runs a secured node from a config, and enforces credentials, ACLs and revocation', async () => {
+  const dir = tempDir();
+  const at = (name: string) => join(dir.path, name);
+  try {
+    // 1-2. Fleet key, node identity and node credential; admin and device the same way.
+    const fleetKey = await ok(['fleet', 'init', '--out', at('fleet.key')]);
+    const identities: Record<string, string> = {};
+    for (const who of ['node', 'admin', 'device']) identities[who] = await ok(['keys', 'generate', '--out', at(`${who}.key`)]);
+    const issue = (who: string, role: string, extra: string[] = []) =>
+      ok(['credentials', 'issue', '--fleet', at('fleet.key'), '--subject', identities[who], '--role', role, '--expires', '1d', '--out', at(`${who}.cred`), ...extra]);
+    await issue('node', 'node');
+    await issue('admin', 'admin');
+    await issue('device', 'device', ['--produce', 'sensors.*', '--consume', 'sensors.*']);
+
+    // 3. A secured node from a config file.
+    writeFileSync(at('node.yaml'), `auth:\n  fleetPublicKey: ${fleetKey}\n  identity: ${at('node.key')}\n  credential: ${at('node.cred')}\n`);
+    const node = await startNodeProcess({ dataDir: at('data'), args: ['--config', at('node.yaml')] });
+    expect(node.output()).toContain(`node key ${identities.node}`);
+    const as = (who: string) => ['--broker', node.url, '--identity', at(`${who}.key`), '--credential', at(`${who}.cred`), '--fleet-key', fleetKey];
+
+    // The admin makes topics; clients pin the fleet key and the node proves it is in it.
+    await ok(['topics', 'create', 'sensors.temp', '--partitions', '1', ...as('admin')]);
+    await ok(['topics', 'create', 'alarms', '--partitions', '1', ...as('admin')]);
+
+    // 4-5. The device produces where its credential allows, and nowhere else.
+    await ok(['produce', 'sensors.temp', ...as('device')], '21.5\n22.0\n');
+    const refused = await tributary(['produce', 'alarms', ...as('device')], 'fire\n');
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/UNAUTHORIZED/);
+    // The CLI asks for the topic's partitions first, which the device may not even see.
+    expect(refused.stderr).toMatch(/may not describe 'alarms'/);
+    const read = await ok(['consume', 'sensors.temp', '--from-beginning', '--max-messages', '2', '--timeout-ms', '5000', ...as('device')]);
+    expect(read.split('\n')).toEqual(['21.5', '22.0']);
+    // Anonymous clients are refused by a node with a config.
+    const anonymous = await tributary(['topics', 'list', '--broker', node.url]);
+    expect(anonymous.code).not.toBe(0);
+    expect(anonymous.stderr).toMatch(/admits only holders of a fleet credential/);
+    // A client pinning another fleet refuses this node before showing its credential.
+    const otherFleet = await ok(['fleet', 'init', '--out', at('other-fleet.key')]);
+    const wrongPin = await tributary(['topics', 'list', '--broker', node.url, '--identity', at('admin.key'), '--credential', at('admin.cred'), '--fleet-key', otherFleet]);
+    expect(wrongPin.code).not.toBe(0);
+    expect(wrongPin.stderr).toMatch(/refusing node .*another fleet/);
+
+    // 6. The admin revokes the device; it is refused from then on, also after a restart.
+    const revoked = await ok(['credentials', 'revoke', '--fleet', at('fleet.key'), '--credential-file', at('device.cred'), '--reason', 'lost', ...as('admin')]);
+    expect(revoked).toMatch(/revoked credential/);
+    const after = await tributary(['produce', 'sensors.temp', ...as('device')], '23.0\n');
+    expect(after.code).not.toBe(0);
+    expect(after.stderr).toMatch(/credential revoked: lost/);
+    expect(await node.stop()).toBe(0);
+    const restarted = await startNodeProcess({ dataDir: at('data'), args: ['--config', at('node.yaml')] });
+    const again = await tributary(['produce', 'sensors.temp', '--broker', restarted.url, ...as('device').slice(2)], '24.0\n');
+    expect(again.stderr).toMatch(/credential revoked: lost/);
+    // The node kept its identity key across the restart (clients may pin it).
+    expect(restarted.output()).toContain(`node key ${identities.node}`);
+    expect(readFileSync(at('node.key'), 'utf8')).toContain(identities.node);
+    expect(await restarted.stop()).toBe(0);
+  } finally {
+    dir.remove();
+  }
+});
