@@ -38,10 +38,11 @@ const clientKeys = noiseKeyPairFromIdentity(generateIdentity());
 const nodeKeys = noiseKeyPairFromIdentity(generateIdentity());
 const credential = filled(300, 1); // about a fleet credential's size
 
-async function handshakeOnce(): Promise<void> {
+/** One handshake with a credential as payload: XX, or IK when the client pins the node key. */
+async function handshakeOnce(pattern: 'XX' | 'IK'): Promise<void> {
   const [client, server] = memoryPipe();
   await Promise.all([
-    secureInitiator(client, { staticKeyPair: clientKeys, payload: credential }),
+    secureInitiator(client, { staticKeyPair: clientKeys, payload: credential, remoteStaticKey: pattern === 'IK' ? nodeKeys.publicKey : undefined }),
     secureResponder(server, { staticKeyPair: nodeKeys }),
   ]);
   client.close();
@@ -60,6 +61,7 @@ const firstSealed = new Map(
 
 const NAMES = {
   handshake: 'handshake: Noise XX, initiator + responder over memoryPipe',
+  handshakeIK: 'handshake: Noise IK (node key pinned), same',
   seal: (size: number) => `seal ${label(size)}`,
   open: (size: number) => `open ${label(size)}`,
   plainPipe: `memoryPipe send + receive ${label(256 * KIB)}, plain`,
@@ -67,7 +69,8 @@ const NAMES = {
 } as const;
 
 group('handshake', () => {
-  bench(NAMES.handshake, async () => handshakeOnce());
+  bench(NAMES.handshake, async () => handshakeOnce('XX'));
+  bench(NAMES.handshakeIK, async () => handshakeOnce('IK'));
 });
 
 group('seal and open', () => {
@@ -111,7 +114,9 @@ function printRates(means: Map<string, number>): void {
   const mib = (name: string, bytes: number): string => mibPerSecond(means, name, bytes);
   console.log('\nrates from mean time per op');
   const handshake = means.get(NAMES.handshake);
-  if (handshake !== undefined) console.log(`  handshakes       ${Math.round(1e9 / handshake).toLocaleString('en-US')}/s (both sides on one core)`);
+  if (handshake !== undefined) console.log(`  handshakes XX    ${Math.round(1e9 / handshake).toLocaleString('en-US')}/s (both sides on one core)`);
+  const handshakeIK = means.get(NAMES.handshakeIK);
+  if (handshakeIK !== undefined) console.log(`  handshakes IK    ${Math.round(1e9 / handshakeIK).toLocaleString('en-US')}/s (both sides on one core)`);
   for (const size of SIZES) {
     console.log(`  seal ${label(size).padEnd(8)}    ${mib(NAMES.seal(size), size)} MiB/s`);
     console.log(`  open ${label(size).padEnd(8)}    ${mib(NAMES.open(size), size)} MiB/s`);

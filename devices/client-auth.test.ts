@@ -127,10 +127,11 @@ describe('Client handshake: checking the node', () => {
     const err = await connectError(client);
     expect(err.code).toBe(Errors.UNAUTHORIZED.code);
     expect(err.retriable).toBe(false);
-    expect(err.message).toBe('UNAUTHORIZED: refusing node at mem://fake: the node is not the one pinned: its key differs from the node key given');
+    expect(err.message).toBe('UNAUTHORIZED: refusing node at mem://fake: the peer does not hold the pinned key, or refused us: it closed on IK message 1 (handshake message 1 failed authentication)');
     await expect(queued).rejects.toMatchObject({ code: Errors.UNAUTHORIZED.code });
     expect(client.isClosed).toBe(true);
-    // One attempt, and message 3 (with the credential) never left the client.
+    // One attempt, and the credential was never readable by the impostor: with the node's
+    // key pinned the handshake is IK, and message 1 is encrypted to the pinned key.
     expect(node.connections).toHaveLength(1);
     await until(() => node.connections[0].handshake !== 'pending', 'the node saw the handshake end');
     expect(node.connections[0].handshake).toBe('failed');

@@ -18,6 +18,8 @@ import {
   generateIdentity,
   HANDSHAKE_MESSAGE2_BYTES_MIN,
   HANDSHAKE_MESSAGE3_BYTES_MIN,
+  IK_MESSAGE1_BYTES_MIN,
+  IK_MESSAGE2_BYTES_MIN,
   noiseKeyPairFromIdentity,
   noisePublicKeyFromIdentity,
   PROLOGUE_DEFAULT,
@@ -357,6 +359,94 @@ describe.each(LINKS)('secure channel over $name', ({ open }) => {
     }
   });
 
+  describe('IK, when the initiator knows the responder key', () => {
+    const ik = { client: { remoteStaticKey: node.keys.publicKey } };
+
+    it('finishes in two messages; each side learns the other key and payload, and the same hash', async () => {
+      await withLink(open, async ({ client, server }) => {
+        const fromClient = recording(client);
+        const fromServer = recording(server);
+        const [c, s] = await connect(fromClient.transport, fromServer.transport, ik);
+        expect(s.remoteStaticKey.equals(device.keys.publicKey)).toBe(true);
+        expect(c.remoteStaticKey.equals(node.keys.publicKey)).toBe(true);
+        expect(String(s.remotePayload)).toBe('device credential');
+        expect(String(c.remotePayload)).toBe('node hello');
+        expect(c.handshakeHash.equals(s.handshakeHash)).toBe(true);
+        c.transport.send(Buffer.from('ping'));
+        s.transport.send(Buffer.from('pong'));
+        expect(String((await readCount(s.transport, 1))[0])).toBe('ping');
+        expect(String((await readCount(c.transport, 1))[0])).toBe('pong');
+        expect(fromClient.sent.map((f) => f.length)).toEqual([IK_MESSAGE1_BYTES_MIN + 'device credential'.length, SEALED_HEADER_BYTES, 4 + SEALED_FRAME_OVERHEAD_BYTES]);
+        expect(fromServer.sent.map((f) => f.length)).toEqual([IK_MESSAGE2_BYTES_MIN + 'node hello'.length, SEALED_HEADER_BYTES, 4 + SEALED_FRAME_OVERHEAD_BYTES]);
+      });
+    });
+
+    it('a responder without the pinned key cannot open message 1; the initiator is told, not left retrying', async () => {
+      await withLink(open, async ({ client, server }) => {
+        const [atClient, atServer] = await Promise.all([
+          outcome(secureInitiator(client, clientOptions({ remoteStaticKey: node.keys.publicKey }))),
+          outcome(secureResponder(server, { staticKeyPair: impostor.keys, payload: Buffer.from('impostor') })),
+        ]);
+        expect(atServer.ok || (atServer.error as TributaryError).detail).toBe('handshake message 1 failed authentication');
+        expect(atClient.ok).toBe(false);
+        const err = (atClient as { error: TributaryError }).error;
+        expect([err.errorName, err.retriable]).toEqual(['UNAUTHORIZED', false]);
+        expect(err.detail).toMatch(/does not hold the pinned key, or refused us: it closed on IK message 1/);
+      });
+    });
+
+    it("a responder that refuses the initiator's key sends nothing back", async () => {
+      await withLink(open, async ({ client, server }) => {
+        const fromServer = recording(server);
+        const verifyRemote = (): void => {
+          throw new TributaryError(Errors.UNAUTHORIZED, 'not on the list');
+        };
+        const [atClient, atServer] = await Promise.all([
+          outcome(secureInitiator(client, clientOptions({ remoteStaticKey: node.keys.publicKey }))),
+          outcome(secureResponder(fromServer.transport, serverOptions({ verifyRemote }))),
+        ]);
+        expect([atClient.ok, atServer.ok]).toEqual([false, false]);
+        expect(fromServer.sent).toEqual([]);
+        expect((atClient as { error: TributaryError }).error.detail).toMatch(/not on the list/);
+      });
+    });
+
+    it('a replayed message 1 gets an answer only the original initiator could use', async () => {
+      let message1: Buffer | undefined;
+      await withLink(open, async ({ client, server }) => {
+        const captured = intercept(client, (frame, i) => {
+          if (i === 0) message1 = frame;
+          return [frame];
+        });
+        await connect(captured, server, ik);
+      });
+      await withLink(open, async ({ client, server }) => {
+        // The replayer sends the captured message 1, then has to make up a stream header and
+        // a frame, since it cannot derive the session keys.
+        const session = secureResponder(server, serverOptions());
+        client.send(message1 as Buffer);
+        const s = await session;
+        client.send(Buffer.alloc(SEALED_HEADER_BYTES, 1));
+        client.send(Buffer.alloc(40, 2));
+        expect(await readAll(s.transport)).toEqual([]);
+        expectClose(await server.closed, CloseCode.PROTOCOL_ERROR, SEALED_FRAME_FAILED);
+      });
+    });
+
+    it('message 1 between 33 and 95 bytes is neither pattern; 96 random bytes fail authentication', async () => {
+      for (const [bytes, errorName, detail] of [
+        [IK_MESSAGE1_BYTES_MIN - 1, 'INVALID_REQUEST', /must be 32 bytes \(XX\) or at least 96 \(IK\), got 95/],
+        [IK_MESSAGE1_BYTES_MIN, 'UNAUTHORIZED', /^handshake message 1 failed authentication$/],
+      ] as const) {
+        await withLink(open, async ({ client, server }) => {
+          const session = secureResponder(server, serverOptions());
+          client.send(Buffer.alloc(bytes, 0x42));
+          await rejection(session, errorName, detail);
+        });
+      }
+    });
+  });
+
   describe('pinning', () => {
     it('a node that pins a device key admits it, and refuses another key in the handshake', async () => {
       const pinned = noisePublicKeyFromIdentity(device.identity.publicKey);
@@ -545,9 +635,9 @@ describe.each(LINKS)('secure channel over $name', ({ open }) => {
     }
     const garbage = (frame: Buffer): Buffer[] => [new Rng(frame.length).bytes(frame.length)];
     const cases: BadMessage[] = [
-      { name: 'message 1 empty', from: 'initiator', index: 0, alter: () => [Buffer.alloc(0)], errorName: 'INVALID_REQUEST', detail: /^handshake message 1 must be 32 bytes, got 0$/, closeCode: CloseCode.PROTOCOL_ERROR },
-      { name: 'message 1 truncated', from: 'initiator', index: 0, alter: (f) => [f.subarray(0, 31)], errorName: 'INVALID_REQUEST', detail: /must be 32 bytes, got 31/, closeCode: CloseCode.PROTOCOL_ERROR },
-      { name: 'message 1 with a payload', from: 'initiator', index: 0, alter: (f) => [Buffer.concat([f, Buffer.from('x')])], errorName: 'INVALID_REQUEST', detail: /must be 32 bytes, got 33/, closeCode: CloseCode.PROTOCOL_ERROR },
+      { name: 'message 1 empty', from: 'initiator', index: 0, alter: () => [Buffer.alloc(0)], errorName: 'INVALID_REQUEST', detail: /^handshake message 1 must be 32 bytes \(XX\) or at least 96 \(IK\), got 0$/, closeCode: CloseCode.PROTOCOL_ERROR },
+      { name: 'message 1 truncated', from: 'initiator', index: 0, alter: (f) => [f.subarray(0, 31)], errorName: 'INVALID_REQUEST', detail: /must be 32 bytes \(XX\) or at least 96 \(IK\), got 31/, closeCode: CloseCode.PROTOCOL_ERROR },
+      { name: 'message 1 with a payload', from: 'initiator', index: 0, alter: (f) => [Buffer.concat([f, Buffer.from('x')])], errorName: 'INVALID_REQUEST', detail: /must be 32 bytes \(XX\) or at least 96 \(IK\), got 33/, closeCode: CloseCode.PROTOCOL_ERROR },
       { name: 'message 1 oversized', from: 'initiator', index: 0, alter: () => [Buffer.alloc(4000, 1)], errorName: 'INVALID_REQUEST', detail: /^handshake message 1 is 4000 bytes, over the limit of 1024$/, closeCode: CloseCode.TOO_BIG },
       { name: 'message 1 a low-order key (all zero)', from: 'initiator', index: 0, alter: () => [Buffer.alloc(32)], errorName: 'UNAUTHORIZED', detail: /^handshake message 1 failed authentication$/, closeCode: CloseCode.POLICY_VIOLATION },
       { name: 'message 1 sent twice (the copy arrives as message 3)', from: 'initiator', index: 0, alter: (f) => [f, f], errorName: 'INVALID_REQUEST', detail: /^handshake message 3 is 32 bytes, shorter than the minimum of 64$/, closeCode: CloseCode.PROTOCOL_ERROR },

@@ -1,4 +1,4 @@
-// The secure channel: a Noise XX handshake, then every frame sealed with libsodium
+// The secure channel: a Noise XX (or IK) handshake, then every frame sealed with libsodium
 // secretstream. It sits between the WebSocket transport and the frame codec, taking a
 // FrameTransport and giving one back, and never looks inside a frame. No primitive is
 // written here: noise-handshake runs the handshake, sodium-native seals and opens.
@@ -9,6 +9,11 @@
 //     1  initiator -> responder  e                           exactly 32 bytes (no payload)
 //     2  responder -> initiator  e, ee, s, es, payload       96 + payload bytes
 //     3  initiator -> responder  s, se, payload              64 + payload bytes
+//   or, when the initiator knows the responder's static key beforehand (a client that pins
+//   the node's key): Noise_IK_25519_ChaChaPoly_BLAKE2b, one round trip fewer
+//     1  initiator -> responder  e, es, s, ss, payload       96 + payload bytes
+//     2  responder -> initiator  e, ee, se, payload          48 + payload bytes
+//   The responder tells them apart by message 1: XX's is exactly 32 bytes, IK's at least 96.
 //   sealed phase, each direction under its own Noise split key (initiator -> responder on
 //   the first, responder -> initiator on the second):
 //     first  secretstream header, 24 bytes in clear
@@ -85,6 +90,14 @@ export interface SecureChannelOptions {
    */
   verifyRemote?: (remote: RemotePeer) => void;
   /**
+   * Initiator only: the responder's X25519 static key, known beforehand (the Noise form of
+   * a pinned node key). With it the handshake is Noise IK: two messages instead of three,
+   * and our static key and payload travel in message 1, encrypted to that key, so only its
+   * holder can read them. The payload must then fit handshakeFrameBytesMax with
+   * IK_MESSAGE1_BYTES_MIN. `verifyRemote` still sees the responder's payload.
+   */
+  remoteStaticKey?: Buffer;
+  /**
    * The largest frame the session will reassemble from the peer's chunks; a larger one
    * closes the connection with 1009. Default SEALED_FRAME_BYTES_MAX_DEFAULT (256 MiB).
    */
@@ -113,6 +126,10 @@ export const HANDSHAKE_MESSAGE1_BYTES = KEY_BYTES;
 export const HANDSHAKE_MESSAGE2_BYTES_MIN = KEY_BYTES + KEY_BYTES + MAC_BYTES + MAC_BYTES;
 /** encrypted s (32 + 16), encrypted payload (payload + 16). */
 export const HANDSHAKE_MESSAGE3_BYTES_MIN = KEY_BYTES + MAC_BYTES + MAC_BYTES;
+/** IK message 1: e (32), encrypted s (32 + 16), encrypted payload (payload + 16). */
+export const IK_MESSAGE1_BYTES_MIN = KEY_BYTES + KEY_BYTES + MAC_BYTES + MAC_BYTES;
+/** IK message 2: e (32), encrypted payload (payload + 16). */
+export const IK_MESSAGE2_BYTES_MIN = KEY_BYTES + MAC_BYTES;
 /** Noise's own bound on a handshake message. */
 const NOISE_MESSAGE_BYTES_MAX = 65535;
 
@@ -130,7 +147,7 @@ interface NoiseState {
   readonly rs: Buffer | null;
   readonly hash: Buffer | null;
 }
-type NoiseConstructor = new (pattern: 'XX', initiator: boolean, staticKeyPair: StaticKeyPair) => NoiseState;
+type NoiseConstructor = new (pattern: 'XX' | 'IK', initiator: boolean, staticKeyPair: StaticKeyPair) => NoiseState;
 const Noise = createRequire(import.meta.url)('noise-handshake') as NoiseConstructor;
 
 // --- secretstream, typed as sodium-native 5 has it (@types/sodium-native describes v2). --
@@ -425,7 +442,11 @@ function resolveLimits(options: SecureChannelOptions, initiator: boolean): Limit
   const timeoutMs = options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS_DEFAULT;
   if (!(timeoutMs > 0)) throw bad('handshakeTimeoutMs must be positive');
   const payload = options.payload ?? Buffer.alloc(0);
-  const payloadMax = frameBytesMax - (initiator ? HANDSHAKE_MESSAGE3_BYTES_MIN : HANDSHAKE_MESSAGE2_BYTES_MIN);
+  if (options.remoteStaticKey !== undefined && (!initiator || options.remoteStaticKey.length !== KEY_BYTES)) {
+    throw bad('remoteStaticKey is for the initiator, and must be an X25519 key of 32 bytes');
+  }
+  const ownLastMessageBytes = !initiator ? HANDSHAKE_MESSAGE2_BYTES_MIN : options.remoteStaticKey ? IK_MESSAGE1_BYTES_MIN : HANDSHAKE_MESSAGE3_BYTES_MIN;
+  const payloadMax = frameBytesMax - ownLastMessageBytes;
   if (payload.length > payloadMax) throw bad(`handshake payload is ${payload.length} bytes; at most ${payloadMax} fit handshakeFrameBytesMax`);
   const sealedFrameBytesMax = options.sealedFrameBytesMax ?? SEALED_FRAME_BYTES_MAX_DEFAULT;
   if (!Number.isSafeInteger(sealedFrameBytesMax) || sealedFrameBytesMax < 1) throw bad('sealedFrameBytesMax must be a positive integer');
@@ -485,6 +506,7 @@ function established(inner: FrameTransport, source: AsyncIterator<Buffer>, noise
 }
 
 async function initiatorSteps(inner: FrameTransport, source: AsyncIterator<Buffer>, options: SecureChannelOptions, limits: Limits): Promise<SecureSession> {
+  if (options.remoteStaticKey) return initiatorStepsIK(inner, source, options, options.remoteStaticKey, limits);
   const noise = new Noise('XX', true, options.staticKeyPair);
   noise.initialise(limits.prologue);
   inner.send(noise.send());
@@ -499,12 +521,45 @@ async function initiatorSteps(inner: FrameTransport, source: AsyncIterator<Buffe
   return established(inner, source, noise, remotePayload, limits);
 }
 
+/** IK: the responder's key is known, so message 1 carries our static key and payload. */
+async function initiatorStepsIK(
+  inner: FrameTransport,
+  source: AsyncIterator<Buffer>,
+  options: SecureChannelOptions,
+  remoteStaticKey: Buffer,
+  limits: Limits,
+): Promise<SecureSession> {
+  const noise = new Noise('IK', true, options.staticKeyPair);
+  noise.initialise(limits.prologue, Buffer.from(remoteStaticKey));
+  inner.send(noiseStep(1, () => noise.send(limits.payload)));
+  let message2: Buffer;
+  try {
+    message2 = await readMessage(inner, source, 2, limits);
+  } catch (err) {
+    // A responder that cannot open message 1 (it does not hold the key we were given) or
+    // refuses us closes with 1008 instead of answering: no retry changes that.
+    const info = inner.isClosed ? await inner.closed : null;
+    if (err instanceof HandshakeFailure && info?.code === CloseCode.POLICY_VIOLATION) {
+      throw refused(`the peer does not hold the pinned key, or refused us: it closed on IK message 1 (${info.reason || 'no reason given'})`, err);
+    }
+    throw err;
+  }
+  checkAtLeast(2, message2, IK_MESSAGE2_BYTES_MIN);
+  // Only the holder of remoteStaticKey's secret can have made a message 2 that opens.
+  const remotePayload = noiseStep(2, () => noise.recv(message2));
+  verify(options, { staticKey: remoteStaticKey, payload: remotePayload });
+  return established(inner, source, noise, remotePayload, limits);
+}
+
 async function responderSteps(inner: FrameTransport, source: AsyncIterator<Buffer>, options: SecureChannelOptions, limits: Limits): Promise<SecureSession> {
+  const message1 = await readMessage(inner, source, 1, limits);
+  if (message1.length >= IK_MESSAGE1_BYTES_MIN) return responderStepsIK(inner, source, options, message1, limits);
   const noise = new Noise('XX', false, options.staticKeyPair);
   noise.initialise(limits.prologue);
-  // Message 1 is exactly e: a payload there would travel unencrypted and unauthenticated.
-  const message1 = await readMessage(inner, source, 1, limits);
-  if (message1.length !== HANDSHAKE_MESSAGE1_BYTES) throw malformed(`handshake message 1 must be ${HANDSHAKE_MESSAGE1_BYTES} bytes, got ${message1.length}`);
+  // XX's message 1 is exactly e: a payload there would travel unencrypted and unauthenticated.
+  if (message1.length !== HANDSHAKE_MESSAGE1_BYTES) {
+    throw malformed(`handshake message 1 must be ${HANDSHAKE_MESSAGE1_BYTES} bytes (XX) or at least ${IK_MESSAGE1_BYTES_MIN} (IK), got ${message1.length}`);
+  }
   noiseStep(1, () => noise.recv(message1));
   // The ee DH of message 2 is where a low-order ephemeral key from message 1 is refused.
   inner.send(noiseStep(1, () => noise.send(limits.payload)));
@@ -514,6 +569,22 @@ async function responderSteps(inner: FrameTransport, source: AsyncIterator<Buffe
   const remoteStaticKey = noise.rs;
   assert(remoteStaticKey, 'noise-handshake gave no remote static key after message 3');
   verify(options, { staticKey: remoteStaticKey, payload: remotePayload });
+  return established(inner, source, noise, remotePayload, limits);
+}
+
+/**
+ * IK as the responder: message 1 already holds the initiator's static key and payload, so
+ * it is checked before we answer; a refused initiator gets no message 2. A replayed message
+ * 1 gets a message 2 that only the original initiator's ephemeral key could use.
+ */
+function responderStepsIK(inner: FrameTransport, source: AsyncIterator<Buffer>, options: SecureChannelOptions, message1: Buffer, limits: Limits): SecureSession {
+  const noise = new Noise('IK', false, options.staticKeyPair);
+  noise.initialise(limits.prologue);
+  const remotePayload = noiseStep(1, () => noise.recv(message1));
+  const remoteStaticKey = noise.rs;
+  assert(remoteStaticKey, 'noise-handshake gave no remote static key after IK message 1');
+  verify(options, { staticKey: remoteStaticKey, payload: remotePayload });
+  inner.send(noiseStep(2, () => noise.send(limits.payload)));
   return established(inner, source, noise, remotePayload, limits);
 }
 

@@ -51,8 +51,8 @@ function fetchFrom(c: RawClient, topic: string, fetchOffset = 0): Promise<Partit
 }
 
 /** Connects with a credential and says Hello; resolves with Hello's answer and the client. */
-async function hello(url: string, who?: Holder): Promise<{ client: RawClient; answer: { error?: number; message?: string } }> {
-  const client = await RawClient.connect(url, { hello: false, identity: who?.identity, credential: who?.credential });
+async function hello(url: string, who?: Holder, nodePublicKey?: Buffer): Promise<{ client: RawClient; answer: { error?: number; message?: string } }> {
+  const client = await RawClient.connect(url, { hello: false, identity: who?.identity, credential: who?.credential, nodePublicKey });
   const answer = await client.request<{ error?: number; message?: string }>(Kind.Hello, { version: PROTOCOL_VERSION, clientId: 'security-test' });
   return { client, answer };
 }
@@ -216,6 +216,51 @@ describe('a node with a fleet key', () => {
     broker = await start();
     expect(broker.stats().revocations).toBe(1);
     await expectRefused(broker.url, device, /credential revoked/);
+  });
+
+  it('a client that pins the node key connects in one round trip (Noise IK), under the same rules', async () => {
+    const device = holder({ role: 'device', produce: ['sensors.*'] });
+    const sent: Buffer[] = [];
+    const client = await RawClient.connect(broker.url, { identity: device.identity, credential: device.credential, nodePublicKey: broker.publicKey, tamper: (m) => (sent.push(m), m) });
+    // IK: message 1 (with the credential inside), then straight to the stream header.
+    expect(sent[0].length).toBe(96 + device.credential.length);
+    expect(sent[1].length).toBe(24);
+    expect((await produce(client, 'sensors.temp', ['ik'])).partitions[0].error).toBe(0);
+    expect((await produce(client, 'alarms', ['ik'])).partitions[0].error).toBe(Errors.UNAUTHORIZED.code);
+    client.close();
+    await expectRefusedIK(holder({ role: 'admin' }, { fleet: generateIdentity() }), /another fleet/);
+  });
+
+  async function expectRefusedIK(who: Holder, message: RegExp): Promise<void> {
+    const { client, answer } = await hello(broker.url, who, broker.publicKey);
+    expect(answer.error).toBe(Errors.UNAUTHORIZED.code);
+    expect(answer.message).toMatch(message);
+    expect((await client.closed).code).toBe(CloseCode.POLICY_VIOLATION);
+  }
+
+  it('an IK handshake aimed at another node key fails at message 1', async () => {
+    const before = (await counter(broker, 'tributary_connections_closed_total')).get('handshake_failed') ?? 0;
+    const c = await RawClient.open(broker.url);
+    await expect(c.handshake({ nodePublicKey: generateIdentity().publicKey })).rejects.toThrow(/does not hold the pinned key/);
+    const closed = await c.closed;
+    expect(closed.code).toBe(CloseCode.POLICY_VIOLATION);
+    expect(closed.reason).toBe('handshake message 1 failed authentication');
+    expect(await counted(broker, 'tributary_connections_closed_total', 'handshake_failed', before + 1)).toBe(before + 1);
+  });
+
+  it('a replayed IK message 1 gets nowhere: the replayer cannot make a sealed Hello', async () => {
+    const device = holder({ role: 'device', produce: ['sensors.*'] });
+    const sent: Buffer[] = [];
+    const original = await RawClient.connect(broker.url, { identity: device.identity, credential: device.credential, nodePublicKey: broker.publicKey, tamper: (m) => (sent.push(m), m) });
+    original.close();
+    const replay = await RawClient.open(broker.url);
+    replay.sendWire(sent[0]);
+    await new Promise((r) => setTimeout(r, 50)); // message 2 arrives; without the ephemeral key it is useless
+    replay.sendWire(sent[1]); // the original stream header: it opens nothing under the new keys
+    replay.sendWire(sent[2]); // the original sealed Hello
+    const closed = await replay.closed;
+    expect(closed.code).toBe(CloseCode.PROTOCOL_ERROR);
+    expect(closed.reason).toBe('sealed frame failed authentication');
   });
 
   it('a credential that expires while its connection is open ends it at the next request', async () => {

@@ -16,7 +16,7 @@ import { encodeFrame, Kind, PROTOCOL_VERSION, RESPONSE } from '../protocol/frame
 import { generateIdentity } from '../protocol/key-file.js';
 import { decodeBatch, encodeBatch, splitBatches } from '../protocol/record-batch.js';
 import { REVOCATIONS_TOPIC } from '../protocol/revocation.js';
-import { HANDSHAKE_MESSAGE1_BYTES, HANDSHAKE_MESSAGE3_BYTES_MIN, noiseKeyPairFromIdentity, PROLOGUE_DEFAULT, type StaticKeyPair } from '../protocol/secure-channel.js';
+import { HANDSHAKE_MESSAGE1_BYTES, HANDSHAKE_MESSAGE3_BYTES_MIN, IK_MESSAGE1_BYTES_MIN, noiseKeyPairFromIdentity, PROLOGUE_DEFAULT, type StaticKeyPair } from '../protocol/secure-channel.js';
 import { Rng } from '../protocol/testdata/helpers.js';
 import { tempDir } from './helpers/node-process.js';
 import { RawClient } from './helpers/raw-client.js';
@@ -256,7 +256,7 @@ async function requestOrClose(client: RawClient, kind: number, body: object): Pr
   return Promise.race([answered, client.closed.then(() => 'closed' as const)]);
 }
 
-async function runConnection(url: string, index: number): Promise<Outcome> {
+async function runConnection(url: string, index: number, nodePublicKey: Buffer): Promise<Outcome> {
   const rng = new Rng((SEED ^ Math.imul(index + 1, 0x9e3779b9)) >>> 0);
   const category = CATEGORIES[index % CATEGORIES.length];
   const client = await RawClient.open(url);
@@ -270,7 +270,16 @@ async function runConnection(url: string, index: number): Promise<Outcome> {
       case 'wire-junk': {
         const n = junkLength(rng);
         plan = `message 1 of ${n} random bytes`;
-        expectedLabel = n > PRE_AUTH_FRAME_BYTES_MAX ? 'handshake_too_big' : n === HANDSHAKE_MESSAGE1_BYTES ? 'handshake_timeout' : 'handshake_malformed';
+        // 32 bytes are a plausible XX message 1 (then silence); 96 or more are read as IK's,
+        // which random bytes fail to authenticate; anything else is neither.
+        expectedLabel =
+          n > PRE_AUTH_FRAME_BYTES_MAX
+            ? 'handshake_too_big'
+            : n === HANDSHAKE_MESSAGE1_BYTES
+              ? 'handshake_timeout'
+              : n >= IK_MESSAGE1_BYTES_MIN
+                ? 'handshake_failed'
+                : 'handshake_malformed';
         client.sendWire(rng.bytes(n));
         return;
       }
@@ -319,12 +328,15 @@ async function runConnection(url: string, index: number): Promise<Outcome> {
         return;
       }
       case 'tamper': {
-        // 0: message 1, 1: message 3, 2: the stream header, 3: Hello, 4: the request after it.
-        const target = rng.int(0, 4);
+        // XX: 0 message 1, 1 message 3, 2 the stream header, 3 Hello, 4 the request after it.
+        // IK (the node's key pinned): 0 message 1, 1 the stream header, 2 Hello, 3 the request.
+        const ik = rng.bool(0.5);
+        const target = rng.int(0, ik ? 3 : 4);
         let what = 'never applied';
-        plan = `message ${target} tampered`;
+        plan = `${ik ? 'IK' : 'XX'} message ${target} tampered`;
         try {
           await client.handshake({
+            nodePublicKey: ik ? nodePublicKey : undefined,
             tamper: (message, i) => {
               if (i !== target) return message;
               const m = mutate(rng, message);
@@ -336,7 +348,7 @@ async function runConnection(url: string, index: number): Promise<Outcome> {
             await requestOrClose(client, Kind.Metadata, {});
           }
         } finally {
-          plan = `message ${target} ${what}`;
+          plan = `${ik ? 'IK' : 'XX'} message ${target} ${what}`;
         }
         return;
       }
@@ -388,7 +400,7 @@ describe(`wire fuzz against a real node (seed ${SEED})`, () => {
     const rssBefore = process.memoryUsage().rss;
     const outcomes: Outcome[] = [];
     for (let start = 0; start < CONNECTIONS; start += WAVE) {
-      const wave = Array.from({ length: Math.min(WAVE, CONNECTIONS - start) }, (_, i) => runConnection(broker.url, start + i));
+      const wave = Array.from({ length: Math.min(WAVE, CONNECTIONS - start) }, (_, i) => runConnection(broker.url, start + i, broker.publicKey));
       outcomes.push(...(await Promise.all(wave)));
     }
     expect(outcomes).toHaveLength(CONNECTIONS);

@@ -149,7 +149,7 @@ describe('auth flags', () => {
     const r = await cli(['topics', 'list', '--node-key', generateIdentity().publicKey.toString('hex'), '--identity', devicePath, '--credential', deviceCredential.path]);
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toBe(`tributary: UNAUTHORIZED: refusing node at ${server.url}: the node is not the one pinned: its key differs from the node key given\n`);
+    expect(r.stderr).toBe(`tributary: UNAUTHORIZED: refusing node at ${server.url}: the peer does not hold the pinned key, or refused us: it closed on IK message 1 (handshake message 1 failed authentication)\n`);
     // Not retried, and the credential never left the client.
     expect(node.connections).toHaveLength(1);
     expect(node.connections[0].remotePayload).toBeNull();

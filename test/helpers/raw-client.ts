@@ -6,7 +6,7 @@
 import WebSocket from 'ws';
 import { decodeFrame, encodeFrame, Kind, PROTOCOL_VERSION, RESPONSE, type Frame } from '../../protocol/frames.js';
 import { generateIdentity, type IdentityKeyPair } from '../../protocol/key-file.js';
-import { noiseKeyPairFromIdentity, secureInitiator, type SecureSession } from '../../protocol/secure-channel.js';
+import { noiseKeyPairFromIdentity, noisePublicKeyFromIdentity, secureInitiator, type SecureSession } from '../../protocol/secure-channel.js';
 import { forwardingTransport, socketTransport, type FrameTransport } from '../../protocol/transport.js';
 
 export interface RawClientOptions {
@@ -14,6 +14,8 @@ export interface RawClientOptions {
   hello?: boolean;
   identity?: IdentityKeyPair;
   credential?: Buffer;
+  /** The node's identity key: pins it, and makes the handshake Noise IK. */
+  nodePublicKey?: Buffer;
   /** Rewrites each message on its way to the socket (handshake and sealed alike), by index. */
   tamper?: (message: Buffer, index: number) => Buffer;
 }
@@ -63,6 +65,7 @@ export class RawClient {
     const session = await secureInitiator(wire, {
       staticKeyPair: noiseKeyPairFromIdentity(options.identity ?? generateIdentity()),
       payload: options.credential,
+      remoteStaticKey: options.nodePublicKey ? noisePublicKeyFromIdentity(options.nodePublicKey) : undefined,
       handshakeFrameBytesMax: 8192,
     });
     this.session = session;
