@@ -39,6 +39,13 @@ function hex(bytes: Uint8Array | null): string | null {
 }
 
 /** A client that would retry for a minute: any refusal that ends sooner was not retried. */
+/** A fake node in `fleet`, showing its node credential, for clients that pin the fleet (XX). */
+function fleetNode(): FakeNode {
+  const node = new FakeNode();
+  node.credential = credentialFor(node.identity, 'node');
+  return node;
+}
+
 function patientClient(node: FakeNode, options: ClientOptions = {}): Client {
   return track(new Client('mem://fake', { transportFactory: node.transportFactory, connectTimeoutMs: 60_000, reconnect: { initialMs: 1, maxMs: 5 }, ...options }));
 }
@@ -63,9 +70,9 @@ async function until(predicate: () => boolean, what: string): Promise<void> {
 
 describe('Client handshake: what it shows', () => {
   it('sends its credential in message 3 byte-exact, under its own identity key', async () => {
-    const node = new FakeNode();
+    const node = fleetNode();
     const credential = credentialFor(device, 'device');
-    const client = patientClient(node, { identity: device, credential });
+    const client = patientClient(node, { identity: device, credential, fleetPublicKey: fleet.publicKey });
     await client.connect();
     const [connection] = node.connections;
     expect(connection.handshake).toBe('done');
@@ -93,9 +100,9 @@ describe('Client handshake: what it shows', () => {
   });
 
   it('handshakes again on every reconnect, showing the same identity and credential', async () => {
-    const node = new FakeNode();
+    const node = fleetNode();
     const credential = credentialFor(device, 'device');
-    const client = patientClient(node, { identity: device, credential });
+    const client = patientClient(node, { identity: device, credential, fleetPublicKey: fleet.publicKey });
     await client.connect();
     node.dropConnections();
     await until(() => !client.isConnected, 'disconnected');
@@ -165,11 +172,17 @@ describe('Client handshake: checking the node', () => {
     expect(node.connections).toHaveLength(1);
   });
 
-  it('with both pins, the node key decides', async () => {
-    const node = new FakeNode();
-    // No fleet credential at all: only the node key can admit this node.
-    const client = patientClient(node, { nodePublicKey: node.identity.publicKey, fleetPublicKey: fleet.publicKey });
-    await expect(client.connect()).resolves.toBeUndefined();
+  it('with both pins, the node must be that node and hold a credential of that fleet', async () => {
+    const both = (node: FakeNode) => patientClient(node, { nodePublicKey: node.identity.publicKey, fleetPublicKey: fleet.publicKey });
+    await expect(both(fleetNode()).connect()).resolves.toBeUndefined();
+    // The right key but no fleet credential: refused at once.
+    const err = await connectError(both(new FakeNode()));
+    expect([err.code, err.retriable]).toEqual([Errors.UNAUTHORIZED.code, false]);
+    expect(err.message).toMatch(/no valid credential of the pinned fleet: no credential was presented/);
+  });
+
+  it('shows a credential only to a pinned node', () => {
+    expect(() => patientClient(new FakeNode(), { identity: device, credential: credentialFor(device, 'device') })).toThrow(/a credential is shown only to a pinned node/);
   });
 
   it('accepts any node without a pin (encrypted, not authenticated)', async () => {
@@ -183,7 +196,7 @@ describe('Client handshake: refusals and failures', () => {
   it('fails connect at once when the node answers Hello with UNAUTHORIZED', async () => {
     const node = new FakeNode();
     node.refuseHello = () => new TributaryError(Errors.UNAUTHORIZED, 'credential refused: revoked');
-    const client = patientClient(node, { identity: device, credential: credentialFor(device, 'device') });
+    const client = patientClient(node, { identity: device, credential: credentialFor(device, 'device'), nodePublicKey: node.identity.publicKey });
     const queued = client.request(Kind.Metadata, {});
     const err = await connectError(client);
     expect(err.code).toBe(Errors.UNAUTHORIZED.code);
@@ -303,7 +316,7 @@ describe('Client handshake over a real WebSocket', () => {
     }
   });
 
-  it('accepts a frame of exactly inboundFrameBytesMax, although it arrives 17 bytes longer sealed', async () => {
+  it('accepts a frame of exactly inboundFrameBytesMax, although it arrives sealed, and refuses one byte more', async () => {
     const inboundFrameBytesMax = 50_000;
     const node = new FakeNode();
     // Answers the first Metadata with a frame padded to `size` bytes, the second to one more.
@@ -317,9 +330,9 @@ describe('Client handshake over a real WebSocket', () => {
     };
     const server = await node.listen();
     try {
-      const client = track(await Client.connect(server.url, { transportFactory: webSocketTransportFactory({ inboundFrameBytesMax }), reconnect: { initialMs: 1000, maxMs: 1000 } }));
+      const client = track(await Client.connect(server.url, { transportFactory: webSocketTransportFactory(), inboundFrameBytesMax, reconnect: { initialMs: 1000, maxMs: 1000 } }));
       await expect(client.request(Kind.Metadata, {})).resolves.toMatchObject({ nodeId: 'fake-1' });
-      // One byte over: the socket refuses the message and the answer is lost with the connection.
+      // One byte over: the reassembly refuses the frame and the answer is lost with the connection.
       await expect(client.request(Kind.Metadata, {})).rejects.toMatchObject({ code: Errors.NETWORK.code });
     } finally {
       await server.close();

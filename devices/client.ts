@@ -39,7 +39,7 @@ import {
   HANDSHAKE_MESSAGE2_BYTES_MIN,
   noiseKeyPairFromIdentity,
   noisePublicKeyFromIdentity,
-  SEALED_FRAME_OVERHEAD_BYTES,
+  SEALED_MESSAGE_BYTES_MAX,
   secureInitiator,
   type SecureChannelOptions,
 } from '../protocol/secure-channel.js';
@@ -94,6 +94,11 @@ export interface ClientOptions {
   nodePublicKey?: Buffer;
   /** Accept any node holding a valid `node` credential of this fleet (32 bytes, Ed25519). */
   fleetPublicKey?: Buffer;
+  /**
+   * The largest frame taken from the node (it arrives in sealed chunks, reassembled up to
+   * this); a larger one closes the connection. Default 256 MiB.
+   */
+  inboundFrameBytesMax?: number;
   /** Called after each successful Hello (first connect and every reconnect). */
   onConnect?: (info: { nodeId: string; frameBytesMax: number; inflightMax: number }) => void;
   /** Called when an established connection is lost (not on close()). */
@@ -147,7 +152,7 @@ export class Client {
   readonly url: string;
   readonly clientId: string;
   private readonly options: Required<
-    Omit<ClientOptions, 'onConnect' | 'onDisconnect' | 'reconnect' | 'clientId' | 'identity' | 'credential' | 'nodePublicKey' | 'fleetPublicKey'>
+    Omit<ClientOptions, 'onConnect' | 'onDisconnect' | 'reconnect' | 'clientId' | 'identity' | 'credential' | 'nodePublicKey' | 'fleetPublicKey' | 'inboundFrameBytesMax'>
   > & {
     reconnectInitialMs: number;
     reconnectMaxMs: number;
@@ -612,6 +617,11 @@ function secureChannelOptions(options: ClientOptions): SecureChannelOptions {
     if (!claims.subject.equals(identity.publicKey)) {
       throw bad(`credential was issued to key ${claims.subject.toString('hex')}, not to this identity ${identity.publicKey.toString('hex')}`);
     }
+    // A credential grants rights, so it goes only to a node we can check: unpinned, a man
+    // in the middle would be admitted in our name and read everything we send.
+    if (nodePublicKey === undefined && fleetPublicKey === undefined) {
+      throw bad('a credential is shown only to a pinned node: give the node key or the fleet key (nodePublicKey or fleetPublicKey; --node-key or --fleet-key)');
+    }
   }
   const pins: NodePins = {};
   if (nodePublicKey !== undefined) pins.nodePublicKey = checkedPin('nodePublicKey', nodePublicKey);
@@ -625,6 +635,7 @@ function secureChannelOptions(options: ClientOptions): SecureChannelOptions {
     verifyRemote: (remote) => verifyNode(remote, pins),
     // Message 2 may carry the node's credential, up to the largest a credential may be.
     handshakeFrameBytesMax: HANDSHAKE_MESSAGE2_BYTES_MIN + CREDENTIAL_BYTES_MAX,
+    sealedFrameBytesMax: options.inboundFrameBytesMax ?? INBOUND_FRAME_BYTES_MAX,
   };
 }
 
@@ -679,7 +690,7 @@ const CLOSE_HANDSHAKE_MS = 1000;
  * Opens `ws` WebSockets. Closing waits for the node's close frame for at most a second,
  * then terminates: `ws` would otherwise keep a 30 s timer that holds the process open.
  */
-export function webSocketTransportFactory(options: { inboundFrameBytesMax?: number } = {}): TransportFactory {
+export function webSocketTransportFactory(): TransportFactory {
   return (url, { signal } = {}) =>
     new Promise<FrameTransport>((resolve, reject) => {
       const problem = badNodeUrl(url);
@@ -687,8 +698,9 @@ export function webSocketTransportFactory(options: { inboundFrameBytesMax?: numb
       if (problem !== null) return reject(new TributaryError(Errors.INVALID_CONFIG, `invalid node URL '${url}': ${problem}`));
       const ws = new WebSocket(url, {
         perMessageDeflate: false,
-        // Each frame arrives sealed, SEALED_FRAME_OVERHEAD_BYTES longer than it is.
-        maxPayload: (options.inboundFrameBytesMax ?? INBOUND_FRAME_BYTES_MAX) + SEALED_FRAME_OVERHEAD_BYTES,
+        // After the handshake every message is one sealed chunk; frames are reassembled
+        // above, bounded by inboundFrameBytesMax. (Handshake messages are smaller still.)
+        maxPayload: SEALED_MESSAGE_BYTES_MAX,
         // RFC 6455 masks client frames so that script-chosen bytes cannot pose as requests to
         // a proxy in between. Every message we send is a Noise handshake message or sealed
         // ciphertext, so no one chooses our bytes, and an all-zero mask lets ws skip copying

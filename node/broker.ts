@@ -149,13 +149,14 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
       onRefused: (reason) => metrics.connectionsRefused.inc({ reason }),
       onConnection(transport, remote, controls) {
         handshakesInProgress++;
-        void acceptConnection(transport, remote, controls, context, nodeIdentity, {
-          onServing: (connection) => connections.add(connection),
+        const hooks = {
+          onServing: (connection: Connection) => connections.add(connection),
           onPreAuthEnd: () => handshakesInProgress--,
-          onClosed: (connection) => {
+          onClosed: (connection: Connection | null) => {
             if (connection) connections.delete(connection);
           },
-        }).catch((err: unknown) => logger.error({ remote, err: (err as Error)?.stack ?? String(err) }, 'connection failed'));
+        };
+        void acceptConnection({ raw: transport, remote, controls, broker: context, identity: nodeIdentity, hooks }).catch((err: unknown) => logger.error({ remote, err: (err as Error)?.stack ?? String(err) }, 'connection failed'));
       },
     });
   } catch (err) {

@@ -100,14 +100,14 @@ export function verifyCredential(bytes: Uint8Array, fleetPublicKey: Buffer, now 
   if (signature.length !== sodium.crypto_sign_BYTES) throw refuse('signature has the wrong length');
   const claims = decodeOrRefuse(body) as Record<string, unknown>;
   if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) throw refuse('body is not a map');
-  if (claims.v !== CREDENTIAL_VERSION) throw refuse(`version ${String(claims.v)} is not ${CREDENTIAL_VERSION}`);
+  if (claims.v !== CREDENTIAL_VERSION) throw refuse(`version ${shown(claims.v)} is not ${CREDENTIAL_VERSION}`);
   const issuer = claims.iss;
   if (!(issuer instanceof Uint8Array) || !Buffer.from(issuer).equals(fleetPublicKey)) throw refuse('issued by another fleet');
   if (!sodium.crypto_sign_verify_detached(Buffer.from(signature), Buffer.from(body), fleetPublicKey)) throw refuse('signature does not verify');
   // Signed by our fleet from here on: the remaining checks guard against a buggy issuer.
   const subject = claims.sub;
   if (!(subject instanceof Uint8Array) || subject.length !== sodium.crypto_sign_PUBLICKEYBYTES) throw refuse('subject is not a public key');
-  if (typeof claims.role !== 'string' || !ROLES.includes(claims.role as Role)) throw refuse(`unknown role ${String(claims.role)}`);
+  if (typeof claims.role !== 'string' || !ROLES.includes(claims.role as Role)) throw refuse(`unknown role ${shown(claims.role)}`);
   if (typeof claims.id !== 'string') throw refuse('no id');
   if (!Number.isSafeInteger(claims.iat) || !Number.isSafeInteger(claims.exp)) throw refuse('bad validity period');
   if ((claims.exp as number) <= now) throw refuse(`expired at ${new Date(claims.exp as number).toISOString()}`);
@@ -129,6 +129,16 @@ export function verifyCredential(bytes: Uint8Array, fleetPublicKey: Buffer, now 
     issuedAt: claims.iat as number,
     expiresAt: claims.exp as number,
   };
+}
+
+/**
+ * A decoded value for an error message, never by calling its own methods: a map such as
+ * {toString: 1} from unverified input would make String() throw, or run nothing we wrote.
+ */
+export function shown(value: unknown): string {
+  if (typeof value === 'number' || typeof value === 'boolean' || value === null || value === undefined) return String(value);
+  if (typeof value === 'string') return JSON.stringify(value.length > 64 ? `${value.slice(0, 64)}...` : value);
+  return `(${Array.isArray(value) ? 'array' : typeof value})`;
 }
 
 function decodeOrRefuse(bytes: Uint8Array): unknown {

@@ -47,15 +47,14 @@ export interface NodePins {
 
 /**
  * The client's check of the node, for `verifyRemote`: with no pin every node is accepted
- * (the channel is still encrypted, but a man in the middle is not excluded).
+ * (the channel is still encrypted, but a man in the middle is not excluded); with both,
+ * both must hold.
  */
 export function verifyNode(remote: RemotePeer, pins: NodePins, now = Date.now()): void {
-  if (pins.nodePublicKey) {
-    if (!isStaticKeyOf(remote.staticKey, pins.nodePublicKey)) {
-      throw new TributaryError(Errors.UNAUTHORIZED, 'the node is not the one pinned: its key differs from the node key given');
-    }
-    return;
+  if (pins.nodePublicKey && !isStaticKeyOf(remote.staticKey, pins.nodePublicKey)) {
+    throw new TributaryError(Errors.UNAUTHORIZED, 'the node is not the one pinned: its key differs from the node key given');
   }
+  // Both pins given: the node must be that node and hold a credential of that fleet.
   if (pins.fleetPublicKey) {
     let credential: Credential;
     try {

@@ -205,6 +205,15 @@ describe('RevocationList', () => {
     expect(list.find({ id: credentialId.toUpperCase(), subject: device.publicKey })).toBeUndefined();
   });
 
+  it('a subject revocation covers the same key written with the other Ed25519 sign bit', () => {
+    // Both encodings are the same X25519 key, which is what the handshake proves.
+    const flipped = Buffer.from(subject);
+    flipped[31] ^= 0x80;
+    const list = new RevocationList();
+    list.add(bySubjectRevocation);
+    expect(list.find({ id: 'cc33', subject: flipped })).toBe(bySubjectRevocation);
+  });
+
   it('counts a target once however often it is revoked, keeping the latest', () => {
     const list = new RevocationList();
     list.add(byIdRevocation);

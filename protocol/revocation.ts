@@ -15,8 +15,9 @@
 
 import { Decoder, Encoder } from 'cbor-x';
 import sodium from 'sodium-native';
-import type { Credential } from './credential.js';
+import { shown, type Credential } from './credential.js';
 import { Errors, TributaryError } from './errors.js';
+import { noisePublicKeyFromIdentity } from './secure-channel.js';
 import type { IdentityKeyPair } from './key-file.js';
 
 export const REVOCATIONS_TOPIC = '__revocations';
@@ -90,7 +91,7 @@ export function verifyRevocation(value: Uint8Array, fleetPublicKey: Buffer, key?
   if (signature.length !== sodium.crypto_sign_BYTES) throw invalid('signature has the wrong length');
   const claims = decodeOrRefuse(body) as Record<string, unknown>;
   if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) throw invalid('body is not a map');
-  if (claims.v !== REVOCATION_VERSION) throw invalid(`version ${String(claims.v)} is not ${REVOCATION_VERSION}`);
+  if (claims.v !== REVOCATION_VERSION) throw invalid(`version ${shown(claims.v)} is not ${REVOCATION_VERSION}`);
   if (!(claims.iss instanceof Uint8Array) || !Buffer.from(claims.iss).equals(fleetPublicKey)) throw invalid('signed by another fleet');
   if (!sodium.crypto_sign_verify_detached(Buffer.from(signature), Buffer.from(body), fleetPublicKey)) throw invalid('signature does not verify');
   let target: RevocationTarget;
@@ -116,9 +117,23 @@ function decodeOrRefuse(bytes: Uint8Array): unknown {
   }
 }
 
+/**
+ * How a subject key is looked up: by its X25519 form, the key the handshake proves, since
+ * two Ed25519 encodings that differ only in the sign bit are the same X25519 key, and a
+ * revocation of one must cover a credential naming the other.
+ */
+function subjectKey(subject: Buffer): string {
+  try {
+    return noisePublicKeyFromIdentity(subject).toString('hex');
+  } catch {
+    return `ed25519:${subject.toString('hex')}`; // not a valid point: admits no one anyway
+  }
+}
+
 /** The revocations a node knows: answers whether a credential still admits its holder. */
 export class RevocationList {
   private readonly credentialIds = new Map<string, Revocation>();
+  /** By subjectKey(). */
   private readonly subjects = new Map<string, Revocation>();
 
   get size(): number {
@@ -128,11 +143,11 @@ export class RevocationList {
   add(revocation: Revocation): void {
     const t = revocation.target;
     if ('credentialId' in t) this.credentialIds.set(t.credentialId, revocation);
-    else this.subjects.set(t.subject.toString('hex'), revocation);
+    else this.subjects.set(subjectKey(t.subject), revocation);
   }
 
   /** The revocation that applies to `credential`, if any. */
   find(credential: Pick<Credential, 'id' | 'subject'>): Revocation | undefined {
-    return this.credentialIds.get(credential.id) ?? this.subjects.get(credential.subject.toString('hex'));
+    return this.credentialIds.get(credential.id) ?? this.subjects.get(subjectKey(credential.subject));
   }
 }

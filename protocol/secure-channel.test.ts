@@ -395,6 +395,24 @@ describe.each(LINKS)('secure channel over $name', ({ open }) => {
       });
     });
 
+    it('a responder that runs out of time closes with 1013, which the initiator may retry', async () => {
+      await withLink(open, async ({ client, server }) => {
+        // Message 1 is held back past the responder's deadline, as on a stalled link.
+        const late = intercept(client, (frame, i) => {
+          if (i === 0) setTimeout(() => client.send(frame), 150);
+          return i === 0 ? [] : [frame];
+        });
+        const [atClient, atServer] = await Promise.all([
+          outcome(secureInitiator(late, clientOptions({ remoteStaticKey: node.keys.publicKey, handshakeTimeoutMs: 2000 }))),
+          outcome(secureResponder(server, serverOptions({ handshakeTimeoutMs: 50 }))),
+        ]);
+        expect((atServer as { error: TributaryError }).error.errorName).toBe('REQUEST_TIMED_OUT');
+        const err = (atClient as { error: TributaryError }).error;
+        expect([err.errorName, err.retriable]).toEqual(['NETWORK', true]);
+        expect(err.detail).toMatch(/1013: handshake did not finish within 50 ms/);
+      });
+    });
+
     it("a responder that refuses the initiator's key sends nothing back", async () => {
       await withLink(open, async ({ client, server }) => {
         const fromServer = recording(server);
@@ -719,7 +737,7 @@ describe.each(LINKS)('secure channel over $name', ({ open }) => {
     it('times out when the peer says nothing, on either side', async () => {
       await withLink(open, async ({ server }) => {
         await rejection(secureResponder(server, serverOptions({ handshakeTimeoutMs: 50 })), 'REQUEST_TIMED_OUT', /^handshake did not finish within 50 ms$/);
-        expectClose(await server.closed, CloseCode.POLICY_VIOLATION, 'handshake did not finish within 50 ms');
+        expectClose(await server.closed, CloseCode.TRY_AGAIN_LATER, 'handshake did not finish within 50 ms');
       });
       await withLink(open, async ({ client }) => {
         await rejection(secureInitiator(client, clientOptions({ handshakeTimeoutMs: 50 })), 'REQUEST_TIMED_OUT', /within 50 ms/);
@@ -857,6 +875,28 @@ describe('secure channel options and reading', () => {
     expect(String(fresh.open(b))).toBe('b');
     expect(fresh.open(b)).toBeNull(); // replayed
     expect(new FrameOpener(Buffer.alloc(32, 4), sealer.header).open(a)).toBeNull(); // wrong key
+  });
+
+  it('a chunk that says its frame goes on must be full: short ones close the connection before they pile up', async () => {
+    // A hand-run initiator, to hold the sealing key and send chunks no honest sender would.
+    const [client, server] = memoryPipe();
+    const session = secureResponder(server, serverOptions());
+    const noise = new Noise('XX', true, device.keys) as NoiseDriver & { tx: Buffer };
+    noise.initialise(PROLOGUE_DEFAULT);
+    const incoming = client[Symbol.asyncIterator]();
+    client.send(noise.send());
+    noise.recv((await incoming.next()).value as Buffer);
+    client.send(noise.send(Buffer.from('device credential')));
+    const s = await session;
+    const sealer = new FrameSealer(noise.tx);
+    client.send(sealer.header);
+    const full = Buffer.alloc(SEAL_CHUNK_BYTES, 1);
+    client.send(sealer.sealChunk(full, true));
+    client.send(sealer.sealChunk(Buffer.from('end'), false));
+    expect((await readCount(s.transport, 1))[0].length).toBe(SEAL_CHUNK_BYTES + 3);
+    for (let i = 0; i < 1000; i++) client.send(sealer.sealChunk(Buffer.alloc(0), true));
+    expect(await readAll(s.transport)).toEqual([]);
+    expectClose(await server.closed, CloseCode.PROTOCOL_ERROR, /sealed chunk of 0 bytes before the end of a frame/);
   });
 
   it('FrameOpener: a chunk that says its frame goes on is not a whole frame', () => {

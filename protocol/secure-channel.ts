@@ -335,6 +335,12 @@ class SealedTransport implements FrameTransport {
         return DONE;
       }
       if (chunk.more) {
+        // Senders fill every chunk but a frame's last: a short one could only make us keep
+        // many small buffers for few bytes (and a peer could send them without end).
+        if (chunk.data.length !== SEAL_CHUNK_BYTES) {
+          this.fail(`sealed chunk of ${chunk.data.length} bytes before the end of a frame; such chunks are ${SEAL_CHUNK_BYTES}`);
+          return DONE;
+        }
         this.parts.push(chunk.data);
         this.partsBytes += chunk.data.length;
         continue;
@@ -537,7 +543,8 @@ async function initiatorStepsIK(
     message2 = await readMessage(inner, source, 2, limits);
   } catch (err) {
     // A responder that cannot open message 1 (it does not hold the key we were given) or
-    // refuses us closes with 1008 instead of answering: no retry changes that.
+    // refuses us closes with 1008 instead of answering: no retry changes that. (A
+    // responder that ran out of time closes with 1013, which is worth another try.)
     const info = inner.isClosed ? await inner.closed : null;
     if (err instanceof HandshakeFailure && info?.code === CloseCode.POLICY_VIOLATION) {
       throw refused(`the peer does not hold the pinned key, or refused us: it closed on IK message 1 (${info.reason || 'no reason given'})`, err);
@@ -617,7 +624,7 @@ function handshake(inner: FrameTransport, options: SecureChannelOptions, initiat
       reject(closeFor(inner, err));
     };
     const timer = setTimeout(() => {
-      fail(new HandshakeFailure(new TributaryError(Errors.REQUEST_TIMED_OUT, `handshake did not finish within ${limits.timeoutMs} ms`), CloseCode.POLICY_VIOLATION));
+      fail(new HandshakeFailure(new TributaryError(Errors.REQUEST_TIMED_OUT, `handshake did not finish within ${limits.timeoutMs} ms`), CloseCode.TRY_AGAIN_LATER));
     }, limits.timeoutMs);
     // Frames are read through one iterator for the whole connection: the handshake reads
     // its messages from it and the session goes on from the same place.

@@ -31,6 +31,8 @@ export const CloseCode = {
   POLICY_VIOLATION: 1008,
   TOO_BIG: 1009,
   INTERNAL_ERROR: 1011,
+  /** IANA-registered: a condition that may pass (a handshake that ran out of time). */
+  TRY_AGAIN_LATER: 1013,
 } as const;
 
 /** The subset of the `ws` WebSocket that the adapter needs. */

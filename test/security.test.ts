@@ -4,6 +4,7 @@
 // serving everyone else. Also: what crosses the wire holds no plaintext of the records.
 
 import { createServer, connect as tcpConnect, type AddressInfo, type Server, type Socket } from 'node:net';
+import { Encoder } from 'cbor-x';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { issueCredential, verifyCredential, type CredentialClaims } from '../protocol/credential.js';
 import { Errors } from '../protocol/errors.js';
@@ -174,6 +175,15 @@ describe('a node with a fleet key', () => {
     expect(await counted(broker, 'tributary_connections_closed_total', 'unauthorized', 5)).toBeGreaterThanOrEqual(5);
   });
 
+  it('a credential crafted to trip its decoder is refused like any other, and gives back its handshake slot', async () => {
+    // {v: {toString: 1}}: a message built with String(v) would throw a TypeError.
+    const encoder = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false });
+    const crafted = Buffer.from(encoder.encode([encoder.encode({ v: { toString: 1 } }), Buffer.alloc(64)]));
+    for (let i = 0; i < 3; i++) await expectRefused(broker.url, { identity: generateIdentity(), credential: crafted }, /credential refused: version \(object\) is not 1/);
+    for (let i = 0; i < 100 && broker.stats().handshakesInProgress > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(broker.stats().handshakesInProgress).toBe(0);
+  });
+
   it('a revocation ends open connections at their next request, refuses new ones, and survives a restart', async () => {
     const device = holder({ role: 'device', produce: ['sensors.*'] });
     const other = holder({ role: 'device', produce: ['sensors.*'] });
@@ -323,7 +333,7 @@ describe('a node in dev mode (no config)', () => {
       { name: 'truncated message 1', send: (c) => c.sendWire(Buffer.alloc(10, 7)), code: CloseCode.PROTOCOL_ERROR, reason: /must be 32 bytes/, label: 'handshake_malformed' },
       { name: 'oversized message 1', send: (c) => c.sendWire(Buffer.alloc(5000, 1)), code: CloseCode.TOO_BIG, reason: /.*/, label: 'handshake_too_big' },
       { name: 'text frame', send: (c) => c.ws.send('hello'), code: CloseCode.PROTOCOL_ERROR, reason: /text frames/, label: 'handshake_malformed' },
-      { name: 'silence', send: () => {}, code: CloseCode.POLICY_VIOLATION, reason: /handshake did not finish within 300 ms/, label: 'handshake_timeout' },
+      { name: 'silence', send: () => {}, code: CloseCode.TRY_AGAIN_LATER, reason: /handshake did not finish within 300 ms/, label: 'handshake_timeout' },
     ];
     for (const k of cases) {
       const before = (await counter(broker, 'tributary_connections_closed_total')).get(k.label) ?? 0;

@@ -55,7 +55,7 @@ const CLOSE_REASONS = [
 const allReasonsListed: [Exclude<CloseReason, (typeof CLOSE_REASONS)[number]>] extends [never] ? true : false = true;
 
 /** Close codes a connection may end with: the node's refusals, or our own close (1005). */
-const CLOSE_CODES_EXPECTED = new Set([1002, 1005, 1008, 1009]);
+const CLOSE_CODES_EXPECTED = new Set([1002, 1005, 1008, 1009, 1013]);
 
 interface NoiseState {
   initialise(prologue: Buffer, remoteStatic?: Buffer): void;

@@ -163,7 +163,7 @@ describe('auth flags', () => {
 
   it('reports a Hello answered UNAUTHORIZED in one line, without retrying', async () => {
     node.refuseHello = () => new TributaryError(Errors.UNAUTHORIZED, 'credential refused: revoked');
-    const r = await cli(['topics', 'list', '--identity', devicePath, '--credential', deviceCredential.path]);
+    const r = await cli(['topics', 'list', '--identity', devicePath, '--credential', deviceCredential.path, '--node-key', node.identity.publicKey.toString('hex')]);
     expect(r.code).toBe(1);
     expect(r.stderr).toBe(`tributary: UNAUTHORIZED: node at ${server.url} refused this client: credential refused: revoked\n`);
     expect(node.connections).toHaveLength(1);
@@ -180,6 +180,7 @@ describe('auth flags', () => {
     ['an identity file others can read', ['--identity', readable], {}, `INVALID_CONFIG: --identity: ${readable} is readable by others (mode 644); run: chmod 600 ${readable}`],
     ['a credential without an identity', ['--credential', deviceCredential.path], {}, 'INVALID_CONFIG: a credential needs the identity it was issued to (option identity)'],
     ['a credential of another identity', ['--credential', deviceCredential.path, '--identity', fleetPath], {}, 'INVALID_CONFIG: credential was issued to key'],
+    ['a credential without a pin', ['--credential', deviceCredential.path, '--identity', devicePath], {}, 'INVALID_CONFIG: a credential is shown only to a pinned node'],
   ])('fails before connecting on %s, in one line', async (_what, flags, env, message) => {
     const r = await cli(['topics', 'list', ...flags], env);
     expect(r.code).toBe(1);
@@ -201,7 +202,7 @@ describe('credentials revoke', () => {
   it('revokes the credential in a file: one record, keyed by its id, signed by the fleet', async () => {
     const id = verifyCredential(deviceCredential.bytes, fleet.publicKey).id;
     const before = node.records(REVOCATIONS_TOPIC, 0).length;
-    const r = await cli(['credentials', 'revoke', '--fleet', fleetPath, '--credential-file', deviceCredential.path, '--reason', 'device lost', '--identity', devicePath, '--credential', deviceCredential.path]);
+    const r = await cli(['credentials', 'revoke', '--fleet', fleetPath, '--credential-file', deviceCredential.path, '--reason', 'device lost', '--identity', devicePath, '--credential', deviceCredential.path, '--node-key', node.identity.publicKey.toString('hex')]);
     expect(r).toMatchObject({ code: 0, stderr: '' });
     expect(r.stdout).toBe(`revoked credential ${id} (role device, subject ${device.publicKey.toString('hex')}) (${REVOCATIONS_TOPIC}/0 at offset ${before})\n`);
     expect(node.records(REVOCATIONS_TOPIC, 0)).toHaveLength(before + 1);

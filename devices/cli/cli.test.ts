@@ -239,10 +239,11 @@ describe('tributary against a node that checks credentials', () => {
       auth: { fleetPublicKey: fleet.publicKey, identity: nodeIdentity, credential: credential(nodeIdentity, 'node'), anonymous: 'none' },
     });
     const adminIdentity = generateIdentity();
-    admin = ['--identity', keyFile('admin.key', adminIdentity), '--credential', credentialFile('admin.cred', credential(adminIdentity, 'admin'))];
+    // A credential is shown only to a pinned node: here, any node of the fleet.
+    admin = ['--identity', keyFile('admin.key', adminIdentity), '--credential', credentialFile('admin.cred', credential(adminIdentity, 'admin')), '--fleet-key', fleetKeyHex];
     const deviceIdentity = generateIdentity();
     deviceCredentialPath = credentialFile('device.cred', credential(deviceIdentity, 'device', ['sensors']));
-    device = ['--identity', keyFile('device.key', deviceIdentity), '--credential', deviceCredentialPath];
+    device = ['--identity', keyFile('device.key', deviceIdentity), '--credential', deviceCredentialPath, '--fleet-key', fleetKeyHex];
   });
 
   afterAll(async () => {

@@ -68,7 +68,9 @@ export class Authenticator {
       principal = principalOf(verifyPeerCredential(remote, fleetPublicKey, this.now()));
     } catch (err) {
       if (err instanceof TributaryError) return { refusal: err };
-      throw err;
+      // Whatever a stranger's bytes make a decoder do, the answer is a refusal, never a
+      // failure that leaves the connection half set up.
+      return refuse(`credential refused: ${(err as Error)?.message ?? 'unreadable'}`);
     }
     const lapse = this.recheck(principal);
     return lapse ? { refusal: lapse.error } : { principal };

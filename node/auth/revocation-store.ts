@@ -9,7 +9,7 @@
 // anyway (a fleet key changed in the config) is skipped and logged, never fatal.
 
 import { Errors, TributaryError } from '../../protocol/errors.js';
-import { decodeBatch, splitBatches } from '../../protocol/record-batch.js';
+import { decodeBatch, readBatchHeader, splitBatches } from '../../protocol/record-batch.js';
 import { REVOCATIONS_TOPIC, RevocationList, verifyRevocation, type Revocation } from '../../protocol/revocation.js';
 import type { Logger } from '../logger.js';
 import type { LogManager } from '../storage/log-manager.js';
@@ -43,7 +43,17 @@ export class RevocationStore {
       const batches = splitBatches(bytes);
       if (batches.length === 0) break;
       for (const batch of batches) {
-        const decoded = decodeBatch(batch);
+        let decoded;
+        try {
+          decoded = decodeBatch(batch);
+        } catch (err) {
+          // Produce checks every record, so this should not happen; if it does, the node
+          // still starts, without these revocations, and says so loudly.
+          logger.error({ offset, err: (err as Error)?.message ?? String(err) }, 'a batch of __revocations cannot be decoded; its revocations are not applied');
+          const header = readBatchHeader(batch);
+          offset = header.baseOffset + header.lastOffsetDelta + 1;
+          continue;
+        }
         for (const record of decoded.records) {
           try {
             store.list.add(verifyRevocation(record.value ?? Buffer.alloc(0), fleetPublicKey, record.key?.toString('utf8')));

@@ -81,23 +81,44 @@ function peerCloseReason(info: CloseInfo): CloseReason {
   return 'client_closed';
 }
 
-export async function acceptConnection(
-  raw: FrameTransport,
-  remote: RemoteEndpoint,
-  controls: SocketControls,
-  broker: BrokerContext,
-  identity: NodeIdentity,
-  hooks: AcceptHooks,
-): Promise<void> {
-  const { limits, logger, metrics } = broker;
-  const { transport, ourClose } = recordingCloses(raw);
-  const remoteLabel = `${remote.address}:${remote.port}`;
+/** One accepted WebSocket and what serving it needs. */
+export interface Accepted {
+  raw: FrameTransport;
+  remote: RemoteEndpoint;
+  controls: SocketControls;
+  broker: BrokerContext;
+  identity: NodeIdentity;
+  hooks: AcceptHooks;
+}
+
+export async function acceptConnection(accepted: Accepted): Promise<void> {
+  const { raw, remote, broker, hooks } = accepted;
   let preAuth = true;
   const endPreAuth = () => {
     if (!preAuth) return;
     preAuth = false;
     hooks.onPreAuthEnd();
   };
+  const served: { connection: Connection | null } = { connection: null };
+  try {
+    await handshakeAndServe(accepted, endPreAuth, served);
+  } catch (err) {
+    // A bug, not a peer's doing: still, the slot is given back and the socket closed, so
+    // no path leaves a connection half set up, holding a handshake slot for good.
+    broker.logger.error({ remote: `${remote.address}:${remote.port}`, err: (err as Error)?.stack ?? String(err) }, 'connection failed');
+    raw.close(CloseCode.INTERNAL_ERROR, 'internal error');
+    broker.metrics.connectionsClosed.inc({ reason: 'protocol_error' });
+    hooks.onClosed(served.connection);
+  } finally {
+    endPreAuth();
+  }
+}
+
+async function handshakeAndServe(accepted: Accepted, endPreAuth: () => void, served: { connection: Connection | null }): Promise<void> {
+  const { raw, remote, controls, broker, identity, hooks } = accepted;
+  const { limits, logger, metrics } = broker;
+  const { transport, ourClose } = recordingCloses(raw);
+  const remoteLabel = `${remote.address}:${remote.port}`;
   const count = (reason: CloseReason) => metrics.connectionsClosed.inc({ reason });
 
   let session: SecureSession;
@@ -132,6 +153,7 @@ export async function acceptConnection(
     controls.setMessageBytesMax(SEALED_MESSAGE_BYTES_MAX);
     endPreAuth();
   });
+  served.connection = connection;
   hooks.onServing(connection);
   try {
     await connection.serve();
