@@ -12,9 +12,10 @@ import { DEFAULT_LIMITS, type Limits } from './config.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { loadOrCreateNodeIdentity, loadOrCreateNodeMeta, lockDataDir, type NodeMeta } from './node-meta.js';
+import { ProducerIdAllocator } from './producer-ids.js';
 import { acceptConnection, PRE_AUTH_FRAME_BYTES_MAX, type NodeIdentity } from './server/accept.js';
 import type { Connection } from './server/connection.js';
-import type { BrokerContext } from './server/context.js';
+import type { BrokerContext, Faults } from './server/context.js';
 import { FetchWaiter } from './server/fetch-waiter.js';
 import { listen, WS_PATH, type Listener } from './server/listener.js';
 import { parseTopicConfig } from './storage/config.js';
@@ -34,6 +35,8 @@ export interface BrokerOptions {
   /** How long shutdown waits for requests in progress before closing connections. */
   shutdownGraceMs?: number;
   auth?: BrokerAuthOptions;
+  /** Failures to inject, for tests only (see server/context.ts). */
+  faults?: Faults;
 }
 
 export interface BrokerAuthOptions {
@@ -130,6 +133,8 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
     authenticator,
     revocations,
     metrics,
+    producerIds: ProducerIdAllocator.open(dataDir),
+    faults: options.faults,
     get shuttingDown() {
       return shuttingDown;
     },

@@ -25,7 +25,8 @@ export type CloseReason =
   | 'credential_revoked'
   | 'credential_expired'
   | 'protocol_error'
-  | 'silent_peer';
+  /** Only under test: BrokerOptions.faults dropped the connection. */
+  | 'fault_injected';
 
 export interface NodeMetrics {
   readonly registry: Registry;

@@ -33,12 +33,12 @@ export function loadOrCreateNodeMeta(dataDir: string, wantedNodeId?: string): No
     return existing;
   }
   const meta: NodeMeta = { nodeId: wantedNodeId ?? `node-${randomBytes(4).toString('hex')}`, createdAt: new Date().toISOString() };
-  writeDurably(dataDir, path, `${JSON.stringify(meta, null, 2)}\n`, 0o644);
+  writeFileDurably(dataDir, path, `${JSON.stringify(meta, null, 2)}\n`, 0o644);
   return meta;
 }
 
 /** Writes a whole file that a crash leaves either absent or complete: temp, fsync, rename, fsync dir. */
-function writeDurably(dir: string, path: string, contents: string, mode: number): void {
+export function writeFileDurably(dir: string, path: string, contents: string, mode: number): void {
   const tmp = `${path}.tmp`;
   const fd = openSync(tmp, 'w', mode);
   try {
@@ -71,7 +71,7 @@ export function loadOrCreateNodeIdentity(dataDir: string): { identity: IdentityK
     if (!(err instanceof TributaryError) || !/ENOENT/.test(err.detail)) throw err;
   }
   const identity = generateIdentity();
-  writeDurably(dataDir, path, encodeKeyFile(identity), 0o600);
+  writeFileDurably(dataDir, path, encodeKeyFile(identity), 0o600);
   return { identity, path, created: true };
 }
 

@@ -35,6 +35,7 @@ export const Errors = {
   INVALID_REQUEST: spec(42, 'INVALID_REQUEST', false, 'malformed or invalid request'),
   OUT_OF_ORDER_SEQUENCE: spec(45, 'OUT_OF_ORDER_SEQUENCE', false, 'producer sequence has a gap'),
   DUPLICATE_SEQUENCE: spec(46, 'DUPLICATE_SEQUENCE', false, 'batch was already written'),
+  INVALID_PRODUCER_EPOCH: spec(47, 'INVALID_PRODUCER_EPOCH', false, 'producer epoch is older than the current one'),
   STORAGE_ERROR: spec(56, 'STORAGE_ERROR', true, 'storage failed on the node'),
   INVALID_RECORD: spec(87, 'INVALID_RECORD', false, 'a record failed the node\'s validation'),
   THROTTLED: spec(89, 'THROTTLED', true, 'request throttled'),

@@ -26,6 +26,7 @@ export enum Kind {
   Produce = 5,
   Fetch = 6,
   ListOffsets = 7,
+  InitProducerId = 8,
 }
 
 /** ListOffsets sentinels, as Kafka: the next offset to be written, and the first kept. */
@@ -109,6 +110,10 @@ export interface ProduceRequest {
 export interface ProducePartitionResult {
   topic: string;
   partition: number;
+  /**
+   * For an idempotent batch the node already has (a resend): DUPLICATE_SEQUENCE, with the
+   * baseOffset it was written at. Not a failure: the batch is in the log exactly once.
+   */
   error: number;
   message?: string;
   baseOffset: number;
@@ -167,6 +172,20 @@ export interface ListOffsetsResponse extends ErrorBody {
   partitions: ListOffsetsPartitionResult[];
 }
 
+/**
+ * Kafka's InitProducerId for an idempotent producer: a producer id unique on this node and
+ * its epoch. The producer stamps them and a per-partition sequence on every batch.
+ */
+export interface InitProducerIdRequest {
+  /** Reserved for fencing a previous incarnation (transactions); not used yet. */
+  producerId?: number;
+  producerEpoch?: number;
+}
+export interface InitProducerIdResponse extends ErrorBody {
+  producerId: number;
+  producerEpoch: number;
+}
+
 export interface RequestBodies {
   [Kind.Hello]: HelloRequest;
   [Kind.Metadata]: MetadataRequest;
@@ -175,6 +194,7 @@ export interface RequestBodies {
   [Kind.Produce]: ProduceRequest;
   [Kind.Fetch]: FetchRequest;
   [Kind.ListOffsets]: ListOffsetsRequest;
+  [Kind.InitProducerId]: InitProducerIdRequest;
 }
 export interface ResponseBodies {
   [Kind.Hello]: HelloResponse;
@@ -184,6 +204,7 @@ export interface ResponseBodies {
   [Kind.Produce]: ProduceResponse;
   [Kind.Fetch]: FetchResponse;
   [Kind.ListOffsets]: ListOffsetsResponse;
+  [Kind.InitProducerId]: InitProducerIdResponse;
 }
 
 export interface Frame {

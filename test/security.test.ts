@@ -148,6 +148,22 @@ describe('a node with a fleet key', () => {
     client.close();
   });
 
+  it('InitProducerId: only a principal that may produce somewhere gets a producer id', async () => {
+    const reader = holder({ role: 'app', consume: ['sensors.*'] });
+    const { client: r } = await hello(broker.url, reader);
+    const refused = await r.request<{ error: number; message: string }>(Kind.InitProducerId, {});
+    expect(refused.error).toBe(Errors.UNAUTHORIZED.code);
+    expect(refused.message).toMatch(/may not produce anywhere/);
+    r.close();
+    const writer = holder({ role: 'device', produce: ['sensors.*'] });
+    const { client: w } = await hello(broker.url, writer);
+    const a = await w.request<{ error: number; producerId: number; producerEpoch: number }>(Kind.InitProducerId, {});
+    const b = await w.request<{ error: number; producerId: number; producerEpoch: number }>(Kind.InitProducerId, {});
+    expect([a.error, a.producerEpoch, b.error]).toEqual([0, 0, 0]);
+    expect(b.producerId).not.toBe(a.producerId);
+    w.close();
+  });
+
   it('Metadata shows only the topics a principal may use, and refuses naming others', async () => {
     const app = holder({ role: 'app', consume: ['sensors.temp'] });
     const { client } = await hello(broker.url, app);

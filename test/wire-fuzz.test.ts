@@ -50,7 +50,7 @@ const CLOSE_REASONS = [
   'credential_revoked',
   'credential_expired',
   'protocol_error',
-  'silent_peer',
+  'fault_injected',
 ] as const satisfies readonly CloseReason[];
 const allReasonsListed: [Exclude<CloseReason, (typeof CLOSE_REASONS)[number]>] extends [never] ? true : false = true;
 

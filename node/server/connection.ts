@@ -185,6 +185,7 @@ export class Connection {
       principal: this.principal as Principal,
       signal: requestAbort.signal,
       deadline: started + limits.requestTimeoutMs,
+      dropConnection: (reason) => this.close(CloseCode.GOING_AWAY, reason, 'fault_injected'),
       // A request that timed out may still be waiting for its turn; its slot is given back
       // at once when the turn comes.
       outboundSlot: () =>

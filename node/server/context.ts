@@ -3,6 +3,7 @@ import type { Authenticator } from '../auth/authenticator.js';
 import type { RevocationStore } from '../auth/revocation-store.js';
 import type { Limits } from '../config.js';
 import type { NodeMetrics } from '../metrics.js';
+import type { ProducerIdAllocator } from '../producer-ids.js';
 import type { Logger } from '../logger.js';
 import type { LogManager } from '../storage/log-manager.js';
 import type { FetchWaiter } from './fetch-waiter.js';
@@ -18,6 +19,17 @@ export interface BrokerContext {
   readonly authenticator: Authenticator;
   readonly revocations: RevocationStore;
   readonly metrics: NodeMetrics;
+  readonly producerIds: ProducerIdAllocator;
+  /** Failures injected by tests; never set from a config or the command line. */
+  readonly faults?: Faults;
+}
+
+export interface Faults {
+  /**
+   * Asked after a Produce request's batches are appended and before it is answered: true
+   * drops the connection there, so the client sees a lost answer for an appended batch.
+   */
+  dropAfterAppend?(): boolean;
 }
 
 /** Per request: the broker, who asked, and the request's deadline. */
@@ -37,4 +49,6 @@ export interface RequestContext {
    * reading, so a slow reader cannot make the node buffer without bound.
    */
   outboundSlot(): Promise<void>;
+  /** Closes the connection at once, without answering (fault injection only). */
+  dropConnection(reason: string): void;
 }

@@ -6,6 +6,7 @@ import { handleCreateTopics } from './handlers/create-topics.js';
 import { handleDeleteTopics } from './handlers/delete-topics.js';
 import { handleFetch } from './handlers/fetch.js';
 import { handleHello } from './handlers/hello.js';
+import { handleInitProducerId } from './handlers/init-producer-id.js';
 import { handleListOffsets } from './handlers/list-offsets.js';
 import { handleMetadata } from './handlers/metadata.js';
 import { handleProduce } from './handlers/produce.js';
@@ -22,4 +23,5 @@ export const handlers: ReadonlyMap<number, Handler> = new Map<number, Handler>([
   [Kind.Produce, handleProduce],
   [Kind.Fetch, handleFetch],
   [Kind.ListOffsets, handleListOffsets],
+  [Kind.InitProducerId, handleInitProducerId],
 ]);

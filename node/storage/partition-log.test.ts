@@ -15,7 +15,7 @@ import {
 import { parseTopicConfig } from './config.js';
 import { PartitionLog } from './partition-log.js';
 import type { OpenPartitionOptions } from './partition-log.js';
-import { faultyFileOps, makeBatch, makeTempDir, readWholeLog, removeDir, seededRandom, segmentFiles } from './testing.js';
+import { errorName, faultyFileOps, makeBatch, makeTempDir, readWholeLog, removeDir, seededRandom, segmentFiles } from './testing.js';
 
 interface Stored {
   base: number;
@@ -48,16 +48,6 @@ function append(log: PartitionLog, batch: Buffer, stored: Stored[]): void {
 
 function containing(stored: Stored[], offset: number): number {
   return stored.findIndex((s) => s.base <= offset && offset <= s.last);
-}
-
-function errorName(run: () => unknown): string {
-  try {
-    run();
-  } catch (err) {
-    if (err instanceof TributaryError) return err.errorName;
-    throw err;
-  }
-  return 'NONE';
 }
 
 function randomBatches(seed: number, n: number, firstTimestamp = 1_700_000_000_000): Buffer[] {

@@ -12,10 +12,15 @@
 import * as path from 'node:path';
 import { assert, AssertionError, Errors, TributaryError } from '../../protocol/errors.js';
 import {
+  OFFSET_BASE_SEQUENCE,
   OFFSET_LAST_OFFSET_DELTA,
   OFFSET_MAX_TIMESTAMP,
+  OFFSET_PRODUCER_EPOCH,
+  OFFSET_PRODUCER_ID,
   OFFSET_RECORD_COUNT,
+  batchSizeAt,
   lastOffsetOf,
+  LOG_OVERHEAD,
   readInt64,
   setBaseOffset,
   setPartitionLeaderEpoch,
@@ -23,11 +28,12 @@ import {
 } from '../../protocol/record-batch.js';
 import { writeRecoveryCheckpoint } from './checkpoint.js';
 import type { TopicConfig } from './config.js';
-import { fsyncDir, nodeFileOps } from './file-ops.js';
+import { fsyncDir, nodeFileOps, readFileSyncOrNull, writeFileDurable } from './file-ops.js';
 import type { FileOps } from './file-ops.js';
 import { ReadFdCache } from './read-fd-cache.js';
 import { addNote, newPartitionRecovery, recoverPartition } from './recovery.js';
 import type { PartitionRecovery } from './recovery.js';
+import { ProducerStateManager, SNAPSHOT_FILE, snapshotFileName, type ProducerBatchHeader } from './producer-state.js';
 import { EMPTY_BUFFER, LogSegment } from './segment.js';
 import type { SegmentContext } from './segment.js';
 
@@ -38,7 +44,16 @@ export interface AppendResult {
   logAppendTime: number;
   /** Resolves once an fsync covers the batch (flush=batch); already resolved otherwise. */
   durable: Promise<void>;
+  /**
+   * True when the batch was an idempotent producer's resend of one already in the log:
+   * nothing was appended, and the offsets are where it was written the first time.
+   */
+  duplicate?: boolean;
 }
+
+/** Snapshots of producer state kept per partition (the newest two, as Kafka keeps a few). */
+const SNAPSHOTS_KEPT = 2;
+const REPLAY_READ_BYTES = 1024 * 1024;
 
 /** What a PartitionLog shares with its manager. */
 export interface PartitionEnv {
@@ -65,6 +80,18 @@ interface Deferred {
   promise: Promise<void>;
   resolve: () => void;
   reject: (err: Error) => void;
+}
+
+/** The idempotence fields of a batch's header, or null for a batch without a producer id. */
+function producerHeader(batch: Buffer): ProducerBatchHeader | null {
+  const producerId = readInt64(batch, OFFSET_PRODUCER_ID);
+  if (producerId < 0) return null;
+  return {
+    producerId,
+    producerEpoch: batch.readInt16BE(OFFSET_PRODUCER_EPOCH),
+    baseSequence: batch.readInt32BE(OFFSET_BASE_SEQUENCE),
+    recordCount: batch.readInt32BE(OFFSET_RECORD_COUNT),
+  };
 }
 
 function deferred(): Deferred {
@@ -102,6 +129,10 @@ export class PartitionLog {
   /** A segment file was created: the folder needs an fsync before the recovery point moves. */
   private dirNeedsSync = false;
   private flushTimer: NodeJS.Timeout | null = null;
+  /** Idempotent producers on this partition (see producer-state.ts). */
+  readonly producers: ProducerStateManager;
+  /** Snapshots written at rolls, chained; close waits for them. */
+  private snapshotting: Promise<void> = RESOLVED;
 
   private constructor(
     readonly topic: string,
@@ -121,6 +152,7 @@ export class PartitionLog {
     // Open fsynced everything it kept (clean: at the last close; unclean: after the scan).
     this._recoveryPoint = logEndOffset;
     this.recovery = recovery;
+    this.producers = new ProducerStateManager(segmentContext.label);
     const active = this.active;
     if (active.sizeBytes > 0) active.rollingStartMs = env.now();
   }
@@ -143,7 +175,100 @@ export class PartitionLog {
     };
     await env.ops.mkdir(dir);
     const { segments, logEndOffset } = await recoverPartition(segmentContext, dir, clean, report);
-    return new PartitionLog(topic, partition, dir, config, env, segmentContext, segments, logEndOffset, report);
+    const log = new PartitionLog(topic, partition, dir, config, env, segmentContext, segments, logEndOffset, report);
+    try {
+      await log.loadProducerState();
+    } catch (err) {
+      for (const segment of segments) segment.close();
+      throw err;
+    }
+    return log;
+  }
+
+  /**
+   * Producer state at open: the newest snapshot at or below the log end, then the headers
+   * of the batches after it. Snapshots above the log end are stale (the log was cut) and
+   * go; a damaged snapshot is skipped for an older one, or for a replay of the whole log.
+   */
+  private async loadProducerState(): Promise<void> {
+    const snapshots: number[] = [];
+    let deleted = false;
+    for (const entry of await this.env.ops.readdir(this.dir)) {
+      const match = SNAPSHOT_FILE.exec(entry.name);
+      if (match === null || entry.isDirectory) continue;
+      const offset = Number(match[1]);
+      if (offset > this._logEndOffset) {
+        await this.env.ops.rm(path.join(this.dir, entry.name));
+        deleted = true;
+        addNote(this.recovery, `deleted producer snapshot ${entry.name}: above the log end ${this._logEndOffset}`);
+      } else {
+        snapshots.push(offset);
+      }
+    }
+    // Durably gone before anything is appended: a power loss must not bring back a snapshot
+    // that remembers batches the log no longer holds once the log has grown past it.
+    if (deleted) await fsyncDir(this.env.ops, this.dir);
+    snapshots.sort((a, b) => b - a);
+    let from = this.logStartOffset;
+    for (const offset of snapshots) {
+      const bytes = readFileSyncOrNull(this.env.ops, path.join(this.dir, snapshotFileName(offset)));
+      try {
+        if (bytes === null) throw new Error('unreadable');
+        from = Math.max(this.producers.load(bytes), this.logStartOffset);
+        break;
+      } catch (err) {
+        this.producers.clear();
+        addNote(this.recovery, `skipped producer snapshot ${snapshotFileName(offset)}: ${(err as Error).message}`);
+      }
+    }
+    this.replayProducerState(from);
+  }
+
+  /** Feeds the producer state every idempotent batch header from `from` to the log end. */
+  private replayProducerState(from: number): void {
+    const openedAtMs = this.env.now();
+    let offset = from;
+    while (offset < this._logEndOffset) {
+      const bytes = this.read(offset, REPLAY_READ_BYTES, this._logEndOffset);
+      if (bytes.length === 0) break;
+      let at = 0;
+      while (bytes.length - at >= LOG_OVERHEAD) {
+        const size = batchSizeAt(bytes, at);
+        if (at + size > bytes.length) break;
+        const batch = bytes.subarray(at, at + size);
+        const header = producerHeader(batch);
+        // Idle time counts on the node's clock, as for live appends: a record's own
+        // timestamp (a device whose clock was never set) would expire it at once.
+        if (header !== null) this.producers.update(header, readInt64(batch, 0), openedAtMs);
+        offset = lastOffsetOf(batch) + 1;
+        at += size;
+      }
+      if (at === 0) break; // a batch larger than the read: read() returns at least one whole batch, so this is not reached
+    }
+  }
+
+  /**
+   * Takes a producer-state snapshot at the log end now, then writes it (after any earlier
+   * one still being written) and drops all but the newest few.
+   */
+  private snapshotProducerState(): Promise<void> {
+    this.producers.expire(this.env.now());
+    const offset = this._logEndOffset;
+    const bytes = this.producers.snapshot(offset);
+    // An earlier write that failed must not stop this one.
+    this.snapshotting = this.snapshotting.catch(noop).then(() => this.writeSnapshot(offset, bytes));
+    return this.snapshotting;
+  }
+
+  private async writeSnapshot(offset: number, bytes: Buffer): Promise<void> {
+    await writeFileDurable(this.env.ops, this.dir, snapshotFileName(offset), bytes);
+    const kept: number[] = [];
+    for (const entry of await this.env.ops.readdir(this.dir)) {
+      const match = SNAPSHOT_FILE.exec(entry.name);
+      if (match !== null) kept.push(Number(match[1]));
+    }
+    kept.sort((a, b) => b - a);
+    for (const old of kept.slice(SNAPSHOTS_KEPT)) await this.env.ops.rm(path.join(this.dir, snapshotFileName(old)));
   }
 
   // -------------------------------------------------------------------------------------
@@ -196,6 +321,14 @@ export class PartitionLog {
   append(batch: Buffer): AppendResult {
     this.checkWritable();
     const batchMaxTimestamp = this.validate(batch);
+    const producer = producerHeader(batch);
+    if (producer !== null) {
+      const earlier = this.producers.check(producer);
+      if (earlier !== null) {
+        // A resend: answer where it was written, once that is as durable as an ack needs.
+        return { baseOffset: earlier.firstOffset, lastOffset: earlier.lastOffset, logAppendTime: -1, durable: this.durableThrough(earlier.lastOffset), duplicate: true };
+      }
+    }
     const baseOffset = this._logEndOffset;
     const lastOffset = baseOffset + batch.readInt32BE(OFFSET_LAST_OFFSET_DELTA);
     if (this.needsRoll(batch.length, lastOffset)) this.roll();
@@ -208,8 +341,15 @@ export class PartitionLog {
     active.append(batch, baseOffset, batchMaxTimestamp, this.env.now());
     assert(lastOffset >= this._logEndOffset, `${this.label}: log end offset going backwards: ${this._logEndOffset} -> ${lastOffset + 1}`);
     this._logEndOffset = lastOffset + 1;
+    if (producer !== null) this.producers.update(producer, baseOffset, this.env.now());
     this.scheduleNotify();
     return { baseOffset, lastOffset, logAppendTime: -1, durable: this.afterAppend() };
+  }
+
+  /** Resolves when `offset` is as durable as the flush policy makes an acknowledged batch. */
+  private durableThrough(offset: number): Promise<void> {
+    if (this.topicConfig.flush !== 'batch' || offset < this._recoveryPoint) return RESOLVED;
+    return this.requestSync(true);
   }
 
   private checkWritable(): void {
@@ -263,6 +403,10 @@ export class PartitionLog {
     this.segments.push(segment);
     this.dirNeedsSync = true;
     void this.requestSync(true);
+    // So that recovery replays at most the active segment. A snapshot that fails to write
+    // costs only a longer replay at the next start, never data. One at a time, and close
+    // waits for them.
+    this.snapshotProducerState().catch(noop);
   }
 
   private afterAppend(): Promise<void> {
@@ -487,6 +631,9 @@ export class PartitionLog {
       while (this.syncInFlight !== null) await this.syncInFlight;
       if (this.failure !== null) throw this.failure;
       await this.active.seal();
+      // A clean start then needs no replay at all.
+      // Without it the next start replays the log instead: slower, never wrong.
+      await this.snapshotProducerState().catch(noop);
       await fsyncDir(this.env.ops, this.dir);
     } finally {
       for (const segment of this.segments) segment.close();

@@ -46,7 +46,7 @@ export interface RecoveredLog {
 }
 
 const SEGMENT_LOG_FILE = /^(\d{20})\.log$/;
-const KNOWN_FILE = /^\d{20}\.(index|timeindex)$/;
+const KNOWN_FILE = /^\d{20}\.(index|timeindex|snapshot)$/;
 const NOTES_MAX = 32;
 
 export function newPartitionRecovery(topic: string, partition: number, clean: boolean): PartitionRecovery {

@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { TributaryError } from '../../protocol/errors.js';
 import { encodeBatch } from '../../protocol/record-batch.js';
 import type { Record as BatchRecord } from '../../protocol/record-batch.js';
 import { nodeFileOps } from './file-ops.js';
@@ -134,4 +135,15 @@ export function faultyFileOps(base: FileOps = nodeFileOps): FaultyFileOps {
       for (const resolve of released) resolve();
     },
   };
+}
+
+/** The error name a call throws (a TributaryError's), or 'NONE' when it returns. */
+export function errorName(run: () => unknown): string {
+  try {
+    run();
+  } catch (err) {
+    if (err instanceof TributaryError) return err.errorName;
+    throw err;
+  }
+  return 'NONE';
 }

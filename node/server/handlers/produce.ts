@@ -46,8 +46,14 @@ export async function handleProduce(body: Body, ctx: RequestContext): Promise<Pr
       // record is checked before it reaches the log, and applies as soon as it is there.
       const revocations = result.topic === REVOCATIONS_TOPIC ? ctx.broker.revocations.check(records) : null;
       const appended = log.append(records);
-      if (revocations) ctx.broker.revocations.apply(revocations);
+      if (revocations && !appended.duplicate) ctx.broker.revocations.apply(revocations);
       result.baseOffset = appended.baseOffset;
+      // An idempotent producer's resend: in the log once, at these offsets. Answered as
+      // Kafka's DUPLICATE_SEQUENCE, which the producer takes as success.
+      if (appended.duplicate) {
+        result.error = Errors.DUPLICATE_SEQUENCE.code;
+        result.message = `already written at offset ${appended.baseOffset}`;
+      }
       result.logStartOffset = log.logStartOffset;
       if (acks !== 0) {
         const pending = { result, settled: false };
@@ -65,6 +71,10 @@ export async function handleProduce(body: Body, ctx: RequestContext): Promise<Pr
     } catch (err) {
       Object.assign(result, errorResult(err, logger, { request: 'Produce', topic: result.topic, partition: result.partition }));
     }
+  }
+  if (ctx.broker.faults?.dropAfterAppend?.()) {
+    ctx.dropConnection('fault injected: answer lost after append');
+    return undefined;
   }
   if (acks === 0) return undefined;
   if (durable.length > 0) {
