@@ -152,8 +152,9 @@ describe('Producer', () => {
     expect(produceRequests(node)).toHaveLength(3);
   });
 
-  it('does not resend when the outcome is unknown: a dropped connection fails the batch with NETWORK', async () => {
-    const { node, producer } = await setup({ retryBackoffMs: 1 }, 1);
+  // Without idempotence; the idempotent producer resends these (producer-idempotence.test.ts).
+  it('without idempotence, does not resend when the outcome is unknown: a dropped connection fails the batch with NETWORK', async () => {
+    const { node, producer } = await setup({ idempotent: false, retryBackoffMs: 1 }, 1);
     node.hook = (req) => (req.kind === Kind.Produce && produceRequests(node).length === 1 ? 'close' : undefined);
     const err = (await producer.send('t', { value: 'maybe' }).catch((e: unknown) => e)) as TributaryError;
     expect(err.code).toBe(Errors.NETWORK.code);
@@ -163,15 +164,15 @@ describe('Producer', () => {
     await expect(producer.send('t', { value: 'next' })).resolves.toMatchObject({ partition: 0 });
   });
 
-  it('does not resend after a timeout: REQUEST_TIMED_OUT reaches the caller', async () => {
-    const { node, producer } = await setup({ requestTimeoutMs: 50, retryBackoffMs: 1 }, 1);
+  it('without idempotence, does not resend after a timeout: REQUEST_TIMED_OUT reaches the caller', async () => {
+    const { node, producer } = await setup({ idempotent: false, requestTimeoutMs: 50, retryBackoffMs: 1 }, 1);
     node.hook = (req) => (req.kind === Kind.Produce ? 'silent' : undefined);
     await expect(producer.send('t', { value: 'x' })).rejects.toMatchObject({ code: Errors.REQUEST_TIMED_OUT.code });
     expect(produceRequests(node)).toHaveLength(1);
   });
 
-  it('keeps at most one batch per partition on the wire', async () => {
-    const { node, producer } = await setup({ batchBytes: 1024, lingerMs: 0 });
+  it('without idempotence, keeps at most one batch per partition on the wire', async () => {
+    const { node, producer } = await setup({ idempotent: false, batchBytes: 1024, lingerMs: 0 });
     let onWire = new Map<number, number>();
     let maxPerPartition = 0;
     node.hook = async (req) => {

@@ -2,29 +2,34 @@
 //
 //   send/sendBatch -> admission (FIFO; waits for metadata and buffer space)
 //     -> per-partition batch (sealed at batchBytes or after lingerMs)
-//     -> drain: the head batch of every idle partition, encoded once, packed into one
-//        Produce request up to the node's frame limit
+//     -> drain: per partition, the next batches in order, up to maxInFlightPerPartition on
+//        the wire, each encoded (and, when idempotent, stamped) once; at most one batch per
+//        partition in a Produce request, packed up to the node's frame limit
 //     -> answer: each record resolves with baseOffset + its index in the batch
 //
 // Ordering: admission is first-in first-out, a key always maps to the same partition, and a
-// partition has at most one batch on the wire, so a retry can never overtake a later batch.
-// (More in flight per partition needs idempotent sequences, a later step.)
+// partition's batches go on the wire in order and are resent in that order.
 //
 // Memory: `bufferBytesMax` bounds the records held from admission until their answer, as
 // Kafka's buffer.memory does; a send waits up to maxBlockMs for space, then BUFFER_FULL.
 // `admissionQueueMax` bounds the sends waiting for admission: past it a send fails at once
 // with BUFFER_FULL, so a caller that never awaits cannot grow the queue without limit.
 //
-// Retries: only for errors where the node certainly did not append the batch. A lost
-// connection or a timeout leaves the outcome unknown, so those batches fail with their
-// (retriable) error and the application decides: a blind resend could duplicate.
+// Sending, retries and idempotence: sender.ts. In short: idempotent by default (a producer
+// id from the node, a sequence per partition on every batch, so a resend is written once);
+// up to maxInFlightPerPartition batches of a partition on the wire, in order; every
+// retriable failure retried until deliveryTimeoutMs. Without idempotence only errors where
+// the node certainly did not append are retried.
 
 import { Errors, TributaryError } from '../protocol/errors.js';
-import { Kind, type Acks, type ProducePartition, type ProducePartitionResult, type ProduceResponse } from '../protocol/frames.js';
+import { Kind, type Acks } from '../protocol/frames.js';
 import { partitionForKey, StickyPartitioner } from '../protocol/partitioner.js';
-import { Compression, encodeBatch, type Header, type Record as BatchRecord } from '../protocol/record-batch.js';
+import { Compression, type Header, type Record as BatchRecord } from '../protocol/record-batch.js';
 import type { Client } from './client.js';
 import { clientClosed, wireError } from './errors.js';
+import { IDEMPOTENT_IN_FLIGHT_MAX } from './idempotence.js';
+import { Batch, PartitionQueue, SendGroup } from './producer-batch.js';
+import { Sender, type SenderConfig } from './sender.js';
 import { cborHeader, isCborPayload, KEY_CONTENT_TYPE, CONTENT_TYPE, payloadBytes, toHeaders, type HeadersInit, type Payload } from './serde.js';
 
 export interface ProducerMessage {
@@ -51,6 +56,23 @@ export type CompressionName = 'none' | 'gzip';
 export interface ProducerOptions {
   /** 0: no answer; 1: the leader appended; -1 / 'all': all in-sync replicas. */
   acks?: Acks | 'all';
+  /**
+   * Kafka's enable.idempotence; default true. The producer asks the node for a producer id
+   * before its first Produce (InitProducerId; kept across reconnects) and stamps every batch
+   * with it and a per-partition sequence, so the node writes a resent batch once. Every
+   * retriable failure, a lost connection or a timeout included, is then retried until
+   * deliveryTimeoutMs. Off with acks = 0, where nothing is answered and so nothing can be
+   * deduplicated (asking for both is INVALID_CONFIG). A node older than idempotent
+   * producers refuses InitProducerId: use false with it.
+   */
+  idempotent?: boolean;
+  /**
+   * Batches of one partition on the wire at once, each in its own Produce request. Default
+   * 5 when idempotent, and at most 5 then (the node remembers 5 batches per producer and
+   * partition; Kafka's max.in.flight.requests.per.connection); default 1 without
+   * idempotence, where more lets a retried batch land after a later one.
+   */
+  maxInFlightPerPartition?: number;
   compression?: CompressionName;
   /** A partition's batch is sent once it holds this many (estimated) bytes. */
   batchBytes?: number;
@@ -65,83 +87,28 @@ export interface ProducerOptions {
    * once with BUFFER_FULL (retriable). Default 100,000.
    */
   admissionQueueMax?: number;
-  /** Resends of a batch the node refused without appending (NOT_LEADER, THROTTLED, ...). */
+  /**
+   * Resends of a failed batch. Idempotent: default unlimited, bounded by deliveryTimeoutMs.
+   * Otherwise default 5, and only batches the node refused without appending (NOT_LEADER,
+   * THROTTLED, ...) are resent.
+   */
   retries?: number;
+  /** Wait before the first resend of a batch; it doubles with each resend up to retryBackoffMaxMs. */
   retryBackoffMs?: number;
   retryBackoffMaxMs?: number;
+  /**
+   * Kafka's delivery.timeout.ms: the longest from a batch's creation (lingering included) to
+   * its outcome; default 120,000. A batch not delivered by then fails with its last error
+   * instead of being sent again. An attempt already on the wire is waited for, at most
+   * requestTimeoutMs.
+   */
+  deliveryTimeoutMs?: number;
   /** Per Produce request, from send to answer. */
   requestTimeoutMs?: number;
 }
 
-/** Errors where the node certainly did not append: a resend cannot duplicate. */
-const NOT_APPENDED = new Set<number>([
-  Errors.UNKNOWN_TOPIC.code,
-  Errors.NOT_LEADER.code,
-  Errors.STORAGE_FULL.code,
-  Errors.TOO_MANY_REQUESTS.code,
-  Errors.THROTTLED.code,
-  Errors.SHUTTING_DOWN.code,
-]);
-
 /** varints, attributes and deltas around a record's key, value and headers. */
 const RECORD_OVERHEAD_BYTES = 24;
-/** Room in a Produce frame for the CBOR envelope and each partition entry's fields. */
-const FRAME_ENVELOPE_BYTES = 1024;
-const ENTRY_ENVELOPE_BYTES = 64;
-
-/** One call's worth of sends: a single send() or a whole sendBatch(). */
-class SendGroup {
-  remaining: number;
-  settled = false;
-  readonly results: RecordMetadata[];
-  constructor(
-    readonly size: number,
-    private readonly onResolve: (results: RecordMetadata[]) => void,
-    private readonly onReject: (err: Error) => void,
-  ) {
-    this.remaining = size;
-    this.results = new Array<RecordMetadata>(size);
-  }
-  recordDone(slot: number, topic: string, partition: number, offset: number): void {
-    if (this.settled) return;
-    this.results[slot] = { topic, partition, offset };
-    if (--this.remaining === 0) {
-      this.settled = true;
-      this.onResolve(this.results);
-    }
-  }
-  fail(err: Error): void {
-    if (this.settled) return;
-    this.settled = true;
-    this.onReject(err);
-  }
-}
-
-class Batch {
-  records: BatchRecord[] = [];
-  /** Parallel to records: who waits for each, and at which slot of their group. */
-  groups: SendGroup[] = [];
-  slots: number[] = [];
-  count = 0;
-  bytes = 0;
-  /** Encoded once, when first drained; retries resend these bytes. */
-  encoded: Buffer | null = null;
-  attempts = 0;
-  onDone: (() => void)[] | null = null;
-  constructor(readonly queue: PartitionQueue) {}
-}
-
-class PartitionQueue {
-  open: Batch | null = null;
-  /** Sealed batches in order; the first is on the wire when `inFlight`. */
-  readonly ready: Batch[] = [];
-  inFlight = false;
-  retryTimer: NodeJS.Timeout | null = null;
-  constructor(
-    readonly topic: string,
-    readonly partition: number,
-  ) {}
-}
 
 interface TopicState {
   partitionCount: number;
@@ -163,17 +130,13 @@ interface Admission {
 }
 
 export class Producer {
-  private readonly acks: Acks;
-  private readonly compression: Compression;
   private readonly batchBytes: number;
   private readonly lingerMs: number;
   private readonly bufferBytesMax: number;
   private readonly maxBlockMs: number;
   private readonly admissionQueueMax: number;
-  private readonly retries: number;
-  private readonly retryBackoffMs: number;
-  private readonly retryBackoffMaxMs: number;
-  private readonly requestTimeoutMs: number;
+  private readonly deliveryTimeoutMs: number;
+  private readonly sender: Sender;
 
   private readonly topics = new Map<string, TopicState>();
   private readonly admissions: Admission[] = [];
@@ -183,9 +146,7 @@ export class Producer {
   private blockTimerAt = Infinity;
   private bufferedBytesNow = 0;
   private readonly withOpenBatch = new Set<PartitionQueue>();
-  private readonly withReadyBatch = new Set<PartitionQueue>();
   private lingerTimer: NodeJS.Timeout | null = null;
-  private drainScheduled = false;
   private closed = false;
   private closing: Promise<void> | null = null;
 
@@ -194,24 +155,45 @@ export class Producer {
     options: ProducerOptions = {},
     private readonly ownsClient = false,
   ) {
-    this.acks = options.acks === 'all' ? -1 : (options.acks ?? 1);
-    if (this.acks !== 0 && this.acks !== 1 && this.acks !== -1) {
+    const acks = options.acks === 'all' ? -1 : (options.acks ?? 1);
+    if (acks !== 0 && acks !== 1 && acks !== -1) {
       throw new TributaryError(Errors.INVALID_REQUIRED_ACKS, `acks must be 0, 1, -1 or 'all', got ${String(options.acks)}`);
+    }
+    const idempotent = idempotence(options.idempotent, acks);
+    const maxInFlightPerPartition = positiveInteger('maxInFlightPerPartition', options.maxInFlightPerPartition, idempotent ? IDEMPOTENT_IN_FLIGHT_MAX : 1);
+    if (idempotent && maxInFlightPerPartition > IDEMPOTENT_IN_FLIGHT_MAX) {
+      throw new TributaryError(
+        Errors.INVALID_CONFIG,
+        `maxInFlightPerPartition must be at most ${IDEMPOTENT_IN_FLIGHT_MAX} for an idempotent producer (the node remembers ${IDEMPOTENT_IN_FLIGHT_MAX} batches per producer and partition), got ${maxInFlightPerPartition}`,
+      );
     }
     const compression = options.compression ?? 'none';
     if (compression !== 'none' && compression !== 'gzip') {
       throw new TributaryError(Errors.INVALID_CONFIG, `compression must be 'none' or 'gzip', got ${String(compression)}`);
     }
-    this.compression = compression === 'gzip' ? Compression.Gzip : Compression.None;
     this.batchBytes = positive('batchBytes', options.batchBytes, 256 * 1024);
     this.lingerMs = nonNegative('lingerMs', options.lingerMs, 5);
     this.bufferBytesMax = positive('bufferBytesMax', options.bufferBytesMax, 32 * 1024 * 1024);
     this.maxBlockMs = nonNegative('maxBlockMs', options.maxBlockMs, 60_000);
     this.admissionQueueMax = positiveInteger('admissionQueueMax', options.admissionQueueMax, 100_000);
-    this.retries = nonNegative('retries', options.retries, 5);
-    this.retryBackoffMs = nonNegative('retryBackoffMs', options.retryBackoffMs, 100);
-    this.retryBackoffMaxMs = nonNegative('retryBackoffMaxMs', options.retryBackoffMaxMs, 2000);
-    this.requestTimeoutMs = positive('requestTimeoutMs', options.requestTimeoutMs, 30_000);
+    this.deliveryTimeoutMs = positive('deliveryTimeoutMs', options.deliveryTimeoutMs, 120_000);
+    const config: SenderConfig = {
+      acks,
+      idempotent,
+      maxInFlightPerPartition,
+      compression: compression === 'gzip' ? Compression.Gzip : Compression.None,
+      // Idempotent, a resend cannot duplicate, so time (deliveryTimeoutMs) bounds retrying, not a count.
+      retries: options.retries === Infinity ? Infinity : nonNegative('retries', options.retries, idempotent ? Infinity : 5),
+      retryBackoffMs: nonNegative('retryBackoffMs', options.retryBackoffMs, 100),
+      retryBackoffMaxMs: nonNegative('retryBackoffMaxMs', options.retryBackoffMaxMs, 2000),
+      deliveryTimeoutMs: this.deliveryTimeoutMs,
+      requestTimeoutMs: positive('requestTimeoutMs', options.requestTimeoutMs, 30_000),
+    };
+    this.sender = new Sender(client, config, {
+      queues: () => this.queues(),
+      batchDone: (b) => this.batchDone(b),
+      fenced: (err) => this.fence(err),
+    });
   }
 
   /** Bytes of records held now, from admission until their answer. */
@@ -256,13 +238,10 @@ export class Producer {
   async flush(): Promise<void> {
     await this.whenWritable();
     this.sealAll();
-    this.drain();
+    this.sender.drain();
     const waits: Promise<void>[] = [];
-    for (const topic of this.topics.values()) {
-      for (const q of topic.queues) {
-        if (q === undefined) continue;
-        for (const b of q.ready) waits.push(new Promise<void>((resolve) => (b.onDone ??= []).push(resolve)));
-      }
+    for (const q of this.queues()) {
+      for (const b of q.ready) waits.push(new Promise<void>((resolve) => (b.onDone ??= []).push(resolve)));
     }
     await Promise.all(waits);
   }
@@ -272,8 +251,9 @@ export class Producer {
     this.closing ??= (async () => {
       this.closed = true;
       await this.flush();
-      if (this.lingerTimer) clearTimeout(this.lingerTimer);
+      if (this.lingerTimer !== null) clearTimeout(this.lingerTimer);
       this.lingerTimer = null;
+      this.sender.stopTimers();
       if (this.ownsClient) await this.client.close();
     })();
     return this.closing;
@@ -289,6 +269,7 @@ export class Producer {
     reject: (err: Error) => void,
   ): void {
     if (this.closed) return reject(clientClosed('producer'));
+    if (this.sender.fenced !== null) return reject(this.sender.fenced);
     if (this.queuedSends >= this.admissionQueueMax) {
       // Past the bound a send fails at once rather than waiting: the caller is expected to
       // await its sends or whenWritable(), and one that does not must not exhaust memory.
@@ -417,7 +398,7 @@ export class Producer {
         entry.waitingFor = 'space';
         // Free space as fast as possible: send what lingers instead of waiting for it.
         this.sealAll();
-        this.scheduleDrain();
+        this.sender.scheduleDrain();
         return false;
       }
       if (partition < 0) {
@@ -458,7 +439,7 @@ export class Producer {
       b = null;
     }
     if (b === null) {
-      b = q.open = new Batch(q);
+      b = q.open = new Batch(q, performance.now() + this.deliveryTimeoutMs);
       this.withOpenBatch.add(q);
       this.armLinger();
     }
@@ -477,8 +458,7 @@ export class Producer {
     q.open = null;
     this.withOpenBatch.delete(q);
     q.ready.push(b);
-    this.withReadyBatch.add(q);
-    this.scheduleDrain();
+    this.sender.ready(q);
   }
 
   private sealAll(): void {
@@ -490,7 +470,7 @@ export class Producer {
     this.lingerTimer = setTimeout(() => {
       this.lingerTimer = null;
       this.sealAll();
-      this.drain();
+      this.sender.drain();
     }, this.lingerMs);
   }
 
@@ -545,137 +525,30 @@ export class Producer {
   }
 
   // -------------------------------------------------------------------------------------
-  // Sending.
+  // What the sender asks of the producer.
 
-  private scheduleDrain(): void {
-    if (this.drainScheduled) return;
-    this.drainScheduled = true;
-    // A microtask: a synchronous burst of sends seals several batches first, and they leave
-    // together in one request.
-    queueMicrotask(() => {
-      this.drainScheduled = false;
-      this.drain();
-    });
-  }
-
-  /** Sends the head batch of every partition with nothing in flight, packed per frame. */
-  private drain(): void {
-    const frameBytes = Math.max(this.client.limits.frameBytesMax - FRAME_ENVELOPE_BYTES, 1);
-    let entries: ProducePartition[] = [];
-    let batches: Batch[] = [];
-    let bytes = 0;
-    for (const q of this.withReadyBatch) {
-      if (q.ready.length === 0) {
-        this.withReadyBatch.delete(q);
-        continue;
-      }
-      if (q.inFlight) continue;
-      const b = q.ready[0];
-      if (b.encoded === null) {
-        try {
-          b.encoded = encodeBatch(b.records, { compression: this.compression });
-        } catch (err) {
-          this.complete(b, err as Error);
-          continue;
-        }
-        b.records = []; // the bytes are all a retry needs
-      }
-      const size = b.encoded.length + q.topic.length + ENTRY_ENVELOPE_BYTES;
-      if (bytes + size > frameBytes && entries.length > 0) {
-        this.sendProduce(entries, batches);
-        entries = [];
-        batches = [];
-        bytes = 0;
-      }
-      q.inFlight = true;
-      entries.push({ topic: q.topic, partition: q.partition, records: b.encoded });
-      batches.push(b);
-      bytes += size;
-    }
-    if (entries.length > 0) this.sendProduce(entries, batches);
-  }
-
-  private sendProduce(partitions: ProducePartition[], batches: Batch[]): void {
-    const body = { acks: this.acks, timeoutMs: this.requestTimeoutMs, partitions };
-    if (this.acks === 0) {
-      this.client.fireAndForget(Kind.Produce, body, { timeoutMs: this.requestTimeoutMs }).then(
-        () => {
-          for (const b of batches) this.complete(b, null, -1);
-        },
-        (err: unknown) => {
-          for (const b of batches) this.failOrRetry(b, err as Error);
-        },
-      );
-      return;
-    }
-    this.client.request(Kind.Produce, body, { timeoutMs: this.requestTimeoutMs }).then(
-      (response) => this.onProduced(response, batches),
-      (err: unknown) => {
-        for (const b of batches) this.failOrRetry(b, err as Error);
-      },
-    );
-  }
-
-  private onProduced(response: ProduceResponse, batches: Batch[]): void {
-    const results = response.partitions ?? [];
-    for (let i = 0; i < batches.length; i++) {
-      const b = batches[i];
-      const r = matchResult(results, i, b.queue);
-      if (r === undefined) {
-        this.complete(b, new TributaryError(Errors.UNKNOWN, `node did not answer for ${b.queue.topic}/${b.queue.partition}`));
-      } else if (r.error !== Errors.NONE.code) {
-        this.failOrRetry(b, wireError(r.error, r.message));
-      } else {
-        this.complete(b, null, r.baseOffset);
-      }
+  private *queues(): Generator<PartitionQueue> {
+    for (const topic of this.topics.values()) {
+      for (const q of topic.queues) if (q !== undefined) yield q;
     }
   }
 
-  private failOrRetry(b: Batch, err: Error): void {
-    const code = err instanceof TributaryError ? err.code : Errors.UNKNOWN.code;
-    if (!NOT_APPENDED.has(code) || b.attempts >= this.retries || this.client.isClosed) {
-      this.complete(b, err);
-      return;
-    }
-    const q = b.queue;
-    const delay = Math.min(this.retryBackoffMaxMs, this.retryBackoffMs * 2 ** b.attempts);
-    b.attempts++;
-    // The partition stays marked in flight during the backoff, so no later batch overtakes.
-    q.retryTimer = setTimeout(() => {
-      q.retryTimer = null;
-      q.inFlight = false;
-      this.drain();
-    }, delay);
-  }
-
-  /** Settles every record of the batch (with its offset, or with `err`) and frees its bytes. */
-  private complete(b: Batch, err: Error | null, baseOffset = -1): void {
-    const q = b.queue;
-    const { groups, slots, count } = b;
-    const { topic, partition } = q;
-    for (let i = 0; i < count; i++) {
-      if (err !== null) groups[i].fail(err);
-      else groups[i].recordDone(slots[i], topic, partition, baseOffset < 0 ? -1 : baseOffset + i);
-    }
-    b.groups = [];
-    b.slots = [];
-    b.records = [];
-    b.encoded = null;
+  private batchDone(b: Batch): void {
     this.bufferedBytesNow -= b.bytes;
-    if (q.ready[0] === b) q.ready.shift();
-    q.inFlight = false;
-    const waiters = b.onDone;
-    b.onDone = null;
-    if (waiters) for (const w of waiters) w();
     this.admit();
-    if (q.ready.length > 0) this.scheduleDrain();
   }
-}
 
-function matchResult(results: ProducePartitionResult[], i: number, q: PartitionQueue): ProducePartitionResult | undefined {
-  const r = results[i];
-  if (r !== undefined && r.topic === q.topic && r.partition === q.partition) return r;
-  return results.find((x) => x.topic === q.topic && x.partition === q.partition);
+  /** Fenced: every send waiting for admission fails, and open batches go to the sender to fail. */
+  private fence(err: TributaryError): void {
+    for (let i = this.admissionHead; i < this.admissions.length; i++) {
+      const e = this.admissions[i];
+      if (e !== undefined && !this.isFinished(e)) {
+        e.group.fail(err);
+        this.finishAdmission(e);
+      }
+    }
+    for (const q of this.queues()) this.seal(q);
+  }
 }
 
 const NO_HEADERS: Header[] = [];
@@ -721,4 +594,13 @@ function nonNegative(name: string, value: number | undefined, fallback: number):
   if (value === undefined) return fallback;
   if (!Number.isFinite(value) || value < 0) throw new TributaryError(Errors.INVALID_CONFIG, `${name} must be zero or more, got ${String(value)}`);
   return value;
+}
+
+/** Idempotence is on unless turned off, and cannot be with acks = 0 (nothing is answered). */
+function idempotence(option: boolean | undefined, acks: Acks): boolean {
+  if (option !== undefined && typeof option !== 'boolean') throw new TributaryError(Errors.INVALID_CONFIG, `idempotent must be true or false, got ${String(option)}`);
+  if (option === true && acks === 0) {
+    throw new TributaryError(Errors.INVALID_CONFIG, 'idempotent needs acks 1 or all: with acks 0 nothing is answered, so nothing can be deduplicated');
+  }
+  return option !== false && acks !== 0;
 }

@@ -34,6 +34,8 @@ export interface NodeMetrics {
   /** Refused at the HTTP upgrade, before any handshake: a limit was reached. */
   readonly connectionsRefused: Counter<'reason'>;
   readonly requestsUnauthorized: Counter<'action'>;
+  /** Idempotent resends recognised (answered DUPLICATE_SEQUENCE, nothing appended). */
+  readonly duplicateBatches: Counter;
 }
 
 export function createMetrics(gauges: { connections(): number; handshakesInProgress(): number }): NodeMetrics {
@@ -56,6 +58,11 @@ export function createMetrics(gauges: { connections(): number; handshakesInProgr
     labelNames: ['action'] as const,
     registers: [registry],
   });
+  const duplicateBatches = new Counter({
+    name: 'tributary_produce_duplicate_batches_total',
+    help: 'Batches an idempotent producer resent that were already in the log (answered with their original offsets)',
+    registers: [registry],
+  });
   new Gauge({
     name: 'tributary_connections',
     help: 'Open client connections (WebSockets)',
@@ -72,5 +79,5 @@ export function createMetrics(gauges: { connections(): number; handshakesInProgr
       this.set(gauges.handshakesInProgress());
     },
   });
-  return { registry, connectionsClosed, connectionsRefused, requestsUnauthorized };
+  return { registry, connectionsClosed, connectionsRefused, requestsUnauthorized, duplicateBatches };
 }

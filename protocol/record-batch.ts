@@ -691,3 +691,26 @@ export function splitBatches(buf: Buffer): Buffer[] {
   }
   return out;
 }
+
+// ---------------------------------------------------------------------------------------
+// Idempotent producers: sequences and the producer fields of an encoded batch.
+
+/** Sequences are int32 and wrap from 2^31 - 1 to 0, as Kafka's do. */
+const SEQUENCE_MAX = 0x7fffffff;
+
+/** The sequence `by` records after `sequence`, wrapping from 2^31 - 1 to 0. */
+export function nextSequence(sequence: number, by = 1): number {
+  return (sequence + by) % (SEQUENCE_MAX + 1);
+}
+
+/**
+ * Writes producer id, epoch and base sequence into an encoded batch and its CRC again (the
+ * three fields lie inside the CRC). encodeBatch writes the first stamp; this restamps a
+ * batch that moves to another producer id.
+ */
+export function stampBatch(batch: Buffer, producer: { producerId: number; producerEpoch: number }, baseSequence: number): void {
+  writeInt64(batch, OFFSET_PRODUCER_ID, producer.producerId);
+  batch.writeInt16BE(producer.producerEpoch, OFFSET_PRODUCER_EPOCH);
+  batch.writeInt32BE(baseSequence, OFFSET_BASE_SEQUENCE);
+  batch.writeUInt32BE(computeCrc(batch), OFFSET_CRC);
+}

@@ -6,7 +6,13 @@
 // check what a client showed. It checks no credential itself: `refuseHello` lets a test
 // refuse a client the way the node does, with an error answer to Hello and a close.
 // It is deliberately simple and obviously correct, and it lets tests inject what a real
-// node would do only under faults: held, dropped or failed answers and closed connections.
+// node would do only under faults: held, dropped or failed answers and closed connections,
+// before or after the request took effect (an append whose answer is lost).
+// Idempotent producers as the node's rules have them (node/storage/producer-state.ts):
+// InitProducerId hands out ids from 1 at epoch 0; per producer id and partition the last 5
+// batches are kept; a resend of one of them answers DUPLICATE_SEQUENCE with its offset, a
+// sequence that does not follow the last one OUT_OF_ORDER_SEQUENCE (a producer it has no
+// batch from must start at 0), an epoch below the one it holds INVALID_PRODUCER_EPOCH.
 // It is not the node: integration tests run the real one (node/broker.ts).
 
 import { WebSocketServer } from 'ws';
@@ -14,7 +20,7 @@ import type { AddressInfo } from 'node:net';
 import { CREDENTIAL_BYTES_MAX } from '../../protocol/credential.js';
 import { Errors, type TributaryError } from '../../protocol/errors.js';
 import { decodeFrame, encodeFrame, Kind, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, PROTOCOL_VERSION, RESPONSE, type Frame } from '../../protocol/frames.js';
-import { decodeBatch, lastOffsetOf, readBatchHeader, setBaseOffset, validateBatch } from '../../protocol/record-batch.js';
+import { decodeBatch, lastOffsetOf, readBatchHeader, setBaseOffset, validateBatch, type BatchHeader } from '../../protocol/record-batch.js';
 import { generateIdentity, type IdentityKeyPair } from '../../protocol/key-file.js';
 import { HANDSHAKE_MESSAGE2_BYTES_MIN, noiseKeyPairFromIdentity, secureResponder } from '../../protocol/secure-channel.js';
 import { memoryPipe, socketTransport, type FrameTransport } from '../../protocol/transport.js';
@@ -22,8 +28,12 @@ import type { TransportFactory } from '../client.js';
 
 type Body = Record<string, unknown>;
 
-/** What a hook may decide for one request: answer normally, answer this, stay silent, or cut the connection. */
-export type HookAction = undefined | { answer: Body } | 'silent' | 'close';
+/**
+ * What a hook may decide for one request: answer normally, answer this, stay silent, or cut
+ * the connection; the last two either before the request takes effect or after (the node
+ * appended, and the answer is lost).
+ */
+export type HookAction = undefined | { answer: Body } | 'silent' | 'close' | 'silent-after-handling' | 'close-after-handling';
 
 export interface FakeRequest {
   kind: number;
@@ -37,6 +47,17 @@ interface StoredPartition {
   logStartOffset: number;
   logEndOffset: number;
 }
+
+/** An idempotent producer's batch as the node remembers it. */
+interface ProducerBatch {
+  baseSequence: number;
+  recordCount: number;
+  baseOffset: number;
+}
+
+/** The node keeps this many batches per producer id and partition, as Kafka does. */
+const PRODUCER_BATCHES_KEPT = 5;
+const SEQUENCE_MAX = 0x7fffffff;
 
 export class FakeConnection {
   inflight = 0;
@@ -81,7 +102,15 @@ export class FakeNode {
   maxInflightSeen = 0;
   readonly connections: FakeConnection[] = [];
   hook: ((req: FakeRequest) => HookAction | Promise<HookAction>) | null = null;
+  /** Idempotent batches answered DUPLICATE_SEQUENCE, and OUT_OF_ORDER_SEQUENCE, so far. */
+  duplicateBatches = 0;
+  outOfOrderBatches = 0;
   private readonly topics = new Map<string, StoredPartition[]>();
+  /** Producer ids handed out, with the epoch the node holds for each. */
+  private readonly producerEpochs = new Map<number, number>();
+  private nextProducerId = 1;
+  /** Per "producerId/topic/partition": its last batches, oldest first. */
+  private readonly producerBatches = new Map<string, ProducerBatch[]>();
   private appendWaiters: (() => void)[] = [];
 
   readonly transportFactory: TransportFactory = async () => {
@@ -122,6 +151,22 @@ export class FakeNode {
     this.appendWaiters = [];
     for (const w of ws) w();
     return base;
+  }
+
+  /**
+   * Raises the epoch the node holds for a producer id, as a newer incarnation taking it over
+   * would: its batches at the old epoch are then refused INVALID_PRODUCER_EPOCH.
+   */
+  fenceProducer(producerId: number): void {
+    this.producerEpochs.set(producerId, (this.producerEpochs.get(producerId) ?? 0) + 1);
+  }
+
+  /**
+   * Forgets every producer's batches, as a node that lost its producer state would: the
+   * next batch of a producer is then expected at sequence 0.
+   */
+  forgetProducers(): void {
+    this.producerBatches.clear();
   }
 
   /** Closes every connection, as a node restart or a network cut would. */
@@ -193,8 +238,13 @@ export class FakeNode {
       connection.transport.close(1011, 'fake node closed on request');
       return;
     }
-    if (action !== undefined) return connection.answer(frame, action.answer);
+    if (action !== undefined && typeof action === 'object') return connection.answer(frame, action.answer);
     const body = await this.answer(frame.kind, frame.body);
+    if (action === 'silent-after-handling') return;
+    if (action === 'close-after-handling') {
+      connection.transport.close(1011, 'fake node closed on request, after handling it');
+      return;
+    }
     if (body !== undefined) connection.answer(frame, body);
   }
 
@@ -211,6 +261,11 @@ export class FakeNode {
         return this.fetch(body);
       case Kind.ListOffsets:
         return this.listOffsets(body);
+      case Kind.InitProducerId: {
+        const producerId = this.nextProducerId++;
+        this.producerEpochs.set(producerId, 0);
+        return { producerId, producerEpoch: 0 };
+      }
       default:
         return { error: Errors.INVALID_REQUEST.code, message: `INVALID_REQUEST: kind ${kind}` };
     }
@@ -234,10 +289,45 @@ export class FakeNode {
       if (this.partition(e.topic, e.partition) === undefined) {
         return { topic: e.topic, partition: e.partition, error: Errors.UNKNOWN_TOPIC.code, message: 'UNKNOWN_TOPIC: no such partition', baseOffset: -1, logStartOffset: -1 };
       }
+      const base = { topic: e.topic, partition: e.partition, logStartOffset: 0 };
+      const header = readBatchHeader(Buffer.from(e.records));
+      if (header.producerId < 0) return { ...base, error: 0, baseOffset: this.append(e.topic, e.partition, e.records) };
+      const refusal = this.checkSequence(e.topic, e.partition, header);
+      if (refusal !== null) return { ...base, ...refusal };
       const baseOffset = this.append(e.topic, e.partition, e.records);
-      return { topic: e.topic, partition: e.partition, error: 0, baseOffset, logStartOffset: 0 };
+      this.rememberBatch(e.topic, e.partition, header, baseOffset);
+      return { ...base, error: 0, baseOffset };
     });
     return body.acks === 0 ? undefined : { partitions };
+  }
+
+  /** Null when the idempotent batch may be appended; else the answer refusing it (or naming where it already is). */
+  private checkSequence(topic: string, partition: number, h: BatchHeader): { error: number; message: string; baseOffset: number } | null {
+    const held = this.producerEpochs.get(h.producerId) ?? 0;
+    if (h.producerEpoch < held) {
+      return { error: Errors.INVALID_PRODUCER_EPOCH.code, message: `INVALID_PRODUCER_EPOCH: epoch ${h.producerEpoch} is older than ${held}`, baseOffset: -1 };
+    }
+    const kept = this.producerBatches.get(`${h.producerId}/${topic}/${partition}`) ?? [];
+    const earlier = kept.find((b) => b.baseSequence === h.baseSequence && b.recordCount === h.recordCount);
+    if (earlier !== undefined) {
+      this.duplicateBatches++;
+      return { error: Errors.DUPLICATE_SEQUENCE.code, message: 'DUPLICATE_SEQUENCE: already written', baseOffset: earlier.baseOffset };
+    }
+    const last = kept[kept.length - 1];
+    const expected = last === undefined ? 0 : (last.baseSequence + last.recordCount) % (SEQUENCE_MAX + 1);
+    if (h.baseSequence !== expected) {
+      this.outOfOrderBatches++;
+      return { error: Errors.OUT_OF_ORDER_SEQUENCE.code, message: `OUT_OF_ORDER_SEQUENCE: sequence ${h.baseSequence}, expected ${expected}`, baseOffset: -1 };
+    }
+    return null;
+  }
+
+  private rememberBatch(topic: string, partition: number, h: BatchHeader, baseOffset: number): void {
+    const key = `${h.producerId}/${topic}/${partition}`;
+    const kept = this.producerBatches.get(key) ?? [];
+    kept.push({ baseSequence: h.baseSequence, recordCount: h.recordCount, baseOffset });
+    if (kept.length > PRODUCER_BATCHES_KEPT) kept.shift();
+    this.producerBatches.set(key, kept);
   }
 
   private async fetch(body: Body): Promise<Body> {

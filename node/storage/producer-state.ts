@@ -23,11 +23,13 @@
 import { crc32c } from '@node-rs/crc32';
 import { Decoder, Encoder } from 'cbor-x';
 import { Errors, TributaryError } from '../../protocol/errors.js';
+import { nextSequence } from '../../protocol/record-batch.js';
+
+export { nextSequence };
 
 /** Batches remembered per producer and partition, as Kafka (and its producers' in-flight limit). */
 export const PRODUCER_BATCHES_KEPT = 5;
 const SNAPSHOT_VERSION = 1;
-const INT32_MAX = 0x7fffffff;
 export const PRODUCER_ID_EXPIRATION_MS = 24 * 60 * 60 * 1000;
 export const SNAPSHOT_SUFFIX = '.snapshot';
 export const SNAPSHOT_FILE = /^(\d{20})\.snapshot$/;
@@ -58,11 +60,6 @@ export interface ProducerBatchHeader {
   baseSequence: number;
   /** Records in the batch: its sequences are baseSequence .. baseSequence + count - 1. */
   recordCount: number;
-}
-
-/** The sequence after `seq`: int32, wrapping to 0 as Kafka's producers do. */
-export function nextSequence(seq: number, by = 1): number {
-  return (seq + by) % (INT32_MAX + 1);
 }
 
 const encoder = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false });

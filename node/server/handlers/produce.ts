@@ -51,6 +51,7 @@ export async function handleProduce(body: Body, ctx: RequestContext): Promise<Pr
       // An idempotent producer's resend: in the log once, at these offsets. Answered as
       // Kafka's DUPLICATE_SEQUENCE, which the producer takes as success.
       if (appended.duplicate) {
+        ctx.broker.metrics.duplicateBatches.inc();
         result.error = Errors.DUPLICATE_SEQUENCE.code;
         result.message = `already written at offset ${appended.baseOffset}`;
       }

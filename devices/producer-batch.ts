@@ -1,0 +1,98 @@
+// What the producer holds between send() and the answer, shared by admission (producer.ts)
+// and sending (sender.ts): a call's group of records, a batch of one partition, and a
+// partition's queue of sealed batches with its idempotence state.
+
+import type { Record as BatchRecord } from '../protocol/record-batch.js';
+import type { RecordMetadata } from './producer.js';
+
+/** One call's worth of sends: a single send() or a whole sendBatch(). */
+export class SendGroup {
+  remaining: number;
+  settled = false;
+  readonly results: RecordMetadata[];
+  constructor(
+    readonly size: number,
+    private readonly onResolve: (results: RecordMetadata[]) => void,
+    private readonly onReject: (err: Error) => void,
+  ) {
+    this.remaining = size;
+    this.results = new Array<RecordMetadata>(size);
+  }
+  recordDone(slot: number, topic: string, partition: number, offset: number): void {
+    if (this.settled) return;
+    this.results[slot] = { topic, partition, offset };
+    if (--this.remaining === 0) {
+      this.settled = true;
+      this.onResolve(this.results);
+    }
+  }
+  fail(err: Error): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.onReject(err);
+  }
+}
+
+export class Batch {
+  records: BatchRecord[] = [];
+  /** Parallel to records: who waits for each, and at which slot of their group. */
+  groups: SendGroup[] = [];
+  slots: number[] = [];
+  count = 0;
+  bytes = 0;
+  /** Encoded once, when first drained; resends send these bytes (restamped only after a gap). */
+  encoded: Buffer | null = null;
+  /** Failed attempts that were retried, counted against `retries`. */
+  attempts = 0;
+  /** What the last failed attempt ended with: what the batch fails with when out of time. */
+  lastError: Error | null = null;
+  /** performance.now() before which the batch is not sent again (backoff). */
+  retryAt = 0;
+  /** When its last attempt went out, in the producer's count of sends; 0 before the first. */
+  sentAt = 0;
+  onWire = false;
+  /** Nothing before it in the partition was unacknowledged when it was last sent. */
+  sentAsHead = false;
+  /** An attempt ended without an answer that says: the node may have the batch. */
+  maybeAppended = false;
+  /** A later batch under the same producer id was acknowledged, so the node has this one. */
+  knownAppended = false;
+  /** A batch before it left unacknowledged: the node may wait for sequences that never come. */
+  afterGap = false;
+  /** What is stamped in `encoded`: -1 until the first send of an idempotent batch. */
+  producerId = -1;
+  producerEpoch = -1;
+  baseSequence = -1;
+  /** Its place among the batches its partition stamped under that producer id. */
+  stampIndex = -1;
+  onDone: (() => void)[] | null = null;
+  constructor(
+    readonly queue: PartitionQueue,
+    /** performance.now() past which the batch is not sent again (deliveryTimeoutMs). */
+    readonly deadline: number,
+  ) {}
+}
+
+export class PartitionQueue {
+  open: Batch | null = null;
+  /** Sealed, unacknowledged batches in order (sequence order); any of them may be on the wire. */
+  readonly ready: Batch[] = [];
+  /** Batches of `ready` on the wire now (at most maxInFlightPerPartition). */
+  onWire = 0;
+  retryTimer: NodeJS.Timeout | null = null;
+  retryTimerAt = Infinity;
+  /** The producer id this partition's batches are stamped with (-1: none yet) and the next sequence. */
+  producerId = -1;
+  producerEpoch = -1;
+  nextSequence = 0;
+  /** Batches stamped under that producer id so far. */
+  stamped = 0;
+  /** A batch left unacknowledged and nothing stamped after it remains: the next one stamped is `afterGap`. */
+  gapAhead = false;
+  /** Waiting for its batches on the wire to land, to start again under a new producer id. */
+  resetting = false;
+  constructor(
+    readonly topic: string,
+    readonly partition: number,
+  ) {}
+}
