@@ -27,6 +27,11 @@ export enum Kind {
   Fetch = 6,
   ListOffsets = 7,
   InitProducerId = 8,
+  Subscribe = 9,
+  /** Node to client only, unsolicited: sent as [SubscribeData | RESPONSE, 0, body]. */
+  SubscribeData = 10,
+  Credit = 11,
+  Unsubscribe = 12,
 }
 
 /** ListOffsets sentinels, as Kafka: the next offset to be written, and the first kept. */
@@ -186,6 +191,46 @@ export interface InitProducerIdResponse extends ErrorBody {
   producerEpoch: number;
 }
 
+/**
+ * Subscribe: the node pushes new batches of these partitions as they are appended (up to
+ * the high watermark), instead of the client asking with Fetch. Flow control is by
+ * credit, in bytes: the node never pushes more than the client has granted (at least one
+ * whole batch once any credit is left, as KIP-74 for Fetch), so a slow consumer costs the
+ * node nothing but a position. The answer says which partitions were taken; data follows
+ * as SubscribeData frames.
+ */
+export interface SubscribeRequest {
+  partitions: FetchPartition[];
+  /** Bytes the node may push before the client grants more with Credit. */
+  creditBytes: number;
+  /** Largest SubscribeData body; default and ceiling the node's fetchBytesMax. */
+  maxBytes?: number;
+}
+export interface SubscribeResponse extends ErrorBody {
+  /** Names this subscription in SubscribeData, Credit and Unsubscribe; unique per connection. */
+  subscriptionId: number;
+  /** Per partition: NONE (subscribed) or why not (UNAUTHORIZED, UNKNOWN_TOPIC, ...). */
+  partitions: { topic: string; partition: number; error: number; message?: string }[];
+}
+/**
+ * Pushed data, shaped as a Fetch answer. A partition with an error (OFFSET_OUT_OF_RANGE,
+ * CORRUPT_BATCH, UNKNOWN_TOPIC after a delete, ...) is pushed once with it and then leaves
+ * the subscription; the client resubscribes it when it has decided what to do.
+ */
+export interface SubscribeData {
+  subscriptionId: number;
+  partitions: FetchPartitionResult[];
+}
+/** More credit for a subscription. Not answered (an unknown subscription is ignored). */
+export interface CreditRequest {
+  subscriptionId: number;
+  bytes: number;
+}
+export interface UnsubscribeRequest {
+  subscriptionId: number;
+}
+export type UnsubscribeResponse = ErrorBody;
+
 export interface RequestBodies {
   [Kind.Hello]: HelloRequest;
   [Kind.Metadata]: MetadataRequest;
@@ -195,6 +240,9 @@ export interface RequestBodies {
   [Kind.Fetch]: FetchRequest;
   [Kind.ListOffsets]: ListOffsetsRequest;
   [Kind.InitProducerId]: InitProducerIdRequest;
+  [Kind.Subscribe]: SubscribeRequest;
+  [Kind.Credit]: CreditRequest;
+  [Kind.Unsubscribe]: UnsubscribeRequest;
 }
 export interface ResponseBodies {
   [Kind.Hello]: HelloResponse;
@@ -205,6 +253,9 @@ export interface ResponseBodies {
   [Kind.Fetch]: FetchResponse;
   [Kind.ListOffsets]: ListOffsetsResponse;
   [Kind.InitProducerId]: InitProducerIdResponse;
+  [Kind.Subscribe]: SubscribeResponse;
+  [Kind.Credit]: never;
+  [Kind.Unsubscribe]: UnsubscribeResponse;
 }
 
 export interface Frame {

@@ -22,6 +22,7 @@ import type { Admission } from '../auth/authenticator.js';
 import type { CloseReason } from '../metrics.js';
 import type { BrokerContext, RequestContext } from './context.js';
 import { handlers } from './dispatch.js';
+import { ConnectionSubscriptions } from './subscriptions.js';
 
 const HELLO_FRAME_BYTES_MAX = 4096;
 
@@ -41,6 +42,7 @@ export class Connection {
   /** Why we closed the connection, when we did; see `closeReasonLabel`. */
   private ourCloseReason: CloseReason | null = null;
   private readonly principal: Principal | undefined;
+  private readonly subscriptions: ConnectionSubscriptions;
 
   constructor(
     private readonly transport: FrameTransport,
@@ -51,6 +53,7 @@ export class Connection {
     private readonly onAdmitted: () => void = () => {},
   ) {
     this.principal = admission.principal;
+    this.subscriptions = new ConnectionSubscriptions(transport, broker);
   }
 
   /** Why this connection was closed by the node, or null if it was not (yet). */
@@ -132,6 +135,7 @@ export class Connection {
     } finally {
       clearTimeout(helloTimer);
       this.abortAll();
+      this.subscriptions.closeAll();
     }
   }
 
@@ -183,6 +187,7 @@ export class Connection {
       clientId: this.clientId,
       remoteAddress: this.remoteAddress,
       principal: this.principal as Principal,
+      subscriptions: this.subscriptions,
       signal: requestAbort.signal,
       deadline: started + limits.requestTimeoutMs,
       dropConnection: (reason) => this.close(CloseCode.GOING_AWAY, reason, 'fault_injected'),

@@ -7,6 +7,7 @@ import type { ProducerIdAllocator } from '../producer-ids.js';
 import type { Logger } from '../logger.js';
 import type { LogManager } from '../storage/log-manager.js';
 import type { FetchWaiter } from './fetch-waiter.js';
+import type { ConnectionSubscriptions } from './subscriptions.js';
 
 /** What every handler may use: the node's shared state. Handlers never see a socket. */
 export interface BrokerContext {
@@ -49,6 +50,8 @@ export interface RequestContext {
    * reading, so a slow reader cannot make the node buffer without bound.
    */
   outboundSlot(): Promise<void>;
+  /** This connection's push subscriptions. */
+  readonly subscriptions: ConnectionSubscriptions;
   /** Closes the connection at once, without answering (fault injection only). */
   dropConnection(reason: string): void;
 }

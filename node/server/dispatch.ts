@@ -10,6 +10,7 @@ import { handleInitProducerId } from './handlers/init-producer-id.js';
 import { handleListOffsets } from './handlers/list-offsets.js';
 import { handleMetadata } from './handlers/metadata.js';
 import { handleProduce } from './handlers/produce.js';
+import { handleCredit, handleSubscribe, handleUnsubscribe } from './handlers/subscribe.js';
 import type { Body } from './validate.js';
 
 /** Returns the response body, or undefined when the request wants no answer (acks=0). */
@@ -24,4 +25,7 @@ export const handlers: ReadonlyMap<number, Handler> = new Map<number, Handler>([
   [Kind.Fetch, handleFetch],
   [Kind.ListOffsets, handleListOffsets],
   [Kind.InitProducerId, handleInitProducerId],
+  [Kind.Subscribe, handleSubscribe],
+  [Kind.Credit, handleCredit],
+  [Kind.Unsubscribe, handleUnsubscribe],
 ]);

@@ -26,6 +26,9 @@ export class RawClient {
   /** The close the node sent (code and reason), once the socket has closed. */
   readonly closed: Promise<{ code: number; reason: string }>;
   private session: SecureSession | null = null;
+  /** Frames the node sent unasked (correlation id 0: SubscribeData), not yet taken. */
+  private readonly pushes: Frame[] = [];
+  private pushWaiter: ((f: Frame) => void) | null = null;
 
   private constructor(readonly ws: WebSocket) {
     ws.on('error', () => {});
@@ -76,6 +79,13 @@ export class RawClient {
   private async readLoop(transport: FrameTransport): Promise<void> {
     for await (const bytes of transport) {
       const frame = decodeFrame(bytes, { itemsMax: 2_000_000, depthMax: 32 });
+      if (frame.correlationId === 0) {
+        const w = this.pushWaiter;
+        this.pushWaiter = null;
+        if (w) w(frame);
+        else this.pushes.push(frame);
+        continue;
+      }
       this.waiting.get(frame.correlationId)?.resolve(frame);
       this.waiting.delete(frame.correlationId);
     }
@@ -87,6 +97,27 @@ export class RawClient {
   }
 
   /** Sends bytes as one sealed frame (they need not be a valid frame). */
+  /** The next frame the node sent unasked, or null if none comes within `waitMs`. */
+  nextPush(waitMs = 2000): Promise<Frame | null> {
+    const queued = this.pushes.shift();
+    if (queued) return Promise.resolve(queued);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.pushWaiter = null;
+        resolve(null);
+      }, waitMs);
+      this.pushWaiter = (f) => {
+        clearTimeout(timer);
+        resolve(f);
+      };
+    });
+  }
+
+  /** Frames pushed and not yet taken. */
+  get pendingPushes(): number {
+    return this.pushes.length;
+  }
+
   sendRaw(bytes: Uint8Array): void {
     this.sealed.send(bytes);
   }

@@ -1,0 +1,235 @@
+// Push delivery (Subscribe): a connection's subscriptions, each a set of partitions with a
+// position and a credit in bytes. The node sends SubscribeData frames as batches reach the
+// high watermark, while credit lasts, without being asked: one round trip less per batch
+// than Fetch, so a consumer sees a record as soon as it is appended.
+//
+// Bounds: the node never pushes more than the client granted (at least one whole batch
+// once any credit is left, as KIP-74 for Fetch), and waits for the connection's send
+// buffer to drain below sendBufferBytesMax before each push, so neither a slow consumer nor
+// a slow network makes it buffer. A connection has at most SUBSCRIPTIONS_MAX subscriptions,
+// and a subscription's credit is capped.
+//
+// One push runs at a time per subscription; appends (log.onAppend, which also fires when a
+// flush=batch sync moves the high watermark) and credit grants wake it.
+
+import { Errors, TributaryError } from '../../protocol/errors.js';
+import { encodeFrame, Kind, RESPONSE, type FetchPartitionResult, type SubscribeResponse } from '../../protocol/frames.js';
+import { batchSizeAt, lastOffsetOf, LOG_OVERHEAD } from '../../protocol/record-batch.js';
+import type { FrameTransport } from '../../protocol/transport.js';
+import type { Principal } from '../auth/acl.js';
+import { isAllowed } from '../auth/acl.js';
+import type { PartitionLog } from '../storage/partition-log.js';
+import type { BrokerContext } from './context.js';
+import { errorResult } from './handlers/errors.js';
+import { int, list, map, PARTITIONS_PER_REQUEST_MAX, str, type Body } from './validate.js';
+
+export const SUBSCRIPTIONS_MAX = 16;
+/** Credit a subscription may hold: enough for a window of several pushes, no more. */
+export const CREDIT_BYTES_MAX = 256 * 1024 * 1024;
+const EMPTY = Buffer.alloc(0);
+
+interface SubscribedPartition {
+  topic: string;
+  partition: number;
+  log: PartitionLog;
+  position: number;
+  unlisten: () => void;
+}
+
+class Subscription {
+  readonly partitions: SubscribedPartition[] = [];
+  credit: number;
+  private pumping = false;
+  private again = false;
+  closed = false;
+  /** Where the next push starts, so that no partition starves behind another's backlog. */
+  private next = 0;
+
+  constructor(
+    readonly id: number,
+    credit: number,
+    private readonly maxBytes: number,
+    private readonly owner: ConnectionSubscriptions,
+  ) {
+    this.credit = credit;
+  }
+
+  wake(): void {
+    if (this.closed) return;
+    if (this.pumping) {
+      this.again = true;
+      return;
+    }
+    this.pumping = true;
+    void this.pump().finally(() => {
+      this.pumping = false;
+      if (this.again && !this.closed) {
+        this.again = false;
+        this.wake();
+      }
+    });
+  }
+
+  private async pump(): Promise<void> {
+    const { transport, broker } = this.owner;
+    const sendBufferMax = broker.limits.sendBufferBytesMax;
+    for (;;) {
+      this.again = false;
+      if (this.closed || transport.isClosed || this.credit <= 0 || this.partitions.length === 0) return;
+      while (!transport.isClosed && transport.bufferedBytes > sendBufferMax) await transport.drained(sendBufferMax / 2);
+      if (this.closed || transport.isClosed) return;
+      const results = this.collect();
+      if (results.length === 0) return;
+      transport.send(encodeFrame(Kind.SubscribeData | RESPONSE, 0, { subscriptionId: this.id, partitions: results }));
+    }
+  }
+
+  /** Reads what is ready, within credit and maxBytes, advancing positions. */
+  private collect(): FetchPartitionResult[] {
+    const { broker } = this.owner;
+    const results: FetchPartitionResult[] = [];
+    let bytes = 0;
+    const n = this.partitions.length;
+    const start = this.next % n;
+    const gone: SubscribedPartition[] = [];
+    for (let i = 0; i < n; i++) {
+      const p = this.partitions[(start + i) % n];
+      const budget = Math.min(this.maxBytes - bytes, this.credit - bytes);
+      if (budget <= 0 && bytes > 0) break;
+      const log = p.log;
+      const result: FetchPartitionResult = { topic: p.topic, partition: p.partition, error: Errors.NONE.code, highWatermark: -1, logStartOffset: -1, records: EMPTY };
+      if (broker.logs.partition(p.topic, p.partition) !== log) {
+        results.push({ ...result, error: Errors.UNKNOWN_TOPIC.code, message: `unknown topic or partition ${p.topic}/${p.partition}` });
+        gone.push(p);
+        continue;
+      }
+      if (p.position >= log.highWatermark && p.position <= log.logEndOffset && p.position >= log.logStartOffset) continue;
+      try {
+        const records = log.read(p.position, Math.max(budget, 1));
+        if (records.length === 0) continue;
+        result.records = records;
+        result.highWatermark = log.highWatermark;
+        result.logStartOffset = log.logStartOffset;
+        p.position = lastOffsetIn(records) + 1;
+        bytes += records.length;
+        results.push(result);
+        this.next = (start + i + 1) % n;
+      } catch (err) {
+        results.push({ ...result, ...errorResult(err, broker.logger, { request: 'Subscribe', topic: p.topic, partition: p.partition, offset: p.position }) });
+        gone.push(p);
+      }
+    }
+    for (const p of gone) this.remove(p);
+    this.credit -= bytes;
+    return results;
+  }
+
+  add(p: SubscribedPartition): void {
+    this.partitions.push(p);
+  }
+
+  private remove(p: SubscribedPartition): void {
+    p.unlisten();
+    const i = this.partitions.indexOf(p);
+    if (i >= 0) this.partitions.splice(i, 1);
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const p of this.partitions) p.unlisten();
+    this.partitions.length = 0;
+  }
+}
+
+/** The last offset of the last whole batch in `records` (stored batches, back to back). */
+function lastOffsetIn(records: Buffer): number {
+  let at = 0;
+  let last = -1;
+  while (records.length - at >= LOG_OVERHEAD) {
+    const size = batchSizeAt(records, at);
+    if (at + size > records.length) break;
+    last = lastOffsetOf(records, at);
+    at += size;
+  }
+  if (last < 0) throw new TributaryError(Errors.CORRUPT_BATCH, 'a read returned no whole batch');
+  return last;
+}
+
+export class ConnectionSubscriptions {
+  private readonly byId = new Map<number, Subscription>();
+  private nextId = 1;
+
+  constructor(
+    readonly transport: FrameTransport,
+    readonly broker: BrokerContext,
+  ) {}
+
+  subscribe(body: Body, principal: Principal): SubscribeResponse {
+    const { limits, logs } = this.broker;
+    if (this.byId.size >= SUBSCRIPTIONS_MAX) {
+      throw new TributaryError(Errors.INVALID_REQUEST, `a connection may hold at most ${SUBSCRIPTIONS_MAX} subscriptions; unsubscribe one first`);
+    }
+    if (this.broker.shuttingDown) throw new TributaryError(Errors.SHUTTING_DOWN);
+    const credit = int(body, 'creditBytes', 0, CREDIT_BYTES_MAX);
+    const maxBytes = Math.min(int(body, 'maxBytes', 1, 0x7fffffff, limits.fetchBytesMax), limits.fetchBytesMax);
+    const entries = list(body, 'partitions', PARTITIONS_PER_REQUEST_MAX).map((e, i) => {
+      const entry = map(e, `partitions[${i}]`);
+      return { topic: str(entry, 'topic'), partition: int(entry, 'partition', 0, 0x7fffffff), fetchOffset: int(entry, 'fetchOffset', 0) };
+    });
+    const subscription = new Subscription(this.nextId++, credit, maxBytes, this);
+    const answers: SubscribeResponse['partitions'] = [];
+    const seen = new Set<string>();
+    for (const { topic, partition, fetchOffset } of entries) {
+      const key = `${topic}\u0000${partition}`;
+      if (seen.has(key)) {
+        answers.push({ topic, partition, error: Errors.INVALID_REQUEST.code, message: 'partition named twice' });
+        continue;
+      }
+      seen.add(key);
+      if (!isAllowed(principal, 'consume', topic)) {
+        this.broker.metrics.requestsUnauthorized.inc({ action: 'consume' });
+        answers.push({ topic, partition, error: Errors.UNAUTHORIZED.code, message: `${principal.name} may not consume from '${topic}'` });
+        continue;
+      }
+      const log = logs.partition(topic, partition);
+      if (!log) {
+        answers.push({ topic, partition, error: Errors.UNKNOWN_TOPIC.code, message: `unknown topic or partition ${topic}/${partition}` });
+        continue;
+      }
+      if (fetchOffset < log.logStartOffset || fetchOffset > log.logEndOffset) {
+        answers.push({ topic, partition, error: Errors.OFFSET_OUT_OF_RANGE.code, message: `offset ${fetchOffset} is outside the log [${log.logStartOffset}, ${log.logEndOffset}]` });
+        continue;
+      }
+      subscription.add({ topic, partition, log, position: fetchOffset, unlisten: log.onAppend(() => subscription.wake()) });
+      answers.push({ topic, partition, error: Errors.NONE.code });
+    }
+    this.byId.set(subscription.id, subscription);
+    // After the answer is on its way: the first push follows it on the wire.
+    queueMicrotask(() => subscription.wake());
+    return { error: Errors.NONE.code, subscriptionId: subscription.id, partitions: answers };
+  }
+
+  credit(body: Body): void {
+    const subscription = this.byId.get(int(body, 'subscriptionId', 0));
+    if (!subscription) return; // it may have just ended; a late grant is no error
+    subscription.credit = Math.min(CREDIT_BYTES_MAX, subscription.credit + int(body, 'bytes', 0, CREDIT_BYTES_MAX));
+    subscription.wake();
+  }
+
+  unsubscribe(body: Body): void {
+    const id = int(body, 'subscriptionId', 0);
+    const subscription = this.byId.get(id);
+    if (!subscription) throw new TributaryError(Errors.INVALID_REQUEST, `no subscription ${id} on this connection`);
+    subscription.close();
+    this.byId.delete(id);
+  }
+
+  get count(): number {
+    return this.byId.size;
+  }
+
+  closeAll(): void {
+    for (const s of this.byId.values()) s.close();
+    this.byId.clear();
+  }
+}
