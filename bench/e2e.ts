@@ -4,6 +4,10 @@
 //
 //   npm run bench:e2e -- [--records N] [--value-bytes N] [--partitions N] [--rate N]
 //                        [--latency-seconds N] [--flush batch|interval|os] [--acks 0|1]
+//                        [--linger-ms N] [--delivery subscribe|fetch]
+//
+// --linger-ms is the latency phase's producer linger (default 5, the SDK's); --delivery how
+// the consumers get records (default subscribe: pushed by the node; fetch: long polls).
 
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -24,8 +28,13 @@ const { values: args } = parseArgs({
     'latency-seconds': { type: 'string', default: '10' },
     flush: { type: 'string', default: 'interval' },
     acks: { type: 'string', default: '1' },
+    'linger-ms': { type: 'string', default: '5' },
+    delivery: { type: 'string', default: 'subscribe' },
   },
 });
+const LINGER_MS = Number(args['linger-ms']);
+const DELIVERY = args.delivery as 'subscribe' | 'fetch';
+if (DELIVERY !== 'subscribe' && DELIVERY !== 'fetch') throw new Error(`--delivery must be subscribe or fetch, got ${String(DELIVERY)}`);
 const RECORDS = Number(args.records);
 const VALUE_BYTES = Number(args['value-bytes']);
 const PARTITIONS = Number(args.partitions);
@@ -106,7 +115,7 @@ async function latency(tb: Connection): Promise<hdr.Histogram> {
       if (received >= total) break;
     }
   })();
-  const producer = tb.producer({ acks: ACKS });
+  const producer = tb.producer({ acks: ACKS, lingerMs: LINGER_MS });
   const start = performance.now();
   let sent = 0;
   const acks: Promise<unknown>[] = [];
@@ -147,6 +156,8 @@ async function main(): Promise<void> {
       consumeRecordsPerS: Math.round(RECORDS / consumeS),
       consumeMBPerS: +(mb / consumeS).toFixed(1),
       latencyRate: RATE,
+      lingerMs: LINGER_MS,
+      delivery: DELIVERY,
       latencyP50Ms: h.getValueAtPercentile(50) / 1000,
       latencyP99Ms: h.getValueAtPercentile(99) / 1000,
       latencyMaxMs: h.maxValue / 1000,
@@ -154,7 +165,9 @@ async function main(): Promise<void> {
     };
     console.log(`produce  ${result.produceRecordsPerS.toLocaleString('en')} records/s  ${result.produceMBPerS} MB/s  (${RECORDS} x ${VALUE_BYTES} B, acks=${ACKS}, flush=${args.flush}, ${PARTITIONS} partition(s))`);
     console.log(`consume  ${result.consumeRecordsPerS.toLocaleString('en')} records/s  ${result.consumeMBPerS} MB/s`);
-    console.log(`latency  p50 ${result.latencyP50Ms.toFixed(2)} ms  p99 ${result.latencyP99Ms.toFixed(2)} ms  max ${result.latencyMaxMs.toFixed(2)} ms  at ${RATE} records/s for ${LATENCY_SECONDS} s`);
+    console.log(
+      `latency  p50 ${result.latencyP50Ms.toFixed(2)} ms  p99 ${result.latencyP99Ms.toFixed(2)} ms  max ${result.latencyMaxMs.toFixed(2)} ms  at ${RATE} records/s for ${LATENCY_SECONDS} s (linger ${LINGER_MS} ms, ${DELIVERY})`,
+    );
     console.log(`node     peak RSS ${result.nodePeakRssMiB} MiB`);
     console.log(JSON.stringify(result));
   } finally {

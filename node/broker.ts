@@ -8,6 +8,7 @@ import type { IdentityKeyPair } from '../protocol/key-file.js';
 import { noiseKeyPairFromIdentity, SEALED_MESSAGE_BYTES_MAX } from '../protocol/secure-channel.js';
 import { Authenticator, type AnonymousPolicy } from './auth/authenticator.js';
 import { RevocationStore } from './auth/revocation-store.js';
+import { ConsumerOffsets } from './groups/offsets-store.js';
 import { DEFAULT_LIMITS, type Limits } from './config.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
@@ -109,9 +110,11 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
   if (auth.credential) checkNodeCredential(auth.credential, identity, fleetPublicKey);
   const logs = await LogManager.open(dataDir, { defaults });
   let revocations: RevocationStore;
+  let offsets: ConsumerOffsets;
   try {
     logRecovery(logs, logger);
     revocations = await RevocationStore.open(logs, fleetPublicKey, logger);
+    offsets = await ConsumerOffsets.open(logs, logger);
   } catch (err) {
     await logs.close();
     throw err;
@@ -134,6 +137,7 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
     revocations,
     metrics,
     producerIds: ProducerIdAllocator.open(dataDir),
+    offsets,
     faults: options.faults,
     get shuttingDown() {
       return shuttingDown;

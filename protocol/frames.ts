@@ -32,6 +32,8 @@ export enum Kind {
   SubscribeData = 10,
   Credit = 11,
   Unsubscribe = 12,
+  OffsetCommit = 13,
+  OffsetFetch = 14,
 }
 
 /** ListOffsets sentinels, as Kafka: the next offset to be written, and the first kept. */
@@ -231,6 +233,23 @@ export interface UnsubscribeRequest {
 }
 export type UnsubscribeResponse = ErrorBody;
 
+/** Kafka's OffsetCommit: a consumer group's positions, kept in `__consumer_offsets`. */
+export interface OffsetCommitRequest {
+  groupId: string;
+  offsets: { topic: string; partition: number; offset: number; metadata?: string }[];
+}
+export interface OffsetCommitResponse extends ErrorBody {
+  partitions: { topic: string; partition: number; error: number; message?: string }[];
+}
+/** Kafka's OffsetFetch: the group's committed offsets (-1 where none), all when no partitions are named. */
+export interface OffsetFetchRequest {
+  groupId: string;
+  partitions?: { topic: string; partition: number }[];
+}
+export interface OffsetFetchResponse extends ErrorBody {
+  partitions: { topic: string; partition: number; offset: number; metadata: string; error: number; message?: string }[];
+}
+
 export interface RequestBodies {
   [Kind.Hello]: HelloRequest;
   [Kind.Metadata]: MetadataRequest;
@@ -243,6 +262,8 @@ export interface RequestBodies {
   [Kind.Subscribe]: SubscribeRequest;
   [Kind.Credit]: CreditRequest;
   [Kind.Unsubscribe]: UnsubscribeRequest;
+  [Kind.OffsetCommit]: OffsetCommitRequest;
+  [Kind.OffsetFetch]: OffsetFetchRequest;
 }
 export interface ResponseBodies {
   [Kind.Hello]: HelloResponse;
@@ -256,6 +277,8 @@ export interface ResponseBodies {
   [Kind.Subscribe]: SubscribeResponse;
   [Kind.Credit]: never;
   [Kind.Unsubscribe]: UnsubscribeResponse;
+  [Kind.OffsetCommit]: OffsetCommitResponse;
+  [Kind.OffsetFetch]: OffsetFetchResponse;
 }
 
 export interface Frame {

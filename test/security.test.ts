@@ -148,6 +148,22 @@ describe('a node with a fleet key', () => {
     client.close();
   });
 
+  it('a group commits and reads offsets only of topics its principal may consume', async () => {
+    const app = holder({ role: 'app', consume: ['sensors.*'] });
+    const { client } = await hello(broker.url, app);
+    const committed = await client.request<{ partitions: { error: number }[] }>(Kind.OffsetCommit, {
+      groupId: 'dashboards',
+      offsets: [{ topic: 'sensors.temp', partition: 0, offset: 3 }, { topic: 'alarms', partition: 0, offset: 3 }],
+    });
+    expect(committed.partitions.map((p) => p.error)).toEqual([0, Errors.UNAUTHORIZED.code]);
+    const fetched = await client.request<{ partitions: { offset: number; error: number }[] }>(Kind.OffsetFetch, {
+      groupId: 'dashboards',
+      partitions: [{ topic: 'sensors.temp', partition: 0 }, { topic: 'alarms', partition: 0 }],
+    });
+    expect(fetched.partitions.map((p) => [p.offset, p.error])).toEqual([[3, 0], [-1, Errors.UNAUTHORIZED.code]]);
+    client.close();
+  });
+
   it('InitProducerId: only a principal that may produce somewhere gets a producer id', async () => {
     const reader = holder({ role: 'app', consume: ['sensors.*'] });
     const { client: r } = await hello(broker.url, reader);

@@ -1,5 +1,6 @@
 import type { Principal } from '../auth/acl.js';
 import type { Authenticator } from '../auth/authenticator.js';
+import type { ConsumerOffsets } from '../groups/offsets-store.js';
 import type { RevocationStore } from '../auth/revocation-store.js';
 import type { Limits } from '../config.js';
 import type { NodeMetrics } from '../metrics.js';
@@ -21,6 +22,7 @@ export interface BrokerContext {
   readonly revocations: RevocationStore;
   readonly metrics: NodeMetrics;
   readonly producerIds: ProducerIdAllocator;
+  readonly offsets: ConsumerOffsets;
   /** Failures injected by tests; never set from a config or the command line. */
   readonly faults?: Faults;
 }

@@ -9,6 +9,7 @@ import { handleHello } from './handlers/hello.js';
 import { handleInitProducerId } from './handlers/init-producer-id.js';
 import { handleListOffsets } from './handlers/list-offsets.js';
 import { handleMetadata } from './handlers/metadata.js';
+import { handleOffsetCommit, handleOffsetFetch } from './handlers/offsets.js';
 import { handleProduce } from './handlers/produce.js';
 import { handleCredit, handleSubscribe, handleUnsubscribe } from './handlers/subscribe.js';
 import type { Body } from './validate.js';
@@ -28,4 +29,6 @@ export const handlers: ReadonlyMap<number, Handler> = new Map<number, Handler>([
   [Kind.Subscribe, handleSubscribe],
   [Kind.Credit, handleCredit],
   [Kind.Unsubscribe, handleUnsubscribe],
+  [Kind.OffsetCommit, handleOffsetCommit],
+  [Kind.OffsetFetch, handleOffsetFetch],
 ]);

@@ -1,0 +1,70 @@
+// Committed offsets (OffsetCommit, OffsetFetch) over a real WebSocket: kept across a
+// restart in __consumer_offsets, newest commit wins, and each bad part answered alone.
+
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { Errors } from '../protocol/errors.js';
+import { Kind } from '../protocol/frames.js';
+import { startBroker, type Broker } from '../node/broker.js';
+import { silentLogger } from '../node/logger.js';
+import { tempDir } from './helpers/node-process.js';
+import { RawClient } from './helpers/raw-client.js';
+
+type Committed = { partitions: { topic: string; partition: number; error: number; message?: string }[] };
+type Fetched = { partitions: { topic: string; partition: number; offset: number; metadata: string; error: number }[] };
+
+const dir = tempDir();
+let broker: Broker;
+
+beforeAll(async () => {
+  broker = await startBroker({ dataDir: dir.path, port: 0, logger: silentLogger });
+  const c = await RawClient.connect(broker.url);
+  await c.request(Kind.CreateTopics, { topics: [{ name: 'orders', partitions: 3 }] });
+  c.close();
+});
+
+afterAll(async () => {
+  await broker?.close();
+  dir.remove();
+});
+
+it('commits, answers the newest commit, and keeps it across a restart', async () => {
+  let c = await RawClient.connect(broker.url);
+  const first = await c.request<Committed>(Kind.OffsetCommit, { groupId: 'billing', offsets: [{ topic: 'orders', partition: 0, offset: 10 }, { topic: 'orders', partition: 2, offset: 7, metadata: 'host-a' }] });
+  expect(first.partitions.map((p) => p.error)).toEqual([0, 0]);
+  await c.request(Kind.OffsetCommit, { groupId: 'billing', offsets: [{ topic: 'orders', partition: 0, offset: 42 }] });
+  await c.request(Kind.OffsetCommit, { groupId: 'audit', offsets: [{ topic: 'orders', partition: 0, offset: 1 }] });
+  const named = await c.request<Fetched>(Kind.OffsetFetch, { groupId: 'billing', partitions: [{ topic: 'orders', partition: 0 }, { topic: 'orders', partition: 1 }, { topic: 'orders', partition: 2 }] });
+  expect(named.partitions.map((p) => [p.partition, p.offset, p.metadata])).toEqual([[0, 42, ''], [1, -1, ''], [2, 7, 'host-a']]);
+  c.close();
+
+  await broker.close();
+  broker = await startBroker({ dataDir: dir.path, port: 0, logger: silentLogger });
+  c = await RawClient.connect(broker.url);
+  const all = await c.request<Fetched>(Kind.OffsetFetch, { groupId: 'billing' });
+  expect(all.partitions.map((p) => [p.topic, p.partition, p.offset]).sort()).toEqual([['orders', 0, 42], ['orders', 2, 7]]);
+  const other = await c.request<Fetched>(Kind.OffsetFetch, { groupId: 'audit' });
+  expect(other.partitions.map((p) => p.offset)).toEqual([1]);
+  // The internal topic is not in the ordinary topic list.
+  const meta = await c.request<{ topics: { name: string }[] }>(Kind.Metadata, {});
+  expect(meta.topics.map((t) => t.name)).toEqual(['orders']);
+  c.close();
+});
+
+it('answers each bad part alone: an unknown partition, long metadata; and refuses a bad group id', async () => {
+  const c = await RawClient.connect(broker.url);
+  const mixed = await c.request<Committed>(Kind.OffsetCommit, {
+    groupId: 'billing',
+    offsets: [
+      { topic: 'orders', partition: 9, offset: 1 },
+      { topic: 'orders', partition: 1, offset: 5, metadata: 'x'.repeat(5000) },
+      { topic: 'orders', partition: 1, offset: 6 },
+    ],
+  });
+  expect(mixed.partitions.map((p) => p.error)).toEqual([Errors.UNKNOWN_TOPIC.code, Errors.INVALID_REQUEST.code, 0]);
+  const fetched = await c.request<Fetched>(Kind.OffsetFetch, { groupId: 'billing', partitions: [{ topic: 'orders', partition: 1 }] });
+  expect(fetched.partitions[0].offset).toBe(6);
+  const bad = await c.request<{ error: number; message: string }>(Kind.OffsetCommit, { groupId: 'no spaces', offsets: [] });
+  expect(bad.error).toBe(Errors.INVALID_REQUEST.code);
+  expect(bad.message).toMatch(/group id "no spaces"/);
+  c.close();
+});
