@@ -8,6 +8,7 @@ import type { IdentityKeyPair } from '../protocol/key-file.js';
 import { noiseKeyPairFromIdentity, SEALED_MESSAGE_BYTES_MAX } from '../protocol/secure-channel.js';
 import { Authenticator, type AnonymousPolicy } from './auth/authenticator.js';
 import { RevocationStore } from './auth/revocation-store.js';
+import { GroupCoordinator } from './groups/coordinator.js';
 import { ConsumerOffsets } from './groups/offsets-store.js';
 import { DEFAULT_LIMITS, type Limits } from './config.js';
 import { createLogger, type Logger } from './logger.js';
@@ -36,6 +37,10 @@ export interface BrokerOptions {
   /** How long shutdown waits for requests in progress before closing connections. */
   shutdownGraceMs?: number;
   auth?: BrokerAuthOptions;
+  /** Consumer groups: a member silent this long is removed (default 45 s, KIP-848's). */
+  groupSessionTimeoutMs?: number;
+  /** How often members are told to heartbeat (default 5 s). */
+  groupHeartbeatIntervalMs?: number;
   /** Failures to inject, for tests only (see server/context.ts). */
   faults?: Faults;
 }
@@ -138,6 +143,11 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
     metrics,
     producerIds: ProducerIdAllocator.open(dataDir),
     offsets,
+    groups: new GroupCoordinator({
+      partitionsOf: (topic) => logs.topic(topic)?.partitions,
+      sessionTimeoutMs: options.groupSessionTimeoutMs,
+      heartbeatIntervalMs: options.groupHeartbeatIntervalMs,
+    }),
     faults: options.faults,
     get shuttingDown() {
       return shuttingDown;

@@ -37,6 +37,8 @@ export const Errors = {
   DUPLICATE_SEQUENCE: spec(46, 'DUPLICATE_SEQUENCE', false, 'batch was already written'),
   INVALID_PRODUCER_EPOCH: spec(47, 'INVALID_PRODUCER_EPOCH', false, 'producer epoch is older than the current one'),
   STORAGE_ERROR: spec(56, 'STORAGE_ERROR', true, 'storage failed on the node'),
+  UNKNOWN_MEMBER_ID: spec(25, 'UNKNOWN_MEMBER_ID', false, 'the group does not know this member; join again'),
+  FENCED_MEMBER_EPOCH: spec(110, 'FENCED_MEMBER_EPOCH', false, 'the member epoch is stale; join again'),
   INVALID_RECORD: spec(87, 'INVALID_RECORD', false, 'a record failed the node\'s validation'),
   THROTTLED: spec(89, 'THROTTLED', true, 'request throttled'),
   STORAGE_FULL: spec(1001, 'STORAGE_FULL', true, 'node storage is full'),

@@ -34,6 +34,7 @@ export enum Kind {
   Unsubscribe = 12,
   OffsetCommit = 13,
   OffsetFetch = 14,
+  ConsumerGroupHeartbeat = 15,
 }
 
 /** ListOffsets sentinels, as Kafka: the next offset to be written, and the first kept. */
@@ -250,6 +251,31 @@ export interface OffsetFetchResponse extends ErrorBody {
   partitions: { topic: string; partition: number; offset: number; metadata: string; error: number; message?: string }[];
 }
 
+/**
+ * KIP-848's ConsumerGroupHeartbeat: a member says what it subscribes to and which
+ * partitions it owns; the coordinator answers with what the member may own now. The
+ * assignment is computed by the node (sticky, balanced per topic) and handed out
+ * cooperatively: a partition is given to a member only once no other member owns it, so a
+ * member first gives up (stops processing, commits, stops reporting) what it loses.
+ *   join:  memberId '' and memberEpoch 0;  leave: memberEpoch -1;  else the epoch last answered.
+ */
+export interface ConsumerGroupHeartbeatRequest {
+  groupId: string;
+  memberId: string;
+  memberEpoch: number;
+  /** Topic names; given at join and whenever they change (omitted: unchanged). */
+  subscribedTopics?: string[];
+  /** What the member owns (processes) now. */
+  ownedPartitions: { topic: string; partitions: number[] }[];
+}
+export interface ConsumerGroupHeartbeatResponse extends ErrorBody {
+  memberId: string;
+  memberEpoch: number;
+  heartbeatIntervalMs: number;
+  /** What the member may own now: keep these, drop anything else it owns. */
+  assignment: { topic: string; partitions: number[] }[];
+}
+
 export interface RequestBodies {
   [Kind.Hello]: HelloRequest;
   [Kind.Metadata]: MetadataRequest;
@@ -264,6 +290,7 @@ export interface RequestBodies {
   [Kind.Unsubscribe]: UnsubscribeRequest;
   [Kind.OffsetCommit]: OffsetCommitRequest;
   [Kind.OffsetFetch]: OffsetFetchRequest;
+  [Kind.ConsumerGroupHeartbeat]: ConsumerGroupHeartbeatRequest;
 }
 export interface ResponseBodies {
   [Kind.Hello]: HelloResponse;
@@ -279,6 +306,7 @@ export interface ResponseBodies {
   [Kind.Unsubscribe]: UnsubscribeResponse;
   [Kind.OffsetCommit]: OffsetCommitResponse;
   [Kind.OffsetFetch]: OffsetFetchResponse;
+  [Kind.ConsumerGroupHeartbeat]: ConsumerGroupHeartbeatResponse;
 }
 
 export interface Frame {

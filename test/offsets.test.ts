@@ -68,3 +68,26 @@ it('answers each bad part alone: an unknown partition, long metadata; and refuse
   expect(bad.message).toMatch(/group id "no spaces"/);
   c.close();
 });
+
+it('ConsumerGroupHeartbeat over the wire: join, take the assignment, share it with a second member', async () => {
+  const a = await RawClient.connect(broker.url);
+  type Beat = { error: number; message?: string; memberId: string; memberEpoch: number; heartbeatIntervalMs: number; assignment: { topic: string; partitions: number[] }[] };
+  const joinA = await a.request<Beat>(Kind.ConsumerGroupHeartbeat, { groupId: 'workers', memberId: '', memberEpoch: 0, subscribedTopics: ['orders'], ownedPartitions: [] });
+  expect(joinA.error).toBe(0);
+  expect(joinA.assignment).toEqual([{ topic: 'orders', partitions: [0, 1, 2] }]);
+  expect(joinA.heartbeatIntervalMs).toBeGreaterThan(0);
+  const b = await RawClient.connect(broker.url);
+  const joinB = await b.request<Beat>(Kind.ConsumerGroupHeartbeat, { groupId: 'workers', memberId: '', memberEpoch: 0, subscribedTopics: ['orders'], ownedPartitions: [] });
+  expect(joinB.assignment).toEqual([]); // a owns everything until it says it let go
+  const beatA = await a.request<Beat>(Kind.ConsumerGroupHeartbeat, { groupId: 'workers', memberId: joinA.memberId, memberEpoch: joinA.memberEpoch, ownedPartitions: [{ topic: 'orders', partitions: [0, 1, 2] }] });
+  const keptByA = beatA.assignment[0].partitions;
+  expect(keptByA.length).toBeGreaterThanOrEqual(1);
+  expect(keptByA.length).toBeLessThan(3);
+  await a.request<Beat>(Kind.ConsumerGroupHeartbeat, { groupId: 'workers', memberId: joinA.memberId, memberEpoch: beatA.memberEpoch, ownedPartitions: [{ topic: 'orders', partitions: keptByA }] });
+  const beatB = await b.request<Beat>(Kind.ConsumerGroupHeartbeat, { groupId: 'workers', memberId: joinB.memberId, memberEpoch: joinB.memberEpoch, ownedPartitions: [] });
+  expect([...keptByA, ...beatB.assignment[0].partitions].sort()).toEqual([0, 1, 2]);
+  const unknownTopic = await a.request<Beat>(Kind.ConsumerGroupHeartbeat, { groupId: 'workers', memberId: 'nobody', memberEpoch: 5, ownedPartitions: [] });
+  expect(unknownTopic.error).toBe(Errors.UNKNOWN_MEMBER_ID.code);
+  a.close();
+  b.close();
+});

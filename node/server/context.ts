@@ -1,5 +1,6 @@
 import type { Principal } from '../auth/acl.js';
 import type { Authenticator } from '../auth/authenticator.js';
+import type { GroupCoordinator } from '../groups/coordinator.js';
 import type { ConsumerOffsets } from '../groups/offsets-store.js';
 import type { RevocationStore } from '../auth/revocation-store.js';
 import type { Limits } from '../config.js';
@@ -23,6 +24,7 @@ export interface BrokerContext {
   readonly metrics: NodeMetrics;
   readonly producerIds: ProducerIdAllocator;
   readonly offsets: ConsumerOffsets;
+  readonly groups: GroupCoordinator;
   /** Failures injected by tests; never set from a config or the command line. */
   readonly faults?: Faults;
 }

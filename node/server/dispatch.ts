@@ -9,6 +9,7 @@ import { handleHello } from './handlers/hello.js';
 import { handleInitProducerId } from './handlers/init-producer-id.js';
 import { handleListOffsets } from './handlers/list-offsets.js';
 import { handleMetadata } from './handlers/metadata.js';
+import { handleConsumerGroupHeartbeat } from './handlers/group-heartbeat.js';
 import { handleOffsetCommit, handleOffsetFetch } from './handlers/offsets.js';
 import { handleProduce } from './handlers/produce.js';
 import { handleCredit, handleSubscribe, handleUnsubscribe } from './handlers/subscribe.js';
@@ -31,4 +32,5 @@ export const handlers: ReadonlyMap<number, Handler> = new Map<number, Handler>([
   [Kind.Unsubscribe, handleUnsubscribe],
   [Kind.OffsetCommit, handleOffsetCommit],
   [Kind.OffsetFetch, handleOffsetFetch],
+  [Kind.ConsumerGroupHeartbeat, handleConsumerGroupHeartbeat],
 ]);

@@ -1,0 +1,246 @@
+// The consumer group coordinator, in the KIP-848 model: members heartbeat their
+// subscription and the partitions they own; the coordinator keeps a target assignment for
+// the group and answers each member with what it may own now.
+//
+//   target     recomputed whenever membership or subscriptions change (the group epoch
+//              moves): per topic, its partitions spread over the members subscribed to it,
+//              as evenly as possible, each member keeping what it already had when that
+//              fits (sticky), so a change moves as few partitions as it can.
+//   handed out cooperatively: a member is given a partition of its target only once no
+//              other member reports owning it. A member that loses a partition simply
+//              no longer finds it in its answer; it stops processing it, commits, and stops
+//              reporting it, and then the new owner gets it. So no partition is ever owned
+//              by two live members.
+//   liveness   a member that has not heartbeated for sessionTimeoutMs is removed (its
+//              partitions are then free), as is one that leaves (memberEpoch -1).
+//   fencing    a heartbeat with a stale member epoch answers FENCED_MEMBER_EPOCH, an
+//              unknown member id UNKNOWN_MEMBER_ID: the member rejoins from scratch.
+//
+// Membership lives in memory: after a node restart members get UNKNOWN_MEMBER_ID and join
+// again (their committed offsets are durable in __consumer_offsets).
+
+import { randomUUID } from 'node:crypto';
+import { Errors, TributaryError } from '../../protocol/errors.js';
+import type { ConsumerGroupHeartbeatResponse } from '../../protocol/frames.js';
+
+export interface CoordinatorOptions {
+  /** Partition count of a topic, or undefined if it does not exist. */
+  partitionsOf(topic: string): number | undefined;
+  now?: () => number;
+  sessionTimeoutMs?: number;
+  heartbeatIntervalMs?: number;
+}
+
+export const SESSION_TIMEOUT_MS_DEFAULT = 45_000;
+export const HEARTBEAT_INTERVAL_MS_DEFAULT = 5_000;
+const MEMBERS_PER_GROUP_MAX = 1000;
+const GROUPS_MAX = 10_000;
+
+interface Member {
+  id: string;
+  /** Raised each time the member's target changes; the member echoes it. */
+  epoch: number;
+  /** The epoch last sent to the member: its next heartbeat may carry this one or the current. */
+  answered: number;
+  topics: string[];
+  /** "topic\0partition" keys the member last reported owning. */
+  owned: Set<string>;
+  /**
+   * What its last answer gave it: it may own these from the moment the answer arrives, so
+   * they count as its own until its next heartbeat says otherwise.
+   */
+  given: Set<string>;
+  target: Set<string>;
+  lastSeenMs: number;
+}
+
+interface Group {
+  id: string;
+  epoch: number;
+  members: Map<string, Member>;
+}
+
+const key = (topic: string, partition: number): string => `${topic}\u0000${partition}`;
+const split = (k: string): [string, number] => {
+  const i = k.lastIndexOf('\u0000');
+  return [k.slice(0, i), Number(k.slice(i + 1))];
+};
+
+export interface HeartbeatInput {
+  groupId: string;
+  memberId: string;
+  memberEpoch: number;
+  subscribedTopics?: string[];
+  ownedPartitions: { topic: string; partitions: number[] }[];
+}
+
+export class GroupCoordinator {
+  private readonly groups = new Map<string, Group>();
+  private readonly now: () => number;
+  readonly sessionTimeoutMs: number;
+  readonly heartbeatIntervalMs: number;
+
+  constructor(private readonly options: CoordinatorOptions) {
+    this.now = options.now ?? Date.now;
+    this.sessionTimeoutMs = options.sessionTimeoutMs ?? SESSION_TIMEOUT_MS_DEFAULT;
+    this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? HEARTBEAT_INTERVAL_MS_DEFAULT;
+  }
+
+  heartbeat(input: HeartbeatInput): ConsumerGroupHeartbeatResponse {
+    const now = this.now();
+    this.expire(now);
+    let group = this.groups.get(input.groupId);
+    if (input.memberEpoch === -1) {
+      // Leaving: its partitions are free at once.
+      const member = group?.members.get(input.memberId);
+      if (group && member) {
+        group.members.delete(member.id);
+        this.rebalance(group);
+        if (group.members.size === 0) this.groups.delete(group.id);
+      }
+      return { error: Errors.NONE.code, memberId: input.memberId, memberEpoch: -1, heartbeatIntervalMs: this.heartbeatIntervalMs, assignment: [] };
+    }
+    let member: Member | undefined;
+    if (input.memberId === '' && input.memberEpoch === 0) {
+      if (!group) {
+        if (this.groups.size >= GROUPS_MAX) throw new TributaryError(Errors.INVALID_REQUEST, `this node coordinates at most ${GROUPS_MAX} groups`);
+        group = { id: input.groupId, epoch: 0, members: new Map() };
+        this.groups.set(group.id, group);
+      }
+      if (group.members.size >= MEMBERS_PER_GROUP_MAX) throw new TributaryError(Errors.INVALID_REQUEST, `group ${group.id} has ${MEMBERS_PER_GROUP_MAX} members already`);
+      member = { id: randomUUID(), epoch: 0, answered: 0, topics: [], owned: new Set(), given: new Set(), target: new Set(), lastSeenMs: now };
+      group.members.set(member.id, member);
+      member.topics = normalizeTopics(input.subscribedTopics ?? []);
+      this.rebalance(group);
+    } else {
+      member = group?.members.get(input.memberId);
+      if (!group || !member) throw new TributaryError(Errors.UNKNOWN_MEMBER_ID, `group ${input.groupId} has no member ${input.memberId}`);
+      // The group may have moved since the last answer (another member joined): the epoch
+      // the member was told is still its own. Anything older is a zombie's.
+      if (input.memberEpoch !== member.epoch && input.memberEpoch !== member.answered) {
+        throw new TributaryError(Errors.FENCED_MEMBER_EPOCH, `member ${member.id} is at epoch ${member.epoch}, not ${input.memberEpoch}`);
+      }
+      member.lastSeenMs = now;
+      if (input.subscribedTopics !== undefined) {
+        const topics = normalizeTopics(input.subscribedTopics);
+        if (topics.join('\u0000') !== member.topics.join('\u0000')) {
+          member.topics = topics;
+          this.rebalance(group);
+        }
+      }
+    }
+    member.owned = new Set(input.ownedPartitions.flatMap((o) => o.partitions.map((p) => key(o.topic, p))));
+    member.answered = member.epoch;
+    return { error: Errors.NONE.code, memberId: member.id, memberEpoch: member.epoch, heartbeatIntervalMs: this.heartbeatIntervalMs, assignment: this.handOut(group as Group, member) };
+  }
+
+  /** What `member` may own now: its target, less what another member still owns. */
+  private handOut(group: Group, member: Member): { topic: string; partitions: number[] }[] {
+    const ownedByOthers = new Set<string>();
+    for (const m of group.members.values()) {
+      if (m === member) continue;
+      for (const k of m.owned) ownedByOthers.add(k);
+      for (const k of m.given) ownedByOthers.add(k);
+    }
+    const byTopic = new Map<string, number[]>();
+    for (const k of member.target) {
+      if (ownedByOthers.has(k)) continue;
+      const [topic, partition] = split(k);
+      let list = byTopic.get(topic);
+      if (!list) byTopic.set(topic, (list = []));
+      list.push(partition);
+    }
+    member.given = new Set([...byTopic].flatMap(([topic, partitions]) => partitions.map((p) => key(topic, p))));
+    return [...byTopic].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([topic, partitions]) => ({ topic, partitions: partitions.sort((a, b) => a - b) }));
+  }
+
+  /** Recomputes every member's target: sticky and balanced per topic. */
+  private rebalance(group: Group): void {
+    group.epoch++;
+    const previous = new Map([...group.members.values()].map((m) => [m.id, m.target]));
+    const next = new Map<string, Set<string>>([...group.members.keys()].map((id) => [id, new Set<string>()]));
+    const topics = new Set([...group.members.values()].flatMap((m) => m.topics));
+    for (const topic of [...topics].sort()) {
+      const count = this.options.partitionsOf(topic);
+      if (count === undefined) continue;
+      const subscribers = [...group.members.values()].filter((m) => m.topics.includes(topic)).sort((a, b) => (a.id < b.id ? -1 : 1));
+      const base = Math.floor(count / subscribers.length);
+      let extra = count % subscribers.length;
+      const quota = new Map<string, number>();
+      // Members already holding more keep the extra slots first, so fewer partitions move.
+      const holding = (m: Member) => [...(previous.get(m.id) ?? [])].filter((k) => split(k)[0] === topic && split(k)[1] < count).length;
+      for (const m of [...subscribers].sort((a, b) => holding(b) - holding(a))) {
+        quota.set(m.id, base + (extra > 0 ? 1 : 0));
+        if (extra > 0) extra--;
+      }
+      const taken = new Set<number>();
+      for (const m of subscribers) {
+        for (const k of previous.get(m.id) ?? []) {
+          const [t, p] = split(k);
+          if (t !== topic || p >= count || taken.has(p)) continue;
+          const mine = next.get(m.id) as Set<string>;
+          if ([...mine].filter((x) => split(x)[0] === topic).length >= (quota.get(m.id) ?? 0)) break;
+          mine.add(k);
+          taken.add(p);
+        }
+      }
+      let p = 0;
+      for (const m of subscribers) {
+        const mine = next.get(m.id) as Set<string>;
+        while ([...mine].filter((x) => split(x)[0] === topic).length < (quota.get(m.id) ?? 0)) {
+          while (taken.has(p)) p++;
+          mine.add(key(topic, p));
+          taken.add(p);
+        }
+      }
+    }
+    for (const m of group.members.values()) {
+      const target = next.get(m.id) as Set<string>;
+      if (!sameSet(target, m.target)) {
+        m.target = target;
+        m.epoch = group.epoch;
+      }
+    }
+  }
+
+  /** Removes members silent for longer than the session timeout. */
+  expire(now = this.now()): void {
+    for (const group of this.groups.values()) {
+      let changed = false;
+      for (const m of group.members.values()) {
+        if (now - m.lastSeenMs > this.sessionTimeoutMs) {
+          group.members.delete(m.id);
+          changed = true;
+        }
+      }
+      if (changed) this.rebalance(group);
+      if (group.members.size === 0) this.groups.delete(group.id);
+    }
+  }
+
+  /** For `groups describe`: members with their subscription, target and what they own. */
+  describe(groupId: string): { groupId: string; epoch: number; members: { memberId: string; memberEpoch: number; topics: string[]; target: string[]; owned: string[] }[] } | undefined {
+    const group = this.groups.get(groupId);
+    if (!group) return undefined;
+    const show = (s: Set<string>) => [...s].map((k) => split(k).join('/')).sort();
+    return {
+      groupId,
+      epoch: group.epoch,
+      members: [...group.members.values()].map((m) => ({ memberId: m.id, memberEpoch: m.epoch, topics: m.topics, target: show(m.target), owned: show(m.owned) })),
+    };
+  }
+
+  groupIds(): string[] {
+    return [...this.groups.keys()].sort();
+  }
+}
+
+function normalizeTopics(topics: string[]): string[] {
+  return [...new Set(topics)].sort();
+}
+
+function sameSet(a: Set<string>, b: Set<string>): boolean {
+  if (a.size !== b.size) return false;
+  for (const x of a) if (!b.has(x)) return false;
+  return true;
+}

@@ -1,0 +1,39 @@
+import { Errors, TributaryError } from '../../../protocol/errors.js';
+import type { ConsumerGroupHeartbeatResponse } from '../../../protocol/frames.js';
+import { validateGroupId } from '../../groups/offsets-store.js';
+import type { RequestContext } from '../context.js';
+import { refusal } from './authorize.js';
+import { int, list, map, str, type Body } from '../validate.js';
+
+const TOPICS_MAX = 1000;
+const PARTITIONS_MAX = 10_000;
+
+// KIP-848's ConsumerGroupHeartbeat (node/groups/coordinator.ts). A member may subscribe only
+// to topics its principal may consume: naming another refuses the heartbeat.
+export async function handleConsumerGroupHeartbeat(body: Body, ctx: RequestContext): Promise<ConsumerGroupHeartbeatResponse> {
+  const groupId = body.groupId;
+  validateGroupId(groupId);
+  const memberId = typeof body.memberId === 'string' && body.memberId.length <= 64 ? body.memberId : str(body, 'memberId');
+  const memberEpoch = int(body, 'memberEpoch', -1, 0x7fffffff);
+  let subscribedTopics: string[] | undefined;
+  if (body.subscribedTopics !== undefined) {
+    subscribedTopics = list(body, 'subscribedTopics', TOPICS_MAX).map((t, i) => {
+      if (typeof t !== 'string' || t.length === 0) throw new TributaryError(Errors.INVALID_REQUEST, `subscribedTopics[${i}] must be a topic name`);
+      const refused = refusal(ctx, 'consume', t);
+      if (refused) throw new TributaryError(Errors.UNAUTHORIZED, refused.message);
+      return t;
+    });
+  }
+  let partitionsSeen = 0;
+  const ownedPartitions = list(body, 'ownedPartitions', TOPICS_MAX).map((e, i) => {
+    const entry = map(e, `ownedPartitions[${i}]`);
+    const partitions = list(entry, 'partitions', PARTITIONS_MAX).map((p) => {
+      if (!Number.isInteger(p) || (p as number) < 0) throw new TributaryError(Errors.INVALID_REQUEST, `ownedPartitions[${i}] holds a bad partition`);
+      return p as number;
+    });
+    partitionsSeen += partitions.length;
+    if (partitionsSeen > PARTITIONS_MAX) throw new TributaryError(Errors.INVALID_REQUEST, `more than ${PARTITIONS_MAX} owned partitions`);
+    return { topic: str(entry, 'topic'), partitions };
+  });
+  return ctx.broker.groups.heartbeat({ groupId, memberId, memberEpoch, subscribedTopics, ownedPartitions });
+}
