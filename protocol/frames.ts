@@ -35,6 +35,8 @@ export enum Kind {
   OffsetCommit = 13,
   OffsetFetch = 14,
   ConsumerGroupHeartbeat = 15,
+  ListGroups = 16,
+  DescribeGroup = 17,
 }
 
 /** ListOffsets sentinels, as Kafka: the next offset to be written, and the first kept. */
@@ -276,6 +278,23 @@ export interface ConsumerGroupHeartbeatResponse extends ErrorBody {
   assignment: { topic: string; partitions: number[] }[];
 }
 
+/** Groups this node knows: with live members, or with committed offsets. */
+export type ListGroupsRequest = Record<string, never>;
+export interface ListGroupsResponse extends ErrorBody {
+  groups: { groupId: string; members: number }[];
+}
+export interface DescribeGroupRequest {
+  groupId: string;
+}
+export interface DescribeGroupResponse extends ErrorBody {
+  groupId: string;
+  /** The group epoch: moves whenever membership or subscriptions change. */
+  epoch: number;
+  members: { memberId: string; memberEpoch: number; topics: string[]; assignment: string[]; owned: string[] }[];
+  /** Committed offsets with the log end (high watermark) and the lag between them. */
+  offsets: { topic: string; partition: number; committed: number; highWatermark: number; lag: number }[];
+}
+
 export interface RequestBodies {
   [Kind.Hello]: HelloRequest;
   [Kind.Metadata]: MetadataRequest;
@@ -291,6 +310,8 @@ export interface RequestBodies {
   [Kind.OffsetCommit]: OffsetCommitRequest;
   [Kind.OffsetFetch]: OffsetFetchRequest;
   [Kind.ConsumerGroupHeartbeat]: ConsumerGroupHeartbeatRequest;
+  [Kind.ListGroups]: ListGroupsRequest;
+  [Kind.DescribeGroup]: DescribeGroupRequest;
 }
 export interface ResponseBodies {
   [Kind.Hello]: HelloResponse;
@@ -307,6 +328,8 @@ export interface ResponseBodies {
   [Kind.OffsetCommit]: OffsetCommitResponse;
   [Kind.OffsetFetch]: OffsetFetchResponse;
   [Kind.ConsumerGroupHeartbeat]: ConsumerGroupHeartbeatResponse;
+  [Kind.ListGroups]: ListGroupsResponse;
+  [Kind.DescribeGroup]: DescribeGroupResponse;
 }
 
 export interface Frame {

@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Errors } from '../protocol/errors.js';
 import { Kind } from '../protocol/frames.js';
+import { encodeBatch } from '../protocol/record-batch.js';
 import { startBroker, type Broker } from '../node/broker.js';
 import { silentLogger } from '../node/logger.js';
 import { tempDir } from './helpers/node-process.js';
@@ -90,4 +91,22 @@ it('ConsumerGroupHeartbeat over the wire: join, take the assignment, share it wi
   expect(unknownTopic.error).toBe(Errors.UNKNOWN_MEMBER_ID.code);
   a.close();
   b.close();
+});
+
+it('ListGroups and DescribeGroup: members, committed offsets and lag', async () => {
+  const c = await RawClient.connect(broker.url);
+  const records = encodeBatch(Array.from({ length: 10 }, (_, i) => ({ value: Buffer.from(`r${i}`) })));
+  await c.request(Kind.Produce, { acks: 1, partitions: [{ topic: 'orders', partition: 1, records }] });
+  await c.request(Kind.OffsetCommit, { groupId: 'lagging', offsets: [{ topic: 'orders', partition: 1, offset: 4 }] });
+  const listed = await c.request<{ groups: { groupId: string; members: number }[] }>(Kind.ListGroups, {});
+  expect(listed.groups.map((g) => g.groupId)).toEqual(expect.arrayContaining(['billing', 'audit', 'lagging', 'workers']));
+  expect(listed.groups.find((g) => g.groupId === 'workers')?.members).toBe(2);
+  const described = await c.request<{ offsets: { topic: string; partition: number; committed: number; highWatermark: number; lag: number }[]; members: unknown[] }>(Kind.DescribeGroup, { groupId: 'lagging' });
+  expect(described.members).toEqual([]);
+  const hw = described.offsets[0].highWatermark;
+  expect(described.offsets).toEqual([{ topic: 'orders', partition: 1, committed: 4, highWatermark: hw, lag: hw - 4 }]);
+  expect(hw).toBeGreaterThanOrEqual(10);
+  const workers = await c.request<{ members: { assignment: string[] }[] }>(Kind.DescribeGroup, { groupId: 'workers' });
+  expect(workers.members.flatMap((m) => m.assignment).sort()).toEqual(['orders/0', 'orders/1', 'orders/2']);
+  c.close();
 });

@@ -124,6 +124,11 @@ export class ConsumerOffsets {
     return out;
   }
 
+  /** Groups with at least one committed offset. */
+  groupIds(): string[] {
+    return [...this.groups].filter(([, offsets]) => offsets.size > 0).map(([id]) => id);
+  }
+
   get groupCount(): number {
     return this.groups.size;
   }

@@ -10,6 +10,7 @@ import { handleInitProducerId } from './handlers/init-producer-id.js';
 import { handleListOffsets } from './handlers/list-offsets.js';
 import { handleMetadata } from './handlers/metadata.js';
 import { handleConsumerGroupHeartbeat } from './handlers/group-heartbeat.js';
+import { handleDescribeGroup, handleListGroups } from './handlers/groups.js';
 import { handleOffsetCommit, handleOffsetFetch } from './handlers/offsets.js';
 import { handleProduce } from './handlers/produce.js';
 import { handleCredit, handleSubscribe, handleUnsubscribe } from './handlers/subscribe.js';
@@ -33,4 +34,6 @@ export const handlers: ReadonlyMap<number, Handler> = new Map<number, Handler>([
   [Kind.OffsetCommit, handleOffsetCommit],
   [Kind.OffsetFetch, handleOffsetFetch],
   [Kind.ConsumerGroupHeartbeat, handleConsumerGroupHeartbeat],
+  [Kind.ListGroups, handleListGroups],
+  [Kind.DescribeGroup, handleDescribeGroup],
 ]);
