@@ -3,42 +3,15 @@
 // pieces working together: offline keys and credentials, a secured node that pins its
 // identity and shows its credential, clients that pin the fleet key, ACLs, revocation.
 
-import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
-import { CLI, startNodeProcess, stopAllNodes, tempDir } from './helpers/node-process.js';
+import { runCli, startNodeProcess, stopAllNodes, tempDir } from './helpers/node-process.js';
 
 afterEach(stopAllNodes);
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the built CLI with `args` (and stdin), bounded in time; never left running. */
-function tributary(args: string[], input = ''): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`tributary ${args.join(' ')} did not finish within 20 s:\n${stderr}`));
-    }, 20_000);
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    proc.stdin.end(input);
-  });
-}
-
 async function ok(args: string[], input = ''): Promise<string> {
-  const r = await tributary(args, input);
+  const r = await runCli(args, input);
   expect(r.code, `tributary ${args.join(' ')}: ${r.stderr}`).toBe(0);
   return r.stdout.trim();
 }
@@ -69,7 +42,7 @@ it('sets up a fleet offline, runs a secured node from a config, and enforces cre
 
     // 4-5. The device produces where its credential allows, and nowhere else.
     await ok(['produce', 'sensors.temp', ...as('device')], '21.5\n22.0\n');
-    const refused = await tributary(['produce', 'alarms', ...as('device')], 'fire\n');
+    const refused = await runCli(['produce', 'alarms', ...as('device')], 'fire\n');
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toMatch(/UNAUTHORIZED/);
     // The CLI asks for the topic's partitions first, which the device may not even see.
@@ -77,24 +50,24 @@ it('sets up a fleet offline, runs a secured node from a config, and enforces cre
     const read = await ok(['consume', 'sensors.temp', '--from-beginning', '--max-messages', '2', '--timeout-ms', '5000', ...as('device')]);
     expect(read.split('\n')).toEqual(['21.5', '22.0']);
     // Anonymous clients are refused by a node with a config.
-    const anonymous = await tributary(['topics', 'list', '--broker', node.url]);
+    const anonymous = await runCli(['topics', 'list', '--broker', node.url]);
     expect(anonymous.code).not.toBe(0);
     expect(anonymous.stderr).toMatch(/admits only holders of a fleet credential/);
     // A client pinning another fleet refuses this node before showing its credential.
     const otherFleet = await ok(['fleet', 'init', '--out', at('other-fleet.key')]);
-    const wrongPin = await tributary(['topics', 'list', '--broker', node.url, '--identity', at('admin.key'), '--credential', at('admin.cred'), '--fleet-key', otherFleet]);
+    const wrongPin = await runCli(['topics', 'list', '--broker', node.url, '--identity', at('admin.key'), '--credential', at('admin.cred'), '--fleet-key', otherFleet]);
     expect(wrongPin.code).not.toBe(0);
     expect(wrongPin.stderr).toMatch(/refusing node .*another fleet/);
 
     // 6. The admin revokes the device; it is refused from then on, also after a restart.
     const revoked = await ok(['credentials', 'revoke', '--fleet', at('fleet.key'), '--credential-file', at('device.cred'), '--reason', 'lost', ...as('admin')]);
     expect(revoked).toMatch(/revoked credential/);
-    const after = await tributary(['produce', 'sensors.temp', ...as('device')], '23.0\n');
+    const after = await runCli(['produce', 'sensors.temp', ...as('device')], '23.0\n');
     expect(after.code).not.toBe(0);
     expect(after.stderr).toMatch(/credential revoked: lost/);
     expect(await node.stop()).toBe(0);
     const restarted = await startNodeProcess({ dataDir: at('data'), args: ['--config', at('node.yaml')] });
-    const again = await tributary(['produce', 'sensors.temp', '--broker', restarted.url, ...as('device').slice(2)], '24.0\n');
+    const again = await runCli(['produce', 'sensors.temp', '--broker', restarted.url, ...as('device').slice(2)], '24.0\n');
     expect(again.stderr).toMatch(/credential revoked: lost/);
     // The node kept its identity key across the restart (clients may pin it).
     expect(restarted.output()).toContain(`node key ${identities.node}`);

@@ -6,6 +6,7 @@
 //   tributary produce TOPIC   (stdin, one record per line)
 //   tributary consume TOPIC   (stdout, one record per line)
 //   tributary credentials revoke   (revoke.ts)
+//   tributary groups list|describe|reset-offsets   (groups.ts)
 //
 // Every command that talks to a node takes --broker and the auth flags --identity,
 // --credential, --node-key, --fleet-key (common.ts), each with its environment fallback.
@@ -14,8 +15,9 @@ import type { Command } from 'commander';
 import { Admin, Consumer, Producer, type ProducerMessage } from '../index.js';
 import { cborDecode, CONTENT_TYPE, isCborMarked } from '../serde.js';
 import { messageOf, run, UsageError, withClient, withNode, type NodeOptions } from './common.js';
+import { registerGroupCommands } from './groups.js';
 import { registerKeyCommands } from './keys.js';
-import { LineWriter } from './output.js';
+import { LineWriter, table } from './output.js';
 import { registerRevokeCommand } from './revoke.js';
 
 export { DEFAULT_BROKER } from './common.js';
@@ -26,6 +28,7 @@ export function registerClientCommands(program: Command): void {
   registerTopicCommands(program);
   registerProduceCommand(program);
   registerConsumeCommand(program);
+  registerGroupCommands(program);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -107,12 +110,6 @@ function parseConfig(pairs: string[]): Record<string, string | number> | undefin
     config[pair.slice(0, eq)] = /^-?\d+$/.test(value) && Number.isSafeInteger(Number(value)) ? Number(value) : value;
   }
   return config;
-}
-
-function table(header: string[], rows: string[][]): string[] {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join('  ');
-  return [line(header), ...rows.map(line)];
 }
 
 // ---------------------------------------------------------------------------------------
