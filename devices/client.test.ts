@@ -1,8 +1,9 @@
 import { createServer, type AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Errors, TributaryError } from '../protocol/errors.js';
-import { Kind, PROTOCOL_VERSION } from '../protocol/frames.js';
-import { Client } from './client.js';
+import { encodeFrame, Kind, PROTOCOL_VERSION, RESPONSE, type SubscribeData } from '../protocol/frames.js';
+import { encodeBatch } from '../protocol/record-batch.js';
+import { Client, type PushHandler } from './client.js';
 import { ConnectionError } from './errors.js';
 import { FakeNode } from './testing/fake-node.js';
 
@@ -242,5 +243,166 @@ describe('Client', () => {
     } finally {
       await server.close();
     }
+  });
+});
+
+describe('Client pushes and subscriptions', () => {
+  function recorder(): PushHandler & { data: SubscribeData[]; ends: number } {
+    const r = {
+      data: [] as SubscribeData[],
+      ends: 0,
+      onData: (d: SubscribeData) => void r.data.push(d),
+      onEnd: () => void r.ends++,
+    };
+    return r;
+  }
+
+  function sentKinds(node: FakeNode, kind: Kind, connection: number): number {
+    return node.requests.filter((r) => r.kind === kind && r.connection === node.connections[connection]).length;
+  }
+
+  it('routes SubscribeData by subscription id; unknown pushes and ids are dropped and the client stays usable', async () => {
+    const node = new FakeNode();
+    node.createTopic('t', 1);
+    node.append('t', 0, encodeBatch([{ value: Buffer.from('a') }]));
+    const client = await connectTo(node);
+    const handler = recorder();
+    const sub = await client.subscribe({ partitions: [{ topic: 't', partition: 0, fetchOffset: 0, maxBytes: 1 << 20 }], creditBytes: 1 << 20 }, handler);
+    expect(sub).toMatchObject({ subscriptionId: 1, connection: 1, isActive: true });
+    expect(sub.partitions).toEqual([{ topic: 't', partition: 0, error: 0 }]);
+    await until(() => handler.data.length === 1, 'the first push');
+    expect(handler.data[0].subscriptionId).toBe(1);
+    const wire = node.connections[0].transport;
+    wire.send(encodeFrame(0x7f | RESPONSE, 0, { what: 'a push this client does not know' }));
+    wire.send(encodeFrame(Kind.SubscribeData | RESPONSE, 0, { subscriptionId: 99, partitions: [] }));
+    wire.send(encodeFrame(Kind.Metadata | RESPONSE, 0, { topics: [] }));
+    node.append('t', 0, encodeBatch([{ value: Buffer.from('b') }]));
+    await until(() => handler.data.length === 2, 'the second push');
+    expect(handler.data.map((d) => d.subscriptionId)).toEqual([1, 1]);
+    await expect(client.request(Kind.Metadata, { topics: ['t'] })).resolves.toMatchObject({ nodeId: 'fake-1' });
+    expect(client.connectionCount).toBe(1);
+    await sub.unsubscribe();
+    expect(sub.isActive).toBe(false);
+    expect(node.subscriptions[0].ended).toBe(true);
+    node.append('t', 0, encodeBatch([{ value: Buffer.from('c') }]));
+    await expect(client.request(Kind.Metadata, { topics: ['t'] })).resolves.toBeDefined();
+    expect(handler.data).toHaveLength(2);
+    expect(handler.ends).toBe(0);
+  });
+
+  it('a malformed SubscribeData resets the connection, which ends its subscriptions', async () => {
+    const node = new FakeNode();
+    node.createTopic('t', 1);
+    const client = await connectTo(node, { reconnect: { initialMs: 1 } });
+    const handler = recorder();
+    const sub = await client.subscribe({ partitions: [{ topic: 't', partition: 0, fetchOffset: 0, maxBytes: 1 << 20 }], creditBytes: 1 << 20 }, handler);
+    node.connections[0].transport.send(encodeFrame(Kind.SubscribeData | RESPONSE, 0, { subscriptionId: 1, partitions: [{ topic: 't' }] }));
+    await until(() => client.connectionCount === 2, 'reconnected');
+    expect(handler.ends).toBe(1);
+    expect(sub.isActive).toBe(false);
+    expect(handler.data).toHaveLength(0);
+  });
+
+  it('a subscription ends with its connection; its Credit and Unsubscribe are never sent on the next one', async () => {
+    const node = new FakeNode();
+    node.createTopic('t', 1);
+    node.inflightMax = 1;
+    const client = await connectTo(node, { reconnect: { initialMs: 1 } });
+    const handler = recorder();
+    const sub = await client.subscribe({ partitions: [{ topic: 't', partition: 0, fetchOffset: 0, maxBytes: 1 << 20 }], creditBytes: 0 }, handler);
+    // A request the node sits on takes the one slot, so the Credit waits in the local queue.
+    node.hook = (req) => (req.kind === Kind.Metadata ? 'silent' : undefined);
+    const held = client.request(Kind.Metadata, {}).catch((e: unknown) => e);
+    const credit = sub.credit(4096).catch((e: unknown) => e);
+    node.hook = null;
+    node.dropConnections();
+    expect(await held).toMatchObject({ code: Errors.NETWORK.code });
+    await until(() => client.connectionCount === 2, 'reconnected');
+    expect(await credit).toMatchObject({ code: Errors.NETWORK.code });
+    expect(handler.ends).toBe(1);
+    await expect(sub.credit(1)).rejects.toMatchObject({ code: Errors.NETWORK.code });
+    await sub.unsubscribe();
+    // The next connection reuses id 1 for a new subscription: it must be left alone.
+    const next = await client.subscribe({ partitions: [{ topic: 't', partition: 0, fetchOffset: 0, maxBytes: 1 << 20 }], creditBytes: 0 }, recorder());
+    expect(next.subscriptionId).toBe(1);
+    await expect(client.request(Kind.Metadata, {})).resolves.toBeDefined();
+    expect(sentKinds(node, Kind.Credit, 1)).toBe(0);
+    expect(sentKinds(node, Kind.Unsubscribe, 1)).toBe(0);
+    expect(node.subscriptions[1].ended).toBe(false);
+  });
+
+  it('pushes that come ahead of the Subscribe answer are held and handed over in order, within the credit', async () => {
+    const node = new FakeNode();
+    node.createTopic('t', 1);
+    const client = await connectTo(node);
+    const push = (n: number, bytes: number) =>
+      encodeFrame(Kind.SubscribeData | RESPONSE, 0, {
+        subscriptionId: 1,
+        partitions: [{ topic: 't', partition: 0, error: 0, highWatermark: n, logStartOffset: 0, records: Buffer.alloc(bytes) }],
+      });
+    // Ahead of the answer: a stale push of an id no one has, then two of the new subscription.
+    node.hook = (req) => {
+      if (req.kind !== Kind.Subscribe) return undefined;
+      req.connection.transport.send(encodeFrame(Kind.SubscribeData | RESPONSE, 0, { subscriptionId: 7, partitions: [] }));
+      req.connection.transport.send(push(1, 60));
+      req.connection.transport.send(push(2, 60)); // past the credit by less than this frame: the node's one-batch allowance
+      return undefined;
+    };
+    const handler = recorder();
+    const sub = await client.subscribe({ partitions: [{ topic: 't', partition: 0, fetchOffset: 0, maxBytes: 1024 }], creditBytes: 100 }, handler);
+    expect(handler.data.map((d) => d.partitions[0].highWatermark)).toEqual([1, 2]);
+    expect(sub.isActive).toBe(true);
+    expect(handler.ends).toBe(0);
+  });
+
+  it('more pushes ahead of the answer than its credit allows end the new subscription rather than leave a hole', async () => {
+    const node = new FakeNode();
+    node.createTopic('t', 1);
+    const client = await connectTo(node);
+    node.hook = (req) => {
+      if (req.kind !== Kind.Subscribe) return undefined;
+      for (let n = 0; n < 3; n++) {
+        req.connection.transport.send(
+          encodeFrame(Kind.SubscribeData | RESPONSE, 0, {
+            subscriptionId: 1,
+            partitions: [{ topic: 't', partition: 0, error: 0, highWatermark: n, logStartOffset: 0, records: Buffer.alloc(60) }],
+          }),
+        );
+      }
+      return undefined;
+    };
+    const handler = recorder();
+    const sub = await client.subscribe({ partitions: [{ topic: 't', partition: 0, fetchOffset: 0, maxBytes: 1024 }], creditBytes: 100 }, handler);
+    expect(sub.isActive).toBe(false);
+    expect(handler.ends).toBe(1);
+    expect(handler.data).toHaveLength(0);
+    await until(() => node.subscriptions[0].ended, 'unsubscribed on the node');
+    // The next Subscribe, with nothing pushed ahead, is delivered normally.
+    node.hook = null;
+    node.append('t', 0, encodeBatch([{ value: Buffer.from('x') }]));
+    const next = recorder();
+    await client.subscribe({ partitions: [{ topic: 't', partition: 0, fetchOffset: 0, maxBytes: 1024 }], creditBytes: 1024 }, next);
+    await until(() => next.data.length === 1, 'a push');
+    expect(next.ends).toBe(0);
+  });
+
+  it('a Subscribe answered after its timeout is unsubscribed at once', async () => {
+    const node = new FakeNode();
+    node.createTopic('t', 1);
+    let answerSubscribe!: () => void;
+    const answered = new Promise<void>((resolve) => (answerSubscribe = resolve));
+    node.hook = async (req) => {
+      if (req.kind === Kind.Subscribe) await answered;
+      return undefined;
+    };
+    const client = await connectTo(node);
+    const handler = recorder();
+    const subscribing = client.subscribe({ partitions: [{ topic: 't', partition: 0, fetchOffset: 0, maxBytes: 1024 }], creditBytes: 1024 }, handler, { timeoutMs: 5 });
+    await expect(subscribing).rejects.toMatchObject({ code: Errors.REQUEST_TIMED_OUT.code });
+    answerSubscribe();
+    await until(() => node.subscriptions[0]?.ended === true, 'the orphan unsubscribed');
+    node.append('t', 0, encodeBatch([{ value: Buffer.from('x') }]));
+    await expect(client.request(Kind.Metadata, {})).resolves.toBeDefined();
+    expect(handler.data).toHaveLength(0);
   });
 });

@@ -18,6 +18,14 @@
 // or may not have acted on them, so only the caller can decide whether a resend is safe.
 // Requests still queued locally were never sent; they wait for the reconnect, bounded by
 // their own timeout.
+//
+// Push delivery (`subscribe`): the node sends SubscribeData frames unasked, correlation id
+// 0, naming a subscription. The client routes them by subscription id from the moment the
+// Subscribe answer is read, before any later frame. A push for an id not known yet, while
+// a Subscribe is on the wire, is held and handed over when the answer names that id: a node
+// may send the first push ahead of its answer. A subscription lives on one connection: it
+// ends with it, and its Credit and Unsubscribe are never sent on a later one, where the
+// same id may name another subscription.
 
 import WebSocket from 'ws';
 import { CREDENTIAL_BYTES_MAX } from '../protocol/credential.js';
@@ -29,9 +37,13 @@ import {
   kindName,
   PROTOCOL_VERSION,
   RESPONSE,
+  type FetchPartitionResult,
   type HelloResponse,
   type RequestBodies,
   type ResponseBodies,
+  type SubscribeData,
+  type SubscribeRequest,
+  type SubscribeResponse,
 } from '../protocol/frames.js';
 import { generateIdentity, type IdentityKeyPair } from '../protocol/key-file.js';
 import { verifyNode, type NodePins } from '../protocol/peer-auth.js';
@@ -109,8 +121,46 @@ export interface RequestOptions {
   timeoutMs?: number;
 }
 
-/** Request kinds an application may send (Hello belongs to the client itself). */
-export type RequestKind = Exclude<keyof RequestBodies, Kind.Hello>;
+/**
+ * Request kinds an application may send. Hello belongs to the client itself, and so do
+ * Subscribe, Credit and Unsubscribe: they name a subscription of one connection, which
+ * only `subscribe()` can keep track of.
+ */
+export type RequestKind = Exclude<keyof RequestBodies, Kind.Hello | Kind.Subscribe | Kind.Credit | Kind.Unsubscribe>;
+
+/** Where a subscription's pushes go; see `Client.subscribe`. */
+export interface PushHandler {
+  /** One SubscribeData push of the subscription, in the order the node sent them. */
+  onData(data: SubscribeData): void;
+  /**
+   * The subscription ended without `unsubscribe()`: its connection is gone (and the node
+   * has forgotten it), or pushes of it may have been lost (more came ahead of the Subscribe
+   * answer than the client holds). Subscribe again.
+   */
+  onEnd(): void;
+}
+
+/** A subscription the node accepted: its pushes go to the PushHandler given to `subscribe`. */
+export interface PushSubscription {
+  readonly subscriptionId: number;
+  /** The `connectionCount` of the connection it lives on. */
+  readonly connection: number;
+  /** The Subscribe answer per partition: NONE (taken) or why not. */
+  readonly partitions: SubscribeResponse['partitions'];
+  /** False once unsubscribed or once its connection is gone. */
+  readonly isActive: boolean;
+  /**
+   * Grants the node `bytes` more to push (Credit, which is not answered). Resolves once the
+   * frame is handed to the transport; rejects, unsent, when the subscription has ended or
+   * the request cannot be queued.
+   */
+  credit(bytes: number): Promise<void>;
+  /**
+   * Stops routing its pushes at once, then asks the node to end it (when its connection is
+   * still up) and resolves with the answer. Never rejects: a lost connection ends it too.
+   */
+  unsubscribe(): Promise<void>;
+}
 
 export interface NodeLimits {
   frameBytesMax: number;
@@ -124,12 +174,30 @@ interface Pending {
   readonly correlationId: number;
   readonly frame: Buffer;
   readonly expectsResponse: boolean;
+  /** Non-zero: send only on this connection (a connectionCount), else fail unsent. */
+  readonly connection: number;
+  /** A Subscribe's creditBytes: what the node may push for it before its answer is read. */
+  readonly subscribeCreditBytes: number;
+  /** A Subscribe some of whose early pushes may have been dropped from the hold. */
+  pushesLost: boolean;
+  /**
+   * Called with the answer as it is read, before later frames and even after a timeout
+   * (`late`): what it opens on the node must be known, or ended, at once.
+   */
+  readonly onAnswer: ((body: Record<string, unknown>, answered: { late: boolean; pushesLost: boolean }) => void) | null;
   resolve(body: Record<string, unknown> | undefined): void;
   reject(err: Error): void;
   timer: NodeJS.Timeout | null;
   /** Answered, failed or timed out: a late answer is dropped. */
   done: boolean;
 }
+
+/**
+ * Pushes for ids not known yet, held while Subscribes are on the wire: at most this many
+ * frames, and records bytes up to the credit those Subscribes granted (a node pushes no more
+ * before it can be granted more, but for one batch).
+ */
+const HELD_PUSHES_MAX = 1024;
 
 const DEFAULTS = {
   connectTimeoutMs: 10_000,
@@ -175,6 +243,11 @@ export class Client {
   private attemptAbort: AbortController | null = null;
   private closing: Promise<void> | null = null;
   private connects = 0;
+  /** The current connection's subscriptions by id; emptied when it is lost. */
+  private readonly subscriptions = new Map<number, ClientPushSubscription>();
+  /** Pushes for ids not known yet, in arrival order, while a Subscribe is on the wire. */
+  private heldPushes: SubscribeData[] = [];
+  private heldPushBytes = 0;
 
   constructor(url: string, options: ClientOptions = {}) {
     this.url = url;
@@ -257,6 +330,31 @@ export class Client {
     });
   }
 
+  /**
+   * Sends Subscribe; from the moment its answer is read, the subscription's SubscribeData
+   * pushes go to `handler`. Resolves with the subscription (partitions the node refused are
+   * in its `partitions`); a top-level error rejects, as for `request`, and a node that does
+   * not know Subscribe answers INVALID_REQUEST. An answer that comes after the timeout
+   * opened a subscription nobody waits for: it is unsubscribed at once.
+   */
+  subscribe(body: SubscribeRequest, handler: PushHandler, options: RequestOptions = {}): Promise<PushSubscription> {
+    return new Promise<PushSubscription>((resolve, reject) => {
+      let opened: ClientPushSubscription | null = null;
+      const onAnswer: Pending['onAnswer'] = (answer, answered) => {
+        opened = this.openSubscription(answer, handler, answered);
+        if (this.subscribeCreditOnWire() === null) this.dropHeldPushes();
+      };
+      const onResolved = () => {
+        if (opened !== null) resolve(opened);
+        else reject(new TributaryError(Errors.UNKNOWN, `node at ${this.url} answered Subscribe without a subscription id or partitions`));
+      };
+      this.enqueue(Kind.Subscribe, body, true, options.timeoutMs ?? this.options.requestTimeoutMs, onResolved, reject, {
+        onAnswer,
+        subscribeCreditBytes: body.creditBytes,
+      });
+    });
+  }
+
   /** Rejects everything pending with CLIENT_CLOSED, closes the transport, leaves no timer. */
   close(): Promise<void> {
     this.closing ??= this.shutdown();
@@ -273,6 +371,7 @@ export class Client {
     timeoutMs: number,
     resolve: (body: Record<string, unknown> | undefined) => void,
     reject: (err: Error) => void,
+    extra: { connection?: number; onAnswer?: Pending['onAnswer']; subscribeCreditBytes?: number } = {},
   ): void {
     if (this.isClosed) return reject(clientClosed());
     if (this.queuedLive >= this.options.requestQueueMax) {
@@ -285,7 +384,20 @@ export class Client {
     } catch (err) {
       return reject(new TributaryError(Errors.INVALID_REQUEST, `cannot encode ${kindName(kind)}: ${(err as Error).message}`, { cause: err }));
     }
-    const p: Pending = { kind, correlationId, frame, expectsResponse, resolve, reject, timer: null, done: false };
+    const p: Pending = {
+      kind,
+      correlationId,
+      frame,
+      expectsResponse,
+      connection: extra.connection ?? 0,
+      subscribeCreditBytes: extra.subscribeCreditBytes ?? 0,
+      pushesLost: false,
+      onAnswer: extra.onAnswer ?? null,
+      resolve,
+      reject,
+      timer: null,
+      done: false,
+    };
     p.timer = setTimeout(() => this.timeOut(p, timeoutMs), timeoutMs);
     this.queue.push(p);
     this.queuedLive++;
@@ -332,6 +444,11 @@ export class Client {
       this.queue[this.queueHead++] = undefined as unknown as Pending;
       if (p.done) continue;
       this.queuedLive--;
+      if (p.connection !== 0 && p.connection !== this.connects) {
+        this.settle(p);
+        p.reject(new TributaryError(Errors.NETWORK, `${kindName(p.kind)} was for a connection to ${this.url} that is gone; not sent`));
+        continue;
+      }
       if (p.frame.length > frameBytesMax) {
         this.settle(p);
         p.reject(new TributaryError(Errors.FRAME_TOO_LARGE, `${kindName(p.kind)} of ${p.frame.length} bytes exceeds the node's frameBytesMax ${frameBytesMax}`));
@@ -365,9 +482,11 @@ export class Client {
       transport.close(CloseCode.PROTOCOL_ERROR, `malformed frame from node: ${(err as Error).message}`);
       return;
     }
+    if (frame.correlationId === 0) return this.onPush(frame.kind, frame.body, transport);
     const p = this.inflight.get(frame.correlationId);
-    if (p === undefined) return; // a server push (id 0, a later step) or a stray answer
+    if (p === undefined) return; // a stray answer
     this.inflight.delete(frame.correlationId);
+    if (p.onAnswer !== null && frame.kind === (p.kind | RESPONSE)) p.onAnswer(frame.body, { late: p.done, pushesLost: p.pushesLost });
     if (this.settle(p)) {
       const body = frame.body;
       if (frame.kind !== (p.kind | RESPONSE)) {
@@ -379,6 +498,131 @@ export class Client {
       }
     }
     this.pump();
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Pushes and subscriptions.
+
+  /** A frame the node sent unasked. Only SubscribeData is known; any other push is dropped. */
+  private onPush(kind: number, body: Record<string, unknown>, transport: FrameTransport): void {
+    if (transport !== this.transport || this.state !== 'ready' || kind !== (Kind.SubscribeData | RESPONSE)) return;
+    const data = subscribeDataOf(body);
+    if (data === null) {
+      transport.close(CloseCode.PROTOCOL_ERROR, 'malformed SubscribeData from node');
+      return;
+    }
+    const subscription = this.subscriptions.get(data.subscriptionId);
+    if (subscription === undefined) this.holdPush(data);
+    else this.deliverPush(subscription, data);
+  }
+
+  private deliverPush(subscription: ClientPushSubscription, data: SubscribeData): void {
+    try {
+      subscription.handler.onData(data);
+    } catch (err) {
+      // A handler that throws is a bug above us; the connection is reset rather than left
+      // half-served, and every subscription on it ends.
+      this.transport?.close(CloseCode.INTERNAL_ERROR, `SubscribeData handler failed: ${(err as Error)?.message ?? String(err)}`);
+    }
+  }
+
+  /**
+   * A push for an id not known: of a Subscribe whose answer is still to come, or of one
+   * unsubscribed here that the node has yet to end. Held while a Subscribe is on the wire,
+   * within its credit. Past that bound the held pushes are dropped, and what the Subscribes
+   * on the wire open is ended at once rather than delivered with a hole.
+   */
+  private holdPush(data: SubscribeData): void {
+    const creditOnWire = this.subscribeCreditOnWire();
+    if (creditOnWire === null) return this.dropHeldPushes();
+    if (this.heldPushes.length >= HELD_PUSHES_MAX || this.heldPushBytes > creditOnWire) {
+      for (const p of this.inflight.values()) if (p.kind === Kind.Subscribe) p.pushesLost = true;
+      return this.dropHeldPushes();
+    }
+    this.heldPushes.push(data);
+    this.heldPushBytes += recordsBytesOf(data);
+  }
+
+  /** The credit of the Subscribes sent on this connection and not yet answered; null when none. */
+  private subscribeCreditOnWire(): number | null {
+    let bytes: number | null = null;
+    for (const p of this.inflight.values()) if (p.kind === Kind.Subscribe) bytes = (bytes ?? 0) + p.subscribeCreditBytes;
+    return bytes;
+  }
+
+  private dropHeldPushes(): void {
+    this.heldPushes = [];
+    this.heldPushBytes = 0;
+  }
+
+  /** The held pushes of a subscription just opened, taken out of the hold in order. */
+  private takeHeldPushes(subscriptionId: number): SubscribeData[] {
+    const mine = this.heldPushes.filter((d) => d.subscriptionId === subscriptionId);
+    if (mine.length === 0) return mine;
+    this.heldPushes = this.heldPushes.filter((d) => d.subscriptionId !== subscriptionId);
+    this.heldPushBytes = this.heldPushes.reduce((n, d) => n + recordsBytesOf(d), 0);
+    return mine;
+  }
+
+  /** Registers the subscription a Subscribe answer opened; null when it opened none. */
+  private openSubscription(
+    answer: Record<string, unknown>,
+    handler: PushHandler,
+    { late, pushesLost }: { late: boolean; pushesLost: boolean },
+  ): ClientPushSubscription | null {
+    const id = answer.subscriptionId;
+    const ok = (answer.error === undefined || answer.error === Errors.NONE.code) && isUint32(id) && Array.isArray(answer.partitions);
+    if (!ok) return null;
+    const subscription = new ClientPushSubscription(id, this.connects, answer.partitions as SubscribeResponse['partitions'], handler, this.subscriptionLink);
+    // A node that reuses a live id has forgotten the first subscription: end it visibly.
+    this.endSubscription(this.subscriptions.get(id));
+    this.subscriptions.set(id, subscription);
+    const held = this.takeHeldPushes(id);
+    if (late) {
+      void subscription.unsubscribe();
+    } else if (pushesLost) {
+      // Some of its first pushes may be among those dropped: it cannot be delivered whole.
+      void subscription.unsubscribe();
+      subscription.handler.onEnd();
+    } else {
+      for (const data of held) if (subscription.active) this.deliverPush(subscription, data);
+    }
+    return subscription;
+  }
+
+  private readonly subscriptionLink: SubscriptionLink = {
+    credit: (s, bytes) =>
+      new Promise<void>((resolve, reject) => {
+        this.enqueue(Kind.Credit, { subscriptionId: s.subscriptionId, bytes }, false, this.options.requestTimeoutMs, () => resolve(), reject, {
+          connection: s.connection,
+        });
+      }),
+    unsubscribe: (s) => {
+      if (this.subscriptions.get(s.subscriptionId) === s) this.subscriptions.delete(s.subscriptionId);
+      if (this.isClosed || s.connection !== this.connects) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        // Any failure leaves it ended all the same: a NETWORK one took the connection (and
+        // the subscription) with it; an error answer means the node no longer had it.
+        this.enqueue(Kind.Unsubscribe, { subscriptionId: s.subscriptionId }, true, this.options.requestTimeoutMs, () => resolve(), () => resolve(), {
+          connection: s.connection,
+        });
+      });
+    },
+  };
+
+  private endSubscription(subscription: ClientPushSubscription | undefined): void {
+    if (subscription === undefined || !subscription.active) return;
+    subscription.active = false;
+    if (this.subscriptions.get(subscription.subscriptionId) === subscription) this.subscriptions.delete(subscription.subscriptionId);
+    subscription.handler.onEnd();
+  }
+
+  /** The connection is gone, and every subscription with it. */
+  private endSubscriptions(): void {
+    this.dropHeldPushes();
+    const ended = [...this.subscriptions.values()];
+    this.subscriptions.clear();
+    for (const s of ended) this.endSubscription(s);
   }
 
   // -------------------------------------------------------------------------------------
@@ -474,6 +718,10 @@ export class Client {
         correlationId,
         frame,
         expectsResponse: true,
+        connection: 0,
+        subscribeCreditBytes: 0,
+        pushesLost: false,
+        onAnswer: null,
         resolve: (body) => resolve(body as unknown as HelloResponse),
         reject,
         timer: null,
@@ -509,6 +757,7 @@ export class Client {
       );
     }
     this.inflight.clear();
+    this.endSubscriptions();
     if (this.isClosed) return;
     this.state = 'connecting';
     if (wasReady) {
@@ -579,6 +828,7 @@ export class Client {
     this.failQueued(err);
     for (const p of this.inflight.values()) if (this.settle(p)) p.reject(err);
     this.inflight.clear();
+    this.endSubscriptions();
     const t = this.transport;
     this.transport = null;
     if (t) {
@@ -651,6 +901,62 @@ function checkedPin(name: string, key: Buffer): Buffer {
 
 function positiveInt(n: unknown, fallback: number): number {
   return typeof n === 'number' && Number.isInteger(n) && n > 0 ? n : fallback;
+}
+
+function recordsBytesOf(data: SubscribeData): number {
+  let bytes = 0;
+  for (const r of data.partitions) bytes += r.records.byteLength;
+  return bytes;
+}
+
+function isUint32(n: unknown): n is number {
+  return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
+}
+
+/**
+ * A SubscribeData body checked for the shape its readers rely on, or null. A Fetch answer
+ * is trusted as the answer to our own request; a push comes unasked, so it is checked.
+ */
+function subscribeDataOf(body: Record<string, unknown>): SubscribeData | null {
+  if (!isUint32(body.subscriptionId) || !Array.isArray(body.partitions)) return null;
+  for (const r of body.partitions as Partial<FetchPartitionResult>[]) {
+    if (r === null || typeof r !== 'object') return null;
+    if (typeof r.topic !== 'string' || !Number.isInteger(r.partition) || !Number.isInteger(r.error)) return null;
+    if (!(r.records instanceof Uint8Array) || typeof r.highWatermark !== 'number') return null;
+  }
+  return body as unknown as SubscribeData;
+}
+
+/** What a subscription needs from its client, which keeps the rest private. */
+interface SubscriptionLink {
+  credit(subscription: ClientPushSubscription, bytes: number): Promise<void>;
+  unsubscribe(subscription: ClientPushSubscription): Promise<void>;
+}
+
+class ClientPushSubscription implements PushSubscription {
+  active = true;
+  constructor(
+    readonly subscriptionId: number,
+    readonly connection: number,
+    readonly partitions: SubscribeResponse['partitions'],
+    readonly handler: PushHandler,
+    private readonly link: SubscriptionLink,
+  ) {}
+
+  get isActive(): boolean {
+    return this.active;
+  }
+
+  credit(bytes: number): Promise<void> {
+    if (!this.active) return Promise.reject(new TributaryError(Errors.NETWORK, `subscription ${this.subscriptionId} has ended; Credit not sent`));
+    return this.link.credit(this, bytes);
+  }
+
+  unsubscribe(): Promise<void> {
+    if (!this.active) return Promise.resolve();
+    this.active = false;
+    return this.link.unsubscribe(this);
+  }
 }
 
 /** Races `promise` against `signal`; a value that arrives after the abort is disposed of. */

@@ -14,7 +14,7 @@ afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close();
 });
 
-async function setup<D extends ValueDecoding = 'buffer'>(options: ConsumerOptions<D> = {}): Promise<{ node: FakeNode; consumer: Consumer<D> }> {
+async function setupWith<D extends ValueDecoding = 'buffer'>(options: ConsumerOptions<D>): Promise<{ node: FakeNode; consumer: Consumer<D> }> {
   const node = new FakeNode();
   node.createTopic('t', 2);
   const client = await Client.connect('mem://fake', { transportFactory: node.transportFactory });
@@ -34,7 +34,10 @@ function fill(node: FakeNode, partition: number, count: number, perBatch = 10, p
 }
 
 
-describe('Consumer', () => {
+describe.each(['subscribe', 'fetch'] as const)('Consumer (delivery %s)', (delivery) => {
+  // The same behaviour whether the node pushes or is asked.
+  const setup = <D extends ValueDecoding = 'buffer'>(options: ConsumerOptions<D> = {}) => setupWith<D>({ delivery, ...options });
+
   it('reads a partition from an offset, in order, with topic/partition/offset/timestamp/key/value', async () => {
     const { node, consumer } = await setup();
     fill(node, 0, 30);
@@ -138,6 +141,69 @@ describe('Consumer', () => {
     expect(await consumer.position('t', 0)).toBe(100);
   });
 
+  it("valueDecoding 'auto' decodes CBOR-marked values and leaves others as bytes; 'string' gives text", async () => {
+    const { node, consumer } = await setup({ valueDecoding: 'auto' });
+    node.append('t', 0, encodeBatch([
+      { value: cborEncode({ t: 1.5 }), headers: [['content-type', Buffer.from('application/cbor')]] },
+      { value: Buffer.from('plain') },
+    ]));
+    consumer.assign([{ topic: 't', partition: 0, offset: 0 }]);
+    const [a, b] = await take(consumer, 2);
+    expect(a.value).toEqual({ t: 1.5 });
+    expect(Buffer.isBuffer(b.value)).toBe(true);
+
+    const text = await setup({ valueDecoding: 'string' });
+    text.node.append('t', 0, encodeBatch([{ value: Buffer.from('héllo') }]));
+    text.consumer.assign([{ topic: 't', partition: 0, offset: 0 }]);
+    const [c] = await take(text.consumer, 1);
+    expect(c.value).toBe('héllo');
+  });
+
+  it("OFFSET_OUT_OF_RANGE resets per autoOffsetReset ('earliest' here)", async () => {
+    const { node, consumer } = await setup({ autoOffsetReset: 'earliest' });
+    fill(node, 0, 5);
+    consumer.assign([{ topic: 't', partition: 0, offset: 999 }]);
+    expect((await take(consumer, 5)).map((r) => r.offset)).toEqual([0, 1, 2, 3, 4]);
+  });
+
+  it("OFFSET_OUT_OF_RANGE with autoOffsetReset 'none' reaches the app", async () => {
+    const { node, consumer } = await setup({ autoOffsetReset: 'none' });
+    fill(node, 0, 5);
+    consumer.assign([{ topic: 't', partition: 0, offset: 999 }]);
+    const err = await take(consumer, 1).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PartitionError);
+    expect((err as TributaryError).code).toBe(Errors.OFFSET_OUT_OF_RANGE.code);
+  });
+
+  it('an unknown topic reaches the app as UNKNOWN_TOPIC after a few retries', async () => {
+    const { consumer } = await setup({ retryBackoffMs: 1, unknownTopicRetries: 2 });
+    consumer.assign([{ topic: 'missing', partition: 0, offset: 0 }]);
+    const err = await take(consumer, 1).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PartitionError);
+    expect((err as PartitionError).code).toBe(Errors.UNKNOWN_TOPIC.code);
+    expect((err as PartitionError).topic).toBe('missing');
+  });
+
+  it('close() ends a waiting iteration', async () => {
+    const { consumer } = await setup();
+    consumer.assign([{ topic: 't', partition: 0 }]);
+    const waiting = consumer[Symbol.asyncIterator]().next();
+    await new Promise((r) => setTimeout(r, 20));
+    await consumer.close();
+    await expect(waiting).resolves.toMatchObject({ done: true });
+  });
+
+  it('position() of a partition that is not assigned is an error', async () => {
+    const { consumer } = await setup();
+    await expect(consumer.position('t', 1)).rejects.toMatchObject({ code: Errors.INVALID_REQUEST.code });
+  });
+});
+
+describe('Consumer with Fetch', () => {
+  // These look at the Fetch requests themselves; consumer-subscribe.test.ts has the same
+  // checks for pushes.
+  const setup = <D extends ValueDecoding = 'buffer'>(options: ConsumerOptions<D> = {}) => setupWith<D>({ delivery: 'fetch', ...options });
+
   it('rotates the fetch order: with a backlog on every partition, none waits for the others to catch up', async () => {
     // The fake node fills maxBytes in request order, as the node does (KIP-74). maxBytes
     // holds about three partitions' share, so a fixed order would feed partitions 0-2 only
@@ -167,24 +233,6 @@ describe('Consumer', () => {
     for (const o of offsets) expect(o).toEqual(Array.from({ length: 1000 }, (_, i) => i));
   });
 
-  it("valueDecoding 'auto' decodes CBOR-marked values and leaves others as bytes; 'string' gives text", async () => {
-    const { node, consumer } = await setup({ valueDecoding: 'auto' });
-    node.append('t', 0, encodeBatch([
-      { value: cborEncode({ t: 1.5 }), headers: [['content-type', Buffer.from('application/cbor')]] },
-      { value: Buffer.from('plain') },
-    ]));
-    consumer.assign([{ topic: 't', partition: 0, offset: 0 }]);
-    const [a, b] = await take(consumer, 2);
-    expect(a.value).toEqual({ t: 1.5 });
-    expect(Buffer.isBuffer(b.value)).toBe(true);
-
-    const text = await setup({ valueDecoding: 'string' });
-    text.node.append('t', 0, encodeBatch([{ value: Buffer.from('héllo') }]));
-    text.consumer.assign([{ topic: 't', partition: 0, offset: 0 }]);
-    const [c] = await take(text.consumer, 1);
-    expect(c.value).toBe('héllo');
-  });
-
   it('surfaces a corrupt batch as a PartitionError after the good records, not a retry loop', async () => {
     const { node, consumer } = await setup();
     fill(node, 0, 20, 10);
@@ -208,31 +256,6 @@ describe('Consumer', () => {
     fill(node, 0, 1, 1, 'after');
     consumer.seek('t', 0, 20);
     expect((await take(consumer, 1))[0].value!.toString()).toBe('after0');
-  });
-
-  it("OFFSET_OUT_OF_RANGE resets per autoOffsetReset ('earliest' here)", async () => {
-    const { node, consumer } = await setup({ autoOffsetReset: 'earliest' });
-    fill(node, 0, 5);
-    consumer.assign([{ topic: 't', partition: 0, offset: 999 }]);
-    expect((await take(consumer, 5)).map((r) => r.offset)).toEqual([0, 1, 2, 3, 4]);
-  });
-
-  it("OFFSET_OUT_OF_RANGE with autoOffsetReset 'none' reaches the app", async () => {
-    const { node, consumer } = await setup({ autoOffsetReset: 'none' });
-    fill(node, 0, 5);
-    consumer.assign([{ topic: 't', partition: 0, offset: 999 }]);
-    const err = await take(consumer, 1).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(PartitionError);
-    expect((err as TributaryError).code).toBe(Errors.OFFSET_OUT_OF_RANGE.code);
-  });
-
-  it('an unknown topic reaches the app as UNKNOWN_TOPIC after a few retries', async () => {
-    const { consumer } = await setup({ retryBackoffMs: 1, unknownTopicRetries: 2 });
-    consumer.assign([{ topic: 'missing', partition: 0, offset: 0 }]);
-    const err = await take(consumer, 1).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(PartitionError);
-    expect((err as PartitionError).code).toBe(Errors.UNKNOWN_TOPIC.code);
-    expect((err as PartitionError).topic).toBe('missing');
   });
 
   it('keeps fetching after a dropped connection (a Fetch is safe to resend)', async () => {
@@ -268,19 +291,5 @@ describe('Consumer', () => {
       expect(r.value!.offset).toBe(n);
       n++;
     }
-  });
-
-  it('close() ends a waiting iteration', async () => {
-    const { consumer } = await setup();
-    consumer.assign([{ topic: 't', partition: 0 }]);
-    const waiting = consumer[Symbol.asyncIterator]().next();
-    await new Promise((r) => setTimeout(r, 20));
-    await consumer.close();
-    await expect(waiting).resolves.toMatchObject({ done: true });
-  });
-
-  it('position() of a partition that is not assigned is an error', async () => {
-    const { consumer } = await setup();
-    await expect(consumer.position('t', 1)).rejects.toMatchObject({ code: Errors.INVALID_REQUEST.code });
   });
 });

@@ -1,24 +1,32 @@
 // The consumer: an assignment of partitions, a position in each, and records in order.
 //
-//   fetch loop: long-poll Fetch for every fetchable partition, in an order that rotates so
+//   subscribe (default): one subscription holds every fetchable partition at its fetch
+//     offset; the node pushes batches as they are appended, within a byte credit that the
+//     consumer grants back as the app takes records -> chunk per partition, queued
+//   fetch: long-poll Fetch for every fetchable partition, in an order that rotates so
 //     none starves behind the others' backlog -> split into whole batches
 //     -> chunk per partition, queued (bytes bounded by bufferedBytesMax) -> next Fetch
 //   app: records()/batches() take chunks in order and decode them batch by batch
 //
-// One Fetch is in flight at a time and the next one starts while the app is still busy
-// with the last, as long as the buffered bytes stay under the bound: the prefetch of
-// Kafka's consumer. Decoding happens when the app takes a chunk, not when it arrives, so a
-// seek never pays for records it throws away and a corrupt batch surfaces exactly after the
-// last good record before it.
+// Both ways fill the same queue through the same code (onPartitionFetched), so positions,
+// resets, corrupt batches and partition errors behave alike. One Fetch is in flight at a
+// time and the next one starts while the app is still busy with the last, as long as the
+// buffered bytes stay under the bound: the prefetch of Kafka's consumer. A subscription's
+// credit is that same bound: the bytes queued plus the credit the node holds never exceed
+// bufferedBytesMax, so the node stops pushing when the app stops taking. Decoding happens
+// when the app takes a chunk, not when it arrives, so a seek never pays for records it
+// throws away and a corrupt batch surfaces exactly after the last good record before it.
 //
-// Each partition carries an epoch, bumped by every seek or reset. Data fetched under an
-// older epoch is dropped wherever it is met (in flight, queued, or half read), so a seek is
-// always obeyed exactly.
+// Each partition carries an epoch, bumped by every seek or reset. Data fetched or pushed
+// under an older epoch is dropped wherever it is met (in flight, queued, or half read), so
+// a seek is always obeyed exactly. A subscription remembers the epoch it took each
+// partition at; when the set of fetchable partitions or an epoch changes, it is replaced
+// whole (Unsubscribe, then Subscribe at the fetch offsets), and its late pushes are dropped.
 
 import { Errors, TributaryError } from '../protocol/errors.js';
-import { EARLIEST_TIMESTAMP, Kind, LATEST_TIMESTAMP, type FetchPartition, type FetchPartitionResult } from '../protocol/frames.js';
+import { EARLIEST_TIMESTAMP, Kind, LATEST_TIMESTAMP, type FetchPartition, type FetchPartitionResult, type SubscribeData, SUBSCRIBE_CREDIT_BYTES_MAX } from '../protocol/frames.js';
 import { decodeBatch, lastOffsetOf, readBatchHeader, splitBatches, type Header } from '../protocol/record-batch.js';
-import type { Client } from './client.js';
+import type { Client, PushSubscription } from './client.js';
 import { clientClosed, PartitionError, wireError } from './errors.js';
 import { cborDecode, CONTENT_TYPE, isCborMarked } from './serde.js';
 
@@ -49,11 +57,23 @@ export interface PartitionAssignment extends TopicPartition {
 
 export type AutoOffsetReset = 'earliest' | 'latest' | 'none';
 
+/**
+ * How records reach the consumer: 'subscribe' has the node push batches as they are
+ * appended, within a credit of bufferedBytesMax; 'fetch' asks with long-poll Fetch.
+ */
+export type DeliveryMode = 'subscribe' | 'fetch';
+
 export interface ConsumerOptions<D extends ValueDecoding = 'buffer'> {
-  /** Longest a Fetch waits on the node for data. */
+  /**
+   * 'subscribe' (default): the node pushes new batches; a node that does not know Subscribe
+   * is read with Fetch until the next reconnect. 'fetch': long-poll Fetch only.
+   */
+  delivery?: DeliveryMode;
+  /** Longest a Fetch waits on the node for data (Fetch only). */
   maxWaitMs?: number;
+  /** Fetch only. */
   minBytes?: number;
-  /** Per Fetch response. */
+  /** Per Fetch response, and per pushed SubscribeData frame. */
   maxBytes?: number;
   /** Per partition in a Fetch response (at least one whole batch is always returned). */
   partitionMaxBytes?: number;
@@ -61,9 +81,12 @@ export interface ConsumerOptions<D extends ValueDecoding = 'buffer'> {
   autoOffsetReset?: AutoOffsetReset;
   /** 'auto' decodes CBOR values (marked `content-type: application/cbor`), else gives bytes. */
   valueDecoding?: D;
-  /** Fetched bytes held before the app takes them; no Fetch starts past it. */
+  /**
+   * Fetched bytes held before the app takes them; no Fetch starts past it, and a
+   * subscription's credit never takes the queue past it (by more than one batch).
+   */
   bufferedBytesMax?: number;
-  /** Answer time allowed on top of maxWaitMs. */
+  /** Answer time allowed on top of maxWaitMs; for Subscribe and Unsubscribe, all of it. */
   requestTimeoutMs?: number;
   retryBackoffMs?: number;
   retryBackoffMaxMs?: number;
@@ -110,6 +133,22 @@ interface Chunk {
   errorOffset: number;
 }
 
+/** The subscription delivering to this consumer, as the consumer counts it. */
+interface Subscribed {
+  /** Set once the Subscribe answer is read (pushes may be handled just before). */
+  handle: PushSubscription | null;
+  /** Partitions taken, each with the epoch it was subscribed at: data under another is stale. */
+  readonly members: Map<string, { readonly state: PartitionState; readonly epoch: number }>;
+  /**
+   * What the node may still push, counted as the node counts it: granted minus pushed,
+   * below 0 after the one batch it may push past the credit.
+   */
+  creditBytes: number;
+  /** Its connection is gone, or a grant went unsent: it must be replaced. */
+  broken: boolean;
+}
+
+
 const EMPTY: never[] = [];
 
 /** Wakes whoever waits; each wait is a fresh promise, so no wake is lost or doubled. */
@@ -155,6 +194,11 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
   private readonly retryBackoffMs: number;
   private readonly retryBackoffMaxMs: number;
   private readonly unknownTopicRetries: number;
+  private readonly delivery: DeliveryMode;
+  /** The credit window: bufferedBytesMax, as far as the node takes it. */
+  private readonly creditWindowBytes: number;
+  /** Credit is granted back in steps of at least this, not a frame per batch taken. */
+  private readonly creditGrantBytesMin: number;
 
   private readonly states = new Map<string, PartitionState>();
   private readonly chunks: Chunk[] = [];
@@ -169,6 +213,11 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
   private closing: Promise<void> | null = null;
   /** A failure of the whole consumer (the node refused our Fetch): thrown to the app once. */
   private fatal: Error | null = null;
+  /** The one subscription of subscribe delivery, from its Subscribe until it is replaced. */
+  private subscription: Subscribed | null = null;
+  private subscribeFailures = 0;
+  /** The connectionCount on which the node refused Subscribe: Fetch is used until a reconnect. */
+  private subscribeRefusedOn = -1;
 
   constructor(
     private readonly client: Client,
@@ -184,6 +233,14 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
     this.retryBackoffMs = intOption('retryBackoffMs', options.retryBackoffMs, 100, 0);
     this.retryBackoffMaxMs = intOption('retryBackoffMaxMs', options.retryBackoffMaxMs, 2000, 0);
     this.unknownTopicRetries = intOption('unknownTopicRetries', options.unknownTopicRetries, 3, 0);
+    this.delivery = options.delivery ?? 'subscribe';
+    if (!['subscribe', 'fetch'].includes(this.delivery)) {
+      throw new TributaryError(Errors.INVALID_CONFIG, `delivery must be 'subscribe' or 'fetch', got ${String(this.delivery)}`);
+    }
+    // The node holds no more credit than this and refuses a Subscribe asking for more, so
+    // a larger grant would be lost and our count would drift from the node's.
+    this.creditWindowBytes = Math.min(this.bufferedBytesMax, SUBSCRIBE_CREDIT_BYTES_MAX);
+    this.creditGrantBytesMin = Math.max(1, Math.floor(this.creditWindowBytes / 4));
     this.autoOffsetReset = options.autoOffsetReset ?? 'latest';
     if (!['earliest', 'latest', 'none'].includes(this.autoOffsetReset)) {
       throw new TributaryError(Errors.INVALID_CONFIG, `autoOffsetReset must be 'earliest', 'latest' or 'none', got ${String(this.autoOffsetReset)}`);
@@ -276,7 +333,7 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
     }
   }
 
-  /** The high watermark from the last Fetch answer for the partition, or -1. */
+  /** The high watermark from the last Fetch answer or push for the partition, or -1. */
   highWatermark(topic: string, partition: number): number {
     return this.stateOf(topic, partition).highWatermark;
   }
@@ -334,6 +391,10 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.closed = true;
+      // Not waited for: a shared client sends the Unsubscribe; its own client closes anyway.
+      const subscription = this.subscription;
+      this.subscription = null;
+      void subscription?.handle?.unsubscribe();
       this.fetchWake.notify();
       this.dataWake.notify();
       for (const s of this.states.values()) s.epoch++;
@@ -429,18 +490,192 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
   }
 
   // -------------------------------------------------------------------------------------
-  // The fetch loop.
+  // Delivery: subscribe or fetch.
 
   private startLoop(): void {
-    this.loop ??= this.fetchLoop().catch((err: unknown) => {
+    this.loop ??= this.deliveryLoop().catch((err: unknown) => {
       // A bug in the loop must not vanish silently: hand it to the app.
       this.fatal = err as Error;
       this.dataWake.notify();
     });
   }
 
-  private async fetchLoop(): Promise<void> {
+  private async deliveryLoop(): Promise<void> {
     while (!this.closed) {
+      if (this.subscribes()) await this.subscribeLoop();
+      else await this.fetchLoop();
+    }
+  }
+
+  /** Subscribe delivery was asked for and the node has not refused it on this connection. */
+  private subscribes(): boolean {
+    return this.delivery === 'subscribe' && this.subscribeRefusedOn !== this.client.connectionCount;
+  }
+
+  private fetchable(s: PartitionState, now: number): boolean {
+    return s.fetchOffset !== null && !s.paused && s.retryAt <= now;
+  }
+
+  /**
+   * Keeps one subscription that holds exactly the fetchable partitions, each at the epoch
+   * it has now. Any change (assign, seek, reset, an error that pauses a partition, a retry
+   * after backoff, a lost connection) replaces it whole: a partition cannot be moved within
+   * a subscription, and one replacement per change costs one round trip more than a
+   * subscription per partition but keeps a single credit window, counted exactly.
+   */
+  private async subscribeLoop(): Promise<void> {
+    while (!this.closed && this.subscribes()) {
+      if (this.fatal !== null) {
+        await this.fetchWake.wait();
+        continue;
+      }
+      const states = [...this.states.values()];
+      await this.resolveResets(states);
+      if (this.closed) return;
+      const now = Date.now();
+      const wanted = states.filter((s) => this.fetchable(s, now));
+      const current = this.subscription;
+      if (current !== null && (current.broken || !holdsExactly(current, wanted))) {
+        await this.unsubscribe(current);
+        continue;
+      }
+      if (current === null && wanted.length > 0 && this.bufferedBytesNow < this.bufferedBytesMax) {
+        await this.subscribeOnce(wanted);
+        continue;
+      }
+      const retryAt = Math.min(...states.filter((s) => !s.paused && s.retryAt > now).map((s) => s.retryAt));
+      await this.fetchWake.wait(Number.isFinite(retryAt) ? retryAt - now : undefined);
+    }
+  }
+
+  /** Subscribes `wanted` at their fetch offsets with the free part of the window as credit. */
+  private async subscribeOnce(wanted: PartitionState[]): Promise<void> {
+    const creditBytes = Math.min(this.bufferedBytesMax - this.bufferedBytesNow, this.creditWindowBytes);
+    const epochs = wanted.map((s) => s.epoch);
+    const sub: Subscribed = {
+      handle: null,
+      members: new Map(wanted.map((s) => [tpKey(s.topic, s.partition), { state: s, epoch: s.epoch }])),
+      creditBytes,
+      broken: false,
+    };
+    this.subscription = sub;
+    const partitions: FetchPartition[] = wanted.map((s) => ({
+      topic: s.topic,
+      partition: s.partition,
+      fetchOffset: s.fetchOffset as number,
+      maxBytes: this.partitionMaxBytes,
+    }));
+    let handle: PushSubscription;
+    try {
+      handle = await this.client.subscribe(
+        { partitions, creditBytes, maxBytes: this.maxBytes },
+        {
+          onData: (data) => this.onSubscribeData(sub, data),
+          onEnd: () => {
+            sub.broken = true;
+            this.fetchWake.notify();
+          },
+        },
+        { timeoutMs: this.requestTimeoutMs },
+      );
+    } catch (err) {
+      if (this.subscription === sub) this.subscription = null;
+      if (!this.closed) await this.onSubscribeFailed(err);
+      return;
+    }
+    sub.handle = handle;
+    this.subscribeFailures = 0;
+    if (this.closed || this.subscription !== sub) {
+      void handle.unsubscribe();
+      return;
+    }
+    wanted.forEach((s, i) => {
+      const r = resultAt(handle.partitions, i, s);
+      if (r !== undefined && r.error === Errors.NONE.code) return;
+      sub.members.delete(tpKey(s.topic, s.partition));
+      if (s.epoch !== epochs[i]) return; // a seek or reset since the request: it wins
+      const err = r === undefined ? new TributaryError(Errors.UNKNOWN, 'node did not answer for the partition') : wireError(r.error, r.message);
+      this.onPartitionError(s, err);
+    });
+    this.grantCredit(sub);
+  }
+
+  private async onSubscribeFailed(err: unknown): Promise<void> {
+    if (err instanceof TributaryError && err.is(Errors.INVALID_REQUEST)) {
+      // A node older than push delivery answers "unknown request kind 9" (and one at its
+      // limit of subscriptions per connection refuses too): Fetch reads the same records,
+      // so this connection uses it. A reconnect, perhaps to a newer node, tries again.
+      this.subscribeRefusedOn = this.client.connectionCount;
+      return;
+    }
+    if (err instanceof TributaryError && err.retriable) {
+      // Subscribe changes nothing until answered, and an answer we missed opened a
+      // subscription the client ends: asking again is safe.
+      await this.fetchWake.wait(this.backoffMs(++this.subscribeFailures));
+      return;
+    }
+    this.fatal = err as Error;
+    this.dataWake.notify();
+  }
+
+  private async unsubscribe(sub: Subscribed): Promise<void> {
+    if (this.subscription === sub) this.subscription = null;
+    // Waited for, so the node has let go of the partitions before a Subscribe names them
+    // again: it serves a connection's requests concurrently.
+    await sub.handle?.unsubscribe();
+  }
+
+  /** A push: the same path as a Fetch answer, for the partitions still subscribed at their epoch. */
+  private onSubscribeData(sub: Subscribed, data: SubscribeData): void {
+    try {
+      let pushedBytes = 0;
+      for (const r of data.partitions) pushedBytes += r.records.byteLength;
+      // The node counts every byte it pushed against the credit, stale ones too.
+      sub.creditBytes -= pushedBytes;
+      if (this.closed || this.subscription !== sub) return;
+      let changed = false;
+      for (const r of data.partitions) {
+        const key = tpKey(r.topic, r.partition);
+        const member = sub.members.get(key);
+        if (member === undefined) continue;
+        const s = member.state;
+        // Stale: a seek, reset, unassign or error moved on; the subscription is replaced.
+        if (s.epoch !== member.epoch || s.paused || this.states.get(key) !== s) continue;
+        // A partition pushed with an error has left the subscription on the node.
+        if (r.error !== Errors.NONE.code) sub.members.delete(key);
+        this.onPartitionFetched(s, r);
+        if (r.error !== Errors.NONE.code || s.paused) changed = true;
+      }
+      this.grantCredit(sub);
+      if (changed) this.fetchWake.notify();
+    } catch (err) {
+      // A bug here must not vanish into the client's read loop: hand it to the app.
+      this.fatal = err as Error;
+      this.dataWake.notify();
+    }
+  }
+
+  /**
+   * Gives the node back what is free of the window: bytes queued plus credit stay within
+   * bufferedBytesMax. Grants wait until a quarter of the window is free, so a slow trickle
+   * of taken batches is not a Credit frame each.
+   */
+  private grantCredit(sub: Subscribed): void {
+    const handle = sub.handle;
+    if (handle === null || sub.broken || this.closed || this.subscription !== sub) return;
+    const free = Math.min(this.bufferedBytesMax - this.bufferedBytesNow, this.creditWindowBytes) - sub.creditBytes;
+    if (free < this.creditGrantBytesMin) return;
+    sub.creditBytes += free;
+    handle.credit(free).catch(() => {
+      // Unsent: our count and the node's differ now; a new subscription starts both afresh.
+      if (sub.broken) return;
+      sub.broken = true;
+      this.fetchWake.notify();
+    });
+  }
+
+  private async fetchLoop(): Promise<void> {
+    while (!this.closed && !this.subscribes()) {
       if (this.bufferedBytesNow >= this.bufferedBytesMax || this.fatal !== null) {
         await this.fetchWake.wait();
         continue;
@@ -526,15 +761,7 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
   private onPartitionFetched(s: PartitionState, r: FetchPartitionResult): void {
     const fetchOffset = s.fetchOffset as number;
     if (r.error !== Errors.NONE.code) {
-      const err = wireError(r.error, r.message);
-      if (err.is(Errors.OFFSET_OUT_OF_RANGE) && this.autoOffsetReset !== 'none') {
-        // Kafka's auto.offset.reset: start over at the chosen end of the log.
-        s.epoch++;
-        s.position = null;
-        s.fetchOffset = null;
-        return;
-      }
-      this.partitionRetryOrFail(s, err, fetchOffset);
+      this.onPartitionError(s, wireError(r.error, r.message));
       return;
     }
     s.highWatermark = r.highWatermark;
@@ -557,6 +784,18 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
     }
     s.fetchOffset = nextOffset;
     this.push({ state: s, epoch: s.epoch, batches, next: 0, minOffset: fetchOffset, bytes: records.length, error: null, errorOffset: -1 });
+  }
+
+  /** A partition's error from a Fetch answer, a Subscribe answer or a push. */
+  private onPartitionError(s: PartitionState, err: TributaryError): void {
+    if (err.is(Errors.OFFSET_OUT_OF_RANGE) && this.autoOffsetReset !== 'none') {
+      // Kafka's auto.offset.reset: start over at the chosen end of the log.
+      s.epoch++;
+      s.position = null;
+      s.fetchOffset = null;
+      return;
+    }
+    this.partitionRetryOrFail(s, err, s.fetchOffset as number);
   }
 
   /** Retriable partition errors back off and try again; the rest go to the app. */
@@ -636,6 +875,7 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
       s.position = offset;
       s.fetchOffset = offset;
     }
+    if (this.delivery === 'subscribe') this.fetchWake.notify(); // a subscription holding it is replaced
     return err instanceof PartitionError ? err : new PartitionError(err, s.topic, s.partition, offset);
   }
 
@@ -647,6 +887,7 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
       this.chunks.splice(0, this.chunkHead);
       this.chunkHead = 0;
     }
+    if (this.subscription !== null) this.grantCredit(this.subscription);
     if (this.bufferedBytesNow < this.bufferedBytesMax) this.fetchWake.notify();
   }
 
@@ -686,6 +927,16 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
     }
     return out;
   }
+}
+
+/** Whether the subscription holds exactly these partitions, each at the epoch it has now. */
+function holdsExactly(sub: Subscribed, wanted: readonly PartitionState[]): boolean {
+  if (sub.members.size !== wanted.length) return false;
+  for (const s of wanted) {
+    const member = sub.members.get(tpKey(s.topic, s.partition));
+    if (member === undefined || member.state !== s || member.epoch !== s.epoch) return false;
+  }
+  return true;
 }
 
 /** Answers come in request order; by name only if a node ever reorders them. */

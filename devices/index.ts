@@ -2,7 +2,7 @@
 // the other files of devices/ are private and may change shape.
 
 export { Client, webSocketTransportFactory } from './client.js';
-export type { ClientOptions, NodeLimits, ReconnectOptions, RequestKind, RequestOptions, TransportFactory } from './client.js';
+export type { ClientOptions, NodeLimits, PushHandler, PushSubscription, ReconnectOptions, RequestKind, RequestOptions, TransportFactory } from './client.js';
 export { Producer } from './producer.js';
 export type { CompressionName, ProducerMessage, ProducerOptions, RecordMetadata } from './producer.js';
 export { Consumer } from './consumer.js';
@@ -11,6 +11,7 @@ export type {
   ConsumerOptions,
   ConsumerRecord,
   DecodedValue,
+  DeliveryMode,
   OffsetForTime,
   PartitionAssignment,
   TopicPartition,

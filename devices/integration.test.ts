@@ -6,11 +6,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startBroker, type Broker } from '../node/broker.js';
 import { silentLogger } from '../node/logger.js';
 import { partitionForKey } from '../protocol/partitioner.js';
-import { Errors, PartitionError, TributaryError, connect, type Connection, type ConsumerRecord } from './index.js';
+import { Errors, Kind, PartitionError, TributaryError, connect, type Connection, type ConsumerRecord } from './index.js';
 import { take } from './testing/take.js';
 
 let dataDir: string;
@@ -229,6 +229,61 @@ describe('SDK against a real node', () => {
     const consumer = conn.consumer({ autoOffsetReset: 'earliest', valueDecoding: 'string' });
     consumer.assign([{ topic, partition: 0 }]);
     expect((await take(consumer, 50)).map((r) => r.value)).toEqual(Array.from({ length: 50 }, (_, i) => `x${i}`));
+    await consumer.close();
+  });
+});
+
+describe('push delivery against a real node', () => {
+  it("delivery 'subscribe' (the default) reads what 'fetch' reads, within its buffer, with no Fetch sent", async () => {
+    const topic = await freshTopic(2);
+    const producer = conn.producer({ lingerMs: 1, batchBytes: 4096 });
+    const total = 4000;
+    await producer.sendBatch(topic, Array.from({ length: total }, (_, i) => ({ key: `k${i % 10}`, value: `r${i}`.padEnd(100, '.') })));
+    const bufferedBytesMax = 32 * 1024;
+    const read = async (delivery: 'subscribe' | 'fetch') => {
+      const consumer = conn.consumer({ delivery, autoOffsetReset: 'earliest', valueDecoding: 'string', bufferedBytesMax });
+      consumer.assign([0, 1].map((partition) => ({ topic, partition })));
+      const seen = new Map<number, string[]>([[0, []], [1, []]]);
+      let n = 0;
+      let bufferedMax = 0;
+      for await (const batch of consumer.batches()) {
+        bufferedMax = Math.max(bufferedMax, consumer.bufferedBytes);
+        for (const r of batch) seen.get(r.partition)!.push(`${r.offset}:${r.value as string}`);
+        n += batch.length;
+        if (n >= total) break;
+      }
+      await consumer.close();
+      return { seen, bufferedMax };
+    };
+    const request = vi.spyOn(conn.client, 'request');
+    const subscribe = vi.spyOn(conn.client, 'subscribe');
+    try {
+      const pushed = await read('subscribe');
+      expect(request.mock.calls.filter(([kind]) => kind === Kind.Fetch)).toHaveLength(0);
+      expect(subscribe).toHaveBeenCalled();
+      // The node pushes at most one batch (about batchBytes) past the credit.
+      expect(pushed.bufferedMax).toBeLessThanOrEqual(bufferedBytesMax + 8192);
+      const fetched = await read('fetch');
+      expect(pushed.seen).toEqual(fetched.seen);
+      expect(pushed.seen.get(0)!.length + pushed.seen.get(1)!.length).toBe(total);
+    } finally {
+      request.mockRestore();
+      subscribe.mockRestore();
+    }
+  });
+
+  it('a seek mid-stream continues from the new offset exactly, and live appends arrive pushed', async () => {
+    const topic = await freshTopic(1);
+    const producer = conn.producer({ lingerMs: 1, batchBytes: 2048 });
+    await producer.sendBatch(topic, Array.from({ length: 1000 }, (_, i) => ({ value: `r${i}` })));
+    const consumer = conn.consumer({ valueDecoding: 'string', bufferedBytesMax: 8192 });
+    consumer.assign([{ topic, partition: 0, offset: 0 }]);
+    expect((await take(consumer, 10)).map((r) => r.offset)).toEqual(Array.from({ length: 10 }, (_, i) => i));
+    consumer.seek(topic, 0, 500);
+    expect((await take(consumer, 500)).map((r) => r.value)).toEqual(Array.from({ length: 500 }, (_, i) => `r${500 + i}`));
+    const reading = take(consumer, 1);
+    await producer.send(topic, { value: 'live' });
+    expect((await reading)[0]).toMatchObject({ offset: 1000, value: 'live' });
     await consumer.close();
   });
 });

@@ -204,6 +204,15 @@ export interface InitProducerIdResponse extends ErrorBody {
  * node nothing but a position. The answer says which partitions were taken; data follows
  * as SubscribeData frames.
  */
+/** Subscriptions one connection may hold. */
+export const SUBSCRIPTIONS_MAX = 16;
+/**
+ * Credit a subscription may hold. Credit is granted minus pushed, on both ends: it goes
+ * below zero by at most one batch (the whole batch pushed when some credit was left), and
+ * a grant adds to it as it is; the node caps the sum here.
+ */
+export const SUBSCRIBE_CREDIT_BYTES_MAX = 256 * 1024 * 1024;
+
 export interface SubscribeRequest {
   partitions: FetchPartition[];
   /** Bytes the node may push before the client grants more with Credit. */

@@ -56,6 +56,9 @@ describe('Subscribe', () => {
     expect(answer.partitions.map((p) => p.error)).toEqual([0, 0]);
     const first = (await c.nextPush()) as Frame;
     expect(first.kind).toBe(Kind.SubscribeData | RESPONSE);
+    // The answer came first, so the client knew the subscription id before any data.
+    const kinds = c.received.map((f) => f.kind);
+    expect(kinds.indexOf(Kind.Subscribe | RESPONSE)).toBeLessThan(kinds.indexOf(Kind.SubscribeData | RESPONSE));
     expect((first.body as unknown as PushBody).subscriptionId).toBe(answer.subscriptionId);
     expect(valuesOf(first)).toEqual(['a1', 'a2']);
     await produce(admin, 'live', ['b1'], 1);

@@ -13,12 +13,20 @@
 // batches are kept; a resend of one of them answers DUPLICATE_SEQUENCE with its offset, a
 // sequence that does not follow the last one OUT_OF_ORDER_SEQUENCE (a producer it has no
 // batch from must start at 0), an epoch below the one it holds INVALID_PRODUCER_EPOCH.
+// Push delivery as the contract has it (protocol/frames.ts, Subscribe): a subscription per
+// Subscribe, ids counted per connection from 1 (so a reconnect reuses them), pushes after
+// the answer, on every append and grant, never past the credit but for the frame's first
+// batch once any credit is left (credit = granted - pushed, below 0 after that batch), an
+// error pushed once and the partition dropped, every subscription ended with its
+// connection. Each FakeSubscription keeps what was granted and pushed, so tests can check
+// the bound. `knowsSubscribe = false` makes it a node older than push delivery;
+// `pushesBeforeAnswer = true` sends a subscription's first push ahead of its answer.
 // It is not the node: integration tests run the real one (node/broker.ts).
 
 import { WebSocketServer } from 'ws';
 import type { AddressInfo } from 'node:net';
 import { CREDENTIAL_BYTES_MAX } from '../../protocol/credential.js';
-import { Errors, type TributaryError } from '../../protocol/errors.js';
+import { Errors, type ErrorSpec, type TributaryError } from '../../protocol/errors.js';
 import { decodeFrame, encodeFrame, Kind, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, PROTOCOL_VERSION, RESPONSE, type Frame } from '../../protocol/frames.js';
 import { decodeBatch, lastOffsetOf, readBatchHeader, setBaseOffset, validateBatch, type BatchHeader } from '../../protocol/record-batch.js';
 import { generateIdentity, type IdentityKeyPair } from '../../protocol/key-file.js';
@@ -55,12 +63,34 @@ interface ProducerBatch {
   baseOffset: number;
 }
 
+/** A subscription as the fake node keeps it, with its credit accounts for tests to check. */
+export interface FakeSubscription {
+  readonly id: number;
+  readonly connection: FakeConnection;
+  /** Subscribed partitions (by "topic/partition") and the next offset to push of each. */
+  readonly positions: Map<string, { topic: string; partition: number; offset: number }>;
+  readonly maxBytes: number;
+  /** Granted minus pushed; below 0 after a push's first batch went past it. */
+  credit: number;
+  /** creditBytes of the Subscribe plus every Credit. */
+  grantedBytes: number;
+  /** Bytes of records pushed, all partitions. */
+  pushedBytes: number;
+  /** The most pushedBytes ever exceeded grantedBytes by: at most one batch. */
+  overdraftBytesMax: number;
+  /** Its answer is on its way: pushes may follow it. */
+  started: boolean;
+  ended: boolean;
+}
+
 /** The node keeps this many batches per producer id and partition, as Kafka does. */
 const PRODUCER_BATCHES_KEPT = 5;
 const SEQUENCE_MAX = 0x7fffffff;
 
 export class FakeConnection {
   inflight = 0;
+  /** Subscription ids are unique per connection only, as on the node. */
+  nextSubscriptionId = 1;
   /** The sealed transport once the handshake is done; the raw one until then. */
   transport: FrameTransport;
   /** 'failed' with `handshakeError` when the handshake did not complete. */
@@ -102,6 +132,15 @@ export class FakeNode {
   maxInflightSeen = 0;
   readonly connections: FakeConnection[] = [];
   hook: ((req: FakeRequest) => HookAction | Promise<HookAction>) | null = null;
+  /** When false, Subscribe, Credit and Unsubscribe are unknown kinds, as on an older node. */
+  knowsSubscribe = true;
+  /** Sends a new subscription's first pushes ahead of its Subscribe answer, which a client must survive. */
+  pushesBeforeAnswer = false;
+  /** Every subscription opened, ended ones too, in order. */
+  readonly subscriptions: FakeSubscription[] = [];
+  /** SubscribeData frames sent so far. */
+  pushes = 0;
+  private pushesHeld = false;
   /** Idempotent batches answered DUPLICATE_SEQUENCE, and OUT_OF_ORDER_SEQUENCE, so far. */
   duplicateBatches = 0;
   outOfOrderBatches = 0;
@@ -150,7 +189,44 @@ export class FakeNode {
     const ws = this.appendWaiters;
     this.appendWaiters = [];
     for (const w of ws) w();
+    this.pumpAll();
     return base;
+  }
+
+  /**
+   * Deletes the batches wholly before `offset` and moves the log start there, as retention
+   * does; a subscription positioned before it is pushed OFFSET_OUT_OF_RANGE.
+   */
+  deleteRecordsBefore(topic: string, partition: number, offset: number): void {
+    const p = this.partition(topic, partition);
+    if (p === undefined || offset > p.logEndOffset) throw new Error('no such partition or offset');
+    p.batches = p.batches.filter((b) => lastOffsetOf(b) >= offset);
+    p.logStartOffset = offset;
+    this.pumpAll();
+  }
+
+  /** Sends no SubscribeData until releasePushes(), as a clogged link would. */
+  holdPushes(): void {
+    this.pushesHeld = true;
+  }
+
+  releasePushes(): void {
+    this.pushesHeld = false;
+    this.pumpAll();
+  }
+
+  /**
+   * Pushes `error` for the partition in every live subscription holding it, which the
+   * partition then leaves, as the node does when it cannot read the partition.
+   */
+  pushError(topic: string, partition: number, error: ErrorSpec, message = `${error.name}: injected by the test`): void {
+    for (const sub of this.liveSubscriptions()) {
+      const key = `${topic}/${partition}`;
+      if (!sub.positions.delete(key)) continue;
+      const p = this.partition(topic, partition);
+      const result = { topic, partition, error: error.code, message, highWatermark: p?.logEndOffset ?? -1, logStartOffset: p?.logStartOffset ?? -1, records: Buffer.alloc(0) };
+      this.sendPush(sub, [result], 0);
+    }
   }
 
   /**
@@ -205,6 +281,8 @@ export class FakeNode {
         this.maxInflightSeen = Math.max(this.maxInflightSeen, connection.inflight);
         void this.handle(frame, req, connection).finally(() => connection.inflight--);
       }
+      // Subscriptions end with their connection.
+      for (const sub of this.subscriptions) if (sub.connection === connection) sub.ended = true;
     })();
     return connection;
   }
@@ -239,16 +317,21 @@ export class FakeNode {
       return;
     }
     if (action !== undefined && typeof action === 'object') return connection.answer(frame, action.answer);
-    const body = await this.answer(frame.kind, frame.body);
-    if (action === 'silent-after-handling') return;
+    const body = await this.answer(frame.kind, frame.body, connection);
+    if (this.pushesBeforeAnswer) this.startSubscriptions(connection);
+    if (action === 'silent-after-handling') return this.startSubscriptions(connection);
     if (action === 'close-after-handling') {
       connection.transport.close(1011, 'fake node closed on request, after handling it');
       return;
     }
     if (body !== undefined) connection.answer(frame, body);
+    // A new subscription's first push follows its answer on the wire.
+    this.startSubscriptions(connection);
   }
 
-  private async answer(kind: number, body: Body): Promise<Body | undefined> {
+  private async answer(kind: number, body: Body, connection: FakeConnection): Promise<Body | undefined> {
+    const pushKind = kind === Kind.Subscribe || kind === Kind.Credit || kind === Kind.Unsubscribe;
+    if (pushKind && !this.knowsSubscribe) return unknownKind(kind);
     switch (kind) {
       case Kind.Hello:
         if (body.version !== PROTOCOL_VERSION) return { error: Errors.UNSUPPORTED_VERSION.code, message: 'UNSUPPORTED_VERSION: bad version' };
@@ -266,9 +349,115 @@ export class FakeNode {
         this.producerEpochs.set(producerId, 0);
         return { producerId, producerEpoch: 0 };
       }
+      case Kind.Subscribe:
+        return this.subscribe(body, connection);
+      case Kind.Credit: {
+        const sub = this.liveSubscriptions().find((x) => x.connection === connection && x.id === body.subscriptionId);
+        if (sub !== undefined) {
+          sub.credit += body.bytes as number;
+          sub.grantedBytes += body.bytes as number;
+          this.pump(sub);
+        }
+        return undefined; // Credit is not answered
+      }
+      case Kind.Unsubscribe: {
+        const sub = this.liveSubscriptions().find((x) => x.connection === connection && x.id === body.subscriptionId);
+        if (sub === undefined) return { error: Errors.INVALID_REQUEST.code, message: `INVALID_REQUEST: no subscription ${String(body.subscriptionId)} on this connection` };
+        sub.ended = true;
+        return { error: 0 };
+      }
       default:
-        return { error: Errors.INVALID_REQUEST.code, message: `INVALID_REQUEST: kind ${kind}` };
+        return unknownKind(kind);
     }
+  }
+
+  private subscribe(body: Body, connection: FakeConnection): Body {
+    const credit = body.creditBytes as number;
+    const sub: FakeSubscription = {
+      id: connection.nextSubscriptionId++,
+      connection,
+      positions: new Map(),
+      maxBytes: typeof body.maxBytes === 'number' ? body.maxBytes : Infinity,
+      credit,
+      grantedBytes: credit,
+      pushedBytes: 0,
+      overdraftBytesMax: 0,
+      started: false,
+      ended: false,
+    };
+    const wanted = body.partitions as { topic: string; partition: number; fetchOffset: number }[];
+    const partitions = wanted.map((w) => {
+      const p = this.partition(w.topic, w.partition);
+      const base = { topic: w.topic, partition: w.partition };
+      if (p === undefined) return { ...base, error: Errors.UNKNOWN_TOPIC.code, message: 'UNKNOWN_TOPIC: no such partition' };
+      if (w.fetchOffset < p.logStartOffset || w.fetchOffset > p.logEndOffset) {
+        return { ...base, error: Errors.OFFSET_OUT_OF_RANGE.code, message: 'OFFSET_OUT_OF_RANGE: out of range' };
+      }
+      sub.positions.set(`${w.topic}/${w.partition}`, { topic: w.topic, partition: w.partition, offset: w.fetchOffset });
+      return { ...base, error: 0 };
+    });
+    this.subscriptions.push(sub);
+    return { error: 0, subscriptionId: sub.id, partitions };
+  }
+
+  private liveSubscriptions(): FakeSubscription[] {
+    return this.subscriptions.filter((s) => !s.ended && !s.connection.transport.isClosed);
+  }
+
+  private startSubscriptions(connection: FakeConnection): void {
+    for (const sub of this.liveSubscriptions()) {
+      if (sub.connection !== connection || sub.started) continue;
+      sub.started = true;
+      this.pump(sub);
+    }
+  }
+
+  private pumpAll(): void {
+    for (const sub of this.liveSubscriptions()) this.pump(sub);
+  }
+
+  /**
+   * Pushes what is there while credit lasts. A frame takes batches in partition order while
+   * they fit min(credit, maxBytes), and its first batch whatever its size: so the node is
+   * never more than one batch past what was granted. Errors need no credit.
+   */
+  private pump(sub: FakeSubscription): void {
+    if (this.pushesHeld || !sub.started || sub.ended || sub.connection.transport.isClosed) return;
+    for (;;) {
+      const results: Body[] = [];
+      let bytes = 0;
+      for (const [key, at] of sub.positions) {
+        const p = this.partition(at.topic, at.partition);
+        const base = { topic: at.topic, partition: at.partition, highWatermark: p?.logEndOffset ?? -1, logStartOffset: p?.logStartOffset ?? -1 };
+        if (p === undefined || at.offset < p.logStartOffset || at.offset > p.logEndOffset) {
+          const error = p === undefined ? Errors.UNKNOWN_TOPIC : Errors.OFFSET_OUT_OF_RANGE;
+          results.push({ ...base, error: error.code, message: `${error.name}: pushed by the fake node`, records: Buffer.alloc(0) });
+          sub.positions.delete(key);
+          continue;
+        }
+        if (sub.credit <= 0) continue;
+        const out: Buffer[] = [];
+        for (const b of p.batches) {
+          if (lastOffsetOf(b) < at.offset) continue;
+          if (bytes > 0 && bytes + b.length > Math.min(sub.credit, sub.maxBytes)) break;
+          out.push(b);
+          bytes += b.length;
+        }
+        if (out.length === 0) continue;
+        at.offset = lastOffsetOf(out[out.length - 1]) + 1;
+        results.push({ ...base, error: 0, records: Buffer.concat(out) });
+      }
+      if (results.length === 0) return;
+      this.sendPush(sub, results, bytes);
+    }
+  }
+
+  private sendPush(sub: FakeSubscription, partitions: Body[], bytes: number): void {
+    sub.credit -= bytes;
+    sub.pushedBytes += bytes;
+    sub.overdraftBytesMax = Math.max(sub.overdraftBytesMax, sub.pushedBytes - sub.grantedBytes);
+    this.pushes++;
+    sub.connection.transport.send(encodeFrame(Kind.SubscribeData | RESPONSE, 0, { subscriptionId: sub.id, partitions }));
   }
 
   private metadata(body: Body): Body {
@@ -391,4 +580,9 @@ export class FakeNode {
       }),
     };
   }
+}
+
+/** As the node answers a kind it does not know. */
+function unknownKind(kind: number): Body {
+  return { error: Errors.INVALID_REQUEST.code, message: `INVALID_REQUEST: unknown request kind ${kind}` };
 }

@@ -23,9 +23,9 @@ import type { BrokerContext } from './context.js';
 import { errorResult } from './handlers/errors.js';
 import { int, list, map, PARTITIONS_PER_REQUEST_MAX, str, type Body } from './validate.js';
 
-export const SUBSCRIPTIONS_MAX = 16;
-/** Credit a subscription may hold: enough for a window of several pushes, no more. */
-export const CREDIT_BYTES_MAX = 256 * 1024 * 1024;
+import { SUBSCRIBE_CREDIT_BYTES_MAX as CREDIT_BYTES_MAX, SUBSCRIPTIONS_MAX } from '../../protocol/frames.js';
+
+export { CREDIT_BYTES_MAX, SUBSCRIPTIONS_MAX };
 const EMPTY = Buffer.alloc(0);
 
 interface SubscribedPartition {
@@ -204,8 +204,9 @@ export class ConnectionSubscriptions {
       answers.push({ topic, partition, error: Errors.NONE.code });
     }
     this.byId.set(subscription.id, subscription);
-    // After the answer is on its way: the first push follows it on the wire.
-    queueMicrotask(() => subscription.wake());
+    // After the answer is on its way (it is sent when this handler's promise settles, in a
+    // microtask), so the first push follows it on the wire and the client knows the id.
+    setImmediate(() => subscription.wake());
     return { error: Errors.NONE.code, subscriptionId: subscription.id, partitions: answers };
   }
 

@@ -29,6 +29,8 @@ export class RawClient {
   /** Frames the node sent unasked (correlation id 0: SubscribeData), not yet taken. */
   private readonly pushes: Frame[] = [];
   private pushWaiter: ((f: Frame) => void) | null = null;
+  /** Every frame received, in arrival order (kind and correlation id), for ordering checks. */
+  readonly received: { kind: number; correlationId: number }[] = [];
 
   private constructor(readonly ws: WebSocket) {
     ws.on('error', () => {});
@@ -79,6 +81,7 @@ export class RawClient {
   private async readLoop(transport: FrameTransport): Promise<void> {
     for await (const bytes of transport) {
       const frame = decodeFrame(bytes, { itemsMax: 2_000_000, depthMax: 32 });
+      if (this.received.length < 10_000) this.received.push({ kind: frame.kind, correlationId: frame.correlationId });
       if (frame.correlationId === 0) {
         const w = this.pushWaiter;
         this.pushWaiter = null;
