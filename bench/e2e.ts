@@ -87,7 +87,7 @@ async function throughput(tb: Connection): Promise<{ produceS: number; consumeS:
   await producer.flush();
   const produceS = (performance.now() - t0) / 1000;
 
-  const consumer = tb.consumer({ autoOffsetReset: 'earliest' });
+  const consumer = tb.consumer({ autoOffsetReset: 'earliest', delivery: DELIVERY });
   consumer.assign(Array.from({ length: PARTITIONS }, (_, partition) => ({ topic: 'bench', partition, offset: 0 })));
   const t1 = performance.now();
   let received = 0;
@@ -104,7 +104,7 @@ async function latency(tb: Connection): Promise<hdr.Histogram> {
   await tb.admin().createTopic('latency', { partitions: PARTITIONS, config: { flush: args.flush! } });
   const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
   const total = RATE * LATENCY_SECONDS;
-  const consumer = tb.consumer({ autoOffsetReset: 'earliest' });
+  const consumer = tb.consumer({ autoOffsetReset: 'earliest', delivery: DELIVERY });
   consumer.assign(Array.from({ length: PARTITIONS }, (_, partition) => ({ topic: 'latency', partition, offset: 0 })));
   const consumed = (async () => {
     let received = 0;

@@ -568,7 +568,10 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
     let handle: PushSubscription;
     try {
       handle = await this.client.subscribe(
-        { partitions, creditBytes, maxBytes: this.maxBytes },
+        // Pushes of at most partitionMaxBytes (1 MiB), not maxBytes: smaller pushes keep the
+        // node sealing the next while we open this one, and the node holds less at a time
+        // (measured: consume 2.4-2.8 M records/s against 1.8 M with 8 MiB pushes).
+        { partitions, creditBytes, maxBytes: Math.min(this.maxBytes, this.partitionMaxBytes) },
         {
           onData: (data) => this.onSubscribeData(sub, data),
           onEnd: () => {
