@@ -20,6 +20,8 @@ const KEY_VERSION = 1;
 export const OFFSET_METADATA_CHARS_MAX = 4096;
 const GROUP_ID = /^[A-Za-z0-9._-]{1,249}$/;
 const LOAD_READ_BYTES = 1024 * 1024;
+/** Groups with committed offsets this node keeps; a commit for one more is refused. */
+export const GROUPS_WITH_OFFSETS_MAX = 100_000;
 
 export interface CommittedOffset {
   offset: number;
@@ -41,11 +43,14 @@ export function validateGroupId(groupId: unknown): asserts groupId is string {
 export class ConsumerOffsets {
   private readonly groups = new Map<string, Map<string, CommittedOffset>>();
 
-  private constructor(private readonly logs: LogManager) {}
+  private constructor(
+    private readonly logs: LogManager,
+    private readonly groupsMax: number,
+  ) {}
 
   /** Creates the topic on first start and loads every commit in it. */
-  static async open(logs: LogManager, logger: Logger): Promise<ConsumerOffsets> {
-    const store = new ConsumerOffsets(logs);
+  static async open(logs: LogManager, logger: Logger, options: { groupsMax?: number } = {}): Promise<ConsumerOffsets> {
+    const store = new ConsumerOffsets(logs, options.groupsMax ?? GROUPS_WITH_OFFSETS_MAX);
     if (!logs.topic(CONSUMER_OFFSETS_TOPIC)) await logs.createTopic(CONSUMER_OFFSETS_TOPIC, 1, { ...TOPIC_CONFIG }, { internal: true });
     const log = logs.partition(CONSUMER_OFFSETS_TOPIC, 0);
     if (!log) return store;
@@ -99,6 +104,9 @@ export class ConsumerOffsets {
    */
   async commit(group: string, commits: { topic: string; partition: number; offset: number; metadata: string }[], nowMs: number): Promise<void> {
     if (commits.length === 0) return;
+    if (!this.groups.has(group) && this.groups.size >= this.groupsMax) {
+      throw new TributaryError(Errors.INVALID_REQUEST, `this node keeps offsets of at most ${this.groupsMax} groups`);
+    }
     const log = this.logs.partition(CONSUMER_OFFSETS_TOPIC, 0);
     if (!log) throw new TributaryError(Errors.STORAGE_ERROR, `${CONSUMER_OFFSETS_TOPIC} is missing`);
     const records = commits.map((c) => ({
