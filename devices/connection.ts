@@ -6,6 +6,7 @@ import { Admin } from './admin.js';
 import { resolveAuthOptions, type AuthOptions } from './auth-options.js';
 import { Client, type ClientOptions } from './client.js';
 import { Consumer, type ConsumerOptions, type ValueDecoding } from './consumer.js';
+import { GroupConsumer, type GroupConsumerOptions } from './group-consumer.js';
 import { Producer, type ProducerOptions } from './producer.js';
 
 /**
@@ -17,6 +18,7 @@ export type ConnectOptions = Omit<ClientOptions, keyof AuthOptions> & AuthOption
 export class Connection {
   private readonly producers = new Set<Producer>();
   private readonly consumers = new Set<Consumer<ValueDecoding>>();
+  private readonly groupConsumers = new Set<GroupConsumer<ValueDecoding>>();
   private closing: Promise<void> | null = null;
 
   constructor(readonly client: Client) {}
@@ -33,6 +35,13 @@ export class Connection {
     return consumer;
   }
 
+  /** A member of a consumer group: it joins when first read from (or on start()). */
+  groupConsumer<D extends ValueDecoding = 'buffer'>(options: GroupConsumerOptions<D>): GroupConsumer<D> {
+    const consumer = new GroupConsumer<D>(this.client, options);
+    this.groupConsumers.add(consumer as unknown as GroupConsumer<ValueDecoding>);
+    return consumer;
+  }
+
   admin(): Admin {
     return new Admin(this.client);
   }
@@ -40,6 +49,8 @@ export class Connection {
   close(): Promise<void> {
     this.closing ??= (async () => {
       await Promise.allSettled([...this.producers].map((p) => p.close()));
+      // Group members commit and leave, which needs the socket still open.
+      await Promise.allSettled([...this.groupConsumers].map((c) => c.close()));
       await Promise.allSettled([...this.consumers].map((c) => c.close()));
       await this.client.close();
     })();

@@ -17,6 +17,8 @@ export type {
   TopicPartition,
   ValueDecoding,
 } from './consumer.js';
+export { GroupConsumer } from './group-consumer.js';
+export type { AssignmentChange, GroupConsumerOptions } from './group-consumer.js';
 export { Admin } from './admin.js';
 export type { NewTopic, OffsetAnswer, OffsetQuery, OffsetSpec, PartitionDescription, TopicConfig, TopicDescription, TopicOutcome } from './admin.js';
 export { Connection, connect } from './connection.js';

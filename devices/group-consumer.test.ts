@@ -1,0 +1,201 @@
+// GroupConsumer against a real node (node/broker.ts) in-process, with a short session
+// timeout and heartbeat interval so that rebalances happen within a test. What must hold:
+// every partition owned by one member at a time, every record read at least once across
+// members, commits matching OffsetFetch. Waits are bounded; nothing asserts on timing.
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startBroker, type Broker } from '../node/broker.js';
+import { silentLogger } from '../node/logger.js';
+import { Kind, connect, type Connection, type GroupConsumer, type TopicPartition } from './index.js';
+
+const SESSION_TIMEOUT_MS = 1500;
+const WAIT_BOUND_MS = 20_000;
+
+let dataDir: string;
+let broker: Broker;
+let conn: Connection;
+
+beforeAll(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), 'tributary-group-'));
+  broker = await startBroker({ dataDir, port: 0, logger: silentLogger, groupSessionTimeoutMs: SESSION_TIMEOUT_MS, groupHeartbeatIntervalMs: 50 });
+  conn = await connect(broker.url);
+});
+
+afterAll(async () => {
+  await conn?.close();
+  await broker?.close();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+let topicCount = 0;
+async function freshTopic(partitions: number, records: number): Promise<string> {
+  const topic = `g${++topicCount}`;
+  await conn.admin().createTopic(topic, { partitions });
+  const producer = conn.producer({ lingerMs: 1 });
+  await producer.sendBatch(topic, Array.from({ length: records }, (_, i) => ({ partition: i % partitions, value: `r${i}` })));
+  return topic;
+}
+
+async function until(what: string, cond: () => boolean): Promise<void> {
+  const giveUpAt = Date.now() + WAIT_BOUND_MS;
+  while (!cond()) {
+    if (Date.now() > giveUpAt) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const keyOf = (tp: TopicPartition) => `${tp.topic}/${tp.partition}`;
+
+/** Reads in the background into `seen` ("partition:offset") until the member closes or fails. */
+function drain(gc: GroupConsumer<'string'>, seen: Set<string>): Promise<void> {
+  return (async () => {
+    try {
+      for await (const batch of gc.batches()) for (const r of batch) seen.add(`${r.partition}:${r.offset}`);
+    } catch {
+      // its client was closed under it (the abrupt-stop test)
+    }
+  })();
+}
+
+function allRecords(partitions: number, records: number): string[] {
+  const perPartition = records / partitions;
+  return Array.from({ length: partitions }, (_, p) => Array.from({ length: perPartition }, (_, o) => `${p}:${o}`)).flat();
+}
+
+/** Fails the test if the two members ever own one partition together, sampled at every change. */
+function ownershipChecker(): { check: () => void; violations: string[]; members: GroupConsumer<'string'>[] } {
+  const members: GroupConsumer<'string'>[] = [];
+  const violations: string[] = [];
+  const check = () => {
+    const owners = new Map<string, number>();
+    for (const m of members) for (const tp of m.assignment) owners.set(keyOf(tp), (owners.get(keyOf(tp)) ?? 0) + 1);
+    for (const [k, n] of owners) if (n > 1) violations.push(k);
+  };
+  return { check, violations, members };
+}
+
+async function committed(groupId: string, topic: string, partitions: number): Promise<number[]> {
+  const answer = await conn.client.request(Kind.OffsetFetch, { groupId, partitions: Array.from({ length: partitions }, (_, partition) => ({ topic, partition })) });
+  return Array.from({ length: partitions }, (_, p) => answer.partitions.find((r) => r.partition === p)?.offset ?? -2);
+}
+
+describe('GroupConsumer against a real node', () => {
+  it('a lone member owns every partition, reads everything, and commits its positions on close', async () => {
+    const topic = await freshTopic(4, 200);
+    const gc = conn.groupConsumer({ groupId: 'lone', topics: [topic], autoOffsetReset: 'earliest', valueDecoding: 'string' });
+    const seen = new Set<string>();
+    const reading = drain(gc, seen);
+    await until('all records', () => seen.size === 200);
+    expect(gc.assignment.map(keyOf).sort()).toEqual([0, 1, 2, 3].map((p) => `${topic}/${p}`));
+    expect([...seen].sort()).toEqual(allRecords(4, 200).sort());
+    await gc.close();
+    await reading;
+    expect(gc.assignment).toEqual([]);
+    expect(await committed('lone', topic, 4)).toEqual([50, 50, 50, 50]);
+  });
+
+  it('commit() commits the positions handed out, as OffsetFetch then reads them', async () => {
+    const topic = await freshTopic(2, 40);
+    const gc = conn.groupConsumer({ groupId: 'manual', topics: [topic], autoCommit: false, autoOffsetReset: 'earliest', valueDecoding: 'string' });
+    const handed = new Map<number, number>();
+    let n = 0;
+    for await (const r of gc) {
+      handed.set(r.partition, r.offset + 1);
+      if (++n === 25) break;
+    }
+    await gc.commit();
+    const fetched = await committed('manual', topic, 2);
+    expect(fetched).toEqual([0, 1].map((p) => handed.get(p) ?? -1));
+    expect(fetched).toEqual([0, 1].map((p) => gc.position(topic, p) ?? -1));
+    // Without autoCommit, close commits nothing more.
+    await gc.close();
+    expect(await committed('manual', topic, 2)).toEqual(fetched);
+  });
+
+  it('two members split 12 partitions, never owning one together', async () => {
+    const topic = await freshTopic(12, 120);
+    const { check, violations, members } = ownershipChecker();
+    const a = conn.groupConsumer({ groupId: 'split', topics: [topic], autoOffsetReset: 'earliest', valueDecoding: 'string', onAssignmentChange: check });
+    members.push(a);
+    await until('a owns all 12', () => a.assignment.length === 12);
+    const b = conn.groupConsumer({ groupId: 'split', topics: [topic], autoOffsetReset: 'earliest', valueDecoding: 'string', onAssignmentChange: check });
+    members.push(b);
+    const seen = new Set<string>();
+    const readers = [drain(a, seen), drain(b, seen)];
+    await until('a 6/6 split', () => a.assignment.length === 6 && b.assignment.length === 6);
+    await until('every record', () => seen.size === 120);
+    expect(violations).toEqual([]);
+    expect(new Set([...a.assignment, ...b.assignment].map(keyOf)).size).toBe(12);
+    await a.close();
+    await b.close();
+    await Promise.all(readers);
+    expect(violations).toEqual([]);
+  });
+
+  it('a member leaving hands its partitions over; the other goes on from the commits and nothing is skipped', async () => {
+    const topic = await freshTopic(6, 600);
+    const { check, violations, members } = ownershipChecker();
+    const options = { groupId: 'handover', topics: [topic], autoOffsetReset: 'earliest' as const, valueDecoding: 'string' as const, onAssignmentChange: check };
+    const a = conn.groupConsumer(options);
+    members.push(a);
+    // A takes 100 records and then no more: the rest stays fetched but never handed out,
+    // so its commits (on giving partitions up and on close) stop exactly after those 100.
+    const seenA: { partition: number; offset: number }[] = [];
+    await until('a owns all 6', () => a.assignment.length === 6);
+    for await (const r of a) {
+      seenA.push({ partition: r.partition, offset: r.offset });
+      if (seenA.length === 100) break;
+    }
+    const b = conn.groupConsumer(options);
+    members.push(b);
+    const seenB = new Set<string>();
+    const readB = drain(b, seenB);
+    await until('a 3/3 split', () => a.assignment.length === 3 && b.assignment.length === 3);
+    await a.close();
+    await until('b owns all 6', () => b.assignment.length === 6);
+    const keysA = seenA.map((r) => `${r.partition}:${r.offset}`);
+    await until('every record seen by someone', () => new Set([...keysA, ...seenB]).size === 600);
+    expect(seenB.size).toBeGreaterThanOrEqual(500);
+    expect(violations).toEqual([]);
+    // B starts each partition exactly where A's handed-out records end: A committed that.
+    for (let p = 0; p < 6; p++) {
+      const aEnd = Math.max(-1, ...seenA.filter((r) => r.partition === p).map((r) => r.offset)) + 1;
+      const offsetsB = [...seenB].filter((k) => k.startsWith(`${p}:`)).map((k) => Number(k.split(':')[1]));
+      if (offsetsB.length === 0) expect(aEnd).toBe(100); // A had read all of it
+      else expect(Math.min(...offsetsB)).toBe(aEnd);
+    }
+    await b.close();
+    await readB;
+    expect(await committed('handover', topic, 6)).toEqual([100, 100, 100, 100, 100, 100]);
+  });
+
+  it('a member that stops heartbeating is removed after the session timeout and its partitions move', async () => {
+    const topic = await freshTopic(4, 40);
+    const conn2 = await connect(broker.url);
+    try {
+      const { check, violations, members } = ownershipChecker();
+      const a = conn2.groupConsumer({ groupId: 'silent', topics: [topic], autoOffsetReset: 'earliest', valueDecoding: 'string', onAssignmentChange: check });
+      members.push(a);
+      await until('a owns all 4', () => a.assignment.length === 4);
+      const b = conn.groupConsumer({ groupId: 'silent', topics: [topic], autoOffsetReset: 'earliest', valueDecoding: 'string', onAssignmentChange: check });
+      members.push(b);
+      await until('a 2/2 split', () => a.assignment.length === 2 && b.assignment.length === 2);
+      // Abrupt: the socket goes, no leave is sent. A's heartbeats fail, and it gives up its
+      // partitions locally; the node frees them only once the session times out.
+      await conn2.client.close();
+      await until('a drops its partitions', () => a.assignment.length === 0);
+      const seen = new Set<string>();
+      const readB = drain(b, seen);
+      await until('b owns all 4', () => b.assignment.length === 4);
+      await until('b reads every record', () => seen.size === 40);
+      expect(violations).toEqual([]);
+      await b.close();
+      await readB;
+    } finally {
+      await conn2.close();
+    }
+  });
+});

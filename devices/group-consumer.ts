@@ -1,0 +1,433 @@
+// A member of a consumer group (KIP-848's protocol, as node/groups/coordinator.ts speaks it),
+// built on the plain Consumer: the group decides which partitions this member owns, and
+// the Consumer reads them.
+//
+//   heartbeat loop   join (memberId '', epoch 0), then every heartbeatIntervalMs report
+//                    what we own; each answer is what we may own now -> reconcile
+//   reconcile        lost: stop delivering (re-assign the Consumer without them), commit
+//                    their positions, then stop reporting them (the next heartbeat, sent
+//                    at once); gained: OffsetFetch, start at the committed offset (or
+//                    autoOffsetReset), report them owned
+//   delivery         records()/batches() wrap the Consumer's and remember, per partition,
+//                    the offset after the last record handed to the app: that is what a
+//                    commit sends, so a commit never covers a record the app has not had
+//                    (at-least-once)
+//
+// The coordinator hands a partition to a member only once no other member reports it, and
+// we take a lost partition out of `assignment` before the heartbeat that stops reporting
+// it, so no two live members ever own the same partition. A member fenced or forgotten
+// (UNKNOWN_MEMBER_ID, FENCED_MEMBER_EPOCH) cannot commit any more: it drops everything,
+// uncommitted, and joins again; what it had not committed is read again by the next owner.
+
+import { Errors, TributaryError } from '../protocol/errors.js';
+import { Kind, type ConsumerGroupHeartbeatResponse } from '../protocol/frames.js';
+import type { Client } from './client.js';
+import { Consumer, type ConsumerOptions, type ConsumerRecord, type DecodedValue, type PartitionAssignment, type TopicPartition, type ValueDecoding } from './consumer.js';
+import { wireError } from './errors.js';
+
+export interface AssignmentChange {
+  gained: TopicPartition[];
+  lost: TopicPartition[];
+}
+
+export interface GroupConsumerOptions<D extends ValueDecoding = 'buffer'> extends ConsumerOptions<D> {
+  groupId: string;
+  /** Topics this member subscribes to; the group spreads their partitions over its members. */
+  topics: string[];
+  /** Commit positions on a timer, before giving a partition up, and on close. Default true. */
+  autoCommit?: boolean;
+  /** Default 5000, Kafka's auto.commit.interval.ms. */
+  autoCommitIntervalMs?: number;
+  /**
+   * How long heartbeats may go unanswered (the node unreachable) before this member
+   * assumes the group removed it: it drops its partitions, uncommitted, and joins again
+   * once the node answers. Keep it at or below the node's session timeout. Default 45000.
+   */
+  sessionTimeoutMs?: number;
+  /**
+   * Called after each change of `assignment`. Lost partitions are not reported to the
+   * group until it settles, so with autoCommit false this is where to commit() them.
+   */
+  onAssignmentChange?: (change: AssignmentChange) => void | Promise<void>;
+}
+
+/** The member as the group knows it. */
+interface Membership {
+  memberId: string;
+  /** 0 to join; else the epoch of the last answer. */
+  memberEpoch: number;
+}
+
+const HEARTBEAT_BACKOFF_MS_MAX = 1000;
+
+function tpKey(topic: string, partition: number): string {
+  return `${topic}\u0000${partition}`;
+}
+
+export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
+  readonly groupId: string;
+  private readonly topics: string[];
+  private readonly autoCommit: boolean;
+  private readonly autoCommitIntervalMs: number;
+  private readonly sessionTimeoutMs: number;
+  private readonly retryBackoffMs: number;
+  private readonly onAssignmentChange: GroupConsumerOptions<D>['onAssignmentChange'];
+  private readonly consumer: Consumer<D>;
+
+  private membership: Membership = { memberId: '', memberEpoch: 0 };
+  /** Partitions we own and report to the group. */
+  private readonly owned = new Map<string, TopicPartition>();
+  /** Partitions being given up: no longer delivered, still committed by commit(). */
+  private readonly revoking = new Map<string, TopicPartition>();
+  /** Per partition, the offset after the last record handed to the app (or where it starts). */
+  private readonly positions = new Map<string, number>();
+  /** What the group last accepted, so an unchanged position is not committed again. */
+  private readonly committed = new Map<string, number>();
+  private heartbeatIntervalMs = 5000;
+  private lastAnsweredMs = Date.now();
+  private loop: Promise<void> | null = null;
+  private wakeLoop: (() => void) | null = null;
+  private autoCommitTimer: NodeJS.Timeout | null = null;
+  private autoCommitting = false;
+  private closed = false;
+  private closing: Promise<void> | null = null;
+  /** A failure the app must hear of (the node refused our heartbeat for good): thrown once. */
+  private fatal: Error | null = null;
+
+  constructor(
+    private readonly client: Client,
+    options: GroupConsumerOptions<D>,
+  ) {
+    const { groupId, topics, autoCommit, autoCommitIntervalMs, sessionTimeoutMs, onAssignmentChange, ...consumerOptions } = options;
+    if (typeof groupId !== 'string' || groupId === '') throw new TributaryError(Errors.INVALID_CONFIG, 'groupId must be a non-empty string');
+    if (!Array.isArray(topics) || topics.length === 0 || topics.some((t) => typeof t !== 'string' || t === '')) {
+      throw new TributaryError(Errors.INVALID_CONFIG, 'topics must be a non-empty list of topic names');
+    }
+    this.groupId = groupId;
+    this.topics = [...new Set(topics)].sort();
+    this.autoCommit = autoCommit ?? true;
+    this.autoCommitIntervalMs = intOption('autoCommitIntervalMs', autoCommitIntervalMs, 5000, 1);
+    this.sessionTimeoutMs = intOption('sessionTimeoutMs', sessionTimeoutMs, 45_000, 1);
+    this.retryBackoffMs = intOption('retryBackoffMs', consumerOptions.retryBackoffMs, 100, 0);
+    this.onAssignmentChange = onAssignmentChange;
+    this.consumer = new Consumer<D>(client, consumerOptions);
+    this.start();
+  }
+
+  /** Joins the group and heartbeats from then on; the constructor calls it, and calling it again does nothing. */
+  start(): void {
+    if (this.closed) return;
+    this.loop ??= this.heartbeatLoop().catch((err: unknown) => {
+      this.fatal = err as Error; // a bug in the loop must reach the app
+    });
+    if (this.autoCommit && this.autoCommitTimer === null) {
+      this.autoCommitTimer = setInterval(() => void this.autoCommitOnce(), this.autoCommitIntervalMs);
+    }
+  }
+
+  /** The partitions this member owns now. */
+  get assignment(): TopicPartition[] {
+    return [...this.owned.values()].map((tp) => ({ ...tp }));
+  }
+
+  /** The member id the group gave us ('' before the first answer and after being dropped). */
+  get memberId(): string {
+    return this.membership.memberId;
+  }
+
+  /** The offset after the last record handed to the app, or where the partition starts; null if not known yet. */
+  position(topic: string, partition: number): number | null {
+    return this.positions.get(tpKey(topic, partition)) ?? null;
+  }
+
+  /**
+   * Commits the positions of the partitions owned (and of those being given up): the offset
+   * after the last record handed to the app. Throws the first partition's error.
+   */
+  async commit(): Promise<void> {
+    const offsets: { topic: string; partition: number; offset: number }[] = [];
+    for (const [key, tp] of [...this.owned, ...this.revoking]) {
+      const offset = this.positions.get(key);
+      if (offset === undefined || this.committed.get(key) === offset) continue;
+      offsets.push({ topic: tp.topic, partition: tp.partition, offset });
+    }
+    if (offsets.length === 0) return;
+    const response = await this.client.request(Kind.OffsetCommit, { groupId: this.groupId, offsets });
+    let first: TributaryError | null = null;
+    offsets.forEach((o, i) => {
+      const r = response.partitions[i];
+      if (r !== undefined && r.error === Errors.NONE.code) this.committed.set(tpKey(o.topic, o.partition), o.offset);
+      else first ??= r === undefined ? new TributaryError(Errors.UNKNOWN, `no answer for ${o.topic}/${o.partition}`) : wireError(r.error, r.message);
+    });
+    if (first !== null) throw first;
+  }
+
+  /** Records one at a time; the position moves past each as it is given. */
+  [Symbol.asyncIterator](): AsyncIterator<ConsumerRecord<DecodedValue<D>>> {
+    this.start();
+    const inner = this.consumer[Symbol.asyncIterator]();
+    const next = async (): Promise<IteratorResult<ConsumerRecord<DecodedValue<D>>>> => {
+      for (;;) {
+        this.throwFatal();
+        const r = await inner.next();
+        if (r.done) return r;
+        const key = tpKey(r.value.topic, r.value.partition);
+        if (!this.owned.has(key)) continue; // given up while it was on its way: not ours to hand out
+        this.positions.set(key, r.value.offset + 1);
+        return r;
+      }
+    };
+    return { next, return: () => Promise.resolve({ value: undefined, done: true }) };
+  }
+
+  /** Records in arrays, each of one partition; the position moves past each array as it is given. */
+  batches(): AsyncIterable<ConsumerRecord<DecodedValue<D>>[]> {
+    this.start();
+    const inner = this.consumer.batches()[Symbol.asyncIterator]();
+    const next = async (): Promise<IteratorResult<ConsumerRecord<DecodedValue<D>>[]>> => {
+      for (;;) {
+        this.throwFatal();
+        const r = await inner.next();
+        if (r.done) return r;
+        const records = r.value.filter((x) => this.owned.has(tpKey(x.topic, x.partition)));
+        if (records.length === 0) continue;
+        for (const x of records) this.positions.set(tpKey(x.topic, x.partition), x.offset + 1);
+        return { value: records, done: false };
+      }
+    };
+    return { [Symbol.asyncIterator]: () => ({ next, return: () => Promise.resolve({ value: undefined, done: true }) }) };
+  }
+
+  /**
+   * Stops delivery, commits (with autoCommit), leaves the group so its partitions move at
+   * once, and closes the consumer. The client stays open.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.closed = true;
+      if (this.autoCommitTimer !== null) clearInterval(this.autoCommitTimer);
+      this.wakeLoop?.();
+      await this.loop;
+      // Closing the Consumer first ends delivery, so no record is handed out past the commit.
+      await this.consumer.close();
+      if (this.autoCommit) await this.commit().catch(() => undefined); // uncommitted is read again: at-least-once
+      const lost = this.assignment;
+      this.owned.clear();
+      this.revoking.clear();
+      if (this.membership.memberId !== '') {
+        const leave = { groupId: this.groupId, memberId: this.membership.memberId, memberEpoch: -1, ownedPartitions: [] };
+        // Without the leave the group frees our partitions after its session timeout instead.
+        await this.client.request(Kind.ConsumerGroupHeartbeat, leave).catch(() => undefined);
+      }
+      this.membership = { memberId: '', memberEpoch: 0 };
+      if (lost.length > 0) await this.notify({ gained: [], lost });
+    })();
+    return this.closing;
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Membership.
+
+  private async heartbeatLoop(): Promise<void> {
+    let failures = 0;
+    while (!this.closed) {
+      let answer: ConsumerGroupHeartbeatResponse;
+      try {
+        answer = await this.client.request(Kind.ConsumerGroupHeartbeat, this.heartbeatBody());
+      } catch (err) {
+        if (this.closed) return;
+        const next = await this.onHeartbeatFailed(err);
+        if (next === 'stop') return;
+        if (next === 'retry') await this.sleep(this.backoffMs(++failures));
+        continue;
+      }
+      if (this.closed) return;
+      failures = 0;
+      this.lastAnsweredMs = Date.now();
+      this.membership = { memberId: answer.memberId, memberEpoch: answer.memberEpoch };
+      if (Number.isInteger(answer.heartbeatIntervalMs) && answer.heartbeatIntervalMs > 0) this.heartbeatIntervalMs = answer.heartbeatIntervalMs;
+      // When what we own changed, the next heartbeat goes at once: the partitions we gave
+      // up move to their new owner now, not an interval later.
+      if (!(await this.reconcile(answer.assignment))) await this.sleep(this.heartbeatIntervalMs);
+    }
+  }
+
+  private heartbeatBody() {
+    const byTopic = new Map<string, number[]>();
+    for (const tp of this.owned.values()) {
+      let list = byTopic.get(tp.topic);
+      if (!list) byTopic.set(tp.topic, (list = []));
+      list.push(tp.partition);
+    }
+    const ownedPartitions = [...byTopic].map(([topic, partitions]) => ({ topic, partitions: partitions.sort((a, b) => a - b) }));
+    const { memberId, memberEpoch } = this.membership;
+    return memberEpoch === 0
+      ? { groupId: this.groupId, memberId: '', memberEpoch: 0, subscribedTopics: this.topics, ownedPartitions }
+      : { groupId: this.groupId, memberId, memberEpoch, ownedPartitions };
+  }
+
+  /** What the loop does after a failed heartbeat: join again at once, retry after a backoff, or end. */
+  private async onHeartbeatFailed(err: unknown): Promise<'rejoin' | 'retry' | 'stop'> {
+    const te = err instanceof TributaryError ? err : null;
+    if (te !== null && (te.is(Errors.UNKNOWN_MEMBER_ID) || te.is(Errors.FENCED_MEMBER_EPOCH))) {
+      // The group has moved on without us: our partitions may be someone else's already, so
+      // they are not ours to commit. Drop them and join again as a new member.
+      await this.dropAll();
+      return 'rejoin';
+    }
+    if (te !== null && te.is(Errors.CLIENT_CLOSED)) {
+      await this.dropAll();
+      return 'stop';
+    }
+    if (te !== null && te.retriable) {
+      // The client reconnects; a heartbeat changes nothing until answered, so ask again.
+      // Past the session timeout the group has removed us: stop processing what we owned.
+      if (Date.now() - this.lastAnsweredMs > this.sessionTimeoutMs) await this.dropAll();
+      return 'retry';
+    }
+    // Refused for good (UNAUTHORIZED, INVALID_REQUEST): the app hears of it, and we keep
+    // trying at the longest backoff, owning nothing, in case it was put right on the node.
+    this.fatal = err as Error;
+    await this.dropAll();
+    return 'retry';
+  }
+
+  /** Everything owned is lost, uncommitted; the next heartbeat joins from scratch. */
+  private async dropAll(): Promise<void> {
+    this.membership = { memberId: '', memberEpoch: 0 };
+    const lost = this.assignment;
+    if (lost.length === 0) return;
+    this.owned.clear();
+    this.revoking.clear();
+    for (const tp of lost) {
+      const key = tpKey(tp.topic, tp.partition);
+      this.positions.delete(key);
+      this.committed.delete(key);
+    }
+    if (!this.closed) this.consumer.assign([]);
+    await this.notify({ gained: [], lost });
+  }
+
+  /**
+   * Applies an answer: gives up what is no longer ours (committing it first), takes what is
+   * new at its committed offset. Returns whether what we report changed.
+   */
+  private async reconcile(assignment: ConsumerGroupHeartbeatResponse['assignment']): Promise<boolean> {
+    const target = new Map<string, TopicPartition>();
+    for (const a of assignment ?? []) for (const partition of a.partitions) target.set(tpKey(a.topic, partition), { topic: a.topic, partition });
+    const lost = [...this.owned].filter(([key]) => !target.has(key));
+    const gainedAll = [...target].filter(([key]) => !this.owned.has(key));
+    if (lost.length === 0 && gainedAll.length === 0) return false;
+
+    // Stop delivering what we lose before anything else: from here no record of it reaches the app.
+    for (const [key, tp] of lost) {
+      this.owned.delete(key);
+      this.revoking.set(key, tp);
+    }
+    if (lost.length > 0) this.consumer.assign(this.assignmentOfConsumer());
+    if (this.autoCommit && lost.length > 0) await this.commit().catch(() => undefined); // uncommitted is read again
+
+    const starts = gainedAll.length > 0 ? await this.committedOffsets(gainedAll.map(([, tp]) => tp)) : new Map<string, number>();
+    const gained = gainedAll.filter(([key]) => starts.has(key));
+    for (const [key, tp] of gained) {
+      this.owned.set(key, tp);
+      const offset = starts.get(key) as number;
+      if (offset >= 0) {
+        this.positions.set(key, offset);
+        this.committed.set(key, offset);
+      } else {
+        this.positions.delete(key);
+        this.committed.delete(key);
+      }
+    }
+    if (gained.length > 0 && !this.closed) this.consumer.assign(this.assignmentOfConsumer(starts));
+
+    await this.notify({ gained: gained.map(([, tp]) => ({ ...tp })), lost: lost.map(([, tp]) => ({ ...tp })) });
+    for (const [key] of lost) {
+      this.revoking.delete(key);
+      this.positions.delete(key);
+      this.committed.delete(key);
+    }
+    return true;
+  }
+
+  /** The owned partitions as the Consumer takes them; those in `starts` at their committed offset. */
+  private assignmentOfConsumer(starts?: Map<string, number>): PartitionAssignment[] {
+    return [...this.owned].map(([key, tp]) => {
+      const offset = starts?.get(key);
+      return offset !== undefined && offset >= 0 ? { ...tp, offset } : { ...tp };
+    });
+  }
+
+  /**
+   * OffsetFetch: each partition's committed offset, -1 for none. Partitions it could not
+   * answer for are left out: they are not taken now, and the group offers them again.
+   */
+  private async committedOffsets(partitions: TopicPartition[]): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    let response;
+    try {
+      response = await this.client.request(Kind.OffsetFetch, { groupId: this.groupId, partitions });
+    } catch {
+      return out;
+    }
+    for (const r of response.partitions ?? []) {
+      if (r.error === Errors.NONE.code) out.set(tpKey(r.topic, r.partition), r.offset);
+    }
+    return out;
+  }
+
+  private async notify(change: AssignmentChange): Promise<void> {
+    if (this.onAssignmentChange === undefined) return;
+    try {
+      await this.onAssignmentChange(change);
+    } catch (err) {
+      this.fatal = err as Error; // the app's own failure: it hears of it on its next read
+    }
+  }
+
+  private async autoCommitOnce(): Promise<void> {
+    if (this.autoCommitting || this.closed) return;
+    this.autoCommitting = true;
+    try {
+      await this.commit();
+    } catch {
+      // Retried at the next tick; a lost commit only means records are read again.
+    } finally {
+      this.autoCommitting = false;
+    }
+  }
+
+  private throwFatal(): void {
+    if (this.fatal === null) return;
+    const err = this.fatal;
+    this.fatal = null;
+    throw err;
+  }
+
+  private backoffMs(failures: number): number {
+    return Math.min(HEARTBEAT_BACKOFF_MS_MAX, Math.max(1, this.retryBackoffMs) * 2 ** Math.max(0, failures - 1));
+  }
+
+  /** Waits `ms`, or until close() wakes the loop. */
+  private sleep(ms: number): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.wakeLoop = null;
+        resolve();
+      }, ms);
+      this.wakeLoop = () => {
+        clearTimeout(timer);
+        this.wakeLoop = null;
+        resolve();
+      };
+    });
+  }
+}
+
+function intOption(name: string, value: number | undefined, fallback: number, min: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < min) throw new TributaryError(Errors.INVALID_CONFIG, `${name} must be an integer of at least ${min}, got ${String(value)}`);
+  return value;
+}
