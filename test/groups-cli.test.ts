@@ -74,3 +74,20 @@ it('refuses to reset a group with live members, and a usage mistake, in one line
   expect(two.code).not.toBe(0);
   expect(two.stderr).toMatch(/give exactly one of --to-earliest, --to-latest, --to-offset and --to-datetime/);
 });
+
+it('consume --group starts where the group last committed: two runs print every record once between them', async () => {
+  await admin.request(Kind.CreateTopics, { topics: [{ name: 'jobs', partitions: 1 }] });
+  const records = encodeBatch(Array.from({ length: 12 }, (_, i) => ({ value: Buffer.from(`job-${i}`) })));
+  await admin.request(Kind.Produce, { acks: 1, partitions: [{ topic: 'jobs', partition: 0, records }] });
+  const first = await cli(['consume', 'jobs', '--group', 'workers-cli', '--from-beginning', '--max-messages', '5', '--timeout-ms', '5000']);
+  expect(first.code, first.stderr).toBe(0);
+  const second = await cli(['consume', 'jobs', '--group', 'workers-cli', '--from-beginning', '--max-messages', '7', '--timeout-ms', '5000']);
+  expect(second.code, second.stderr).toBe(0);
+  const printed = [...first.stdout.trim().split('\n'), ...second.stdout.trim().split('\n')];
+  expect(printed).toEqual(Array.from({ length: 12 }, (_, i) => `job-${i}`));
+  const described = await cli(['groups', 'describe', 'workers-cli']);
+  expect(described.stdout).toMatch(/jobs\s+0\s+12\s+12\s+0\s+-/);
+  const mixed = await cli(['consume', 'jobs', '--group', 'x', '--partition', '0']);
+  expect(mixed.code).not.toBe(0);
+  expect(mixed.stderr).toMatch(/--group takes the partitions the group gives it/);
+});

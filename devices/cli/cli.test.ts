@@ -192,11 +192,12 @@ describe('tributary client commands', () => {
     expect(stderr).toMatch(/^consumed \d+ records\n$/);
   });
 
-  it('says in --help that it starts at the end and that groups come later', async () => {
+  it('says in --help that it starts at the end, and what --group does', async () => {
     const help = await cli(['consume', '--help']);
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/latest/);
-    expect(help.stdout).toMatch(/groups/i);
+    expect(help.stdout).toMatch(/--group <id>/);
+    expect(help.stdout).toMatch(/where the group\s+last committed/);
   });
 });
 

@@ -12,7 +12,7 @@
 // --credential, --node-key, --fleet-key (common.ts), each with its environment fallback.
 
 import type { Command } from 'commander';
-import { Admin, Consumer, Producer, type ProducerMessage } from '../index.js';
+import { Admin, Consumer, GroupConsumer, Producer, type ProducerMessage } from '../index.js';
 import { cborDecode, CONTENT_TYPE, isCborMarked } from '../serde.js';
 import { messageOf, run, UsageError, withClient, withNode, type NodeOptions } from './common.js';
 import { registerGroupCommands } from './groups.js';
@@ -219,6 +219,7 @@ function parseAcks(value: string): 0 | 1 | -1 {
 // consume
 
 interface ConsumeOptions extends NodeOptions {
+  group?: string;
   fromBeginning?: boolean;
   offset?: string;
   partition?: string;
@@ -232,9 +233,10 @@ function registerConsumeCommand(program: Command): void {
   withNode(program.command('consume <topic>'))
     .description(
       'print records of a topic to stdout, one per line. Starts at the end of each partition ' +
-        "(Kafka's latest) unless --from-beginning or --offset is given. Consumer groups and " +
-        'committed positions come in a later version: every run starts afresh.',
+        "(Kafka's latest) unless --from-beginning or --offset is given. With --group, the group's " +
+        'members share the partitions and it starts where the group last committed.',
     )
+    .option('--group <id>', 'consume as a member of this consumer group (commits what it printed)')
     .option('--from-beginning', 'start at the first kept record of each partition')
     .option('--offset <n>', 'start at this offset (needs --partition)')
     .option('--partition <p>', 'read only this partition')
@@ -246,6 +248,48 @@ function registerConsumeCommand(program: Command): void {
     .action(run((topic: string, opts: ConsumeOptions) => consume(topic, opts)));
 }
 
+/**
+ * `consume --group`: a group member printing records one at a time, so that what it
+ * commits (on a timer, before giving a partition up, and when it stops) never covers a
+ * record it has not printed: at-least-once, like Kafka's console consumer with a group.
+ */
+async function consumeInGroup(topic: string, groupId: string, opts: ConsumeOptions, maxMessages: number, timeoutMs: number | undefined): Promise<void> {
+  await withClient(opts, async (client) => {
+    await new Admin(client).topicMetadata(topic); // a missing topic is one clear line, not a silent wait
+    const member = new GroupConsumer(client, { groupId, topics: [topic], autoOffsetReset: opts.fromBeginning ? 'earliest' : 'latest' });
+    const out = new LineWriter(process.stdout);
+    const { stopped, dispose: stopListening } = untilSignal();
+    let printed = 0;
+    const records = member[Symbol.asyncIterator]();
+    // A read still waiting when we stop may yet hand out a record, which the group then
+    // counts as consumed: it is printed after all rather than skipped.
+    let waiting: Promise<IteratorResult<PrintableRecord>> | null = null;
+    try {
+      while (printed < maxMessages && !out.broken) {
+        waiting = records.next();
+        const next = await nextOrStop(waiting, Promise.race([stopped, out.whenBroken]), timeoutMs);
+        if (next === 'stop' || next === 'broken' || next === 'timeout' || next.done) break;
+        waiting = null;
+        const wait = out.write(formatRecord(next.value, opts));
+        if (wait) await wait;
+        printed++;
+      }
+    } finally {
+      stopListening();
+      const closing = member.close(); // commits what was handed out and leaves the group
+      const late = waiting === null ? null : await waiting.catch(() => null);
+      if (late && !late.done && !out.broken) {
+        out.write(formatRecord(late.value, opts));
+        printed++;
+      }
+      await out.flush();
+      out.dispose();
+      await closing;
+    }
+    process.stderr.write(`consumed ${printed} record${printed === 1 ? '' : 's'}\n`);
+  });
+}
+
 async function consume(topic: string, opts: ConsumeOptions): Promise<void> {
   const offset = intArg('--offset', opts.offset, 0);
   const onePartition = intArg('--partition', opts.partition, 0);
@@ -253,6 +297,10 @@ async function consume(topic: string, opts: ConsumeOptions): Promise<void> {
   const timeoutMs = intArg('--timeout-ms', opts.timeoutMs, 1);
   if (offset !== undefined && onePartition === undefined) throw new UsageError('--offset needs --partition');
   if (offset !== undefined && opts.fromBeginning) throw new UsageError('--offset and --from-beginning exclude each other');
+  if (opts.group !== undefined && (offset !== undefined || onePartition !== undefined)) {
+    throw new UsageError('--group takes the partitions the group gives it: leave out --offset and --partition');
+  }
+  if (opts.group !== undefined) return consumeInGroup(topic, opts.group, opts, maxMessages, timeoutMs);
 
   await withClient(opts, async (client) => {
     const meta = await new Admin(client).topicMetadata(topic);
@@ -262,11 +310,7 @@ async function consume(topic: string, opts: ConsumeOptions): Promise<void> {
     const consumer = new Consumer(client, { autoOffsetReset: opts.fromBeginning ? 'earliest' : 'latest' });
     consumer.assign(partitions.map((partition) => (offset === undefined ? { topic, partition } : { topic, partition, offset })));
     const out = new LineWriter(process.stdout);
-    let stop: () => void = () => {};
-    const stopped = new Promise<'stop'>((resolve) => (stop = () => resolve('stop')));
-    const onSignal = () => stop();
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
+    const { stopped, dispose: stopListening } = untilSignal();
     let printed = 0;
     try {
       const batches = consumer.batches()[Symbol.asyncIterator]();
@@ -281,13 +325,28 @@ async function consume(topic: string, opts: ConsumeOptions): Promise<void> {
       }
       await out.flush();
     } finally {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
+      stopListening();
       out.dispose();
       await consumer.close();
     }
     process.stderr.write(`consumed ${printed} record${printed === 1 ? '' : 's'}\n`);
   });
+}
+
+/** Resolves 'stop' on SIGINT or SIGTERM until disposed: a console consumer stops cleanly. */
+function untilSignal(): { stopped: Promise<'stop'>; dispose(): void } {
+  let stop: () => void = () => {};
+  const stopped = new Promise<'stop'>((resolve) => (stop = () => resolve('stop')));
+  const onSignal = () => stop();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return {
+    stopped,
+    dispose: () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
 }
 
 async function nextOrStop<T, S>(next: Promise<T>, stopped: Promise<S>, timeoutMs: number | undefined): Promise<T | S | 'timeout'> {
