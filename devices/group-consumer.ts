@@ -33,7 +33,12 @@ export interface AssignmentChange {
 export interface GroupConsumerOptions<D extends ValueDecoding = 'buffer'> extends ConsumerOptions<D> {
   groupId: string;
   /** Topics this member subscribes to; the group spreads their partitions over its members. */
-  topics: string[];
+  topics?: string[];
+  /**
+   * And/or a topic pattern (`*` matches any run of characters): every topic matching it
+   * that this client may consume, including topics created later.
+   */
+  topicPattern?: string;
   /** Commit positions on a timer, before giving a partition up, and on close. Default true. */
   autoCommit?: boolean;
   /** Default 5000, Kafka's auto.commit.interval.ms. */
@@ -67,6 +72,7 @@ function tpKey(topic: string, partition: number): string {
 export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
   readonly groupId: string;
   private readonly topics: string[];
+  private readonly topicPattern: string | undefined;
   private readonly autoCommit: boolean;
   private readonly autoCommitIntervalMs: number;
   private readonly sessionTimeoutMs: number;
@@ -98,11 +104,16 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
     private readonly client: Client,
     options: GroupConsumerOptions<D>,
   ) {
-    const { groupId, topics, autoCommit, autoCommitIntervalMs, sessionTimeoutMs, onAssignmentChange, ...consumerOptions } = options;
+    const { groupId, topics = [], topicPattern, autoCommit, autoCommitIntervalMs, sessionTimeoutMs, onAssignmentChange, ...consumerOptions } = options;
     if (typeof groupId !== 'string' || groupId === '') throw new TributaryError(Errors.INVALID_CONFIG, 'groupId must be a non-empty string');
-    if (!Array.isArray(topics) || topics.length === 0 || topics.some((t) => typeof t !== 'string' || t === '')) {
-      throw new TributaryError(Errors.INVALID_CONFIG, 'topics must be a non-empty list of topic names');
+    if (!Array.isArray(topics) || topics.some((t) => typeof t !== 'string' || t === '')) {
+      throw new TributaryError(Errors.INVALID_CONFIG, 'topics must be a list of topic names');
     }
+    if (topicPattern !== undefined && (typeof topicPattern !== 'string' || !/^[A-Za-z0-9._*-]{1,249}$/.test(topicPattern))) {
+      throw new TributaryError(Errors.INVALID_CONFIG, `topicPattern must be 1-249 of [A-Za-z0-9._-] and *, got ${JSON.stringify(topicPattern)}`);
+    }
+    if (topics.length === 0 && topicPattern === undefined) throw new TributaryError(Errors.INVALID_CONFIG, 'give topics, a topicPattern, or both');
+    this.topicPattern = topicPattern;
     this.groupId = groupId;
     this.topics = [...new Set(topics)].sort();
     this.autoCommit = autoCommit ?? true;
@@ -262,7 +273,7 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
     const ownedPartitions = [...byTopic].map(([topic, partitions]) => ({ topic, partitions: partitions.sort((a, b) => a - b) }));
     const { memberId, memberEpoch } = this.membership;
     return memberEpoch === 0
-      ? { groupId: this.groupId, memberId: '', memberEpoch: 0, subscribedTopics: this.topics, ownedPartitions }
+      ? { groupId: this.groupId, memberId: '', memberEpoch: 0, subscribedTopics: this.topics, subscribedTopicPattern: this.topicPattern, ownedPartitions }
       : { groupId: this.groupId, memberId, memberEpoch, ownedPartitions };
   }
 

@@ -145,6 +145,7 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
     offsets,
     groups: new GroupCoordinator({
       partitionsOf: (topic) => logs.topic(topic)?.partitions,
+      topicNames: () => logs.topics().map((t) => t.name),
       sessionTimeoutMs: options.groupSessionTimeoutMs,
       heartbeatIntervalMs: options.groupHeartbeatIntervalMs,
     }),

@@ -276,6 +276,11 @@ export interface ConsumerGroupHeartbeatRequest {
   memberEpoch: number;
   /** Topic names; given at join and whenever they change (omitted: unchanged). */
   subscribedTopics?: string[];
+  /**
+   * And/or a topic pattern (`*` matches any run of characters, as in credentials): every
+   * topic matching it, including topics created later. Given at join (omitted: unchanged).
+   */
+  subscribedTopicPattern?: string;
   /** What the member owns (processes) now. */
   ownedPartitions: { topic: string; partitions: number[] }[];
 }

@@ -110,3 +110,13 @@ it('ListGroups and DescribeGroup: members, committed offsets and lag', async () 
   expect(workers.members.flatMap((m) => m.assignment).sort()).toEqual(['orders/0', 'orders/1', 'orders/2']);
   c.close();
 });
+
+it('ConsumerGroupHeartbeat with a topic pattern, and a pattern that is not one', async () => {
+  const c = await RawClient.connect(broker.url);
+  type Beat = { error: number; message?: string; assignment: { topic: string; partitions: number[] }[] };
+  const joined = await c.request<Beat>(Kind.ConsumerGroupHeartbeat, { groupId: 'by-pattern', memberId: '', memberEpoch: 0, subscribedTopicPattern: 'ord*', ownedPartitions: [] });
+  expect(joined.assignment).toEqual([{ topic: 'orders', partitions: [0, 1, 2] }]);
+  const bad = await c.request<Beat>(Kind.ConsumerGroupHeartbeat, { groupId: 'by-pattern', memberId: '', memberEpoch: 0, subscribedTopicPattern: 'ord ers', ownedPartitions: [] });
+  expect(bad.error).toBe(Errors.INVALID_REQUEST.code);
+  c.close();
+});

@@ -182,3 +182,26 @@ describe('group coordinator', () => {
     expect(Math.max(...counts) - Math.min(...counts)).toBeLessThanOrEqual(1);
   });
 });
+
+describe('group coordinator: pattern subscriptions', () => {
+  it('takes every matching topic it may consume, including one created later, never an internal one', () => {
+    const topics = new Map<string, number>([
+      ['sensors.temp', 2],
+      ['sensors.secret', 1],
+      ['alarms', 1],
+      ['__consumer_offsets', 1],
+    ]);
+    const c = new GroupCoordinator({ partitionsOf: (t) => topics.get(t), topicNames: () => [...topics.keys()], now: () => 0 });
+    const beat = (memberId: string, memberEpoch: number, owned: { topic: string; partitions: number[] }[] = []) =>
+      c.heartbeat({ groupId: 'p', memberId, memberEpoch, subscribedTopicPattern: memberId === '' ? 'sensors.*' : undefined, mayConsume: (t) => t !== 'sensors.secret', ownedPartitions: owned });
+    const joined = beat('', 0);
+    expect(joined.assignment).toEqual([{ topic: 'sensors.temp', partitions: [0, 1] }]);
+    topics.set('sensors.vibration', 3);
+    const later = beat(joined.memberId, joined.memberEpoch, joined.assignment);
+    expect(later.assignment).toEqual([
+      { topic: 'sensors.temp', partitions: [0, 1] },
+      { topic: 'sensors.vibration', partitions: [0, 1, 2] },
+    ]);
+    expect(c.describe('p')?.members[0].topics).toEqual(['sensors.temp', 'sensors.vibration']);
+  });
+});

@@ -21,11 +21,14 @@
 
 import { randomUUID } from 'node:crypto';
 import { Errors, TributaryError } from '../../protocol/errors.js';
+import { topicAllowed } from '../../protocol/credential.js';
 import type { ConsumerGroupHeartbeatResponse } from '../../protocol/frames.js';
 
 export interface CoordinatorOptions {
   /** Partition count of a topic, or undefined if it does not exist. */
   partitionsOf(topic: string): number | undefined;
+  /** Every topic name (for pattern subscriptions); internal topics are never matched. */
+  topicNames?(): string[];
   now?: () => number;
   sessionTimeoutMs?: number;
   heartbeatIntervalMs?: number;
@@ -43,6 +46,10 @@ interface Member {
   /** The epoch last sent to the member: its next heartbeat may carry this one or the current. */
   answered: number;
   topics: string[];
+  /** A topic pattern, with the topics it matched at the last look and what the member may read. */
+  pattern?: { glob: string; allowed: (topic: string) => boolean };
+  /** Explicit topics and, resolved, the pattern's: what the assignment is computed from. */
+  resolved: string[];
   /** "topic\0partition" keys the member last reported owning. */
   owned: Set<string>;
   /**
@@ -71,6 +78,9 @@ export interface HeartbeatInput {
   memberId: string;
   memberEpoch: number;
   subscribedTopics?: string[];
+  subscribedTopicPattern?: string;
+  /** Which topics the member's principal may consume: a pattern never reaches others. */
+  mayConsume?: (topic: string) => boolean;
   ownedPartitions: { topic: string; partitions: number[] }[];
 }
 
@@ -108,9 +118,11 @@ export class GroupCoordinator {
         this.groups.set(group.id, group);
       }
       if (group.members.size >= MEMBERS_PER_GROUP_MAX) throw new TributaryError(Errors.INVALID_REQUEST, `group ${group.id} has ${MEMBERS_PER_GROUP_MAX} members already`);
-      member = { id: randomUUID(), epoch: 0, answered: 0, topics: [], owned: new Set(), given: new Set(), target: new Set(), lastSeenMs: now };
+      member = { id: randomUUID(), epoch: 0, answered: 0, topics: [], resolved: [], owned: new Set(), given: new Set(), target: new Set(), lastSeenMs: now };
       group.members.set(member.id, member);
       member.topics = normalizeTopics(input.subscribedTopics ?? []);
+      if (input.subscribedTopicPattern !== undefined) member.pattern = { glob: input.subscribedTopicPattern, allowed: input.mayConsume ?? (() => true) };
+      this.resolve(member);
       this.rebalance(group);
     } else {
       member = group?.members.get(input.memberId);
@@ -125,10 +137,15 @@ export class GroupCoordinator {
         const topics = normalizeTopics(input.subscribedTopics);
         if (topics.join('\u0000') !== member.topics.join('\u0000')) {
           member.topics = topics;
+          this.resolve(member);
           this.rebalance(group);
         }
       }
     }
+    // A pattern takes in topics created since the last look.
+    let grown = false;
+    for (const m of group.members.values()) if (m.pattern && this.resolve(m)) grown = true;
+    if (grown) this.rebalance(group);
     member.owned = new Set(input.ownedPartitions.flatMap((o) => o.partitions.map((p) => key(o.topic, p))));
     member.answered = member.epoch;
     return { error: Errors.NONE.code, memberId: member.id, memberEpoch: member.epoch, heartbeatIntervalMs: this.heartbeatIntervalMs, assignment: this.handOut(group as Group, member) };
@@ -159,11 +176,11 @@ export class GroupCoordinator {
     group.epoch++;
     const previous = new Map([...group.members.values()].map((m) => [m.id, m.target]));
     const next = new Map<string, Set<string>>([...group.members.keys()].map((id) => [id, new Set<string>()]));
-    const topics = new Set([...group.members.values()].flatMap((m) => m.topics));
+    const topics = new Set([...group.members.values()].flatMap((m) => m.resolved));
     for (const topic of [...topics].sort()) {
       const count = this.options.partitionsOf(topic);
       if (count === undefined) continue;
-      const subscribers = [...group.members.values()].filter((m) => m.topics.includes(topic)).sort((a, b) => (a.id < b.id ? -1 : 1));
+      const subscribers = [...group.members.values()].filter((m) => m.resolved.includes(topic)).sort((a, b) => (a.id < b.id ? -1 : 1));
       const base = Math.floor(count / subscribers.length);
       let extra = count % subscribers.length;
       const quota = new Map<string, number>();
@@ -203,6 +220,17 @@ export class GroupCoordinator {
     }
   }
 
+  /** Recomputes the member's resolved topics; true when they changed. */
+  private resolve(member: Member): boolean {
+    const matched = member.pattern
+      ? (this.options.topicNames?.() ?? []).filter((t) => !t.startsWith('__') && topicAllowed([member.pattern!.glob], t) && member.pattern!.allowed(t))
+      : [];
+    const resolved = normalizeTopics([...member.topics, ...matched]);
+    if (resolved.join('\u0000') === member.resolved.join('\u0000')) return false;
+    member.resolved = resolved;
+    return true;
+  }
+
   /** Removes members silent for longer than the session timeout. */
   expire(now = this.now()): void {
     for (const group of this.groups.values()) {
@@ -226,7 +254,7 @@ export class GroupCoordinator {
     return {
       groupId,
       epoch: group.epoch,
-      members: [...group.members.values()].map((m) => ({ memberId: m.id, memberEpoch: m.epoch, topics: m.topics, target: show(m.target), owned: show(m.owned) })),
+      members: [...group.members.values()].map((m) => ({ memberId: m.id, memberEpoch: m.epoch, topics: m.resolved, target: show(m.target), owned: show(m.owned) })),
     };
   }
 

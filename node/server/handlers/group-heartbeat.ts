@@ -2,6 +2,7 @@ import { Errors, TributaryError } from '../../../protocol/errors.js';
 import type { ConsumerGroupHeartbeatResponse } from '../../../protocol/frames.js';
 import { validateGroupId } from '../../groups/offsets-store.js';
 import type { RequestContext } from '../context.js';
+import { isAllowed } from '../../auth/acl.js';
 import { refusal } from './authorize.js';
 import { int, list, map, str, type Body } from '../validate.js';
 
@@ -24,6 +25,13 @@ export async function handleConsumerGroupHeartbeat(body: Body, ctx: RequestConte
       return t;
     });
   }
+  let subscribedTopicPattern: string | undefined;
+  if (body.subscribedTopicPattern !== undefined) {
+    subscribedTopicPattern = str(body, 'subscribedTopicPattern');
+    if (subscribedTopicPattern.length > 249 || !/^[A-Za-z0-9._*-]+$/.test(subscribedTopicPattern)) {
+      throw new TributaryError(Errors.INVALID_REQUEST, `subscribedTopicPattern ${JSON.stringify(subscribedTopicPattern)} must be 1-249 of [A-Za-z0-9._-] and *`);
+    }
+  }
   let partitionsSeen = 0;
   const ownedPartitions = list(body, 'ownedPartitions', TOPICS_MAX).map((e, i) => {
     const entry = map(e, `ownedPartitions[${i}]`);
@@ -35,5 +43,7 @@ export async function handleConsumerGroupHeartbeat(body: Body, ctx: RequestConte
     if (partitionsSeen > PARTITIONS_MAX) throw new TributaryError(Errors.INVALID_REQUEST, `more than ${PARTITIONS_MAX} owned partitions`);
     return { topic: str(entry, 'topic'), partitions };
   });
-  return ctx.broker.groups.heartbeat({ groupId, memberId, memberEpoch, subscribedTopics, ownedPartitions });
+  const principal = ctx.principal;
+  const mayConsume = (topic: string) => isAllowed(principal, 'consume', topic);
+  return ctx.broker.groups.heartbeat({ groupId, memberId, memberEpoch, subscribedTopics, subscribedTopicPattern, mayConsume, ownedPartitions });
 }
