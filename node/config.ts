@@ -97,12 +97,30 @@ function str(key: string, value: unknown): string {
   return value;
 }
 
+/**
+ * Runs `apply` for every entry, collecting what is wrong instead of stopping at the first
+ * mistake, so one run of `config check` names them all; throws one INVALID_CONFIG whose
+ * detail has a line per mistake.
+ */
+function forEachSetting(entries: [string, unknown][], apply: (key: string, value: unknown) => void): void {
+  const mistakes: string[] = [];
+  for (const [key, value] of entries) {
+    try {
+      apply(key, value);
+    } catch (err) {
+      if (!(err instanceof TributaryError)) throw err;
+      mistakes.push(...err.detail.split('\n'));
+    }
+  }
+  if (mistakes.length > 0) throw invalid(mistakes.join('\n'));
+}
+
 /** Applies a partial, untrusted config object (from YAML or flags) onto `base`. */
 export function applyConfig(base: NodeConfig, raw: unknown, source: string): NodeConfig {
   if (raw === null || raw === undefined) return base;
   if (typeof raw !== 'object' || Array.isArray(raw)) throw invalid(`${source}: expected a map of settings`);
   const out: NodeConfig = { ...base, limits: { ...base.limits }, topicDefaults: { ...base.topicDefaults }, auth: { ...base.auth } };
-  for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {
+  forEachSetting(Object.entries(raw as Record<string, unknown>), (key, value) => {
     switch (key) {
       case 'dataDir':
         out.dataDir = str(key, value);
@@ -133,14 +151,14 @@ export function applyConfig(base: NodeConfig, raw: unknown, source: string): Nod
       default:
         throw invalid(`${source}: unknown setting '${key}'`);
     }
-  }
+  });
   return out;
 }
 
 function applyAuth(base: AuthConfig, raw: unknown, source: string): AuthConfig {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw invalid(`${source}: auth must be a map`);
   const out = { ...base };
-  for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {
+  forEachSetting(Object.entries(raw as Record<string, unknown>), (key, value) => {
     switch (key) {
       case 'fleetPublicKey':
         if (typeof value !== 'string' || !/^[0-9a-fA-F]{64}$/.test(value.trim())) throw invalid(`auth.fleetPublicKey must be 64 hex characters, got ${JSON.stringify(value)}`);
@@ -157,7 +175,7 @@ function applyAuth(base: AuthConfig, raw: unknown, source: string): AuthConfig {
       default:
         throw invalid(`${source}: unknown setting 'auth.${key}'`);
     }
-  }
+  });
   return out;
 }
 
@@ -179,11 +197,11 @@ const LIMIT_RANGES: Record<keyof Limits, [number, number]> = {
 function applyLimits(base: Limits, raw: unknown, source: string): Limits {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw invalid(`${source}: limits must be a map`);
   const out = { ...base };
-  for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {
+  forEachSetting(Object.entries(raw as Record<string, unknown>), (key, value) => {
     const range = LIMIT_RANGES[key as keyof Limits];
     if (!range) throw invalid(`${source}: unknown setting 'limits.${key}'`);
     out[key as keyof Limits] = intIn(`limits.${key}`, value, range[0], range[1]);
-  }
+  });
   return out;
 }
 

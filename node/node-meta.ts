@@ -83,10 +83,12 @@ const lockedHere = new Set<string>();
  * segments would corrupt them. The lock file holds the owner's pid; one left by a process
  * that no longer runs (a crash, a SIGKILL) is taken over. Returns the release.
  */
+// A held folder is not a configuration mistake (exit code 1, not 2): the same config works
+// once the other node stops.
 export function lockDataDir(dataDir: string): () => void {
   mkdirSync(dataDir, { recursive: true });
   const path = join(dataDir, LOCK_FILE);
-  if (lockedHere.has(path)) throw new TributaryError(Errors.INVALID_CONFIG, `data folder ${dataDir} is already in use by this process`);
+  if (lockedHere.has(path)) throw new TributaryError(Errors.STORAGE_ERROR, `data folder ${dataDir} is already in use by this process`);
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const fd = openSync(path, 'wx');
@@ -111,7 +113,7 @@ export function lockDataDir(dataDir: string): () => void {
     }
     const owner = Number.parseInt(readFileSyncOr(path, ''), 10);
     if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && processRuns(owner)) {
-      throw new TributaryError(Errors.INVALID_CONFIG, `data folder ${dataDir} is in use by process ${owner} (remove ${path} only if no node runs there)`);
+      throw new TributaryError(Errors.STORAGE_ERROR, `data folder ${dataDir} is in use by process ${owner} (remove ${path} only if no node runs there)`);
     }
     // Stale: its owner is gone. Remove it and try once more.
     try {
@@ -120,7 +122,7 @@ export function lockDataDir(dataDir: string): () => void {
       // Another starter removed it first; the retry decides who wins.
     }
   }
-  throw new TributaryError(Errors.INVALID_CONFIG, `data folder ${dataDir} is being taken by another process`);
+  throw new TributaryError(Errors.STORAGE_ERROR, `data folder ${dataDir} is being taken by another process`);
 }
 
 function processRuns(pid: number): boolean {

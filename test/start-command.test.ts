@@ -9,6 +9,7 @@ import { Errors } from '../protocol/errors.js';
 import { Kind, PROTOCOL_VERSION } from '../protocol/frames.js';
 import { generateIdentity } from '../protocol/key-file.js';
 import { RawClient } from './helpers/raw-client.js';
+import { resolveConfig } from '../node/cli/start.js';
 import { CLI, startNodeProcess, stopAllNodes, tempDir } from './helpers/node-process.js';
 
 afterEach(stopAllNodes);
@@ -92,6 +93,59 @@ it('a bare start is dev mode and says so; a fleet key turns anonymous clients aw
     expect(answer.error).toBe(Errors.UNAUTHORIZED.code);
     expect(answer.message).toMatch(/admits only holders of a fleet credential/);
     expect(await secured.stop()).toBe(0);
+  } finally {
+    dir.remove();
+  }
+});
+
+it('config check names every mistake, one line each, with exit code 2; a good config is ok', () => {
+  const dir = tempDir();
+  try {
+    const bad = join(dir.path, 'bad.yaml');
+    writeFileSync(bad, 'prot: 7400\nport: seventy\nlimits:\n  inflightMax: 0\n  nope: 1\nauth:\n  anonymous: everyone\ntopicDefaults:\n  flush: sometimes\n');
+    const r = spawnSync(process.execPath, [CLI, 'config', 'check', bad], { encoding: 'utf8', timeout: 20_000 });
+    expect(r.status).toBe(2);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines.map((l) => l.replace(/^tributary: /, ''))).toEqual([
+      `${bad}: unknown setting 'prot'`,
+      'port must be an integer from 0 to 65535, got "seventy"',
+      'limits.inflightMax must be an integer from 1 to 1024, got 0',
+      `${bad}: unknown setting 'limits.nope'`,
+      'auth.anonymous must be loopback or none, got "everyone"',
+    ]);
+    // Once the settings themselves are right, the next checks speak: here the topic default.
+    const good = join(dir.path, 'good.yaml');
+    writeFileSync(good, `auth:\n  fleetPublicKey: ${generateIdentity().publicKey.toString('hex')}\ntopicDefaults:\n  flush: batch\n`);
+    const ok = spawnSync(process.execPath, [CLI, 'config', 'check', good], { encoding: 'utf8', timeout: 20_000 });
+    expect([ok.status, ok.stdout]).toEqual([0, `config ok: ${good}\n`]);
+    writeFileSync(good, 'auth:\n  anonymous: loopback\ntopicDefaults:\n  flush: sometimes\n');
+    const topicDefault = spawnSync(process.execPath, [CLI, 'config', 'check', good], { encoding: 'utf8', timeout: 20_000 });
+    expect(topicDefault.status).toBe(2);
+    expect(topicDefault.stderr).toMatch(/flush/);
+  } finally {
+    dir.remove();
+  }
+});
+
+it('TRIBUTARY_* variables override the config file, and flags override both', async () => {
+  const dir = tempDir();
+  try {
+    const config = join(dir.path, 'node.yaml');
+    writeFileSync(config, `nodeId: from-file\ndataDir: ${join(dir.path, 'file-data')}\nauth:\n  anonymous: loopback\n`);
+    const r = spawnSync(process.execPath, [CLI, 'start', '--config', config, '--port', 'x'], {
+      encoding: 'utf8',
+      timeout: 20_000,
+      env: { ...process.env, TRIBUTARY_NODE_ID: 'from-env', TRIBUTARY_PORT: '0' },
+    });
+    // The flag wins over the variable: --port x is the mistake reported.
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/port must be an integer/);
+    // Variables over the file, flags over both.
+    const env = { TRIBUTARY_NODE_ID: 'from-env', TRIBUTARY_PORT: '7411', TRIBUTARY_DATA: join(dir.path, 'env-data') };
+    const resolved = resolveConfig({ config }, env);
+    expect([resolved.nodeId, resolved.port, resolved.dataDir]).toEqual(['from-env', 7411, join(dir.path, 'env-data')]);
+    const flagged = resolveConfig({ config, nodeId: 'from-flag', port: '7412' }, env);
+    expect([flagged.nodeId, flagged.port]).toEqual(['from-flag', 7412]);
   } finally {
     dir.remove();
   }

@@ -6,7 +6,9 @@
 
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
+import { Errors, TributaryError } from '../../protocol/errors.js';
 import { registerClientCommands } from '../../devices/cli/index.js';
+import { registerConfigCommand } from './config-check.js';
 import { registerStartCommand } from './start.js';
 
 export async function main(argv: string[]): Promise<number> {
@@ -17,12 +19,19 @@ export async function main(argv: string[]): Promise<number> {
     .configureOutput({ outputError: (message, write) => write(`tributary: ${message.replace(/^error: /, '').trim()} (see --help)\n`) })
     .exitOverride();
   registerStartCommand(program);
+  registerConfigCommand(program);
   registerClientCommands(program);
   try {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode;
+    // A configuration mistake is one line per mistake and exit code 2, so a service manager
+    // (and a person) can tell a bad config from a node that failed.
+    if (err instanceof TributaryError && err.is(Errors.INVALID_CONFIG)) {
+      for (const line of err.detail.split('\n')) process.stderr.write(`tributary: ${line}\n`);
+      return 2;
+    }
     process.stderr.write(`tributary: ${(err as Error).message}\n`);
     return 1;
   }

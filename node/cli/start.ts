@@ -7,6 +7,7 @@ import { Errors, TributaryError } from '../../protocol/errors.js';
 import { parsePublicKey } from '../../protocol/key-file.js';
 import { isLoopbackAddress } from '../auth/authenticator.js';
 import { applyConfig, defaultConfig, loadConfigFile, type NodeConfig } from '../config.js';
+import { parseTopicConfig } from '../storage/config.js';
 import { startBroker, type BrokerAuthOptions } from '../broker.js';
 import { createLogger, type Logger, type LogLevel } from '../logger.js';
 
@@ -45,10 +46,17 @@ export function registerStartCommand(program: Command): void {
     });
 }
 
+/** Settings the environment may give, by variable: between the config file and the flags. */
+const ENV_SETTINGS: Record<string, string> = { TRIBUTARY_DATA: 'dataDir', TRIBUTARY_HOST: 'host', TRIBUTARY_PORT: 'port', TRIBUTARY_NODE_ID: 'nodeId' };
+
 export function resolveConfig(flags: StartFlags, env: NodeJS.ProcessEnv = process.env): NodeConfig {
   let config = defaultConfig();
-  if (env.TRIBUTARY_DATA) config.dataDir = env.TRIBUTARY_DATA;
   if (flags.config) config = applyConfig(config, loadConfigFile(flags.config), flags.config);
+  const fromEnv: Record<string, unknown> = {};
+  for (const [variable, key] of Object.entries(ENV_SETTINGS)) if (env[variable]) fromEnv[key] = env[variable];
+  config = applyConfig(config, fromEnv, 'environment');
+  // Topic defaults are checked now too, so every mistake of a config shows before the start.
+  parseTopicConfig(config.topicDefaults);
   const overrides: Record<string, unknown> = {};
   if (flags.data !== undefined) overrides.dataDir = flags.data;
   if (flags.port !== undefined) overrides.port = flags.port;
