@@ -150,3 +150,19 @@ it('TRIBUTARY_* variables override the config file, and flags override both', as
     dir.remove();
   }
 });
+
+it('stops cleanly on a SIGTERM sent the moment it says it is listening', async () => {
+  // A SIGTERM that finds no handler kills the process without the clean shutdown; the
+  // handlers must be in place before the node announces itself. Several tries, since the
+  // window was a few microseconds wide.
+  const dir = tempDir();
+  try {
+    for (let i = 0; i < 8; i++) {
+      const node = await startNodeProcess({ dataDir: join(dir.path, `d${i}`) });
+      expect(await node.stop(), `try ${i}`).toBe(0);
+      expect(existsSync(join(dir.path, `d${i}`, '.clean-shutdown')), `try ${i}`).toBe(true);
+    }
+  } finally {
+    dir.remove();
+  }
+});

@@ -111,6 +111,15 @@ function announceAuth(logger: Logger, config: NodeConfig, publicKey: Buffer, fle
 
 async function runNode(config: NodeConfig, level: LogLevel): Promise<void> {
   const logger = createLogger({ level });
+  // Signal handlers come first: whoever starts the node may stop it the moment it says it
+  // is listening (a service manager, a test), and a SIGTERM that finds no handler kills the
+  // process outright, without the clean shutdown. One during startup waits for it to end.
+  let requested: NodeJS.Signals | null = null;
+  let onSignal: (signal: NodeJS.Signals) => void = (signal) => {
+    requested ??= signal;
+  };
+  process.on('SIGTERM', (signal) => onSignal(signal));
+  process.on('SIGINT', (signal) => onSignal(signal));
   const broker = await startBroker({
     dataDir: config.dataDir,
     host: config.host,
@@ -127,7 +136,7 @@ async function runNode(config: NodeConfig, level: LogLevel): Promise<void> {
 
   await new Promise<void>((resolve) => {
     let signalled = false;
-    const onSignal = (signal: NodeJS.Signals) => {
+    onSignal = (signal: NodeJS.Signals) => {
       if (signalled) {
         logger.warn({ signal }, 'second signal: exiting without a clean shutdown');
         process.exit(1);
@@ -140,8 +149,7 @@ async function runNode(config: NodeConfig, level: LogLevel): Promise<void> {
         resolve();
       });
     };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
+    if (requested !== null) onSignal(requested);
   });
   // Everything is flushed and closed; do not let a stray socket timer hold the process.
   setTimeout(() => process.exit(), 2000).unref();
