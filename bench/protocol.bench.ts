@@ -9,7 +9,7 @@
 // the units the codec's targets are stated in (encode >= 1M records/s, decode >= 2M).
 
 import { pathToFileURL } from 'node:url';
-import { meansByName, mibPerSecond } from './rates.js';
+import { filled, meansByName, mibPerSecond } from './rates.js';
 import { bench, do_not_optimize, group, run } from 'mitata';
 import { crc32c } from '@node-rs/crc32';
 import { decodeBatch, encodeBatch, validateBatch } from '../protocol/record-batch.js';
@@ -21,19 +21,6 @@ import { decodeFrame, encodeFrame, FRAME_DEPTH_MAX, FRAME_ITEMS_MAX, Kind, RESPO
 const RECORDS_PER_BATCH = 100;
 const VALUE_BYTES = 100;
 const MIB = 1024 * 1024;
-
-/** Deterministic filler, so every run benchmarks the same bytes. */
-function filled(size: number, seed: number): Buffer {
-  const b = Buffer.allocUnsafe(size);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
 
 function keyedRecords(count: number, valueBytes: number): Record[] {
   const t0 = 1_700_000_000_000;

@@ -19,3 +19,16 @@ export function mibPerSecond(means: Map<string, number>, name: string, bytes: nu
   const ns = means.get(name);
   return ns === undefined ? 'n/a' : ((bytes / MIB) * (1e9 / ns)).toFixed(0);
 }
+
+/** Deterministic filler, so every run benchmarks the same bytes. */
+export function filled(size: number, seed: number): Buffer {
+  const b = Buffer.allocUnsafe(size);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    b[i] = x & 0xff;
+  }
+  return b;
+}

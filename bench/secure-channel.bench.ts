@@ -10,7 +10,7 @@
 // that adds one init_pull (a single HChaCha20 block) to each open.
 
 import { pathToFileURL } from 'node:url';
-import { meansByName, mibPerSecond } from './rates.js';
+import { filled, meansByName, mibPerSecond } from './rates.js';
 import { bench, do_not_optimize, group, run } from 'mitata';
 import { FrameOpener, FrameSealer, generateIdentity, noiseKeyPairFromIdentity, secureInitiator, secureResponder } from '../protocol/secure-channel.js';
 import type { FrameTransport } from '../protocol/transport.js';
@@ -18,19 +18,6 @@ import { memoryPipe } from '../protocol/transport.js';
 
 const KIB = 1024;
 const SIZES = [256, 16 * KIB, 256 * KIB] as const;
-
-/** Deterministic filler, so every run benchmarks the same bytes. */
-function filled(size: number, seed: number): Buffer {
-  const b = Buffer.allocUnsafe(size);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
 
 const label = (size: number): string => (size >= KIB ? `${size / KIB} KiB` : `${size} B`);
 

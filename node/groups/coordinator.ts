@@ -183,30 +183,35 @@ export class GroupCoordinator {
       const subscribers = [...group.members.values()].filter((m) => m.resolved.includes(topic)).sort((a, b) => (a.id < b.id ? -1 : 1));
       const base = Math.floor(count / subscribers.length);
       let extra = count % subscribers.length;
+      // What each subscriber held of this topic before, still within its partition count.
+      const held = new Map<string, number[]>();
+      for (const m of subscribers) {
+        held.set(m.id, [...(previous.get(m.id) ?? [])].map(split).filter(([t, p]) => t === topic && p < count).map(([, p]) => p));
+      }
+      // Members already holding more get the extra slots first, so fewer partitions move.
       const quota = new Map<string, number>();
-      // Members already holding more keep the extra slots first, so fewer partitions move.
-      const holding = (m: Member) => [...(previous.get(m.id) ?? [])].filter((k) => split(k)[0] === topic && split(k)[1] < count).length;
-      for (const m of [...subscribers].sort((a, b) => holding(b) - holding(a))) {
+      for (const m of [...subscribers].sort((a, b) => (held.get(b.id) as number[]).length - (held.get(a.id) as number[]).length)) {
         quota.set(m.id, base + (extra > 0 ? 1 : 0));
         if (extra > 0) extra--;
       }
       const taken = new Set<number>();
+      const given = new Map<string, number>();
       for (const m of subscribers) {
-        for (const k of previous.get(m.id) ?? []) {
-          const [t, p] = split(k);
-          if (t !== topic || p >= count || taken.has(p)) continue;
-          const mine = next.get(m.id) as Set<string>;
-          if ([...mine].filter((x) => split(x)[0] === topic).length >= (quota.get(m.id) ?? 0)) break;
-          mine.add(k);
+        let n = 0;
+        for (const p of held.get(m.id) as number[]) {
+          if (n >= (quota.get(m.id) as number)) break;
+          if (taken.has(p)) continue;
+          (next.get(m.id) as Set<string>).add(key(topic, p));
           taken.add(p);
+          n++;
         }
+        given.set(m.id, n);
       }
       let p = 0;
       for (const m of subscribers) {
-        const mine = next.get(m.id) as Set<string>;
-        while ([...mine].filter((x) => split(x)[0] === topic).length < (quota.get(m.id) ?? 0)) {
+        for (let n = given.get(m.id) as number; n < (quota.get(m.id) as number); n++) {
           while (taken.has(p)) p++;
-          mine.add(key(topic, p));
+          (next.get(m.id) as Set<string>).add(key(topic, p));
           taken.add(p);
         }
       }

@@ -14,7 +14,9 @@ const PARTITIONS_MAX = 10_000;
 export async function handleConsumerGroupHeartbeat(body: Body, ctx: RequestContext): Promise<ConsumerGroupHeartbeatResponse> {
   const groupId = body.groupId;
   validateGroupId(groupId);
-  const memberId = typeof body.memberId === 'string' && body.memberId.length <= 64 ? body.memberId : str(body, 'memberId');
+  const memberId = body.memberId;
+  // '' to join, else the id the node gave (a UUID): anything longer is no member of ours.
+  if (typeof memberId !== 'string' || memberId.length > 64) throw new TributaryError(Errors.INVALID_REQUEST, 'memberId must be a string of at most 64 characters');
   const memberEpoch = int(body, 'memberEpoch', -1, 0x7fffffff);
   let subscribedTopics: string[] | undefined;
   if (body.subscribedTopics !== undefined) {
