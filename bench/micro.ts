@@ -4,6 +4,7 @@
 import { run } from 'mitata';
 import './protocol.bench.js';
 import './storage.bench.js';
+import './cleaner.bench.js';
 import './secure-channel.bench.js';
 
 await run();

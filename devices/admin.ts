@@ -1,9 +1,10 @@
-// Topic administration: create, delete, list and describe topics, and look up offsets.
+// Topic administration: create, delete, list and describe topics, alter and describe their
+// configs, and look up offsets.
 // Plural calls answer per topic (one may fail while the others succeed, as in Kafka's
 // AdminClient); singular calls throw the topic's error.
 
 import { Errors, TributaryError } from '../protocol/errors.js';
-import { EARLIEST_TIMESTAMP, Kind, LATEST_TIMESTAMP, type ListOffsetsPartitionResult, type TopicMetadata } from '../protocol/frames.js';
+import { EARLIEST_TIMESTAMP, Kind, LATEST_TIMESTAMP, type ConfigSource, type ListOffsetsPartitionResult, type TopicMetadata } from '../protocol/frames.js';
 import type { Client } from './client.js';
 import { wireError } from './errors.js';
 
@@ -35,6 +36,26 @@ export interface TopicDescription {
   name: string;
   partitions: PartitionDescription[];
   config: TopicConfig;
+}
+
+/** Keys to set and keys to delete (back to the node's default), as Kafka's IncrementalAlterConfigs. */
+export interface ConfigAlteration {
+  set?: TopicConfig;
+  delete?: readonly string[];
+}
+
+export interface ConfigEntry {
+  name: string;
+  value: string | number;
+  /** topic: set on the topic; node: the node's topicDefaults; default: built in. */
+  source: ConfigSource;
+}
+
+export interface TopicConfigDescription {
+  name: string;
+  /** null when `configs` holds the topic's configs. */
+  error: TributaryError | null;
+  configs: ConfigEntry[];
 }
 
 /** 'earliest' (first kept), 'latest' (log end), or a time in ms (first at or after it). */
@@ -82,6 +103,30 @@ export class Admin {
   async deleteTopic(name: string): Promise<void> {
     const [outcome] = await this.deleteTopics([name]);
     if (outcome.error) throw outcome.error;
+  }
+
+  /**
+   * Changes a topic's configs at run time: all of them or, when the node refuses one
+   * (INVALID_CONFIG naming the key and value), none. Throws the topic's error.
+   */
+  async alterTopicConfigs(topic: string, changes: ConfigAlteration): Promise<void> {
+    const configs = [
+      ...Object.entries(changes.set ?? {}).map(([name, value]) => ({ name, op: 'set' as const, value })),
+      ...(changes.delete ?? []).map((name) => ({ name, op: 'delete' as const })),
+    ];
+    const response = await this.client.request(Kind.AlterConfigs, { topics: [{ name: topic, configs }] });
+    const [outcome] = outcomes([topic], response.topics);
+    if (outcome.error) throw outcome.error;
+  }
+
+  /** Every config of each topic with its value and source, per topic (one may fail). */
+  async describeTopicConfigs(topics: readonly string[]): Promise<TopicConfigDescription[]> {
+    if (topics.length === 0) return [];
+    const response = await this.client.request(Kind.DescribeConfigs, { topics: [...topics] });
+    return outcomes(topics, response.topics).map((o, i) => {
+      const r = response.topics[i]?.name === o.name ? response.topics[i] : response.topics.find((x) => x.name === o.name);
+      return { name: o.name, error: o.error, configs: o.error === null && r !== undefined ? r.configs.map((c) => ({ ...c })) : [] };
+    });
   }
 
   /** Names of every topic, sorted. */

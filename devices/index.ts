@@ -20,7 +20,7 @@ export type {
 export { GroupConsumer } from './group-consumer.js';
 export type { AssignmentChange, GroupConsumerOptions } from './group-consumer.js';
 export { Admin } from './admin.js';
-export type { NewTopic, OffsetAnswer, OffsetQuery, OffsetSpec, PartitionDescription, TopicConfig, TopicDescription, TopicOutcome } from './admin.js';
+export type { ConfigAlteration, ConfigEntry, NewTopic, OffsetAnswer, OffsetQuery, OffsetSpec, PartitionDescription, TopicConfig, TopicConfigDescription, TopicDescription, TopicOutcome } from './admin.js';
 export { Connection, connect } from './connection.js';
 export type { ConnectOptions } from './connection.js';
 export { AUTH_ENV, resolveAuthOptions } from './auth-options.js';

@@ -10,7 +10,7 @@ import { Authenticator, type AnonymousPolicy } from './auth/authenticator.js';
 import { RevocationStore } from './auth/revocation-store.js';
 import { GroupCoordinator } from './groups/coordinator.js';
 import { ConsumerOffsets } from './groups/offsets-store.js';
-import { DEFAULT_LIMITS, type Limits } from './config.js';
+import { DEFAULT_LIMITS, DEFAULT_STORAGE, type Limits, type StorageConfig } from './config.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { loadOrCreateNodeIdentity, loadOrCreateNodeMeta, lockDataDir, type NodeMeta } from './node-meta.js';
@@ -20,8 +20,11 @@ import type { Connection } from './server/connection.js';
 import type { BrokerContext, Faults } from './server/context.js';
 import { FetchWaiter } from './server/fetch-waiter.js';
 import { listen, WS_PATH, type Listener } from './server/listener.js';
-import { parseTopicConfig } from './storage/config.js';
+import { parseTopicConfig, type TopicConfig } from './storage/config.js';
 import { LogManager } from './storage/log-manager.js';
+import { DiskGuard } from './storage/disk-guard.js';
+import { DEFAULT_SCHEDULES, startMaintenance, type Schedules } from './maintenance.js';
+import type { Scheduler } from './scheduler.js';
 
 export interface BrokerOptions {
   dataDir: string;
@@ -43,6 +46,18 @@ export interface BrokerOptions {
   groupHeartbeatIntervalMs?: number;
   /** Failures to inject, for tests only (see server/context.ts). */
   faults?: Faults;
+  /** The disk guard's limits (storage.* in the config). */
+  storage?: Partial<StorageConfig>;
+  /** Schedules of the background jobs (schedule.* in the config). */
+  schedule?: Partial<Schedules>;
+  /** Clock of the logs and their background jobs (segment.ms, retention); tests inject one. */
+  now?: () => number;
+  /**
+   * The first offset of a partition that an uplink has not forwarded yet. The disk guard
+   * never drops a segment at or past it (unless storage.dropUnsent). Uplinks arrive with
+   * the sync issue; until then no partition has unsent data and this is for tests.
+   */
+  unsentFrom?: (topic: string, partition: number) => number | undefined;
 }
 
 export interface BrokerAuthOptions {
@@ -71,6 +86,9 @@ export interface Broker {
   readonly publicKey: Buffer;
   readonly fleetPublicKey: Buffer | undefined;
   readonly anonymous: AnonymousPolicy;
+  /** The background jobs: retention, compaction, checkpoints, the disk guard. */
+  readonly maintenance: Scheduler;
+  readonly diskGuard: DiskGuard;
   /** Live figures for health checks and tests. */
   stats(): BrokerStats;
   /** Answers what is in progress, flushes every log and writes the clean-shutdown marker. */
@@ -105,7 +123,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
 async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMeta, identity: IdentityKeyPair, logger: Logger, unlock: () => void): Promise<Broker> {
   const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
   // Node-wide topic defaults are checked now, so a typo stops the start with one clear line.
-  const defaults = parseTopicConfig(options.topicDefaults);
+  parseTopicConfig(options.topicDefaults);
   const auth = options.auth ?? {};
   const fleetPublicKey = auth.fleetPublicKey;
   const anonymous: AnonymousPolicy = auth.anonymous ?? (fleetPublicKey ? 'none' : 'loopback');
@@ -113,7 +131,9 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
     throw new TributaryError(Errors.INVALID_CONFIG, 'anonymous clients are refused but no fleet key is set, so no client could connect: set auth.fleetPublicKey');
   }
   if (auth.credential) checkNodeCredential(auth.credential, identity, fleetPublicKey);
-  const logs = await LogManager.open(dataDir, { defaults });
+  // Only the keys the operator set are the node's: DescribeConfigs shows the rest as built-in defaults.
+  const now = options.now ?? Date.now;
+  const logs = await LogManager.open(dataDir, { defaults: (options.topicDefaults ?? {}) as Partial<TopicConfig>, now });
   let revocations: RevocationStore;
   let offsets: ConsumerOffsets;
   try {
@@ -131,9 +151,29 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
   let shuttingDown = false;
   const connections = new Set<Connection>();
   let handshakesInProgress = 0;
-  const metrics = createMetrics({ connections: () => listener?.connectionCount ?? 0, handshakesInProgress: () => handshakesInProgress });
+  const metrics = createMetrics({
+    connections: () => listener?.connectionCount ?? 0,
+    handshakesInProgress: () => handshakesInProgress,
+    logs,
+    offsets,
+    groups: () => context.groups,
+    storage: () => (diskGuard.enabled ? diskGuard.status() : undefined),
+  });
+  const storage: StorageConfig = { ...DEFAULT_STORAGE, ...options.storage };
+  const diskGuard = new DiskGuard(logs, {
+    ...storage,
+    action: storage.guard,
+    logger,
+    unsentFrom: options.unsentFrom,
+    onDropped: (topic, _partition, bytes) => {
+      metrics.diskGuardDroppedSegments.inc({ topic });
+      metrics.diskGuardDroppedBytes.inc({ topic }, bytes);
+    },
+  });
+  warnIfGuardCannotDrop(storage, logs, options.topicDefaults, logger);
   const context: BrokerContext = {
     nodeId: meta.nodeId,
+    diskGuard,
     logs,
     limits,
     logger,
@@ -184,6 +224,9 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
     throw err;
   }
   const openListener: Listener = listener;
+  // Before the first client: a node restarted on a full disk must refuse from the start.
+  if (diskGuard.enabled) await diskGuard.check();
+  const maintenance = startMaintenance({ logs, logger, metrics, guard: diskGuard, schedules: { ...DEFAULT_SCHEDULES, ...options.schedule }, now });
 
   const host = options.host ?? '127.0.0.1';
   const urlHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
@@ -197,6 +240,8 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
     publicKey: identity.publicKey,
     fleetPublicKey,
     anonymous,
+    maintenance,
+    diskGuard,
     stats() {
       let requestsInFlight = 0;
       let sendBufferedBytes = 0;
@@ -222,7 +267,10 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
         const grace = new Promise<void>((r) => setTimeout(r, options.shutdownGraceMs ?? 5000).unref());
         await Promise.race([Promise.all([...connections].map((c) => c.whenIdle())), grace]);
         openListener.terminateAll();
+        // No job may hold a partition while it closes; a long compaction stops early.
+        await maintenance.stop();
         await logs.close();
+        metrics.close();
         unlock();
         await Promise.race([stopped, new Promise<void>((r) => setTimeout(r, 1000).unref())]);
         logger.info({ nodeId: meta.nodeId }, 'node stopped cleanly');
@@ -243,6 +291,23 @@ function checkNodeCredential(credential: Buffer, identity: IdentityKeyPair, flee
   }
   if (checked.role !== 'node') throw new TributaryError(Errors.INVALID_CONFIG, `the node's credential has role ${checked.role}, not node`);
   if (!checked.subject.equals(identity.publicKey)) throw new TributaryError(Errors.INVALID_CONFIG, "the node's credential was issued for another key than the node's identity");
+}
+
+/**
+ * The drop guard deletes only closed segments: if the active segments alone can exceed
+ * storage.maxBytes, dropping cannot keep the node under it, and it will refuse instead.
+ */
+function warnIfGuardCannotDrop(storage: StorageConfig, logs: LogManager, topicDefaults: Record<string, string | number> | undefined, logger: Logger): void {
+  if (storage.maxBytes <= 0) return;
+  const segmentBytes = parseTopicConfig(topicDefaults)['segment.bytes'];
+  let activeBytesMax = 0;
+  for (const topic of logs.topics()) activeBytesMax += topic.partitions * topic.config['segment.bytes'];
+  if (activeBytesMax > storage.maxBytes) {
+    logger.warn(
+      { maxBytes: storage.maxBytes, activeSegmentsBytesMax: activeBytesMax, defaultSegmentBytes: segmentBytes },
+      'storage.maxBytes is smaller than the active segments of all partitions may grow: lower segment.bytes, or the guard will refuse produce rather than drop',
+    );
+  }
 }
 
 /** Says what an unclean start found and did: nothing is cut from a log silently. */

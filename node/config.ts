@@ -4,8 +4,12 @@
 // operations issue; the shape here is the one it extends.)
 
 import { readFileSync } from 'node:fs';
+import cron from 'node-cron';
 import { parse as parseYaml } from 'yaml';
 import { Errors, TributaryError } from '../protocol/errors.js';
+import { DEFAULT_SCHEDULES, type Schedules } from './maintenance.js';
+import type { GuardAction } from './storage/disk-guard.js';
+import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from './logger.js';
 
 export interface Limits {
   /** Largest WebSocket message accepted; checked from the frame header, before buffering. */
@@ -44,6 +48,38 @@ export interface NodeConfig {
   /** Defaults for new topics, by Kafka's config names (segment.bytes, flush, ...). */
   topicDefaults: Record<string, string | number>;
   auth: AuthConfig;
+  log: LogConfig;
+  storage: StorageConfig;
+  /** node-cron schedules (six fields, with seconds) of the background jobs. */
+  schedule: Schedules;
+}
+
+export interface StorageConfig {
+  /** Bytes of segment files this node may hold, all partitions together; 0: no limit. */
+  maxBytes: number;
+  /** Free bytes the data folder's file system must keep; 0: not checked. */
+  minFreeBytes: number;
+  /** Past a limit: refuse produce (STORAGE_FULL, retriable) or drop the oldest segments. */
+  guard: GuardAction;
+  /** Lets the guard drop segments an uplink has not forwarded yet. */
+  dropUnsent: boolean;
+}
+
+export const DEFAULT_STORAGE: StorageConfig = Object.freeze({
+  maxBytes: 0,
+  // Room for the node's own writes (indexes, snapshots, the clean-shutdown marker) and
+  // the OS's: a full root file system takes the whole gateway down, not only the broker.
+  minFreeBytes: 64 * 1024 * 1024,
+  // Nothing is lost by default: devices back off and keep their data.
+  guard: 'refuse' as GuardAction,
+  dropUnsent: false,
+});
+
+export interface LogConfig {
+  /** Least severe level written. */
+  level: LogLevel;
+  /** json, pretty, or auto: pretty only when stderr is a terminal. */
+  format: LogFormat;
 }
 
 export interface AuthConfig {
@@ -77,7 +113,7 @@ export const DEFAULT_LIMITS: Limits = {
 };
 
 export function defaultConfig(): NodeConfig {
-  return { dataDir: './data', host: '127.0.0.1', port: 7400, limits: { ...DEFAULT_LIMITS }, topicDefaults: {}, auth: {} };
+  return { dataDir: './data', host: '127.0.0.1', port: 7400, limits: { ...DEFAULT_LIMITS }, topicDefaults: {}, auth: {}, log: { level: 'info', format: 'auto' }, storage: { ...DEFAULT_STORAGE }, schedule: { ...DEFAULT_SCHEDULES } };
 }
 
 function invalid(detail: string): TributaryError {
@@ -119,7 +155,7 @@ function forEachSetting(entries: [string, unknown][], apply: (key: string, value
 export function applyConfig(base: NodeConfig, raw: unknown, source: string): NodeConfig {
   if (raw === null || raw === undefined) return base;
   if (typeof raw !== 'object' || Array.isArray(raw)) throw invalid(`${source}: expected a map of settings`);
-  const out: NodeConfig = { ...base, limits: { ...base.limits }, topicDefaults: { ...base.topicDefaults }, auth: { ...base.auth } };
+  const out: NodeConfig = { ...base, limits: { ...base.limits }, topicDefaults: { ...base.topicDefaults }, auth: { ...base.auth }, storage: { ...base.storage }, schedule: { ...base.schedule } };
   forEachSetting(Object.entries(raw as Record<string, unknown>), (key, value) => {
     switch (key) {
       case 'dataDir':
@@ -148,9 +184,74 @@ export function applyConfig(base: NodeConfig, raw: unknown, source: string): Nod
       case 'auth':
         out.auth = applyAuth(out.auth, value, source);
         break;
+      case 'log':
+        out.log = applyLog(out.log, value, source);
+        break;
+      case 'storage':
+        out.storage = applyStorage(out.storage, value, source);
+        break;
+      case 'schedule':
+        out.schedule = applySchedule(out.schedule, value, source);
+        break;
       default:
         throw invalid(`${source}: unknown setting '${key}'`);
     }
+  });
+  return out;
+}
+
+const BYTE_UNITS: Record<string, number> = { '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
+
+/** A byte count: an integer, or a number with a unit (512MiB, 2GB, 1.5GiB). */
+export function parseBytes(key: string, value: unknown): number {
+  let n: number | undefined;
+  if (typeof value === 'number') n = value;
+  else if (typeof value === 'string') {
+    const match = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(value);
+    const unit = match ? BYTE_UNITS[match[2].toLowerCase()] : undefined;
+    if (match && unit !== undefined) n = Math.floor(Number(match[1]) * unit);
+  }
+  if (n === undefined || !Number.isSafeInteger(n) || n < 0) {
+    throw invalid(`${key} must be a byte count such as 1073741824, 512MiB or 2GB, got ${JSON.stringify(value)}`);
+  }
+  return n;
+}
+
+function applyStorage(base: StorageConfig, raw: unknown, source: string): StorageConfig {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw invalid(`${source}: storage must be a map`);
+  const out = { ...base };
+  forEachSetting(Object.entries(raw as Record<string, unknown>), (key, value) => {
+    switch (key) {
+      case 'maxBytes':
+      case 'minFreeBytes':
+        out[key] = parseBytes(`storage.${key}`, value);
+        break;
+      case 'guard':
+        if (value !== 'refuse' && value !== 'drop') throw invalid(`storage.guard must be refuse or drop, got ${JSON.stringify(value)}`);
+        out.guard = value;
+        break;
+      case 'dropUnsent':
+        if (typeof value !== 'boolean') throw invalid(`storage.dropUnsent must be true or false, got ${JSON.stringify(value)}`);
+        out.dropUnsent = value;
+        break;
+      default:
+        throw invalid(`${source}: unknown setting 'storage.${key}'`);
+    }
+  });
+  return out;
+}
+
+function applySchedule(base: Schedules, raw: unknown, source: string): Schedules {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw invalid(`${source}: schedule must be a map`);
+  const out = { ...base };
+  forEachSetting(Object.entries(raw as Record<string, unknown>), (key, value) => {
+    if (!Object.prototype.hasOwnProperty.call(DEFAULT_SCHEDULES, key)) {
+      throw invalid(`${source}: unknown setting 'schedule.${key}' (known: ${Object.keys(DEFAULT_SCHEDULES).join(', ')})`);
+    }
+    if (typeof value !== 'string' || !cron.validate(value)) {
+      throw invalid(`schedule.${key} must be a cron expression such as '0 */5 * * * *' (seconds first), got ${JSON.stringify(value)}`);
+    }
+    out[key as keyof Schedules] = value;
   });
   return out;
 }
@@ -174,6 +275,26 @@ function applyAuth(base: AuthConfig, raw: unknown, source: string): AuthConfig {
         break;
       default:
         throw invalid(`${source}: unknown setting 'auth.${key}'`);
+    }
+  });
+  return out;
+}
+
+function applyLog(base: LogConfig, raw: unknown, source: string): LogConfig {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw invalid(`${source}: log must be a map`);
+  const out = { ...base };
+  forEachSetting(Object.entries(raw as Record<string, unknown>), (key, value) => {
+    switch (key) {
+      case 'level':
+        if (!LOG_LEVELS.includes(value as LogLevel)) throw invalid(`log.level must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(value)}`);
+        out.level = value as LogLevel;
+        break;
+      case 'format':
+        if (!LOG_FORMATS.includes(value as LogFormat)) throw invalid(`log.format must be json, pretty or auto, got ${JSON.stringify(value)}`);
+        out.format = value as LogFormat;
+        break;
+      default:
+        throw invalid(`${source}: unknown setting 'log.${key}'`);
     }
   });
   return out;

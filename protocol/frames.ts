@@ -37,6 +37,8 @@ export enum Kind {
   ConsumerGroupHeartbeat = 15,
   ListGroups = 16,
   DescribeGroup = 17,
+  AlterConfigs = 18,
+  DescribeConfigs = 19,
 }
 
 /** ListOffsets sentinels, as Kafka: the next offset to be written, and the first kept. */
@@ -309,6 +311,30 @@ export interface DescribeGroupResponse extends ErrorBody {
   offsets: { topic: string; partition: number; committed: number; highWatermark: number; lag: number }[];
 }
 
+/**
+ * Kafka's IncrementalAlterConfigs for topics: per topic, keys to set and keys to delete
+ * (back to the node's default). All or nothing per topic: one bad key or value fails that
+ * topic with INVALID_CONFIG and changes none of its keys.
+ */
+export interface AlterConfigsRequest {
+  topics: { name: string; configs: { name: string; op: 'set' | 'delete'; value?: string | number }[] }[];
+}
+export interface AlterConfigsResponse extends ErrorBody {
+  topics: TopicResult[];
+}
+/** Topics and config keys per AlterConfigs or DescribeConfigs request. */
+export const CONFIG_TOPICS_PER_REQUEST_MAX = 1000;
+export const CONFIG_CHANGES_PER_TOPIC_MAX = 100;
+
+/** Kafka's DescribeConfigs for topics: every key, its value, and where the value comes from. */
+export interface DescribeConfigsRequest {
+  topics: string[];
+}
+export type ConfigSource = 'topic' | 'node' | 'default';
+export interface DescribeConfigsResponse extends ErrorBody {
+  topics: (TopicResult & { configs: { name: string; value: string | number; source: ConfigSource }[] })[];
+}
+
 export interface RequestBodies {
   [Kind.Hello]: HelloRequest;
   [Kind.Metadata]: MetadataRequest;
@@ -326,6 +352,8 @@ export interface RequestBodies {
   [Kind.ConsumerGroupHeartbeat]: ConsumerGroupHeartbeatRequest;
   [Kind.ListGroups]: ListGroupsRequest;
   [Kind.DescribeGroup]: DescribeGroupRequest;
+  [Kind.AlterConfigs]: AlterConfigsRequest;
+  [Kind.DescribeConfigs]: DescribeConfigsRequest;
 }
 export interface ResponseBodies {
   [Kind.Hello]: HelloResponse;
@@ -344,6 +372,8 @@ export interface ResponseBodies {
   [Kind.ConsumerGroupHeartbeat]: ConsumerGroupHeartbeatResponse;
   [Kind.ListGroups]: ListGroupsResponse;
   [Kind.DescribeGroup]: DescribeGroupResponse;
+  [Kind.AlterConfigs]: AlterConfigsResponse;
+  [Kind.DescribeConfigs]: DescribeConfigsResponse;
 }
 
 export interface Frame {

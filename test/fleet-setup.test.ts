@@ -6,7 +6,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
-import { runCli, startNodeProcess, stopAllNodes, tempDir } from './helpers/node-process.js';
+import { runCli, setUpFleet, startNodeProcess, stopAllNodes, tempDir } from './helpers/node-process.js';
 
 afterEach(stopAllNodes);
 
@@ -21,14 +21,7 @@ it('sets up a fleet offline, runs a secured node from a config, and enforces cre
   const at = (name: string) => join(dir.path, name);
   try {
     // 1-2. Fleet key, node identity and node credential; admin and device the same way.
-    const fleetKey = await ok(['fleet', 'init', '--out', at('fleet.key')]);
-    const identities: Record<string, string> = {};
-    for (const who of ['node', 'admin', 'device']) identities[who] = await ok(['keys', 'generate', '--out', at(`${who}.key`)]);
-    const issue = (who: string, role: string, extra: string[] = []) =>
-      ok(['credentials', 'issue', '--fleet', at('fleet.key'), '--subject', identities[who], '--role', role, '--expires', '1d', '--out', at(`${who}.cred`), ...extra]);
-    await issue('node', 'node');
-    await issue('admin', 'admin');
-    await issue('device', 'device', ['--produce', 'sensors.*', '--consume', 'sensors.*']);
+    const { fleetKey, identities } = await setUpFleet(at);
 
     // 3. A secured node from a config file.
     writeFileSync(at('node.yaml'), `auth:\n  fleetPublicKey: ${fleetKey}\n  identity: ${at('node.key')}\n  credential: ${at('node.cred')}\n`);

@@ -44,6 +44,13 @@ it.each([
   ['a bad fleet key', 'auth:\n  fleetPublicKey: abc\n', /auth\.fleetPublicKey must be 64 hex/],
   ['a bad anonymous policy', 'auth:\n  anonymous: everyone\n', /auth\.anonymous must be loopback or none/],
   ['an unknown auth setting', 'auth:\n  fleet: x\n', /unknown setting 'auth\.fleet'/],
+  ['a bad storage size', 'storage:\n  maxBytes: 5 parsecs\n', /storage\.maxBytes must be a byte count such as 1073741824, 512MiB or 2GB, got "5 parsecs"/],
+  ['a negative free space', 'storage:\n  minFreeBytes: -1\n', /storage\.minFreeBytes must be a byte count/],
+  ['a bad guard action', 'storage:\n  guard: panic\n', /storage\.guard must be refuse or drop, got "panic"/],
+  ['a non-boolean dropUnsent', 'storage:\n  dropUnsent: "yes"\n', /storage\.dropUnsent must be true or false/],
+  ['an unknown storage setting', 'storage:\n  maxbytes: 1GB\n', /unknown setting 'storage\.maxbytes'/],
+  ['a bad cron expression', 'schedule:\n  retention: every five minutes\n', /schedule\.retention must be a cron expression/],
+  ['an unknown job', 'schedule:\n  vacuum: "* * * * * *"\n', /unknown setting 'schedule\.vacuum' \(known: retention, compaction, checkpoint, diskGuard\)/],
 ])('refuses %s in the config with one clear line', (_, yaml, message) => {
   const dir = tempDir();
   try {
@@ -162,6 +169,21 @@ it('stops cleanly on a SIGTERM sent the moment it says it is listening', async (
       expect(await node.stop(), `try ${i}`).toBe(0);
       expect(existsSync(join(dir.path, `d${i}`, '.clean-shutdown')), `try ${i}`).toBe(true);
     }
+  } finally {
+    dir.remove();
+  }
+});
+
+it('reads storage sizes with units and cron schedules, keeping the defaults of what is not set', () => {
+  const dir = tempDir();
+  try {
+    const config = join(dir.path, 'node.yaml');
+    writeFileSync(config, 'auth:\n  anonymous: loopback\nstorage:\n  maxBytes: 1.5GiB\n  minFreeBytes: 200MB\n  guard: drop\nschedule:\n  retention: "0 * * * * *"\n');
+    const resolved = resolveConfig({ config }, {});
+    expect(resolved.storage).toEqual({ maxBytes: 1.5 * 2 ** 30, minFreeBytes: 200_000_000, guard: 'drop', dropUnsent: false });
+    expect(resolved.schedule).toEqual({ retention: '0 * * * * *', compaction: '30 * * * * *', checkpoint: '15 * * * * *', diskGuard: '*/5 * * * * *' });
+    const bare = resolveConfig({}, {});
+    expect(bare.storage).toEqual({ maxBytes: 0, minFreeBytes: 64 * 2 ** 20, guard: 'refuse', dropUnsent: false });
   } finally {
     dir.remove();
   }

@@ -2,7 +2,7 @@
 // SDK. Data goes to stdout, one record per line; status and errors go to stderr, an error
 // as one line `tributary: <message>` with a non-zero exit code.
 //
-//   tributary topics create|list|describe|delete
+//   tributary topics create|list|describe|delete|alter|configs
 //   tributary produce TOPIC   (stdin, one record per line)
 //   tributary consume TOPIC   (stdout, one record per line)
 //   tributary credentials revoke   (revoke.ts)
@@ -45,7 +45,7 @@ function intArg(flag: string, value: string | undefined, min: number): number | 
 // topics
 
 function registerTopicCommands(program: Command): void {
-  const topics = program.command('topics').description('create, list, describe and delete topics');
+  const topics = program.command('topics').description('create, list, describe, alter and delete topics');
 
   withNode(topics.command('create <name>'))
     .description('create a topic')
@@ -89,6 +89,33 @@ function registerTopicCommands(program: Command): void {
       }),
     );
 
+  withNode(topics.command('alter <name>'))
+    .description("change a topic's configs at run time (all of them, or none if the node refuses one)")
+    .option('--config <key=value...>', 'set a topic config by Kafka name, e.g. retention.ms=86400000 (repeatable)', [])
+    .option('--delete-config <key...>', "remove the topic's own value of a config, back to the node default (repeatable)", [])
+    .addHelpText('after', "\nKeys are Kafka's topic config names (docs/configuration.md); `tributary topics configs <name>`\nlists every key with its value and source. Each change applies from the next write that uses it.")
+    .action(
+      run(async (name: string, opts: NodeOptions & { config: string[]; deleteConfig: string[] }) => {
+        const set = parseConfig(opts.config) ?? {};
+        for (const key of opts.deleteConfig) if (key.trim() === '' || key.includes('=')) throw new UsageError(`--delete-config expects a config name, got '${key}'`);
+        if (Object.keys(set).length === 0 && opts.deleteConfig.length === 0) throw new UsageError('nothing to change: give --config key=value or --delete-config key');
+        await withClient(opts, (client) => new Admin(client).alterTopicConfigs(name, { set, delete: opts.deleteConfig }));
+        const changed = [...Object.entries(set).map(([k, v]) => `${k}=${v}`), ...opts.deleteConfig.map((k) => `${k} (deleted)`)];
+        process.stdout.write(`altered topic ${name}: ${changed.join(', ')}\n`);
+      }),
+    );
+
+  withNode(topics.command('configs <name>'))
+    .description('show every config of a topic: its value and source (topic: set on the topic, node: the node default, default: built in)')
+    .action(
+      run(async (name: string, opts: NodeOptions) => {
+        const [d] = await withClient(opts, (client) => new Admin(client).describeTopicConfigs([name]));
+        if (d.error) throw d.error;
+        const rows = [...d.configs].sort((a, b) => a.name.localeCompare(b.name)).map((c) => [c.name, String(c.value), c.source]);
+        process.stdout.write(`${table(['KEY', 'VALUE', 'SOURCE'], rows).join('\n')}\n`);
+      }),
+    );
+
   withNode(topics.command('delete <name>'))
     .description('delete a topic and its data')
     .action(
@@ -105,6 +132,7 @@ function parseConfig(pairs: string[]): Record<string, string | number> | undefin
   for (const pair of pairs) {
     const eq = pair.indexOf('=');
     if (eq <= 0) throw new UsageError(`--config expects key=value, got '${pair}'`);
+    if (Object.prototype.hasOwnProperty.call(config, pair.slice(0, eq))) throw new UsageError(`--config sets '${pair.slice(0, eq)}' twice`);
     const value = pair.slice(eq + 1);
     // Numbers travel as numbers; the node validates each key either way.
     config[pair.slice(0, eq)] = /^-?\d+$/.test(value) && Number.isSafeInteger(Number(value)) ? Number(value) : value;

@@ -2,7 +2,8 @@
 // loopback, is anonymous); every request is checked against it before its handler runs,
 // and a refusal answers UNAUTHORIZED while the connection stays usable.
 //
-//   role    produce / consume               topics create, delete   describe (Metadata)
+//   role    produce / consume               topics create, delete,  describe (Metadata,
+//                                           alter configs           DescribeConfigs)
 //   admin   any topic                       yes                     every topic
 //   node    any topic (replication, uplink) no                      every topic
 //   app     by its patterns                 no                      topics it may use
@@ -13,7 +14,7 @@
 import { topicAllowed, type Credential, type Role } from '../../protocol/credential.js';
 import { Errors, TributaryError } from '../../protocol/errors.js';
 
-export type Action = 'produce' | 'consume' | 'createTopics' | 'deleteTopics' | 'describe';
+export type Action = 'produce' | 'consume' | 'createTopics' | 'deleteTopics' | 'alterConfigs' | 'describe';
 
 export interface Principal {
   /** How the principal is named in logs and refusals. */
@@ -50,6 +51,7 @@ export function isAllowed(principal: Principal, action: Action, topic?: string):
   switch (action) {
     case 'createTopics':
     case 'deleteTopics':
+    case 'alterConfigs':
       return false;
     case 'produce':
       return role === 'node' || (topic !== undefined && topicAllowed(principal.produce, topic));
@@ -66,6 +68,7 @@ const VERB: Record<Action, string> = {
   describe: 'describe',
   createTopics: 'create topic',
   deleteTopics: 'delete topic',
+  alterConfigs: 'alter the config of topic',
 };
 
 /** The refusal's words: '<principal> may not produce to 'alarms''. */

@@ -9,6 +9,7 @@ import { Command, CommanderError } from 'commander';
 import { Errors, TributaryError } from '../../protocol/errors.js';
 import { registerClientCommands } from '../../devices/cli/index.js';
 import { registerConfigCommand } from './config-check.js';
+import { registerServiceCommand } from './service.js';
 import { registerStartCommand } from './start.js';
 
 export async function main(argv: string[]): Promise<number> {
@@ -20,6 +21,7 @@ export async function main(argv: string[]): Promise<number> {
     .exitOverride();
   registerStartCommand(program);
   registerConfigCommand(program);
+  registerServiceCommand(program);
   registerClientCommands(program);
   try {
     await program.parseAsync(argv);

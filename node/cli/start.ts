@@ -9,7 +9,7 @@ import { isLoopbackAddress } from '../auth/authenticator.js';
 import { applyConfig, defaultConfig, loadConfigFile, type NodeConfig } from '../config.js';
 import { parseTopicConfig } from '../storage/config.js';
 import { startBroker, type BrokerAuthOptions } from '../broker.js';
-import { createLogger, type Logger, type LogLevel } from '../logger.js';
+import { createLogger, prettyFor, type Logger } from '../logger.js';
 
 interface StartFlags {
   data?: string;
@@ -37,12 +37,9 @@ export function registerStartCommand(program: Command): void {
     .option('--identity <file>', "the node's key file (default <data>/node.key, made on first start)")
     .option('--credential <file>', "the node's credential (role node), for clients that pin the fleet key")
     .option('--anonymous <policy>', 'clients without a credential: loopback (dev mode) or none')
-    .option('--log-level <level>', 'debug | info | warn | error (default info)')
+    .option('--log-level <level>', 'trace | debug | info | warn | error | fatal | silent (default info, or TRIBUTARY_LOG_LEVEL)')
     .action(async (flags: StartFlags) => {
-      const config = resolveConfig(flags);
-      const level = (flags.logLevel ?? 'info') as LogLevel;
-      if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new Error(`--log-level must be debug, info, warn or error, got '${level}'`);
-      await runNode(config, level);
+      await runNode(resolveConfig(flags));
     });
 }
 
@@ -54,6 +51,7 @@ export function resolveConfig(flags: StartFlags, env: NodeJS.ProcessEnv = proces
   if (flags.config) config = applyConfig(config, loadConfigFile(flags.config), flags.config);
   const fromEnv: Record<string, unknown> = {};
   for (const [variable, key] of Object.entries(ENV_SETTINGS)) if (env[variable]) fromEnv[key] = env[variable];
+  if (env.TRIBUTARY_LOG_LEVEL) fromEnv.log = { level: env.TRIBUTARY_LOG_LEVEL };
   config = applyConfig(config, fromEnv, 'environment');
   // Topic defaults are checked now too, so every mistake of a config shows before the start.
   parseTopicConfig(config.topicDefaults);
@@ -62,6 +60,7 @@ export function resolveConfig(flags: StartFlags, env: NodeJS.ProcessEnv = proces
   if (flags.port !== undefined) overrides.port = flags.port;
   if (flags.host !== undefined) overrides.host = flags.host;
   if (flags.nodeId !== undefined) overrides.nodeId = flags.nodeId;
+  if (flags.logLevel !== undefined) overrides.log = { level: flags.logLevel };
   const auth: Record<string, unknown> = {};
   const fleetKey = flags.fleetKey ?? env.TRIBUTARY_FLEET_KEY;
   if (fleetKey !== undefined && fleetKey !== '') auth.fleetPublicKey = fleetKey;
@@ -109,8 +108,8 @@ function announceAuth(logger: Logger, config: NodeConfig, publicKey: Buffer, fle
   }
 }
 
-async function runNode(config: NodeConfig, level: LogLevel): Promise<void> {
-  const logger = createLogger({ level });
+async function runNode(config: NodeConfig): Promise<void> {
+  const logger = createLogger({ level: config.log.level, pretty: prettyFor(config.log.format) });
   // Signal handlers come first: whoever starts the node may stop it the moment it says it
   // is listening (a service manager, a test), and a SIGTERM that finds no handler kills the
   // process outright, without the clean shutdown. One during startup waits for it to end.
@@ -129,6 +128,8 @@ async function runNode(config: NodeConfig, level: LogLevel): Promise<void> {
     topicDefaults: config.topicDefaults,
     logger,
     auth: authOptions(config),
+    storage: config.storage,
+    schedule: config.schedule,
   });
   announceAuth(logger, config, broker.publicKey, broker.fleetPublicKey, broker.anonymous);
   const mode = broker.anonymous === 'loopback' && !broker.fleetPublicKey ? 'dev mode: anonymous clients from loopback only' : 'credentials required';
@@ -144,7 +145,7 @@ async function runNode(config: NodeConfig, level: LogLevel): Promise<void> {
       signalled = true;
       logger.info({ signal }, 'shutting down');
       broker.close().then(resolve, (err: unknown) => {
-        logger.error({ err: (err as Error)?.stack ?? String(err) }, 'shutdown failed');
+        logger.error({ err }, 'shutdown failed');
         process.exitCode = 1;
         resolve();
       });

@@ -266,6 +266,11 @@ export class GroupCoordinator {
   groupIds(): string[] {
     return [...this.groups.keys()].sort();
   }
+
+  /** Live members of a group (0 when the group has none), for the metrics. */
+  memberCount(groupId: string): number {
+    return this.groups.get(groupId)?.members.size ?? 0;
+  }
 }
 
 function normalizeTopics(topics: string[]): string[] {

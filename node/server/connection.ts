@@ -201,6 +201,7 @@ export class Connection {
     };
     let timer: NodeJS.Timeout | undefined;
     let response: object | undefined;
+    const handlerStarted = performance.now();
     try {
       if (!handler) throw new TributaryError(Errors.INVALID_REQUEST, `unknown request kind ${frame.kind}`);
       const timedOut = new Promise<never>((_, reject) => {
@@ -226,6 +227,7 @@ export class Connection {
     } finally {
       clearTimeout(timer);
       this.requestAborts.delete(requestAbort);
+      this.broker.metrics.observeRequest(frame.kind, (performance.now() - handlerStarted) / 1000, response);
     }
     try {
       if (response !== undefined) this.send(frame, response);

@@ -7,6 +7,7 @@ import type { Limits } from '../config.js';
 import type { NodeMetrics } from '../metrics.js';
 import type { ProducerIdAllocator } from '../producer-ids.js';
 import type { Logger } from '../logger.js';
+import type { DiskGuard } from '../storage/disk-guard.js';
 import type { LogManager } from '../storage/log-manager.js';
 import type { FetchWaiter } from './fetch-waiter.js';
 import type { ConnectionSubscriptions } from './subscriptions.js';
@@ -25,6 +26,7 @@ export interface BrokerContext {
   readonly producerIds: ProducerIdAllocator;
   readonly offsets: ConsumerOffsets;
   readonly groups: GroupCoordinator;
+  readonly diskGuard: DiskGuard;
   /** Failures injected by tests; never set from a config or the command line. */
   readonly faults?: Faults;
 }

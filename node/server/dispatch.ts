@@ -2,8 +2,10 @@
 
 import { Kind } from '../../protocol/frames.js';
 import type { RequestContext } from './context.js';
+import { handleAlterConfigs } from './handlers/alter-configs.js';
 import { handleCreateTopics } from './handlers/create-topics.js';
 import { handleDeleteTopics } from './handlers/delete-topics.js';
+import { handleDescribeConfigs } from './handlers/describe-configs.js';
 import { handleFetch } from './handlers/fetch.js';
 import { handleHello } from './handlers/hello.js';
 import { handleInitProducerId } from './handlers/init-producer-id.js';
@@ -36,4 +38,6 @@ export const handlers: ReadonlyMap<number, Handler> = new Map<number, Handler>([
   [Kind.ConsumerGroupHeartbeat, handleConsumerGroupHeartbeat],
   [Kind.ListGroups, handleListGroups],
   [Kind.DescribeGroup, handleDescribeGroup],
+  [Kind.AlterConfigs, handleAlterConfigs],
+  [Kind.DescribeConfigs, handleDescribeConfigs],
 ]);

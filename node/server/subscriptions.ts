@@ -112,6 +112,7 @@ class Subscription {
         result.logStartOffset = log.logStartOffset;
         p.position = lastOffsetIn(records) + 1;
         bytes += records.length;
+        broker.metrics.countServed(p.topic, records);
         results.push(result);
         this.next = (start + i + 1) % n;
       } catch (err) {

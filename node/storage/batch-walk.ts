@@ -1,8 +1,9 @@
 // Walking a segment file batch header by batch header, the "short scan" after an index
 // lookup. Only headers are looked at (no CRC, no records); what is checked is what a wrong
-// step would break: the length stays inside the file, the magic is 2, and base offsets are
-// contiguous. The base offset and length lie outside the CRC, so this walk is the only
-// guard against a flipped bit there sending the walk into the middle of a batch.
+// step would break: the length stays inside the file, the magic is 2, and base offsets
+// increase (contiguous until the log cleaner removes batches of a compacted topic). The
+// base offset and length lie outside the CRC, so this walk is the only guard against a
+// flipped bit there sending the walk into the middle of a batch.
 
 import { Errors, TributaryError } from '../../protocol/errors.js';
 import {
@@ -33,6 +34,8 @@ export interface BatchRef {
 const WINDOW_BYTES = 8 * 1024;
 const window = Buffer.allocUnsafe(WINDOW_BYTES);
 
+const INT32_MAX = 0x7fffffff;
+
 function corrupt(detail: string): TributaryError {
   return new TributaryError(Errors.CORRUPT_BATCH, detail);
 }
@@ -49,8 +52,11 @@ export function headerAt(buf: Buffer, at: number, position: number, expectedOffs
   const magic = buf.readInt8(at + OFFSET_MAGIC);
   if (magic !== MAGIC) throw corrupt(`batch at position ${position} has magic ${magic}`);
   const baseOffset = readInt64(buf, at);
-  if (baseOffset !== expectedOffset) {
-    throw corrupt(`batch at position ${position} has base offset ${baseOffset}, expected ${expectedOffset}`);
+  // Offsets only grow; the log cleaner leaves gaps where it removed whole batches (Kafka
+  // semantics), so a later base offset is fine, but never one past what a segment's int32
+  // relative offsets can reach: that is a flipped bit, not a gap.
+  if (baseOffset < expectedOffset || baseOffset - expectedOffset > INT32_MAX) {
+    throw corrupt(`batch at position ${position} has base offset ${baseOffset}, expected ${expectedOffset} or a later one`);
   }
   const lastOffsetDelta = buf.readInt32BE(at + OFFSET_LAST_OFFSET_DELTA);
   if (lastOffsetDelta < 0) throw corrupt(`batch at position ${position} has last offset delta ${lastOffsetDelta}`);

@@ -27,6 +27,9 @@ export interface TopicConfig {
   /** delete: retention drops old segments; compact: keep the newest record per key. Stored
    * and validated now; the compaction job comes with the scheduler (a later step). */
   'cleanup.policy': CleanupPolicy;
+  /** compact: how long a tombstone (null value) stays readable once its segment's newest
+   * record is this old, so a consumer that reads in time sees the delete (Kafka's). */
+  'delete.retention.ms': number;
 }
 
 const MIB = 1024 * 1024;
@@ -47,6 +50,7 @@ export const DEFAULT_TOPIC_CONFIG: TopicConfig = Object.freeze({
   'retention.ms': 7 * DAY_MS,
   'retention.bytes': -1,
   'cleanup.policy': 'delete',
+  'delete.retention.ms': DAY_MS,
 });
 
 type Rule = { kind: 'int'; min: number; max: number } | { kind: 'enum'; values: readonly string[] };
@@ -61,6 +65,7 @@ const RULES: { readonly [K in keyof TopicConfig]: Rule } = {
   'retention.ms': { kind: 'int', min: -1, max: Number.MAX_SAFE_INTEGER },
   'retention.bytes': { kind: 'int', min: -1, max: Number.MAX_SAFE_INTEGER },
   'cleanup.policy': { kind: 'enum', values: ['delete', 'compact'] },
+  'delete.retention.ms': { kind: 'int', min: 0, max: Number.MAX_SAFE_INTEGER },
 };
 
 export const TOPIC_CONFIG_KEYS = Object.freeze(Object.keys(RULES) as (keyof TopicConfig)[]);

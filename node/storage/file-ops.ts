@@ -62,6 +62,11 @@ export function isErrno(err: unknown, code: string): boolean {
   return typeof err === 'object' && err !== null && (err as NodeJS.ErrnoException).code === code;
 }
 
+/** The file system is out of space (or the user's quota): retriable once space is freed. */
+export function isDiskFull(err: unknown): boolean {
+  return isErrno(err, 'ENOSPC') || isErrno(err, 'EDQUOT');
+}
+
 /** Writes all of `buf` at `position`; a short write is continued, as POSIX allows one. */
 export function writeFully(ops: FileOps, fd: number, buf: Buffer, position: number): void {
   let done = 0;

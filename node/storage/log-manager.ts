@@ -9,14 +9,16 @@
 // leaves either the old state or the new one, or a leftover the next open finishes:
 //   create: config file (durable rename) -> partition folders -> folder fsync.
 //           A crash after the config leaves empty partitions, which open recreates.
-//   delete: config rewritten with `deleting: true` -> partition folders renamed to
+//   delete: config renamed to `<name>.json.deleting` -> partition folders renamed to
 //           `<random>-delete` -> config removed -> folders removed. Open finishes any
-//           `deleting` topic and removes every `-delete` folder.
+//           `.deleting` topic (or one whose config says `deleting: true`, as older
+//           versions marked them) and removes every `-delete` folder. Renames only: a
+//           full disk, where deleting a topic is how space comes back, cannot stop it.
 
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Errors, TributaryError } from '../../protocol/errors.js';
-import { normalizeOverrides, parseTopicConfig } from './config.js';
+import { normalizeOverrides, parseConfigValue, parseTopicConfig, TOPIC_CONFIG_KEYS } from './config.js';
 import type { TopicConfig } from './config.js';
 import { fsyncDir, isErrno, nodeFileOps, readFileSyncOrNull, TMP_PREFIX, writeFileDurable, writeFully } from './file-ops.js';
 import type { FileOps } from './file-ops.js';
@@ -47,6 +49,29 @@ export interface TopicInfo {
   config: TopicConfig;
 }
 
+/** Where a topic's config value comes from, as Kafka's DescribeConfigs names its sources. */
+export type ConfigSource = 'topic' | 'node' | 'default';
+
+export interface ConfigEntry {
+  name: string;
+  value: string | number;
+  source: ConfigSource;
+}
+
+/** One step of Kafka's IncrementalAlterConfigs: set a key, or delete it back to the node default. */
+export interface ConfigChange {
+  name: string;
+  op: 'set' | 'delete';
+  value?: string | number;
+}
+
+/**
+ * Keys of internal topics the node's own state depends on: __consumer_offsets and
+ * __revocations stay compacted (retention must never drop the last commit or revocation)
+ * and fsync before their writes are acknowledged.
+ */
+const INTERNAL_TOPIC_FIXED_KEYS: readonly string[] = ['cleanup.policy', 'flush'];
+
 export interface RecoveryReport {
   /** The clean-shutdown marker was present: indexes were trusted, nothing was scanned. */
   clean: boolean;
@@ -73,6 +98,8 @@ interface TopicState {
 export const CLEAN_SHUTDOWN_FILE = '.clean-shutdown';
 const TOPICS_DIR = 'topics';
 const DELETE_SUFFIX = '-delete';
+// Does not end in `.json`, so no topic's config file is ever mistaken for a marker.
+const DELETING_SUFFIX = '.json.deleting';
 
 export class LogManager {
   readonly recoveryReport: RecoveryReport;
@@ -94,7 +121,12 @@ export class LogManager {
     this.ops = options.fileOps ?? nodeFileOps;
     this.readFds = new ReadFdCache(options.readFdsMax ?? DEFAULT_READ_FDS_MAX);
     this.now = options.now ?? Date.now;
-    this.defaults = options.defaults ?? {};
+    // Parsed once: DescribeConfigs shows these as the node's values, under each topic's own.
+    const defaults: Record<string, string | number> = {};
+    for (const [key, value] of Object.entries(options.defaults ?? {})) {
+      if (value !== undefined) defaults[key] = parseConfigValue(key, value, 'default topic config');
+    }
+    this.defaults = defaults as Partial<TopicConfig>;
     this.recoveryReport = { clean, partitions: [], unreadableTopics: [], finishedDeletes: [] };
   }
 
@@ -145,12 +177,19 @@ export class LogManager {
   }
 
   private async loadTopics(clean: boolean): Promise<void> {
-    const files = (await this.ops.readdir(this.topicsDir)).filter((e) => !e.isDirectory && e.name.endsWith('.json'));
+    const entries = await this.ops.readdir(this.topicsDir);
+    for (const file of entries.filter((e) => !e.isDirectory && e.name.endsWith(DELETING_SUFFIX))) {
+      const stored = this.readStoredTopic(file.name, file.name.slice(0, -DELETING_SUFFIX.length));
+      if (stored === null) continue;
+      await this.finishDelete(stored, file.name);
+      this.recoveryReport.finishedDeletes.push(stored.name);
+    }
+    const files = entries.filter((e) => !e.isDirectory && e.name.endsWith('.json'));
     for (const file of files) {
-      const stored = this.readStoredTopic(file.name);
+      const stored = this.readStoredTopic(file.name, file.name.slice(0, -'.json'.length));
       if (stored === null) continue;
       if (stored.deleting) {
-        await this.finishDelete(stored);
+        await this.finishDelete(stored, file.name);
         this.recoveryReport.finishedDeletes.push(stored.name);
         continue;
       }
@@ -169,8 +208,7 @@ export class LogManager {
   }
 
   /** A topic config file, or null (reported) if it is not one this code wrote. */
-  private readStoredTopic(fileName: string): StoredTopic | null {
-    const name = fileName.slice(0, -'.json'.length);
+  private readStoredTopic(fileName: string, name: string): StoredTopic | null {
     try {
       const bytes = readFileSyncOrNull(this.ops, path.join(this.topicsDir, fileName));
       if (bytes === null) return null;
@@ -219,6 +257,30 @@ export class LogManager {
     return this.admin(() => this.doDeleteTopic(name));
   }
 
+  /**
+   * Every config key of a topic with its value and where that comes from: the topic's own
+   * override, the node's default (topicDefaults), or the built-in default.
+   */
+  describeTopicConfig(name: string): ConfigEntry[] {
+    const state = this.topicStates.get(name);
+    if (state === undefined) throw new TributaryError(Errors.UNKNOWN_TOPIC, `topic '${name}' does not exist`);
+    const has = (o: object, key: string) => Object.prototype.hasOwnProperty.call(o, key);
+    return TOPIC_CONFIG_KEYS.map((key) => ({
+      name: key,
+      value: state.info.config[key],
+      source: has(state.overrides, key) ? 'topic' : has(this.defaults, key) ? 'node' : 'default',
+    }));
+  }
+
+  /**
+   * Kafka's IncrementalAlterConfigs for one topic, all or nothing: every change is checked
+   * before anything is written, the new overrides are written durably, then every partition
+   * takes the new config (see PartitionLog.updateConfig for when each key takes effect).
+   */
+  alterTopicConfig(name: string, changes: readonly ConfigChange[]): Promise<TopicInfo> {
+    return this.admin(() => this.doAlterTopicConfig(name, changes));
+  }
+
   /** Runs topic admin operations one at a time, in call order. */
   private admin<T>(operation: () => Promise<T>): Promise<T> {
     const run = this.adminQueue.then(() => {
@@ -253,9 +315,41 @@ export class LogManager {
     return info;
   }
 
+  private async doAlterTopicConfig(name: string, changes: readonly ConfigChange[]): Promise<TopicInfo> {
+    const state = this.topicStates.get(name);
+    if (state === undefined) throw new TributaryError(Errors.UNKNOWN_TOPIC, `topic '${name}' does not exist`);
+    const overrides = { ...state.overrides };
+    const seen = new Set<string>();
+    for (const change of changes) {
+      if (seen.has(change.name)) throw new TributaryError(Errors.INVALID_CONFIG, `config '${change.name}' is changed twice in one request`);
+      seen.add(change.name);
+      if (change.op === 'set') {
+        overrides[change.name] = parseConfigValue(change.name, change.value);
+      } else {
+        // Deleting an unknown key is a typo worth reporting, not a no-op.
+        if (!(TOPIC_CONFIG_KEYS as readonly string[]).includes(change.name)) parseConfigValue(change.name, undefined);
+        delete overrides[change.name];
+      }
+    }
+    const config = parseTopicConfig(overrides, this.defaults);
+    if (name.startsWith('__')) {
+      for (const key of INTERNAL_TOPIC_FIXED_KEYS) {
+        const k = key as keyof TopicConfig;
+        if (config[k] !== state.info.config[k]) {
+          throw new TributaryError(Errors.INVALID_CONFIG, `'${name}' is an internal topic: its ${key} stays '${String(state.info.config[k])}' (the node's own state depends on it)`);
+        }
+      }
+    }
+    await this.storageStep(`alter config of topic '${name}'`, () => this.writeStoredTopic({ name, partitions: state.info.partitions, overrides }));
+    state.overrides = overrides;
+    state.info = { name, partitions: state.info.partitions, config };
+    for (const log of state.logs) log.updateConfig(config);
+    return state.info;
+  }
+
   private async undoCreate(stored: StoredTopic, logs: PartitionLog[]): Promise<void> {
     for (const log of logs) await log.close().catch(() => undefined);
-    await this.finishDelete(stored).catch(() => undefined);
+    await this.finishDelete(stored, `${stored.name}.json`).catch(() => undefined);
   }
 
   private async doDeleteTopic(name: string): Promise<void> {
@@ -264,15 +358,16 @@ export class LogManager {
     this.topicStates.delete(name);
     // A partition that failed (a dead disk) still has to go; its close error is not ours.
     for (const log of state.logs) await log.close().catch(() => undefined);
-    const stored: StoredTopic = { name, partitions: state.info.partitions, overrides: state.overrides, deleting: true };
+    const stored: StoredTopic = { name, partitions: state.info.partitions, overrides: state.overrides };
     await this.storageStep(`delete topic '${name}'`, async () => {
-      await this.writeStoredTopic(stored);
-      await this.finishDelete(stored);
+      await this.ops.rename(path.join(this.topicsDir, `${name}.json`), path.join(this.topicsDir, `${name}${DELETING_SUFFIX}`));
+      await fsyncDir(this.ops, this.topicsDir);
+      await this.finishDelete(stored, `${name}${DELETING_SUFFIX}`);
     });
   }
 
-  /** Deletes a topic whose config says `deleting`; safe to repeat after a crash. */
-  private async finishDelete(stored: StoredTopic): Promise<void> {
+  /** Deletes a topic marked for deletion (config file `configFile`); safe to repeat after a crash. */
+  private async finishDelete(stored: StoredTopic, configFile: string): Promise<void> {
     const doomed: string[] = [];
     for (let p = 0; p < stored.partitions; p++) {
       const target = path.join(this.dataDir, `${randomBytes(8).toString('hex')}${DELETE_SUFFIX}`);
@@ -284,7 +379,7 @@ export class LogManager {
       }
     }
     await fsyncDir(this.ops, this.dataDir);
-    await this.ops.rm(path.join(this.topicsDir, `${stored.name}.json`));
+    await this.ops.rm(path.join(this.topicsDir, configFile));
     await fsyncDir(this.ops, this.topicsDir);
     for (const dir of doomed) await this.ops.rm(dir);
   }

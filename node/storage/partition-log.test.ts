@@ -353,13 +353,13 @@ describe('flush policies', () => {
     expect(ops.counts.fdatasync).toBe(1);
   });
 
-  it('a failed write answers STORAGE_ERROR and leaves offsets and the file as they were', async () => {
+  it('a failed write answers STORAGE_FULL (ENOSPC, retriable) or STORAGE_ERROR and leaves offsets and the file as they were', async () => {
     const ops = faultyFileOps();
     const log = await openLog({ flush: 'os' }, { ops });
     log.append(makeBatch({ records: 2 }));
     const file = log.segmentFileFor(0);
     const size = fs.statSync(file).size;
-    for (const code of ['ENOSPC', 'EIO']) {
+    for (const [code, answer] of [['ENOSPC', 'STORAGE_FULL'], ['EDQUOT', 'STORAGE_FULL'], ['EIO', 'STORAGE_ERROR']]) {
       ops.failWrites(code);
       let caught: unknown;
       try {
@@ -368,7 +368,8 @@ describe('flush policies', () => {
         caught = err;
       }
       expect(caught).toBeInstanceOf(TributaryError);
-      expect((caught as TributaryError).errorName).toBe('STORAGE_ERROR');
+      expect((caught as TributaryError).errorName).toBe(answer);
+      expect((caught as TributaryError).retriable).toBe(true);
       expect((caught as TributaryError).message).toContain(code);
       expect(log.logEndOffset).toBe(2);
       expect(fs.statSync(file).size).toBe(size);
@@ -376,6 +377,25 @@ describe('flush policies', () => {
     const next = makeBatch({ records: 1, fill: 9 });
     expect(log.append(next).baseOffset).toBe(2);
     expect(log.read(2, 1 << 20).equals(next)).toBe(true);
+  });
+
+  it('a full disk while a rolled segment is sealed does not fail the partition: its index files are skipped and rebuilt when needed', async () => {
+    const ops = faultyFileOps();
+    const log = await openLog({ flush: 'os', 'segment.bytes': 1024 }, { ops });
+    const first = makeBatch({ records: 2, valueBytes: 300 });
+    log.append(first);
+    log.append(makeBatch({ records: 2, valueBytes: 300, fill: 1 })); // rolls
+    // Every write of the seal meets ENOSPC (the roll's producer snapshot too).
+    ops.failWrites('ENOSPC', 100);
+    await log.flush();
+    ops.failWrites('ENOSPC', 0);
+    // (The offset index of so small a segment is empty: nothing to write, so only the time index fails.)
+    expect(fs.existsSync(path.join(log.dir, '00000000000000000000.timeindex'))).toBe(false);
+    expect(log.closedSegments()).toHaveLength(1);
+    // Still writable, and the sealed segment still reads (its indexes rebuilt in memory).
+    expect(log.append(makeBatch({ records: 1, fill: 2 })).baseOffset).toBe(4);
+    await log.flush();
+    expect(log.read(0, 1 << 20).equals(first)).toBe(true);
   });
 
   it('a failing read answers STORAGE_ERROR', async () => {

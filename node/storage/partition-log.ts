@@ -7,7 +7,8 @@
 // Offsets, as Kafka names them:
 //   logStartOffset <= recoveryPoint <= logEndOffset, and
 //   highWatermark = recoveryPoint with flush=batch (never expose what a crash could take
-//   back before it was acknowledged), logEndOffset otherwise.
+//   back before it was acknowledged), logEndOffset otherwise; after flush is altered to
+//   batch at run time, never below the log end consumers were shown before the change.
 
 import * as path from 'node:path';
 import { assert, AssertionError, Errors, TributaryError } from '../../protocol/errors.js';
@@ -28,7 +29,7 @@ import {
 } from '../../protocol/record-batch.js';
 import { writeRecoveryCheckpoint } from './checkpoint.js';
 import type { TopicConfig } from './config.js';
-import { fsyncDir, nodeFileOps, readFileSyncOrNull, writeFileDurable } from './file-ops.js';
+import { fsyncDir, isDiskFull, nodeFileOps, readFileSyncOrNull, writeFileDurable } from './file-ops.js';
 import type { FileOps } from './file-ops.js';
 import { ReadFdCache } from './read-fd-cache.js';
 import { addNote, newPartitionRecovery, recoverPartition } from './recovery.js';
@@ -90,7 +91,9 @@ function producerHeader(batch: Buffer): ProducerBatchHeader | null {
     producerId,
     producerEpoch: batch.readInt16BE(OFFSET_PRODUCER_EPOCH),
     baseSequence: batch.readInt32BE(OFFSET_BASE_SEQUENCE),
-    recordCount: batch.readInt32BE(OFFSET_RECORD_COUNT),
+    // Kafka's lastSequence = baseSequence + lastOffsetDelta: equal to the record count for an
+    // appended batch (validate() checks it), and still right for one the log cleaner thinned.
+    recordCount: batch.readInt32BE(OFFSET_LAST_OFFSET_DELTA) + 1,
   };
 }
 
@@ -129,16 +132,25 @@ export class PartitionLog {
   /** A segment file was created: the folder needs an fsync before the recovery point moves. */
   private dirNeedsSync = false;
   private flushTimer: NodeJS.Timeout | null = null;
+  /**
+   * The log end when flush last became 'batch' at run time: consumers may already have
+   * seen offsets below it (the high watermark was the log end), so it stays exposed.
+   */
+  private highWatermarkFloor = 0;
   /** Idempotent producers on this partition (see producer-state.ts). */
   readonly producers: ProducerStateManager;
   /** Snapshots written at rolls, chained; close waits for them. */
   private snapshotting: Promise<void> = RESOLVED;
+  /** The log end offset of the last producer-state snapshot taken (-1: none this run). */
+  private lastSnapshotOffset = -1;
+  /** Retention, compaction and the disk guard, one job at a time; close waits for it. */
+  private maintenanceQueue: Promise<unknown> = RESOLVED;
 
   private constructor(
     readonly topic: string,
     readonly partition: number,
     readonly dir: string,
-    private readonly topicConfig: TopicConfig,
+    private topicConfig: TopicConfig,
     env: PartitionEnv,
     segmentContext: SegmentContext,
     segments: LogSegment[],
@@ -170,12 +182,14 @@ export class PartitionLog {
       ops: env.ops,
       readFds: env.readFds,
       label: `${topic}-${partition}`,
-      indexIntervalBytes: () => config['index.interval.bytes'],
+      // Read at each index entry, so an altered index.interval.bytes applies from the next batch.
+      indexIntervalBytes: () => (log?.config ?? config)['index.interval.bytes'],
       note: (message) => addNote(report, message),
     };
+    let log: PartitionLog | undefined;
     await env.ops.mkdir(dir);
     const { segments, logEndOffset } = await recoverPartition(segmentContext, dir, clean, report);
-    const log = new PartitionLog(topic, partition, dir, config, env, segmentContext, segments, logEndOffset, report);
+    log = new PartitionLog(topic, partition, dir, config, env, segmentContext, segments, logEndOffset, report);
     try {
       await log.loadProducerState();
     } catch (err) {
@@ -222,6 +236,9 @@ export class PartitionLog {
       }
     }
     this.replayProducerState(from);
+    // A snapshot at the log end already exists unless batches were replayed: then the next
+    // checkpoint writes one, so the next unclean start does not replay them again.
+    this.lastSnapshotOffset = from === this._logEndOffset ? from : -1;
   }
 
   /** Feeds the producer state every idempotent batch header from `from` to the log end. */
@@ -254,6 +271,7 @@ export class PartitionLog {
   private snapshotProducerState(): Promise<void> {
     this.producers.expire(this.env.now());
     const offset = this._logEndOffset;
+    this.lastSnapshotOffset = offset;
     const bytes = this.producers.snapshot(offset);
     // An earlier write that failed must not stop this one.
     this.snapshotting = this.snapshotting.catch(noop).then(() => this.writeSnapshot(offset, bytes));
@@ -287,7 +305,7 @@ export class PartitionLog {
   }
 
   get highWatermark(): number {
-    const highWatermark = this.topicConfig.flush === 'batch' ? this._recoveryPoint : this._logEndOffset;
+    const highWatermark = this.topicConfig.flush === 'batch' ? Math.max(this._recoveryPoint, this.highWatermarkFloor) : this._logEndOffset;
     assert(highWatermark <= this._logEndOffset, `${this.label}: high watermark ${highWatermark} above log end ${this._logEndOffset}`);
     return highWatermark;
   }
@@ -309,6 +327,107 @@ export class PartitionLog {
 
   private get active(): LogSegment {
     return this.segments[this.segments.length - 1];
+  }
+
+  /** True once close() has begun: long maintenance jobs check it and give up early. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Maintenance: retention, compaction, the disk guard
+
+  /**
+   * Runs `job` after every maintenance job queued before it on this partition, so two jobs
+   * never change the segment list at once. Appends and reads go on meanwhile: a job only
+   * touches closed segments, and swaps them in one synchronous step.
+   */
+  maintain<T>(job: () => Promise<T>): Promise<T> {
+    const run = this.maintenanceQueue.then(() => {
+      if (this.closed) throw new TributaryError(Errors.SHUTTING_DOWN, `${this.label} is closed`);
+      return job();
+    });
+    this.maintenanceQueue = run.catch(noop);
+    return run;
+  }
+
+  /**
+   * Segments that will not change any more: sealed (fsynced, index files written), oldest
+   * first. The active segment and rolled ones still waiting for their seal are not closed.
+   */
+  closedSegments(): readonly LogSegment[] {
+    return this.segments.slice(0, this.segments.length - 1 - this.unsealed.length);
+  }
+
+  /**
+   * The checkpoint job's step: a producer-state snapshot at the log end when the log grew
+   * since the last one, so that an unclean start replays only what came after it (a roll
+   * snapshots too, but a quiet partition may not roll for days).
+   */
+  checkpoint(): Promise<void> {
+    if (this.closed || this.failure !== null || this._logEndOffset === this.lastSnapshotOffset) return RESOLVED;
+    return this.snapshotProducerState();
+  }
+
+  /** Base offsets of every segment, oldest first, the active one last. */
+  segmentBaseOffsets(): number[] {
+    return this.segments.map((s) => s.baseOffset);
+  }
+
+  /**
+   * Deletes the oldest `count` closed segments, oldest first, and moves the log start
+   * offset past them. Each segment leaves the list (no read starts on it) before its
+   * files go; its .log is unlinked first, so a crash in between leaves either the whole
+   * segment or only index files, which the next open removes. Call inside maintain().
+   */
+  async deleteOldestSegments(count: number): Promise<{ segments: number; bytes: number }> {
+    const closed = this.closedSegments();
+    assert(Number.isInteger(count) && count >= 0 && count <= closed.length, `${this.label}: cannot delete ${count} of ${closed.length} closed segments`);
+    let bytes = 0;
+    for (let i = 0; i < count; i++) {
+      const segment = this.segments.shift() as LogSegment;
+      bytes += segment.sizeBytes;
+      try {
+        segment.deleteFiles();
+      } catch (err) {
+        throw new TributaryError(Errors.STORAGE_ERROR, `${this.label}: deleting segment ${segment.name} failed: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    if (count > 0) {
+      // Not needed for safety (a deletion that is lost brings old data back, never a hole),
+      // but it makes the space reclaim durable before the disk guard counts it.
+      await fsyncDir(this.env.ops, this.dir);
+    }
+    return { segments: count, bytes };
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Compaction (cleaner.ts): it rewrites closed segments beside the live ones and swaps
+  // each in here, in one synchronous step, inside maintain().
+
+  /** What the log cleaner needs to write a segment's replacement beside it. */
+  get cleanerEnv(): { ops: FileOps; segmentContext: SegmentContext } {
+    return { ops: this.env.ops, segmentContext: this.segmentContext };
+  }
+
+  /**
+   * Puts `cleaned` (a LogSegment.existing over the swapped-in files, same base offset) in
+   * place of the closed segment `old`, or just removes `old` (null: nothing of it survived;
+   * never the first segment, which holds the log start offset). Reads from now on use the
+   * new files, or skip the gap to the next segment; the old object's fd and loaded indexes
+   * are dropped, so no read sees a stale pair.
+   */
+  replaceSegment(old: LogSegment, cleaned: LogSegment | null): void {
+    const i = this.segments.indexOf(old);
+    assert(i >= 0 && i < this.closedSegments().length, `${this.label}: segment ${old.name} is not a closed segment`);
+    if (cleaned === null) {
+      assert(i > 0, `${this.label}: the first segment ${old.name} cannot be removed by the cleaner`);
+      this.segments.splice(i, 1);
+    } else {
+      assert(cleaned.baseOffset === old.baseOffset, `${this.label}: cleaned segment ${cleaned.name} replaces ${old.name}`);
+      this.segments[i] = cleaned;
+    }
+    old.close();
   }
 
   private get label(): string {
@@ -397,7 +516,7 @@ export class PartitionLog {
     try {
       segment = LogSegment.create(this.segmentContext, this.dir, this._logEndOffset);
     } catch (err) {
-      throw new TributaryError(Errors.STORAGE_ERROR, `${this.label}: cannot create a segment at ${this._logEndOffset}: ${(err as Error).message}`, { cause: err });
+      throw new TributaryError(isDiskFull(err) ? Errors.STORAGE_FULL : Errors.STORAGE_ERROR, `${this.label}: cannot create a segment at ${this._logEndOffset}: ${(err as Error).message}`, { cause: err });
     }
     this.unsealed.push(this.active);
     this.segments.push(segment);
@@ -429,6 +548,34 @@ export class PartitionLog {
       void this.requestSync(false);
     }, this.topicConfig['flush.interval.ms']);
     this.flushTimer.unref();
+  }
+
+  /**
+   * Applies an altered topic config (AlterConfigs). Most keys are read where they are used,
+   * so they apply from then on: segment.bytes, segment.ms and max.message.bytes at the next
+   * append, index.interval.bytes at the next index entry, retention and cleanup.policy at
+   * the next maintenance run. The flush policy needs its timer and the high watermark kept
+   * right.
+   */
+  updateConfig(config: TopicConfig): void {
+    const previous = this.topicConfig;
+    this.topicConfig = config;
+    if (previous.flush === config.flush && previous['flush.interval.ms'] === config['flush.interval.ms']) return;
+    if (this.flushTimer !== null) clearTimeout(this.flushTimer);
+    this.flushTimer = null;
+    if (this.closed || this.failure !== null) return;
+    if (config.flush === 'batch' && previous.flush !== 'batch') {
+      // Under batch the high watermark is the recovery point, which may lag the log end that
+      // consumers were already shown: it must not move back (Kafka's high watermark never
+      // does), so what was exposed stays exposed, and one sync makes it durable too.
+      this.highWatermarkFloor = this._logEndOffset;
+      void this.requestSync(false);
+    } else if (config.flush === 'interval' && this.isDirty) {
+      // Re-armed with the new interval; the data appended so far must not wait for the next append.
+      this.armFlushTimer();
+    }
+    // Leaving batch exposes everything up to the log end at once.
+    this.scheduleNotify();
   }
 
   // -------------------------------------------------------------------------------------
@@ -515,7 +662,13 @@ export class PartitionLog {
       this.unsealed.splice(0, sealing.length);
       for (const segment of sealing) segment.closeWriteFd();
       const firstUnsealed = this.unsealed.length > 0 ? this.unsealed[0] : this.active;
-      await writeRecoveryCheckpoint(this.env.ops, this.dir, firstUnsealed.baseOffset);
+      try {
+        await writeRecoveryCheckpoint(this.env.ops, this.dir, firstUnsealed.baseOffset);
+      } catch (err) {
+        // An old checkpoint only makes the next unclean start scan more; a full disk must
+        // not fail the partition for it.
+        if (!isDiskFull(err)) throw err;
+      }
     }
     if (active.isWritable) await active.flushData();
     if (target > this._recoveryPoint) {
@@ -623,6 +776,8 @@ export class PartitionLog {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // A job in progress sees isClosed and stops early; its files must settle before the seal.
+    await this.maintenanceQueue;
     if (this.flushTimer !== null) clearTimeout(this.flushTimer);
     this.flushTimer = null;
     try {

@@ -47,6 +47,7 @@ export interface RecoveredLog {
 
 const SEGMENT_LOG_FILE = /^(\d{20})\.log$/;
 const KNOWN_FILE = /^\d{20}\.(index|timeindex|snapshot)$/;
+const SEGMENT_INDEX_FILE = /^(\d{20})\.(index|timeindex)$/;
 const NOTES_MAX = 32;
 
 export function newPartitionRecovery(topic: string, partition: number, clean: boolean): PartitionRecovery {
@@ -95,9 +96,55 @@ export async function recoverPartition(ctx: SegmentContext, dir: string, clean: 
   return { segments, logEndOffset };
 }
 
+// ---------------------------------------------------------------------------------------
+// Compaction: a swap the log cleaner (cleaner.ts) did not finish. It writes
+// `<base>.log.cleaned` and `<base>.index.swap`/`.timeindex.swap`, fsyncs them, then renames
+// the log to `<base>.log.swap`: that rename is the commit. Without a `.log.swap` the old
+// segment is whole and the cleaner's files go; with one, the swap is finished here.
+
+export const CLEANED_SUFFIX = '.cleaned';
+export const SWAP_SUFFIX = '.swap';
+const CLEANER_FILE = /^(\d{20})\.(log|index|timeindex)\.(cleaned|swap)$/;
+
+async function finishCleanerSwaps(ctx: SegmentContext, dir: string, report: PartitionRecovery): Promise<void> {
+  const names = new Set((await ctx.ops.readdir(dir)).map((e) => e.name));
+  let changed = false;
+  for (const name of names) {
+    const match = CLEANER_FILE.exec(name);
+    if (match === null || (match[2] === 'log' && match[3] === 'swap')) continue;
+    if (match[3] === 'swap' && names.has(`${match[1]}.log${SWAP_SUFFIX}`)) continue;
+    await ctx.ops.rm(path.join(dir, name));
+    changed = true;
+  }
+  for (const name of names) {
+    const match = CLEANER_FILE.exec(name);
+    if (match === null || match[2] !== 'log' || match[3] !== 'swap') continue;
+    const base = Number(match[1]);
+    for (const suffix of ['.index', '.timeindex'] as const) {
+      const final = path.join(dir, segmentFileName(base, suffix));
+      // Without its cleaned index, the old one would not match the new log: it is rebuilt.
+      if (names.has(segmentFileName(base, suffix) + SWAP_SUFFIX)) await ctx.ops.rename(final + SWAP_SUFFIX, final);
+      else await ctx.ops.rm(final);
+    }
+    await ctx.ops.rename(path.join(dir, name), path.join(dir, segmentFileName(base, '.log')));
+    addNote(report, `finished the log cleaner's swap of ${segmentFileName(base, '.log')}`);
+    changed = true;
+  }
+  if (changed) await fsyncDir(ctx.ops, dir);
+}
+
 async function listSegmentBases(ctx: SegmentContext, dir: string, report: PartitionRecovery): Promise<number[]> {
+  await finishCleanerSwaps(ctx, dir, report);
   const bases: number[] = [];
-  for (const entry of await ctx.ops.readdir(dir)) {
+  const entries = await ctx.ops.readdir(dir);
+  const logNames = new Set(entries.filter((e) => SEGMENT_LOG_FILE.test(e.name)).map((e) => e.name.slice(0, 20)));
+  for (const entry of entries) {
+    const orphan = SEGMENT_INDEX_FILE.exec(entry.name);
+    if (orphan !== null && !logNames.has(orphan[1])) {
+      // Retention deletes a segment's .log first: a crash right after leaves its indexes.
+      await ctx.ops.rm(path.join(dir, entry.name));
+      continue;
+    }
     const match = SEGMENT_LOG_FILE.exec(entry.name);
     if (match !== null && !entry.isDirectory) {
       const base = Number(match[1]);
@@ -161,8 +208,9 @@ async function scanAndRepair(ctx: SegmentContext, segments: LogSegment[], first:
   for (let i = first; i < segments.length; i++) {
     const segment = segments[i];
     const previous = scans[scans.length - 1];
-    if (previous !== undefined && segment.baseOffset !== previous.nextOffset) {
-      addNote(report, `${segment.name}: starts at ${segment.baseOffset} but the log before it ends at ${previous.nextOffset}`);
+    // A gap is fine: the log cleaner may have removed a segment's last batches.
+    if (previous !== undefined && segment.baseOffset < previous.nextOffset) {
+      addNote(report, `${segment.name}: starts at ${segment.baseOffset} but the log before it reaches ${previous.nextOffset}`);
       deleteSegmentsFrom(segments, i, report);
       break;
     }

@@ -9,7 +9,7 @@ import { assert, Errors, TributaryError } from '../../protocol/errors.js';
 import { batchSizeAt, BATCH_OVERHEAD, decodeBatch, lastOffsetOf, readInt64, validateBatch } from '../../protocol/record-batch.js';
 import { walkBatches } from './batch-walk.js';
 import type { BatchRef } from './batch-walk.js';
-import { fileSizeOrMissing, isErrno, readFileSyncOrNull, readFully, writeFileDurable, writeFully } from './file-ops.js';
+import { fileSizeOrMissing, isDiskFull, isErrno, readFileSyncOrNull, readFully, writeFileDurable, writeFully } from './file-ops.js';
 import type { FileOps } from './file-ops.js';
 import { OFFSET_INDEX_ENTRY_BYTES, OffsetIndex } from './offset-index.js';
 import type { ReadFdCache, ReadStateHolder } from './read-fd-cache.js';
@@ -117,7 +117,9 @@ export class LogSegment implements ReadStateHolder {
         // Bytes past sizeBytes are never read; seal() cuts them and recovery drops them.
       }
       const detail = `${this.ctx.label}: writing ${batch.length} bytes at position ${position} of ${this.name} failed: ${(err as Error).message}`;
-      throw new TributaryError(Errors.STORAGE_ERROR, detail, { cause: err });
+      // A full disk is retriable: nothing was written, and the producer keeps the batch
+      // until the disk guard or an operator frees space.
+      throw new TributaryError(isDiskFull(err) ? Errors.STORAGE_FULL : Errors.STORAGE_ERROR, detail, { cause: err });
     }
     if (position === 0) this.rollingStartMs = nowMs;
     this.indexes.onBatch(baseOffset, position, batch.length, batchMaxTimestamp, this.ctx.indexIntervalBytes());
@@ -149,8 +151,16 @@ export class LogSegment implements ReadStateHolder {
     await ops.fdatasync(this.writeFd);
     this.indexes.sealTimeIndex();
     this.maxTimestamp = this.indexes.maxTimestamp;
-    await writeFileDurable(ops, this.dir, segmentFileName(this.baseOffset, '.index'), this.indexes.offsetIndex.encode(), false);
-    await writeFileDurable(ops, this.dir, segmentFileName(this.baseOffset, '.timeindex'), this.indexes.timeIndex.encode(), false);
+    try {
+      await writeFileDurable(ops, this.dir, segmentFileName(this.baseOffset, '.index'), this.indexes.offsetIndex.encode(), false);
+      await writeFileDurable(ops, this.dir, segmentFileName(this.baseOffset, '.timeindex'), this.indexes.timeIndex.encode(), false);
+    } catch (err) {
+      // The log itself is synced; index files only save a scan. On a full disk the segment
+      // is sealed without them (reads and the next open rebuild them) rather than failing
+      // the partition until a restart.
+      if (!isDiskFull(err)) throw err;
+      this.ctx.note(`${this.name}: index files not written, the disk is full; they are rebuilt when needed`);
+    }
   }
 
   /** After seal: the segment becomes read-only; fd and indexes reopen lazily for reads. */
@@ -330,7 +340,7 @@ export class LogSegment implements ReadStateHolder {
     return this.takeCheckedBatches(out.subarray(0, got), first.baseOffset, maxOffset);
   }
 
-  /** The prefix of `buf` made of whole, valid, contiguous batches below `maxOffset`. */
+  /** The prefix of `buf` made of whole, valid batches with increasing offsets below `maxOffset`. */
   private takeCheckedBatches(buf: Buffer, baseOffset: number, maxOffset: number): Buffer {
     let at = 0;
     let expected = baseOffset;
@@ -342,7 +352,8 @@ export class LogSegment implements ReadStateHolder {
         if (size < BATCH_OVERHEAD) throw new Error(`batch length ${size} below the header size`);
         const batch = buf.subarray(at, at + size);
         const storedBase = readInt64(batch, 0);
-        if (storedBase !== expected) throw new Error(`stored base offset ${storedBase}, expected ${expected}`);
+        // A gap is a batch the log cleaner removed; going backwards is corruption.
+        if (storedBase < expected) throw new Error(`stored base offset ${storedBase}, expected ${expected} or a later one`);
         validateBatch(batch);
         lastOffset = lastOffsetOf(batch);
       } catch (err) {

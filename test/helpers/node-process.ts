@@ -24,9 +24,17 @@ export interface NodeProcess {
 
 const running = new Set<ChildProcess>();
 
-export async function startNodeProcess(options: { dataDir: string; port?: number; args?: string[]; startTimeoutMs?: number }): Promise<NodeProcess> {
+export async function startNodeProcess(options: {
+  dataDir: string;
+  port?: number;
+  args?: string[];
+  startTimeoutMs?: number;
+  /** A command the node runs under, e.g. nsenter into a mount namespace; it must exec the node. */
+  wrap?: string[];
+}): Promise<NodeProcess> {
   const args = [CLI, 'start', '--data', options.dataDir, '--port', String(options.port ?? 0), '--log-level', 'warn', ...(options.args ?? [])];
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const wrap = options.wrap ?? [];
+  const proc = wrap.length > 0 ? spawn(wrap[0], [...wrap.slice(1), process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }) : spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(proc);
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -106,3 +114,27 @@ export function runCli(args: string[], input = ''): Promise<CliRun> {
   });
 }
 
+
+/** Runs the built CLI and expects success; its trimmed stdout. */
+export async function cliOk(args: string[], input = ''): Promise<string> {
+  const r = await runCli(args, input);
+  if (r.code !== 0) throw new Error(`tributary ${args.join(' ')} exited with ${r.code}: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+/**
+ * The README's offline fleet set-up in folder `at`: a fleet key, identities for a node, an
+ * admin and a device, and their credentials (the device may use `sensors.*`). Files are
+ * `fleet.key`, `<who>.key`, `<who>.cred`; returns the fleet public key and the identities.
+ */
+export async function setUpFleet(at: (name: string) => string): Promise<{ fleetKey: string; identities: Record<'node' | 'admin' | 'device', string> }> {
+  const fleetKey = await cliOk(['fleet', 'init', '--out', at('fleet.key')]);
+  const identities = { node: '', admin: '', device: '' };
+  for (const who of ['node', 'admin', 'device'] as const) identities[who] = await cliOk(['keys', 'generate', '--out', at(`${who}.key`)]);
+  const issue = (who: keyof typeof identities, role: string, extra: string[] = []) =>
+    cliOk(['credentials', 'issue', '--fleet', at('fleet.key'), '--subject', identities[who], '--role', role, '--expires', '1d', '--out', at(`${who}.cred`), ...extra]);
+  await issue('node', 'node');
+  await issue('admin', 'admin');
+  await issue('device', 'device', ['--produce', 'sensors.*', '--consume', 'sensors.*']);
+  return { fleetKey, identities };
+}

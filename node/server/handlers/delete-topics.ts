@@ -18,6 +18,7 @@ export async function handleDeleteTopics(body: Body, ctx: RequestContext): Promi
       // The node keeps its own state in internal topics (revocations, later group offsets).
       if (name.startsWith('__')) throw new TributaryError(Errors.INVALID_TOPIC, `'${name}' is an internal topic and cannot be deleted`);
       await logs.deleteTopic(name);
+      ctx.broker.metrics.forgetTopic(name);
       logger.info({ topic: name }, 'topic deleted');
       topics.push({ name, error: Errors.NONE.code });
     } catch (err) {

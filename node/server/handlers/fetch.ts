@@ -61,7 +61,7 @@ export async function handleFetch(body: Body, ctx: RequestContext): Promise<Fetc
     await fetchWaiter.waitForAppend(present(wanted), remaining, ctx.signal);
   }
   await ctx.outboundSlot();
-  return { partitions: readAll(wanted, maxBytes, ctx).partitions };
+  return { partitions: readAll(wanted, maxBytes, ctx, true).partitions };
 }
 
 function present(wanted: Wanted[]): PartitionLog[] {
@@ -85,7 +85,8 @@ function anyReady(wanted: Wanted[]): boolean {
   return false;
 }
 
-function readAll(wanted: Wanted[], maxBytes: number, ctx: RequestContext): { partitions: FetchPartitionResult[]; bytes: number } {
+/** `serving`: the answer is sent, so its bytes count in the metrics (not a minBytes measure). */
+function readAll(wanted: Wanted[], maxBytes: number, ctx: RequestContext, serving = false): { partitions: FetchPartitionResult[]; bytes: number } {
   const partitions: FetchPartitionResult[] = [];
   let bytes = 0;
   for (const w of wanted) {
@@ -111,6 +112,7 @@ function readAll(wanted: Wanted[], maxBytes: number, ctx: RequestContext): { par
       const records = log.read(w.fetchOffset, Math.max(budget, 1));
       result.records = records;
       bytes += records.length;
+      if (serving) ctx.broker.metrics.countServed(w.topic, records);
     } catch (err) {
       Object.assign(result, errorResult(err, ctx.broker.logger, { request: 'Fetch', topic: w.topic, partition: w.partition, offset: w.fetchOffset }));
     }

@@ -1,0 +1,150 @@
+// `tributary service install` as an operator runs it (the built CLI), writing into a temp
+// folder instead of /etc/systemd/system: the unit names this install, --dry-run writes
+// nothing, a different unit is never replaced without --force, and the template in deploy/
+// is exactly what the command writes, so the two cannot drift.
+
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { expect, it } from 'vitest';
+import { CLI, ROOT, runCli, tempDir } from './helpers/node-process.js';
+
+const NODE = realpathSync(process.execPath);
+const MAIN = realpathSync(CLI);
+// Names that exist on no machine, so the command prints how to create the user.
+const USER = 'trib-svc-test-x';
+const CONFIG = '/etc/tributary-test/node.yaml';
+const DATA = '/var/lib/tributary-test';
+
+function withUnitDir(fn: (dir: string) => Promise<void>): () => Promise<void> {
+  return async () => {
+    const dir = tempDir('trib-unit-');
+    try {
+      await fn(dir.path);
+    } finally {
+      dir.remove();
+    }
+  };
+}
+
+const install = (unitDir: string, ...args: string[]) => runCli(['service', 'install', '--unit-dir', unitDir, ...args]);
+
+function directives(unit: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const line of unit.split('\n')) {
+    const m = /^([A-Za-z]+)=(.*)$/.exec(line);
+    if (m) out.set(m[1], [...(out.get(m[1]) ?? []), m[2]]);
+  }
+  return out;
+}
+
+it('writes a unit that runs this install: this node binary, this main.js, the chosen user, config and data', withUnitDir(async (unitDir) => {
+  const r = await install(unitDir, '--user', USER, '--config', CONFIG, '--data', DATA);
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  const path = join(unitDir, 'tributary.service');
+  // Only the unit: the temp file it was written through is gone.
+  expect(readdirSync(unitDir)).toEqual(['tributary.service']);
+  expect(statSync(path).mode & 0o777).toBe(0o644);
+  const d = directives(readFileSync(path, 'utf8'));
+  expect(d.get('ExecStart')).toEqual([`${NODE} ${MAIN} start --config ${CONFIG}`]);
+  expect(d.get('User')).toEqual([USER]);
+  expect(d.get('Group')).toEqual([USER]);
+  expect(d.get('Environment')).toEqual([`TRIBUTARY_DATA=${DATA}`]);
+  expect(d.get('WorkingDirectory')).toEqual([DATA]);
+  expect(d.get('ReadWritePaths')).toEqual([DATA]);
+  expect(d.get('StateDirectory')).toEqual(['tributary-test']);
+  expect(d.get('KillSignal')).toEqual(['SIGTERM']);
+  expect(d.get('Restart')).toEqual(['on-failure']);
+  expect(d.get('RestartPreventExitStatus')).toEqual(['2']);
+  expect(d.get('ProtectSystem')).toEqual(['strict']);
+  // What to run next, in order: the user first, since the unit names it.
+  expect(r.stdout).toContain(`wrote ${path}`);
+  const steps = r.stdout.split('\n').map((l) => l.trim());
+  const at = (prefix: string) => steps.findIndex((l) => l.startsWith(prefix));
+  expect(at(`useradd --system`)).toBeGreaterThan(0);
+  expect(steps[at('useradd')]).toMatch(new RegExp(`${USER}$`));
+  expect(at('systemctl daemon-reload')).toBeGreaterThan(at('useradd'));
+  expect(at('systemctl enable --now tributary')).toBeGreaterThan(at('systemctl daemon-reload'));
+}));
+
+it('a data folder outside /var/lib gets no StateDirectory, and the steps say to create it', withUnitDir(async (unitDir) => {
+  const r = await install(unitDir, '--user', USER, '--data', '/srv/tributary/');
+  expect(r.code).toBe(0);
+  const d = directives(readFileSync(join(unitDir, 'tributary.service'), 'utf8'));
+  expect(d.has('StateDirectory')).toBe(false);
+  expect(d.get('ReadWritePaths')).toEqual(['/srv/tributary']);
+  expect(r.stdout).toContain(`install -d -o ${USER} -g ${USER} -m 0750 /srv/tributary`);
+}));
+
+it('--dry-run prints the unit and writes nothing', withUnitDir(async (unitDir) => {
+  const dry = await install(unitDir, '--dry-run', '--data', DATA);
+  expect(dry.code).toBe(0);
+  expect(readdirSync(unitDir)).toEqual([]);
+  // What it printed is exactly what an install writes.
+  expect((await install(unitDir, '--data', DATA)).code).toBe(0);
+  expect(dry.stdout).toBe(readFileSync(join(unitDir, 'tributary.service'), 'utf8'));
+}));
+
+it('refuses to replace a different unit without --force, and leaves it as it was', withUnitDir(async (unitDir) => {
+  const path = join(unitDir, 'tributary.service');
+  expect((await install(unitDir, '--data', DATA)).code).toBe(0);
+  const first = readFileSync(path, 'utf8');
+
+  const again = await install(unitDir, '--data', DATA);
+  expect(again.code).toBe(0);
+  expect(again.stdout).toContain('already this unit; nothing written');
+
+  const other = await install(unitDir, '--data', '/var/lib/elsewhere');
+  expect(other.code).not.toBe(0);
+  const lines = other.stderr.trim().split('\n');
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatch(/^tributary: .*tributary\.service exists and differs .*--force replaces it/);
+  expect(readFileSync(path, 'utf8')).toBe(first);
+
+  const forced = await install(unitDir, '--data', '/var/lib/elsewhere', '--force');
+  expect(forced.code).toBe(0);
+  expect(forced.stdout).toContain('replaced the previous unit');
+  expect(forced.stdout).toContain('systemctl restart tributary');
+  expect(directives(readFileSync(path, 'utf8')).get('ReadWritePaths')).toEqual(['/var/lib/elsewhere']);
+  expect(readdirSync(unitDir)).toEqual(['tributary.service']);
+}));
+
+it.each([
+  [['--config', 'tributary.yaml'], /--config must be an absolute path/],
+  [['--data', '/var/lib/my data'], /--data path '\/var\/lib\/my data' has a space/],
+  [['--data', '/var/lib/100%'], /has a space or one of/],
+  [['--data', '/home/pi/tributary'], /--data is under \/home .*ProtectHome/],
+  [['--user', 'Root Admin'], /--user must be a system user name/],
+  [['--unit-dir', '/nonexistent-unit-dir'], /unit folder \/nonexistent-unit-dir does not exist/],
+])('refuses %j with one clear line', async (args, message) => {
+  const dir = tempDir('trib-unit-');
+  try {
+    const r = await install(dir.path, ...args);
+    expect(r.code).not.toBe(0);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(message);
+    expect(readdirSync(dir.path)).toEqual([]);
+  } finally {
+    dir.remove();
+  }
+});
+
+it('deploy/tributary.service is the unit the command writes for the defaults, paths aside', withUnitDir(async (unitDir) => {
+  const r = await install(unitDir, '--dry-run');
+  expect(r.code).toBe(0);
+  const template = readFileSync(join(ROOT, 'deploy/tributary.service'), 'utf8');
+  const generated = r.stdout.replaceAll(MAIN, '/opt/tributary/dist/node/cli/main.js').replaceAll(NODE, '/usr/bin/node');
+  // Directive by directive first, for a readable failure; then every byte, comments too.
+  expect(Object.fromEntries(directives(generated))).toEqual(Object.fromEntries(directives(template)));
+  expect(generated).toBe(template);
+}));
+
+// systemd's own checker (Debian package systemd; .ci/run installs it).
+it('systemd-analyze verify finds nothing wrong with the unit', withUnitDir(async (unitDir) => {
+  // The user must exist for verify; root does everywhere.
+  expect((await install(unitDir, '--user', 'root', '--data', DATA)).code).toBe(0);
+  const v = spawnSync('systemd-analyze', ['verify', join(unitDir, 'tributary.service')], { encoding: 'utf8', timeout: 20_000 });
+  expect(v.stderr.split('\n').filter((l) => l.includes('tributary.service')), v.stderr).toEqual([]);
+}));
