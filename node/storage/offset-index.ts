@@ -70,14 +70,22 @@ export class OffsetIndex {
     return { relativeOffset: this.relativeOffsets[found], position: this.positions[found] };
   }
 
+  /** Drops the entries at or past `position` (they point at bytes not known to be durable). */
+  truncateAtPosition(position: number): void {
+    while (this.count > 0 && this.positions[this.count - 1] >= position) this.count--;
+  }
+
   last(): IndexEntry | null {
     if (this.count === 0) return null;
     return { relativeOffset: this.relativeOffsets[this.count - 1], position: this.positions[this.count - 1] };
   }
 
-  encode(): Buffer {
-    const buf = Buffer.allocUnsafe(this.count * OFFSET_INDEX_ENTRY_BYTES);
-    for (let i = 0; i < this.count; i++) {
+  /** The file's bytes; with `belowPosition`, only the entries pointing below it. */
+  encode(belowPosition = Number.POSITIVE_INFINITY): Buffer {
+    let count = this.count;
+    while (count > 0 && this.positions[count - 1] >= belowPosition) count--;
+    const buf = Buffer.allocUnsafe(count * OFFSET_INDEX_ENTRY_BYTES);
+    for (let i = 0; i < count; i++) {
       buf.writeInt32BE(this.relativeOffsets[i], i * OFFSET_INDEX_ENTRY_BYTES);
       buf.writeInt32BE(this.positions[i], i * OFFSET_INDEX_ENTRY_BYTES + 4);
     }

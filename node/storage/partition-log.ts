@@ -141,6 +141,10 @@ export class PartitionLog {
   readonly producers: ProducerStateManager;
   /** Snapshots written at rolls, chained; close waits for them. */
   private snapshotting: Promise<void> = RESOLVED;
+  /** The checkpoint job asked for the active segment's index checkpoint at the next sync. */
+  private activeCheckpointWanted = false;
+  /** Position in the active segment of the last index checkpoint (-1: none for this segment). */
+  private activeCheckpointPosition = -1;
   /** The log end offset of the last producer-state snapshot taken (-1: none this run). */
   private lastSnapshotOffset = -1;
   /** Retention, compaction and the disk guard, one job at a time; close waits for it. */
@@ -364,9 +368,15 @@ export class PartitionLog {
    * since the last one, so that an unclean start replays only what came after it (a roll
    * snapshots too, but a quiet partition may not roll for days).
    */
-  checkpoint(): Promise<void> {
-    if (this.closed || this.failure !== null || this._logEndOffset === this.lastSnapshotOffset) return RESOLVED;
-    return this.snapshotProducerState();
+  async checkpoint(): Promise<void> {
+    if (this.closed || this.failure !== null) return;
+    if (this._logEndOffset !== this.lastSnapshotOffset) await this.snapshotProducerState();
+    // And the active segment's indexes up to what is synced: run as a sync (never beside
+    // one), which also syncs whatever was appended since the last.
+    if (this.active.sizeBytes > 0 && this.active.sizeBytes !== this.activeCheckpointPosition && !this.closed) {
+      this.activeCheckpointWanted = true;
+      await this.requestSync(false);
+    }
   }
 
   /** Base offsets of every segment, oldest first, the active one last. */
@@ -520,6 +530,7 @@ export class PartitionLog {
     }
     this.unsealed.push(this.active);
     this.segments.push(segment);
+    this.activeCheckpointPosition = -1;
     this.dirNeedsSync = true;
     void this.requestSync(true);
     // So that recovery replays at most the active segment. A snapshot that fails to write
@@ -588,7 +599,7 @@ export class PartitionLog {
   }
 
   private get isDirty(): boolean {
-    return this._recoveryPoint < this._logEndOffset || this.unsealed.length > 0 || this.dirNeedsSync;
+    return this._recoveryPoint < this._logEndOffset || this.unsealed.length > 0 || this.dirNeedsSync || this.activeCheckpointWanted;
   }
 
   /**
@@ -652,6 +663,10 @@ export class PartitionLog {
    */
   private async syncTo(target: number): Promise<void> {
     const active = this.active;
+    // `target` is the log end now, so this is where it begins in the active segment.
+    const syncedPosition = active.sizeBytes;
+    const checkpointActive = this.activeCheckpointWanted;
+    this.activeCheckpointWanted = false;
     const sealing = this.unsealed.slice();
     for (const segment of sealing) await segment.seal();
     if (this.dirNeedsSync || sealing.length > 0) {
@@ -674,6 +689,25 @@ export class PartitionLog {
     if (target > this._recoveryPoint) {
       this._recoveryPoint = target;
       if (this.topicConfig.flush === 'batch') this.scheduleNotify();
+    }
+    if (checkpointActive && active.isWritable && syncedPosition > 0 && syncedPosition !== this.activeCheckpointPosition) {
+      await this.writeActiveCheckpoint(active, target, syncedPosition);
+    }
+  }
+
+  /**
+   * After an fdatasync covering `position` of the active segment: its index files up to
+   * there, then the checkpoint naming them, so an unclean start scans only what follows.
+   * Only a saving: a failure is noted and costs the next unclean start a longer scan.
+   */
+  private async writeActiveCheckpoint(active: LogSegment, offset: number, position: number): Promise<void> {
+    try {
+      await active.writeIndexCheckpoint(position, offset);
+      const firstUnsealed = this.unsealed.length > 0 ? this.unsealed[0] : active;
+      await writeRecoveryCheckpoint(this.env.ops, this.dir, firstUnsealed.baseOffset, { baseOffset: active.baseOffset, offset, position });
+      this.activeCheckpointPosition = position;
+    } catch (err) {
+      this.segmentContext.note(`${active.name}: checkpoint of its indexes not written: ${(err as Error).message}`);
     }
   }
 

@@ -8,17 +8,21 @@
 // Unclean start: segments below the recovery point checkpoint were sealed (log fsynced,
 // then indexes written), so they get the same cheap check. Every segment from the
 // checkpoint on, the newest always among them, is scanned batch by batch (length, magic,
-// contiguous offsets, CRC). At the first torn or corrupt batch the file is truncated and all
+// increasing offsets, CRC). At the first torn or corrupt batch the file is truncated and all
 // later segments are deleted: nothing after that point was ever acknowledged as durable
 // (flush=batch acknowledges only after the checkpoint and the fsync covered it). Scanned
 // older segments are then sealed, the newest is fsynced, and the checkpoint moves to it.
+// When the checkpoint also says the newest segment was synced through a position, with
+// index files for that part (the checkpoint job writes them), and no other segment needs a
+// scan, that part is trusted like a sealed segment and only the bytes after it are
+// scanned: an open never reads a whole segment then.
 //
 // Corruption inside a sealed segment is not looked for here (that would read the whole log
 // at every start); read() finds it, reports CORRUPT_BATCH and never serves it.
 
 import * as path from 'node:path';
 import { walkBatches } from './batch-walk.js';
-import { readRecoveryCheckpoint, RECOVERY_CHECKPOINT_FILE, writeRecoveryCheckpoint } from './checkpoint.js';
+import { readRecoveryCheckpoint, RECOVERY_CHECKPOINT_FILE, writeRecoveryCheckpoint, type ActiveSegmentCheckpoint } from './checkpoint.js';
 import { fsyncDir, TMP_PREFIX } from './file-ops.js';
 import { LogSegment, segmentFileName } from './segment.js';
 import type { SegmentContext } from './segment.js';
@@ -67,14 +71,16 @@ export async function recoverPartition(ctx: SegmentContext, dir: string, clean: 
     // hand, a lost disk). Start again where the sealed segments ended rather than at 0, so
     // offsets consumers already passed are not handed out again, and say so. (Offsets of
     // the lost active segment above the checkpoint cannot be known.)
-    const resumeAt = readRecoveryCheckpoint(ctx.ops, dir);
+    const checkpoint = readRecoveryCheckpoint(ctx.ops, dir);
+    const resumeAt = Math.max(checkpoint.sealedBelow, checkpoint.active?.offset ?? 0);
     if (resumeAt > 0) addNote(report, `no segment files, though offsets below ${resumeAt} were written: that data is gone; the log continues at ${resumeAt}`);
     const segment = LogSegment.create(ctx, dir, resumeAt);
     await fsyncDir(ctx.ops, dir);
     return { segments: [segment], logEndOffset: resumeAt };
   }
   const segments = bases.map((base) => LogSegment.existing(ctx, dir, base));
-  const recoveryPoint = clean ? Number.POSITIVE_INFINITY : readRecoveryCheckpoint(ctx.ops, dir);
+  const checkpoint = clean ? null : readRecoveryCheckpoint(ctx.ops, dir);
+  const recoveryPoint = checkpoint === null ? Number.POSITIVE_INFINITY : checkpoint.sealedBelow;
   let firstToScan = segments.findIndex((s) => s.baseOffset >= recoveryPoint);
   if (firstToScan < 0) firstToScan = segments.length - 1;
   let rewroteIndexes = false;
@@ -89,6 +95,15 @@ export async function recoverPartition(ctx: SegmentContext, dir: string, clean: 
       return { segments, logEndOffset };
     }
     addNote(report, `${newest.name}: its index files did not match the log after a clean shutdown; scanned it`);
+  }
+  const active = checkpoint?.active ?? null;
+  const newest = segments[segments.length - 1];
+  if (active !== null && firstToScan === segments.length - 1 && newest.baseOffset === active.baseOffset) {
+    const logEndOffset = await resumeFromActiveCheckpoint(ctx, newest, active, report);
+    if (logEndOffset >= 0) {
+      if (rewroteIndexes) await fsyncDir(ctx.ops, dir);
+      return { segments, logEndOffset };
+    }
   }
   const logEndOffset = await scanAndRepair(ctx, segments, firstToScan, report);
   // The checkpoint's durable rename also fsyncs the folder: rebuilt index files, deleted segments.
@@ -197,6 +212,61 @@ function resumeNewest(ctx: SegmentContext, segment: LogSegment): number {
   indexes.bytesSinceLastIndexEntry = segment.sizeBytes - from;
   segment.adoptIndexes(indexes);
   return nextOffset;
+}
+
+/**
+ * Unclean start, when the checkpoint job last saw the newest segment synced through
+ * `active.position`: the bytes before it were fdatasynced, and its index files (written
+ * after that sync) index them. So trust them as a sealed segment is trusted: load the
+ * index files, walk headers from their last entry to the checkpointed position (which must
+ * land exactly there, at the checkpointed offset), and scan only the rest, CRC and all.
+ * Returns the log end offset, or -1 when anything disagrees (the caller scans it whole).
+ */
+async function resumeFromActiveCheckpoint(ctx: SegmentContext, segment: LogSegment, active: ActiveSegmentCheckpoint, report: PartitionRecovery): Promise<number> {
+  const { position, offset } = active;
+  const disagree = (why: string): number => {
+    addNote(report, `${segment.name}: ${why}; scanned it whole`);
+    return -1;
+  };
+  if (position <= 0 || position > segment.sizeBytes) return disagree(`checkpointed position ${position} is outside the file of ${segment.sizeBytes} bytes`);
+  const indexes = segment.loadIndexFiles();
+  if (indexes === null) return disagree('its checkpointed index files are missing or invalid');
+  // Files written by a later checkpoint than the one this file records may index further.
+  indexes.offsetIndex.truncateAtPosition(position);
+  indexes.timeIndex.truncateAtRelativeOffset(offset - segment.baseOffset);
+  const lastTime = indexes.timeIndex.last();
+  indexes.maxTimestamp = lastTime?.timestamp ?? -1;
+  indexes.relativeOffsetOfMaxTimestamp = lastTime?.relativeOffset ?? 0;
+  const last = indexes.offsetIndex.last();
+  const from = last?.position ?? 0;
+  let nextOffset = segment.baseOffset + (last?.relativeOffset ?? 0);
+  const fd = segment.openWriteFd();
+  try {
+    walkBatches(ctx.ops, fd, from, nextOffset, position, (ref) => {
+      if (ref.maxTimestamp > indexes.maxTimestamp) {
+        indexes.maxTimestamp = ref.maxTimestamp;
+        indexes.relativeOffsetOfMaxTimestamp = ref.baseOffset - segment.baseOffset;
+      }
+      nextOffset = ref.lastOffset + 1;
+      return false;
+    });
+  } catch (err) {
+    return disagree(`walking to the checkpointed position failed: ${(err as Error).message}`);
+  }
+  if (nextOffset !== offset) return disagree(`the batches before position ${position} end at offset ${nextOffset}, the checkpoint says ${offset}`);
+  indexes.bytesSinceLastIndexEntry = position - from;
+  const scan = scanSegment(ctx.ops, fd, segment.sizeBytes, segment.baseOffset, ctx.indexIntervalBytes(), true, { position, offset, indexes });
+  report.scannedSegments++;
+  report.scannedBytes += segment.sizeBytes - position;
+  if (scan.stopReason !== null) {
+    report.truncatedBytes += segment.sizeBytes - scan.validBytes;
+    addNote(report, `${segment.name}: truncated ${segment.sizeBytes - scan.validBytes} bytes: ${scan.stopReason}`);
+    segment.truncateTo(scan.validBytes);
+  }
+  segment.adoptIndexes(scan.indexes);
+  // The scanned bytes may exist only in the page cache of a crashed process.
+  await segment.flushData();
+  return scan.nextOffset;
 }
 
 /**

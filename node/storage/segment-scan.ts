@@ -1,4 +1,5 @@
-// The full scan of one segment file, batch by batch from position 0: what recovery runs on
+// The full scan of one segment file, batch by batch from position 0 (or from a checkpointed
+// batch boundary): what recovery runs on
 // segments that may hold a torn or corrupt tail, and how lost indexes are rebuilt. It reads
 // the file in large chunks and checks every batch (length inside the file, magic,
 // contiguous base offsets and, with `checkCrc`, the CRC and record count via
@@ -32,8 +33,10 @@ export function scanSegment(
   baseOffset: number,
   indexIntervalBytes: number,
   checkCrc: boolean,
+  /** Continue from a known batch boundary (a checkpoint) instead of position 0. */
+  from?: { position: number; offset: number; indexes: SegmentIndexes },
 ): SegmentScan {
-  const indexes = new SegmentIndexes(baseOffset);
+  const indexes = from?.indexes ?? new SegmentIndexes(baseOffset);
   let chunk = Buffer.allocUnsafe(Math.max(BATCH_OVERHEAD, Math.min(SCAN_CHUNK_BYTES, sizeBytes)));
   let chunkStart = 0;
   let chunkLength = 0;
@@ -44,8 +47,8 @@ export function scanSegment(
     chunkLength = readFully(ops, fd, chunk, 0, Math.min(chunk.length, sizeBytes - from), from);
     return chunkLength >= need;
   };
-  let position = 0;
-  let expected = baseOffset;
+  let position = from?.position ?? 0;
+  let expected = from?.offset ?? baseOffset;
   let batches = 0;
   let stopReason: string | null = null;
   while (position < sizeBytes) {

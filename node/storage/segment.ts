@@ -163,6 +163,20 @@ export class LogSegment implements ReadStateHolder {
     }
   }
 
+  /**
+   * The checkpoint of an active segment: its index files with the entries below
+   * `position` (fdatasynced through there), so an unclean start can trust them and scan only
+   * what follows. Written as at seal; sealing later overwrites them with the full indexes.
+   */
+  async writeIndexCheckpoint(position: number, offset: number): Promise<void> {
+    assert(this.indexes !== null, `index checkpoint of segment ${this.name} without indexes`);
+    const ops = this.ctx.ops;
+    const offsetBytes = this.indexes.offsetIndex.encode(position);
+    const timeBytes = this.indexes.timeIndex.encode(offset - this.baseOffset);
+    await writeFileDurable(ops, this.dir, segmentFileName(this.baseOffset, '.index'), offsetBytes, false);
+    await writeFileDurable(ops, this.dir, segmentFileName(this.baseOffset, '.timeindex'), timeBytes, false);
+  }
+
   /** After seal: the segment becomes read-only; fd and indexes reopen lazily for reads. */
   closeWriteFd(): void {
     if (this.writeFd >= 0) {

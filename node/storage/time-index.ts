@@ -72,14 +72,22 @@ export class TimeIndex {
     return { timestamp: this.timestamps[found], relativeOffset: this.relativeOffsets[found] };
   }
 
+  /** Drops the entries whose batch is at or past `relativeOffset`. */
+  truncateAtRelativeOffset(relativeOffset: number): void {
+    while (this.count > 0 && this.relativeOffsets[this.count - 1] >= relativeOffset) this.count--;
+  }
+
   last(): TimeIndexEntry | null {
     if (this.count === 0) return null;
     return { timestamp: this.timestamps[this.count - 1], relativeOffset: this.relativeOffsets[this.count - 1] };
   }
 
-  encode(): Buffer {
-    const buf = Buffer.allocUnsafe(this.count * TIME_INDEX_ENTRY_BYTES);
-    for (let i = 0; i < this.count; i++) {
+  /** The file's bytes; with `belowRelativeOffset`, only the entries of batches below it. */
+  encode(belowRelativeOffset = Number.POSITIVE_INFINITY): Buffer {
+    let count = this.count;
+    while (count > 0 && this.relativeOffsets[count - 1] >= belowRelativeOffset) count--;
+    const buf = Buffer.allocUnsafe(count * TIME_INDEX_ENTRY_BYTES);
+    for (let i = 0; i < count; i++) {
       writeInt64(buf, i * TIME_INDEX_ENTRY_BYTES, this.timestamps[i]);
       buf.writeInt32BE(this.relativeOffsets[i], i * TIME_INDEX_ENTRY_BYTES + 8);
     }
