@@ -196,6 +196,8 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
   };
   let listener: Listener | undefined;
   try {
+    // Before the listener: a node restarted on a full disk refuses from its first request.
+    if (diskGuard.enabled) await diskGuard.check();
     listener = await listen({
       host: options.host ?? '127.0.0.1',
       port: options.port ?? 7400,
@@ -220,12 +222,11 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
       },
     });
   } catch (err) {
+    metrics.close();
     await logs.close();
     throw err;
   }
   const openListener: Listener = listener;
-  // Before the first client: a node restarted on a full disk must refuse from the start.
-  if (diskGuard.enabled) await diskGuard.check();
   const maintenance = startMaintenance({ logs, logger, metrics, guard: diskGuard, schedules: { ...DEFAULT_SCHEDULES, ...options.schedule }, now });
 
   const host = options.host ?? '127.0.0.1';
@@ -269,6 +270,7 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
         openListener.terminateAll();
         // No job may hold a partition while it closes; a long compaction stops early.
         await maintenance.stop();
+        await diskGuard.stop();
         await logs.close();
         metrics.close();
         unlock();

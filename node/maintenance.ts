@@ -54,9 +54,10 @@ function partitionsOf(logs: LogManager, policy?: 'delete' | 'compact'): Partitio
 }
 
 /** Runs `step` on every partition one after the other; failures are logged, not fatal. */
-async function eachPartition(logs: PartitionLog[], logger: Logger, job: string, step: (log: PartitionLog) => Promise<void>): Promise<void> {
+async function eachPartition(logs: PartitionLog[], logger: Logger, job: string, signal: AbortSignal, step: (log: PartitionLog) => Promise<void>): Promise<void> {
   let failed = 0;
   for (const log of logs) {
+    if (signal.aborted) return;
     if (log.isClosed) continue;
     try {
       await step(log);
@@ -70,10 +71,10 @@ async function eachPartition(logs: PartitionLog[], logger: Logger, job: string, 
   if (failed > 0) throw new Error(`${job} failed on ${failed} partition(s)`);
 }
 
-export function retentionJob(options: MaintenanceOptions): () => Promise<void> {
+export function retentionJob(options: MaintenanceOptions): (signal: AbortSignal) => Promise<void> {
   const { logs, logger, metrics, now } = options;
-  return () =>
-    eachPartition(partitionsOf(logs, 'delete'), logger, 'retention', async (log) => {
+  return (signal) =>
+    eachPartition(partitionsOf(logs, 'delete'), logger, 'retention', signal, async (log) => {
       const result = await applyRetention(log, now);
       if (result.byTime + result.bySize === 0) return;
       if (result.byTime > 0) metrics.retentionDeletedSegments.inc({ topic: log.topic, reason: 'time' }, result.byTime);
@@ -85,11 +86,11 @@ export function retentionJob(options: MaintenanceOptions): () => Promise<void> {
     });
 }
 
-export function compactionJob(options: MaintenanceOptions): () => Promise<void> {
+export function compactionJob(options: MaintenanceOptions): (signal: AbortSignal) => Promise<void> {
   const { logs, logger, metrics, now } = options;
-  return () =>
-    eachPartition(partitionsOf(logs, 'compact'), logger, 'compaction', async (log) => {
-      const result = await compactPartition(log, { now });
+  return (signal) =>
+    eachPartition(partitionsOf(logs, 'compact'), logger, 'compaction', signal, async (log) => {
+      const result = await compactPartition(log, { now, signal });
       if (result.segmentsCleaned === 0) return;
       metrics.compactionRuns.inc({ topic: log.topic });
       const removed = result.bytesBefore - result.bytesAfter;
@@ -98,9 +99,9 @@ export function compactionJob(options: MaintenanceOptions): () => Promise<void> 
     });
 }
 
-export function checkpointJob(options: MaintenanceOptions): () => Promise<void> {
+export function checkpointJob(options: MaintenanceOptions): (signal: AbortSignal) => Promise<void> {
   const { logs, logger } = options;
-  return () => eachPartition(partitionsOf(logs), logger, 'checkpoint', (log) => log.checkpoint());
+  return (signal) => eachPartition(partitionsOf(logs), logger, 'checkpoint', signal, (log) => log.checkpoint());
 }
 
 /** The scheduler with the node's four jobs; stop() it before closing the logs. */

@@ -166,7 +166,7 @@ export function createMetrics(gauges: MetricSources): NodeMetrics {
     diskGuardDroppedBytes: counter('tributary_disk_guard_dropped_bytes_total', 'Bytes of the segments the disk guard deleted', ['topic']),
     diskGuardRefusedBatches: counter('tributary_disk_guard_refused_batches_total', 'Produce batches refused with STORAGE_FULL while storage was full', ['topic']),
     retentionDeletedSegments: counter('tributary_retention_deleted_segments_total', 'Segments deleted by retention, by reason (time: retention.ms, size: retention.bytes)', ['topic', 'reason']),
-    compactionRuns: counter('tributary_compaction_runs_total', 'Log cleaner runs (cleanup.policy=compact)', ['topic']),
+    compactionRuns: counter('tributary_compaction_runs_total', 'Partition compactions that rewrote or deleted at least one segment (cleanup.policy=compact)', ['topic']),
     compactionRemovedBytes: counter('tributary_log_cleaner_removed_bytes_total', 'Bytes the log cleaner removed (superseded records)', ['topic']),
     countAppended: traffic.countAppended,
     countServed: traffic.countServed,

@@ -1,8 +1,9 @@
 // The node's background jobs (retention, compaction, checkpoints, the disk guard) on
 // node-cron schedules. node-cron only says when; this class makes sure a job never overlaps
 // itself (a tick that finds the job still running is skipped and counted, whether the run
-// came from cron or from runNow), and that stop() waits for runs in progress, so shutdown
-// never closes a log under a job.
+// came from cron or from runNow), and that stop() aborts the runs in progress (each job
+// stops at its next step) and waits for them, so shutdown never closes a log under a job
+// and never waits for a whole compaction.
 
 import cron, { type ScheduledTask } from 'node-cron';
 import type { Logger } from './logger.js';
@@ -11,7 +12,8 @@ export interface JobSpec {
   name: string;
   /** A node-cron expression (six fields: with seconds), e.g. every 5 minutes: '0 *\/5 * * * *'. */
   schedule: string;
-  run(): Promise<unknown>;
+  /** `signal` aborts when the scheduler stops: a long job gives up at its next step. */
+  run(signal: AbortSignal): Promise<unknown>;
 }
 
 interface JobState {
@@ -37,6 +39,7 @@ export interface JobStats {
 export class Scheduler {
   private readonly jobs = new Map<string, JobState>();
   private stopped = false;
+  private readonly stopping = new AbortController();
 
   constructor(private readonly logger: Logger) {}
 
@@ -69,9 +72,10 @@ export class Scheduler {
     }));
   }
 
-  /** Stops every schedule, then waits for the runs in progress to end. */
+  /** Stops every schedule, tells the runs in progress to give up, and waits for them. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.stopping.abort();
     for (const state of this.jobs.values()) await state.task.destroy();
     await Promise.allSettled([...this.jobs.values()].map((s) => s.running));
   }
@@ -90,7 +94,7 @@ export class Scheduler {
     // Started in a microtask, so `running` is set before the job can finish (even a job
     // that throws at once).
     const run = Promise.resolve()
-      .then(() => state.spec.run())
+      .then(() => state.spec.run(this.stopping.signal))
       .then(
         () => {
           state.runs++;

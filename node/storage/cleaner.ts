@@ -23,8 +23,9 @@
 //    survives is deleted instead (unless it is the first: it holds the log start offset),
 //    so a compacted topic does not collect empty segments over months.
 //
-// A partition with nothing appended since the last complete run, and no kept tombstone
-// due, is not read at all; a segment with nothing to remove is not rewritten.
+// A partition is read again only once at least half of it was written since the last
+// complete run (Kafka's default min.cleanable.dirty.ratio, 0.5) or a kept tombstone is due;
+// a segment with nothing to remove is not rewritten. Flash wears.
 //
 // What is removed:
 //   - a record whose key has a newer record (anywhere up to the log end at start);
@@ -32,9 +33,12 @@
 //     has no record newer than now - delete.retention.ms (Kafka's older, segment-time rule;
 //     record time, as retention.ms uses it), so a consumer that keeps up sees the delete.
 // What is kept: records without a key (the produce path does not refuse them in compacted
-// topics, unlike Kafka), control batches, and batches compressed with a codec this node
-// cannot decompress (snappy, lz4, zstd); the active segment and rolled segments not yet
-// sealed are never rewritten, so appends go on meanwhile.
+// topics, unlike Kafka), control batches, and batches the cleaner cannot take apart (a
+// codec this node cannot decompress: snappy, lz4, zstd; records that do not parse although
+// the CRC is right). Their keys are unknown, so no tombstone after the first of them is
+// removed: it may be all that hides an older value in such a batch. The active segment and
+// rolled segments not yet sealed are never rewritten, so appends go on meanwhile. A run
+// stops between batches when the log closes or the node stops (the job's signal).
 //
 // Idempotent producers: Kafka keeps an emptied batch's header when it is a producer's last,
 // so that a replay of the log still knows the producer's last sequence. An empty batch is
@@ -82,6 +86,8 @@ export interface CompactionOptions {
   now: () => number;
   /** Distinct keys one pass maps (~100 bytes each); more keys take more passes. */
   keysMax?: number;
+  /** Shutdown: the run stops between batches, as when the log closes. */
+  signal?: AbortSignal;
 }
 
 export interface CompactionResult {
@@ -96,7 +102,11 @@ export interface CompactionResult {
   tombstonesRemoved: number;
   /** Offset map passes (more than one when the log holds more than keysMax keys). */
   passes: number;
-  /** Batches kept whole because their codec cannot be decompressed here. */
+  /**
+   * Batches kept whole because they cannot be taken apart here (a codec this node cannot
+   * decompress, records that do not parse): their keys are unknown, so no tombstone after
+   * the first of them is removed.
+   */
   undecodableBatches: number;
   /** True when the log closed under the run: what was swapped in stays, the rest waits. */
   stoppedEarly: boolean;
@@ -121,7 +131,7 @@ export function compactPartition(log: PartitionLog, options: CompactionOptions):
   if (!Number.isSafeInteger(keysMax) || keysMax < 1) {
     throw new TributaryError(Errors.INVALID_CONFIG, `keysMax must be a positive integer, got ${keysMax}`);
   }
-  return log.maintain(() => new Cleaner(log, options.now, keysMax).run());
+  return log.maintain(() => new Cleaner(log, options.now, keysMax, options.signal).run());
 }
 
 /** One record's place in a batch's (decompressed) records and what the cleaner needs of it. */
@@ -163,7 +173,16 @@ interface LastRun {
   logEndOffset: number;
   deleteRetentionMs: number;
   tombstonesDueMs: number;
+  /** Bytes of the log after the run: what later appends are measured against. */
+  cleanBytes: number;
 }
+
+/**
+ * Kafka's min.cleanable.dirty.ratio default: a log is compacted again once at least half of
+ * it was written since the last run. Flash wears: rewriting a segment to drop one
+ * superseded offset commit every minute would wear an edge node's card for nothing.
+ */
+export const MIN_CLEANABLE_DIRTY_RATIO = 0.5;
 
 const lastRuns = new WeakMap<PartitionLog, LastRun>();
 
@@ -192,11 +211,18 @@ class Cleaner {
 
   /** When the earliest tombstone kept by this run may go (delete.retention.ms). */
   private tombstonesDueMs = Number.POSITIVE_INFINITY;
+  /**
+   * The base offset of the first batch that could not be taken apart: its keys are unknown
+   * and it may hold an older value of any key, so a tombstone after it must stay (else the
+   * deleted key would come back to a consumer reading from the start).
+   */
+  private undecodableFrom = Number.POSITIVE_INFINITY;
 
   constructor(
     private readonly log: PartitionLog,
     private readonly now: () => number,
     private readonly keysMax: number,
+    private readonly signal: AbortSignal | undefined,
   ) {
     const env = log.cleanerEnv;
     this.ops = env.ops;
@@ -213,15 +239,17 @@ class Cleaner {
     // Kafka's cleaner skips a log whose dirty part is empty; here: nothing appended since the
     // last complete run and no kept tombstone due yet. The job runs every minute, and
     // reading a large compacted log that often would wear an edge node for nothing.
-    if (last !== undefined && last.logEndOffset === log.logEndOffset && last.deleteRetentionMs === deleteRetentionMs && this.now() < last.tombstonesDueMs) {
-      return this.result;
+    if (last !== undefined && last.deleteRetentionMs === deleteRetentionMs && this.now() < last.tombstonesDueMs) {
+      if (last.logEndOffset === log.logEndOffset) return this.result;
+      const size = log.sizeBytes;
+      if (size > 0 && (size - last.cleanBytes) / size < MIN_CLEANABLE_DIRTY_RATIO) return this.result;
     }
     await log.flush();
     const mapEnd = log.recoveryPoint;
     const cleanableEnd = await this.newestSnapshotOffset();
     let insertFrom = log.logStartOffset;
     for (;;) {
-      if (log.isClosed) return this.stop();
+      if (this.stopping) return this.stop();
       const map = await this.buildOffsetMap(insertFrom, mapEnd);
       if (map === null) return this.stop();
       this.result.passes++;
@@ -232,9 +260,14 @@ class Cleaner {
       insertFrom = map.fullAt;
     }
     // Complete only when every closed segment was cleanable (below the snapshot bound).
-    if (cleanableEnd >= mapEnd) lastRuns.set(log, { logEndOffset: mapEnd, deleteRetentionMs, tombstonesDueMs: this.tombstonesDueMs });
+    if (cleanableEnd >= mapEnd) lastRuns.set(log, { logEndOffset: mapEnd, deleteRetentionMs, tombstonesDueMs: this.tombstonesDueMs, cleanBytes: log.sizeBytes });
     else lastRuns.delete(log);
     return this.result;
+  }
+
+  /** The log closed or the node is stopping: give up between batches. */
+  private get stopping(): boolean {
+    return this.log.isClosed || this.signal?.aborted === true;
   }
 
   private stop(): CompactionResult {
@@ -284,7 +317,10 @@ class Cleaner {
     const closedEnd = bases[closed.length];
     const firstPass = this.result.passes === 0;
     const onBatch = (parsed: ParsedBatch): void => {
-      if (parsed.undecodable && firstPass) this.result.undecodableBatches++;
+      if (parsed.undecodable && firstPass) {
+        this.result.undecodableBatches++;
+        this.undecodableFrom = Math.min(this.undecodableFrom, readInt64(parsed.batch, 0));
+      }
       if (parsed.records === null || lastOffsetOf(parsed.batch) < insertFrom) return;
       const full = offsets.size >= this.keysMax;
       for (const record of parsed.records) {
@@ -304,7 +340,7 @@ class Cleaner {
     // The rest (rolled segments not sealed yet, the active one) through the log's reads.
     let offset = Math.max(closedEnd ?? mapEnd, insertFrom);
     while (offset < mapEnd) {
-      if (this.log.isClosed) return null;
+      if (this.stopping) return null;
       const batches = splitBatches(this.log.read(offset, READ_CHUNK_BYTES, mapEnd));
       if (batches.length === 0) break;
       for (const batch of batches) {
@@ -331,7 +367,7 @@ class Cleaner {
       let expected = segment.baseOffset;
       let chunk = Buffer.allocUnsafe(Math.min(READ_CHUNK_BYTES, Math.max(size, LOG_OVERHEAD)));
       while (position < size) {
-        if (this.log.isClosed) return false;
+        if (this.stopping) return false;
         const got = readFully(this.ops, fd, chunk, 0, Math.min(chunk.length, size - position), position);
         let at = 0;
         while (got - at >= LOG_OVERHEAD) {
@@ -370,13 +406,17 @@ class Cleaner {
     return new TributaryError(Errors.CORRUPT_BATCH, `${this.ctx.label}: the log cleaner found a bad batch at position ${position} of ${segment.name}: ${detail}`);
   }
 
-  /** Takes a validated batch apart into record ranges, keys and offsets. */
+  /**
+   * Takes a validated batch apart into record ranges, keys and offsets. A batch whose CRC
+   * is right but whose records do not parse (produce checks the CRC, not the records) is
+   * kept whole, like one in a codec this node cannot read: one bad batch must not stop
+   * compaction of its partition for good.
+   */
   private parse(batch: Buffer): ParsedBatch {
     try {
       return this.parseBatch(batch);
-    } catch (err) {
-      const detail = `${this.ctx.label}: the log cleaner cannot decode the batch at offset ${readInt64(batch, 0)}: ${(err as Error).message}`;
-      throw new TributaryError(Errors.CORRUPT_BATCH, detail, { cause: err });
+    } catch {
+      return { batch, payload: batch, records: null, undecodable: true };
     }
   }
 
@@ -406,8 +446,9 @@ class Cleaner {
     const newest = offsets.get(record.keyId);
     if (newest === undefined) return null;
     if (newest > record.offset) return 'superseded';
-    // Only a tombstone known to be its key's newest: an unmapped key may have older values.
-    if (record.tombstone && tombstonesExpire && newest === record.offset) return 'tombstone';
+    // Only a tombstone known to be its key's newest: an unmapped key may have older values,
+    // and so may a batch before it that could not be taken apart.
+    if (record.tombstone && tombstonesExpire && newest === record.offset && record.offset < this.undecodableFrom) return 'tombstone';
     return null;
   }
 
@@ -447,7 +488,7 @@ class Cleaner {
       await writeFileDurable(this.ops, dir, names[1], written.indexes.offsetIndex.encode(), false);
       await writeFileDurable(this.ops, dir, names[2], written.indexes.timeIndex.encode(), false);
       await fsyncDir(this.ops, dir);
-      if (this.log.isClosed) {
+      if (this.stopping) {
         await this.removeFiles(names);
         return false;
       }
@@ -460,8 +501,11 @@ class Cleaner {
       return true;
     } catch (err) {
       // Before the commit the old segment is whole: drop what was written. After it, the
-      // next open finishes the swap (the old segment keeps serving reads meanwhile).
+      // old segment object no longer matches its files: finish the swap now (each step of
+      // install() may be repeated), or the partition would read the new log through the old
+      // size and indexes. If even that fails, the next open finishes it.
       if (!committed) await this.removeFiles(names).catch(() => undefined);
+      else if (this.log.segmentBaseOffsets().includes(segment.baseOffset)) await this.install(segment).catch(() => undefined);
       if (err instanceof TributaryError) throw err;
       throw new TributaryError(Errors.STORAGE_ERROR, `${this.ctx.label}: compacting ${segment.name} failed: ${(err as Error).message}`, { cause: err });
     }
@@ -528,9 +572,18 @@ class Cleaner {
         if (!isErrno(err, 'ENOENT')) throw err;
       }
     }
-    await this.ops.rename(path.join(dir, segmentFileName(base, '.log') + SWAP_SUFFIX), old.logPath);
-    await this.ops.rename(old.indexPath + SWAP_SUFFIX, old.indexPath);
-    await this.ops.rename(old.timeIndexPath + SWAP_SUFFIX, old.timeIndexPath);
+    // Each rename may already have happened (a second try after a failure): ENOENT is fine.
+    for (const [from, to] of [
+      [path.join(dir, segmentFileName(base, '.log') + SWAP_SUFFIX), old.logPath],
+      [old.indexPath + SWAP_SUFFIX, old.indexPath],
+      [old.timeIndexPath + SWAP_SUFFIX, old.timeIndexPath],
+    ]) {
+      try {
+        await this.ops.rename(from, to);
+      } catch (err) {
+        if (!isErrno(err, 'ENOENT')) throw err;
+      }
+    }
     const cleaned = LogSegment.existing(this.ctx, dir, base);
     // Also sets its max timestamp, which ListOffsets by time needs. A read through the old
     // segment in between may have dropped the new index files: write them again.

@@ -61,6 +61,7 @@ export class DiskGuard {
   private _refusing = false;
   private lastStatus: GuardStatus = { usedBytes: 0, freeBytes: Number.POSITIVE_INFINITY, refusing: false };
   private running: Promise<GuardCheck> | null = null;
+  private stopped = false;
   private appendedSinceCheck = 0;
   private readonly checkEveryBytes: number;
   private readonly freeBytesOf: (dir: string) => Promise<number>;
@@ -88,9 +89,15 @@ export class DiskGuard {
     return { ...this.lastStatus, refusing: this._refusing };
   }
 
+  /** No check starts after this; resolves when the one running (if any) has ended. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.running?.catch(() => undefined);
+  }
+
   /** Called by produce with the bytes it appended: starts a check once enough piled up. */
   noteAppended(bytes: number): void {
-    if (!this.enabled) return;
+    if (!this.enabled || this.stopped) return;
     this.appendedSinceCheck += bytes;
     if (this.appendedSinceCheck >= this.checkEveryBytes && this.running === null) {
       void this.check().catch((err: unknown) => this.options.logger.error({ err }, 'disk guard check failed'));
@@ -130,15 +137,24 @@ export class DiskGuard {
     if (!this.enabled) return { ...(await this.measure()), dropped };
     let status = await this.measure();
     if (this.over(status) && this.options.action === 'drop') {
-      while (this.over(status)) {
-        const victim = this.oldestDroppable();
+      // A partition whose segment could not be deleted is left alone for the rest of this
+      // check, so one failing disk operation neither loops nor keeps the guard from refusing.
+      const failed = new Set<PartitionLog>();
+      while (this.over(status) && !this.stopped) {
+        const victim = this.oldestDroppable(failed);
         if (victim === null) break;
-        const done = await victim.log.maintain(async () => {
-          // Re-checked inside the queue: retention or compaction may have changed it.
-          const first = victim.log.closedSegments()[0];
-          if (first === undefined || first !== victim.segment) return 0;
-          return (await victim.log.deleteOldestSegments(1)).bytes;
-        });
+        let done = 0;
+        try {
+          done = await victim.log.maintain(async () => {
+            // Re-checked inside the queue: retention or compaction may have changed it.
+            const first = victim.log.closedSegments()[0];
+            if (first === undefined || first !== victim.segment) return 0;
+            return (await victim.log.deleteOldestSegments(1)).bytes;
+          });
+        } catch (err) {
+          failed.add(victim.log);
+          if (!victim.log.isClosed) this.options.logger.error({ topic: victim.log.topic, partition: victim.log.partition, err }, 'disk guard could not drop a segment');
+        }
         if (done > 0) {
           dropped.push({ topic: victim.log.topic, partition: victim.log.partition, baseOffset: victim.segment.baseOffset, bytes: done });
           this.options.onDropped?.(victim.log.topic, victim.log.partition, done);
@@ -166,13 +182,13 @@ export class DiskGuard {
   }
 
   /** Across user partitions: the first closed segment with the oldest records that may go. */
-  private oldestDroppable(): { log: PartitionLog; segment: LogSegment } | null {
+  private oldestDroppable(skip: ReadonlySet<PartitionLog>): { log: PartitionLog; segment: LogSegment } | null {
     let best: { log: PartitionLog; segment: LogSegment } | null = null;
     for (const topic of this.logs.topics()) {
       if (topic.name.startsWith('__')) continue;
       for (let p = 0; p < topic.partitions; p++) {
         const log = this.logs.partition(topic.name, p);
-        if (log === undefined || log.isClosed) continue;
+        if (log === undefined || log.isClosed || skip.has(log)) continue;
         const closed = log.closedSegments();
         if (closed.length === 0) continue;
         const segment = closed[0];

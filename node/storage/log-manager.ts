@@ -106,6 +106,12 @@ export class LogManager {
   private readonly topicStates = new Map<string, TopicState>();
   /** Names whose config file could not be read: their folders may hold data, so no create. */
   private readonly unreadableNames = new Set<string>();
+  /**
+   * Topics whose deletion failed part way (a full or failing disk): gone for clients, but
+   * their files may remain. A create or delete of the name finishes the deletion first, so
+   * a new topic never adopts the old one's folders.
+   */
+  private readonly pendingDeletes = new Map<string, StoredTopic>();
   private readonly ops: FileOps;
   private readonly readFds: ReadFdCache;
   private readonly now: () => number;
@@ -297,6 +303,7 @@ export class LogManager {
     const overrides = normalizeOverrides(raw);
     const config = parseTopicConfig(overrides, this.defaults);
     if (this.topicStates.has(name)) throw new TributaryError(Errors.TOPIC_ALREADY_EXISTS, `topic '${name}' already exists`);
+    await this.finishPendingDelete(name);
     if (this.unreadableNames.has(name)) {
       throw new TributaryError(Errors.TOPIC_ALREADY_EXISTS, `topic '${name}' exists on disk but its config file is unreadable (see the recovery report)`);
     }
@@ -354,16 +361,37 @@ export class LogManager {
 
   private async doDeleteTopic(name: string): Promise<void> {
     const state = this.topicStates.get(name);
-    if (state === undefined) throw new TributaryError(Errors.UNKNOWN_TOPIC, `topic '${name}' does not exist`);
+    if (state === undefined) {
+      // A deletion that failed before: this is its retry.
+      if (this.pendingDeletes.has(name)) return this.finishPendingDelete(name);
+      throw new TributaryError(Errors.UNKNOWN_TOPIC, `topic '${name}' does not exist`);
+    }
     this.topicStates.delete(name);
     // A partition that failed (a dead disk) still has to go; its close error is not ours.
     for (const log of state.logs) await log.close().catch(() => undefined);
-    const stored: StoredTopic = { name, partitions: state.info.partitions, overrides: state.overrides };
+    this.pendingDeletes.set(name, { name, partitions: state.info.partitions, overrides: state.overrides });
+    await this.finishPendingDelete(name);
+  }
+
+  /**
+   * Runs (again) the deletion of `name` if one is pending: the config is renamed to the
+   * `.deleting` marker (unless an earlier try did), then finishDelete. A failure keeps it
+   * pending and answers STORAGE_ERROR.
+   */
+  private async finishPendingDelete(name: string): Promise<void> {
+    const stored = this.pendingDeletes.get(name);
+    if (stored === undefined) return;
     await this.storageStep(`delete topic '${name}'`, async () => {
-      await this.ops.rename(path.join(this.topicsDir, `${name}.json`), path.join(this.topicsDir, `${name}${DELETING_SUFFIX}`));
+      try {
+        await this.ops.rename(path.join(this.topicsDir, `${name}.json`), path.join(this.topicsDir, `${name}${DELETING_SUFFIX}`));
+      } catch (err) {
+        // Renamed by an earlier try that failed later on.
+        if (!isErrno(err, 'ENOENT')) throw err;
+      }
       await fsyncDir(this.ops, this.topicsDir);
       await this.finishDelete(stored, `${name}${DELETING_SUFFIX}`);
     });
+    this.pendingDeletes.delete(name);
   }
 
   /** Deletes a topic marked for deletion (config file `configFile`); safe to repeat after a crash. */

@@ -275,7 +275,6 @@ export class PartitionLog {
   private snapshotProducerState(): Promise<void> {
     this.producers.expire(this.env.now());
     const offset = this._logEndOffset;
-    this.lastSnapshotOffset = offset;
     const bytes = this.producers.snapshot(offset);
     // An earlier write that failed must not stop this one.
     this.snapshotting = this.snapshotting.catch(noop).then(() => this.writeSnapshot(offset, bytes));
@@ -284,13 +283,20 @@ export class PartitionLog {
 
   private async writeSnapshot(offset: number, bytes: Buffer): Promise<void> {
     await writeFileDurable(this.env.ops, this.dir, snapshotFileName(offset), bytes);
+    this.lastSnapshotOffset = offset;
     const kept: number[] = [];
     for (const entry of await this.env.ops.readdir(this.dir)) {
       const match = SNAPSHOT_FILE.exec(entry.name);
       if (match !== null) kept.push(Number(match[1]));
     }
     kept.sort((a, b) => b - a);
-    for (const old of kept.slice(SNAPSHOTS_KEPT)) await this.env.ops.rm(path.join(this.dir, snapshotFileName(old)));
+    // Snapshots are taken at the log end, which a power loss may take back (flush=interval
+    // or os); one at or below the recovery point is kept too, so the next start still has a
+    // snapshot to load rather than replaying the whole log.
+    const durable = kept.find((o) => o <= this._recoveryPoint);
+    for (const old of kept.slice(SNAPSHOTS_KEPT)) {
+      if (old !== durable) await this.env.ops.rm(path.join(this.dir, snapshotFileName(old)));
+    }
   }
 
   // -------------------------------------------------------------------------------------
@@ -677,6 +683,13 @@ export class PartitionLog {
       this.unsealed.splice(0, sealing.length);
       for (const segment of sealing) segment.closeWriteFd();
       const firstUnsealed = this.unsealed.length > 0 ? this.unsealed[0] : this.active;
+      // Everything in the sealed segments is fsynced: the recovery point (and with
+      // flush=batch the high watermark) may pass them now. Otherwise retention could delete
+      // a just-sealed segment and put the log start offset above the high watermark.
+      if (firstUnsealed.baseOffset > this._recoveryPoint) {
+        this._recoveryPoint = firstUnsealed.baseOffset;
+        if (this.topicConfig.flush === 'batch') this.scheduleNotify();
+      }
       try {
         await writeRecoveryCheckpoint(this.env.ops, this.dir, firstUnsealed.baseOffset);
       } catch (err) {
