@@ -4,34 +4,20 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { splitBatches } from '../../protocol/record-batch.js';
 import { readRecoveryCheckpoint, RECOVERY_CHECKPOINT_FILE } from './checkpoint.js';
-import { parseTopicConfig } from './config.js';
 import { nodeFileOps } from './file-ops.js';
 import { PartitionLog } from './partition-log.js';
-import { makeBatch, makeTempDir, removeDir } from './testing.js';
+import { makeBatch } from './testing.js';
+import { usePartitionFixture } from './partition.fixture.js';
 
 // One big active segment, an index entry every ~256 bytes.
 const CONFIG = { 'segment.bytes': 1024 * 1024, 'index.interval.bytes': 256, flush: 'os' as const };
-let dir: string;
-let partitionDir: string;
-const opened: PartitionLog[] = [];
-
-beforeEach(() => {
-  dir = makeTempDir();
-  partitionDir = path.join(dir, 't-0');
-});
-
-afterEach(async () => {
-  for (const log of opened.splice(0)) await log.close().catch(() => undefined);
-  removeDir(dir);
-});
+const fx = usePartitionFixture();
 
 async function openLog(): Promise<PartitionLog> {
-  const log = await PartitionLog.open(partitionDir, 't', 0, parseTopicConfig(CONFIG), { clean: false });
-  opened.push(log);
-  return log;
+  return fx.open(CONFIG, { clean: false });
 }
 
 function appendBatches(log: PartitionLog, n: number, from = 0): Buffer[] {
@@ -57,14 +43,14 @@ function readAll(log: PartitionLog): Buffer[] {
   return out;
 }
 
-const logFile = (): string => path.join(partitionDir, '00000000000000000000.log');
+const logFile = (): string => path.join(fx.partitionDir, '00000000000000000000.log');
 
 describe('the active segment checkpoint', () => {
   it('lets an unclean start scan only what came after the checkpointed position, and serve every batch', async () => {
     const log = await openLog();
     const written = appendBatches(log, 200);
     await log.checkpoint();
-    const checkpoint = readRecoveryCheckpoint(nodeFileOps, partitionDir);
+    const checkpoint = readRecoveryCheckpoint(nodeFileOps, fx.partitionDir);
     expect(checkpoint.active).toEqual({ baseOffset: 0, offset: log.logEndOffset, position: log.sizeBytes });
     const checkpointed = log.sizeBytes;
     written.push(...appendBatches(log, 20, 200));
@@ -103,11 +89,11 @@ describe('the active segment checkpoint', () => {
     const log = await openLog();
     const written = appendBatches(log, 60);
     await log.checkpoint();
-    const older = fs.readFileSync(path.join(partitionDir, RECOVERY_CHECKPOINT_FILE));
+    const older = fs.readFileSync(path.join(fx.partitionDir, RECOVERY_CHECKPOINT_FILE));
     written.push(...appendBatches(log, 60, 60));
     await log.checkpoint();
     // A crash between the index files and the checkpoint file of the second checkpoint.
-    fs.writeFileSync(path.join(partitionDir, RECOVERY_CHECKPOINT_FILE), older);
+    fs.writeFileSync(path.join(fx.partitionDir, RECOVERY_CHECKPOINT_FILE), older);
     const reopened = await openLog();
     expect(reopened.recovery.notes).toEqual([]);
     expect(reopened.logEndOffset).toBe(log.logEndOffset);
@@ -123,9 +109,9 @@ describe('the active segment checkpoint', () => {
     const log = await openLog();
     const written = appendBatches(log, 30);
     await log.checkpoint();
-    const { active } = readRecoveryCheckpoint(nodeFileOps, partitionDir);
+    const { active } = readRecoveryCheckpoint(nodeFileOps, fx.partitionDir);
     // A position inside a batch: the walk cannot land on it.
-    fs.writeFileSync(path.join(partitionDir, RECOVERY_CHECKPOINT_FILE), `1\n0\n0 ${active!.offset} ${active!.position - 5}\n`);
+    fs.writeFileSync(path.join(fx.partitionDir, RECOVERY_CHECKPOINT_FILE), `1\n0\n0 ${active!.offset} ${active!.position - 5}\n`);
     const reopened = await openLog();
     expect(reopened.recovery.notes.join('\n')).toMatch(/scanned it whole/);
     expect(reopened.recovery.scannedBytes).toBe(log.sizeBytes);
@@ -136,13 +122,13 @@ describe('the active segment checkpoint', () => {
     const log = await openLog();
     appendBatches(log, 10);
     await log.checkpoint();
-    const first = fs.statSync(path.join(partitionDir, RECOVERY_CHECKPOINT_FILE)).mtimeMs;
-    const content = fs.readFileSync(path.join(partitionDir, RECOVERY_CHECKPOINT_FILE), 'latin1');
+    const first = fs.statSync(path.join(fx.partitionDir, RECOVERY_CHECKPOINT_FILE)).mtimeMs;
+    const content = fs.readFileSync(path.join(fx.partitionDir, RECOVERY_CHECKPOINT_FILE), 'latin1');
     await log.checkpoint();
-    expect(fs.readFileSync(path.join(partitionDir, RECOVERY_CHECKPOINT_FILE), 'latin1')).toBe(content);
-    expect(fs.statSync(path.join(partitionDir, RECOVERY_CHECKPOINT_FILE)).mtimeMs).toBe(first);
+    expect(fs.readFileSync(path.join(fx.partitionDir, RECOVERY_CHECKPOINT_FILE), 'latin1')).toBe(content);
+    expect(fs.statSync(path.join(fx.partitionDir, RECOVERY_CHECKPOINT_FILE)).mtimeMs).toBe(first);
     // A checkpoint file of the old format still reads.
-    fs.writeFileSync(path.join(partitionDir, RECOVERY_CHECKPOINT_FILE), '0\n0\n');
-    expect(readRecoveryCheckpoint(nodeFileOps, partitionDir)).toEqual({ sealedBelow: 0, active: null });
+    fs.writeFileSync(path.join(fx.partitionDir, RECOVERY_CHECKPOINT_FILE), '0\n0\n');
+    expect(readRecoveryCheckpoint(nodeFileOps, fx.partitionDir)).toEqual({ sealedBelow: 0, active: null });
   });
 });

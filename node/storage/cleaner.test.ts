@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Compression, computeCrc, decodeBatch, encodeBatch, lastOffsetOf, OFFSET_ATTRIBUTES, OFFSET_CRC, splitBatches } from '../../protocol/record-batch.js';
 import { silentLogger } from '../logger.js';
 import { ConsumerOffsets, CONSUMER_OFFSETS_TOPIC } from '../groups/offsets-store.js';
@@ -13,7 +13,8 @@ import { CLEAN_SHUTDOWN_FILE, LogManager } from './log-manager.js';
 import { PartitionLog } from './partition-log.js';
 import type { OpenPartitionOptions } from './partition-log.js';
 import { RECOVERY_CHECKPOINT_FILE } from './checkpoint.js';
-import { makeTempDir, removeDir, seededRandom, segmentFiles } from './testing.js';
+import { seededRandom, segmentFiles } from './testing.js';
+import { usePartitionFixture } from './partition.fixture.js';
 
 const T0 = 1_700_000_000_000;
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -25,26 +26,12 @@ interface Rec {
   timestamp: number;
 }
 
-let dir: string;
-let partitionDir: string;
-const opened: PartitionLog[] = [];
-
-beforeEach(() => {
-  dir = makeTempDir();
-  partitionDir = path.join(dir, 't-0');
-});
-
-afterEach(async () => {
-  for (const log of opened.splice(0)) await log.close().catch(() => undefined);
-  removeDir(dir);
-});
+const fx = usePartitionFixture();
 
 const COMPACT = { 'cleanup.policy': 'compact', 'segment.bytes': 1024, flush: 'os' } as const;
 
 async function openLog(config: Record<string, string | number> = COMPACT, options: OpenPartitionOptions = {}): Promise<PartitionLog> {
-  const log = await PartitionLog.open(partitionDir, 't', 0, parseTopicConfig(config), options);
-  opened.push(log);
-  return log;
+  return fx.open(config, options);
 }
 
 async function reopen(log: PartitionLog, options: OpenPartitionOptions = {}, config: Record<string, string | number> = COMPACT): Promise<PartitionLog> {
@@ -143,7 +130,7 @@ describe('compactPartition', () => {
     expect(fs.readFileSync(activeFile).equals(activeBytes)).toBe(true);
     expect(log.logEndOffset).toBe(endBefore);
     expect(log.logStartOffset).toBe(0);
-    expect(fs.readdirSync(partitionDir).filter((n) => /cleaned|swap|\.tmp-/.test(n))).toEqual([]);
+    expect(fs.readdirSync(fx.partitionDir).filter((n) => /cleaned|swap|\.tmp-/.test(n))).toEqual([]);
 
     // A second run on an unchanged log does not read it, nor after a small append (less
     // than half the log is new: Kafka's min.cleanable.dirty.ratio).
@@ -205,7 +192,7 @@ describe('compactPartition', () => {
 
     // Without a checkpoint every segment is scanned batch by batch: gaps are no corruption.
     await log.close();
-    fs.unlinkSync(path.join(partitionDir, RECOVERY_CHECKPOINT_FILE));
+    fs.unlinkSync(path.join(fx.partitionDir, RECOVERY_CHECKPOINT_FILE));
     log = await openLog(COMPACT, { clean: false });
     expect(log.recovery.truncatedBytes).toBe(0);
     expect(log.recovery.deletedSegments).toEqual([]);
@@ -310,7 +297,7 @@ describe('compactPartition', () => {
       expect(readAll(log)).toEqual(expected);
     }
     await log.close();
-    fs.unlinkSync(path.join(partitionDir, RECOVERY_CHECKPOINT_FILE));
+    fs.unlinkSync(path.join(fx.partitionDir, RECOVERY_CHECKPOINT_FILE));
     log = await openLog(COMPACT, { clean: false });
     expect(log.recovery.deletedSegments).toEqual([]);
     expect(readAll(log)).toEqual(expected);
@@ -392,7 +379,7 @@ describe('compactPartition', () => {
     expect(result.recordsRemoved).toBeGreaterThanOrEqual(11);
     await log.close();
     // No snapshot: the producer state is rebuilt from every batch, thinned ones included.
-    for (const name of fs.readdirSync(partitionDir)) if (name.endsWith('.snapshot')) fs.unlinkSync(path.join(partitionDir, name));
+    for (const name of fs.readdirSync(fx.partitionDir)) if (name.endsWith('.snapshot')) fs.unlinkSync(path.join(fx.partitionDir, name));
     log = await openLog(COMPACT, { clean: false });
     const next = log.append(batchOf([{ key: 'p-next', value: 'c', timestamp: T0 + 500 }], { ...producer, baseSequence: sequence }));
     expect(next.duplicate).toBeUndefined();
@@ -408,7 +395,7 @@ describe('compactPartition', () => {
     await log.close();
     const result = await running;
     expect(result.stoppedEarly).toBe(true);
-    expect(fs.readdirSync(partitionDir).filter((n) => /cleaned|swap|\.tmp-/.test(n))).toEqual([]);
+    expect(fs.readdirSync(fx.partitionDir).filter((n) => /cleaned|swap|\.tmp-/.test(n))).toEqual([]);
     const reopened = await openLog(COMPACT, { clean: true });
     const records = readAll(reopened);
     // Whatever was swapped in is compacted; every key's newest value is there.
@@ -488,7 +475,7 @@ describe('a crash during compaction', () => {
     // at each of them in turn.
     let steps = 0;
     for (let crashAt = 0; crashAt <= steps; crashAt++) {
-      const caseDir = path.join(dir, `crash-${crashAt}`);
+      const caseDir = path.join(fx.dir, `crash-${crashAt}`);
       const ops = dyingFileOps();
       const log = await PartitionLog.open(caseDir, 't', 0, parseTopicConfig(COMPACT), { ops });
       const written = writeRounds(log, 30, 2);
@@ -510,7 +497,7 @@ describe('a crash during compaction', () => {
       await log.close().catch(() => undefined);
 
       const recovered = await PartitionLog.open(caseDir, 't', 0, parseTopicConfig(COMPACT), { clean: false });
-      opened.push(recovered);
+      fx.track(recovered);
       const records = readAll(recovered);
       const bases = recovered.segmentBaseOffsets();
       expect(recovered.logEndOffset, `crash at step ${crashAt}`).toBe(written.length);
@@ -534,7 +521,7 @@ describe('a crash during compaction', () => {
 
 describe('__consumer_offsets', () => {
   it('loads the same committed offsets after compaction and a restart (clean and unclean)', async () => {
-    const dataDir = path.join(dir, 'data');
+    const dataDir = path.join(fx.dir, 'data');
     let logs = await LogManager.open(dataDir, { defaults: { 'segment.bytes': 1024 } });
     try {
       let offsets = await ConsumerOffsets.open(logs, silentLogger);

@@ -3,43 +3,27 @@
 // the middle of a compaction, a topic deletion that fails part way, retention racing the
 // high watermark, and a cleaner swap that fails after its commit.
 
-import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { afterEach, beforeEach, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { computeCrc, decodeBatch, encodeBatch, lastOffsetOf, OFFSET_ATTRIBUTES, OFFSET_CRC, splitBatches } from '../../protocol/record-batch.js';
 import { silentLogger } from '../logger.js';
 import { Scheduler } from '../scheduler.js';
 import { compactPartition, type CompactionResult } from './cleaner.js';
-import { parseTopicConfig } from './config.js';
 import { nodeFileOps, type FileOps } from './file-ops.js';
 import { LogManager } from './log-manager.js';
+import { usePartitionFixture } from './partition.fixture.js';
 import { PartitionLog, type OpenPartitionOptions } from './partition-log.js';
 import { applyRetention } from './retention.js';
-import { makeTempDir, removeDir } from './testing.js';
 
 const T0 = 1_700_000_000_000;
 const DAY_MS = 24 * 60 * 60 * 1000;
 
-let dir: string;
-let partitionDir: string;
-const opened: PartitionLog[] = [];
-
-beforeEach(() => {
-  dir = makeTempDir();
-  partitionDir = path.join(dir, 't-0');
-});
-
-afterEach(async () => {
-  for (const log of opened.splice(0)) await log.close().catch(() => undefined);
-  removeDir(dir);
-});
+const fx = usePartitionFixture();
 
 const COMPACT = { 'cleanup.policy': 'compact', 'segment.bytes': 1024, flush: 'os' } as const;
 
 async function openLog(config: Record<string, string | number> = COMPACT, options: OpenPartitionOptions = {}): Promise<PartitionLog> {
-  const log = await PartitionLog.open(partitionDir, 't', 0, parseTopicConfig(config), options);
-  opened.push(log);
-  return log;
+  return fx.open(config, options);
 }
 
 function batchOf(records: { key: string | null; value: string | null; timestamp: number }[]): Buffer {
@@ -174,7 +158,7 @@ it('F4: re-creating a topic after a failed delete starts empty, and survives a r
       return nodeFileOps.rename(from, to);
     },
   };
-  let logs = await LogManager.open(dir, { fileOps: ops });
+  let logs = await LogManager.open(fx.dir, { fileOps: ops });
   await logs.createTopic('x', 1);
   logs.partition('x', 0)!.append(batchOf([{ key: 'k', value: 'old topic', timestamp: T0 }]));
   failDirRename = true;
@@ -186,7 +170,7 @@ it('F4: re-creating a topic after a failed delete starts empty, and survives a r
   const freshEnd = fresh.logEndOffset;
   fresh.append(batchOf([{ key: 'k', value: 'new topic', timestamp: T0 }]));
   await logs.close();
-  logs = await LogManager.open(dir, { fileOps: ops });
+  logs = await LogManager.open(fx.dir, { fileOps: ops });
   const after = logs.partition('x', 0);
   const afterEnd = after?.logEndOffset;
   await logs.close();
