@@ -7,9 +7,12 @@
 //                        [--linger-ms N] [--delivery subscribe|fetch]
 //
 // --linger-ms is the latency phase's producer linger (default 5, the SDK's); --delivery how
-// the consumers get records (default subscribe: pushed by the node; fetch: long polls).
+// the consumers get records (default subscribe: pushed by the node; fetch: long polls). The
+// node gets the V8 flags of npm start and the systemd unit; TRIBUTARY_BENCH_NODE_FLAGS
+// replaces them (empty: none).
 
 import { spawn } from 'node:child_process';
+import { NODE_V8_FLAGS } from '../node/cli/service.js';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -46,7 +49,9 @@ const CHUNK = 10_000;
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
 async function startNode(dataDir: string): Promise<{ url: string; pid: number; stop(): Promise<void> }> {
-  const proc = spawn(process.execPath, [join(ROOT, 'dist/node/cli/main.js'), 'start', '--data', dataDir, '--port', '0', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // The node runs as npm start and the systemd unit run it: with their V8 flags.
+  const nodeFlags = (process.env.TRIBUTARY_BENCH_NODE_FLAGS ?? NODE_V8_FLAGS).split(' ').filter((f) => f !== '');
+  const proc = spawn(process.execPath, [...nodeFlags, join(ROOT, 'dist/node/cli/main.js'), 'start', '--data', dataDir, '--port', '0', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   const url = await new Promise<string>((resolveUrl, reject) => {
     proc.stdout!.on('data', (d: Buffer) => {

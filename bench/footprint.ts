@@ -1,6 +1,7 @@
 // Footprint and startup benchmark (issue 5: "run it on a gateway for months"). Starts real
 // node processes (`tributary start`) and measures:
-//   - the RSS of an idle node with an empty data folder, next to a bare `node` process;
+//   - the RSS of an idle node with an empty data folder (after 30 s alone, when V8 has
+//     shrunk its heap; after 5 s too), next to a bare `node` process;
 //   - the fill rate and RSS of a node taking --topics x --partitions holding --bytes;
 //   - time to ready with that data: after a clean stop, after SIGKILL right after the fill
 //     (nothing stopped cleanly since the data was written), after SIGKILL while idle
@@ -15,10 +16,11 @@
 //
 // --cold drops the data folder's pages from the page cache before each timed start (as
 // after a reboot); --cpu-prof writes a V8 CPU profile of each timed start into DIR;
-// --node-option passes a flag to the node processes (e.g. --max-semi-space-size=1).
+// --node-option passes a flag to the node processes; they get the V8 flags of npm start and
+// the systemd unit (NODE_V8_FLAGS) unless --no-v8-flags.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -26,6 +28,7 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
 import { connect, type ProducerMessage } from '../devices/index.js';
+import { NODE_V8_FLAGS } from '../node/cli/service.js';
 import { filled } from './rates.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -33,6 +36,12 @@ const CLI = join(ROOT, 'dist/node/cli/main.js');
 const MIB = 1024 * 1024;
 /** How long a node is left alone before its RSS is read. */
 const SETTLE_MS = 5000;
+/**
+ * How long an idle node is left alone before its idle RSS is read: V8's memory reducer
+ * shrinks the heap after some seconds without allocation, so "idle" means after that.
+ * The RSS at SETTLE_MS is printed too.
+ */
+const IDLE_SETTLE_MS = 30_000;
 const START_TIMEOUT_MS = 120_000;
 /** Records per sendBatch call, all to one topic (their keys spread them over its partitions). */
 const CHUNK_RECORDS = 2000;
@@ -49,6 +58,7 @@ interface Options {
   cold: boolean;
   cpuProf?: string;
   nodeOption: string[];
+  v8Flags: boolean;
 }
 
 function positiveInt(value: string): number {
@@ -69,6 +79,7 @@ function parseOptions(): Options {
     .option('--cold', 'drop the data folder from the page cache before each timed start', false)
     .option('--cpu-prof <dir>', 'write a CPU profile of each timed start into this folder')
     .option('--node-option <flag>', 'flag for the node processes (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
+    .option('--no-v8-flags', `run the nodes without the V8 flags npm start and the service use (${NODE_V8_FLAGS})`)
     .parse();
   const options = program.opts<Options>();
   if (options.recordBytes < 24) throw new Error('--record-bytes must be at least 24 (the key takes up to 12)');
@@ -112,7 +123,8 @@ interface NodeRun {
 }
 
 async function startNode(dataDir: string, options: Options, profileName?: string): Promise<NodeRun> {
-  const flags = [...options.nodeOption];
+  // As the node is run by npm start and the systemd unit, unless --no-v8-flags.
+  const flags = [...(options.v8Flags ? NODE_V8_FLAGS.split(' ') : []), ...options.nodeOption];
   if (profileName !== undefined && options.cpuProf !== undefined) flags.push('--cpu-prof', '--cpu-prof-dir', options.cpuProf, '--cpu-prof-name', `${profileName}.cpuprofile`);
   const args = [...flags, CLI, 'start', '--data', dataDir, '--port', '0', '--log-level', 'warn'];
   const spawnedAt = performance.now();
@@ -350,13 +362,20 @@ function dropCache(dataDir: string): void {
   }
 }
 
-/** Deletes the clean-shutdown marker and producer snapshots: the folder a crash right after the fill leaves. */
+/**
+ * The folder a crash right after the fill leaves when no checkpoint job ran since: no
+ * clean-shutdown marker, no producer snapshots, and recovery-point checkpoints that say
+ * nothing about the active segments (the worst case for an unclean start).
+ */
 function forgetCleanStop(dataDir: string): void {
   rmSync(join(dataDir, '.clean-shutdown'), { force: true });
   for (const entry of readdirSync(dataDir, { withFileTypes: true })) {
     if (!entry.isDirectory() || !entry.name.startsWith('footprint-')) continue;
     for (const file of readdirSync(join(dataDir, entry.name))) {
-      if (file.endsWith('.snapshot')) rmSync(join(dataDir, entry.name, file));
+      const path = join(dataDir, entry.name, file);
+      if (file.endsWith('.snapshot')) rmSync(path);
+      // Keep the sealed-segments line, drop the active segment's.
+      if (file === 'recovery-point.checkpoint') writeFileSync(path, readFileSync(path, 'latin1').split('\n').slice(0, 2).join('\n') + '\n');
     }
   }
 }
@@ -427,15 +446,18 @@ async function main(): Promise<void> {
 
     // 1. Idle, each run a new node in a new folder (its first start makes its key and the
     // internal topics); the last one goes on to the fill.
-    const idles: (Memory & { readyMs: number; metricsRssMiB: number | null })[] = [];
+    const idles: (Memory & { readyMs: number; metricsRssMiB: number | null; rssAfterSettleMiB: number })[] = [];
     let node!: NodeRun;
     for (let run = 1; run <= options.runs; run++) {
       node = await startNode(run === options.runs ? dataDir : join(workDir, `idle-${run}`), options);
       await sleep(SETTLE_MS);
-      const idle = { ...memoryOf(node.pid), readyMs: Math.round(node.readyMs), metricsRssMiB: await metricsRssMiB(node.port) };
+      const early = memoryOf(node.pid);
+      await sleep(IDLE_SETTLE_MS - SETTLE_MS);
+      const idle = { ...memoryOf(node.pid), readyMs: Math.round(node.readyMs), metricsRssMiB: await metricsRssMiB(node.port), rssAfterSettleMiB: early.rssMiB };
       idles.push(idle);
       console.log(
-        `idle node #${run}, empty folder: ready in ${idle.readyMs} ms; RSS ${idle.rssMiB} MiB (anon ${idle.anonMiB}, file ${idle.fileMiB}; ` +
+        `idle node #${run}, empty folder: ready in ${idle.readyMs} ms; RSS after ${SETTLE_MS / 1000} s ${early.rssMiB} MiB, ` +
+          `after ${IDLE_SETTLE_MS / 1000} s ${idle.rssMiB} MiB (anon ${idle.anonMiB}, file ${idle.fileMiB}; ` +
           `/metrics: ${idle.metricsRssMiB ?? 'no process_resident_memory_bytes'}), ${idle.fds} fds`,
       );
       if (run < options.runs) await node.stop();
@@ -453,11 +475,12 @@ async function main(): Promise<void> {
     );
     console.log(`loaded node after ${SETTLE_MS / 1000} s: RSS ${loaded.rssMiB} MiB (anon ${loaded.anonMiB}, file ${loaded.fileMiB}), peak ${fillMemory.peakRssMiB} MiB, ${loaded.fds} fds`);
 
-    // 3. SIGKILL right after the fill: no snapshot, no marker, nothing sealed.
+    // 3. SIGKILL right after the fill, before any checkpoint job ran: the whole of every
+    // active segment is scanned and producer state replayed from the start.
     await node.kill();
-    console.log('SIGKILL right after the fill (run 1 real; later runs: clean stop, then marker and producer snapshots removed = the same folder):');
+    console.log('SIGKILL right after the fill, no checkpoint since (run 1: the killed folder; later runs: clean stop; both with the checkpoint job\'s files removed):');
     for (let run = 1; run <= options.runs; run++) {
-      if (run > 1) forgetCleanStop(dataDir);
+      forgetCleanStop(dataDir);
       const t = await timedStart(dataDir, options, 'kill-after-fill', run, true);
       starts.push(t.result);
       t.result.stopMs = Math.round(await t.node.stop());

@@ -5,7 +5,7 @@
 
 import { readFileSync } from 'node:fs';
 import cron from 'node-cron';
-import { parse as parseYaml } from 'yaml';
+import { createRequire } from 'node:module';
 import { Errors, TributaryError } from '../protocol/errors.js';
 import { DEFAULT_SCHEDULES, type Schedules } from './maintenance.js';
 import type { GuardAction } from './storage/disk-guard.js';
@@ -334,7 +334,10 @@ export function loadConfigFile(path: string): unknown {
     throw invalid(`cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
   try {
-    return parseYaml(text);
+    // Loaded here, not at start: a node without a config file does not carry the YAML
+    // parser (about 3 MB of memory on a gateway).
+    const { parse } = createRequire(import.meta.url)('yaml') as typeof import('yaml');
+    return parse(text);
   } catch (err) {
     throw invalid(`${path} is not valid YAML: ${(err as Error).message.split('\n')[0]}`);
   }

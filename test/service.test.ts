@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
+import { NODE_V8_FLAGS } from '../node/cli/service.js';
 import { CLI, ROOT, runCli, tempDir } from './helpers/node-process.js';
 
 const NODE = realpathSync(process.execPath);
@@ -47,7 +48,7 @@ it('writes a unit that runs this install: this node binary, this main.js, the ch
   expect(readdirSync(unitDir)).toEqual(['tributary.service']);
   expect(statSync(path).mode & 0o777).toBe(0o644);
   const d = directives(readFileSync(path, 'utf8'));
-  expect(d.get('ExecStart')).toEqual([`${NODE} ${MAIN} start --config ${CONFIG}`]);
+  expect(d.get('ExecStart')).toEqual([`${NODE} ${NODE_V8_FLAGS} ${MAIN} start --config ${CONFIG}`]);
   expect(d.get('User')).toEqual([USER]);
   expect(d.get('Group')).toEqual([USER]);
   expect(d.get('Environment')).toEqual([`TRIBUTARY_DATA=${DATA}`]);
@@ -148,3 +149,8 @@ it('systemd-analyze verify finds nothing wrong with the unit', withUnitDir(async
   const v = spawnSync('systemd-analyze', ['verify', join(unitDir, 'tributary.service')], { encoding: 'utf8', timeout: 20_000 });
   expect(v.stderr.split('\n').filter((l) => l.includes('tributary.service')), v.stderr).toEqual([]);
 }));
+
+it('npm start runs the node with the same V8 flags as the unit', () => {
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+  expect(pkg.scripts.start).toBe(`node ${NODE_V8_FLAGS} dist/node/cli/main.js start`);
+});

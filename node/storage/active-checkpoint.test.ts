@@ -72,6 +72,20 @@ describe('the active segment checkpoint', () => {
     expect(reopened.append(next).baseOffset).toBe(log.logEndOffset);
   });
 
+  it('after a clean close and start, a crash scans only what that start appended', async () => {
+    const first = await openLog();
+    const written = appendBatches(first, 100);
+    await first.close();
+    const closedSize = fs.statSync(logFile()).size;
+    const restarted = await fx.open(CONFIG, { clean: true });
+    written.push(...appendBatches(restarted, 10, 100));
+    // Crash: no close of `restarted`.
+    const reopened = await openLog();
+    expect(reopened.recovery.scannedBytes).toBe(fs.statSync(logFile()).size - closedSize);
+    expect(reopened.logEndOffset).toBe(restarted.logEndOffset);
+    expect(readAll(reopened)).toEqual(written);
+  });
+
   it('cuts a torn tail after the checkpointed position', async () => {
     const log = await openLog();
     const written = appendBatches(log, 50);

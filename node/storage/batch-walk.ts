@@ -74,7 +74,8 @@ export function walkBatches(
   position: number,
   expectedOffset: number,
   end: number,
-  stop: (ref: BatchRef) => boolean,
+  /** `header` is the batch's first BATCH_OVERHEAD bytes, valid only during the call. */
+  stop: (ref: BatchRef, header: Buffer) => boolean,
 ): BatchRef | null {
   let windowStart = 0;
   let windowLength = 0;
@@ -88,7 +89,7 @@ export function walkBatches(
       if (windowLength < BATCH_OVERHEAD) throw corrupt(`segment file ends at ${pos + windowLength}, expected ${end}`);
     }
     const ref = headerAt(window, pos - windowStart, pos, expected, end);
-    if (stop(ref)) return ref;
+    if (stop(ref, window.subarray(pos - windowStart, pos - windowStart + BATCH_OVERHEAD))) return ref;
     pos += ref.sizeBytes;
     expected = ref.lastOffset + 1;
   }

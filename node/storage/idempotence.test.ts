@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { TributaryError } from '../../protocol/errors.js';
 import { encodeBatch, readBatchHeader, splitBatches } from '../../protocol/record-batch.js';
+import { RECOVERY_CHECKPOINT_FILE } from './checkpoint.js';
 import { parseTopicConfig } from './config.js';
 import { nodeFileOps } from './file-ops.js';
 import type { FileOps } from './file-ops.js';
@@ -454,6 +455,10 @@ describe('logs cut at recovery', () => {
     expect(cut[0].base).toBeGreaterThanOrEqual(newestBase);
     expect(snapshotOffsets()).toContain(end);
     damage(segmentFiles(partitionDir, '.log').at(-1)!, cut);
+    // As if the crash came before any checkpoint covered the tail (a clean close checkpoints
+    // the whole active segment, which an unclean start would then trust as synced).
+    const checkpointFile = path.join(partitionDir, RECOVERY_CHECKPOINT_FILE);
+    fs.writeFileSync(checkpointFile, fs.readFileSync(checkpointFile, 'latin1').split('\n').slice(0, 2).join('\n') + '\n');
     log = await openLog(ROLLING, { clean: false });
     expect(log.logEndOffset).toBe(cut[0].base);
     // The snapshot taken at close remembers the cut batches: it must be gone.

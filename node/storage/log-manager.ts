@@ -98,6 +98,7 @@ interface TopicState {
 export const CLEAN_SHUTDOWN_FILE = '.clean-shutdown';
 const TOPICS_DIR = 'topics';
 const DELETE_SUFFIX = '-delete';
+const PARTITION_OPENS_AT_ONCE = 8;
 // Does not end in `.json`, so no topic's config file is ever mistaken for a marker.
 const DELETING_SUFFIX = '.json.deleting';
 
@@ -191,6 +192,8 @@ export class LogManager {
       this.recoveryReport.finishedDeletes.push(stored.name);
     }
     const files = entries.filter((e) => !e.isDirectory && e.name.endsWith('.json'));
+    const opens: (() => Promise<void>)[] = [];
+    const reports: PartitionRecovery[][] = [];
     for (const file of files) {
       const stored = this.readStoredTopic(file.name, file.name.slice(0, -'.json'.length));
       if (stored === null) continue;
@@ -201,16 +204,23 @@ export class LogManager {
       }
       const config = parseTopicConfig(stored.overrides, this.defaults);
       const logs: PartitionLog[] = [];
+      const topicReports: PartitionRecovery[] = [];
+      reports.push(topicReports);
       // Registered before the partitions open, so a failure below closes what did open.
       this.topicStates.set(stored.name, { info: { name: stored.name, partitions: stored.partitions, config }, overrides: stored.overrides, logs });
       for (let p = 0; p < stored.partitions; p++) {
-        const log = await this.openPartition(stored.name, p, config, clean);
-        this.recoveryReport.partitions.push(log.recovery);
-        logs.push(log);
+        opens.push(async () => {
+          logs[p] = await this.openPartition(stored.name, p, config, clean);
+          topicReports[p] = logs[p].recovery;
+        });
       }
-      // Partition folders a crash left uncreated were just made: make their entries durable.
-      await fsyncDir(this.ops, this.dataDir);
     }
+    // A few at a time: an open mostly waits on the disk (fsyncs after an unclean start), so
+    // the waits overlap; the scans themselves are synchronous and take turns.
+    await runLimited(opens, PARTITION_OPENS_AT_ONCE);
+    for (const topicReports of reports) this.recoveryReport.partitions.push(...topicReports);
+    // Partition folders a crash left uncreated were just made: make their entries durable.
+    await fsyncDir(this.ops, this.dataDir);
   }
 
   /** A topic config file, or null (reported) if it is not one this code wrote. */
@@ -428,7 +438,8 @@ export class LogManager {
   // Lifecycle
 
   private allLogs(): PartitionLog[] {
-    return [...this.topicStates.values()].flatMap((s) => s.logs);
+    // A failed open leaves holes in a topic's list: the partitions not opened.
+    return [...this.topicStates.values()].flatMap((s) => s.logs.filter((log) => log !== undefined));
   }
 
   async flushAll(): Promise<void> {
@@ -458,6 +469,27 @@ export class LogManager {
     }
     await fsyncDir(this.ops, this.dataDir);
   }
+}
+
+/**
+ * Runs `tasks` with at most `limit` in progress. At the first failure no further task
+ * starts; the ones running are awaited, then the failure is thrown.
+ */
+async function runLimited(tasks: (() => Promise<void>)[], limit: number): Promise<void> {
+  let next = 0;
+  let failure: { err: unknown } | null = null;
+  const worker = async (): Promise<void> => {
+    while (failure === null && next < tasks.length) {
+      const task = tasks[next++];
+      try {
+        await task();
+      } catch (err) {
+        failure ??= { err };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, worker));
+  if (failure !== null) throw (failure as { err: unknown }).err;
 }
 
 function storageError(what: string, err: unknown): TributaryError {

@@ -54,7 +54,6 @@ export interface AppendResult {
 
 /** Snapshots of producer state kept per partition (the newest two, as Kafka keeps a few). */
 const SNAPSHOTS_KEPT = 2;
-const REPLAY_READ_BYTES = 1024 * 1024;
 
 /** What a PartitionLog shares with its manager. */
 export interface PartitionEnv {
@@ -245,27 +244,23 @@ export class PartitionLog {
     this.lastSnapshotOffset = from === this._logEndOffset ? from : -1;
   }
 
-  /** Feeds the producer state every idempotent batch header from `from` to the log end. */
+  /**
+   * Feeds the producer state every idempotent batch header from `from` to the log end. Only
+   * headers are read: the producer fields are in them, and recovery has just checked the
+   * batches (a full read here read and CRC-checked the whole log a second time).
+   */
   private replayProducerState(from: number): void {
     const openedAtMs = this.env.now();
-    let offset = from;
-    while (offset < this._logEndOffset) {
-      const bytes = this.read(offset, REPLAY_READ_BYTES, this._logEndOffset);
-      if (bytes.length === 0) break;
-      let at = 0;
-      while (bytes.length - at >= LOG_OVERHEAD) {
-        const size = batchSizeAt(bytes, at);
-        if (at + size > bytes.length) break;
-        const batch = bytes.subarray(at, at + size);
-        const header = producerHeader(batch);
+    this.guardRead(() => {
+      for (let i = this.segmentIndexFor(from); i < this.segments.length; i++) {
         // Idle time counts on the node's clock, as for live appends: a record's own
         // timestamp (a device whose clock was never set) would expire it at once.
-        if (header !== null) this.producers.update(header, readInt64(batch, 0), openedAtMs);
-        offset = lastOffsetOf(batch) + 1;
-        at += size;
+        this.segments[i].walkHeaders(from, this._logEndOffset, (baseOffset, header) => {
+          const producer = producerHeader(header);
+          if (producer !== null) this.producers.update(producer, baseOffset, openedAtMs);
+        });
       }
-      if (at === 0) break; // a batch larger than the read: read() returns at least one whole batch, so this is not reached
-    }
+    });
   }
 
   /**
@@ -832,7 +827,11 @@ export class PartitionLog {
       await this.requestSync(false);
       while (this.syncInFlight !== null) await this.syncInFlight;
       if (this.failure !== null) throw this.failure;
-      await this.active.seal();
+      const active = this.active;
+      await active.seal();
+      // The active segment is synced and indexed whole now: say so in the checkpoint, so
+      // that a crash soon after the next start scans only what that start appends.
+      await writeRecoveryCheckpoint(this.env.ops, this.dir, active.baseOffset, { baseOffset: active.baseOffset, offset: this._logEndOffset, position: active.sizeBytes }).catch(noop);
       // A clean start then needs no replay at all.
       // Without it the next start replays the log instead: slower, never wrong.
       await this.snapshotProducerState().catch(noop);

@@ -25,6 +25,10 @@ export interface SegmentScan {
 }
 
 const SCAN_CHUNK_BYTES = 1024 * 1024;
+// One read buffer for every scan: an unclean start scans hundreds of segments, and a fresh
+// megabyte each is garbage the collector must chase. Safe to share: a scan is synchronous
+// and never nests. Made at the first scan (a clean start never needs it).
+let sharedChunk: Buffer | null = null;
 
 export function scanSegment(
   ops: FileOps,
@@ -37,7 +41,8 @@ export function scanSegment(
   from?: { position: number; offset: number; indexes: SegmentIndexes },
 ): SegmentScan {
   const indexes = from?.indexes ?? new SegmentIndexes(baseOffset);
-  let chunk = Buffer.allocUnsafe(Math.max(BATCH_OVERHEAD, Math.min(SCAN_CHUNK_BYTES, sizeBytes)));
+  sharedChunk ??= Buffer.allocUnsafe(SCAN_CHUNK_BYTES);
+  let chunk = sharedChunk;
   let chunkStart = 0;
   let chunkLength = 0;
   // Makes [from, from + need) present in `chunk`; false if the file ends sooner.

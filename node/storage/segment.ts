@@ -337,6 +337,27 @@ export class LogSegment implements ReadStateHolder {
   }
 
   /**
+   * Calls `visit` with the header (first BATCH_OVERHEAD bytes) of every batch from the one
+   * holding `fromOffset` to `endOffset`, reading headers only: no CRC, no records. For
+   * rebuilding state from the log at open (producer state), where a full read would read
+   * and check every byte a second time right after recovery did.
+   */
+  walkHeaders(fromOffset: number, endOffset: number, visit: (baseOffset: number, header: Buffer) => void): void {
+    const { fd, indexes } = this.openForRead();
+    const entry = indexes.offsetIndex.lookup(Math.max(0, fromOffset - this.baseOffset));
+    try {
+      walkBatches(this.ctx.ops, fd, entry.position, this.baseOffset + entry.relativeOffset, this.sizeBytes, (ref, header) => {
+        if (ref.baseOffset >= endOffset) return true;
+        if (ref.lastOffset >= fromOffset) visit(ref.baseOffset, header);
+        return false;
+      });
+    } catch (err) {
+      if (err instanceof TributaryError) throw this.corrupt(fromOffset, err.message, err);
+      throw err;
+    }
+  }
+
+  /**
    * Whole stored batches, starting with the one holding `fetchOffset`, up to `maxBytes` but
    * at least one (KIP-74), none whose last offset reaches `maxOffset`. Null when this
    * segment holds no batch at or after `fetchOffset`. Each batch is checked (length, base
