@@ -12,8 +12,10 @@ import { PartitionLog } from './partition-log.js';
 import { makeBatch } from './testing.js';
 import { usePartitionFixture } from './partition.fixture.js';
 
-// One big active segment, an index entry every ~256 bytes.
-const CONFIG = { 'segment.bytes': 1024 * 1024, 'index.interval.bytes': 256, flush: 'os' as const };
+// One big active segment, an index entry every ~256 bytes; the interval flush never fires
+// by itself during a test (the checkpoint job syncs what it checkpoints). A checkpoint
+// needs the segment to have grown by 16 KiB (a 64th of segment.bytes).
+const CONFIG = { 'segment.bytes': 1024 * 1024, 'index.interval.bytes': 256, flush: 'interval' as const, 'flush.interval.ms': 600_000 };
 const fx = usePartitionFixture();
 
 async function openLog(): Promise<PartitionLog> {
@@ -23,7 +25,7 @@ async function openLog(): Promise<PartitionLog> {
 function appendBatches(log: PartitionLog, n: number, from = 0): Buffer[] {
   const out: Buffer[] = [];
   for (let i = from; i < from + n; i++) {
-    const batch = makeBatch({ records: 1 + (i % 3), valueBytes: 60 + (i % 5) * 20, timestamp: 1_700_000_000_000 + i * 1000, fill: i });
+    const batch = makeBatch({ records: 1 + (i % 3), valueBytes: 200 + (i % 5) * 40, timestamp: 1_700_000_000_000 + i * 1000, fill: i });
     log.append(batch);
     out.push(Buffer.from(batch));
   }
@@ -134,7 +136,7 @@ describe('the active segment checkpoint', () => {
 
   it('is written by the checkpoint job only when the segment grew, and a roll starts afresh', async () => {
     const log = await openLog();
-    appendBatches(log, 10);
+    appendBatches(log, 40);
     await log.checkpoint();
     const first = fs.statSync(path.join(fx.partitionDir, RECOVERY_CHECKPOINT_FILE)).mtimeMs;
     const content = fs.readFileSync(path.join(fx.partitionDir, RECOVERY_CHECKPOINT_FILE), 'latin1');

@@ -52,6 +52,14 @@ export interface AppendResult {
   duplicate?: boolean;
 }
 
+/**
+ * Growth of the active segment between two checkpoints of its indexes (see checkpoint()):
+ * 1 MiB, or a 64th of segment.bytes when segments are smaller.
+ */
+export function activeCheckpointGrowthBytes(segmentBytes: number): number {
+  return Math.min(1024 * 1024, Math.floor(segmentBytes / 64));
+}
+
 /** Snapshots of producer state kept per partition (the newest two, as Kafka keeps a few). */
 const SNAPSHOTS_KEPT = 2;
 
@@ -371,13 +379,19 @@ export class PartitionLog {
    */
   async checkpoint(): Promise<void> {
     if (this.closed || this.failure !== null) return;
-    if (this._logEndOffset !== this.lastSnapshotOffset) await this.snapshotProducerState();
+    // A snapshot that cannot be written costs a longer replay; the step below still runs.
+    const snapshot = this._logEndOffset !== this.lastSnapshotOffset ? this.snapshotProducerState() : RESOLVED;
     // And the active segment's indexes up to what is synced: run as a sync (never beside
-    // one), which also syncs whatever was appended since the last.
-    if (this.active.sizeBytes > 0 && this.active.sizeBytes !== this.activeCheckpointPosition && !this.closed) {
+    // one), which also syncs whatever was appended since the last. Not under flush=os,
+    // which asked for no fsync but at roll and close; and only once the segment grew by
+    // activeCheckpointGrowthBytes, because each checkpoint rewrites both index files
+    // (flash wears) and an unclean start scans at most that much more without it.
+    const grown = this.active.sizeBytes - Math.max(0, this.activeCheckpointPosition);
+    if (this.topicConfig.flush !== 'os' && grown >= activeCheckpointGrowthBytes(this.topicConfig['segment.bytes']) && grown > 0 && !this.closed) {
       this.activeCheckpointWanted = true;
       await this.requestSync(false);
     }
+    await snapshot;
   }
 
   /** Base offsets of every segment, oldest first, the active one last. */
@@ -711,9 +725,12 @@ export class PartitionLog {
   private async writeActiveCheckpoint(active: LogSegment, offset: number, position: number): Promise<void> {
     try {
       await active.writeIndexCheckpoint(position, offset);
+      // The index files' renames must be durable before a checkpoint that vouches for them.
+      await fsyncDir(this.env.ops, this.dir);
       const firstUnsealed = this.unsealed.length > 0 ? this.unsealed[0] : active;
       await writeRecoveryCheckpoint(this.env.ops, this.dir, firstUnsealed.baseOffset, { baseOffset: active.baseOffset, offset, position });
-      this.activeCheckpointPosition = position;
+      // A roll during the writes made another segment active: its checkpoint is still to come.
+      if (this.active === active) this.activeCheckpointPosition = position;
     } catch (err) {
       this.segmentContext.note(`${active.name}: checkpoint of its indexes not written: ${(err as Error).message}`);
     }
@@ -831,7 +848,9 @@ export class PartitionLog {
       await active.seal();
       // The active segment is synced and indexed whole now: say so in the checkpoint, so
       // that a crash soon after the next start scans only what that start appends.
-      await writeRecoveryCheckpoint(this.env.ops, this.dir, active.baseOffset, { baseOffset: active.baseOffset, offset: this._logEndOffset, position: active.sizeBytes }).catch(noop);
+      if (active.sizeBytes > 0) {
+        await writeRecoveryCheckpoint(this.env.ops, this.dir, active.baseOffset, { baseOffset: active.baseOffset, offset: this._logEndOffset, position: active.sizeBytes }).catch(noop);
+      }
       // A clean start then needs no replay at all.
       // Without it the next start replays the log instead: slower, never wrong.
       await this.snapshotProducerState().catch(noop);

@@ -105,7 +105,18 @@ export async function recoverPartition(ctx: SegmentContext, dir: string, clean: 
       return { segments, logEndOffset };
     }
   }
-  const logEndOffset = await scanAndRepair(ctx, segments, firstToScan, report);
+  let logEndOffset = await scanAndRepair(ctx, segments, firstToScan, report);
+  if (active !== null && logEndOffset < active.offset) {
+    // Offsets below active.offset were synced once (the checkpoint says so), and consumers
+    // may have passed them: the data is gone (a damaged or restored disk), but the offsets
+    // must not be handed out again. Continue after them in a new segment.
+    addNote(report, `the log ends at ${logEndOffset} but offsets below ${active.offset} were synced before: that data is gone; the log continues at ${active.offset}`);
+    const last = segments[segments.length - 1];
+    await last.seal();
+    last.closeWriteFd();
+    segments.push(LogSegment.create(ctx, dir, active.offset));
+    logEndOffset = active.offset;
+  }
   // The checkpoint's durable rename also fsyncs the folder: rebuilt index files, deleted segments.
   await writeRecoveryCheckpoint(ctx.ops, dir, segments[segments.length - 1].baseOffset);
   return { segments, logEndOffset };

@@ -159,6 +159,15 @@ export class LogSegment implements ReadStateHolder {
       // is sealed without them (reads and the next open rebuild them) rather than failing
       // the partition until a restart.
       if (!isDiskFull(err)) throw err;
+      // Files a checkpoint wrote earlier cover only part of the segment: gone too, so that
+      // reads and the next open rebuild them whole rather than walk from their end.
+      for (const file of [this.indexPath, this.timeIndexPath]) {
+        try {
+          ops.unlinkSync(file);
+        } catch {
+          // Absent already, or the disk refuses: the next open's check rebuilds them.
+        }
+      }
       this.ctx.note(`${this.name}: index files not written, the disk is full; they are rebuilt when needed`);
     }
   }
