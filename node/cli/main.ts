@@ -11,6 +11,7 @@ import { registerClientCommands } from '../../devices/cli/index.js';
 import { registerConfigCommand } from './config-check.js';
 import { registerServiceCommand } from './service.js';
 import { registerStartCommand } from './start.js';
+import { registerSimCommand } from '../../simulator/cli.js';
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('tributary')
@@ -23,6 +24,7 @@ export async function main(argv: string[]): Promise<number> {
   registerConfigCommand(program);
   registerServiceCommand(program);
   registerClientCommands(program);
+  registerSimCommand(program);
   try {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;

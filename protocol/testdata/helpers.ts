@@ -4,17 +4,9 @@
 
 import { DecodeError } from '../errors.js';
 
-/** mulberry32: a tiny 32-bit PRNG, good enough to drive tests, and fully determined by its seed. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../prng.js';
+
+export { mulberry32 };
 
 export class Rng {
   private readonly next: () => number;

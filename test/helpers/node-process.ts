@@ -95,7 +95,7 @@ export interface CliRun {
 }
 
 /** Runs the built CLI with `args` (and stdin), bounded in time; never left running. */
-export function runCli(args: string[], input = ''): Promise<CliRun> {
+export function runCli(args: string[], input = '', timeoutMs = 20_000): Promise<CliRun> {
   return new Promise((resolve, reject) => {
     const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
@@ -104,8 +104,8 @@ export function runCli(args: string[], input = ''): Promise<CliRun> {
     proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => {
       proc.kill('SIGKILL');
-      reject(new Error(`tributary ${args.join(' ')} did not finish within 20 s:\n${stderr}`));
-    }, 20_000);
+      reject(new Error(`tributary ${args.join(' ')} did not finish within ${timeoutMs} ms:\n${stderr}`));
+    }, timeoutMs);
     proc.once('exit', (code) => {
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
