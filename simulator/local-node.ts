@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { encodeKeyFile, generateIdentity, type IdentityKeyPair } from '../protocol/key-file.js';
 import { issueCredential } from '../protocol/credential.js';
+import { NODE_V8_FLAGS } from '../node/cli/service.js';
 
 /** Compiled to dist/simulator/; the CLI entry is dist/node/cli/main.js. */
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '../node/cli/main.js');
@@ -82,7 +83,10 @@ export class LocalNode {
     if (this.fleet) {
       args.push('--fleet-key', this.fleet.fleet.publicKey.toString('hex'), '--identity', join(this.dataDir, 'sim-node.key'), '--credential', join(this.dataDir, 'sim-node.cred'));
     }
-    const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // The node as npm start and the systemd unit run it; TRIBUTARY_SIM_NODE_FLAGS replaces
+    // the V8 flags (e.g. to add --cpu-prof).
+    const flags = (process.env.TRIBUTARY_SIM_NODE_FLAGS ?? NODE_V8_FLAGS).split(' ').filter((f) => f !== '');
+    const proc = spawn(process.execPath, [...flags, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = proc;
     this.output = '';
     this.lastCpu = null;
