@@ -65,6 +65,9 @@ describe('disk guard', () => {
     const g = guard({ maxBytes: total - 1 });
     expect((await g.check()).refusing).toBe(true);
     expect(g.refusing).toBe(true);
+    // User topics are refused; internal ones (offset commits, revocations) are not.
+    expect(g.refuses('a')).toBe(true);
+    expect(g.refuses('__revocations')).toBe(false);
     expect(used()).toBe(total);
     expect(logLines.some((l) => l.includes('refusing produce'))).toBe(true);
     await manager.deleteTopic('b');

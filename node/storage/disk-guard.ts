@@ -52,6 +52,11 @@ export interface GuardCheck extends GuardStatus {
 
 const CHECK_EVERY_BYTES_MAX = 4 * 1024 * 1024;
 
+/** `__consumer_offsets`, `__revocations`: never refused nor dropped (see the top). */
+function isInternalTopic(topic: string): boolean {
+  return topic.startsWith('__');
+}
+
 async function statfsFreeBytes(dir: string): Promise<number> {
   const s = await statfs(dir);
   return s.bavail * s.bsize;
@@ -87,6 +92,15 @@ export class DiskGuard {
 
   status(): GuardStatus {
     return { ...this.lastStatus, refusing: this._refusing };
+  }
+
+  /**
+   * Whether produce to `topic` must answer STORAGE_FULL now. Internal topics stay writable:
+   * offset commits and revocations are small, and a revocation that cannot be written
+   * would let a revoked device back in.
+   */
+  refuses(topic: string): boolean {
+    return this._refusing && !isInternalTopic(topic);
   }
 
   /** No check starts after this; resolves when the one running (if any) has ended. */
@@ -185,7 +199,7 @@ export class DiskGuard {
   private oldestDroppable(skip: ReadonlySet<PartitionLog>): { log: PartitionLog; segment: LogSegment } | null {
     let best: { log: PartitionLog; segment: LogSegment } | null = null;
     for (const topic of this.logs.topics()) {
-      if (topic.name.startsWith('__')) continue;
+      if (isInternalTopic(topic.name)) continue;
       for (let p = 0; p < topic.partitions; p++) {
         const log = this.logs.partition(topic.name, p);
         if (log === undefined || log.isClosed || skip.has(log)) continue;

@@ -45,16 +45,16 @@ export async function handleProduce(body: Body, ctx: RequestContext): Promise<Pr
       // Revocations are trusted for the fleet's signature, not for who sent them: every
       // record is checked before it reaches the log, and applies as soon as it is there.
       const revocations = result.topic === REVOCATIONS_TOPIC ? ctx.broker.revocations.check(records) : null;
-      // Internal topics stay writable: offset commits and revocations are small, and a
-      // revocation that cannot be written would let a revoked device back in.
-      if (ctx.broker.diskGuard.refusing && !result.topic.startsWith('__')) {
+      if (ctx.broker.diskGuard.refuses(result.topic)) {
         ctx.broker.metrics.diskGuardRefusedBatches.inc({ topic: result.topic });
         throw new TributaryError(Errors.STORAGE_FULL, `the node's storage is full (storage.maxBytes or storage.minFreeBytes); retry later`);
       }
       const appended = log.append(records);
-      if (!appended.duplicate) ctx.broker.diskGuard.noteAppended(records.length);
-      if (revocations && !appended.duplicate) ctx.broker.revocations.apply(revocations);
-      if (!appended.duplicate) ctx.broker.metrics.countAppended(result.topic, records);
+      if (!appended.duplicate) {
+        ctx.broker.diskGuard.noteAppended(records.length);
+        ctx.broker.metrics.countAppended(result.topic, records);
+        if (revocations) ctx.broker.revocations.apply(revocations);
+      }
       result.baseOffset = appended.baseOffset;
       // An idempotent producer's resend: in the log once, at these offsets. Answered as
       // Kafka's DUPLICATE_SEQUENCE, which the producer takes as success.
