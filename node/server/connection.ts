@@ -21,17 +21,33 @@ import type { Principal } from '../auth/acl.js';
 import type { Admission } from '../auth/authenticator.js';
 import type { CloseReason } from '../metrics.js';
 import type { BrokerContext, RequestContext } from './context.js';
-import { handlers } from './dispatch.js';
+import { handlers, type Handler } from './dispatch.js';
 import { ConnectionSubscriptions } from './subscriptions.js';
 
 const HELLO_FRAME_BYTES_MAX = 4096;
+
+/** A request being handled: answered once, by its handler or by its deadline. */
+interface PendingRequest {
+  /** performance.now() by which it is answered, REQUEST_TIMED_OUT if need be. */
+  readonly deadline: number;
+  /** Made when the handler first reads `ctx.signal`; most never do. */
+  abort: AbortController | null;
+  /** The answer has been decided (sent, or none for acks=0). */
+  answered: boolean;
+  /** The answer is written: an outbound slot that comes later is given straight back. */
+  finished: boolean;
+  releaseOutbound: (() => void) | null;
+  timeOut(): void;
+}
 
 export class Connection {
   private inflight = 0;
   /** Bytes of the request frames in progress: their bodies stay referenced until answered. */
   private inflightBytes = 0;
-  /** Per-request abort controllers, aborted together when the connection ends. */
-  private readonly requestAborts = new Set<AbortController>();
+  /** Requests not yet answered, in arrival order, which is also deadline order. */
+  private readonly pending = new Set<PendingRequest>();
+  /** Due at the oldest pending request's deadline (or a little before, then re-armed). */
+  private deadlineTimer: NodeJS.Timeout | null = null;
   private slotWaiter: (() => void) | null = null;
   private helloDone = false;
   private clientId = '';
@@ -51,6 +67,8 @@ export class Connection {
     private readonly admission: Admission,
     /** Called once Hello has succeeded: the peer is authenticated and admitted. */
     private readonly onAdmitted: () => void = () => {},
+    /** The request handlers; tests pass their own to make a request hang or fail. */
+    private readonly handlerTable: ReadonlyMap<number, Handler> = handlers,
   ) {
     this.principal = admission.principal;
     this.subscriptions = new ConnectionSubscriptions(transport, broker);
@@ -108,7 +126,12 @@ export class Connection {
           // Nothing after Hello is read until Hello has succeeded, so a request pipelined
           // behind a failed Hello never runs.
           this.inflight++;
-          const ok = await this.handle(frame).finally(() => this.requestDone(0));
+          const ok = await new Promise<boolean>((resolve) =>
+            this.handle(frame, (answeredOk) => {
+              this.requestDone(0);
+              resolve(answeredOk);
+            }),
+          );
           if (!ok) break;
           this.helloDone = true;
           this.onAdmitted();
@@ -130,7 +153,8 @@ export class Connection {
         if (this.transport.isClosed) break;
         this.inflight++;
         this.inflightBytes += bytes.length;
-        void this.handle(frame).finally(() => this.requestDone(bytes.length));
+        const frameBytes = bytes.length;
+        this.handle(frame, () => this.requestDone(frameBytes));
       }
     } finally {
       clearTimeout(helloTimer);
@@ -141,8 +165,8 @@ export class Connection {
 
   private abortAll(): void {
     this.abort.abort();
-    for (const c of this.requestAborts) c.abort();
-    this.requestAborts.clear();
+    for (const request of this.pending) request.abort?.abort();
+    if (this.pending.size === 0) this.clearDeadlineTimer();
   }
 
   close(code: number, reason: string, label: CloseReason = 'node_shutdown'): void {
@@ -172,70 +196,149 @@ export class Connection {
     }
   }
 
-  /** Answers one request. Resolves true when the answer carried no request-level error. */
-  private async handle(frame: Frame): Promise<boolean> {
+  /**
+   * Answers one request, then calls `done` with whether the answer carried no
+   * request-level error. The request is answered exactly once: by its handler, or with
+   * REQUEST_TIMED_OUT at its deadline (its signal aborted), whichever comes first.
+   *
+   * This runs for every request of every device, so it allocates little: no timer, promise
+   * race or AbortController of its own (the deadline timer is the connection's, and a
+   * handler that reads `ctx.signal` gets a controller made then).
+   */
+  private handle(frame: Frame, done: (ok: boolean) => void): void {
     const { limits, logger } = this.broker;
-    const handler = handlers.get(frame.kind);
-    const started = Date.now();
-    const requestAbort = new AbortController();
-    if (this.abort.signal.aborted) requestAbort.abort();
-    else this.requestAborts.add(requestAbort);
-    let releaseOutbound: (() => void) | null = null;
-    let finished = false;
+    const handler = this.handlerTable.get(frame.kind);
+    const handlerStarted = performance.now();
+    const request: PendingRequest = {
+      deadline: handlerStarted + limits.requestTimeoutMs,
+      abort: null,
+      answered: false,
+      finished: false,
+      releaseOutbound: null,
+      timeOut: () => {
+        request.abort?.abort();
+        fail(new TributaryError(Errors.REQUEST_TIMED_OUT, `${kindName(frame.kind)} took longer than ${limits.requestTimeoutMs} ms`));
+      },
+    };
+    const connection = this;
     const ctx: RequestContext = {
       broker: this.broker,
       clientId: this.clientId,
       remoteAddress: this.remoteAddress,
       principal: this.principal as Principal,
       subscriptions: this.subscriptions,
-      signal: requestAbort.signal,
-      deadline: started + limits.requestTimeoutMs,
+      get signal() {
+        return connection.signalOf(request);
+      },
+      deadline: Date.now() + limits.requestTimeoutMs,
       dropConnection: (reason) => this.close(CloseCode.GOING_AWAY, reason, 'fault_injected'),
       // A request that timed out may still be waiting for its turn; its slot is given back
       // at once when the turn comes.
       outboundSlot: () =>
         this.acquireOutbound().then((release) => {
-          if (finished) release();
-          else releaseOutbound = release;
+          if (request.finished) release();
+          else request.releaseOutbound = release;
         }),
     };
-    let timer: NodeJS.Timeout | undefined;
-    let response: object | undefined;
-    const handlerStarted = performance.now();
-    try {
-      if (!handler) throw new TributaryError(Errors.INVALID_REQUEST, `unknown request kind ${frame.kind}`);
-      const timedOut = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          requestAbort.abort();
-          reject(new TributaryError(Errors.REQUEST_TIMED_OUT, `${kindName(frame.kind)} took longer than ${limits.requestTimeoutMs} ms`));
-        }, limits.requestTimeoutMs);
-      });
-      response = await Promise.race([handler(frame.body, ctx), timedOut]);
-    } catch (err) {
+
+    const answer = (response: object | undefined): void => {
+      if (request.answered) return;
+      request.answered = true;
+      this.untrack(request);
+      this.broker.metrics.observeRequest(frame.kind, (performance.now() - handlerStarted) / 1000, response);
+      try {
+        if (response !== undefined) this.send(frame, response);
+      } finally {
+        request.finished = true;
+        request.releaseOutbound?.();
+      }
+      const error = (response as { error?: number } | undefined)?.error;
+      done(error === undefined || error === Errors.NONE.code);
+    };
+    const fail = (err: unknown): void => {
+      if (request.answered) return;
+      let response: { error: number; message: string };
       if (err instanceof TributaryError) {
         response = { error: err.code, message: err.detail };
       } else {
         logger.error({ request: kindName(frame.kind), clientId: this.clientId, err: (err as Error)?.stack ?? String(err) }, 'request failed unexpectedly');
         response = { error: Errors.UNKNOWN.code, message: `unexpected server error: ${(err as Error)?.message ?? String(err)}` };
       }
-      if (frame.kind === Kind.Hello && (response as { error: number }).error !== Errors.NONE.code) {
+      if (frame.kind === Kind.Hello && response.error !== Errors.NONE.code) {
+        request.answered = true;
+        request.finished = true;
+        this.untrack(request);
+        this.broker.metrics.observeRequest(frame.kind, (performance.now() - handlerStarted) / 1000, response);
         this.send(frame, response);
-        this.close(CloseCode.POLICY_VIOLATION, (response as { message: string }).message, 'hello_invalid');
-        finished = true;
-        return false;
+        request.releaseOutbound?.();
+        this.close(CloseCode.POLICY_VIOLATION, response.message, 'hello_invalid');
+        done(false);
+        return;
       }
-    } finally {
-      clearTimeout(timer);
-      this.requestAborts.delete(requestAbort);
-      this.broker.metrics.observeRequest(frame.kind, (performance.now() - handlerStarted) / 1000, response);
+      answer(response);
+    };
+
+    if (!handler) {
+      fail(new TributaryError(Errors.INVALID_REQUEST, `unknown request kind ${frame.kind}`));
+      return;
     }
+    if (this.abort.signal.aborted) this.signalOf(request);
+    this.track(request);
+    let result: Promise<object | undefined>;
     try {
-      if (response !== undefined) this.send(frame, response);
-    } finally {
-      finished = true;
-      (releaseOutbound as (() => void) | null)?.();
+      result = handler(frame.body, ctx);
+    } catch (err) {
+      fail(err);
+      return;
     }
-    return response === undefined || (response as { error?: number }).error === undefined || (response as { error?: number }).error === Errors.NONE.code;
+    result.then(answer, fail);
+  }
+
+  /** The request's signal, made on first use; aborted already if the connection has ended. */
+  private signalOf(request: PendingRequest): AbortSignal {
+    if (request.abort === null) {
+      request.abort = new AbortController();
+      if (this.abort.signal.aborted) request.abort.abort();
+    }
+    return request.abort.signal;
+  }
+
+  private track(request: PendingRequest): void {
+    this.pending.add(request);
+    if (this.deadlineTimer === null) this.armDeadlineTimer(request.deadline);
+  }
+
+  private untrack(request: PendingRequest): void {
+    this.pending.delete(request);
+    // Left armed while the connection lives (the next request would only arm it again); a
+    // closed connection's timer goes with its last request, so it holds nothing.
+    if (this.pending.size === 0 && this.transport.isClosed) this.clearDeadlineTimer();
+  }
+
+  private armDeadlineTimer(deadline: number): void {
+    this.deadlineTimer = setTimeout(() => this.expireRequests(), Math.max(1, Math.ceil(deadline - performance.now())));
+  }
+
+  private clearDeadlineTimer(): void {
+    if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = null;
+  }
+
+  /**
+   * Times out every request past its deadline. Every request gets the same timeout, so the
+   * pending set (in arrival order) is in deadline order: the first one not yet due is when
+   * to look again.
+   */
+  private expireRequests(): void {
+    this.deadlineTimer = null;
+    const now = performance.now();
+    for (const request of this.pending) {
+      if (request.deadline > now) {
+        this.armDeadlineTimer(request.deadline);
+        return;
+      }
+      request.timeOut();
+    }
   }
 
   private send(frame: Frame, body: object): void {

@@ -1,0 +1,155 @@
+// The per-request path of a Connection over an in-memory pipe: every request is answered
+// exactly once, by its handler or with REQUEST_TIMED_OUT at its deadline, with its signal
+// aborted then; a late handler answer is dropped; timeouts come in arrival order and
+// leave the connection serving.
+
+import { afterEach, describe, expect, it } from 'vitest';
+import { Errors } from '../../protocol/errors.js';
+import { decodeFrame, encodeFrame, Kind, RESPONSE, type Frame } from '../../protocol/frames.js';
+import { memoryPipe, type FrameTransport } from '../../protocol/transport.js';
+import type { Principal } from '../auth/acl.js';
+import { silentLogger } from '../logger.js';
+import type { BrokerContext } from './context.js';
+import { Connection } from './connection.js';
+import type { Handler } from './dispatch.js';
+
+const principal = { name: 'tester', roles: ['admin'] } as unknown as Principal;
+
+function brokerStub(requestTimeoutMs: number, observed: { kind: number; response: object | undefined }[]): BrokerContext {
+  return {
+    limits: { requestTimeoutMs, helloTimeoutMs: 10_000, inflightMax: 32, inflightBytesMax: 1 << 20, sendBufferBytesMax: 1 << 20 },
+    logger: silentLogger,
+    shuttingDown: false,
+    authenticator: { recheck: () => null },
+    metrics: { observeRequest: (kind: number, _s: number, response: object | undefined) => observed.push({ kind, response }) },
+  } as unknown as BrokerContext;
+}
+
+/** Reads answers off the client side of the pipe as they come. */
+function answers(client: FrameTransport): { next(): Promise<Frame>; all: Frame[] } {
+  const all: Frame[] = [];
+  const waiters: ((f: Frame) => void)[] = [];
+  void (async () => {
+    for await (const bytes of client) {
+      const frame = decodeFrame(bytes);
+      all.push(frame);
+      waiters.shift()?.(frame);
+    }
+  })();
+  let read = 0;
+  return {
+    all,
+    next: () => (read < all.length ? Promise.resolve(all[read++]) : new Promise<Frame>((resolve) => waiters.push((f) => (read++, resolve(f))))),
+  };
+}
+
+const closers: (() => void)[] = [];
+afterEach(() => {
+  for (const close of closers.splice(0)) close();
+});
+
+function serve(handlers: Map<number, Handler>, requestTimeoutMs = 60) {
+  const [client, server] = memoryPipe();
+  const observed: { kind: number; response: object | undefined }[] = [];
+  handlers.set(Kind.Hello, async () => ({ error: Errors.NONE.code }));
+  const connection = new Connection(server, brokerStub(requestTimeoutMs, observed), 'test', { principal }, () => {}, handlers);
+  const served = connection.serve();
+  closers.push(() => client.close());
+  const read = answers(client);
+  let correlationId = 0;
+  const ask = (kind: number, body: object = {}) => {
+    const id = ++correlationId;
+    client.send(encodeFrame(kind, id, body));
+    return id;
+  };
+  return { client, connection, served, read, ask, observed };
+}
+
+describe('Connection requests', () => {
+  it('answers a request that outlives its deadline with REQUEST_TIMED_OUT, aborts its signal, and drops the late answer', async () => {
+    let signal: AbortSignal | undefined;
+    let finishLate!: (body: object) => void;
+    const handlers = new Map<number, Handler>([
+      [Kind.Metadata, (_body, ctx) => { signal = ctx.signal; return new Promise((resolve) => (finishLate = resolve)); }],
+      [Kind.ListOffsets, async () => ({ error: Errors.NONE.code, partitions: [] })],
+    ]);
+    const { connection, read, ask, observed } = serve(handlers);
+    ask(Kind.Hello, { clientId: 't' });
+    expect((await read.next()).body.error).toBe(Errors.NONE.code);
+
+    const slow = ask(Kind.Metadata);
+    const timedOut = await read.next();
+    expect(timedOut.correlationId).toBe(slow);
+    expect(timedOut.kind).toBe(Kind.Metadata | RESPONSE);
+    expect(timedOut.body.error).toBe(Errors.REQUEST_TIMED_OUT.code);
+    expect(timedOut.body.message).toMatch(/took longer than 60 ms/);
+    expect(signal?.aborted).toBe(true);
+    expect(connection.requestsInFlight).toBe(0);
+
+    // The handler's answer after the deadline is not sent: the next answer is the next request's.
+    finishLate({ error: Errors.NONE.code, topics: [] });
+    const next = ask(Kind.ListOffsets);
+    const answer = await read.next();
+    expect(answer.correlationId).toBe(next);
+    expect(answer.body.error).toBe(Errors.NONE.code);
+    expect(read.all.filter((f) => f.correlationId === slow)).toHaveLength(1);
+    expect(observed.filter((o) => o.kind === Kind.Metadata)).toHaveLength(1);
+  });
+
+  it('times out several hanging requests in arrival order while others are answered', async () => {
+    const handlers = new Map<number, Handler>([
+      [Kind.Metadata, () => new Promise(() => {})],
+      [Kind.ListOffsets, async () => ({ error: Errors.NONE.code, partitions: [] })],
+    ]);
+    const { connection, read, ask } = serve(handlers);
+    ask(Kind.Hello, { clientId: 't' });
+    await read.next();
+    const hanging = [ask(Kind.Metadata), ask(Kind.Metadata), ask(Kind.Metadata)];
+    const quick = ask(Kind.ListOffsets);
+    const first = await read.next();
+    expect(first.correlationId).toBe(quick);
+    const late = [await read.next(), await read.next(), await read.next()];
+    expect(late.map((f) => f.correlationId)).toEqual(hanging);
+    expect(late.every((f) => f.body.error === Errors.REQUEST_TIMED_OUT.code)).toBe(true);
+    expect(connection.requestsInFlight).toBe(0);
+    await connection.whenIdle();
+  });
+
+  it('hands a request its signal aborted when the connection ends, and answers nothing twice', async () => {
+    let signal: AbortSignal | undefined;
+    let release!: () => void;
+    const handlers = new Map<number, Handler>([
+      [Kind.Metadata, (_body, ctx) => new Promise((resolve) => { signal = ctx.signal; release = () => resolve({ error: Errors.NONE.code }); })],
+    ]);
+    const { client, connection, read, ask, served } = serve(handlers, 10_000);
+    ask(Kind.Hello, { clientId: 't' });
+    await read.next();
+    ask(Kind.Metadata);
+    await new Promise((r) => setImmediate(r));
+    expect(signal?.aborted).toBe(false);
+    client.close();
+    await served;
+    expect(signal?.aborted).toBe(true);
+    expect(connection.requestsInFlight).toBe(1);
+    release();
+    await connection.whenIdle();
+    expect(connection.requestsInFlight).toBe(0);
+  });
+
+  it('answers a handler that throws with the error, and an unexpected one with UNKNOWN', async () => {
+    const handlers = new Map<number, Handler>([
+      [Kind.Metadata, async () => { throw new Error('boom'); }],
+    ]);
+    const { read, ask } = serve(handlers);
+    ask(Kind.Hello, { clientId: 't' });
+    await read.next();
+    ask(Kind.Metadata);
+    const answer = await read.next();
+    expect(answer.body.error).toBe(Errors.UNKNOWN.code);
+    expect(answer.body.message).toBe('unexpected server error: boom');
+    ask(Kind.DeleteTopics);
+    const unknown = await read.next();
+    expect(unknown.body.error).toBe(Errors.INVALID_REQUEST.code);
+    expect(unknown.body.message).toMatch(/unknown request kind/);
+  });
+});
