@@ -18,6 +18,8 @@ import type { Logger } from '../logger.js';
 export const WS_PATH = '/v1';
 /** Silent peers (half-open TCP after a gateway's network drops) are found by ping. */
 const PING_INTERVAL_MS = 30_000;
+/** Sockets pinged per turn of the event loop. */
+const PING_SLICE = 256;
 
 /** What the connection's owner may change on its socket. */
 export interface SocketControls {
@@ -45,6 +47,8 @@ export interface ListenerOptions {
   admit(): string | null;
   onRefused(reason: string): void;
   onConnection(transport: FrameTransport, remote: RemoteEndpoint, controls: SocketControls): void;
+  /** How often every socket is pinged; one that has not answered the previous ping is cut. */
+  pingIntervalMs?: number;
 }
 
 interface ReceiverInternals {
@@ -112,29 +116,48 @@ export async function listen(options: ListenerOptions): Promise<Listener> {
       options.onRefused(refusal);
       return refuse('503 Service Unavailable');
     }
-    wss.handleUpgrade(req, socket, head, (ws) => {
-      sockets.add(ws);
-      alive.add(ws);
-      ws.on('pong', () => alive.add(ws));
-      ws.on('close', () => sockets.delete(ws));
-      if (!setMessageBytesMax(ws, options.preAuthFrameBytesMax) && !warnedNoMessageLimit) {
-        warnedNoMessageLimit = true;
-        logger.warn('this version of ws gives no per-socket message limit: unauthenticated peers may send messages up to messageBytesMax');
-      }
-      const controls: SocketControls = { setMessageBytesMax: (bytes) => void setMessageBytesMax(ws, bytes) };
-      options.onConnection(socketTransport(ws), { address: req.socket.remoteAddress ?? '?', port: req.socket.remotePort ?? 0 }, controls);
-    });
+    const remote = { address: req.socket.remoteAddress ?? '?', port: req.socket.remotePort ?? 0 };
+    wss.handleUpgrade(req, socket, head, (ws) => adopt(ws, remote));
   });
-  const pinger = setInterval(() => {
-    for (const ws of sockets) {
-      if (!alive.has(ws)) {
-        ws.terminate();
-        continue;
-      }
-      alive.delete(ws);
-      ws.ping();
+  // Outside the upgrade handler, so that the closures a socket keeps for its life do not
+  // keep the upgrade request (headers and all) with them.
+  const adopt = (ws: WebSocket, remote: RemoteEndpoint): void => {
+    sockets.add(ws);
+    alive.add(ws);
+    ws.on('pong', () => alive.add(ws));
+    ws.on('close', () => sockets.delete(ws));
+    if (!setMessageBytesMax(ws, options.preAuthFrameBytesMax) && !warnedNoMessageLimit) {
+      warnedNoMessageLimit = true;
+      logger.warn('this version of ws gives no per-socket message limit: unauthenticated peers may send messages up to messageBytesMax');
     }
-  }, PING_INTERVAL_MS);
+    const controls: SocketControls = { setMessageBytesMax: (bytes) => void setMessageBytesMax(ws, bytes) };
+    options.onConnection(socketTransport(ws), remote, controls);
+  };
+  // A round of pings goes out PING_SLICE sockets per turn of the event loop: with 10,000
+  // devices, one loop over every socket stalled the node for 150 ms each round, and every
+  // request waiting behind it.
+  let pinging = false;
+  const pinger = setInterval(() => {
+    if (pinging) return;
+    pinging = true;
+    const round = [...sockets];
+    let at = 0;
+    const slice = () => {
+      for (const end = Math.min(at + PING_SLICE, round.length); at < end; at++) {
+        const ws = round[at];
+        if (!sockets.has(ws)) continue;
+        if (!alive.has(ws)) {
+          ws.terminate();
+          continue;
+        }
+        alive.delete(ws);
+        ws.ping();
+      }
+      if (at < round.length) setImmediate(slice);
+      else pinging = false;
+    };
+    slice();
+  }, options.pingIntervalMs ?? PING_INTERVAL_MS);
   pinger.unref();
 
   await new Promise<void>((resolve, reject) => {
