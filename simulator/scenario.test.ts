@@ -72,6 +72,7 @@ actions: [{ at: 9, do: restart-node }, { at: 5, do: kill-node }, { at: 12, do: s
     ['a bad url', 'node: { url: "http://h" }', ['node.url must be a ws:// or wss:// URL, got "http://h"']],
     ['delayMs on another action', 'actions: [{ at: 1, do: kill-node, delayMs: 5 }]', ['actions[0].delayMs applies to slow-consumer only']],
     ['a phase without a factor', 'phases: [{ at: 1 }]', ['phases[0].rateFactor must be a number from 0 to 1000, got undefined']],
+    ['a ramp that is not a boolean', 'phases: [{ at: 1, rateFactor: 2, ramp: yes please }]', ['phases[0].ramp must be true or false, got "yes please"']],
   ])('refuses %s in one line', (_what, text, expected) => {
     expect(mistakes(text)).toEqual(expected);
   });
@@ -101,10 +102,26 @@ describe('dealing devices and rates', () => {
   });
 
   it('applies the latest phase that has begun', () => {
-    const phases = [{ at: 0, rateFactor: 0.5 }, { at: 10, rateFactor: 4 }];
+    const phases = [{ at: 0, rateFactor: 0.5, ramp: false }, { at: 10, rateFactor: 4, ramp: false }];
     expect(rateFactorAt(phases, 0)).toBe(0.5);
     expect(rateFactorAt(phases, 9.9)).toBe(0.5);
     expect(rateFactorAt(phases, 10)).toBe(4);
     expect(rateFactorAt([], 5)).toBe(1);
+  });
+
+  it('climbs linearly to a ramping phase from the one before it, or from 1 at 0 s', () => {
+    const s = parseScenario('phases: [{ at: 10, rateFactor: 0.5 }, { at: 30, rateFactor: 4.5, ramp: true }, { at: 40, rateFactor: 1 }]', 'ramp.yaml');
+    expect(s.phases.map((p) => p.ramp)).toEqual([false, true, false]);
+    expect(rateFactorAt(s.phases, 5)).toBe(1);
+    expect(rateFactorAt(s.phases, 10)).toBe(0.5);
+    expect(rateFactorAt(s.phases, 15)).toBe(1.5);
+    expect(rateFactorAt(s.phases, 25)).toBe(3.5);
+    expect(rateFactorAt(s.phases, 30)).toBe(4.5);
+    expect(rateFactorAt(s.phases, 39)).toBe(4.5);
+    expect(rateFactorAt(s.phases, 40)).toBe(1);
+    const fromStart = parseScenario('phases: [{ at: 20, rateFactor: 3, ramp: true }]', 'ramp.yaml');
+    expect(rateFactorAt(fromStart.phases, 0)).toBe(1);
+    expect(rateFactorAt(fromStart.phases, 10)).toBe(2);
+    expect(rateFactorAt(fromStart.phases, 25)).toBe(3);
   });
 });

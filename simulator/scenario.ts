@@ -18,6 +18,8 @@
 //     - { kind: temperature, share: 1, ratePerSecond: 1, jitter: 0.2, payloadBytes: 0 }
 //   phases:                      # rate multiplier from `at` seconds on (ramp, burst)
 //     - { at: 0, rateFactor: 1 }
+//     - { at: 30, rateFactor: 4, ramp: true }   # ramp: climbs linearly to 4 by 30 s from
+//                                              # the previous phase (or 1 at 0 s)
 //   actions:                     # what is done to the node or the consumer, at `at` seconds
 //     - { at: 10, do: kill-node }          # SIGKILL (needs node.start)
 //     - { at: 12, do: restart-node }       # same data folder and port
@@ -53,6 +55,8 @@ export interface ModelSpec {
 export interface Phase {
   at: number;
   rateFactor: number;
+  /** Reached linearly from the previous phase (from 1 at 0 s if none) instead of at once. */
+  ramp: boolean;
 }
 
 export interface Action {
@@ -261,13 +265,14 @@ function checkModel(p: Problems, raw: unknown, key: string): ModelSpec | undefin
 
 function checkPhase(p: Problems, raw: unknown, key: string): Phase | undefined {
   if (!isMap(raw)) {
-    p.add(`${key} must be a map: { at, rateFactor }`);
+    p.add(`${key} must be a map: { at, rateFactor, ramp }`);
     return undefined;
   }
-  known(p, `${key}.`, raw, ['at', 'rateFactor']);
+  known(p, `${key}.`, raw, ['at', 'rateFactor', 'ramp']);
   const at = num(p, `${key}.at`, raw.at, 0, DURATION_MAX_SECONDS, false);
   const rateFactor = num(p, `${key}.rateFactor`, raw.rateFactor, 0, 1000, false);
-  return at === undefined || rateFactor === undefined ? undefined : { at, rateFactor };
+  if (raw.ramp !== undefined && typeof raw.ramp !== 'boolean') p.add(`${key}.ramp must be true or false, got ${JSON.stringify(raw.ramp)}`);
+  return at === undefined || rateFactor === undefined ? undefined : { at, rateFactor, ramp: raw.ramp === true };
 }
 
 function checkAction(p: Problems, raw: unknown, key: string): Action | undefined {
@@ -326,9 +331,19 @@ export function modelFor(scenario: Scenario, index: number): ModelSpec {
   return scenario.models[scenario.models.length - 1];
 }
 
-/** The rate multiplier in force at `seconds` into the load. */
+/**
+ * The rate multiplier in force at `seconds` into the load: the latest phase begun, or on
+ * the way to the next one when that one ramps. `phases` are in time order.
+ */
 export function rateFactorAt(phases: readonly Phase[], seconds: number): number {
-  let factor = 1;
-  for (const ph of phases) if (ph.at <= seconds) factor = ph.rateFactor;
-  return factor;
+  let from = { at: 0, rateFactor: 1 };
+  for (const ph of phases) {
+    if (ph.at <= seconds) {
+      from = ph;
+      continue;
+    }
+    if (ph.ramp) return from.rateFactor + ((ph.rateFactor - from.rateFactor) * (seconds - from.at)) / (ph.at - from.at);
+    break;
+  }
+  return from.rateFactor;
 }

@@ -119,6 +119,18 @@ describe('EventLedger', () => {
     expect(v.examples.lost).toEqual(['d 1', 'd 2']);
   });
 
+  it('knows when every partition is read up to given log end offsets, re-reads and non-events included', () => {
+    const ledger = new EventLedger();
+    const topic = 't';
+    expect(ledger.readUpTo(topic, [{ partition: 0, logEndOffset: 0 }, { partition: 1, logEndOffset: 0 }])).toBe(true);
+    ledger.ingest([0, 1, 2].map((s) => at(0, s, event('a', s))), Date.now());
+    ledger.ingest([{ topic, partition: 0, offset: 3, value: Buffer.from('not an event') }], Date.now());
+    expect(ledger.readUpTo(topic, [{ partition: 0, logEndOffset: 4 }])).toBe(true);
+    expect(ledger.readUpTo(topic, [{ partition: 0, logEndOffset: 5 }])).toBe(false);
+    expect(ledger.readUpTo(topic, [{ partition: 0, logEndOffset: 4 }, { partition: 1, logEndOffset: 1 }])).toBe(false);
+    expect(ledger.readUpTo('other', [{ partition: 0, logEndOffset: 1 }])).toBe(false);
+  });
+
   it('samples the events read since the previous sample, with their latency', () => {
     const ledger = new EventLedger();
     const now = 1_000_000;

@@ -229,6 +229,11 @@ export class EventLedger {
     return this.ackedUnread;
   }
 
+  /** Whether every partition has been read up to its given log end offset. */
+  readUpTo(topic: string, logEndOffsets: readonly { partition: number; logEndOffset: number }[]): boolean {
+    return logEndOffsets.every((p) => (this.nextOffsets.get(`${topic}\u0000${p.partition}`) ?? 0) >= p.logEndOffset);
+  }
+
   /** Records of one partition in offset order, as a consumer hands them over, read at `nowMs`. */
   ingest(records: readonly LedgerRecord[], nowMs: number): void {
     for (const r of records) this.ingestOne(r, nowMs);
@@ -402,8 +407,13 @@ export class Verifier {
         member.loop = this.readLoop(member);
         this.members.push(member);
       }
+      // Wait (bounded) until the group is settled: every partition owned, by as many members
+      // as can have one. A member that joins late takes partitions from one that has read
+      // them, which commits them as it lets go: the verdict would not change, but the load
+      // would meet a rebalance, and a re-read after a restart would start at that commit.
       const giveUpAt = Date.now() + ASSIGNMENT_WAIT_MS;
-      while (!this.members.some((m) => m.group.assignment.length > 0) && Date.now() < giveUpAt) await sleep(POLL_MS);
+      const partitions = (await this.topicPartitions())?.length ?? null;
+      while (!this.settled(partitions) && Date.now() < giveUpAt) await sleep(POLL_MS);
     })();
     return this.starting;
   }
@@ -444,8 +454,33 @@ export class Verifier {
     await this.start();
     const giveUpAt = Date.now() + options.timeoutMs;
     while (this.ledger.pending > 0 && Date.now() < giveUpAt) await sleep(POLL_MS);
+    // Every acknowledged event is read; now read on to the log end offsets as they are now,
+    // so that a record written after the last ack, such as a resend's duplicate, is read too.
+    const ends = await this.topicPartitions();
+    while (ends !== null && !this.ledger.readUpTo(this.options.topic, ends) && Date.now() < giveUpAt) await sleep(POLL_MS);
     await this.stop();
     return this.ledger.verdict();
+  }
+
+  /** Whether the group owns all `partitions` (any, if unknown), spread over every member that can have one. */
+  private settled(partitions: number | null): boolean {
+    const owned = this.members.map((m) => m.group.assignment.length);
+    const total = owned.reduce((a, b) => a + b, 0);
+    if (partitions === null) return total > 0;
+    return total === partitions && owned.filter((n) => n > 0).length === Math.min(this.members.length, partitions);
+  }
+
+  /** The topic's partitions and log end offsets now, or null (counted as an error) if the node cannot say. */
+  private async topicPartitions(): Promise<{ partition: number; logEndOffset: number }[] | null> {
+    const member = this.members[0];
+    if (member === undefined) return null;
+    try {
+      return (await member.connection.admin().describeTopic(this.options.topic)).partitions;
+    } catch (err) {
+      this.errors++;
+      this.lastError = err;
+      return null;
+    }
   }
 
   /** Stops the members: commit, leave, close; each bounded, since the node may be gone. */
