@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { decodeFrame, Kind, RESPONSE } from '../../protocol/frames.js';
 import { batchSizeAt, LOG_OVERHEAD, readInt64 } from '../../protocol/record-batch.js';
-import { memoryPipe, type FrameTransport } from '../../protocol/transport.js';
+import { forwardingTransport, memoryPipe, type FrameTransport } from '../../protocol/transport.js';
 import type { Principal } from '../auth/acl.js';
 import { silentLogger } from '../logger.js';
 import { parseTopicConfig } from '../storage/config.js';
@@ -19,14 +19,15 @@ const admin = { name: 'tester', role: 'node' } as unknown as Principal;
 let dir: string;
 let log: PartitionLog;
 let client: FrameTransport;
+let server: FrameTransport;
+let broker: BrokerContext;
 let subscriptions: ConnectionSubscriptions;
 
 beforeEach(async () => {
   dir = makeTempDir();
   log = await PartitionLog.open(path.join(dir, 't-0'), 't', 0, parseTopicConfig({ flush: 'os' }), {});
-  const [c, server] = memoryPipe();
-  client = c;
-  const broker = {
+  [client, server] = memoryPipe();
+  broker = {
     limits: { fetchBytesMax: 1 << 20, sendBufferBytesMax: 1 << 20 },
     logger: silentLogger,
     shuttingDown: false,
@@ -80,6 +81,29 @@ describe('push delivery', () => {
     log.append(makeBatch({ fill: 102 }));
     const got = await pushes(iterator, 3);
     expect(got).toEqual([Array.from({ length: 20 }, (_, i) => i), [20], [21, 22]]);
+  });
+
+  it('runs a push that waited more than 20 ms for the next turn at the next append, as on a saturated loop', async () => {
+    // Which callback the push left in: the immediates X, Y and Z run in one turn; the push
+    // scheduled by X's append would run in the next, after Z, unless Y's append runs it.
+    let phase = 'start';
+    const sentIn: string[] = [];
+    subscriptions.closeAll();
+    subscriptions = new ConnectionSubscriptions(forwardingTransport(server, { send: (frame) => (sentIn.push(phase), server.send(frame)) }), broker);
+    const iterator = client[Symbol.asyncIterator]();
+    subscriptions.subscribe({ creditBytes: 1 << 20, partitions: [{ topic: 't', partition: 0, fetchOffset: 0 }] }, admin);
+    await turn();
+    await turn();
+    setImmediate(() => log.append(makeBatch({ fill: 1 })));
+    setImmediate(() => {
+      for (const until = performance.now() + 25; performance.now() < until; );
+      phase = 'Y';
+      log.append(makeBatch({ fill: 2 }));
+    });
+    setImmediate(() => (phase = 'after'));
+    const [pushed] = await pushes(iterator, 1);
+    expect(pushed).toEqual([0, 1]);
+    expect(sentIn).toEqual(['Y']);
   });
 
   it('pushes no more than the credit granted, then the rest after a grant', async () => {

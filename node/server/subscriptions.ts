@@ -27,6 +27,8 @@ import { SUBSCRIBE_CREDIT_BYTES_MAX as CREDIT_BYTES_MAX, SUBSCRIPTIONS_MAX } fro
 
 export { CREDIT_BYTES_MAX, SUBSCRIPTIONS_MAX };
 const EMPTY = Buffer.alloc(0);
+/** The longest a scheduled push waits for the next turn of the event loop while appends go on. */
+const PUSH_COALESCE_MS = 20;
 
 interface SubscribedPartition {
   topic: string;
@@ -41,6 +43,9 @@ class Subscription {
   credit: number;
   private pumping = false;
   private again = false;
+  /** performance.now() when a push was scheduled and has not run yet; 0 when none waits. */
+  private scheduledAt = 0;
+  private immediate: NodeJS.Immediate | null = null;
   closed = false;
   /** Where the next push starts, so that no partition starves behind another's backlog. */
   private next = 0;
@@ -58,24 +63,36 @@ class Subscription {
    * Pushes run at the next turn of the event loop, not at each append: the appends of one
    * turn (every produce read from the sockets that were ready) then leave in one read and
    * one push instead of one each. With thousands of devices producing a record each, that
-   * is the difference between a push per record and a push per turn, at the cost of less
-   * than a turn's latency.
+   * is the difference between a push per record and a push per turn.
+   *
+   * But a saturated node may not reach the next turn for seconds: libuv keeps polling while
+   * a poll returns its full 1,024 sockets, up to 48 times, before it runs timers and
+   * immediates. So an append that finds a push waiting longer than PUSH_COALESCE_MS runs
+   * it there and then.
    */
   wake(): void {
     if (this.closed) return;
     if (this.pumping) {
       this.again = true;
+      if (this.scheduledAt !== 0 && performance.now() - this.scheduledAt > PUSH_COALESCE_MS) this.runScheduled();
       return;
     }
     this.pumping = true;
-    setImmediate(() => {
-      void this.pump().finally(() => {
-        this.pumping = false;
-        if (this.again && !this.closed) {
-          this.again = false;
-          this.wake();
-        }
-      });
+    this.scheduledAt = performance.now();
+    this.immediate = setImmediate(() => this.runScheduled());
+  }
+
+  private runScheduled(): void {
+    if (this.scheduledAt === 0) return;
+    this.scheduledAt = 0;
+    if (this.immediate !== null) clearImmediate(this.immediate);
+    this.immediate = null;
+    void this.pump().finally(() => {
+      this.pumping = false;
+      if (this.again && !this.closed) {
+        this.again = false;
+        this.wake();
+      }
     });
   }
 
