@@ -113,6 +113,23 @@ describe('Producer', () => {
     expect(node.records('t', 2)).toHaveLength(1);
   });
 
+  it('with lingerMs 0 sends without waiting for any timer, the records sent together in one batch', async () => {
+    const { node, producer } = await setup({ lingerMs: 0 });
+    await producer.send('t', { value: 'metadata is loaded now', partition: 0 });
+    const before = produceRequests(node).length;
+    // Timers frozen: a send that waited for one (even of 0 ms) would never be answered.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'setInterval', 'setImmediate'] });
+    try {
+      const results = await Promise.all([0, 1, 2].map((i) => producer.send('t', { value: `v${i}`, partition: 1 })));
+      expect(results.map((r) => r.offset)).toEqual([0, 1, 2]);
+    } finally {
+      vi.useRealTimers();
+    }
+    const requests = produceRequests(node).slice(before);
+    expect(requests).toHaveLength(1);
+    expect(entriesOf(requests[0]).map((e) => readBatchHeader(Buffer.from(e.records)).recordCount)).toEqual([3]);
+  });
+
   it('rejects sends to an unknown topic with UNKNOWN_TOPIC naming it', async () => {
     const { producer } = await setup();
     const err = (await producer.send('nope', { value: 'x' }).catch((e: unknown) => e)) as TributaryError;

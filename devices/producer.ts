@@ -76,7 +76,10 @@ export interface ProducerOptions {
   compression?: CompressionName;
   /** A partition's batch is sent once it holds this many (estimated) bytes. */
   batchBytes?: number;
-  /** Longest a record waits for its batch to fill before it is sent anyway. */
+  /**
+   * Longest a record waits for its batch to fill before it is sent anyway. 0: sent as soon
+   * as the calling code has run, with the records it sent alongside.
+   */
   lingerMs?: number;
   /** Bytes of records held between send() and their answer. */
   bufferBytesMax?: number;
@@ -147,6 +150,8 @@ export class Producer {
   private bufferedBytesNow = 0;
   private readonly withOpenBatch = new Set<PartitionQueue>();
   private lingerTimer: NodeJS.Timeout | null = null;
+  /** With lingerMs 0: a microtask will send the open batches. */
+  private lingerQueued = false;
   private closed = false;
   private closing: Promise<void> | null = null;
 
@@ -466,7 +471,21 @@ export class Producer {
   }
 
   private armLinger(): void {
-    if (this.lingerTimer !== null) return;
+    if (this.lingerTimer !== null || this.lingerQueued) return;
+    if (this.lingerMs === 0) {
+      // No timer: the batches go once the code that called send() has run (so the records
+      // of one synchronous loop still share batches). A timer, even of 0 ms, waits for the
+      // event loop's timer phase, which a busy process reaches late: a device client with
+      // thousands of sockets ready at once runs it seconds late.
+      this.lingerQueued = true;
+      queueMicrotask(() => {
+        this.lingerQueued = false;
+        if (this.closed && this.withOpenBatch.size === 0) return;
+        this.sealAll();
+        this.sender.drain();
+      });
+      return;
+    }
     this.lingerTimer = setTimeout(() => {
       this.lingerTimer = null;
       this.sealAll();
