@@ -7,6 +7,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect, Errors, TributaryError, type ConnectOptions } from '../devices/index.js';
+import { openFilesLimit, type OpenFilesLimit } from '../node/open-files.js';
 import { LatencyHistogram } from './histogram.js';
 import { LocalNode } from './local-node.js';
 import { rateFactorAt, type Action, type Scenario } from './scenario.js';
@@ -55,7 +56,34 @@ class Window {
   }
 }
 
+/** Files a worker needs besides its devices' sockets: modules, pipes, the IPC channel. */
+const WORKER_FILES_SPARE = 64;
+/** A local node's files besides the devices' sockets: segments and indexes, the run's own connections. */
+const NODE_FILES_SPARE = 320;
+
+/**
+ * Refuses a run the open-files limit cannot carry (the workers and the local node inherit
+ * it; Node.js raises its soft limit to the hard one at start, so the hard one is what
+ * counts). Past it, devices would fail to connect one by one, with EMFILE deep in a worker
+ * or a node that drops new connections, and the report would blame the node. Null: unknown.
+ */
+export function checkOpenFiles(scenario: Scenario, limit: OpenFilesLimit | null = openFilesLimit()): void {
+  if (limit === null) return;
+  const perWorker = Math.ceil(scenario.devices / scenario.workers) + WORKER_FILES_SPARE;
+  const node = scenario.node.start ? scenario.devices + NODE_FILES_SPARE : 0;
+  const needed = Math.max(perWorker, node);
+  const usable = Math.max(limit.soft, limit.hard);
+  if (usable >= needed) return;
+  const who = [`${perWorker} in each of the ${scenario.workers} worker processes`];
+  if (node > 0) who.push(`${node} in the local node`);
+  throw new TributaryError(
+    Errors.INVALID_CONFIG,
+    `the open-files limit is ${usable}, and ${scenario.devices} devices need about ${who.join(' and ')} (a socket per device at each end): raise the hard limit (ulimit -Hn as root, LimitNOFILE in a systemd unit, /etc/security/limits.conf), or use fewer devices or more workers`,
+  );
+}
+
 export async function runScenario(scenario: Scenario, options: RunOptions = {}): Promise<RunResult> {
+  checkOpenFiles(scenario);
   const startedAt = new Date();
   const node = scenario.node.start ? LocalNode.create(scenario.fleet, scenario.devices) : null;
   const workers: WorkerHandle[] = [];

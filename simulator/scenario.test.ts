@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { TributaryError } from '../protocol/errors.js';
+import { checkOpenFiles } from './run.js';
 import { loadScenario, modelFor, parseScenario, rateFactorAt } from './scenario.js';
 
 const SCENARIOS = join(dirname(fileURLToPath(import.meta.url)), 'scenarios');
@@ -123,5 +124,32 @@ describe('dealing devices and rates', () => {
     expect(rateFactorAt(fromStart.phases, 0)).toBe(1);
     expect(rateFactorAt(fromStart.phases, 10)).toBe(2);
     expect(rateFactorAt(fromStart.phases, 25)).toBe(3);
+  });
+});
+
+describe('the open-files limit', () => {
+  const fleet = parseScenario('devices: 10000\nworkers: 2\nnode: { start: true }', 'fleet.yaml');
+
+  it('refuses a run past it, saying what each process needs and how to raise it', () => {
+    let err: unknown;
+    try {
+      checkOpenFiles(fleet, { soft: 8192, hard: 8192 });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(TributaryError);
+    expect((err as TributaryError).errorName).toBe('INVALID_CONFIG');
+    expect((err as TributaryError).detail).toBe(
+      'the open-files limit is 8192, and 10000 devices need about 5064 in each of the 2 worker processes and 10320 in the local node (a socket per device at each end): raise the hard limit (ulimit -Hn as root, LimitNOFILE in a systemd unit, /etc/security/limits.conf), or use fewer devices or more workers',
+    );
+  });
+
+  it('lets a run through that fits, counts only the workers when attached to a node, and checks nothing when the limit is unknown', () => {
+    expect(() => checkOpenFiles(fleet, { soft: 1024, hard: 10320 })).not.toThrow();
+    expect(() => checkOpenFiles(fleet, { soft: 10319, hard: 10319 })).toThrow(/10320 in the local node/);
+    const attached = parseScenario('devices: 10000\nworkers: 4\nnode: { url: "ws://127.0.0.1:7400/v1" }', 'a.yaml');
+    expect(() => checkOpenFiles(attached, { soft: 2564, hard: 2564 })).not.toThrow();
+    expect(() => checkOpenFiles(attached, { soft: 2563, hard: 2563 })).toThrow(/2564 in each of the 4 worker processes \(/);
+    expect(() => checkOpenFiles(fleet, null)).not.toThrow();
   });
 });
