@@ -32,8 +32,7 @@ export function registerSimCommand(program: Command): void {
     .option('--duration <s>', 'override the scenario\'s duration, seconds')
     .action(async (path: string, flags: SimFlags) => {
       // Loaded here, not at the top: every `tributary` command (a node's `start` too) imports
-      // this file, and should not carry the YAML parser, the verifier's HdrHistogram (a dev
-      // dependency) and the report.
+      // this file, and should not carry the YAML parser, HdrHistogram and the report.
       const [{ loadScenario }, { runScenario }, { htmlReport, terminalSummary }] = await Promise.all([import('./scenario.js'), import('./run.js'), import('./report.js')]);
       const overrides: Record<string, unknown> = {};
       if (flags.nodeUrl !== undefined) overrides.node = { url: flags.nodeUrl };

@@ -1,65 +1,49 @@
-// A small latency histogram with log buckets (about 1% wide), cheap to record into and to
-// send between processes as a sparse list: workers send one per second to the parent, which
-// merges them. (The report's HdrHistogram is for the verifier's end-to-end latency; ack
-// latencies travel between processes, where a plain sparse array is the simplest wire form.)
+// Latency histograms of the simulator, on HdrHistogram: the verifier's produce-to-consume
+// latency, and the workers' send-to-ack latency, which each worker sends to the parent in
+// HdrHistogram's compressed form every 250 ms and the parent merges.
 
+import * as hdr from 'hdr-histogram-js';
 import type { Percentiles } from './types.js';
 
-const GROWTH = 1.01;
-const LOG_GROWTH = Math.log(GROWTH);
-/** Values are ms from 0.01 ms; 2000 buckets reach past ten minutes. */
-const UNIT_MS = 0.01;
-const BUCKETS = 2000;
-
-export type SparseHistogram = [bucket: number, count: number][];
+/** Values are recorded in µs, up to an hour (clamped there: a histogram needs a top). */
+const LATENCY_US_MAX = 3_600_000_000;
 
 export class LatencyHistogram {
-  private readonly counts = new Map<number, number>();
-  private total = 0;
-  private maxMs = 0;
+  private readonly h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: LATENCY_US_MAX, numberOfSignificantValueDigits: 3 });
 
   record(ms: number): void {
-    const bucket = Math.min(BUCKETS - 1, Math.max(0, Math.floor(Math.log(Math.max(ms, UNIT_MS) / UNIT_MS) / LOG_GROWTH)));
-    this.counts.set(bucket, (this.counts.get(bucket) ?? 0) + 1);
-    this.total += 1;
-    if (ms > this.maxMs) this.maxMs = ms;
+    this.h.recordValue(Math.min(LATENCY_US_MAX, Math.max(0, Math.round(ms * 1000))));
   }
 
   get count(): number {
-    return this.total;
+    return this.h.totalCount;
   }
 
-  toSparse(): { buckets: SparseHistogram; maxMs: number } {
-    return { buckets: [...this.counts], maxMs: this.maxMs };
+  /** The histogram for another process: HdrHistogram's compressed base64 encoding. */
+  encode(): string {
+    return hdr.encodeIntoCompressedBase64(this.h);
   }
 
-  merge(other: { buckets: SparseHistogram; maxMs: number }): void {
-    for (const [bucket, count] of other.buckets) {
-      this.counts.set(bucket, (this.counts.get(bucket) ?? 0) + count);
-      this.total += count;
-    }
-    if (other.maxMs > this.maxMs) this.maxMs = other.maxMs;
+  /** Adds another histogram, or one `encode` made in another process. */
+  merge(other: LatencyHistogram | string): void {
+    this.h.add(typeof other === 'string' ? hdr.decodeFromCompressedBase64(other) : other.h);
   }
 
   reset(): void {
-    this.counts.clear();
-    this.total = 0;
-    this.maxMs = 0;
+    this.h.reset();
   }
 
-  /** The value at quantile q (0..1): the upper edge of its bucket, at most the maximum seen. */
-  valueAt(q: number): number {
-    if (this.total === 0) return 0;
-    const rank = Math.ceil(q * this.total);
-    let seen = 0;
-    for (const bucket of [...this.counts.keys()].sort((a, b) => a - b)) {
-      seen += this.counts.get(bucket)!;
-      if (seen >= rank) return Math.min(this.maxMs, Math.round(UNIT_MS * GROWTH ** (bucket + 1) * 1000) / 1000);
-    }
-    return this.maxMs;
-  }
-
+  /** In ms, to the µs. */
   percentiles(): Percentiles {
-    return { count: this.total, p50: this.valueAt(0.5), p90: this.valueAt(0.9), p99: this.valueAt(0.99), p999: this.valueAt(0.999), max: Math.round(this.maxMs * 1000) / 1000 };
+    if (this.h.totalCount === 0) return { count: 0, p50: 0, p90: 0, p99: 0, p999: 0, max: 0 };
+    const ms = (us: number) => us / 1000;
+    return {
+      count: this.h.totalCount,
+      p50: ms(this.h.getValueAtPercentile(50)),
+      p90: ms(this.h.getValueAtPercentile(90)),
+      p99: ms(this.h.getValueAtPercentile(99)),
+      p999: ms(this.h.getValueAtPercentile(99.9)),
+      max: ms(this.h.maxValue),
+    };
   }
 }

@@ -208,7 +208,7 @@ async function playScenario(play: Play): Promise<RunResult> {
     totals.acked += window.acked;
     totals.failed += window.failed;
     totals.read += read.read;
-    totalAckLatency.merge(window.ackLatency.toSparse());
+    totalAckLatency.merge(window.ackLatency);
     window.reset();
     samples.push(sample);
     progress.update(sample);

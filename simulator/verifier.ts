@@ -17,8 +17,8 @@
 
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import * as hdr from 'hdr-histogram-js';
 import { cborDecode, connect, type ConnectOptions, type Connection, type ConsumerRecord, type GroupConsumer } from '../devices/index.js';
+import { LatencyHistogram } from './histogram.js';
 import type { Percentiles, Verdict } from './types.js';
 
 // -----------------------------------------------------------------------------------------
@@ -156,30 +156,12 @@ interface EventHead {
 export type LedgerRecord = Pick<ConsumerRecord<Buffer>, 'topic' | 'partition' | 'offset' | 'value'>;
 
 const EXAMPLES_MAX = 20;
-/** Latencies above an hour are clamped: a histogram needs a top, and such an event is lost in all but name. */
-const LATENCY_MS_MAX = 3_600_000;
 
 interface DeviceState {
   seen: SequenceSet;
   acked: SequenceSet;
   /** The highest sequence read from this device's partition so far, in offset order. */
   maxSeqRead: number;
-}
-
-function newHistogram(): hdr.Histogram {
-  return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: LATENCY_MS_MAX, numberOfSignificantValueDigits: 3 });
-}
-
-export function percentilesOf(h: hdr.Histogram): Percentiles {
-  if (h.totalCount === 0) return { count: 0, p50: 0, p90: 0, p99: 0, p999: 0, max: 0 };
-  return {
-    count: h.totalCount,
-    p50: h.getValueAtPercentile(50),
-    p90: h.getValueAtPercentile(90),
-    p99: h.getValueAtPercentile(99),
-    p999: h.getValueAtPercentile(99.9),
-    max: h.maxValue,
-  };
 }
 
 function parseEvent(value: Buffer | null): EventHead | null {
@@ -215,8 +197,8 @@ export class EventLedger {
   /** Records handed to us again at an offset already read (rejoins, rebalances): not duplicates. */
   redelivered = 0;
   private readSinceSample = 0;
-  private readonly interval = newHistogram();
-  private readonly total = newHistogram();
+  private readonly interval = new LatencyHistogram();
+  private readonly total = new LatencyHistogram();
 
   /** An acknowledged send. O(1) amortized. */
   noteAcked(device: string, seq: number): void {
@@ -241,7 +223,7 @@ export class EventLedger {
 
   /** Events read (new log entries) and their produce-to-read latency since the previous call. */
   sample(): { read: number; latency: Percentiles } {
-    const out = { read: this.readSinceSample, latency: percentilesOf(this.interval) };
+    const out = { read: this.readSinceSample, latency: this.interval.percentiles() };
     this.readSinceSample = 0;
     this.interval.reset();
     return out;
@@ -249,7 +231,7 @@ export class EventLedger {
 
   /** Produce-to-read latency of every event read so far. */
   latencyTotal(): Percentiles {
-    return percentilesOf(this.total);
+    return this.total.percentiles();
   }
 
   verdict(): Verdict {
@@ -300,9 +282,9 @@ export class EventLedger {
       return;
     }
     this.readSinceSample++;
-    const latencyMs = Math.min(LATENCY_MS_MAX, Math.max(0, Math.round(nowMs - event.t)));
-    this.interval.recordValue(latencyMs);
-    this.total.recordValue(latencyMs);
+    const latencyMs = nowMs - event.t;
+    this.interval.record(latencyMs);
+    this.total.record(latencyMs);
     if (!added) {
       // A second log entry with this (device, sequence): the log holds it twice. Not also
       // counted out of order, since it is not a new event.

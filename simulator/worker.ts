@@ -6,7 +6,7 @@
 import { generateIdentity } from '../protocol/key-file.js';
 import { issueCredential } from '../protocol/credential.js';
 import { Device, errorName, type DeviceAuth, type DeviceStats } from './device.js';
-import { LatencyHistogram, type SparseHistogram } from './histogram.js';
+import { LatencyHistogram } from './histogram.js';
 import { modelFor, type Scenario } from './scenario.js';
 
 export interface WorkerInit {
@@ -34,7 +34,8 @@ export interface WorkerStats {
   errors: Record<string, number>;
   /** Epoch ms when the last of this worker's devices first connected; null until then. */
   allConnectedAtMs: number | null;
-  ackLatency: { buckets: SparseHistogram; maxMs: number };
+  /** Send-to-ack latency since the previous stats, encoded (LatencyHistogram.encode). */
+  ackLatency: string;
 }
 
 export type FromWorker = WorkerStats | { type: 'done'; acked: [device: string, ranges: [number, number][]][] } | { type: 'fatal'; message: string };
@@ -120,7 +121,7 @@ export class DeviceGroup {
   /** The counts since the previous call. */
   takeStats(): WorkerStats {
     const s = this.stats;
-    const out: WorkerStats = { type: 'stats', connected: this.connected, everConnected: this.everConnected, sent: s.sent, acked: s.acked, failed: s.failed, errors: Object.fromEntries(s.errors), allConnectedAtMs: this.allConnectedAtMs, ackLatency: s.ackLatency.toSparse() };
+    const out: WorkerStats = { type: 'stats', connected: this.connected, everConnected: this.everConnected, sent: s.sent, acked: s.acked, failed: s.failed, errors: Object.fromEntries(s.errors), allConnectedAtMs: this.allConnectedAtMs, ackLatency: s.ackLatency.encode() };
     s.sent = 0;
     s.acked = 0;
     s.failed = 0;
