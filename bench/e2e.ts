@@ -11,13 +11,12 @@
 // node gets the V8 flags of npm start and the systemd unit; TRIBUTARY_BENCH_NODE_FLAGS
 // replaces them (empty: none).
 
-import { spawn } from 'node:child_process';
+import { startChildNode } from '../node/cli/child-node.js';
 import { NODE_V8_FLAGS } from '../node/cli/service.js';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as hdr from 'hdr-histogram-js';
 import { connect, type Connection } from '../devices/index.js';
@@ -46,29 +45,12 @@ const LATENCY_SECONDS = Number(args['latency-seconds']);
 const ACKS = Number(args.acks) as 0 | 1;
 const CHUNK = 10_000;
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
-async function startNode(dataDir: string): Promise<{ url: string; pid: number; stop(): Promise<void> }> {
+async function startNode(dataDir: string): Promise<{ url: string; pid: number; stop(): Promise<unknown> }> {
   // The node runs as npm start and the systemd unit run it: with their V8 flags.
-  const nodeFlags = (process.env.TRIBUTARY_BENCH_NODE_FLAGS ?? NODE_V8_FLAGS).split(' ').filter((f) => f !== '');
-  const proc = spawn(process.execPath, [...nodeFlags, join(ROOT, 'dist/node/cli/main.js'), 'start', '--data', dataDir, '--port', '0', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  const url = await new Promise<string>((resolveUrl, reject) => {
-    proc.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on (ws:\/\/\S+)/.exec(out);
-      if (m) resolveUrl(m[1]);
-    });
-    proc.once('exit', (code) => reject(new Error(`node exited with ${code}`)));
-  });
-  return {
-    url,
-    pid: proc.pid!,
-    stop: () => new Promise((r) => {
-      proc.once('exit', () => r());
-      proc.kill('SIGTERM');
-    }),
-  };
+  const nodeOptions = (process.env.TRIBUTARY_BENCH_NODE_FLAGS ?? NODE_V8_FLAGS).split(' ').filter((f) => f !== '');
+  const node = await startChildNode({ args: ['--data', dataDir, '--port', '0', '--log-level', 'warn'], nodeOptions });
+  return { url: node.url, pid: node.proc.pid!, stop: () => node.stop() };
 }
 
 function peakRssMiB(pid: number): number {

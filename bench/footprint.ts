@@ -23,16 +23,14 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
 import { connect, type ProducerMessage } from '../devices/index.js';
+import { startChildNode } from '../node/cli/child-node.js';
 import { NODE_V8_FLAGS } from '../node/cli/service.js';
 import { filled } from './rates.js';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const CLI = join(ROOT, 'dist/node/cli/main.js');
 const MIB = 1024 * 1024;
 /** How long a node is left alone before its RSS is read. */
 const SETTLE_MS = 5000;
@@ -116,7 +114,8 @@ interface NodeRun {
   /** ms from spawn to the listening line, and to the first ok from /healthz. */
   readonly listeningMs: number;
   readonly readyMs: number;
-  stderr(): string;
+  /** Its stdout and stderr (the log lines are on stderr). */
+  output(): string;
   /** SIGTERM and wait for the exit; resolves with the ms it took. */
   stop(): Promise<number>;
   kill(): Promise<void>;
@@ -126,59 +125,36 @@ async function startNode(dataDir: string, options: Options, profileName?: string
   // As the node is run by npm start and the systemd unit, unless --no-v8-flags.
   const flags = [...(options.v8Flags ? NODE_V8_FLAGS.split(' ') : []), ...options.nodeOption];
   if (profileName !== undefined && options.cpuProf !== undefined) flags.push('--cpu-prof', '--cpu-prof-dir', options.cpuProf, '--cpu-prof-name', `${profileName}.cpuprofile`);
-  const args = [...flags, CLI, 'start', '--data', dataDir, '--port', '0', '--log-level', 'warn'];
   const spawnedAt = performance.now();
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  running.add(proc);
-  let out = '';
-  let err = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<void>((r) =>
-    proc.once('exit', () => {
-      running.delete(proc);
-      r();
-    }),
-  );
-  const url = await new Promise<string>((resolveUrl, reject) => {
-    const timer = setTimeout(() => reject(new Error(`node did not start within ${START_TIMEOUT_MS} ms:\n${err}`)), START_TIMEOUT_MS);
-    const check = (): void => {
-      const m = /listening on (ws:\/\/\S+)/.exec(out);
-      if (m === null) return;
-      clearTimeout(timer);
-      resolveUrl(m[1]);
-    };
-    proc.stdout!.on('data', check);
-    void exited.then(() => {
-      clearTimeout(timer);
-      reject(new Error(`node exited before listening:\n${err}`));
-    });
+  const node = await startChildNode({
+    args: ['--data', dataDir, '--port', '0', '--log-level', 'warn'],
+    nodeOptions: flags,
+    startTimeoutMs: START_TIMEOUT_MS,
+    onSpawn: (proc) => {
+      running.add(proc);
+      proc.once('exit', () => running.delete(proc));
+    },
   });
   const listeningMs = performance.now() - spawnedAt;
-  const port = Number(new URL(url).port);
   for (;;) {
-    const health = await httpGet(port, '/healthz').catch(() => null);
+    const health = await httpGet(node.port, '/healthz').catch(() => null);
     if (health !== null && (JSON.parse(health) as { status?: string }).status === 'ok') break;
     await sleep(5);
   }
   const readyMs = performance.now() - spawnedAt;
   return {
-    pid: proc.pid!,
-    url,
-    port,
+    pid: node.proc.pid!,
+    url: node.url,
+    port: node.port,
     listeningMs,
     readyMs,
-    stderr: () => err,
+    output: node.output,
     async stop() {
       const t0 = performance.now();
-      proc.kill('SIGTERM');
-      await exited;
+      await node.stop();
       return performance.now() - t0;
     },
-    async kill() {
-      proc.kill('SIGKILL');
-      await exited;
-    },
+    kill: node.kill,
   };
 }
 
@@ -391,9 +367,9 @@ interface Recovery {
 }
 
 /** What the node's log says recovery did (the warn lines of node/broker.ts logRecovery). */
-function recoveryOf(stderr: string): Recovery | null {
+function recoveryOf(output: string): Recovery | null {
   let found: Recovery | null = null;
-  for (const line of stderr.split('\n')) {
+  for (const line of output.split('\n')) {
     if (!line.startsWith('{')) continue;
     const entry = JSON.parse(line) as { msg?: string; partitions?: number; scannedBytes?: number; truncatedBytes?: number };
     if (entry.msg === 'no clean-shutdown marker: checked the tail of every partition') {
@@ -419,7 +395,7 @@ interface TimedStart {
 async function timedStart(dataDir: string, options: Options, scenario: string, run: number, settle: boolean): Promise<{ node: NodeRun; result: TimedStart }> {
   if (options.cold) dropCache(dataDir);
   const node = await startNode(dataDir, options, `${scenario}-${run}`);
-  const result: TimedStart = { scenario, run, listeningMs: Math.round(node.listeningMs), readyMs: Math.round(node.readyMs), recovery: recoveryOf(node.stderr()) };
+  const result: TimedStart = { scenario, run, listeningMs: Math.round(node.listeningMs), readyMs: Math.round(node.readyMs), recovery: recoveryOf(node.output()) };
   if (settle) {
     await sleep(SETTLE_MS);
     result.memory = memoryOf(node.pid);

@@ -2,17 +2,15 @@
 // data folder, so the scenario can SIGKILL it and start it again on the same folder and port,
 // and the run can sample its memory and CPU from /proc.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { encodeKeyFile, generateIdentity, type IdentityKeyPair } from '../protocol/key-file.js';
 import { issueCredential } from '../protocol/credential.js';
+import { startChildNode } from '../node/cli/child-node.js';
 import { NODE_V8_FLAGS } from '../node/cli/service.js';
 
-/** Compiled to dist/simulator/; the CLI entry is dist/node/cli/main.js. */
-const CLI = join(dirname(fileURLToPath(import.meta.url)), '../node/cli/main.js');
 const START_TIMEOUT_MS = 30_000;
 /** Connections beyond the devices': admin, verifier members, and sockets still closing after a reconnect storm. */
 const CONNECTIONS_SPARE = 256;
@@ -32,7 +30,6 @@ export class LocalNode {
   private port = 0;
   private url_ = '';
   private lastCpu: { ticks: number; atMs: number } | null = null;
-  private output = '';
 
   private constructor(private readonly fleet: FleetKeys | null, connectionsMax: number) {
     this.dataDir = mkdtempSync(join(tmpdir(), 'tributary-sim-'));
@@ -79,40 +76,29 @@ export class LocalNode {
 
   /** Starts the node; the first start picks a free port, restarts take the same one. */
   async start(): Promise<void> {
-    const args = [CLI, 'start', '--data', join(this.dataDir, 'data'), '--port', String(this.port), '--log-level', 'warn', '--config', join(this.dataDir, 'sim-node.yaml')];
+    const args = ['--data', join(this.dataDir, 'data'), '--port', String(this.port), '--log-level', 'warn', '--config', join(this.dataDir, 'sim-node.yaml')];
     if (this.fleet) {
       args.push('--fleet-key', this.fleet.fleet.publicKey.toString('hex'), '--identity', join(this.dataDir, 'sim-node.key'), '--credential', join(this.dataDir, 'sim-node.cred'));
     }
     // The node as npm start and the systemd unit run it; TRIBUTARY_SIM_NODE_FLAGS replaces
     // the V8 flags (e.g. to add --cpu-prof).
-    const flags = (process.env.TRIBUTARY_SIM_NODE_FLAGS ?? NODE_V8_FLAGS).split(' ').filter((f) => f !== '');
-    const proc = spawn(process.execPath, [...flags, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.proc = proc;
-    this.output = '';
-    this.lastCpu = null;
-    proc.stdout!.on('data', (d: Buffer) => (this.output = (this.output + d.toString()).slice(-8192)));
-    proc.stderr!.on('data', (d: Buffer) => (this.output = (this.output + d.toString()).slice(-8192)));
-    this.exited = new Promise((r) => proc.once('exit', () => {
-      if (this.proc === proc) this.proc = null;
-      r();
-    }));
-    this.url_ = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`the node did not start within ${START_TIMEOUT_MS} ms: ${this.output.trim()}`)), START_TIMEOUT_MS);
-      const check = () => {
-        const m = /listening on (ws:\/\/\S+)/.exec(this.output);
-        if (m) {
-          clearTimeout(timer);
-          proc.stdout!.off('data', check);
-          resolve(m[1]);
-        }
-      };
-      proc.stdout!.on('data', check);
-      void this.exited.then(() => {
-        clearTimeout(timer);
-        reject(new Error(`the node exited before listening: ${this.output.trim()}`));
-      });
+    const nodeOptions = (process.env.TRIBUTARY_SIM_NODE_FLAGS ?? NODE_V8_FLAGS).split(' ').filter((f) => f !== '');
+    const child = await startChildNode({
+      args,
+      nodeOptions,
+      startTimeoutMs: START_TIMEOUT_MS,
+      // Known from the spawn on, so that an interrupted run kills a node still starting.
+      onSpawn: (proc) => {
+        this.proc = proc;
+        this.lastCpu = null;
+        this.exited = new Promise((r) => proc.once('exit', () => {
+          if (this.proc === proc) this.proc = null;
+          r();
+        }));
+      },
     });
-    this.port = Number(new URL(this.url_).port);
+    this.url_ = child.url;
+    this.port = child.port;
   }
 
   /** The crash path: SIGKILL, no chance to flush or close anything. */

@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startChildNode } from '../../node/cli/child-node.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const CLI = join(ROOT, 'dist/node/cli/main.js');
@@ -32,47 +33,17 @@ export async function startNodeProcess(options: {
   /** A command the node runs under, e.g. nsenter into a mount namespace; it must exec the node. */
   wrap?: string[];
 }): Promise<NodeProcess> {
-  const args = [CLI, 'start', '--data', options.dataDir, '--port', String(options.port ?? 0), '--log-level', 'warn', ...(options.args ?? [])];
-  const wrap = options.wrap ?? [];
-  const proc = wrap.length > 0 ? spawn(wrap[0], [...wrap.slice(1), process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }) : spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  running.add(proc);
-  let out = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => {
-    running.delete(proc);
-    r(code);
-  }));
-  const url = await new Promise<string>((resolveUrl, reject) => {
-    const timer = setTimeout(() => reject(new Error(`node did not start within ${options.startTimeoutMs ?? 20_000} ms:\n${out}`)), options.startTimeoutMs ?? 20_000);
-    const check = () => {
-      const m = /listening on (ws:\/\/\S+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolveUrl(m[1]);
-      }
-    };
-    proc.stdout!.on('data', check);
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`node exited with ${code} before listening:\n${out}`));
-    });
+  const node = await startChildNode({
+    cli: CLI,
+    args: ['--data', options.dataDir, '--port', String(options.port ?? 0), '--log-level', 'warn', ...(options.args ?? [])],
+    wrap: options.wrap,
+    startTimeoutMs: options.startTimeoutMs,
+    onSpawn: (proc) => {
+      running.add(proc);
+      proc.once('exit', () => running.delete(proc));
+    },
   });
-  const port = Number(new URL(url).port);
-  return {
-    url,
-    port,
-    proc,
-    output: () => out,
-    async stop() {
-      proc.kill('SIGTERM');
-      return exited;
-    },
-    async kill() {
-      proc.kill('SIGKILL');
-      await exited;
-    },
-  };
+  return { url: node.url, port: node.port, proc: node.proc, output: node.output, stop: () => node.stop(), kill: node.kill };
 }
 
 export async function stopAllNodes(): Promise<void> {
