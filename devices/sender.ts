@@ -34,13 +34,14 @@
 // could duplicate, so those batches fail with their (retriable) error and the application
 // decides. More than one batch in flight per partition may then reorder on a retry.
 
-import { assert, errorSpecForCode, Errors, TributaryError } from '../protocol/errors.js';
+import { AssertionError, errorSpecForCode, Errors, TributaryError } from '../protocol/errors.js';
 import { Kind, type Acks, type ProducePartition, type ProducePartitionResult, type ProduceResponse } from '../protocol/frames.js';
 import { encodeBatch, type Compression } from '../protocol/record-batch.js';
 import type { Client } from './client.js';
 import { detailOf, wireError } from './errors.js';
 import { initProducerId, nextSequence, stampBatch, type ProducerIdAndEpoch } from './idempotence.js';
 import type { Batch, PartitionQueue } from './producer-batch.js';
+import { soon } from './soon.js';
 
 /** Errors where the node certainly did not append: a resend cannot duplicate. */
 const NOT_APPENDED = new Set<number>([
@@ -119,7 +120,7 @@ export class Sender {
     this.drainScheduled = true;
     // A microtask: a synchronous burst of sends seals several batches first, and they leave
     // together in one request.
-    queueMicrotask(() => {
+    soon(() => {
       this.drainScheduled = false;
       this.drain();
     });
@@ -141,7 +142,7 @@ export class Sender {
         const b = this.nextToSend(q);
         if (b === null) continue;
         const records = b.encoded;
-        assert(records !== null, `batch of ${q.topic}/${q.partition} chosen to send is not encoded`);
+        if (records === null) throw new AssertionError(`batch of ${q.topic}/${q.partition} chosen to send is not encoded`);
         const size = records.length + q.topic.length + ENTRY_ENVELOPE_BYTES;
         if (bytes + size > frameBytes && entries.length > 0) {
           this.sendProduce(entries, batches);
@@ -341,7 +342,7 @@ export class Sender {
   /** One attempt of `b` is over: acknowledged at baseOffset (`err` null), refused, or lost. */
   private attemptDone(b: Batch, err: Error | null, baseOffset = -1): void {
     const q = b.queue;
-    assert(b.onWire && q.onWire > 0, `answer for a batch of ${q.topic}/${q.partition} that is not on the wire`);
+    if (!(b.onWire && q.onWire > 0)) throw new AssertionError(`answer for a batch of ${q.topic}/${q.partition} that is not on the wire`);
     b.onWire = false;
     q.onWire--;
     if (err === null) this.complete(b, null, baseOffset);
@@ -457,7 +458,7 @@ export class Sender {
   private complete(b: Batch, err: Error | null, baseOffset = -1): void {
     const q = b.queue;
     const at = q.ready.indexOf(b);
-    assert(at >= 0 && !b.onWire, `settling a batch of ${q.topic}/${q.partition} that is ${at < 0 ? 'not queued' : 'on the wire'}`);
+    if (!(at >= 0 && !b.onWire)) throw new AssertionError(`settling a batch of ${q.topic}/${q.partition} that is ${at < 0 ? 'not queued' : 'on the wire'}`);
     if (err === null) this.acknowledged(q, b, at);
     else this.leftUnacknowledged(q, b, at);
     const { groups, slots, count } = b;

@@ -104,6 +104,11 @@ export class AssertionError extends Error {
   }
 }
 
+/**
+ * Throws an AssertionError when `condition` is false. Its message is built before the call:
+ * on a path run per record or per request, test and throw AssertionError instead, so that
+ * no message string is made when all is well.
+ */
 export function assert(condition: unknown, message: string): asserts condition {
   if (!condition) throw new AssertionError(message);
 }

@@ -30,7 +30,7 @@
 import { kMaxLength } from 'node:buffer';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { crc32c } from '@node-rs/crc32';
-import { assert, DecodeError, Errors, TributaryError } from './errors.js';
+import { AssertionError, DecodeError, Errors, TributaryError } from './errors.js';
 
 export const BATCH_OVERHEAD = 61;
 export const LOG_OVERHEAD = 12; // baseOffset + batchLength: what precedes the length's span
@@ -435,11 +435,11 @@ export function encodeBatch(records: readonly Record[], options: EncodeOptions =
   if (codec === Compression.None) {
     buf = Buffer.allocUnsafe(BATCH_OVERHEAD + recordsBytes);
     const end = writeRecords(buf, BATCH_OVERHEAD, records, baseTimestamp, fallback, bodySizes);
-    assert(end === buf.length, `encoded ${end - BATCH_OVERHEAD} record bytes, sized ${recordsBytes}`);
+    if (!(end === buf.length)) throw new AssertionError(`encoded ${end - BATCH_OVERHEAD} record bytes, sized ${recordsBytes}`);
   } else {
     const raw = Buffer.allocUnsafe(recordsBytes);
     const end = writeRecords(raw, 0, records, baseTimestamp, fallback, bodySizes);
-    assert(end === recordsBytes, `encoded ${end} record bytes, sized ${recordsBytes}`);
+    if (!(end === recordsBytes)) throw new AssertionError(`encoded ${end} record bytes, sized ${recordsBytes}`);
     const payload = compress(codec, raw);
     buf = Buffer.allocUnsafe(BATCH_OVERHEAD + payload.length);
     payload.copy(buf, BATCH_OVERHEAD);

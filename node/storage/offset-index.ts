@@ -12,7 +12,7 @@
 // In memory the entries sit in two typed arrays (no per-entry objects), grown by doubling;
 // the number of entries is bounded by segment.bytes / 61 (the smallest batch).
 
-import { assert } from '../../protocol/errors.js';
+import { AssertionError } from '../../protocol/errors.js';
 
 export const OFFSET_INDEX_ENTRY_BYTES = 8;
 
@@ -41,11 +41,11 @@ export class OffsetIndex {
 
   append(relativeOffset: number, position: number): void {
     if (this.count > 0) {
-      assert(relativeOffset > this.relativeOffsets[this.count - 1], `offset index: relative offset ${relativeOffset} not increasing`);
-      assert(position > this.positions[this.count - 1], `offset index: position ${position} not increasing`);
+      if (!(relativeOffset > this.relativeOffsets[this.count - 1])) throw new AssertionError(`offset index: relative offset ${relativeOffset} not increasing`);
+      if (!(position > this.positions[this.count - 1])) throw new AssertionError(`offset index: position ${position} not increasing`);
     }
-    assert(relativeOffset >= 0 && relativeOffset <= 0x7fffffff, `offset index: relative offset ${relativeOffset} outside int32`);
-    assert(position >= 0 && position <= 0x7fffffff, `offset index: position ${position} outside int32`);
+    if (!(relativeOffset >= 0 && relativeOffset <= 0x7fffffff)) throw new AssertionError(`offset index: relative offset ${relativeOffset} outside int32`);
+    if (!(position >= 0 && position <= 0x7fffffff)) throw new AssertionError(`offset index: position ${position} outside int32`);
     if (this.count === this.positions.length) this.grow();
     this.relativeOffsets[this.count] = relativeOffset;
     this.positions[this.count] = position;

@@ -11,7 +11,7 @@
 //   batch at run time, never below the log end consumers were shown before the change.
 
 import * as path from 'node:path';
-import { assert, AssertionError, Errors, TributaryError } from '../../protocol/errors.js';
+import { AssertionError, Errors, TributaryError } from '../../protocol/errors.js';
 import {
   OFFSET_BASE_SEQUENCE,
   OFFSET_LAST_OFFSET_DELTA,
@@ -319,7 +319,7 @@ export class PartitionLog {
 
   get highWatermark(): number {
     const highWatermark = this.topicConfig.flush === 'batch' ? Math.max(this._recoveryPoint, this.highWatermarkFloor) : this._logEndOffset;
-    assert(highWatermark <= this._logEndOffset, `${this.label}: high watermark ${highWatermark} above log end ${this._logEndOffset}`);
+    if (!(highWatermark <= this._logEndOffset)) throw new AssertionError(`${this.label}: high watermark ${highWatermark} above log end ${this._logEndOffset}`);
     return highWatermark;
   }
 
@@ -407,7 +407,7 @@ export class PartitionLog {
    */
   async deleteOldestSegments(count: number): Promise<{ segments: number; bytes: number }> {
     const closed = this.closedSegments();
-    assert(Number.isInteger(count) && count >= 0 && count <= closed.length, `${this.label}: cannot delete ${count} of ${closed.length} closed segments`);
+    if (!(Number.isInteger(count) && count >= 0 && count <= closed.length)) throw new AssertionError(`${this.label}: cannot delete ${count} of ${closed.length} closed segments`);
     let bytes = 0;
     for (let i = 0; i < count; i++) {
       const segment = this.segments.shift() as LogSegment;
@@ -444,12 +444,12 @@ export class PartitionLog {
    */
   replaceSegment(old: LogSegment, cleaned: LogSegment | null): void {
     const i = this.segments.indexOf(old);
-    assert(i >= 0 && i < this.closedSegments().length, `${this.label}: segment ${old.name} is not a closed segment`);
+    if (!(i >= 0 && i < this.closedSegments().length)) throw new AssertionError(`${this.label}: segment ${old.name} is not a closed segment`);
     if (cleaned === null) {
-      assert(i > 0, `${this.label}: the first segment ${old.name} cannot be removed by the cleaner`);
+      if (!(i > 0)) throw new AssertionError(`${this.label}: the first segment ${old.name} cannot be removed by the cleaner`);
       this.segments.splice(i, 1);
     } else {
-      assert(cleaned.baseOffset === old.baseOffset, `${this.label}: cleaned segment ${cleaned.name} replaces ${old.name}`);
+      if (!(cleaned.baseOffset === old.baseOffset)) throw new AssertionError(`${this.label}: cleaned segment ${cleaned.name} replaces ${old.name}`);
       this.segments[i] = cleaned;
     }
     old.close();
@@ -479,11 +479,11 @@ export class PartitionLog {
     // Both fields lie outside the CRC: patching them keeps the batch valid, records untouched.
     setBaseOffset(batch, baseOffset);
     setPartitionLeaderEpoch(batch, LEADER_EPOCH);
-    assert(lastOffsetOf(batch) === lastOffset, `${this.label}: patched batch ends at ${lastOffsetOf(batch)}, expected ${lastOffset}`);
+    if (!(lastOffsetOf(batch) === lastOffset)) throw new AssertionError(`${this.label}: patched batch ends at ${lastOffsetOf(batch)}, expected ${lastOffset}`);
     const active = this.active;
-    assert(active.baseOffset <= baseOffset && active.isWritable, `${this.label}: active segment ${active.baseOffset} cannot take offset ${baseOffset}`);
+    if (!(active.baseOffset <= baseOffset && active.isWritable)) throw new AssertionError(`${this.label}: active segment ${active.baseOffset} cannot take offset ${baseOffset}`);
     active.append(batch, baseOffset, batchMaxTimestamp, this.env.now());
-    assert(lastOffset >= this._logEndOffset, `${this.label}: log end offset going backwards: ${this._logEndOffset} -> ${lastOffset + 1}`);
+    if (!(lastOffset >= this._logEndOffset)) throw new AssertionError(`${this.label}: log end offset going backwards: ${this._logEndOffset} -> ${lastOffset + 1}`);
     this._logEndOffset = lastOffset + 1;
     if (producer !== null) this.producers.update(producer, baseOffset, this.env.now());
     this.scheduleNotify();

@@ -5,7 +5,7 @@
 // manager's ReadFdCache, which bounds how many stay open.
 
 import * as path from 'node:path';
-import { assert, Errors, TributaryError } from '../../protocol/errors.js';
+import { AssertionError, Errors, TributaryError } from '../../protocol/errors.js';
 import { batchSizeAt, BATCH_OVERHEAD, decodeBatch, lastOffsetOf, readInt64, validateBatch } from '../../protocol/record-batch.js';
 import { walkBatches } from './batch-walk.js';
 import type { BatchRef } from './batch-walk.js';
@@ -96,7 +96,7 @@ export class LogSegment implements ReadStateHolder {
 
   /** Installs indexes built by recovery (a scan, or loaded files plus a tail walk). */
   adoptIndexes(indexes: SegmentIndexes): void {
-    assert(indexes.baseOffset === this.baseOffset, `indexes of ${indexes.baseOffset} given to segment ${this.baseOffset}`);
+    if (!(indexes.baseOffset === this.baseOffset)) throw new AssertionError(`indexes of ${indexes.baseOffset} given to segment ${this.baseOffset}`);
     this.indexes = indexes;
     this.maxTimestamp = indexes.maxTimestamp;
   }
@@ -106,7 +106,7 @@ export class LogSegment implements ReadStateHolder {
    * to its previous size, so the log is as it was, and STORAGE_ERROR is thrown.
    */
   append(batch: Buffer, baseOffset: number, batchMaxTimestamp: number, nowMs: number): void {
-    assert(this.writeFd >= 0 && this.indexes !== null, `append to segment ${this.name} that is not active`);
+    if (!(this.writeFd >= 0 && this.indexes !== null)) throw new AssertionError(`append to segment ${this.name} that is not active`);
     const position = this.sizeBytes;
     try {
       writeFully(this.ctx.ops, this.writeFd, batch, position);
@@ -128,14 +128,14 @@ export class LogSegment implements ReadStateHolder {
   }
 
   truncateTo(sizeBytes: number): void {
-    assert(sizeBytes >= 0, `truncating ${this.name} to ${sizeBytes} bytes`);
+    if (!(sizeBytes >= 0)) throw new AssertionError(`truncating ${this.name} to ${sizeBytes} bytes`);
     this.ctx.ops.ftruncateSync(this.openWriteFd(), sizeBytes);
     this.sizeBytes = sizeBytes;
   }
 
   /** fdatasync of the log file: the data up to sizeBytes survives a power loss. */
   async flushData(): Promise<void> {
-    assert(this.writeFd >= 0, `flush of segment ${this.name} without a write fd`);
+    if (!(this.writeFd >= 0)) throw new AssertionError(`flush of segment ${this.name} without a write fd`);
     await this.ctx.ops.fdatasync(this.writeFd);
   }
 
@@ -145,7 +145,7 @@ export class LogSegment implements ReadStateHolder {
    * The folder fsync that makes the renames durable is the caller's, once for many files.
    */
   async seal(): Promise<void> {
-    assert(this.writeFd >= 0 && this.indexes !== null, `seal of segment ${this.name} that is not writable`);
+    if (!(this.writeFd >= 0 && this.indexes !== null)) throw new AssertionError(`seal of segment ${this.name} that is not writable`);
     const ops = this.ctx.ops;
     if (ops.fstatSync(this.writeFd).size !== this.sizeBytes) ops.ftruncateSync(this.writeFd, this.sizeBytes);
     await ops.fdatasync(this.writeFd);
@@ -178,7 +178,7 @@ export class LogSegment implements ReadStateHolder {
    * what follows. Written as at seal; sealing later overwrites them with the full indexes.
    */
   async writeIndexCheckpoint(position: number, offset: number): Promise<void> {
-    assert(this.indexes !== null, `index checkpoint of segment ${this.name} without indexes`);
+    if (!(this.indexes !== null)) throw new AssertionError(`index checkpoint of segment ${this.name} without indexes`);
     const ops = this.ctx.ops;
     const offsetBytes = this.indexes.offsetIndex.encode(position);
     const timeBytes = this.indexes.timeIndex.encode(offset - this.baseOffset);
@@ -410,7 +410,7 @@ export class LogSegment implements ReadStateHolder {
       at += size;
       expected = lastOffset + 1;
     }
-    assert(at > 0 || buf.length === 0, `no batch taken from a read that located one`);
+    if (!(at > 0 || buf.length === 0)) throw new AssertionError(`no batch taken from a read that located one`);
     return buf.subarray(0, at);
   }
 

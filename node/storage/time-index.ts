@@ -15,7 +15,7 @@
 // timestamp below the entry's, so a search for the first record at or after T may start at
 // the batch of the last entry whose timestamp is <= T.
 
-import { assert } from '../../protocol/errors.js';
+import { AssertionError } from '../../protocol/errors.js';
 import { writeInt64 } from '../../protocol/record-batch.js';
 
 export const TIME_INDEX_ENTRY_BYTES = 12;
@@ -44,9 +44,9 @@ export class TimeIndex {
   maybeAppend(timestamp: number, relativeOffset: number): boolean {
     if (this.count > 0) {
       if (timestamp <= this.timestamps[this.count - 1]) return false;
-      assert(relativeOffset >= this.relativeOffsets[this.count - 1], `time index: relative offset ${relativeOffset} going backwards`);
+      if (!(relativeOffset >= this.relativeOffsets[this.count - 1])) throw new AssertionError(`time index: relative offset ${relativeOffset} going backwards`);
     }
-    assert(relativeOffset >= 0 && relativeOffset <= 0x7fffffff, `time index: relative offset ${relativeOffset} outside int32`);
+    if (!(relativeOffset >= 0 && relativeOffset <= 0x7fffffff)) throw new AssertionError(`time index: relative offset ${relativeOffset} outside int32`);
     if (this.count === this.timestamps.length) this.grow();
     this.timestamps[this.count] = timestamp;
     this.relativeOffsets[this.count] = relativeOffset;
