@@ -31,6 +31,7 @@ import { IDEMPOTENT_IN_FLIGHT_MAX } from './idempotence.js';
 import { Batch, PartitionQueue, SendGroup } from './producer-batch.js';
 import { Sender, type SenderConfig } from './sender.js';
 import { cborHeader, isCborPayload, KEY_CONTENT_TYPE, CONTENT_TYPE, payloadBytes, toHeaders, type HeadersInit, type Payload } from './serde.js';
+import { soon } from './soon.js';
 
 export interface ProducerMessage {
   /** Records with the same key go to the same partition, in order. */
@@ -478,7 +479,7 @@ export class Producer {
       // event loop's timer phase, which a busy process reaches late: a device client with
       // thousands of sockets ready at once runs it seconds late.
       this.lingerQueued = true;
-      queueMicrotask(() => {
+      soon(() => {
         this.lingerQueued = false;
         if (this.closed && this.withOpenBatch.size === 0) return;
         this.sealAll();
