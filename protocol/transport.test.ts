@@ -2,7 +2,10 @@
 // conformance suite run against every FrameTransport (memoryPipe, and socketTransport over
 // an in-memory fake of the `ws` WebSocket), then socketTransport's own duties.
 
+import { once } from 'node:events';
+import type { AddressInfo, Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
+import { WebSocket, WebSocketServer } from 'ws';
 import { CloseCode, FrameInbox, memoryPipe, socketTransport } from './transport.js';
 import type { CloseInfo, FrameTransport, WebSocketLike } from './transport.js';
 
@@ -476,6 +479,43 @@ describe('socketTransport', () => {
     // send time, and drained() polls only once, so when the socket wrote out later nothing
     // woke the waiter: a sender waiting for drain never woke (until another send or close).
     expect(draining.done).toBe(true);
+  });
+
+  it('over a real ws socket, frames sent in one go leave in one write, and later ones in another', async () => {
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+    await once(wss, 'listening');
+    const serverSide = new Promise<FrameTransport>((resolve) => wss.once('connection', (socket) => resolve(socketTransport(socket))));
+    const socket = new WebSocket(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, { perMessageDeflate: false });
+    try {
+      await once(socket, 'open');
+      const client = socketTransport(socket);
+      const server = await serverSide;
+      // Every write the client's TCP socket makes, counted where net.Socket hands it on.
+      const raw = (socket as unknown as { _socket: Socket & { _write: Function; _writev: Function } })._socket;
+      const writes: number[] = [];
+      const write = raw._write.bind(raw);
+      const writev = raw._writev.bind(raw);
+      raw._write = (chunk: Buffer, encoding: BufferEncoding, cb: () => void) => (writes.push(1), write(chunk, encoding, cb));
+      raw._writev = (chunks: unknown[], cb: () => void) => (writes.push(chunks.length), writev(chunks, cb));
+      const frames = [Buffer.from('one'), Buffer.alloc(300, 2), Buffer.from('three')];
+      for (const f of frames) client.send(f);
+      await new Promise((resolve) => setImmediate(resolve));
+      client.send(Buffer.from('four'));
+      await new Promise((resolve) => setImmediate(resolve));
+      // A client's ws masks each message into one buffer: the first three leave in one
+      // writev of three buffers, the fourth on its own.
+      expect(writes).toEqual([3, 1]);
+      const got: Buffer[] = [];
+      for await (const frame of server) {
+        got.push(frame);
+        if (got.length === 4) break;
+      }
+      expect(got).toEqual([...frames, Buffer.from('four')]);
+    } finally {
+      socket.terminate();
+      for (const s of wss.clients) s.terminate();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+    }
   });
 
   it('drained() resolves when the transport closes', async () => {
