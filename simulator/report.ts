@@ -112,9 +112,19 @@ function rateRows(result: RunResult): string[][] {
   return [['', 'total', 'avg/s', 'peak/s'], ...rows];
 }
 
-/** The latency table, for both reports: header row first. */
+/**
+ * The latency table, for both reports: header row first. Below the whole run's rows, the
+ * same latencies once every device was connected, when they were.
+ */
 function latencyRows(result: RunResult): string[][] {
-  return [['', 'count', 'p50', 'p90', 'p99', 'p99.9', 'max'], ...latencyKinds.map((k) => [k.name, ...percentileCells(k.pick(result))])];
+  const rows = [['', 'count', 'p50', 'p90', 'p99', 'p99.9', 'max'], ...latencyKinds.map((k) => [k.name, ...percentileCells(k.pick(result))])];
+  const all = result.totals.allConnected;
+  if (all) {
+    const from = `from ${formatSeconds(all.fromSeconds)}`;
+    rows.push([`send-to-ack, all connected (${from})`, ...percentileCells(all.ackLatency)]);
+    rows.push([`produce-to-consume, all connected`, ...percentileCells(all.latency)]);
+  }
+  return rows;
 }
 
 function percentileCells(p: Percentiles): string[] {

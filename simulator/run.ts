@@ -160,6 +160,9 @@ async function playScenario(play: Play): Promise<RunResult> {
   const errorsByName: Record<string, number> = {};
   const totals = { sent: 0, acked: 0, failed: 0, read: 0 };
   const totalAckLatency = new LatencyHistogram();
+  // From the first sample that counts every device connected (the fleet at full load).
+  let allConnectedAt: number | null = null;
+  const allConnectedAckLatency = new LatencyHistogram();
   const samples: Sample[] = [];
   const actions: { at: number; what: string }[] = [];
   const t0 = performance.now();
@@ -209,8 +212,13 @@ async function playScenario(play: Play): Promise<RunResult> {
     totals.failed += window.failed;
     totals.read += read.read;
     totalAckLatency.merge(window.ackLatency);
+    if (allConnectedAt !== null) allConnectedAckLatency.merge(window.ackLatency);
     window.reset();
     samples.push(sample);
+    if (allConnectedAt === null && sample.devicesConnected >= scenario.devices) {
+      allConnectedAt = sample.at;
+      verifier?.startAllConnected();
+    }
     progress.update(sample);
   };
   const progress = new Progress(play.progress, scenario);
@@ -285,6 +293,14 @@ async function playScenario(play: Play): Promise<RunResult> {
       latency: verifier ? verifier.latencyTotal() : emptyPercentiles(),
       ackLatency: totalAckLatency.percentiles(),
       connectSeconds: connectSeconds(),
+      allConnected:
+        allConnectedAt === null
+          ? null
+          : {
+              fromSeconds: allConnectedAt,
+              latency: verifier?.latencyAllConnected() ?? emptyPercentiles(),
+              ackLatency: allConnectedAckLatency.percentiles(),
+            },
       errors: errorsByName,
     },
     actions,

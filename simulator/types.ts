@@ -89,6 +89,12 @@ export interface RunResult {
     ackLatency: Percentiles;
     /** Seconds from the first connect to all devices connected (null if some never did). */
     connectSeconds: number | null;
+    /**
+     * The same latencies counted only from the first sample in which every device was
+     * connected to the end of the run: the fleet at full load, without its connect ramp.
+     * Null when the devices were never all connected.
+     */
+    allConnected: { fromSeconds: number; latency: Percentiles; ackLatency: Percentiles } | null;
     errors: Record<string, number>;
   };
   /** What the scenario did to the node (kill, restart, drop connections), with times. */

@@ -144,6 +144,22 @@ describe('EventLedger', () => {
     expect(ledger.sample()).toEqual({ read: 0, latency: { count: 0, p50: 0, p90: 0, p99: 0, p999: 0, max: 0 } });
     expect(ledger.latencyTotal().count).toBe(2);
   });
+
+  it('counts latencies apart from the moment every device is connected, and only from then', () => {
+    const ledger = new EventLedger();
+    const now = 1_000_000;
+    ledger.ingest([at(0, 0, event('e', 0, now - 400))], now);
+    expect(ledger.latencyAllConnected()).toBeNull();
+    ledger.startAllConnected();
+    ledger.ingest([at(0, 1, event('e', 1, now - 5)), at(0, 2, event('e', 2, now - 7))], now);
+    // A second call keeps what was counted.
+    ledger.startAllConnected();
+    const all = ledger.latencyAllConnected();
+    expect(all?.count).toBe(2);
+    expect(all?.max).toBeCloseTo(7, 1);
+    expect(ledger.latencyTotal().count).toBe(3);
+    expect(ledger.latencyTotal().max).toBeCloseTo(400, 0);
+  });
 });
 
 describe('Verifier against a node', () => {

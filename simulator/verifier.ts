@@ -199,6 +199,8 @@ export class EventLedger {
   private readSinceSample = 0;
   private readonly interval = new LatencyHistogram();
   private readonly total = new LatencyHistogram();
+  /** From `startAllConnected()` on: the latency of events read once every device was connected. */
+  private allConnected: LatencyHistogram | null = null;
 
   /** An acknowledged send. O(1) amortized. */
   noteAcked(device: string, seq: number): void {
@@ -232,6 +234,16 @@ export class EventLedger {
   /** Produce-to-read latency of every event read so far. */
   latencyTotal(): Percentiles {
     return this.total.percentiles();
+  }
+
+  /** Every device is connected: from now on read latencies are also counted apart. Once. */
+  startAllConnected(): void {
+    this.allConnected ??= new LatencyHistogram();
+  }
+
+  /** Produce-to-read latency of the events read since `startAllConnected()`; null before. */
+  latencyAllConnected(): Percentiles | null {
+    return this.allConnected?.percentiles() ?? null;
   }
 
   verdict(): Verdict {
@@ -285,6 +297,7 @@ export class EventLedger {
     const latencyMs = nowMs - event.t;
     this.interval.record(latencyMs);
     this.total.record(latencyMs);
+    this.allConnected?.record(latencyMs);
     if (!added) {
       // A second log entry with this (device, sequence): the log holds it twice. Not also
       // counted out of order, since it is not a new event.
@@ -413,6 +426,16 @@ export class Verifier {
   /** Produce-to-read latency over the whole run. */
   latencyTotal(): Percentiles {
     return this.ledger.latencyTotal();
+  }
+
+  /** Every device is connected: read latencies from now on are also counted apart. */
+  startAllConnected(): void {
+    this.ledger.startAllConnected();
+  }
+
+  /** Produce-to-read latency of the events read since `startAllConnected()`; null before. */
+  latencyAllConnected(): Percentiles | null {
+    return this.ledger.latencyAllConnected();
   }
 
   /** Re-deliveries skipped so far (a member re-reading from the last commit). */

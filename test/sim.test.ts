@@ -49,6 +49,14 @@ actions:
     expect(result.totals.acked).toBeGreaterThan(200);
     expect(result.verdict.acked).toBe(result.totals.acked);
     expect(result.verdict.read).toBeGreaterThanOrEqual(result.verdict.acked);
+    // All 200 were connected within seconds; the drop at 22 s does not end that period.
+    const all = result.totals.allConnected;
+    expect(all).not.toBeNull();
+    expect(all!.fromSeconds).toBeLessThan(12);
+    expect(all!.ackLatency.count).toBeGreaterThan(0);
+    expect(all!.ackLatency.count).toBeLessThan(result.totals.ackLatency.count);
+    expect(all!.latency.count).toBeGreaterThan(0);
+    expect(all!.latency.count).toBeLessThan(result.totals.latency.count);
     expect(result.actions.map((a) => a.what.split(' ')[0])).toEqual(['kill-node', 'restart-node', 'drop-connections']);
     expect(result.workers).toBe(2);
     expect(result.samples.length).toBeGreaterThanOrEqual(30);
