@@ -55,7 +55,7 @@ import {
   secureInitiator,
   type SecureChannelOptions,
 } from '../protocol/secure-channel.js';
-import { CloseCode, forwardingTransport, socketTransport, type CloseInfo, type FrameTransport } from '../protocol/transport.js';
+import { CloseCode, forwardingTransport, readFrames, socketTransport, type CloseInfo, type FrameTransport } from '../protocol/transport.js';
 import { clientClosed, ConnectionError, reasonOf, wireError } from './errors.js';
 import { peekCredential } from './identity.js';
 
@@ -732,14 +732,30 @@ export class Client {
     });
   }
 
-  private async readLoop(transport: FrameTransport): Promise<void> {
-    try {
-      for await (const bytes of transport) this.onFrame(bytes, transport);
-    } catch {
-      // The inbox ends rather than throws; anything else still means the connection is gone.
-    }
-    const info = transport.isClosed ? await transport.closed : { code: CloseCode.GOING_AWAY, reason: 'stream ended' };
-    this.onTransportClosed(transport, info);
+  /**
+   * Reads the connection's frames as they arrive (by callback: between two answers nothing
+   * of this reader waits on a promise) until it ends. Resolves then.
+   */
+  private readLoop(transport: FrameTransport): Promise<void> {
+    return new Promise<void>((resolve) => {
+      readFrames(transport, {
+        frame: (bytes) => {
+          try {
+            this.onFrame(bytes, transport);
+          } catch (err) {
+            // A bug of ours; the connection cannot be trusted to be in step any more.
+            transport.close(CloseCode.INTERNAL_ERROR, `client failed on a frame: ${(err as Error)?.message ?? String(err)}`);
+          }
+        },
+        end: () => {
+          void (async () => {
+            const info = transport.isClosed ? await transport.closed : { code: CloseCode.GOING_AWAY, reason: 'stream ended' };
+            this.onTransportClosed(transport, info);
+            resolve();
+          })();
+        },
+      });
+    });
   }
 
   private onTransportClosed(transport: FrameTransport, info: CloseInfo): void {

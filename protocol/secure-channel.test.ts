@@ -326,6 +326,48 @@ describe.each(LINKS)('secure channel over $name', ({ open }) => {
     });
   });
 
+  it('read by listen: whole frames in order, chunked ones reassembled, then end once the peer closes', async () => {
+    await withLink(open, async ({ client, server }) => {
+      const [c, s] = await connect(client, server);
+      const got: Buffer[] = [];
+      let ended = 0;
+      const gotAll = new Promise<void>((resolve) => {
+        s.transport.listen!({
+          frame: (f) => void got.push(f),
+          end: () => {
+            ended++;
+            resolve();
+          },
+        });
+      });
+      const big = Buffer.alloc(2 * SEAL_CHUNK_BYTES + 7, 9);
+      c.transport.send(Buffer.from('one'));
+      c.transport.send(big);
+      c.transport.send(Buffer.alloc(0));
+      c.transport.send(Buffer.from('last'));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      c.transport.close();
+      await gotAll;
+      expect(got.map((f) => f.length)).toEqual([3, big.length, 0, 4]);
+      expect(got[1].equals(big)).toBe(true);
+      expect(ended).toBe(1);
+    });
+  });
+
+  it('read by listen: a frame that fails to open is not handed over; the connection closes and the reading ends', async () => {
+    await withLink(open, async ({ client, server }) => {
+      // The device's third sealed message (after the header) has a bit flipped on the way.
+      const tampering = intercept(client, (frame, index) => (index === INITIATOR_FIRST_SEALED + 1 ? [flipBit(frame, 100)] : [frame]));
+      const [c, s] = await connect(tampering, server);
+      const got: string[] = [];
+      const ended = new Promise<void>((resolve) => s.transport.listen!({ frame: (f) => void got.push(String(f)), end: resolve }));
+      for (const f of ['a', 'b', 'c']) c.transport.send(Buffer.from(f));
+      await ended;
+      expect(got).toEqual(['a']);
+      expectClose(await server.closed, CloseCode.PROTOCOL_ERROR, SEALED_FRAME_FAILED);
+    });
+  });
+
   it('a frame whose chunks add up past sealedFrameBytesMax closes with 1009; the bound can be raised', async () => {
     await withLink(open, async ({ client, server }) => {
       const [c, s] = await connect(client, server, { server: { sealedFrameBytesMax: 2 * SEAL_CHUNK_BYTES } });

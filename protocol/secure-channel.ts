@@ -47,8 +47,8 @@ import { createRequire } from 'node:module';
 import sodium from 'sodium-native';
 import { assert, Errors, TributaryError } from './errors.js';
 import type { IdentityKeyPair } from './key-file.js';
-import { CloseCode } from './transport.js';
-import type { CloseInfo, FrameTransport } from './transport.js';
+import { CloseCode, readFrames } from './transport.js';
+import type { CloseInfo, FrameFlow, FrameListener, FrameTransport } from './transport.js';
 
 export { generateIdentity } from './key-file.js';
 
@@ -319,39 +319,75 @@ class SealedTransport implements FrameTransport {
         this.ended = true;
         return DONE;
       }
-      if (this.opener === null) {
-        this.acceptHeader(next.value);
-        continue;
-      }
-      const chunk = this.opener.openChunk(next.value);
-      if (chunk === null) {
-        this.fail(SEALED_FRAME_FAILED);
-        return DONE;
-      }
-      if (this.partsBytes + chunk.data.length > this.frameBytesMax) {
-        this.ended = true;
-        this.parts = [];
-        this.inner.close(CloseCode.TOO_BIG, `frame of more than ${this.frameBytesMax} bytes`);
-        return DONE;
-      }
-      if (chunk.more) {
-        // Senders fill every chunk but a frame's last: a short one could only make us keep
-        // many small buffers for few bytes (and a peer could send them without end).
-        if (chunk.data.length !== SEAL_CHUNK_BYTES) {
-          this.fail(`sealed chunk of ${chunk.data.length} bytes before the end of a frame; such chunks are ${SEAL_CHUNK_BYTES}`);
-          return DONE;
-        }
-        this.parts.push(chunk.data);
-        this.partsBytes += chunk.data.length;
-        continue;
-      }
-      if (this.parts.length === 0) return { value: chunk.data, done: false };
-      this.parts.push(chunk.data);
-      const frame = Buffer.concat(this.parts, this.partsBytes + chunk.data.length);
-      this.parts = [];
-      this.partsBytes = 0;
-      return { value: frame, done: false };
+      const frame = this.take(next.value);
+      if (this.ended) return DONE;
+      if (frame !== undefined) return { value: frame, done: false };
     }
+  }
+
+  /**
+   * Reads by callback (FrameTransport.listen): each message of the inner transport is
+   * opened as it arrives, and whole frames go to `listener`. Not with the iterator.
+   */
+  listen(listener: FrameListener): FrameFlow {
+    let endSent = false;
+    const end = (): void => {
+      if (endSent) return;
+      endSent = true;
+      listener.end();
+    };
+    return readFrames(this.inner, {
+      frame: (message) => {
+        if (this.ended) return;
+        const frame = this.take(message);
+        if (this.ended) end();
+        else if (frame !== undefined) listener.frame(frame);
+      },
+      end: () => {
+        this.ended = true;
+        end();
+      },
+    });
+  }
+
+  /**
+   * One message of the inner transport: the stream header, a chunk, or a whole frame,
+   * which is returned. A message that fails to open, or breaks a rule, ends the reading
+   * (`ended`) and closes the connection.
+   */
+  private take(message: Buffer): Buffer | undefined {
+    if (this.opener === null) {
+      this.acceptHeader(message);
+      return undefined;
+    }
+    const chunk = this.opener.openChunk(message);
+    if (chunk === null) {
+      this.fail(SEALED_FRAME_FAILED);
+      return undefined;
+    }
+    if (this.partsBytes + chunk.data.length > this.frameBytesMax) {
+      this.ended = true;
+      this.parts = [];
+      this.inner.close(CloseCode.TOO_BIG, `frame of more than ${this.frameBytesMax} bytes`);
+      return undefined;
+    }
+    if (chunk.more) {
+      // Senders fill every chunk but a frame's last: a short one could only make us keep
+      // many small buffers for few bytes (and a peer could send them without end).
+      if (chunk.data.length !== SEAL_CHUNK_BYTES) {
+        this.fail(`sealed chunk of ${chunk.data.length} bytes before the end of a frame; such chunks are ${SEAL_CHUNK_BYTES}`);
+        return undefined;
+      }
+      this.parts.push(chunk.data);
+      this.partsBytes += chunk.data.length;
+      return undefined;
+    }
+    if (this.parts.length === 0) return chunk.data;
+    this.parts.push(chunk.data);
+    const frame = Buffer.concat(this.parts, this.partsBytes + chunk.data.length);
+    this.parts = [];
+    this.partsBytes = 0;
+    return frame;
   }
 
   private acceptHeader(header: Buffer): void {

@@ -16,7 +16,7 @@
 
 import { Errors, TributaryError } from '../../protocol/errors.js';
 import { decodeFrame, encodeFrame, Kind, kindName, RESPONSE, type Frame } from '../../protocol/frames.js';
-import { CloseCode, type FrameTransport } from '../../protocol/transport.js';
+import { CloseCode, readFrames, type FrameFlow, type FrameTransport } from '../../protocol/transport.js';
 import type { Principal } from '../auth/acl.js';
 import type { Admission } from '../auth/authenticator.js';
 import type { CloseReason } from '../metrics.js';
@@ -48,8 +48,14 @@ export class Connection {
   private readonly pending = new Set<PendingRequest>();
   /** Due at the oldest pending request's deadline (or a little before, then re-armed). */
   private deadlineTimer: NodeJS.Timeout | null = null;
-  private slotWaiter: (() => void) | null = null;
   private helloDone = false;
+  private helloTimer: NodeJS.Timeout | null = null;
+  /** The reader's flow control: paused for Hello and at the in-flight limits. */
+  private flow: FrameFlow | null = null;
+  private pausedForRoom = false;
+  private readingStopped = false;
+  private servingFinished = false;
+  private served: (() => void) | null = null;
   private clientId = '';
   private readonly abort = new AbortController();
   /** Serializes large responses: one holder at a time may read and send. */
@@ -87,80 +93,150 @@ export class Connection {
     return this.transport.bufferedBytes;
   }
 
-  async serve(): Promise<void> {
+  /**
+   * Reads and handles requests until the connection ends. Frames are handed over by
+   * callback (`readFrames`), so between two requests of a device nothing of this loop waits
+   * on a promise; reading pauses for Hello and while the in-flight limits are reached.
+   */
+  serve(): Promise<void> {
     const { limits } = this.broker;
-    const helloTimer = setTimeout(() => this.close(CloseCode.POLICY_VIOLATION, `no Hello within ${limits.helloTimeoutMs} ms`, 'hello_timeout'), limits.helloTimeoutMs);
-    try {
-      for await (const bytes of this.transport) {
-        // Before Hello a peer is a stranger: its first frame must be small, so that decoding
-        // it costs next to nothing.
-        if (!this.helloDone && bytes.length > HELLO_FRAME_BYTES_MAX) {
-          this.close(CloseCode.POLICY_VIOLATION, `first frame is ${bytes.length} bytes; Hello must fit in ${HELLO_FRAME_BYTES_MAX}`, 'hello_invalid');
-          break;
-        }
-        let frame: Frame;
-        try {
-          frame = decodeFrame(bytes);
-        } catch (err) {
-          this.close(CloseCode.PROTOCOL_ERROR, `malformed frame: ${(err as Error).message}`, 'frame_malformed');
-          break;
-        }
-        if (frame.kind & RESPONSE) {
-          this.close(CloseCode.PROTOCOL_ERROR, `unexpected ${kindName(frame.kind)} from a client`, 'protocol_error');
-          break;
-        }
-        if (!this.helloDone) {
-          if (frame.kind !== Kind.Hello) {
-            this.close(CloseCode.POLICY_VIOLATION, `first request must be Hello, got ${kindName(frame.kind)}`, 'hello_invalid');
-            break;
+    this.helloTimer = setTimeout(() => this.close(CloseCode.POLICY_VIOLATION, `no Hello within ${limits.helloTimeoutMs} ms`, 'hello_timeout'), limits.helloTimeoutMs);
+    return new Promise<void>((resolve) => {
+      this.served = resolve;
+      this.flow = readFrames(this.transport, {
+        frame: (bytes) => {
+          try {
+            this.onFrame(bytes);
+          } catch (err) {
+            // A bug of ours, not the peer's: end the connection rather than the process.
+            this.broker.logger.error({ remote: this.remoteAddress, clientId: this.clientId, err: (err as Error)?.stack ?? String(err) }, 'reading a request failed unexpectedly');
+            this.close(CloseCode.INTERNAL_ERROR, 'unexpected server error', 'protocol_error');
+            this.stopReading();
           }
-          clearTimeout(helloTimer);
-          this.clientId = typeof frame.body.clientId === 'string' ? frame.body.clientId.slice(0, 256) : '';
-          if (this.admission.refusal) {
-            const refusal = this.admission.refusal;
-            this.broker.logger.info({ remote: this.remoteAddress, clientId: this.clientId, reason: refusal.detail }, 'connection refused');
-            this.send(frame, { error: refusal.code, message: refusal.detail });
-            this.close(CloseCode.POLICY_VIOLATION, refusal.detail, 'unauthorized');
-            break;
-          }
-          // Nothing after Hello is read until Hello has succeeded, so a request pipelined
-          // behind a failed Hello never runs.
-          this.inflight++;
-          const ok = await new Promise<boolean>((resolve) =>
-            this.handle(frame, (answeredOk) => {
-              this.requestDone(0);
-              resolve(answeredOk);
-            }),
-          );
-          if (!ok) break;
-          this.helloDone = true;
-          this.onAdmitted();
-          continue;
-        }
-        // A credential revoked or expired since the last request ends the connection here:
-        // this request is answered with why, and nothing after it is read.
-        const lapse = this.principal ? this.broker.authenticator.recheck(this.principal) : null;
-        if (lapse) {
-          const { error } = lapse;
-          this.broker.logger.info({ remote: this.remoteAddress, clientId: this.clientId, principal: this.principal?.name, reason: error.detail }, 'closing a connection whose credential no longer admits it');
-          this.send(frame, { error: error.code, message: error.detail });
-          this.close(CloseCode.POLICY_VIOLATION, error.detail, lapse.why === 'revoked' ? 'credential_revoked' : 'credential_expired');
-          break;
-        }
-        while (this.inflight >= limits.inflightMax || (this.inflight > 0 && this.inflightBytes >= limits.inflightBytesMax)) {
-          await new Promise<void>((resolve) => (this.slotWaiter = resolve));
-        }
-        if (this.transport.isClosed) break;
-        this.inflight++;
-        this.inflightBytes += bytes.length;
-        const frameBytes = bytes.length;
-        this.handle(frame, () => this.requestDone(frameBytes));
-      }
-    } finally {
-      clearTimeout(helloTimer);
-      this.abortAll();
-      this.subscriptions.closeAll();
+        },
+        end: () => this.finishServing(),
+      });
+    });
+  }
+
+  /** One frame from the client. Reading is paused (or stopped) before this returns when it must be. */
+  private onFrame(bytes: Buffer): void {
+    if (this.readingStopped) return;
+    const { limits } = this.broker;
+    // Before Hello a peer is a stranger: its first frame must be small, so that decoding
+    // it costs next to nothing.
+    if (!this.helloDone && bytes.length > HELLO_FRAME_BYTES_MAX) {
+      this.close(CloseCode.POLICY_VIOLATION, `first frame is ${bytes.length} bytes; Hello must fit in ${HELLO_FRAME_BYTES_MAX}`, 'hello_invalid');
+      this.stopReading();
+      return;
     }
+    let frame: Frame;
+    try {
+      frame = decodeFrame(bytes);
+    } catch (err) {
+      this.close(CloseCode.PROTOCOL_ERROR, `malformed frame: ${(err as Error).message}`, 'frame_malformed');
+      this.stopReading();
+      return;
+    }
+    if (frame.kind & RESPONSE) {
+      this.close(CloseCode.PROTOCOL_ERROR, `unexpected ${kindName(frame.kind)} from a client`, 'protocol_error');
+      this.stopReading();
+      return;
+    }
+    if (!this.helloDone) {
+      if (frame.kind !== Kind.Hello) {
+        this.close(CloseCode.POLICY_VIOLATION, `first request must be Hello, got ${kindName(frame.kind)}`, 'hello_invalid');
+        this.stopReading();
+        return;
+      }
+      this.clearHelloTimer();
+      this.clientId = typeof frame.body.clientId === 'string' ? frame.body.clientId.slice(0, 256) : '';
+      if (this.admission.refusal) {
+        const refusal = this.admission.refusal;
+        this.broker.logger.info({ remote: this.remoteAddress, clientId: this.clientId, reason: refusal.detail }, 'connection refused');
+        this.send(frame, { error: refusal.code, message: refusal.detail });
+        this.close(CloseCode.POLICY_VIOLATION, refusal.detail, 'unauthorized');
+        this.stopReading();
+        return;
+      }
+      // Nothing after Hello is read until Hello has succeeded, so a request pipelined
+      // behind a failed Hello never runs.
+      this.flow?.pause();
+      this.inflight++;
+      this.handle(frame, (ok) => {
+        this.requestDone(0);
+        if (!ok) {
+          this.stopReading();
+          return;
+        }
+        this.helloDone = true;
+        this.onAdmitted();
+        this.resumeIfRoom();
+      });
+      return;
+    }
+    // A credential revoked or expired since the last request ends the connection here:
+    // this request is answered with why, and nothing after it is read.
+    const lapse = this.principal ? this.broker.authenticator.recheck(this.principal) : null;
+    if (lapse) {
+      const { error } = lapse;
+      this.broker.logger.info({ remote: this.remoteAddress, clientId: this.clientId, principal: this.principal?.name, reason: error.detail }, 'closing a connection whose credential no longer admits it');
+      this.send(frame, { error: error.code, message: error.detail });
+      this.close(CloseCode.POLICY_VIOLATION, error.detail, lapse.why === 'revoked' ? 'credential_revoked' : 'credential_expired');
+      this.stopReading();
+      return;
+    }
+    if (this.transport.isClosed) {
+      this.stopReading();
+      return;
+    }
+    this.inflight++;
+    this.inflightBytes += bytes.length;
+    const frameBytes = bytes.length;
+    this.handle(frame, () => this.requestDone(frameBytes));
+    // At the in-flight limits, the next frame waits unread (and TCP slows the client) until
+    // a request is answered.
+    if (this.atInflightLimit()) {
+      this.pausedForRoom = true;
+      this.flow?.pause();
+    }
+  }
+
+  private atInflightLimit(): boolean {
+    const { limits } = this.broker;
+    return this.inflight >= limits.inflightMax || (this.inflight > 0 && this.inflightBytes >= limits.inflightBytesMax);
+  }
+
+  /** Reading goes on once Hello has succeeded and there is room for another request. */
+  private resumeIfRoom(): void {
+    if (this.readingStopped || !this.helloDone) return;
+    if (this.atInflightLimit()) {
+      this.pausedForRoom = true;
+      return;
+    }
+    this.pausedForRoom = false;
+    this.flow?.resume();
+  }
+
+  /** Nothing more is read or handled: the connection is closing. */
+  private stopReading(): void {
+    this.flow?.pause();
+    this.finishServing();
+  }
+
+  private finishServing(): void {
+    if (this.servingFinished) return;
+    this.servingFinished = true;
+    this.readingStopped = true;
+    this.clearHelloTimer();
+    this.abortAll();
+    this.subscriptions.closeAll();
+    this.served?.();
+  }
+
+  private clearHelloTimer(): void {
+    if (this.helloTimer !== null) clearTimeout(this.helloTimer);
+    this.helloTimer = null;
   }
 
   private abortAll(): void {
@@ -187,9 +263,7 @@ export class Connection {
   private requestDone(frameBytes: number): void {
     this.inflight--;
     this.inflightBytes -= frameBytes;
-    const w = this.slotWaiter;
-    this.slotWaiter = null;
-    w?.();
+    if (this.pausedForRoom) this.resumeIfRoom();
     if (this.inflight === 0) {
       for (const resolve of this.idle) resolve();
       this.idle.clear();
