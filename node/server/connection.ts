@@ -26,18 +26,119 @@ import { ConnectionSubscriptions } from './subscriptions.js';
 
 const HELLO_FRAME_BYTES_MAX = 4096;
 
-/** A request being handled: answered once, by its handler or by its deadline. */
-interface PendingRequest {
+/**
+ * A request being handled, and the handler's RequestContext: answered once, by its handler
+ * or by its deadline. One object per request (with the two callbacks of its handler's
+ * promise): this runs for every request of every device.
+ */
+class PendingRequest implements RequestContext {
   /** performance.now() by which it is answered, REQUEST_TIMED_OUT if need be. */
+  readonly dueAt: number;
+  /** Epoch ms by which it must be answered (RequestContext). */
   readonly deadline: number;
-  /** Made when the handler first reads `ctx.signal`; most never do. */
-  abort: AbortController | null;
+  /** Made when the handler first reads `signal`; most never do. */
+  abort: AbortController | null = null;
   /** The answer has been decided (sent, or none for acks=0). */
-  answered: boolean;
+  answered = false;
   /** The answer is written: an outbound slot that comes later is given straight back. */
-  finished: boolean;
-  releaseOutbound: (() => void) | null;
-  timeOut(): void;
+  finished = false;
+  releaseOutbound: (() => void) | null = null;
+
+  constructor(
+    readonly connection: Connection,
+    readonly frame: Frame,
+    /** Bytes of the request frame, counted against inflightBytesMax until answered. */
+    readonly frameBytes: number,
+    readonly startedAt: number,
+    timeoutMs: number,
+  ) {
+    this.dueAt = startedAt + timeoutMs;
+    this.deadline = Date.now() + timeoutMs;
+  }
+
+  get broker(): BrokerContext {
+    return this.connection.broker;
+  }
+
+  get clientId(): string {
+    return this.connection.clientId;
+  }
+
+  get remoteAddress(): string {
+    return this.connection.remoteAddress;
+  }
+
+  get principal(): Principal {
+    return this.connection.principal as Principal;
+  }
+
+  get subscriptions(): ConnectionSubscriptions {
+    return this.connection.subscriptions;
+  }
+
+  get signal(): AbortSignal {
+    return this.connection.signalOf(this);
+  }
+
+  dropConnection(reason: string): void {
+    this.connection.close(CloseCode.GOING_AWAY, reason, 'fault_injected');
+  }
+
+  outboundSlot(): Promise<void> {
+    // A request that timed out may still be waiting for its turn; its slot is given back
+    // at once when the turn comes.
+    return this.connection.acquireOutbound().then((release) => {
+      if (this.finished) release();
+      else this.releaseOutbound = release;
+    });
+  }
+}
+
+/**
+ * The requests of a connection not yet answered, in arrival order (which is deadline order).
+ * An array with lazy removal, not a Set: V8 reallocates a Set's table when a delete empties
+ * it, and a device's connection empties it at every request, so each request left a new
+ * table behind, alive until the next request a second later: promoted, then collected by a
+ * major GC.
+ */
+class PendingQueue {
+  private items: (PendingRequest | undefined)[] = [];
+  private head = 0;
+  private live = 0;
+
+  get size(): number {
+    return this.live;
+  }
+
+  add(request: PendingRequest): void {
+    this.items.push(request);
+    this.live++;
+  }
+
+  /** One of the requests has just been answered (its `answered` is set): it leaves. */
+  dropAnswered(): void {
+    this.live--;
+    const items = this.items;
+    while (this.head < items.length && (items[this.head] as PendingRequest).answered) items[this.head++] = undefined;
+    if (this.head === items.length) {
+      items.length = 0;
+      this.head = 0;
+    } else if (items.length - this.head > 2 * this.live + 64) {
+      // Answered ones wait behind a slow one at the front (a long-poll Fetch): drop them.
+      this.items = items.slice(this.head).filter((r) => r !== undefined && !r.answered);
+      this.head = 0;
+    }
+  }
+
+  /** The unanswered requests, oldest first, as a copy (answering them changes the queue). */
+  unanswered(): PendingRequest[] {
+    const out: PendingRequest[] = [];
+    for (let i = this.head; i < this.items.length; i++) {
+      const r = this.items[i];
+      if (r !== undefined && !r.answered) out.push(r);
+    }
+    return out;
+  }
 }
 
 export class Connection {
@@ -45,7 +146,7 @@ export class Connection {
   /** Bytes of the request frames in progress: their bodies stay referenced until answered. */
   private inflightBytes = 0;
   /** Requests not yet answered, in arrival order, which is also deadline order. */
-  private readonly pending = new Set<PendingRequest>();
+  private readonly pending = new PendingQueue();
   /** Due at the oldest pending request's deadline (or a little before, then re-armed). */
   private deadlineTimer: NodeJS.Timeout | null = null;
   private helloDone = false;
@@ -56,20 +157,21 @@ export class Connection {
   private readingStopped = false;
   private servingFinished = false;
   private served: (() => void) | null = null;
-  private clientId = '';
+  /** From Hello; read by the request context. */
+  clientId = '';
   private readonly abort = new AbortController();
   /** Serializes large responses: one holder at a time may read and send. */
   private outboundChain: Promise<void> = Promise.resolve();
   private readonly idle: Set<() => void> = new Set();
   /** Why we closed the connection, when we did; see `closeReasonLabel`. */
   private ourCloseReason: CloseReason | null = null;
-  private readonly principal: Principal | undefined;
-  private readonly subscriptions: ConnectionSubscriptions;
+  readonly principal: Principal | undefined;
+  readonly subscriptions: ConnectionSubscriptions;
 
   constructor(
     private readonly transport: FrameTransport,
-    private readonly broker: BrokerContext,
-    private readonly remoteAddress: string,
+    readonly broker: BrokerContext,
+    readonly remoteAddress: string,
     private readonly admission: Admission,
     /** Called once Hello has succeeded: the peer is authenticated and admitted. */
     private readonly onAdmitted: () => void = () => {},
@@ -163,16 +265,7 @@ export class Connection {
       // behind a failed Hello never runs.
       this.flow?.pause();
       this.inflight++;
-      this.handle(frame, (ok) => {
-        this.requestDone(0);
-        if (!ok) {
-          this.stopReading();
-          return;
-        }
-        this.helloDone = true;
-        this.onAdmitted();
-        this.resumeIfRoom();
-      });
+      this.handle(frame, 0);
       return;
     }
     // A credential revoked or expired since the last request ends the connection here:
@@ -192,8 +285,7 @@ export class Connection {
     }
     this.inflight++;
     this.inflightBytes += bytes.length;
-    const frameBytes = bytes.length;
-    this.handle(frame, () => this.requestDone(frameBytes));
+    this.handle(frame, bytes.length);
     // At the in-flight limits, the next frame waits unread (and TCP slows the client) until
     // a request is answered.
     if (this.atInflightLimit()) {
@@ -241,7 +333,7 @@ export class Connection {
 
   private abortAll(): void {
     this.abort.abort();
-    for (const request of this.pending) request.abort?.abort();
+    for (const request of this.pending.unanswered()) request.abort?.abort();
     if (this.pending.size === 0) this.clearDeadlineTimer();
   }
 
@@ -264,112 +356,106 @@ export class Connection {
     this.inflight--;
     this.inflightBytes -= frameBytes;
     if (this.pausedForRoom) this.resumeIfRoom();
-    if (this.inflight === 0) {
+    if (this.inflight === 0 && this.idle.size > 0) {
       for (const resolve of this.idle) resolve();
       this.idle.clear();
     }
   }
 
   /**
-   * Answers one request, then calls `done` with whether the answer carried no
+   * Answers one request; `requestFinished` follows with whether the answer carried no
    * request-level error. The request is answered exactly once: by its handler, or with
    * REQUEST_TIMED_OUT at its deadline (its signal aborted), whichever comes first.
    *
-   * This runs for every request of every device, so it allocates little: no timer, promise
-   * race or AbortController of its own (the deadline timer is the connection's, and a
-   * handler that reads `ctx.signal` gets a controller made then).
+   * This runs for every request of every device, so it allocates little: one PendingRequest
+   * (which is also the handler's context) and the two callbacks of its promise; no timer,
+   * promise race or AbortController of its own (the deadline timer is the connection's, and
+   * a handler that reads `ctx.signal` gets a controller made then).
    */
-  private handle(frame: Frame, done: (ok: boolean) => void): void {
-    const { limits, logger } = this.broker;
+  private handle(frame: Frame, frameBytes: number): void {
     const handler = this.handlerTable.get(frame.kind);
-    const handlerStarted = performance.now();
-    const request: PendingRequest = {
-      deadline: handlerStarted + limits.requestTimeoutMs,
-      abort: null,
-      answered: false,
-      finished: false,
-      releaseOutbound: null,
-      timeOut: () => {
-        request.abort?.abort();
-        fail(new TributaryError(Errors.REQUEST_TIMED_OUT, `${kindName(frame.kind)} took longer than ${limits.requestTimeoutMs} ms`));
-      },
-    };
-    const connection = this;
-    const ctx: RequestContext = {
-      broker: this.broker,
-      clientId: this.clientId,
-      remoteAddress: this.remoteAddress,
-      principal: this.principal as Principal,
-      subscriptions: this.subscriptions,
-      get signal() {
-        return connection.signalOf(request);
-      },
-      deadline: Date.now() + limits.requestTimeoutMs,
-      dropConnection: (reason) => this.close(CloseCode.GOING_AWAY, reason, 'fault_injected'),
-      // A request that timed out may still be waiting for its turn; its slot is given back
-      // at once when the turn comes.
-      outboundSlot: () =>
-        this.acquireOutbound().then((release) => {
-          if (request.finished) release();
-          else request.releaseOutbound = release;
-        }),
-    };
-
-    const answer = (response: object | undefined): void => {
-      if (request.answered) return;
-      request.answered = true;
-      this.untrack(request);
-      this.broker.metrics.observeRequest(frame.kind, (performance.now() - handlerStarted) / 1000, response);
-      try {
-        if (response !== undefined) this.send(frame, response);
-      } finally {
-        request.finished = true;
-        request.releaseOutbound?.();
-      }
-      const error = (response as { error?: number } | undefined)?.error;
-      done(error === undefined || error === Errors.NONE.code);
-    };
-    const fail = (err: unknown): void => {
-      if (request.answered) return;
-      let response: { error: number; message: string };
-      if (err instanceof TributaryError) {
-        response = { error: err.code, message: err.detail };
-      } else {
-        logger.error({ request: kindName(frame.kind), clientId: this.clientId, err: (err as Error)?.stack ?? String(err) }, 'request failed unexpectedly');
-        response = { error: Errors.UNKNOWN.code, message: `unexpected server error: ${(err as Error)?.message ?? String(err)}` };
-      }
-      if (frame.kind === Kind.Hello && response.error !== Errors.NONE.code) {
-        request.answered = true;
-        request.finished = true;
-        this.untrack(request);
-        this.broker.metrics.observeRequest(frame.kind, (performance.now() - handlerStarted) / 1000, response);
-        this.send(frame, response);
-        request.releaseOutbound?.();
-        this.close(CloseCode.POLICY_VIOLATION, response.message, 'hello_invalid');
-        done(false);
-        return;
-      }
-      answer(response);
-    };
-
+    const request = new PendingRequest(this, frame, frameBytes, performance.now(), this.broker.limits.requestTimeoutMs);
     if (!handler) {
-      fail(new TributaryError(Errors.INVALID_REQUEST, `unknown request kind ${frame.kind}`));
+      this.fail(request, new TributaryError(Errors.INVALID_REQUEST, `unknown request kind ${frame.kind}`));
       return;
     }
     if (this.abort.signal.aborted) this.signalOf(request);
     this.track(request);
     let result: Promise<object | undefined>;
     try {
-      result = handler(frame.body, ctx);
+      result = handler(frame.body, request);
     } catch (err) {
-      fail(err);
+      this.fail(request, err);
       return;
     }
-    result.then(answer, fail);
+    result.then(
+      (response) => this.answer(request, response),
+      (err: unknown) => this.fail(request, err),
+    );
+  }
+
+  /** Sends the answer, unless the request was answered already (timed out). */
+  private answer(request: PendingRequest, response: object | undefined): void {
+    if (request.answered) return;
+    request.answered = true;
+    this.untrack();
+    const { frame } = request;
+    this.broker.metrics.observeRequest(frame.kind, (performance.now() - request.startedAt) / 1000, response);
+    try {
+      if (response !== undefined) this.send(frame, response);
+    } finally {
+      request.finished = true;
+      request.releaseOutbound?.();
+    }
+    const error = (response as { error?: number } | undefined)?.error;
+    this.requestFinished(request, error === undefined || error === Errors.NONE.code);
+  }
+
+  private fail(request: PendingRequest, err: unknown): void {
+    if (request.answered) return;
+    const { frame } = request;
+    let response: { error: number; message: string };
+    if (err instanceof TributaryError) {
+      response = { error: err.code, message: err.detail };
+    } else {
+      this.broker.logger.error({ request: kindName(frame.kind), clientId: this.clientId, err: (err as Error)?.stack ?? String(err) }, 'request failed unexpectedly');
+      response = { error: Errors.UNKNOWN.code, message: `unexpected server error: ${(err as Error)?.message ?? String(err)}` };
+    }
+    if (frame.kind === Kind.Hello && response.error !== Errors.NONE.code) {
+      request.answered = true;
+      request.finished = true;
+      this.untrack();
+      this.broker.metrics.observeRequest(frame.kind, (performance.now() - request.startedAt) / 1000, response);
+      this.send(frame, response);
+      request.releaseOutbound?.();
+      this.close(CloseCode.POLICY_VIOLATION, response.message, 'hello_invalid');
+      this.requestFinished(request, false);
+      return;
+    }
+    this.answer(request, response);
+  }
+
+  /** Past its deadline: its signal is aborted and it is answered REQUEST_TIMED_OUT. */
+  private timeOut(request: PendingRequest): void {
+    request.abort?.abort();
+    this.fail(request, new TributaryError(Errors.REQUEST_TIMED_OUT, `${kindName(request.frame.kind)} took longer than ${this.broker.limits.requestTimeoutMs} ms`));
+  }
+
+  /** A request is answered: its in-flight slot is free; Hello's outcome decides the rest. */
+  private requestFinished(request: PendingRequest, ok: boolean): void {
+    this.requestDone(request.frameBytes);
+    if (request.frame.kind !== Kind.Hello || this.helloDone) return;
+    if (!ok) {
+      this.stopReading();
+      return;
+    }
+    this.helloDone = true;
+    this.onAdmitted();
+    this.resumeIfRoom();
   }
 
   /** The request's signal, made on first use; aborted already if the connection has ended. */
-  private signalOf(request: PendingRequest): AbortSignal {
+  signalOf(request: PendingRequest): AbortSignal {
     if (request.abort === null) {
       request.abort = new AbortController();
       if (this.abort.signal.aborted) request.abort.abort();
@@ -379,11 +465,12 @@ export class Connection {
 
   private track(request: PendingRequest): void {
     this.pending.add(request);
-    if (this.deadlineTimer === null) this.armDeadlineTimer(request.deadline);
+    if (this.deadlineTimer === null) this.armDeadlineTimer(request.dueAt);
   }
 
-  private untrack(request: PendingRequest): void {
-    this.pending.delete(request);
+  /** A request was answered: it is no longer pending. */
+  private untrack(): void {
+    this.pending.dropAnswered();
     // Left armed while the connection lives (the next request would only arm it again); a
     // closed connection's timer goes with its last request, so it holds nothing.
     if (this.pending.size === 0 && this.transport.isClosed) this.clearDeadlineTimer();
@@ -406,12 +493,12 @@ export class Connection {
   private expireRequests(): void {
     this.deadlineTimer = null;
     const now = performance.now();
-    for (const request of this.pending) {
-      if (request.deadline > now) {
-        this.armDeadlineTimer(request.deadline);
+    for (const request of this.pending.unanswered()) {
+      if (request.dueAt > now) {
+        this.armDeadlineTimer(request.dueAt);
         return;
       }
-      request.timeOut();
+      this.timeOut(request);
     }
   }
 
@@ -425,7 +512,7 @@ export class Connection {
    * the release, called once the holder's response is written. One holder at a time, so
    * queued bytes stay under the limit plus one response.
    */
-  private acquireOutbound(): Promise<() => void> {
+  acquireOutbound(): Promise<() => void> {
     const max = this.broker.limits.sendBufferBytesMax;
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
