@@ -43,7 +43,7 @@ export interface AppendResult {
   lastOffset: number;
   /** -1: topics use CreateTime (Kafka answers -1 unless message.timestamp.type=LogAppendTime). */
   logAppendTime: number;
-  /** Resolves once an fsync covers the batch (flush=batch); already resolved otherwise. */
+  /** Resolves once an fsync covers the batch (flush=batch); DURABLE_ALREADY otherwise. */
   durable: Promise<void>;
   /**
    * True when the batch was an idempotent producer's resend of one already in the log:
@@ -82,6 +82,12 @@ export interface OpenPartitionOptions {
 const LEADER_EPOCH = 0;
 const INT32_MAX = 0x7fffffff;
 const RESOLVED: Promise<void> = Promise.resolve();
+
+/**
+ * `AppendResult.durable` when the batch is already as durable as the flush policy asks
+ * (flush=interval or os, or a resend already synced): callers may answer without waiting.
+ */
+export const DURABLE_ALREADY: Promise<void> = RESOLVED;
 const noop = (): void => {};
 
 interface Deferred {

@@ -6,6 +6,7 @@ import { REVOCATIONS_TOPIC } from '../../../protocol/revocation.js';
 import { refusal } from './authorize.js';
 import { errorResult } from './errors.js';
 import { bytes, int, list, map, PARTITIONS_PER_REQUEST_MAX, str, type Body } from '../validate.js';
+import { DURABLE_ALREADY } from '../../storage/partition-log.js';
 
 // Produce appends each partition's batch as received: the storage engine validates it
 // (length, magic, CRC), patches the base offset and leader epoch in place and writes the
@@ -64,7 +65,9 @@ export async function handleProduce(body: Body, ctx: RequestContext): Promise<Pr
         result.message = `already written at offset ${appended.baseOffset}`;
       }
       result.logStartOffset = log.logStartOffset;
-      if (acks !== 0) {
+      // Under flush=interval or os the batch is as durable as an ack needs already: no
+      // waiting, and no timer or promises for this request.
+      if (acks !== 0 && appended.durable !== DURABLE_ALREADY) {
         const pending = { result, settled: false };
         waiting.push(pending);
         durable.push(
