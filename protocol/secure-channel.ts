@@ -268,6 +268,8 @@ export class FrameOpener {
 }
 
 const DONE: IteratorResult<Buffer> = { value: undefined, done: true };
+/** The start of every session's read chain, shared: most sessions are read by listen(). */
+const READ_NOTHING: Promise<unknown> = Promise.resolve();
 
 /**
  * The FrameTransport of an established session. Reading pulls inner frames only as its
@@ -278,7 +280,7 @@ class SealedTransport implements FrameTransport {
   private opener: FrameOpener | null = null;
   private ended = false;
   /** Reads run one at a time, so frames open in arrival order even under concurrent next(). */
-  private reading: Promise<unknown> = Promise.resolve();
+  private reading: Promise<unknown> = READ_NOTHING;
   private readonly iterator: AsyncIterator<Buffer>;
   /** Chunks of the frame being reassembled, and their bytes. */
   private parts: Buffer[] = [];

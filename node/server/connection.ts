@@ -26,6 +26,9 @@ import { ConnectionSubscriptions } from './subscriptions.js';
 
 const HELLO_FRAME_BYTES_MAX = 4096;
 
+/** Shared by every connection as the start of its outbound chain. */
+const RESOLVED: Promise<void> = Promise.resolve();
+
 /**
  * A request being handled, and the handler's RequestContext: answered once, by its handler
  * or by its deadline. One object per request (with the two callbacks of its handler's
@@ -159,10 +162,12 @@ export class Connection {
   private served: (() => void) | null = null;
   /** From Hello; read by the request context. */
   clientId = '';
-  private readonly abort = new AbortController();
+  /** Set once the connection has ended: every request's signal is aborted from then on. */
+  private ended = false;
   /** Serializes large responses: one holder at a time may read and send. */
-  private outboundChain: Promise<void> = Promise.resolve();
-  private readonly idle: Set<() => void> = new Set();
+  private outboundChain: Promise<void> = RESOLVED;
+  /** Waiters of whenIdle(), made on first use: a connection of 10,000 keeps no empty Set. */
+  private idle: (() => void)[] | null = null;
   /** Why we closed the connection, when we did; see `closeReasonLabel`. */
   private ourCloseReason: CloseReason | null = null;
   readonly principal: Principal | undefined;
@@ -332,7 +337,7 @@ export class Connection {
   }
 
   private abortAll(): void {
-    this.abort.abort();
+    this.ended = true;
     for (const request of this.pending.unanswered()) request.abort?.abort();
     if (this.pending.size === 0) this.clearDeadlineTimer();
   }
@@ -349,16 +354,17 @@ export class Connection {
   /** Resolves when no request of this connection is in progress. */
   whenIdle(): Promise<void> {
     if (this.inflight === 0) return Promise.resolve();
-    return new Promise((resolve) => this.idle.add(resolve));
+    return new Promise((resolve) => (this.idle ??= []).push(resolve));
   }
 
   private requestDone(frameBytes: number): void {
     this.inflight--;
     this.inflightBytes -= frameBytes;
     if (this.pausedForRoom) this.resumeIfRoom();
-    if (this.inflight === 0 && this.idle.size > 0) {
-      for (const resolve of this.idle) resolve();
-      this.idle.clear();
+    if (this.inflight === 0 && this.idle !== null) {
+      const waiters = this.idle;
+      this.idle = null;
+      for (const resolve of waiters) resolve();
     }
   }
 
@@ -379,7 +385,7 @@ export class Connection {
       this.fail(request, new TributaryError(Errors.INVALID_REQUEST, `unknown request kind ${frame.kind}`));
       return;
     }
-    if (this.abort.signal.aborted) this.signalOf(request);
+    if (this.ended) this.signalOf(request);
     this.track(request);
     let result: Promise<object | undefined>;
     try {
@@ -458,7 +464,7 @@ export class Connection {
   signalOf(request: PendingRequest): AbortSignal {
     if (request.abort === null) {
       request.abort = new AbortController();
-      if (this.abort.signal.aborted) request.abort.abort();
+      if (this.ended) request.abort.abort();
     }
     return request.abort.signal;
   }

@@ -182,8 +182,15 @@ function lastOffsetIn(records: Buffer): number {
   return last;
 }
 
+const NO_SUBSCRIPTIONS: ReadonlyMap<number, Subscription> = new Map();
+
 export class ConnectionSubscriptions {
-  private readonly byId = new Map<number, Subscription>();
+  /** Made with the first subscription: most connections (devices) never subscribe. */
+  private byIdMap: Map<number, Subscription> | null = null;
+
+  private byId(): ReadonlyMap<number, Subscription> {
+    return this.byIdMap ?? NO_SUBSCRIPTIONS;
+  }
   private nextId = 1;
 
   constructor(
@@ -193,7 +200,7 @@ export class ConnectionSubscriptions {
 
   subscribe(body: Body, principal: Principal): SubscribeResponse {
     const { limits, logs } = this.broker;
-    if (this.byId.size >= SUBSCRIPTIONS_MAX) {
+    if (this.byId().size >= SUBSCRIPTIONS_MAX) {
       throw new TributaryError(Errors.INVALID_REQUEST, `a connection may hold at most ${SUBSCRIPTIONS_MAX} subscriptions; unsubscribe one first`);
     }
     if (this.broker.shuttingDown) throw new TributaryError(Errors.SHUTTING_DOWN);
@@ -230,7 +237,7 @@ export class ConnectionSubscriptions {
       subscription.add({ topic, partition, log, position: fetchOffset, unlisten: log.onAppend(() => subscription.wake()) });
       answers.push({ topic, partition, error: Errors.NONE.code });
     }
-    this.byId.set(subscription.id, subscription);
+    (this.byIdMap ??= new Map()).set(subscription.id, subscription);
     // The first push waits for the next turn (see `wake`), after this answer, which is
     // sent when this handler's promise settles, in a microtask: so it follows the answer on
     // the wire and the client knows the id.
@@ -239,7 +246,7 @@ export class ConnectionSubscriptions {
   }
 
   credit(body: Body): void {
-    const subscription = this.byId.get(int(body, 'subscriptionId', 0));
+    const subscription = this.byId().get(int(body, 'subscriptionId', 0));
     if (!subscription) return; // it may have just ended; a late grant is no error
     subscription.credit = Math.min(CREDIT_BYTES_MAX, subscription.credit + int(body, 'bytes', 0, CREDIT_BYTES_MAX));
     subscription.wake();
@@ -247,18 +254,18 @@ export class ConnectionSubscriptions {
 
   unsubscribe(body: Body): void {
     const id = int(body, 'subscriptionId', 0);
-    const subscription = this.byId.get(id);
+    const subscription = this.byId().get(id);
     if (!subscription) throw new TributaryError(Errors.INVALID_REQUEST, `no subscription ${id} on this connection`);
     subscription.close();
-    this.byId.delete(id);
+    this.byIdMap?.delete(id);
   }
 
   get count(): number {
-    return this.byId.size;
+    return this.byId().size;
   }
 
   closeAll(): void {
-    for (const s of this.byId.values()) s.close();
-    this.byId.clear();
+    for (const s of this.byId().values()) s.close();
+    this.byIdMap?.clear();
   }
 }
