@@ -281,7 +281,8 @@ class SealedTransport implements FrameTransport {
   private ended = false;
   /** Reads run one at a time, so frames open in arrival order even under concurrent next(). */
   private reading: Promise<unknown> = READ_NOTHING;
-  private readonly iterator: AsyncIterator<Buffer>;
+  /** Made on first use: sessions read by listen() never need it. */
+  private iterator: AsyncIterator<Buffer> | null = null;
   /** Chunks of the frame being reassembled, and their bytes. */
   private parts: Buffer[] = [];
   private partsBytes = 0;
@@ -293,20 +294,7 @@ class SealedTransport implements FrameTransport {
     /** Zeroed once the peer's header has arrived and the opener holds it. */
     private readonly receiveKey: Buffer,
     public frameBytesMax: number,
-  ) {
-    this.iterator = {
-      next: () => {
-        const result = this.reading.then(() => this.readOne());
-        this.reading = result;
-        return result;
-      },
-      return: async () => {
-        this.ended = true;
-        await this.source.return?.();
-        return DONE;
-      },
-    };
-  }
+  ) {}
 
   private async readOne(): Promise<IteratorResult<Buffer>> {
     for (;;) {
@@ -446,6 +434,18 @@ class SealedTransport implements FrameTransport {
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Buffer> {
+    this.iterator ??= {
+      next: () => {
+        const result = this.reading.then(() => this.readOne());
+        this.reading = result;
+        return result;
+      },
+      return: async () => {
+        this.ended = true;
+        await this.source.return?.();
+        return DONE;
+      },
+    };
     return this.iterator;
   }
 }

@@ -273,111 +273,142 @@ const WS_OPEN = 1;
 
 /** Adapts an open WebSocket (the `ws` package's, on either side) to a FrameTransport. */
 export function socketTransport(socket: WebSocketLike, options: SocketTransportOptions = {}): FrameTransport {
-  // The socket may deliver what it had already read after pause(): the bounds are where
-  // reading stops, exceeded by at most what was in flight.
-  const inbox = new FrameInbox(
-    options.inboxFramesMax ?? INBOX_FRAMES_MAX_DEFAULT,
-    () => socket.pause?.(),
-    () => socket.resume?.(),
-    options.inboxBytesMax ?? INBOX_BYTES_MAX_DEFAULT,
-  );
-  let closeInfo: CloseInfo | null = null;
-  let resolveClosed!: (c: CloseInfo) => void;
-  const closed = new Promise<CloseInfo>((r) => (resolveClosed = r));
-  const drainWaiters: { low: number; resolve: () => void }[] = [];
+  return new SocketTransport(socket, options);
+}
 
-  const checkDrain = (): void => {
-    for (let i = drainWaiters.length - 1; i >= 0; i--) {
-      if (closeInfo || socket.bufferedAmount <= drainWaiters[i].low) {
-        drainWaiters[i].resolve();
-        drainWaiters.splice(i, 1);
-      }
-    }
-  };
+function uncorkTransport(transport: SocketTransport): void {
+  transport.uncork();
+}
 
-  socket.on('message', (data, isBinary) => {
+/**
+ * A class rather than an object of closures: a node holds one per device, and the heap its
+ * full GCs mark grows with every closure a connection keeps.
+ */
+class SocketTransport implements FrameTransport {
+  private readonly inbox: FrameInbox;
+  private closeInfo: CloseInfo | null = null;
+  private resolveClosed!: (c: CloseInfo) => void;
+  readonly closed: Promise<CloseInfo>;
+  private drainWaiters: { low: number; resolve: () => void }[] | null = null;
+  /**
+   * Frames sent in one go of the event loop (a callback and the ticks and microtasks after
+   * it) are held in the socket `ws` writes to and written together once it has run: one
+   * system call, and one wake-up of the peer, instead of one per frame. A handshake sends
+   * several frames in a row (message 3, the stream header, Hello); each write costs tens of
+   * microseconds of kernel time on loopback, more than the JS around it.
+   */
+  private readonly stream: Corkable | null;
+  private corked = false;
+
+  constructor(
+    private readonly socket: WebSocketLike,
+    options: SocketTransportOptions,
+  ) {
+    // The socket may deliver what it had already read after pause(): the bounds are where
+    // reading stops, exceeded by at most what was in flight.
+    this.inbox = new FrameInbox(
+      options.inboxFramesMax ?? INBOX_FRAMES_MAX_DEFAULT,
+      () => socket.pause?.(),
+      () => socket.resume?.(),
+      options.inboxBytesMax ?? INBOX_BYTES_MAX_DEFAULT,
+    );
+    this.closed = new Promise<CloseInfo>((r) => (this.resolveClosed = r));
+    this.stream = socket._socket ?? null;
+    socket.on('message', (data, isBinary) => this.onMessage(data, isBinary));
+    socket.on('close', (code, reason) => this.onClose(code, reason));
+    socket.on('error', (err: Error & { code?: string }) => this.onError(err));
+  }
+
+  onMessage(data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
     if (!isBinary) {
-      transport.close(CloseCode.PROTOCOL_ERROR, 'text frames are not accepted');
+      this.close(CloseCode.PROTOCOL_ERROR, 'text frames are not accepted');
       return;
     }
-    inbox.push(Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data));
-  });
-  socket.on('close', (code, reason) => {
-    closeInfo ??= { code, reason: reason.toString() };
-    inbox.end();
-    checkDrain();
-    resolveClosed(closeInfo);
-  });
-  socket.on('error', (err: Error & { code?: string }) => {
+    this.inbox.push(Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data));
+  }
+
+  onClose(code: number, reason: Buffer): void {
+    this.closeInfo ??= { code, reason: reason.toString() };
+    this.inbox.end();
+    this.checkDrain();
+    this.resolveClosed(this.closeInfo);
+  }
+
+  onError(err: Error & { code?: string }): void {
     // 'close' follows every 'error' in ws. When ws itself refused what the peer sent, it
     // closes with a status the 'close' event does not carry (it reports the peer's, or
     // 1006), so keep ws's reason here: an oversized message is 1009, anything else 1002.
     if (typeof err.code === 'string' && err.code.startsWith('WS_ERR_')) {
-      closeInfo ??= { code: err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? CloseCode.TOO_BIG : CloseCode.PROTOCOL_ERROR, reason: err.message };
-      inbox.end();
+      this.closeInfo ??= { code: err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? CloseCode.TOO_BIG : CloseCode.PROTOCOL_ERROR, reason: err.message };
+      this.inbox.end();
     }
-  });
+  }
 
-  // Frames sent in one go of the event loop (a callback and the ticks and microtasks after
-  // it) are held in the socket and written together once it has run: one system call, and
-  // one wake-up of the peer, instead of one per frame. A handshake sends several frames in a
-  // row (message 3, the stream header, Hello); each write costs tens of microseconds of
-  // kernel time on loopback, more than the JS around it.
-  const stream = socket._socket ?? null;
-  let corked = false;
-  const uncork = (): void => {
-    corked = false;
-    stream?.uncork();
+  /** Wakes the `drained()` waiters whose mark the socket's buffer has fallen to. */
+  private readonly checkDrain = (): void => {
+    const waiters = this.drainWaiters;
+    if (waiters === null) return;
+    for (let i = waiters.length - 1; i >= 0; i--) {
+      if (this.closeInfo || this.socket.bufferedAmount <= waiters[i].low) {
+        waiters[i].resolve();
+        waiters.splice(i, 1);
+      }
+    }
   };
 
-  const transport: FrameTransport = {
-    send(frame) {
-      if (closeInfo || socket.readyState !== WS_OPEN) return;
-      if (stream !== null && !corked) {
-        corked = true;
-        stream.cork();
-        process.nextTick(uncork);
-      }
-      // The write callback is what wakes `drained()` waiters as bytes leave; always pass it,
-      // since a waiter may arrive after this send and before the socket drains.
-      socket.send(frame, checkDrain);
-    },
-    get bufferedBytes() {
-      return socket.bufferedAmount;
-    },
-    drained(lowBytes) {
-      if (closeInfo || socket.bufferedAmount <= lowBytes) return Promise.resolve();
-      return new Promise((resolve) => {
-        drainWaiters.push({ low: lowBytes, resolve });
-        // ws calls send callbacks as data is written; poll once in case none is pending.
-        setImmediate(checkDrain);
-      });
-    },
-    close(code = CloseCode.NORMAL, reason = '') {
-      if (closeInfo) return;
-      closeInfo = { code, reason };
-      inbox.end();
-      try {
-        socket.close(code, reason.slice(0, 120));
-      } catch {
-        socket.terminate?.();
-      }
-      checkDrain();
-    },
-    get closed() {
-      return closed;
-    },
-    get isClosed() {
-      return closeInfo !== null;
-    },
-    listen(listener) {
-      return inbox.listen(listener);
-    },
-    [Symbol.asyncIterator]() {
-      return inbox[Symbol.asyncIterator]();
-    },
-  };
-  return transport;
+  uncork(): void {
+    this.corked = false;
+    this.stream?.uncork();
+  }
+
+  send(frame: Uint8Array): void {
+    if (this.closeInfo || this.socket.readyState !== WS_OPEN) return;
+    if (this.stream !== null && !this.corked) {
+      this.corked = true;
+      this.stream.cork();
+      process.nextTick(uncorkTransport, this);
+    }
+    // The write callback is what wakes `drained()` waiters as bytes leave; always pass it,
+    // since a waiter may arrive after this send and before the socket drains.
+    this.socket.send(frame, this.checkDrain);
+  }
+
+  get bufferedBytes(): number {
+    return this.socket.bufferedAmount;
+  }
+
+  drained(lowBytes: number): Promise<void> {
+    if (this.closeInfo || this.socket.bufferedAmount <= lowBytes) return Promise.resolve();
+    return new Promise((resolve) => {
+      (this.drainWaiters ??= []).push({ low: lowBytes, resolve });
+      // ws calls send callbacks as data is written; poll once in case none is pending.
+      setImmediate(this.checkDrain);
+    });
+  }
+
+  close(code: number = CloseCode.NORMAL, reason = ''): void {
+    if (this.closeInfo) return;
+    this.closeInfo = { code, reason };
+    this.inbox.end();
+    try {
+      this.socket.close(code, reason.slice(0, 120));
+    } catch {
+      this.socket.terminate?.();
+    }
+    this.checkDrain();
+  }
+
+  get isClosed(): boolean {
+    return this.closeInfo !== null;
+  }
+
+  listen(listener: FrameListener): FrameFlow {
+    return this.inbox.listen(listener);
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Buffer> {
+    return this.inbox[Symbol.asyncIterator]();
+  }
 }
 
 /**
@@ -386,22 +417,48 @@ export function socketTransport(socket: WebSocketLike, options: SocketTransportO
  * what is sent or a node remembering why it closed.
  */
 export function forwardingTransport(inner: FrameTransport, overrides: Partial<Pick<FrameTransport, 'send' | 'close'>>): FrameTransport {
-  return {
-    send: overrides.send ?? ((frame) => inner.send(frame)),
-    get bufferedBytes() {
-      return inner.bufferedBytes;
-    },
-    drained: (lowBytes) => inner.drained(lowBytes),
-    close: overrides.close ?? ((code, reason) => inner.close(code, reason)),
-    get closed() {
-      return inner.closed;
-    },
-    get isClosed() {
-      return inner.isClosed;
-    },
-    listen: inner.listen ? (listener) => inner.listen!(listener) : undefined,
-    [Symbol.asyncIterator]: () => inner[Symbol.asyncIterator](),
-  };
+  return new ForwardingTransport(inner, overrides);
+}
+
+class ForwardingTransport implements FrameTransport {
+  constructor(
+    private readonly inner: FrameTransport,
+    private readonly overrides: Partial<Pick<FrameTransport, 'send' | 'close'>>,
+  ) {}
+
+  listen(listener: FrameListener): FrameFlow {
+    return readFrames(this.inner, listener);
+  }
+
+  send(frame: Uint8Array): void {
+    if (this.overrides.send) this.overrides.send(frame);
+    else this.inner.send(frame);
+  }
+
+  get bufferedBytes(): number {
+    return this.inner.bufferedBytes;
+  }
+
+  drained(lowBytes: number): Promise<void> {
+    return this.inner.drained(lowBytes);
+  }
+
+  close(code?: number, reason?: string): void {
+    if (this.overrides.close) this.overrides.close(code, reason);
+    else this.inner.close(code, reason);
+  }
+
+  get closed(): Promise<CloseInfo> {
+    return this.inner.closed;
+  }
+
+  get isClosed(): boolean {
+    return this.inner.isClosed;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Buffer> {
+    return this.inner[Symbol.asyncIterator]();
+  }
 }
 
 /** Two transports joined in memory, for tests and deterministic simulation. */
