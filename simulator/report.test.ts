@@ -48,6 +48,7 @@ function run(overrides: Partial<RunResult> = {}): RunResult {
       connectSeconds: 2.5,
       allConnected: {
         fromSeconds: 3,
+        toSeconds: 30,
         latency: { count: 11_000, p50: 3, p90: 6, p99: 12, p999: 24, max: 48 },
         ackLatency: { count: 11_000, p50: 1.25, p90: 2.5, p99: 5, p999: 10, max: 14 },
       },
@@ -177,7 +178,7 @@ describe('terminalSummary', () => {
     expect(text).toContain('all 200 devices in 2.5 s');
     expect(text).toMatch(/send-to-ack +12,340 +1\.50 +3\.00 +6\.00 +12\.0 +15\.0/);
     expect(text).toMatch(/produce-to-consume +12,340 +3\.25 +6\.50 +13\.0 +26\.0 +123/);
-    expect(text).toMatch(/send-to-ack, all connected \(from 3\.0 s\) +11,000 +1\.25 +2\.50 +5\.00 +10\.0 +14\.0/);
+    expect(text).toMatch(/send-to-ack, all connected \(3\.0-30\.0 s\) +11,000 +1\.25 +2\.50 +5\.00 +10\.0 +14\.0/);
     expect(text).toMatch(/produce-to-consume, all connected +11,000 +3\.00 +6\.00 +12\.0 +24\.0 +48\.0/);
     expect(text).toMatch(/ECONNRESET +3\n +TIMEOUT +2/);
     // RSS rises 61..90 over the samples: peak 90, mean 75.5; CPU is flat at 40.
@@ -236,7 +237,7 @@ describe('htmlReport', () => {
     const html = htmlReport(run());
     expectBalancedTags(html);
     expectSelfContained(html);
-    expect(html).toMatch(/send-to-ack, all connected \(from 3\.0 s\)<\/t[dh]>\s*<td[^>]*>11,000<\/td>/);
+    expect(html).toMatch(/send-to-ack, all connected \(3\.0-30\.0 s\)<\/t[dh]>\s*<td[^>]*>11,000<\/td>/);
     expect(html.match(/<svg\b/g)).toHaveLength(6);
     for (const id of ['chart-throughput', 'chart-latency', 'chart-ack-latency', 'chart-devices', 'chart-node-rss', 'chart-node-cpu']) svgById(html, id);
     const throughput = svgById(html, 'chart-throughput');

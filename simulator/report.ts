@@ -114,14 +114,14 @@ function rateRows(result: RunResult): string[][] {
 
 /**
  * The latency table, for both reports: header row first. Below the whole run's rows, the
- * same latencies once every device was connected, when they were.
+ * same latencies while every device was connected under load, when they were.
  */
 function latencyRows(result: RunResult): string[][] {
   const rows = [['', 'count', 'p50', 'p90', 'p99', 'p99.9', 'max'], ...latencyKinds.map((k) => [k.name, ...percentileCells(k.pick(result))])];
   const all = result.totals.allConnected;
   if (all) {
-    const from = `from ${formatSeconds(all.fromSeconds)}`;
-    rows.push([`send-to-ack, all connected (${from})`, ...percentileCells(all.ackLatency)]);
+    const span = `${all.fromSeconds.toFixed(1)}-${formatSeconds(all.toSeconds)}`;
+    rows.push([`send-to-ack, all connected (${span})`, ...percentileCells(all.ackLatency)]);
     rows.push([`produce-to-consume, all connected`, ...percentileCells(all.latency)]);
   }
   return rows;

@@ -181,8 +181,11 @@ async function playScenario(play: Play): Promise<RunResult> {
   const errorsByName: Record<string, number> = {};
   const totals = { sent: 0, acked: 0, failed: 0, read: 0 };
   const totalAckLatency = new LatencyHistogram();
-  // From the first sample that counts every device connected (the fleet at full load).
+  // From the first sample that counts every device connected (the fleet at full load) to
+  // the last one before the load stops.
   let allConnectedAt: number | null = null;
+  let allConnectedUntil = 0;
+  let loadRunning = true;
   const allConnectedAckLatency = new LatencyHistogram();
   const samples: Sample[] = [];
   const actions: { at: number; what: string }[] = [];
@@ -233,11 +236,15 @@ async function playScenario(play: Play): Promise<RunResult> {
     totals.failed += window.failed;
     totals.read += read.read;
     totalAckLatency.merge(window.ackLatency);
-    if (allConnectedAt !== null) allConnectedAckLatency.merge(window.ackLatency);
+    if (allConnectedAt !== null && loadRunning) {
+      allConnectedAckLatency.merge(window.ackLatency);
+      allConnectedUntil = sample.at;
+    }
     window.reset();
     samples.push(sample);
-    if (allConnectedAt === null && sample.devicesConnected >= scenario.devices) {
+    if (allConnectedAt === null && loadRunning && sample.devicesConnected >= scenario.devices) {
       allConnectedAt = sample.at;
+      allConnectedUntil = sample.at;
       verifier?.startAllConnected();
     }
     progress.update(sample);
@@ -265,6 +272,9 @@ async function playScenario(play: Play): Promise<RunResult> {
       nextSampleAt += 1;
     }
   }
+
+  loadRunning = false;
+  verifier?.endAllConnected();
 
   // A node the scenario left down cannot answer the last sends or the verifier: bring it back.
   if (node && !node.isRunning) {
@@ -319,6 +329,7 @@ async function playScenario(play: Play): Promise<RunResult> {
           ? null
           : {
               fromSeconds: allConnectedAt,
+              toSeconds: allConnectedUntil,
               latency: verifier?.latencyAllConnected() ?? emptyPercentiles(),
               ackLatency: allConnectedAckLatency.percentiles(),
             },

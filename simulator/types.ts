@@ -91,10 +91,11 @@ export interface RunResult {
     connectSeconds: number | null;
     /**
      * The same latencies counted only from the first sample in which every device was
-     * connected to the end of the run: the fleet at full load, without its connect ramp.
-     * Null when the devices were never all connected.
+     * connected to the last sample before the load stopped (devices then disconnect): the
+     * fleet at full load, without its connect ramp. Null when the devices were never all
+     * connected during the load.
      */
-    allConnected: { fromSeconds: number; latency: Percentiles; ackLatency: Percentiles } | null;
+    allConnected: { fromSeconds: number; toSeconds: number; latency: Percentiles; ackLatency: Percentiles } | null;
     errors: Record<string, number>;
   };
   /** What the scenario did to the node (kill, restart, drop connections), with times. */

@@ -199,8 +199,9 @@ export class EventLedger {
   private readSinceSample = 0;
   private readonly interval = new LatencyHistogram();
   private readonly total = new LatencyHistogram();
-  /** From `startAllConnected()` on: the latency of events read once every device was connected. */
+  /** From `startAllConnected()` to `endAllConnected()`: the latency of events read then. */
   private allConnected: LatencyHistogram | null = null;
+  private allConnectedEnded = false;
 
   /** An acknowledged send. O(1) amortized. */
   noteAcked(device: string, seq: number): void {
@@ -238,7 +239,12 @@ export class EventLedger {
 
   /** Every device is connected: from now on read latencies are also counted apart. Once. */
   startAllConnected(): void {
-    this.allConnected ??= new LatencyHistogram();
+    if (!this.allConnectedEnded) this.allConnected ??= new LatencyHistogram();
+  }
+
+  /** The load has stopped: nothing more is counted apart. */
+  endAllConnected(): void {
+    this.allConnectedEnded = true;
   }
 
   /** Produce-to-read latency of the events read since `startAllConnected()`; null before. */
@@ -297,7 +303,7 @@ export class EventLedger {
     const latencyMs = nowMs - event.t;
     this.interval.record(latencyMs);
     this.total.record(latencyMs);
-    this.allConnected?.record(latencyMs);
+    if (!this.allConnectedEnded) this.allConnected?.record(latencyMs);
     if (!added) {
       // A second log entry with this (device, sequence): the log holds it twice. Not also
       // counted out of order, since it is not a new event.
@@ -431,6 +437,11 @@ export class Verifier {
   /** Every device is connected: read latencies from now on are also counted apart. */
   startAllConnected(): void {
     this.ledger.startAllConnected();
+  }
+
+  /** The load has stopped: nothing more is counted apart. */
+  endAllConnected(): void {
+    this.ledger.endAllConnected();
   }
 
   /** Produce-to-read latency of the events read since `startAllConnected()`; null before. */

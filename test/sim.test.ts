@@ -53,6 +53,9 @@ actions:
     const all = result.totals.allConnected;
     expect(all).not.toBeNull();
     expect(all!.fromSeconds).toBeLessThan(12);
+    // Until the last sample of the load (30 s), not through the stop.
+    expect(all!.toSeconds).toBeGreaterThan(all!.fromSeconds);
+    expect(all!.toSeconds).toBeLessThanOrEqual(30.5);
     expect(all!.ackLatency.count).toBeGreaterThan(0);
     expect(all!.ackLatency.count).toBeLessThan(result.totals.ackLatency.count);
     expect(all!.latency.count).toBeGreaterThan(0);
