@@ -120,7 +120,7 @@ function latencyRows(result: RunResult): string[][] {
   const rows = [['', 'count', 'p50', 'p90', 'p99', 'p99.9', 'max'], ...latencyKinds.map((k) => [k.name, ...percentileCells(k.pick(result))])];
   const all = result.totals.allConnected;
   if (all) {
-    const span = `${all.fromSeconds.toFixed(1)}-${formatSeconds(all.toSeconds)}`;
+    const span = `${all.fromSeconds.toFixed(1)}-${all.toSeconds.toFixed(1)} s`;
     rows.push([`send-to-ack, all connected (${span})`, ...percentileCells(all.ackLatency)]);
     rows.push([`produce-to-consume, all connected`, ...percentileCells(all.latency)]);
   }
