@@ -91,8 +91,80 @@ export class PartitionQueue {
   gapAhead = false;
   /** Waiting for its batches on the wire to land, to start again under a new producer id. */
   resetting = false;
+  /** Where it stands in its producer's OpenQueues; -1 when it has no open batch. */
+  openAt = -1;
   constructor(
     readonly topic: string,
     readonly partition: number,
   ) {}
+}
+
+/**
+ * The partition queues that have an open batch, in the order they opened one: a Set would
+ * do, but V8 reallocates a Set's table as entries come and go, and a device's producer adds
+ * and removes its one queue at every send. That table then lived until the next send, a
+ * second later: long enough to be promoted, and left for a full GC. This reuses one array.
+ */
+export class OpenQueues {
+  private readonly items: (PartitionQueue | null)[] = [];
+  /** Slots in use (some may be null, removed), and the queues listed. */
+  private end = 0;
+  private count = 0;
+  private iterating = false;
+
+  get size(): number {
+    return this.count;
+  }
+
+  add(q: PartitionQueue): void {
+    if (q.openAt >= 0) return;
+    // Queues that closed their batch leave holes while others stay open: close them up
+    // before the array would grow past twice what is listed.
+    if (this.end === this.items.length && this.count * 2 < this.end && !this.iterating) this.compact();
+    if (this.end === this.items.length) this.items.push(null);
+    q.openAt = this.end;
+    this.items[this.end++] = q;
+    this.count++;
+  }
+
+  delete(q: PartitionQueue): void {
+    const at = q.openAt;
+    if (at < 0) return;
+    this.items[at] = null;
+    q.openAt = -1;
+    this.count--;
+    if (this.count === 0 && !this.iterating) this.end = 0;
+  }
+
+  /** Calls `fn` on each queue listed, oldest first; `fn` may remove it (or add others, also visited). */
+  forEach(fn: (q: PartitionQueue) => void): void {
+    const outer = this.iterating;
+    this.iterating = true;
+    try {
+      for (let i = 0; i < this.end; i++) {
+        const q = this.items[i];
+        if (q !== null && q.openAt === i) fn(q);
+      }
+    } finally {
+      this.iterating = outer;
+      if (!outer && this.count === 0) this.end = 0;
+    }
+  }
+
+  /** Array slots in use, listed or not: what `add` reuses instead of growing. */
+  get slots(): number {
+    return this.end;
+  }
+
+  private compact(): void {
+    let to = 0;
+    for (let i = 0; i < this.end; i++) {
+      const q = this.items[i];
+      if (q === null) continue;
+      q.openAt = to;
+      this.items[to++] = q;
+    }
+    for (let i = to; i < this.end; i++) this.items[i] = null;
+    this.end = to;
+  }
 }

@@ -28,7 +28,7 @@ import { Compression, type Header, type Record as BatchRecord } from '../protoco
 import type { Client } from './client.js';
 import { clientClosed, wireError } from './errors.js';
 import { IDEMPOTENT_IN_FLIGHT_MAX } from './idempotence.js';
-import { Batch, PartitionQueue, SendGroup } from './producer-batch.js';
+import { Batch, OpenQueues, PartitionQueue, SendGroup } from './producer-batch.js';
 import { Sender, type SenderConfig } from './sender.js';
 import { cborHeader, isCborPayload, KEY_CONTENT_TYPE, CONTENT_TYPE, payloadBytes, toHeaders, type HeadersInit, type Payload } from './serde.js';
 import { soon } from './soon.js';
@@ -149,7 +149,7 @@ export class Producer {
   private blockTimer: NodeJS.Timeout | null = null;
   private blockTimerAt = Infinity;
   private bufferedBytesNow = 0;
-  private readonly withOpenBatch = new Set<PartitionQueue>();
+  private readonly withOpenBatch = new OpenQueues();
   private lingerTimer: NodeJS.Timeout | null = null;
   /** With lingerMs 0: a microtask will send the open batches. */
   private lingerQueued = false;
@@ -468,7 +468,7 @@ export class Producer {
   }
 
   private sealAll(): void {
-    for (const q of this.withOpenBatch) this.seal(q);
+    this.withOpenBatch.forEach((q) => this.seal(q));
   }
 
   private armLinger(): void {
