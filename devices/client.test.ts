@@ -87,6 +87,42 @@ describe('Client', () => {
     expect(node.maxInflightSeen).toBe(2);
   });
 
+  it('matches answers to requests with more on the wire than its small table holds, in any order', async () => {
+    const node = new FakeNode();
+    node.inflightMax = 32;
+    const held: { topic: string; answer: () => void }[] = [];
+    node.hook = (req) =>
+      new Promise((resolve) => {
+        const topic = (req.body.topics as string[])[0];
+        held.push({ topic, answer: () => resolve({ answer: { nodeId: 'fake', topics: [{ name: topic, error: 0, partitions: [], config: {} }] } }) });
+      });
+    const client = await connectTo(node);
+    const names = Array.from({ length: 20 }, (_, i) => `t${i}`);
+    const answers = names.map((name) => client.request(Kind.Metadata, { topics: [name] }));
+    await until(() => held.length === 20, 'all twenty on the wire');
+    // Last first, then the rest from the middle out: each answer must reach its own request.
+    const order = [19, ...Array.from({ length: 19 }, (_, i) => (i % 2 === 0 ? 9 - i / 2 : 10 + (i - 1) / 2))];
+    for (const i of order) held[i].answer();
+    const got = await Promise.all(answers);
+    expect(got.map((a) => a.topics[0].name)).toEqual(names);
+    expect(client.pendingRequests).toBe(0);
+    await client.close();
+  });
+
+  it('a lost connection fails every request on the wire, oldest first', async () => {
+    const node = new FakeNode();
+    node.inflightMax = 32;
+    node.hook = () => 'silent';
+    const client = await connectTo(node, { reconnect: { initialMs: 60_000, maxMs: 60_000 } });
+    const failed: number[] = [];
+    const answers = Array.from({ length: 12 }, (_, i) => client.request(Kind.Metadata, {}).catch(() => void failed.push(i)));
+    await until(() => node.requests.length >= 13, 'twelve requests on the wire');
+    node.dropConnections();
+    await Promise.all(answers);
+    expect(failed).toEqual(Array.from({ length: 12 }, (_, i) => i));
+    await client.close();
+  });
+
   it('bounds the local queue: past requestQueueMax a request fails at once with TOO_MANY_REQUESTS', async () => {
     const node = new FakeNode();
     node.inflightMax = 1;

@@ -216,6 +216,63 @@ const INBOUND_FRAME_BYTES_MAX = 256 * 1024 * 1024;
 
 let clientCount = 0;
 
+/** Requests on the wire a client keeps in its array before it uses a Map. */
+const INFLIGHT_FEW = 8;
+
+/**
+ * The requests on the wire, by correlation id. A device has one or two at a time: they stay
+ * in a small array, searched in order, and only past INFLIGHT_FEW in a Map. V8 reallocates
+ * a Map's table as entries come and go, one per request here, and that table then lived
+ * until the next request a second later: long enough to be promoted, and left for a full GC.
+ */
+class InflightTable {
+  private readonly few: Pending[] = [];
+  private many: Map<number, Pending> | null = null;
+
+  get size(): number {
+    return this.few.length + (this.many?.size ?? 0);
+  }
+
+  get(correlationId: number): Pending | undefined {
+    const few = this.few;
+    for (let i = 0; i < few.length; i++) if (few[i].correlationId === correlationId) return few[i];
+    return this.many?.get(correlationId);
+  }
+
+  has(correlationId: number): boolean {
+    return this.get(correlationId) !== undefined;
+  }
+
+  /** Adds a request on the wire (correlation ids are unique among them). */
+  set(correlationId: number, p: Pending): void {
+    if (this.few.length < INFLIGHT_FEW) this.few.push(p);
+    else (this.many ??= new Map()).set(correlationId, p);
+  }
+
+  delete(correlationId: number): boolean {
+    const few = this.few;
+    for (let i = 0; i < few.length; i++) {
+      if (few[i].correlationId !== correlationId) continue;
+      // In place, keeping the order: the array is short.
+      for (let j = i + 1; j < few.length; j++) few[j - 1] = few[j];
+      few.pop();
+      return true;
+    }
+    return this.many?.delete(correlationId) ?? false;
+  }
+
+  /** A copy, oldest first (as a Map gives them): settling them may change the table. */
+  values(): Pending[] {
+    if (this.many === null) return [...this.few];
+    return [...this.few, ...this.many.values()].sort((a, b) => a.correlationId - b.correlationId);
+  }
+
+  clear(): void {
+    this.few.length = 0;
+    this.many = null;
+  }
+}
+
 export class Client {
   readonly url: string;
   readonly clientId: string;
@@ -232,7 +289,7 @@ export class Client {
   private limitsNow: NodeLimits = BEFORE_HELLO_LIMITS;
   private nodeIdNow = '';
   private nextCorrelationId = 1;
-  private readonly inflight = new Map<number, Pending>();
+  private readonly inflight = new InflightTable();
   private readonly queue: Pending[] = [];
   private queueHead = 0;
   private queuedLive = 0;
