@@ -116,8 +116,21 @@ export class ProducerStateManager {
       this.producers.set(producerId, entry);
     }
     entry.lastMs = Math.max(entry.lastMs, nowMs);
-    entry.batches.push({ firstSeq: baseSequence, lastSeq: nextSequence(baseSequence, recordCount - 1), firstOffset, lastOffset: firstOffset + recordCount - 1 });
-    if (entry.batches.length > PRODUCER_BATCHES_KEPT) entry.batches.shift();
+    const lastSeq = nextSequence(baseSequence, recordCount - 1);
+    const lastOffset = firstOffset + recordCount - 1;
+    if (entry.batches.length < PRODUCER_BATCHES_KEPT) {
+      entry.batches.push({ firstSeq: baseSequence, lastSeq, firstOffset, lastOffset });
+      return;
+    }
+    // The oldest record is reused for the newest: a producer appends a batch a second, so a
+    // new object each time lived five seconds, long enough to be promoted and left for a
+    // full GC. (check() hands records out, but every caller reads them at once.)
+    const reused = entry.batches.shift() as ProducerBatch;
+    reused.firstSeq = baseSequence;
+    reused.lastSeq = lastSeq;
+    reused.firstOffset = firstOffset;
+    reused.lastOffset = lastOffset;
+    entry.batches.push(reused);
   }
 
   /** Forgets producers idle since before `nowMs - PRODUCER_ID_EXPIRATION_MS`. */
