@@ -99,14 +99,17 @@ class PendingRequest implements RequestContext {
 
 /**
  * The requests of a connection not yet answered, in arrival order (which is deadline order).
- * An array with lazy removal, not a Set: V8 reallocates a Set's table when a delete empties
- * it, and a device's connection empties it at every request, so each request left a new
- * table behind, alive until the next request a second later: promoted, then collected by a
- * major GC.
+ * Not a Set: V8 reallocates a Set's table as entries come and go, and a device's connection
+ * adds and removes one at every request, so each request left a new table behind, alive
+ * until the next request a second later: promoted, then collected by a major GC. An array
+ * reused in place instead (emptying it with `length = 0` would reallocate it too), with
+ * answered requests dropped lazily from the front.
  */
 class PendingQueue {
-  private items: (PendingRequest | undefined)[] = [];
+  private readonly items: (PendingRequest | undefined)[] = [];
   private head = 0;
+  /** Slots in use: items[head, end) hold requests, some answered. */
+  private end = 0;
   private live = 0;
 
   get size(): number {
@@ -114,7 +117,9 @@ class PendingQueue {
   }
 
   add(request: PendingRequest): void {
-    this.items.push(request);
+    if (this.end === this.items.length) this.items.push(request);
+    else this.items[this.end] = request;
+    this.end++;
     this.live++;
   }
 
@@ -122,23 +127,29 @@ class PendingQueue {
   dropAnswered(): void {
     this.live--;
     const items = this.items;
-    while (this.head < items.length && (items[this.head] as PendingRequest).answered) items[this.head++] = undefined;
-    if (this.head === items.length) {
-      items.length = 0;
+    while (this.head < this.end && (items[this.head] as PendingRequest).answered) items[this.head++] = undefined;
+    if (this.head === this.end) {
       this.head = 0;
-    } else if (items.length - this.head > 2 * this.live + 64) {
-      // Answered ones wait behind a slow one at the front (a long-poll Fetch): drop them.
-      this.items = items.slice(this.head).filter((r) => r !== undefined && !r.answered);
+      this.end = 0;
+    } else if (this.end - this.head > 2 * this.live + 64) {
+      // Answered ones wait behind a slow one at the front (a long-poll Fetch): close up.
+      let to = 0;
+      for (let i = this.head; i < this.end; i++) {
+        const r = items[i] as PendingRequest;
+        if (!r.answered) items[to++] = r;
+      }
+      for (let i = to; i < this.end; i++) items[i] = undefined;
       this.head = 0;
+      this.end = to;
     }
   }
 
   /** The unanswered requests, oldest first, as a copy (answering them changes the queue). */
   unanswered(): PendingRequest[] {
     const out: PendingRequest[] = [];
-    for (let i = this.head; i < this.items.length; i++) {
-      const r = this.items[i];
-      if (r !== undefined && !r.answered) out.push(r);
+    for (let i = this.head; i < this.end; i++) {
+      const r = this.items[i] as PendingRequest;
+      if (!r.answered) out.push(r);
     }
     return out;
   }
@@ -427,18 +438,9 @@ export class Connection {
       this.broker.logger.error({ request: kindName(frame.kind), clientId: this.clientId, err: (err as Error)?.stack ?? String(err) }, 'request failed unexpectedly');
       response = { error: Errors.UNKNOWN.code, message: `unexpected server error: ${(err as Error)?.message ?? String(err)}` };
     }
-    if (frame.kind === Kind.Hello && response.error !== Errors.NONE.code) {
-      request.answered = true;
-      request.finished = true;
-      this.untrack();
-      this.broker.metrics.observeRequest(frame.kind, (performance.now() - request.startedAt) / 1000, response);
-      this.send(frame, response);
-      request.releaseOutbound?.();
-      this.close(CloseCode.POLICY_VIOLATION, response.message, 'hello_invalid');
-      this.requestFinished(request, false);
-      return;
-    }
     this.answer(request, response);
+    // A failed Hello is answered with why, then the connection ends.
+    if (frame.kind === Kind.Hello && response.error !== Errors.NONE.code) this.close(CloseCode.POLICY_VIOLATION, response.message, 'hello_invalid');
   }
 
   /** Past its deadline: its signal is aborted and it is answered REQUEST_TIMED_OUT. */
