@@ -6,6 +6,7 @@
 import { connect, webSocketTransportFactory, type Connection, type FrameTransport, type IdentityKeyPair, type Producer } from '../devices/index.js';
 import { createModel, deviceSeed, mulberry32, nextGapMs, type SensorModel } from './models.js';
 import type { LatencyHistogram } from './histogram.js';
+import type { SendClock, Timed } from './send-clock.js';
 import type { ModelSpec } from './scenario.js';
 import type { SimEvent } from './types.js';
 
@@ -34,6 +35,8 @@ export interface DeviceOptions {
   stats: DeviceStats;
   /** Multiplies the model's rate (the scenario's phases); read before each event. */
   rateFactor: () => number;
+  /** The worker's clock, which runs every device's next event. */
+  clock: SendClock;
   onConnectionChange: (connected: boolean) => void;
 }
 
@@ -85,7 +88,7 @@ export class AckedRanges {
 /** Longest a producer waits for its last sends at the end of the run before it gives up. */
 const CLOSE_TIMEOUT_MS = 30_000;
 
-export class Device {
+export class Device implements Timed {
   readonly id: string;
   readonly acked = new AckedRanges();
   private connection: Connection | null = null;
@@ -95,11 +98,20 @@ export class Device {
   private readonly random: () => number;
   private readonly padding: string;
   private seq = 0;
-  private timer: NodeJS.Timeout | null = null;
+  /** On the clock: when the next event is due, and where it sits in the clock's heap. */
+  dueAt = 0;
+  heapIndex = -1;
+  /** The rate factor read when the next event was scheduled: 0 means a pause. */
+  private scheduledFactor = 0;
   private running = false;
   private stopped = false;
   private connected = false;
-  private readonly pending = new Set<Promise<void>>();
+  /**
+   * Sends not yet settled, and who waits for none to be left. A count, not a set of the
+   * sends' promises: a Set emptied at every acknowledgement reallocates its table each time.
+   */
+  private inFlight = 0;
+  private whenSettled: (() => void) | null = null;
 
   constructor(private readonly options: DeviceOptions) {
     this.id = deviceId(options.index);
@@ -153,12 +165,16 @@ export class Device {
   private schedule(): void {
     if (!this.running) return;
     const factor = this.options.rateFactor();
+    this.scheduledFactor = factor;
     // Rate factor 0 is a pause: look again in a second.
     const gap = factor > 0 ? nextGapMs(this.options.model.ratePerSecond * factor, this.options.model.jitter, this.random) : 1000;
-    this.timer = setTimeout(() => {
-      if (factor > 0) this.sendOne();
-      this.schedule();
-    }, gap);
+    this.options.clock.schedule(this, gap);
+  }
+
+  /** Called by the clock when the next event is due. */
+  fire(): void {
+    if (this.scheduledFactor > 0) this.sendOne();
+    this.schedule();
   }
 
   private sendOne(): void {
@@ -169,20 +185,30 @@ export class Device {
     const event: SimEvent = { d: this.id, s: this.seq++, t: Date.now(), k: this.model.kind, p: this.padding ? { v: reading, pad: this.padding } : reading };
     stats.sent += 1;
     const sentAt = performance.now();
-    const done = producer.send(this.options.topic, { key: this.id, value: event }).then(
+    this.inFlight += 1;
+    producer.send(this.options.topic, { key: this.id, value: event }).then(
       () => {
         stats.acked += 1;
         stats.ackLatency.record(performance.now() - sentAt);
         this.acked.add(event.s);
+        this.settled();
       },
       (err: unknown) => {
         stats.failed += 1;
         const name = errorName(err);
         stats.errors.set(name, (stats.errors.get(name) ?? 0) + 1);
+        this.settled();
       },
     );
-    this.pending.add(done);
-    void done.finally(() => this.pending.delete(done));
+  }
+
+  private settled(): void {
+    this.inFlight -= 1;
+    if (this.inFlight === 0 && this.whenSettled !== null) {
+      const resolve = this.whenSettled;
+      this.whenSettled = null;
+      resolve();
+    }
   }
 
   /** Closes the socket under the client, as a lost network does; the SDK reconnects. */
@@ -194,9 +220,11 @@ export class Device {
   async stop(): Promise<void> {
     this.running = false;
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    const settled = Promise.allSettled([...this.pending]);
-    await Promise.race([settled, new Promise((r) => setTimeout(r, CLOSE_TIMEOUT_MS).unref())]);
+    this.options.clock.cancel(this);
+    if (this.inFlight > 0) {
+      const settled = new Promise<void>((r) => (this.whenSettled = r));
+      await Promise.race([settled, new Promise((r) => setTimeout(r, CLOSE_TIMEOUT_MS).unref())]);
+    }
     await this.connection?.close().catch(() => undefined);
     this.setConnected(false);
   }

@@ -7,6 +7,7 @@ import { generateIdentity } from '../protocol/key-file.js';
 import { issueCredential } from '../protocol/credential.js';
 import { Device, errorName, type DeviceAuth, type DeviceStats } from './device.js';
 import { LatencyHistogram } from './histogram.js';
+import { SendClock } from './send-clock.js';
 import { modelFor, type Scenario } from './scenario.js';
 
 export interface WorkerInit {
@@ -46,6 +47,8 @@ const STATS_INTERVAL_MS = 250;
 export class DeviceGroup {
   readonly devices: Device[] = [];
   private readonly stats: DeviceStats = { sent: 0, acked: 0, failed: 0, errors: new Map(), ackLatency: new LatencyHistogram() };
+  /** One clock for all of this process's devices (see send-clock.ts). */
+  private readonly clock = new SendClock();
   private connected = 0;
   private everConnected = 0;
   private allConnectedAtMs: number | null = null;
@@ -74,6 +77,7 @@ export class DeviceGroup {
         auth,
         stats: this.stats,
         rateFactor: () => this.factor,
+        clock: this.clock,
         onConnectionChange: (up) => {
           this.connected += up ? 1 : -1;
           if (up && !seen) {
