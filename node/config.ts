@@ -4,6 +4,7 @@
 // operations issue; the shape here is the one it extends.)
 
 import { readFileSync } from 'node:fs';
+import { parseCidr } from './address-ranges.js';
 import cron from 'node-cron';
 import { createRequire } from 'node:module';
 import { Errors, TributaryError } from '../protocol/errors.js';
@@ -36,7 +37,49 @@ export interface Limits {
   helloTimeoutMs: number;
   /** Partitions on this node, all topics together: each holds an open segment file. */
   partitionsMax: number;
+  /**
+   * Bytes queued towards all clients together. Past it, only connections whose own queue
+   * is nearly empty are read from and answered; the rest wait for their clients to read.
+   */
+  sendBufferBytesTotalMax: number;
+  /** Admitted connections of one principal (one identity key; anonymous counts as one). */
+  connectionsPerPrincipalMax: number;
+  /** Sockets from one address not yet admitted (TCP accepted, Hello not yet answered). */
+  handshakesPerAddressMax: number;
+  /** New sockets per second from one address (a token bucket holding one second's worth). */
+  handshakesPerAddressPerSecond: number;
+  /**
+   * Addresses (CIDR ranges or single addresses) exempt from the per-address limits: a
+   * factory behind NAT. Loopback is always exempt. The handshake deadline and the
+   * eviction of the oldest unfinished handshake apply to every address.
+   */
+  exemptAddresses: string[];
+  /** Entries (partitions, topics, groups) one request may name. */
+  requestEntriesMax: number;
+  /** Bytes read from segment files, beyond what it returns, to answer one request. */
+  requestScanBytesMax: number;
+  /** Bytes inflated from compressed batches to serve one request (produce checks included). */
+  requestDecompressBytesMax: number;
+  /** Groups with committed offsets, per principal. */
+  offsetGroupsPerPrincipalMax: number;
+  /** Committed offsets (group, topic, partition), per principal. */
+  offsetPartitionsPerPrincipalMax: number;
+  /** Bytes of commit metadata, per principal. */
+  offsetMetadataBytesPerPrincipalMax: number;
+  /** Groups with committed offsets, node-wide; also what is loaded at start. */
+  offsetGroupsMax: number;
+  /** Committed offsets, node-wide; also what is loaded at start. */
+  offsetPartitionsMax: number;
+  /** Bytes of commit metadata, node-wide; also what is loaded at start. */
+  offsetMetadataBytesMax: number;
+  /** Live consumer group members created by one principal. */
+  groupMembersPerPrincipalMax: number;
+  /** Live consumer group members, node-wide. */
+  groupMembersMax: number;
 }
+
+/** The limits that are numbers (every one but exemptAddresses). */
+export type NumericLimit = Exclude<keyof Limits, 'exemptAddresses'>;
 
 export interface NodeConfig {
   dataDir: string;
@@ -110,10 +153,26 @@ export const DEFAULT_LIMITS: Limits = {
   handshakesMax: 128,
   helloTimeoutMs: 5000,
   partitionsMax: 4096,
+  sendBufferBytesTotalMax: 128 * 1024 * 1024,
+  connectionsPerPrincipalMax: 64,
+  handshakesPerAddressMax: 32,
+  handshakesPerAddressPerSecond: 50,
+  exemptAddresses: [],
+  requestEntriesMax: 10_000,
+  requestScanBytesMax: 16 * 1024 * 1024,
+  requestDecompressBytesMax: 64 * 1024 * 1024,
+  offsetGroupsPerPrincipalMax: 100,
+  offsetPartitionsPerPrincipalMax: 10_000,
+  offsetMetadataBytesPerPrincipalMax: 1024 * 1024,
+  offsetGroupsMax: 10_000,
+  offsetPartitionsMax: 100_000,
+  offsetMetadataBytesMax: 16 * 1024 * 1024,
+  groupMembersPerPrincipalMax: 256,
+  groupMembersMax: 10_000,
 };
 
 export function defaultConfig(): NodeConfig {
-  return { dataDir: './data', host: '127.0.0.1', port: 7400, limits: { ...DEFAULT_LIMITS }, topicDefaults: {}, auth: {}, log: { level: 'info', format: 'auto' }, storage: { ...DEFAULT_STORAGE }, schedule: { ...DEFAULT_SCHEDULES } };
+  return { dataDir: './data', host: '127.0.0.1', port: 7400, limits: { ...DEFAULT_LIMITS, exemptAddresses: [...DEFAULT_LIMITS.exemptAddresses] }, topicDefaults: {}, auth: {}, log: { level: 'info', format: 'auto' }, storage: { ...DEFAULT_STORAGE }, schedule: { ...DEFAULT_SCHEDULES } };
 }
 
 function invalid(detail: string): TributaryError {
@@ -300,7 +359,7 @@ function applyLog(base: LogConfig, raw: unknown, source: string): LogConfig {
   return out;
 }
 
-const LIMIT_RANGES: Record<keyof Limits, [number, number]> = {
+const LIMIT_RANGES: Record<NumericLimit, [number, number]> = {
   frameBytesMax: [1024, 256 * 1024 * 1024],
   inflightMax: [1, 1024],
   inflightBytesMax: [1024 * 1024, 4 * 1024 * 1024 * 1024],
@@ -313,17 +372,47 @@ const LIMIT_RANGES: Record<keyof Limits, [number, number]> = {
   handshakesMax: [1, 100_000],
   helloTimeoutMs: [100, 600_000],
   partitionsMax: [1, 1_000_000],
+  sendBufferBytesTotalMax: [1024 * 1024, 16 * 1024 * 1024 * 1024],
+  connectionsPerPrincipalMax: [1, 1_000_000],
+  handshakesPerAddressMax: [1, 100_000],
+  handshakesPerAddressPerSecond: [1, 100_000],
+  requestEntriesMax: [1, 1_000_000],
+  requestScanBytesMax: [64 * 1024, 4 * 1024 * 1024 * 1024],
+  requestDecompressBytesMax: [1024 * 1024, 4 * 1024 * 1024 * 1024],
+  offsetGroupsPerPrincipalMax: [1, 10_000_000],
+  offsetPartitionsPerPrincipalMax: [1, 100_000_000],
+  offsetMetadataBytesPerPrincipalMax: [0, 16 * 1024 * 1024 * 1024],
+  offsetGroupsMax: [1, 10_000_000],
+  offsetPartitionsMax: [1, 100_000_000],
+  offsetMetadataBytesMax: [0, 16 * 1024 * 1024 * 1024],
+  groupMembersPerPrincipalMax: [1, 10_000_000],
+  groupMembersMax: [1, 10_000_000],
 };
 
 function applyLimits(base: Limits, raw: unknown, source: string): Limits {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw invalid(`${source}: limits must be a map`);
   const out = { ...base };
   forEachSetting(Object.entries(raw as Record<string, unknown>), (key, value) => {
-    const range = LIMIT_RANGES[key as keyof Limits];
+    if (key === 'exemptAddresses') {
+      out.exemptAddresses = parseAddressRanges('limits.exemptAddresses', value);
+      return;
+    }
+    const range = LIMIT_RANGES[key as NumericLimit];
     if (!range) throw invalid(`${source}: unknown setting 'limits.${key}'`);
-    out[key as keyof Limits] = intIn(`limits.${key}`, value, range[0], range[1]);
+    out[key as NumericLimit] = intIn(`limits.${key}`, value, range[0], range[1]);
   });
   return out;
+}
+
+/** A list of addresses or CIDR ranges (`10.0.0.0/8`, `192.168.1.7`, `fd00::/8`), each checked. */
+export function parseAddressRanges(key: string, value: unknown): string[] {
+  if (!Array.isArray(value)) throw invalid(`${key} must be a list of addresses or CIDR ranges such as 10.0.0.0/8`);
+  const mistakes: string[] = [];
+  for (const [i, entry] of value.entries()) {
+    if (typeof entry !== 'string' || parseCidr(entry) === null) mistakes.push(`${key}[${i}] must be an address or CIDR range such as 10.0.0.0/8 or fd00::/8, got ${JSON.stringify(entry)}`);
+  }
+  if (mistakes.length > 0) throw invalid(mistakes.join('\n'));
+  return (value as string[]).map((s) => s.trim());
 }
 
 export function loadConfigFile(path: string): unknown {

@@ -39,6 +39,8 @@ export const Errors = {
   STORAGE_ERROR: spec(56, 'STORAGE_ERROR', true, 'storage failed on the node'),
   UNKNOWN_MEMBER_ID: spec(25, 'UNKNOWN_MEMBER_ID', false, 'the group does not know this member; join again'),
   FENCED_MEMBER_EPOCH: spec(110, 'FENCED_MEMBER_EPOCH', false, 'the member epoch is stale; join again'),
+  STALE_MEMBER_EPOCH: spec(113, 'STALE_MEMBER_EPOCH', true, 'the member epoch is behind; heartbeat, then commit again'),
+  NON_EMPTY_GROUP: spec(68, 'NON_EMPTY_GROUP', false, 'the group has live members'),
   INVALID_RECORD: spec(87, 'INVALID_RECORD', false, 'a record failed the node\'s validation'),
   THROTTLED: spec(89, 'THROTTLED', true, 'request throttled'),
   STORAGE_FULL: spec(1001, 'STORAGE_FULL', true, 'node storage is full'),
@@ -47,6 +49,8 @@ export const Errors = {
   SHUTTING_DOWN: spec(1004, 'SHUTTING_DOWN', true, 'node is shutting down'),
   CLIENT_CLOSED: spec(1005, 'CLIENT_CLOSED', false, 'client was closed'),
   BUFFER_FULL: spec(1006, 'BUFFER_FULL', true, 'producer buffer is full'),
+  /** A bound on what a principal or the node may hold (committed offsets, group members). */
+  RESOURCE_LIMIT: spec(1007, 'RESOURCE_LIMIT', false, 'a resource limit of the node was reached'),
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorName = keyof typeof Errors;

@@ -15,6 +15,7 @@ import { Errors, TributaryError } from '../../protocol/errors.js';
 import { verifyPeerCredential } from '../../protocol/peer-auth.js';
 import type { RemotePeer } from '../../protocol/secure-channel.js';
 import type { RevocationList } from '../../protocol/revocation.js';
+import { isLoopbackAddress } from '../address-ranges.js';
 import { ANONYMOUS, principalOf, type Principal } from './acl.js';
 
 export type AnonymousPolicy = 'loopback' | 'none';
@@ -35,11 +36,7 @@ export interface AuthenticatorOptions {
   now?: () => number;
 }
 
-/** 127.0.0.0/8 and ::1, also in their IPv4-mapped IPv6 forms. */
-export function isLoopbackAddress(address: string): boolean {
-  const a = address.startsWith('::ffff:') ? address.slice(7) : address;
-  return a === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(a);
-}
+export { isLoopbackAddress };
 
 export class Authenticator {
   private readonly now: () => number;
