@@ -102,6 +102,12 @@ export interface NodeMetrics {
   /** Refused at the HTTP upgrade, before any handshake: a limit was reached. */
   readonly connectionsRefused: Counter<'reason'>;
   readonly requestsUnauthorized: Counter<'action'>;
+  /**
+   * A limit of docs/configuration.md was reached, by its config key (`limits.<key>`): the
+   * request, connection or part of it it stopped was answered with a typed error, refused
+   * or made to wait.
+   */
+  readonly limitReached: Counter<'limit'>;
   /** Idempotent resends recognised (answered DUPLICATE_SEQUENCE, nothing appended). */
   readonly duplicateBatches: Counter;
   /** Whole segments the disk guard deleted to make room. */
@@ -131,6 +137,7 @@ export function createMetrics(gauges: MetricSources): NodeMetrics {
   const connectionsClosed = counter('tributary_connections_closed_total', 'Client connections closed, by reason', ['reason']);
   const connectionsRefused = counter('tributary_connections_refused_total', 'WebSocket upgrades refused before the handshake, by the limit reached', ['reason']);
   const requestsUnauthorized = counter('tributary_requests_unauthorized_total', 'Requests (or parts of requests) refused by the ACLs, by action', ['action']);
+  const limitReached = counter('tributary_limits_reached_total', 'Times a configured limit stopped a request, a connection or part of one, by the limit\'s config key', ['limit']);
   const duplicateBatches = counter('tributary_produce_duplicate_batches_total', 'Batches an idempotent producer resent that were already in the log (answered with their original offsets)', []);
   new Gauge({
     name: 'tributary_connections',
@@ -161,6 +168,7 @@ export function createMetrics(gauges: MetricSources): NodeMetrics {
     connectionsClosed,
     connectionsRefused,
     requestsUnauthorized,
+    limitReached,
     duplicateBatches,
     diskGuardDroppedSegments: counter('tributary_disk_guard_dropped_segments_total', 'Oldest segments the disk guard deleted to stay within its storage limits', ['topic']),
     diskGuardDroppedBytes: counter('tributary_disk_guard_dropped_bytes_total', 'Bytes of the segments the disk guard deleted', ['topic']),
