@@ -99,6 +99,8 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
   private closing: Promise<void> | null = null;
   /** A failure the app must hear of (the node refused our heartbeat for good): thrown once. */
   private fatal: Error | null = null;
+  /** A read waiting for a record, woken by a failure the app must hear of (see `untilFatal`). */
+  private fatalWaiter: ((err: Error) => void) | null = null;
 
   constructor(
     private readonly client: Client,
@@ -129,7 +131,7 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
   start(): void {
     if (this.closed) return;
     this.loop ??= this.heartbeatLoop().catch((err: unknown) => {
-      this.fatal = err as Error; // a bug in the loop must reach the app
+      this.setFatal(err as Error); // a bug in the loop must reach the app
     });
     if (this.autoCommit && this.autoCommitTimer === null) {
       this.autoCommitTimer = setInterval(() => void this.autoCommitOnce(), this.autoCommitIntervalMs);
@@ -163,7 +165,12 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
       offsets.push({ topic: tp.topic, partition: tp.partition, offset });
     }
     if (offsets.length === 0) return;
-    const response = await this.client.request(Kind.OffsetCommit, { groupId: this.groupId, offsets });
+    // KIP-848: a member commits at its epoch, so a zombie of an older epoch cannot move
+    // the group's positions; without a member id (not joined yet, or dropped) the node
+    // accepts the commit only while the group has no live members.
+    const { memberId, memberEpoch } = this.membership;
+    const member = memberId === '' ? {} : { memberId, memberEpoch };
+    const response = await this.client.request(Kind.OffsetCommit, { groupId: this.groupId, ...member, offsets });
     let first: TributaryError | null = null;
     offsets.forEach((o, i) => {
       const r = response.partitions[i];
@@ -177,10 +184,10 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
   [Symbol.asyncIterator](): AsyncIterator<ConsumerRecord<DecodedValue<D>>> {
     this.start();
     const inner = this.consumer[Symbol.asyncIterator]();
+    const pending: { read: Promise<IteratorResult<ConsumerRecord<DecodedValue<D>>>> | null } = { read: null };
     const next = async (): Promise<IteratorResult<ConsumerRecord<DecodedValue<D>>>> => {
       for (;;) {
-        this.throwFatal();
-        const r = await inner.next();
+        const r = await this.untilFatal(() => inner.next(), pending);
         if (r.done) return r;
         const key = tpKey(r.value.topic, r.value.partition);
         if (!this.owned.has(key)) continue; // given up while it was on its way: not ours to hand out
@@ -195,10 +202,10 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
   batches(): AsyncIterable<ConsumerRecord<DecodedValue<D>>[]> {
     this.start();
     const inner = this.consumer.batches()[Symbol.asyncIterator]();
+    const pending: { read: Promise<IteratorResult<ConsumerRecord<DecodedValue<D>>[]>> | null } = { read: null };
     const next = async (): Promise<IteratorResult<ConsumerRecord<DecodedValue<D>>[]>> => {
       for (;;) {
-        this.throwFatal();
-        const r = await inner.next();
+        const r = await this.untilFatal(() => inner.next(), pending);
         if (r.done) return r;
         const records = r.value.filter((x) => this.owned.has(tpKey(x.topic, x.partition)));
         if (records.length === 0) continue;
@@ -298,7 +305,7 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
     }
     // Refused for good (UNAUTHORIZED, INVALID_REQUEST): the app hears of it, and we keep
     // trying at the longest backoff, owning nothing, in case it was put right on the node.
-    this.fatal = err as Error;
+    this.setFatal(err as Error);
     await this.dropAll();
     return 'retry';
   }
@@ -393,7 +400,7 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
     try {
       await this.onAssignmentChange(change);
     } catch (err) {
-      this.fatal = err as Error; // the app's own failure: it hears of it on its next read
+      this.setFatal(err as Error); // the app's own failure: it hears of it on its next read
     }
   }
 
@@ -407,6 +414,43 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
     } finally {
       this.autoCommitting = false;
     }
+  }
+
+  private setFatal(err: Error): void {
+    this.fatal = err;
+    this.fatalWaiter?.(err);
+  }
+
+  /**
+   * `read` (the inner consumer's next read), or the failure the app must hear of if one
+   * comes first: a member the node refused owns nothing, so a read waiting for its
+   * records would wait for ever. The read left waiting is kept for the next call.
+   */
+  private untilFatal<T>(read: () => Promise<T>, pending: { read: Promise<T> | null }): Promise<T> {
+    this.throwFatal();
+    const inner = (pending.read ??= read().finally(() => {
+      if (pending.read === inner) pending.read = null;
+    }));
+    return new Promise<T>((resolve, reject) => {
+      this.fatalWaiter = () => {
+        this.fatalWaiter = null;
+        try {
+          this.throwFatal();
+        } catch (err) {
+          reject(err as Error);
+        }
+      };
+      inner.then(
+        (value) => {
+          this.fatalWaiter = null;
+          resolve(value);
+        },
+        (err: unknown) => {
+          this.fatalWaiter = null;
+          reject(err as Error);
+        },
+      );
+    });
   }
 
   private throwFatal(): void {

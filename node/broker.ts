@@ -139,7 +139,11 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
   try {
     logRecovery(logs, logger);
     revocations = await RevocationStore.open(logs, fleetPublicKey, logger);
-    offsets = await ConsumerOffsets.open(logs, logger);
+    offsets = await ConsumerOffsets.open(logs, logger, {
+      limits,
+      // Commits come once the node serves, after the metrics exist.
+      onLimitReached: (limit) => metrics.limitReached.inc({ limit }),
+    });
   } catch (err) {
     await logs.close();
     throw err;
@@ -188,6 +192,9 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
       topicNames: () => logs.topics().map((t) => t.name),
       sessionTimeoutMs: options.groupSessionTimeoutMs,
       heartbeatIntervalMs: options.groupHeartbeatIntervalMs,
+      membersPerPrincipalMax: limits.groupMembersPerPrincipalMax,
+      membersMax: limits.groupMembersMax,
+      onLimitReached: (limit) => metrics.limitReached.inc({ limit }),
     }),
     faults: options.faults,
     get shuttingDown() {

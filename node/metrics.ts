@@ -354,6 +354,22 @@ function groupGauges(registry: Registry, logs: LogManager, offsets: ConsumerOffs
       eachLag((group, _topic, _partition, lag) => this.inc({ group }, lag));
     },
   });
+  const totalGauge = (name: string, help: string, read: () => number | undefined) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        const value = read();
+        if (value === undefined) this.remove();
+        else this.set(value);
+      },
+    });
+  totalGauge('tributary_committed_offset_groups', 'Groups with committed offsets held by the node (bounded by limits.offsetGroupsMax)', () => offsets.totals.groups);
+  totalGauge('tributary_committed_offsets', 'Committed offsets (group, topic, partition) held by the node (bounded by limits.offsetPartitionsMax)', () => offsets.totals.partitions);
+  totalGauge('tributary_committed_offset_metadata_bytes', 'Bytes of commit metadata held by the node (bounded by limits.offsetMetadataBytesMax)', () => offsets.totals.metadataBytes);
+  totalGauge('tributary_committed_offsets_skipped_at_start', 'Records of __consumer_offsets the last start left out because the node-wide limits were reached', () => offsets.skippedRecordsAtLoad);
+  totalGauge('tributary_group_members_live', 'Live consumer group members on the node (bounded by limits.groupMembersMax)', () => groups?.()?.liveMembers);
   new Gauge({
     name: 'tributary_consumer_group_members',
     help: 'Live members of a consumer group (0 for a group with committed offsets and no member)',

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Encoder } from 'cbor-x';
 import { describe, expect, it } from 'vitest';
 import { issueCredential, topicAllowed, verifyCredential, type CredentialClaims } from './credential.js';
@@ -30,6 +31,24 @@ describe('credentials', () => {
     expect(c.issuer.equals(fleet.publicKey)).toBe(true);
     expect([c.role, c.produce, c.consume, c.issuedAt, c.expiresAt]).toEqual(['device', ['sensors.*'], [], NOW, NOW + 90 * DAY]);
     expect(c.id).toMatch(/^[0-9a-f]{24}$/);
+  });
+
+  it('carries group patterns when issued with them, and none otherwise', () => {
+    const withGroups = verifyCredential(issueCredential(fleet, { ...claims, groups: ['billing.*', 'fleet-7'] }, NOW), fleet.publicKey, NOW);
+    expect(withGroups.groups).toEqual(['billing.*', 'fleet-7']);
+    const noGroups = verifyCredential(issueCredential(fleet, { ...claims, groups: [] }, NOW), fleet.publicKey, NOW);
+    expect(noGroups.groups).toEqual([]);
+    expect('groups' in verifyCredential(issueCredential(fleet, claims, NOW), fleet.publicKey, NOW)).toBe(false);
+    expect(() => issueCredential(fleet, { ...claims, groups: ['bad group!'] }, NOW)).toThrow(/groups pattern "bad group!"/);
+  });
+
+  it('credentials issued before groups existed still verify, without groups of their own', () => {
+    const fixture = JSON.parse(readFileSync(new URL('./testdata/credentials-before-groups.json', import.meta.url), 'utf8')) as Record<string, string>;
+    const fleetPublicKey = Buffer.from(fixture.fleetPublicKey, 'hex');
+    const device = verifyCredential(Buffer.from(fixture.device, 'hex'), fleetPublicKey, NOW);
+    expect([device.role, device.produce, device.consume, device.groups]).toEqual(['device', ['sensors.*'], ['commands.dev-1'], undefined]);
+    const app = verifyCredential(Buffer.from(fixture.app, 'hex'), fleetPublicKey, NOW);
+    expect([app.role, app.consume, app.groups]).toEqual(['app', ['sensors.*'], undefined]);
   });
 
   it('refuses another fleet, an expired credential and a forged one', () => {

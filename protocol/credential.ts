@@ -4,12 +4,16 @@
 //
 //   credential = CBOR [ body: bytes, signature: bytes(64) ]
 //   body       = CBOR { v: 1, id: text, iss: bytes(32), sub: bytes(32), role: text,
-//                       produce: [text], consume: [text], iat: uint ms, exp: uint ms }
+//                       produce: [text], consume: [text], ?groups: [text],
+//                       iat: uint ms, exp: uint ms }
 //
 // The signature is Ed25519 (libsodium crypto_sign_detached) over the body bytes exactly as
 // sent, so no re-encoding can change what was signed. `iss` is the fleet public key, `sub`
 // the holder's Ed25519 identity key (proved in the Noise handshake by its X25519 form).
 // Topic patterns: `*` matches any run of characters, anything else matches itself.
+// `groups` (consumer group id patterns, same syntax) is optional: a credential without it,
+// such as every one issued before groups were authorized, gets its role's default (see
+// node/auth/acl.ts). A node that does not know the field ignores it.
 
 import { randomBytes } from 'node:crypto';
 import { Decoder, Encoder } from 'cbor-x';
@@ -30,6 +34,8 @@ export interface CredentialClaims {
   role: Role;
   produce: string[];
   consume: string[];
+  /** Consumer group id patterns; absent: the role's default. */
+  groups?: string[];
   /** Epoch ms. */
   expiresAt: number;
 }
@@ -54,7 +60,8 @@ function invalid(detail: string): TributaryError {
 }
 
 function checkPatterns(which: string, patterns: unknown): string[] {
-  if (!Array.isArray(patterns) || patterns.length > PATTERNS_MAX) throw invalid(`${which} must be a list of at most ${PATTERNS_MAX} topic patterns`);
+  const what = which === 'groups' ? 'group' : 'topic';
+  if (!Array.isArray(patterns) || patterns.length > PATTERNS_MAX) throw invalid(`${which} must be a list of at most ${PATTERNS_MAX} ${what} patterns`);
   for (const p of patterns) {
     if (typeof p !== 'string' || p.length === 0 || p.length > PATTERN_CHARS_MAX || !/^[A-Za-z0-9._*-]+$/.test(p)) {
       throw invalid(`${which} pattern ${JSON.stringify(p)} must be 1-${PATTERN_CHARS_MAX} of [A-Za-z0-9._-] and *`);
@@ -76,6 +83,7 @@ export function issueCredential(fleet: SigningKeyPair, claims: CredentialClaims,
     role: claims.role,
     produce: checkPatterns('produce', claims.produce),
     consume: checkPatterns('consume', claims.consume),
+    ...(claims.groups === undefined ? {} : { groups: checkPatterns('groups', claims.groups) }),
     iat: now,
     exp: claims.expiresAt,
   });
@@ -113,9 +121,11 @@ export function verifyCredential(bytes: Uint8Array, fleetPublicKey: Buffer, now 
   if ((claims.exp as number) <= now) throw refuse(`expired at ${new Date(claims.exp as number).toISOString()}`);
   let produce: string[];
   let consume: string[];
+  let groups: string[] | undefined;
   try {
     produce = checkPatterns('produce', claims.produce);
     consume = checkPatterns('consume', claims.consume);
+    if (claims.groups !== undefined) groups = checkPatterns('groups', claims.groups);
   } catch (err) {
     throw refuse((err as Error).message);
   }
@@ -126,6 +136,7 @@ export function verifyCredential(bytes: Uint8Array, fleetPublicKey: Buffer, now 
     role: claims.role as Role,
     produce,
     consume,
+    ...(groups === undefined ? {} : { groups }),
     issuedAt: claims.iat as number,
     expiresAt: claims.exp as number,
   };

@@ -250,6 +250,13 @@ export type UnsubscribeResponse = ErrorBody;
 /** Kafka's OffsetCommit: a consumer group's positions, kept in `__consumer_offsets`. */
 export interface OffsetCommitRequest {
   groupId: string;
+  /**
+   * The committing member and its epoch (KIP-848: OffsetCommit carries the member epoch).
+   * Omitted by a commit from outside the group (reset-offsets, a consumer with manual
+   * assignment), which is accepted only while the group has no live members.
+   */
+  memberId?: string;
+  memberEpoch?: number;
   offsets: { topic: string; partition: number; offset: number; metadata?: string }[];
 }
 export interface OffsetCommitResponse extends ErrorBody {

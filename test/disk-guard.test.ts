@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect, Kind, type Connection } from '../devices/index.js';
-import { Errors, errorSpecForCode } from '../protocol/errors.js';
+import { Errors, errorSpecForCode, TributaryError } from '../protocol/errors.js';
 import { encodeBatch } from '../protocol/record-batch.js';
 import { startNodeProcess, stopAllNodes, type NodeProcess } from './helpers/node-process.js';
 
@@ -171,9 +171,12 @@ describe('disk guard on a 16 MiB file system', () => {
       expect(await metric(node, 'tributary_disk_guard_refused_batches_total', '{topic="readings"}')).toBeGreaterThanOrEqual(5);
       // Reading goes on, and holds exactly the acknowledged records, in order.
       expect(await readAll(tb, 'readings')).toEqual(expand(outcome.acked));
-      // Internal topics stay writable (offset commits, revocations).
-      const commit = await tb.client.request(Kind.OffsetCommit, { groupId: 'g', offsets: [{ topic: 'readings', partition: 0, offset: 5 }] });
-      expect(commit.partitions[0].error).toBe(Errors.NONE.code);
+      // Offset commits append to __consumer_offsets: refused as produce is (retriable).
+      const commit = await tb.client.request(Kind.OffsetCommit, { groupId: 'g', offsets: [{ topic: 'readings', partition: 0, offset: 5 }] }).then(
+        () => null,
+        (err: unknown) => err as TributaryError,
+      );
+      expect([commit?.code, commit?.retriable]).toEqual([Errors.STORAGE_FULL.code, true]);
       await tb.close();
       await node.kill();
 
@@ -192,6 +195,8 @@ describe('disk guard on a 16 MiB file system', () => {
       }
       expect(accepted.acked).toEqual([2_000_000]);
       expect(await metric(node, 'tributary_disk_guard_refusing')).toBe(0);
+      const commit2 = await tb.client.request(Kind.OffsetCommit, { groupId: 'g', offsets: [{ topic: 'readings', partition: 0, offset: 5 }] });
+      expect(commit2.partitions[0].error).toBe(Errors.NONE.code);
     } finally {
       await tb.close();
     }

@@ -149,7 +149,7 @@ describe('a node with a fleet key', () => {
   });
 
   it('a group commits and reads offsets only of topics its principal may consume', async () => {
-    const app = holder({ role: 'app', consume: ['sensors.*'] });
+    const app = holder({ role: 'app', consume: ['sensors.*'], groups: ['dashboards'] });
     const { client } = await hello(broker.url, app);
     const committed = await client.request<{ partitions: { error: number }[] }>(Kind.OffsetCommit, {
       groupId: 'dashboards',

@@ -6,7 +6,7 @@
 //   tributary keys show FILE                         print a key file's public key
 //   tributary fleet init --out FILE [--force]        the fleet authority's key
 //   tributary credentials issue --fleet FILE --subject PUBKEY --role ROLE
-//       [--produce PATTERN ...] [--consume PATTERN ...] [--expires 90d] --out FILE
+//       [--produce PATTERN ...] [--consume PATTERN ...] [--group PATTERN ...] [--expires 90d] --out FILE
 //
 // `credentials revoke` needs a node to publish to, so it lives with the client commands
 // (revoke.ts), under the `credentials` command made here.
@@ -26,8 +26,8 @@ export function parseDurationMs(text: string): number {
   return Number(m[1]) * UNIT_MS[m[2]];
 }
 
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
 }
 
 function fail(err: unknown): void {
@@ -83,17 +83,25 @@ export function registerKeyCommands(program: Command): { credentials: Command } 
     .requiredOption('--role <role>', `one of ${ROLES.join(', ')}`)
     .option('--produce <pattern>', 'topic pattern it may produce to (* matches anything); repeatable', collect, [])
     .option('--consume <pattern>', 'topic pattern it may consume from; repeatable', collect, [])
+    .option('--group <pattern>', 'consumer group id pattern it may use (default: none for a device, its --consume patterns for an app, every group for node and admin); repeatable', collect)
     .option('--expires <duration>', 'lifetime: 90d, 12h, 30m, 45s', '90d')
     .requiredOption('--out <file>', 'where to write the credential')
     .option('--force', 'overwrite an existing file')
-    .action((opts: { fleet: string; subject: string; role: string; produce: string[]; consume: string[]; expires: string; out: string; force?: boolean }) => {
+    .action((opts: { fleet: string; subject: string; role: string; produce: string[]; consume: string[]; group?: string[]; expires: string; out: string; force?: boolean }) => {
       try {
         if (!ROLES.includes(opts.role as Role)) throw new TributaryError(Errors.INVALID_CONFIG, `--role must be one of ${ROLES.join(', ')}, got '${opts.role}'`);
         const fleet = readIdentityFile(opts.fleet);
         const now = Date.now();
         const credential = issueCredential(
           fleet,
-          { subject: parsePublicKey(opts.subject, '--subject'), role: opts.role as Role, produce: opts.produce, consume: opts.consume, expiresAt: now + parseDurationMs(opts.expires) },
+          {
+            subject: parsePublicKey(opts.subject, '--subject'),
+            role: opts.role as Role,
+            produce: opts.produce,
+            consume: opts.consume,
+            ...(opts.group === undefined ? {} : { groups: opts.group }),
+            expiresAt: now + parseDurationMs(opts.expires),
+          },
           now,
         );
         // A credential is no secret (it names a public key and is useless without the

@@ -10,41 +10,81 @@
 //   device  by its patterns                 no                      topics it may use
 //   anonymous (dev mode, loopback only): everything, as admin.
 //   Internal topics (names starting '__') are reached only by admin, node and anonymous.
+//
+// Consumer groups (heartbeat, commit and fetch offsets, describe, list, reset-offsets) are
+// authorized by group id, with the credential's `groups` patterns, or when it has none
+// (every credential issued before groups were authorized) by its role's default:
+//
+//   role    groups it may use
+//   admin   every group (a `groups` field changes nothing)
+//   node    every group (uplinks and replication keep positions of their own)
+//   app     `groups` if given, else groups whose id matches one of its consume patterns
+//   device  `groups` if given, else none: a device produces; it joins no one's group
+//   anonymous (dev mode): every group
 
 import { topicAllowed, type Credential, type Role } from '../../protocol/credential.js';
 import { Errors, TributaryError } from '../../protocol/errors.js';
 
-export type Action = 'produce' | 'consume' | 'createTopics' | 'deleteTopics' | 'alterConfigs' | 'describe';
+export type Action = 'produce' | 'consume' | 'createTopics' | 'deleteTopics' | 'alterConfigs' | 'describe' | 'group';
 
 export interface Principal {
   /** How the principal is named in logs and refusals. */
   readonly name: string;
+  /**
+   * Who this is, for what belongs to a principal (group members, committed offsets) and
+   * what is bounded per principal (connections): its identity key, so that a renewed
+   * credential of the same key is the same principal. Every anonymous client is one.
+   */
+  readonly key: string;
   readonly role: Role | 'anonymous';
   readonly produce: readonly string[];
   readonly consume: readonly string[];
+  /** Group id patterns, the role's default already applied. */
+  readonly groups: readonly string[];
   readonly credentialId?: string;
   /** The Ed25519 identity key the credential names (revocations may name it). */
   readonly subject?: Buffer;
   readonly expiresAt?: number;
 }
 
-export const ANONYMOUS: Principal = { name: 'anonymous', role: 'anonymous', produce: ['*'], consume: ['*'] };
+export const ANONYMOUS: Principal = { name: 'anonymous', key: 'anonymous', role: 'anonymous', produce: ['*'], consume: ['*'], groups: ['*'] };
+
+/** The groups a credential may use: its own patterns, or its role's default (see the top). */
+export function groupPatternsOf(credential: Pick<Credential, 'role' | 'consume' | 'groups'>): readonly string[] {
+  switch (credential.role) {
+    case 'admin':
+    case 'node':
+      return ['*'];
+    case 'app':
+      return credential.groups ?? credential.consume;
+    case 'device':
+      return credential.groups ?? [];
+  }
+}
 
 export function principalOf(credential: Credential): Principal {
+  const subject = credential.subject.toString('hex');
   return {
-    name: `${credential.role}:${credential.subject.toString('hex').slice(0, 16)}`,
+    name: `${credential.role}:${subject.slice(0, 16)}`,
+    key: `key:${subject}`,
     role: credential.role,
     produce: credential.produce,
     consume: credential.consume,
+    groups: groupPatternsOf(credential),
     credentialId: credential.id,
     subject: credential.subject,
     expiresAt: credential.expiresAt,
   };
 }
 
+/**
+ * Whether `principal` may do `action`; `topic` is the topic, or for the `group` action the
+ * group id.
+ */
 export function isAllowed(principal: Principal, action: Action, topic?: string): boolean {
   const { role } = principal;
   if (role === 'anonymous' || role === 'admin') return true;
+  if (action === 'group') return topic !== undefined && topicAllowed(principal.groups, topic);
   // Internal topics ('__revocations', later '__consumer_offsets') hold the node's own state:
   // no topic pattern reaches them, so a device's '*' cannot write revocations.
   if (role !== 'node' && topic !== undefined && topic.startsWith('__')) return false;
@@ -69,6 +109,7 @@ const VERB: Record<Action, string> = {
   createTopics: 'create topic',
   deleteTopics: 'delete topic',
   alterConfigs: 'alter the config of topic',
+  group: 'use group',
 };
 
 /** The refusal's words: '<principal> may not produce to 'alarms''. */

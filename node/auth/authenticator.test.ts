@@ -195,7 +195,7 @@ describe('credentials', () => {
 });
 
 describe('ACLs', () => {
-  const principal = (role: Role, produce: string[] = [], consume: string[] = []): Principal => ({ name: `${role}:x`, role, produce, consume });
+  const principal = (role: Role, produce: string[] = [], consume: string[] = []): Principal => ({ name: `${role}:x`, key: `key:${role}`, role, produce, consume, groups: [] });
   const device = principal('device', ['sensors.*'], ['commands.dev-1']);
   const app = principal('app', ['alarms'], ['sensors.*', 'a*b*c']);
   const node = principal('node');

@@ -19,11 +19,13 @@ class Member {
   constructor(
     private readonly c: GroupCoordinator,
     private readonly topics = [TOPIC],
+    readonly principal = 'key:team',
   ) {}
   beat(): ConsumerGroupHeartbeatResponse {
     const joining = this.id === '';
     const answer = this.c.heartbeat({
       groupId: 'g',
+      principal: this.principal,
       memberId: this.id,
       memberEpoch: this.epoch,
       subscribedTopics: joining ? this.topics : undefined,
@@ -35,8 +37,18 @@ class Member {
     return answer;
   }
   leave(): void {
-    this.c.heartbeat({ groupId: 'g', memberId: this.id, memberEpoch: -1, ownedPartitions: [] });
+    this.c.heartbeat({ groupId: 'g', principal: this.principal, memberId: this.id, memberEpoch: -1, ownedPartitions: [] });
   }
+}
+
+/** The error code `f` throws, or 0. */
+function codeOf(f: () => unknown): number {
+  try {
+    f();
+  } catch (e) {
+    return (e as TributaryError).code;
+  }
+  return 0;
 }
 
 function noOverlap(members: Member[]): void {
@@ -133,8 +145,8 @@ describe('group coordinator', () => {
       }
       return 0;
     };
-    expect(err(() => c.heartbeat({ groupId: 'g', memberId: a.id, memberEpoch: a.epoch + 7, ownedPartitions: [] }))).toBe(Errors.FENCED_MEMBER_EPOCH.code);
-    expect(err(() => c.heartbeat({ groupId: 'g', memberId: 'nobody', memberEpoch: 3, ownedPartitions: [] }))).toBe(Errors.UNKNOWN_MEMBER_ID.code);
+    expect(err(() => c.heartbeat({ groupId: 'g', principal: a.principal, memberId: a.id, memberEpoch: a.epoch + 7, ownedPartitions: [] }))).toBe(Errors.FENCED_MEMBER_EPOCH.code);
+    expect(err(() => c.heartbeat({ groupId: 'g', principal: a.principal, memberId: 'nobody', memberEpoch: 3, ownedPartitions: [] }))).toBe(Errors.UNKNOWN_MEMBER_ID.code);
   });
 
   it('only subscribers of a topic get its partitions', () => {
@@ -193,7 +205,7 @@ describe('group coordinator: pattern subscriptions', () => {
     ]);
     const c = new GroupCoordinator({ partitionsOf: (t) => topics.get(t), topicNames: () => [...topics.keys()], now: () => 0 });
     const beat = (memberId: string, memberEpoch: number, owned: { topic: string; partitions: number[] }[] = []) =>
-      c.heartbeat({ groupId: 'p', memberId, memberEpoch, subscribedTopicPattern: memberId === '' ? 'sensors.*' : undefined, mayConsume: (t) => t !== 'sensors.secret', ownedPartitions: owned });
+      c.heartbeat({ groupId: 'p', principal: 'key:app', memberId, memberEpoch, subscribedTopicPattern: memberId === '' ? 'sensors.*' : undefined, mayConsume: (t) => t !== 'sensors.secret', ownedPartitions: owned });
     const joined = beat('', 0);
     expect(joined.assignment).toEqual([{ topic: 'sensors.temp', partitions: [0, 1] }]);
     topics.set('sensors.vibration', 3);
@@ -203,5 +215,123 @@ describe('group coordinator: pattern subscriptions', () => {
       { topic: 'sensors.vibration', partitions: [0, 1, 2] },
     ]);
     expect(c.describe('p')?.members[0].topics).toEqual(['sensors.temp', 'sensors.vibration']);
+  });
+});
+
+describe('group coordinator: who may use a member, and what it may claim', () => {
+  it('a member id belongs to the principal that joined with it', () => {
+    const c = coordinator({ now: 0 });
+    const a = new Member(c);
+    a.beat();
+    const thief = { groupId: 'g', principal: 'key:other', memberId: a.id, memberEpoch: a.epoch, ownedPartitions: [] };
+    expect(codeOf(() => c.heartbeat(thief))).toBe(Errors.UNAUTHORIZED.code);
+    expect(codeOf(() => c.heartbeat({ ...thief, memberEpoch: -1 }))).toBe(Errors.UNAUTHORIZED.code);
+    // Still a member, with all it had.
+    a.beat();
+    expect(a.owned).toHaveLength(PARTITIONS);
+  });
+
+  it('partitions a member was never given do not count as its own, so they still reach the member they are for', () => {
+    const c = coordinator({ now: 0 });
+    const a = new Member(c);
+    for (let i = 0; i < 2; i++) a.beat();
+    // x joins and, at every heartbeat, claims every partition of the topic.
+    let x = { id: '', epoch: 0 };
+    const greedy = () => {
+      const answer = c.heartbeat({
+        groupId: 'g',
+        principal: 'key:team',
+        memberId: x.id,
+        memberEpoch: x.epoch,
+        subscribedTopics: x.id === '' ? [TOPIC] : undefined,
+        ownedPartitions: [{ topic: TOPIC, partitions: Array.from({ length: PARTITIONS }, (_, i) => i) }],
+      });
+      x = { id: answer.memberId, epoch: answer.memberEpoch };
+      return answer;
+    };
+    greedy();
+    for (let i = 0; i < 3; i++) {
+      a.beat();
+      greedy();
+    }
+    expect(a.owned).toHaveLength(6);
+    // b joins: a gives up two partitions, which were never x's, so b gets them although x
+    // claims to own them.
+    const b = new Member(c);
+    b.beat();
+    a.beat(); // a learns its smaller target
+    a.beat(); // and says it let two go
+    b.beat();
+    expect(a.owned).toHaveLength(4);
+    expect(b.owned.length).toBeGreaterThanOrEqual(2);
+    expect(b.owned.every((p) => !a.owned.includes(p))).toBe(true);
+    const described = c.describe('g')?.members.find((m) => m.memberId === x.id);
+    expect(described?.owned).toHaveLength(6); // what it was given, not all twelve
+  });
+
+  it('partitions of a topic the member may not consume are not counted as owned', () => {
+    const c = new GroupCoordinator({ partitionsOf: (t) => (t === TOPIC ? 2 : undefined), now: () => 0 });
+    const joined = c.heartbeat({ groupId: 'g', principal: 'key:a', memberId: '', memberEpoch: 0, subscribedTopics: [TOPIC], ownedPartitions: [] });
+    const input = { groupId: 'g', principal: 'key:a', memberId: joined.memberId, memberEpoch: joined.memberEpoch, ownedPartitions: joined.assignment };
+    c.heartbeat({ ...input, mayConsume: () => false });
+    expect(c.describe('g')?.members[0].owned).toEqual([]);
+    c.heartbeat({ ...input, mayConsume: () => true });
+    expect(c.describe('g')?.members[0].owned).toEqual(['orders/0', 'orders/1']);
+  });
+
+  it('bounds live members per principal and node-wide; leaving or going silent frees the place', () => {
+    const clock = { now: 0 };
+    const reached: string[] = [];
+    const c = new GroupCoordinator({ partitionsOf: () => 1, now: () => clock.now, sessionTimeoutMs: 1000, membersPerPrincipalMax: 2, membersMax: 3, onLimitReached: (l) => reached.push(l) });
+    const join = (group: string, principal: string) => c.heartbeat({ groupId: group, principal, memberId: '', memberEpoch: 0, subscribedTopics: ['t'], ownedPartitions: [] });
+    const first = join('g1', 'key:a');
+    join('g2', 'key:a');
+    expect(codeOf(() => join('g3', 'key:a'))).toBe(Errors.RESOURCE_LIMIT.code);
+    join('g3', 'key:b');
+    expect(codeOf(() => join('g4', 'key:c'))).toBe(Errors.RESOURCE_LIMIT.code);
+    expect(reached).toEqual(['groupMembersPerPrincipalMax', 'groupMembersMax']);
+    expect([c.liveMembers, c.membersOf('key:a'), c.membersOf('key:b')]).toEqual([3, 2, 1]);
+    c.heartbeat({ groupId: 'g1', principal: 'key:a', memberId: first.memberId, memberEpoch: -1, ownedPartitions: [] });
+    join('g3', 'key:a');
+    clock.now = 2000; // every member silent past its session
+    c.expire();
+    expect([c.liveMembers, c.membersOf('key:a')]).toEqual([0, 0]);
+    join('g4', 'key:c');
+  });
+
+  it('bounds the topic names one member subscribes to', () => {
+    const c = coordinator({ now: 0 });
+    const names = Array.from({ length: 80 }, (_, i) => `${'t'.repeat(240)}${i}`);
+    expect(codeOf(() => c.heartbeat({ groupId: 'g', principal: 'key:a', memberId: '', memberEpoch: 0, subscribedTopics: names, ownedPartitions: [] }))).toBe(Errors.INVALID_REQUEST.code);
+    expect(c.liveMembers).toBe(0);
+  });
+});
+
+describe('group coordinator: OffsetCommit fencing', () => {
+  it('an empty group takes commits from outside; a live one only from its members at their epoch', () => {
+    const c = coordinator({ now: 0 });
+    c.validateCommit('g', undefined, undefined, 'key:ops'); // no group yet
+    const a = new Member(c);
+    a.beat();
+    expect(codeOf(() => c.validateCommit('g', undefined, undefined, 'key:ops'))).toBe(Errors.NON_EMPTY_GROUP.code);
+    expect(codeOf(() => c.validateCommit('g', '', -1, 'key:team'))).toBe(Errors.NON_EMPTY_GROUP.code);
+    expect(codeOf(() => c.validateCommit('g', a.id, a.epoch, 'key:team'))).toBe(0);
+    expect(codeOf(() => c.validateCommit('g', a.id, a.epoch, 'key:other'))).toBe(Errors.UNAUTHORIZED.code);
+    expect(codeOf(() => c.validateCommit('g', 'nobody', 1, 'key:team'))).toBe(Errors.UNKNOWN_MEMBER_ID.code);
+    expect(codeOf(() => c.validateCommit('g', a.id, a.epoch + 1, 'key:team'))).toBe(Errors.FENCED_MEMBER_EPOCH.code);
+    // b joins: a's epoch moves, but a has not heard yet; its commit at the epoch it was told still counts.
+    const told = a.epoch;
+    const b = new Member(c);
+    b.beat();
+    expect(codeOf(() => c.validateCommit('g', a.id, told, 'key:team'))).toBe(0);
+    a.beat();
+    a.beat();
+    expect(a.epoch).toBeGreaterThan(told);
+    expect(codeOf(() => c.validateCommit('g', a.id, told, 'key:team'))).toBe(Errors.STALE_MEMBER_EPOCH.code);
+    a.leave();
+    b.leave();
+    // Empty again: anyone may commit, a forgotten member too.
+    expect(codeOf(() => c.validateCommit('g', a.id, told, 'key:team'))).toBe(0);
+    expect(codeOf(() => c.validateCommit('g', undefined, undefined, 'key:ops'))).toBe(0);
   });
 });

@@ -15,6 +15,16 @@
 //              partitions are then free), as is one that leaves (memberEpoch -1).
 //   fencing    a heartbeat with a stale member epoch answers FENCED_MEMBER_EPOCH, an
 //              unknown member id UNKNOWN_MEMBER_ID: the member rejoins from scratch.
+//              OffsetCommit is fenced the same way (validateCommit): a member commits at
+//              its epoch; a commit from outside the group only while it has no members.
+//   ownership  a member id belongs to the principal that joined with it; another
+//              principal using it is refused. What a member reports owning counts only
+//              where it was handed the partition (or owned it already) and may consume
+//              it: a member cannot hold on to partitions it was never given, which would
+//              keep them from the member that should have them.
+//   bounds     live members per principal and node-wide (limits.groupMembersPerPrincipalMax,
+//              limits.groupMembersMax), members per group, and the bytes of one member's
+//              subscription.
 //
 // Membership lives in memory: after a node restart members get UNKNOWN_MEMBER_ID and join
 // again (their committed offsets are durable in __consumer_offsets).
@@ -32,15 +42,24 @@ export interface CoordinatorOptions {
   now?: () => number;
   sessionTimeoutMs?: number;
   heartbeatIntervalMs?: number;
+  /** Live members one principal may have joined (limits.groupMembersPerPrincipalMax). */
+  membersPerPrincipalMax?: number;
+  /** Live members node-wide (limits.groupMembersMax); it also bounds the groups. */
+  membersMax?: number;
+  /** Told which limit a join reached (its config key), for the metrics. */
+  onLimitReached?: (limit: 'groupMembersPerPrincipalMax' | 'groupMembersMax') => void;
 }
 
 export const SESSION_TIMEOUT_MS_DEFAULT = 45_000;
 export const HEARTBEAT_INTERVAL_MS_DEFAULT = 5_000;
 const MEMBERS_PER_GROUP_MAX = 1000;
-const GROUPS_MAX = 10_000;
+/** Characters of topic names one member subscribes to by name: what it can make the node keep. */
+export const SUBSCRIPTION_CHARS_MAX = 16 * 1024;
 
 interface Member {
   id: string;
+  /** The principal that joined with this id (Principal.key): only it may use the id. */
+  owner: string;
   /** Raised each time the member's target changes; the member echoes it. */
   epoch: number;
   /** The epoch last sent to the member: its next heartbeat may carry this one or the current. */
@@ -75,6 +94,8 @@ const split = (k: string): [string, number] => {
 
 export interface HeartbeatInput {
   groupId: string;
+  /** Who is asking (Principal.key). */
+  principal: string;
   memberId: string;
   memberEpoch: number;
   subscribedTopics?: string[];
@@ -86,14 +107,93 @@ export interface HeartbeatInput {
 
 export class GroupCoordinator {
   private readonly groups = new Map<string, Group>();
+  /** Live members per principal (Principal.key), for its bound. */
+  private readonly membersByPrincipal = new Map<string, number>();
+  private memberTotal = 0;
   private readonly now: () => number;
   readonly sessionTimeoutMs: number;
   readonly heartbeatIntervalMs: number;
+  private readonly membersPerPrincipalMax: number;
+  private readonly membersMax: number;
 
   constructor(private readonly options: CoordinatorOptions) {
     this.now = options.now ?? Date.now;
     this.sessionTimeoutMs = options.sessionTimeoutMs ?? SESSION_TIMEOUT_MS_DEFAULT;
     this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? HEARTBEAT_INTERVAL_MS_DEFAULT;
+    this.membersPerPrincipalMax = options.membersPerPrincipalMax ?? Number.POSITIVE_INFINITY;
+    this.membersMax = options.membersMax ?? Number.POSITIVE_INFINITY;
+  }
+
+  /** Live members node-wide. */
+  get liveMembers(): number {
+    return this.memberTotal;
+  }
+
+  /** Live members `principal` has joined. */
+  membersOf(principal: string): number {
+    return this.membersByPrincipal.get(principal) ?? 0;
+  }
+
+  private addMember(group: Group, member: Member): void {
+    group.members.set(member.id, member);
+    this.memberTotal++;
+    this.membersByPrincipal.set(member.owner, this.membersOf(member.owner) + 1);
+  }
+
+  private removeMember(group: Group, member: Member): void {
+    if (!group.members.delete(member.id)) return;
+    this.memberTotal--;
+    const left = this.membersOf(member.owner) - 1;
+    if (left > 0) this.membersByPrincipal.set(member.owner, left);
+    else this.membersByPrincipal.delete(member.owner);
+  }
+
+  /** A new member may join: the per-principal and node-wide bounds hold. */
+  private checkJoin(group: Group | undefined, principal: string): void {
+    if (group && group.members.size >= MEMBERS_PER_GROUP_MAX) {
+      throw new TributaryError(Errors.RESOURCE_LIMIT, `group ${group.id} has ${MEMBERS_PER_GROUP_MAX} members already`);
+    }
+    if (this.membersOf(principal) >= this.membersPerPrincipalMax) {
+      this.options.onLimitReached?.('groupMembersPerPrincipalMax');
+      throw new TributaryError(Errors.RESOURCE_LIMIT, `this principal has ${this.membersPerPrincipalMax} live group members already (limits.groupMembersPerPrincipalMax); leave a group first`);
+    }
+    if (this.memberTotal >= this.membersMax) {
+      this.options.onLimitReached?.('groupMembersMax');
+      throw new TributaryError(Errors.RESOURCE_LIMIT, `this node has ${this.membersMax} live group members already (limits.groupMembersMax)`);
+    }
+  }
+
+  /** The member `memberId` of `groupId` as `principal` may use it. */
+  private memberFor(groupId: string, memberId: string, principal: string): { group: Group; member: Member } {
+    const group = this.groups.get(groupId);
+    const member = group?.members.get(memberId);
+    if (!group || !member) throw new TributaryError(Errors.UNKNOWN_MEMBER_ID, `group ${groupId} has no member ${memberId}`);
+    if (member.owner !== principal) throw new TributaryError(Errors.UNAUTHORIZED, `member ${memberId} of group ${groupId} belongs to another principal`);
+    return { group, member };
+  }
+
+  /**
+   * Whether an OffsetCommit may write the group's positions. While the group has live
+   * members only one of them may, at its current epoch (or the one it was last told, as a
+   * heartbeat may); a commit from outside the group (reset-offsets, a consumer with manual
+   * assignment) only while it has none. A member the node forgot (its session ran out, or
+   * the node restarted) commits as an outsider: accepted while the group is empty.
+   */
+  validateCommit(groupId: string, memberId: string | undefined, memberEpoch: number | undefined, principal: string): void {
+    this.expire();
+    const group = this.groups.get(groupId);
+    if (!group || group.members.size === 0) return;
+    if (memberId === undefined || memberId === '') {
+      throw new TributaryError(
+        Errors.NON_EMPTY_GROUP,
+        `group ${groupId} has ${group.members.size} live member${group.members.size === 1 ? '' : 's'}; commits from outside the group are accepted only while it has none`,
+      );
+    }
+    const { member } = this.memberFor(groupId, memberId, principal);
+    const epoch = memberEpoch ?? -1;
+    if (epoch === member.epoch || epoch === member.answered) return;
+    if (epoch > member.epoch) throw new TributaryError(Errors.FENCED_MEMBER_EPOCH, `member ${memberId} is at epoch ${member.epoch}, not ${epoch}`);
+    throw new TributaryError(Errors.STALE_MEMBER_EPOCH, `member ${memberId} committed at epoch ${epoch}; it is at ${member.epoch}: heartbeat, then commit again`);
   }
 
   heartbeat(input: HeartbeatInput): ConsumerGroupHeartbeatResponse {
@@ -104,29 +204,29 @@ export class GroupCoordinator {
       // Leaving: its partitions are free at once.
       const member = group?.members.get(input.memberId);
       if (group && member) {
-        group.members.delete(member.id);
+        if (member.owner !== input.principal) throw new TributaryError(Errors.UNAUTHORIZED, `member ${member.id} of group ${group.id} belongs to another principal`);
+        this.removeMember(group, member);
         this.rebalance(group);
         if (group.members.size === 0) this.groups.delete(group.id);
       }
       return { error: Errors.NONE.code, memberId: input.memberId, memberEpoch: -1, heartbeatIntervalMs: this.heartbeatIntervalMs, assignment: [] };
     }
+    checkSubscriptionSize(input.subscribedTopics);
     let member: Member | undefined;
     if (input.memberId === '' && input.memberEpoch === 0) {
+      this.checkJoin(group, input.principal);
       if (!group) {
-        if (this.groups.size >= GROUPS_MAX) throw new TributaryError(Errors.INVALID_REQUEST, `this node coordinates at most ${GROUPS_MAX} groups`);
         group = { id: input.groupId, epoch: 0, members: new Map() };
         this.groups.set(group.id, group);
       }
-      if (group.members.size >= MEMBERS_PER_GROUP_MAX) throw new TributaryError(Errors.INVALID_REQUEST, `group ${group.id} has ${MEMBERS_PER_GROUP_MAX} members already`);
-      member = { id: randomUUID(), epoch: 0, answered: 0, topics: [], resolved: [], owned: new Set(), given: new Set(), target: new Set(), lastSeenMs: now };
-      group.members.set(member.id, member);
+      member = { id: randomUUID(), owner: input.principal, epoch: 0, answered: 0, topics: [], resolved: [], owned: new Set(), given: new Set(), target: new Set(), lastSeenMs: now };
+      this.addMember(group, member);
       member.topics = normalizeTopics(input.subscribedTopics ?? []);
       if (input.subscribedTopicPattern !== undefined) member.pattern = { glob: input.subscribedTopicPattern, allowed: input.mayConsume ?? (() => true) };
       this.resolve(member);
       this.rebalance(group);
     } else {
-      member = group?.members.get(input.memberId);
-      if (!group || !member) throw new TributaryError(Errors.UNKNOWN_MEMBER_ID, `group ${input.groupId} has no member ${input.memberId}`);
+      ({ group, member } = this.memberFor(input.groupId, input.memberId, input.principal));
       // The group may have moved since the last answer (another member joined): the epoch
       // the member was told is still its own. Anything older is a zombie's.
       if (input.memberEpoch !== member.epoch && input.memberEpoch !== member.answered) {
@@ -146,9 +246,27 @@ export class GroupCoordinator {
     let grown = false;
     for (const m of group.members.values()) if (m.pattern && this.resolve(m)) grown = true;
     if (grown) this.rebalance(group);
-    member.owned = new Set(input.ownedPartitions.flatMap((o) => o.partitions.map((p) => key(o.topic, p))));
+    member.owned = this.acceptOwned(member, input);
     member.answered = member.epoch;
     return { error: Errors.NONE.code, memberId: member.id, memberEpoch: member.epoch, heartbeatIntervalMs: this.heartbeatIntervalMs, assignment: this.handOut(group as Group, member) };
+  }
+
+  /**
+   * What a member reports owning, as far as it may: partitions it was handed (or already
+   * owned) and may consume. The rest is ignored, so a member cannot keep another's
+   * partitions from being handed out by claiming them.
+   */
+  private acceptOwned(member: Member, input: HeartbeatInput): Set<string> {
+    const mayConsume = input.mayConsume ?? (() => true);
+    const accepted = new Set<string>();
+    for (const o of input.ownedPartitions) {
+      if (!mayConsume(o.topic)) continue;
+      for (const p of o.partitions) {
+        const k = key(o.topic, p);
+        if (member.given.has(k) || member.owned.has(k)) accepted.add(k);
+      }
+    }
+    return accepted;
   }
 
   /** What `member` may own now: its target, less what another member still owns. */
@@ -242,7 +360,7 @@ export class GroupCoordinator {
       let changed = false;
       for (const m of group.members.values()) {
         if (now - m.lastSeenMs > this.sessionTimeoutMs) {
-          group.members.delete(m.id);
+          this.removeMember(group, m);
           changed = true;
         }
       }
@@ -270,6 +388,15 @@ export class GroupCoordinator {
   /** Live members of a group (0 when the group has none), for the metrics. */
   memberCount(groupId: string): number {
     return this.groups.get(groupId)?.members.size ?? 0;
+  }
+}
+
+function checkSubscriptionSize(topics: string[] | undefined): void {
+  if (topics === undefined) return;
+  let chars = 0;
+  for (const t of topics) chars += t.length;
+  if (chars > SUBSCRIPTION_CHARS_MAX) {
+    throw new TributaryError(Errors.INVALID_REQUEST, `subscribedTopics hold ${chars} characters of topic names; at most ${SUBSCRIPTION_CHARS_MAX} (subscribe by pattern instead)`);
   }
 }
 

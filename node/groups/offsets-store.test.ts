@@ -1,9 +1,11 @@
 import { afterEach, expect, it } from 'vitest';
-import { TributaryError } from '../../protocol/errors.js';
+import { Encoder } from 'cbor-x';
+import { Errors, TributaryError } from '../../protocol/errors.js';
+import { encodeBatch } from '../../protocol/record-batch.js';
 import { silentLogger } from '../logger.js';
 import { LogManager } from '../storage/log-manager.js';
 import { makeTempDir, removeDir } from '../storage/testing.js';
-import { ConsumerOffsets } from './offsets-store.js';
+import { CONSUMER_OFFSETS_TOPIC, ConsumerOffsets, type OffsetLimit, type OffsetLimits } from './offsets-store.js';
 
 const open: { logs: LogManager; dir: string }[] = [];
 afterEach(async () => {
@@ -13,12 +15,24 @@ afterEach(async () => {
   }
 });
 
-async function store(groupsMax?: number): Promise<{ offsets: ConsumerOffsets; logs: LogManager; dir: string }> {
+async function store(limits: Partial<OffsetLimits> = {}, reached: OffsetLimit[] = []): Promise<{ offsets: ConsumerOffsets; logs: LogManager; dir: string }> {
   const dir = makeTempDir();
   const logs = await LogManager.open(dir);
   open.push({ logs, dir });
   await logs.createTopic('t', 2);
-  return { offsets: await ConsumerOffsets.open(logs, silentLogger, { groupsMax }), logs, dir };
+  return { offsets: await ConsumerOffsets.open(logs, silentLogger, { limits, onLimitReached: (l) => reached.push(l) }), logs, dir };
+}
+
+const at = (partition: number, offset: number, metadata = '') => ({ topic: 't', partition, offset, metadata });
+
+/** The error a promise rejects with: its code and message. */
+async function refusal(p: Promise<unknown>): Promise<{ code: number; message: string }> {
+  const err = await p.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(TributaryError);
+  return { code: (err as TributaryError).code, message: (err as TributaryError).message };
 }
 
 it('the newest commit wins, and the store reads back the same from its topic', async () => {
@@ -30,13 +44,68 @@ it('the newest commit wins, and the store reads back the same from its topic', a
   expect(reread.all('g').map((o) => [o.topic, o.partition, o.committed.offset]).sort()).toEqual([['t', 0, 9], ['t', 1, 2]]);
 });
 
-it('keeps offsets of at most groupsMax groups: one more is refused, known groups go on', async () => {
-  const { offsets } = await store(2);
-  await offsets.commit('a', [{ topic: 't', partition: 0, offset: 1, metadata: '' }], 1);
-  await offsets.commit('b', [{ topic: 't', partition: 0, offset: 1, metadata: '' }], 1);
-  await expect(offsets.commit('c', [{ topic: 't', partition: 0, offset: 1, metadata: '' }], 1)).rejects.toThrow(TributaryError);
-  await expect(offsets.commit('c', [{ topic: 't', partition: 0, offset: 1, metadata: '' }], 1)).rejects.toThrow(/at most 2 groups/);
-  await offsets.commit('a', [{ topic: 't', partition: 0, offset: 2, metadata: '' }], 2);
+it('keeps offsets of at most offsetGroupsMax groups node-wide: one more is refused, known groups go on', async () => {
+  const reached: OffsetLimit[] = [];
+  const { offsets } = await store({ offsetGroupsMax: 2 }, reached);
+  await offsets.commit('a', [at(0, 1)], 1, 'key:x');
+  await offsets.commit('b', [at(0, 1)], 1, 'key:y');
+  expect(await refusal(offsets.commit('c', [at(0, 1)], 1, 'key:z'))).toEqual({ code: Errors.RESOURCE_LIMIT.code, message: expect.stringMatching(/2 groups \(limits\.offsetGroupsMax\)/) });
+  await offsets.commit('a', [at(0, 2)], 2, 'key:x');
   expect(offsets.committed('a', 't', 0)?.offset).toBe(2);
   expect(offsets.committed('c', 't', 0)).toBeUndefined();
+  expect(reached).toEqual(['offsetGroupsMax']);
+});
+
+it('bounds each principal in groups, partitions and metadata bytes, while another principal is still served', async () => {
+  const reached: OffsetLimit[] = [];
+  const { offsets } = await store({ offsetGroupsPerPrincipalMax: 2, offsetPartitionsPerPrincipalMax: 3, offsetMetadataBytesPerPrincipalMax: 10 }, reached);
+  await offsets.commit('g1', [at(0, 1), at(1, 1)], 1, 'key:attacker');
+  await offsets.commit('g2', [at(0, 1)], 1, 'key:attacker');
+  expect((await refusal(offsets.commit('g3', [at(0, 1)], 1, 'key:attacker'))).message).toMatch(/limits\.offsetGroupsPerPrincipalMax/);
+  expect((await refusal(offsets.commit('g2', [at(1, 1)], 1, 'key:attacker'))).message).toMatch(/limits\.offsetPartitionsPerPrincipalMax/);
+  expect((await refusal(offsets.commit('g1', [at(0, 2, 'x'.repeat(11))], 1, 'key:attacker'))).message).toMatch(/limits\.offsetMetadataBytesPerPrincipalMax/);
+  // Moving what it has forward is never refused, and metadata within its bytes is fine.
+  await offsets.commit('g1', [at(0, 9, 'ten bytes!'), at(1, 9)], 2, 'key:attacker');
+  await offsets.commit('g1', [at(0, 10, 'ten bytes?')], 2, 'key:attacker'); // replaces its own ten bytes
+  expect(offsets.heldBy('key:attacker')).toEqual({ groups: 2, partitions: 3, metadataBytes: 10 });
+  // Someone else's commits go on.
+  await offsets.commit('g3', [at(0, 5), at(1, 5)], 3, 'key:app');
+  await offsets.commit('g4', [at(0, 5)], 3, 'key:app');
+  expect(offsets.committed('g4', 't', 0)?.offset).toBe(5);
+  expect(reached).toEqual(['offsetGroupsPerPrincipalMax', 'offsetPartitionsPerPrincipalMax', 'offsetMetadataBytesPerPrincipalMax']);
+  expect(offsets.totals).toEqual({ groups: 4, partitions: 6, metadataBytes: 10 });
+});
+
+it('a stored offset counts against the principal of its latest commit', async () => {
+  const { offsets } = await store({ offsetPartitionsPerPrincipalMax: 2 });
+  await offsets.commit('g', [at(0, 1), at(1, 1)], 1, 'key:a');
+  await offsets.commit('g', [at(1, 2)], 2, 'key:b');
+  expect([offsets.heldBy('key:a').partitions, offsets.heldBy('key:b').partitions]).toEqual([1, 1]);
+  await offsets.commit('h', [at(0, 1)], 3, 'key:a'); // a has room again
+  expect(offsets.totals.partitions).toBe(3);
+});
+
+it('reads back who committed, and loads at most what the node-wide limits allow', async () => {
+  const { offsets, logs } = await store();
+  for (let i = 0; i < 5; i++) await offsets.commit(`g${i}`, [at(0, i, 'meta')], i, 'key:a');
+  const reread = await ConsumerOffsets.open(logs, silentLogger);
+  expect(reread.heldBy('key:a')).toEqual({ groups: 5, partitions: 5, metadataBytes: 20 });
+  const bounded = await ConsumerOffsets.open(logs, silentLogger, { limits: { offsetGroupsMax: 3 } });
+  expect([bounded.groupCount, bounded.skippedRecordsAtLoad]).toEqual([3, 2]);
+  expect(bounded.heldBy('key:a').groups).toBe(3);
+  const byBytes = await ConsumerOffsets.open(logs, silentLogger, { limits: { offsetMetadataBytesMax: 9 } });
+  expect(byBytes.totals).toEqual({ groups: 2, partitions: 2, metadataBytes: 8 });
+});
+
+it('records written before commits named their principal count node-wide only', async () => {
+  const { logs } = await store();
+  const enc = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false });
+  const legacy = encodeBatch([{ key: Buffer.from(enc.encode([1, 'old', 't', 0])), value: Buffer.from(enc.encode({ offset: 7, metadata: 'm', commitMs: 1 })) }]);
+  await logs.partition(CONSUMER_OFFSETS_TOPIC, 0)?.append(legacy).durable;
+  const offsets = await ConsumerOffsets.open(logs, silentLogger);
+  expect(offsets.committed('old', 't', 0)).toEqual({ offset: 7, metadata: 'm', commitMs: 1 });
+  expect(offsets.totals).toEqual({ groups: 1, partitions: 1, metadataBytes: 1 });
+  await offsets.commit('old', [at(0, 8)], 2, 'key:a'); // now it is a's
+  expect(offsets.heldBy('key:a')).toEqual({ groups: 1, partitions: 1, metadataBytes: 0 });
+  expect(offsets.totals).toEqual({ groups: 1, partitions: 1, metadataBytes: 0 });
 });

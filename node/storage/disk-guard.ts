@@ -8,8 +8,10 @@
 //           each counted per topic and logged, until the node is under both limits. A
 //           segment holding offsets an uplink has not yet forwarded is never dropped unless
 //           storage.dropUnsent is set; when nothing may be dropped, the guard refuses instead.
-// Internal topics (__consumer_offsets, __revocations) are never dropped nor refused: they
-// are small, and losing a revocation would let a revoked device back in.
+// Internal topics (__consumer_offsets, __revocations) are never dropped, and revocations
+// never refused: losing one would let a revoked device back in. Offset commits are refused
+// like produce (refusesOffsetCommits): each appends to __consumer_offsets, which only
+// compaction shrinks later, so a flood of commits could otherwise fill the disk.
 //
 // The guard checks on a schedule and, between checks, after every `checkEveryBytes`
 // appended, so a burst cannot run far past a limit before it notices. A write that still
@@ -101,6 +103,11 @@ export class DiskGuard {
    */
   refuses(topic: string): boolean {
     return this._refusing && !isInternalTopic(topic);
+  }
+
+  /** Whether OffsetCommit must answer STORAGE_FULL now (see the top). */
+  refusesOffsetCommits(): boolean {
+    return this._refusing;
   }
 
   /** No check starts after this; resolves when the one running (if any) has ended. */

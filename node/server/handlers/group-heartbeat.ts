@@ -5,15 +5,18 @@ import type { RequestContext } from '../context.js';
 import { isAllowed } from '../../auth/acl.js';
 import { refusal } from './authorize.js';
 import { int, list, map, str, type Body } from '../validate.js';
+import { groupAllowed } from './offsets.js';
 
 const TOPICS_MAX = 1000;
 const PARTITIONS_MAX = 10_000;
 
-// KIP-848's ConsumerGroupHeartbeat (node/groups/coordinator.ts). A member may subscribe only
-// to topics its principal may consume: naming another refuses the heartbeat.
+// KIP-848's ConsumerGroupHeartbeat (node/groups/coordinator.ts). The principal must be
+// allowed the group, and a member may subscribe only to topics its principal may consume:
+// naming another refuses the heartbeat. A member id is the principal's that joined with it.
 export async function handleConsumerGroupHeartbeat(body: Body, ctx: RequestContext): Promise<ConsumerGroupHeartbeatResponse> {
   const groupId = body.groupId;
   validateGroupId(groupId);
+  groupAllowed(ctx, groupId);
   const memberId = body.memberId;
   // '' to join, else the id the node gave (a UUID): anything longer is no member of ours.
   if (typeof memberId !== 'string' || memberId.length > 64) throw new TributaryError(Errors.INVALID_REQUEST, 'memberId must be a string of at most 64 characters');
@@ -47,5 +50,5 @@ export async function handleConsumerGroupHeartbeat(body: Body, ctx: RequestConte
   });
   const principal = ctx.principal;
   const mayConsume = (topic: string) => isAllowed(principal, 'consume', topic);
-  return ctx.broker.groups.heartbeat({ groupId, memberId, memberEpoch, subscribedTopics, subscribedTopicPattern, mayConsume, ownedPartitions });
+  return ctx.broker.groups.heartbeat({ groupId, principal: principal.key, memberId, memberEpoch, subscribedTopics, subscribedTopicPattern, mayConsume, ownedPartitions });
 }

@@ -4,14 +4,18 @@ import { isAllowed } from '../../auth/acl.js';
 import { validateGroupId } from '../../groups/offsets-store.js';
 import type { RequestContext } from '../context.js';
 import type { Body } from '../validate.js';
+import { groupAllowed } from './offsets.js';
 
 // ListGroups and DescribeGroup, for `tributary groups list|describe`: live members from the
 // coordinator, committed offsets from __consumer_offsets, and the lag between each committed
-// offset and the partition's high watermark. A principal sees only what concerns topics it
-// may describe.
+// offset and the partition's high watermark. A principal sees only the groups it may use
+// (node/auth/acl.ts), and in them only what concerns topics it may describe; describing a
+// group it may not use answers UNAUTHORIZED whether or not the group exists.
 export async function handleListGroups(_body: Body, ctx: RequestContext): Promise<ListGroupsResponse> {
   const { groups, offsets } = ctx.broker;
-  const ids = new Set([...groups.groupIds(), ...offsets.groupIds()]);
+  const ids = new Set<string>();
+  for (const id of groups.groupIds()) if (isAllowed(ctx.principal, 'group', id)) ids.add(id);
+  for (const id of offsets.groupIds()) if (isAllowed(ctx.principal, 'group', id)) ids.add(id);
   return {
     error: Errors.NONE.code,
     groups: [...ids].sort().map((groupId) => ({ groupId, members: groups.describe(groupId)?.members.length ?? 0 })),
@@ -21,6 +25,7 @@ export async function handleListGroups(_body: Body, ctx: RequestContext): Promis
 export async function handleDescribeGroup(body: Body, ctx: RequestContext): Promise<DescribeGroupResponse> {
   const groupId = body.groupId;
   validateGroupId(groupId);
+  groupAllowed(ctx, groupId);
   const { groups, offsets, logs } = ctx.broker;
   const visible = (tp: string) => isAllowed(ctx.principal, 'describe', tp.slice(0, tp.lastIndexOf('/')));
   const described = groups.describe(groupId);

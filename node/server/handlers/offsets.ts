@@ -1,22 +1,33 @@
 import { Errors, TributaryError } from '../../../protocol/errors.js';
 import type { OffsetCommitResponse, OffsetFetchResponse } from '../../../protocol/frames.js';
-import { OFFSET_METADATA_CHARS_MAX, validateGroupId } from '../../groups/offsets-store.js';
+import { OFFSET_METADATA_CHARS_MAX, validateGroupId, type OffsetCommitEntry } from '../../groups/offsets-store.js';
 import type { RequestContext } from '../context.js';
 import { refusal } from './authorize.js';
-import { int, list, map, PARTITIONS_PER_REQUEST_MAX, str, type Body } from '../validate.js';
+import { int, list, map, str, type Body } from '../validate.js';
 
 // Kafka's OffsetCommit and OffsetFetch for a consumer group: its position per partition,
-// stored in __consumer_offsets (node/groups/offsets-store.ts). A principal commits and reads
-// positions only of topics it may consume. (Membership and generations come with the group
-// coordinator; until then any client may commit for a group name.)
+// stored in __consumer_offsets (node/groups/offsets-store.ts). The principal must be
+// allowed the group (node/auth/acl.ts) and, per partition, to consume the topic. A commit
+// is fenced by the group's membership (GroupCoordinator.validateCommit): a member commits
+// at its epoch, anyone else only while the group has no live members. Commits are bounded
+// per principal and node-wide (limits.offset*) and, like produce, refused while the disk
+// guard says storage is full: each one appends to __consumer_offsets.
 export async function handleOffsetCommit(body: Body, ctx: RequestContext): Promise<OffsetCommitResponse> {
   const groupId = body.groupId;
   validateGroupId(groupId);
-  if (ctx.broker.shuttingDown) throw new TributaryError(Errors.SHUTTING_DOWN);
+  const { broker } = ctx;
+  if (broker.shuttingDown) throw new TributaryError(Errors.SHUTTING_DOWN);
+  groupAllowed(ctx, groupId);
+  const memberId = body.memberId === undefined ? undefined : memberIdOf(body.memberId);
+  const memberEpoch = body.memberEpoch === undefined ? undefined : int(body, 'memberEpoch', -1, 0x7fffffff);
+  broker.groups.validateCommit(groupId, memberId, memberEpoch, ctx.principal.key);
+  if (broker.diskGuard.refusesOffsetCommits()) {
+    throw new TributaryError(Errors.STORAGE_FULL, "the node's storage is full (storage.maxBytes or storage.minFreeBytes); commit again later");
+  }
   const partitions: OffsetCommitResponse['partitions'] = [];
-  const accepted: { topic: string; partition: number; offset: number; metadata: string }[] = [];
+  const accepted: OffsetCommitEntry[] = [];
   const results: OffsetCommitResponse['partitions'][number][] = [];
-  for (const [i, e] of list(body, 'offsets', PARTITIONS_PER_REQUEST_MAX).entries()) {
+  for (const [i, e] of list(body, 'offsets', broker.limits.requestEntriesMax).entries()) {
     const entry = map(e, `offsets[${i}]`);
     const topic = str(entry, 'topic');
     const partition = int(entry, 'partition', 0, 0x7fffffff);
@@ -27,7 +38,7 @@ export async function handleOffsetCommit(body: Body, ctx: RequestContext): Promi
       Object.assign(result, refused);
       continue;
     }
-    if (!ctx.broker.logs.partition(topic, partition)) {
+    if (!broker.logs.partition(topic, partition)) {
       Object.assign(result, { error: Errors.UNKNOWN_TOPIC.code, message: `unknown topic or partition ${topic}/${partition}` });
       continue;
     }
@@ -41,7 +52,7 @@ export async function handleOffsetCommit(body: Body, ctx: RequestContext): Promi
     results.push(result);
   }
   try {
-    await ctx.broker.offsets.commit(groupId, accepted, Date.now());
+    broker.diskGuard.noteAppended(await broker.offsets.commit(groupId, accepted, Date.now(), ctx.principal.key));
   } catch (err) {
     const e = err instanceof TributaryError ? err : new TributaryError(Errors.STORAGE_ERROR, (err as Error).message);
     for (const r of results) Object.assign(r, { error: e.code, message: e.detail });
@@ -52,11 +63,12 @@ export async function handleOffsetCommit(body: Body, ctx: RequestContext): Promi
 export async function handleOffsetFetch(body: Body, ctx: RequestContext): Promise<OffsetFetchResponse> {
   const groupId = body.groupId;
   validateGroupId(groupId);
-  const { offsets } = ctx.broker;
+  groupAllowed(ctx, groupId);
+  const { offsets, limits } = ctx.broker;
   const named =
     body.partitions === undefined
       ? offsets.all(groupId).map(({ topic, partition }) => ({ topic, partition }))
-      : list(body, 'partitions', PARTITIONS_PER_REQUEST_MAX).map((e, i) => {
+      : list(body, 'partitions', limits.requestEntriesMax).map((e, i) => {
           const entry = map(e, `partitions[${i}]`);
           return { topic: str(entry, 'topic'), partition: int(entry, 'partition', 0, 0x7fffffff) };
         });
@@ -72,4 +84,16 @@ export async function handleOffsetFetch(body: Body, ctx: RequestContext): Promis
     partitions.push({ topic, partition, offset: committed?.offset ?? -1, metadata: committed?.metadata ?? '', error: Errors.NONE.code });
   }
   return { error: Errors.NONE.code, partitions };
+}
+
+/** The whole request is refused when the principal may not use the group. */
+export function groupAllowed(ctx: RequestContext, groupId: string): void {
+  const refused = refusal(ctx, 'group', groupId);
+  if (refused) throw new TributaryError(Errors.UNAUTHORIZED, refused.message);
+}
+
+function memberIdOf(value: unknown): string {
+  // '' or the id the node gave (a UUID): anything longer is no member of ours.
+  if (typeof value !== 'string' || value.length > 64) throw new TributaryError(Errors.INVALID_REQUEST, 'memberId must be a string of at most 64 characters');
+  return value;
 }

@@ -1,0 +1,111 @@
+// Committed offsets are bounded per principal and node-wide, over real WebSockets: one
+// principal committing to group after group is refused with RESOURCE_LIMIT naming the
+// limit, while another principal's commits go on; and a restart loads no more than the
+// node-wide limits, however much the topic holds.
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { issueCredential, type CredentialClaims } from '../protocol/credential.js';
+import { Errors } from '../protocol/errors.js';
+import { Kind, PROTOCOL_VERSION } from '../protocol/frames.js';
+import { generateIdentity, type IdentityKeyPair } from '../protocol/key-file.js';
+import { startBroker, type Broker, type BrokerOptions } from '../node/broker.js';
+import { silentLogger } from '../node/logger.js';
+import { RawClient } from './helpers/raw-client.js';
+
+const fleet = generateIdentity();
+const TOPIC = 'sensors.temp';
+
+interface Holder {
+  identity: IdentityKeyPair;
+  credential: Buffer;
+}
+
+function holder(claims: Partial<CredentialClaims> & Pick<CredentialClaims, 'role'>): Holder {
+  const identity = generateIdentity();
+  return { identity, credential: issueCredential(fleet, { subject: identity.publicKey, produce: [], consume: [], expiresAt: Date.now() + 86_400_000, ...claims }) };
+}
+
+const attacker = holder({ role: 'app', consume: ['sensors.*'], groups: ['*'] });
+const billing = holder({ role: 'app', consume: ['sensors.*'], groups: ['billing'] });
+const admin = holder({ role: 'admin' });
+
+const dataDir = mkdtempSync(join(tmpdir(), 'tributary-offsets-limits-'));
+const clients: RawClient[] = [];
+let broker: Broker | undefined;
+
+async function start(limits: BrokerOptions['limits']): Promise<Broker> {
+  broker = await startBroker({ dataDir, port: 0, logger: silentLogger, auth: { fleetPublicKey: fleet.publicKey }, limits });
+  return broker;
+}
+
+async function client(who: Holder): Promise<RawClient> {
+  const c = await RawClient.connect((broker as Broker).url, { hello: false, identity: who.identity, credential: who.credential });
+  expect((await c.request<{ error?: number }>(Kind.Hello, { version: PROTOCOL_VERSION, clientId: 'offsets-limits' })).error ?? 0).toBe(0);
+  clients.push(c);
+  return c;
+}
+
+type CommitAnswer = { error?: number; message?: string; partitions?: { error: number; message?: string }[] };
+
+function commit(c: RawClient, groupId: string, offset: number, metadata = ''): Promise<CommitAnswer> {
+  return c.request<CommitAnswer>(Kind.OffsetCommit, { groupId, offsets: [{ topic: TOPIC, partition: 0, offset, metadata }] });
+}
+
+async function metrics(): Promise<string> {
+  return (await fetch(`http://127.0.0.1:${(broker as Broker).port}/metrics`)).text();
+}
+
+function gauge(text: string, name: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line === undefined ? NaN : Number(line.slice(name.length + 1));
+}
+
+afterAll(async () => {
+  for (const c of clients) c.close();
+  await broker?.close();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('committed offsets are bounded', () => {
+  it('one principal committing to group after group is stopped at its limit while another commits on; a restart loads within the node-wide limits', async () => {
+    await start({ offsetGroupsPerPrincipalMax: 20, offsetMetadataBytesPerPrincipalMax: 64 * 1024 });
+    const a = await client(admin);
+    expect((await a.request<{ topics: { error: number }[] }>(Kind.CreateTopics, { topics: [{ name: TOPIC, partitions: 1 }] })).topics[0].error).toBe(0);
+    const bad = await client(attacker);
+    const good = await client(billing);
+
+    // The attacker's commits and the app's interleave on the node.
+    const flood = Array.from({ length: 60 }, (_, i) => commit(bad, `spam-${i}`, i, 'x'.repeat(1000)));
+    const legit = Array.from({ length: 10 }, (_, i) => commit(good, 'billing', i));
+    const [floodAnswers, legitAnswers] = await Promise.all([Promise.all(flood), Promise.all(legit)]);
+    const outcomes = floodAnswers.map((r) => r.partitions?.[0].error);
+    expect(outcomes.filter((e) => e === 0)).toHaveLength(20);
+    expect(outcomes.filter((e) => e === Errors.RESOURCE_LIMIT.code)).toHaveLength(40);
+    expect(floodAnswers.find((r) => r.partitions?.[0].error !== 0)?.partitions?.[0].message).toMatch(/limits\.offsetGroupsPerPrincipalMax/);
+    expect(legitAnswers.every((r) => r.partitions?.[0].error === 0)).toBe(true);
+    // Its metadata is bounded too: 20 groups hold 20,000 bytes; 45 KiB more is refused.
+    const heavy = await commit(bad, 'spam-0', 99, 'y'.repeat(4096));
+    expect(heavy.partitions?.[0].error).toBe(0);
+    const answers = await Promise.all(Array.from({ length: 19 }, (_, i) => commit(bad, `spam-${i + 1}`, 99, 'y'.repeat(4096))));
+    expect(answers.map((r) => r.partitions?.[0].message).find((m) => m !== undefined)).toMatch(/limits\.offsetMetadataBytesPerPrincipalMax/);
+
+    const text = await metrics();
+    expect(text).toMatch(/tributary_limits_reached_total\{limit="offsetGroupsPerPrincipalMax"\} 40/);
+    expect(gauge(text, 'tributary_committed_offset_groups')).toBe(21);
+
+    // Restarted with a node-wide bound below what the topic holds: the start loads within it.
+    for (const c of clients.splice(0)) c.close();
+    await (broker as Broker).close();
+    await start({ offsetGroupsMax: 5 });
+    const after = await metrics();
+    expect(gauge(after, 'tributary_committed_offset_groups')).toBe(5);
+    expect(gauge(after, 'tributary_committed_offsets_skipped_at_start')).toBeGreaterThan(0);
+    // And a new group is refused node-wide, naming the limit.
+    const c = await client(attacker);
+    const refused = await commit(c, 'spam-new', 1);
+    expect(refused.partitions?.[0]).toEqual({ topic: TOPIC, partition: 0, error: Errors.RESOURCE_LIMIT.code, message: expect.stringMatching(/5 groups \(limits\.offsetGroupsMax\)/) });
+  });
+});
