@@ -6,7 +6,7 @@ import { verifyCredential } from '../protocol/credential.js';
 import { Errors, TributaryError } from '../protocol/errors.js';
 import type { IdentityKeyPair } from '../protocol/key-file.js';
 import { noiseKeyPairFromIdentity, SEALED_MESSAGE_BYTES_MAX } from '../protocol/secure-channel.js';
-import { Authenticator, type AnonymousPolicy } from './auth/authenticator.js';
+import { Authenticator, revocationLapse, type AnonymousPolicy } from './auth/authenticator.js';
 import { RevocationStore } from './auth/revocation-store.js';
 import { GroupCoordinator } from './groups/coordinator.js';
 import { ConsumerOffsets } from './groups/offsets-store.js';
@@ -20,6 +20,7 @@ import type { Connection } from './server/connection.js';
 import type { BrokerContext, Faults } from './server/context.js';
 import { FetchWaiter } from './server/fetch-waiter.js';
 import { listen, WS_PATH, type Listener } from './server/listener.js';
+import { Sessions } from './server/sessions.js';
 import { parseTopicConfig, type TopicConfig } from './storage/config.js';
 import { LogManager } from './storage/log-manager.js';
 import { DiskGuard } from './storage/disk-guard.js';
@@ -150,6 +151,16 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
   }
   const nodeIdentity: NodeIdentity = { staticKeyPair: noiseKeyPairFromIdentity(identity), credential: auth.credential };
   const authenticator = new Authenticator({ fleetPublicKey, anonymous, revocations: revocations.list, now: auth.now });
+  const sessions = new Sessions({
+    connectionsPerPrincipalMax: limits.connectionsPerPrincipalMax,
+    now: auth.now,
+    onLimitReached: () => metrics.limitReached.inc({ limit: 'connectionsPerPrincipalMax' }),
+  });
+  // A revocation closes what it names at once, not at its next request.
+  revocations.onApplied = (revocation) => {
+    const closed = sessions.revoke(revocation, revocationLapse(revocation));
+    if (closed > 0) logger.info({ connections: closed }, 'closed the connections of a revoked credential');
+  };
 
   const fetchWaiter = new FetchWaiter();
   let shuttingDown = false;
@@ -178,6 +189,7 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
   const context: BrokerContext = {
     nodeId: meta.nodeId,
     diskGuard,
+    sessions,
     logs,
     limits,
     logger,
@@ -276,6 +288,7 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
         await Promise.race([Promise.all([...connections].map((c) => c.whenIdle())), grace]);
         openListener.terminateAll();
         // No job may hold a partition while it closes; a long compaction stops early.
+        sessions.close();
         await maintenance.stop();
         await diskGuard.stop();
         await logs.close();

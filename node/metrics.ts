@@ -41,6 +41,8 @@ export type CloseReason =
   | 'sealed_frame_failed'
   | 'credential_revoked'
   | 'credential_expired'
+  /** Hello refused: the principal holds limits.connectionsPerPrincipalMax connections. */
+  | 'connections_per_principal'
   | 'protocol_error'
   /** Only under test: BrokerOptions.faults dropped the connection. */
   | 'fault_injected';

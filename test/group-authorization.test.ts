@@ -8,30 +8,21 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { issueCredential, type CredentialClaims } from '../protocol/credential.js';
 import { Errors, TributaryError } from '../protocol/errors.js';
 import { Kind, PROTOCOL_VERSION } from '../protocol/frames.js';
-import { generateIdentity, type IdentityKeyPair } from '../protocol/key-file.js';
+import { generateIdentity } from '../protocol/key-file.js';
 import { startBroker, type Broker } from '../node/broker.js';
 import { silentLogger } from '../node/logger.js';
 import { connect, type Connection } from '../devices/index.js';
+import { holder as fleetHolder, type Holder } from './helpers/credentials.js';
 import { RawClient } from './helpers/raw-client.js';
 
-const DAY = 86_400_000;
 const fleet = generateIdentity();
+const holder = (claims: Parameters<typeof fleetHolder>[1]): Holder => fleetHolder(fleet, claims);
 const TOPIC = 'sensors.billing';
 const WAIT = { timeout: 20_000, interval: 20 };
 
-interface Holder {
-  identity: IdentityKeyPair;
-  credential: Buffer;
-}
 
-function holder(claims: Partial<CredentialClaims> & Pick<CredentialClaims, 'role'>): Holder {
-  const identity = generateIdentity();
-  const credential = issueCredential(fleet, { subject: identity.publicKey, produce: [], consume: [], expiresAt: Date.now() + DAY, ...claims });
-  return { identity, credential };
-}
 
 const admin = holder({ role: 'admin' });
 const billingApp = holder({ role: 'app', consume: ['sensors.*'], groups: ['billing'] });

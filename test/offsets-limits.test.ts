@@ -7,26 +7,19 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { issueCredential, type CredentialClaims } from '../protocol/credential.js';
 import { Errors } from '../protocol/errors.js';
 import { Kind, PROTOCOL_VERSION } from '../protocol/frames.js';
-import { generateIdentity, type IdentityKeyPair } from '../protocol/key-file.js';
+import { generateIdentity } from '../protocol/key-file.js';
 import { startBroker, type Broker, type BrokerOptions } from '../node/broker.js';
 import { silentLogger } from '../node/logger.js';
+import { holder as fleetHolder, type Holder } from './helpers/credentials.js';
 import { RawClient } from './helpers/raw-client.js';
 
 const fleet = generateIdentity();
+const holder = (claims: Parameters<typeof fleetHolder>[1]): Holder => fleetHolder(fleet, claims);
 const TOPIC = 'sensors.temp';
 
-interface Holder {
-  identity: IdentityKeyPair;
-  credential: Buffer;
-}
 
-function holder(claims: Partial<CredentialClaims> & Pick<CredentialClaims, 'role'>): Holder {
-  const identity = generateIdentity();
-  return { identity, credential: issueCredential(fleet, { subject: identity.publicKey, produce: [], consume: [], expiresAt: Date.now() + 86_400_000, ...claims }) };
-}
 
 const attacker = holder({ role: 'app', consume: ['sensors.*'], groups: ['*'] });
 const billing = holder({ role: 'app', consume: ['sensors.*'], groups: ['billing'] });

@@ -49,6 +49,7 @@ const CLOSE_REASONS = [
   'sealed_frame_failed',
   'credential_revoked',
   'credential_expired',
+  'connections_per_principal',
   'protocol_error',
   'fault_injected',
 ] as const satisfies readonly CloseReason[];

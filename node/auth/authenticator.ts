@@ -14,7 +14,7 @@
 import { Errors, TributaryError } from '../../protocol/errors.js';
 import { verifyPeerCredential } from '../../protocol/peer-auth.js';
 import type { RemotePeer } from '../../protocol/secure-channel.js';
-import type { RevocationList } from '../../protocol/revocation.js';
+import type { Revocation, RevocationList } from '../../protocol/revocation.js';
 import { isLoopbackAddress } from '../address-ranges.js';
 import { ANONYMOUS, principalOf, type Principal } from './acl.js';
 
@@ -77,10 +77,7 @@ export class Authenticator {
   recheck(principal: Principal): Lapse | null {
     if (principal.credentialId === undefined || principal.subject === undefined) return null;
     const revoked = this.options.revocations.find({ id: principal.credentialId, subject: principal.subject });
-    if (revoked) {
-      const what = 'credentialId' in revoked.target ? 'credential' : 'subject key';
-      return { why: 'revoked', error: new TributaryError(Errors.UNAUTHORIZED, `${what} revoked${revoked.reason ? `: ${revoked.reason}` : ''}`) };
-    }
+    if (revoked) return revocationLapse(revoked);
     if (principal.expiresAt !== undefined && principal.expiresAt <= this.now()) {
       return { why: 'expired', error: new TributaryError(Errors.UNAUTHORIZED, `credential expired at ${new Date(principal.expiresAt).toISOString()}`) };
     }
@@ -96,6 +93,12 @@ export class Authenticator {
     }
     return { principal: ANONYMOUS };
   }
+}
+
+/** Why a revocation ends what it names: said to the client and in the logs. */
+export function revocationLapse(revocation: Revocation): Lapse {
+  const what = 'credentialId' in revocation.target ? 'credential' : 'subject key';
+  return { why: 'revoked', error: new TributaryError(Errors.UNAUTHORIZED, `${what} revoked${revocation.reason ? `: ${revocation.reason}` : ''}`) };
 }
 
 function refuse(detail: string): Admission {

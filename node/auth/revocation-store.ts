@@ -91,9 +91,13 @@ export class RevocationStore {
     });
   }
 
+  /** Called with every revocation applied after the load: the node closes what it names. */
+  onApplied: ((revocation: Revocation) => void) | null = null;
+
   apply(revocations: readonly Revocation[]): void {
     for (const r of revocations) {
       this.list.add(r);
+      this.onApplied?.(r);
       this.logger.info({ revoked: 'credentialId' in r.target ? { credentialId: r.target.credentialId } : { subject: r.target.subject.toString('hex') }, reason: r.reason }, 'revocation applied');
     }
   }

@@ -21,6 +21,7 @@ function brokerStub(requestTimeoutMs: number, observed: { kind: number; response
     logger: silentLogger,
     shuttingDown: false,
     authenticator: { recheck: () => null },
+    sessions: { admit: () => null, remove: () => {} },
     metrics: { observeRequest: (kind: number, _s: number, response: object | undefined) => observed.push({ kind, response }) },
   } as unknown as BrokerContext;
 }

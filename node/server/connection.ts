@@ -11,14 +11,16 @@
 // unknown and so it cannot be answered.
 //
 // Who: the handshake decided the admission before this was made. A refused peer is told
-// why in the answer to its Hello and then closed; an admitted one is checked again before
-// each request, so a revocation or an expiry ends an open connection at its next request.
+// why in the answer to its Hello and then closed. An admitted one is registered with the
+// node's sessions (node/server/sessions.ts) at Hello, which bound its principal's
+// connections and close it the moment its credential is revoked or expires, subscriptions
+// included; it is also checked again before each request.
 
 import { Errors, TributaryError } from '../../protocol/errors.js';
 import { decodeFrame, encodeFrame, Kind, kindName, RESPONSE, type Frame } from '../../protocol/frames.js';
 import { CloseCode, readFrames, type FrameFlow, type FrameTransport } from '../../protocol/transport.js';
 import type { Principal } from '../auth/acl.js';
-import type { Admission } from '../auth/authenticator.js';
+import type { Admission, Lapse } from '../auth/authenticator.js';
 import type { CloseReason } from '../metrics.js';
 import type { BrokerContext, RequestContext } from './context.js';
 import { handlers, type Handler } from './dispatch.js';
@@ -183,6 +185,8 @@ export class Connection {
   private ourCloseReason: CloseReason | null = null;
   readonly principal: Principal | undefined;
   readonly subscriptions: ConnectionSubscriptions;
+  /** Registered with the node's sessions (from Hello until the end). */
+  private inSessions = false;
 
   constructor(
     private readonly transport: FrameTransport,
@@ -270,13 +274,21 @@ export class Connection {
       this.clearHelloTimer();
       this.clientId = typeof frame.body.clientId === 'string' ? frame.body.clientId.slice(0, 256) : '';
       if (this.admission.refusal) {
-        const refusal = this.admission.refusal;
-        this.broker.logger.info({ remote: this.remoteAddress, clientId: this.clientId, reason: refusal.detail }, 'connection refused');
-        this.send(frame, { error: refusal.code, message: refusal.detail });
-        this.close(CloseCode.POLICY_VIOLATION, refusal.detail, 'unauthorized');
-        this.stopReading();
+        this.refuseHello(frame, this.admission.refusal, 'unauthorized');
         return;
       }
+      // Revoked or expired between the handshake and this Hello.
+      const lapse = this.principal ? this.broker.authenticator.recheck(this.principal) : null;
+      if (lapse) {
+        this.refuseHello(frame, lapse.error, lapse.why === 'revoked' ? 'credential_revoked' : 'credential_expired');
+        return;
+      }
+      const limited = this.broker.sessions.admit(this);
+      if (limited) {
+        this.refuseHello(frame, limited, 'connections_per_principal');
+        return;
+      }
+      this.inSessions = true;
       // Nothing after Hello is read until Hello has succeeded, so a request pipelined
       // behind a failed Hello never runs.
       this.flow?.pause();
@@ -310,6 +322,24 @@ export class Connection {
     }
   }
 
+  /** Answers Hello with why the peer is not served, then closes. */
+  private refuseHello(frame: Frame, refusal: TributaryError, label: CloseReason): void {
+    this.broker.logger.info({ remote: this.remoteAddress, clientId: this.clientId, reason: refusal.detail }, 'connection refused');
+    this.send(frame, { error: refusal.code, message: refusal.detail });
+    this.close(CloseCode.POLICY_VIOLATION, refusal.detail, label);
+    this.stopReading();
+  }
+
+  /**
+   * The credential was revoked or has expired (Sessions): the connection ends now, whether
+   * or not it is sending anything, and nothing more is pushed to it.
+   */
+  endForLapse(lapse: Lapse): void {
+    this.broker.logger.info({ remote: this.remoteAddress, clientId: this.clientId, principal: this.principal?.name, reason: lapse.error.detail }, 'closing a connection whose credential no longer admits it');
+    this.close(CloseCode.POLICY_VIOLATION, lapse.error.detail, lapse.why === 'revoked' ? 'credential_revoked' : 'credential_expired');
+    this.stopReading();
+  }
+
   private atInflightLimit(): boolean {
     const { limits } = this.broker;
     return this.inflight >= limits.inflightMax || (this.inflight > 0 && this.inflightBytes >= limits.inflightBytesMax);
@@ -339,7 +369,14 @@ export class Connection {
     this.clearHelloTimer();
     this.abortAll();
     this.subscriptions.closeAll();
+    this.leaveSessions();
     this.served?.();
+  }
+
+  private leaveSessions(): void {
+    if (!this.inSessions) return;
+    this.inSessions = false;
+    this.broker.sessions.remove(this);
   }
 
   private clearHelloTimer(): void {
@@ -360,6 +397,9 @@ export class Connection {
     }
     this.transport.close(code, reason);
     this.abortAll();
+    // Nothing more is pushed from the moment we close, even before reading has ended.
+    this.subscriptions.closeAll();
+    this.leaveSessions();
   }
 
   /** Resolves when no request of this connection is in progress. */

@@ -10,6 +10,7 @@ import type { Logger } from '../logger.js';
 import type { DiskGuard } from '../storage/disk-guard.js';
 import type { LogManager } from '../storage/log-manager.js';
 import type { FetchWaiter } from './fetch-waiter.js';
+import type { Sessions } from './sessions.js';
 import type { ConnectionSubscriptions } from './subscriptions.js';
 
 /** What every handler may use: the node's shared state. Handlers never see a socket. */
@@ -27,6 +28,8 @@ export interface BrokerContext {
   readonly offsets: ConsumerOffsets;
   readonly groups: GroupCoordinator;
   readonly diskGuard: DiskGuard;
+  /** Admitted connections by principal and credential: their bounds, revocation, expiry. */
+  readonly sessions: Sessions;
   /** Failures injected by tests; never set from a config or the command line. */
   readonly faults?: Faults;
 }
