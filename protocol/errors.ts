@@ -41,6 +41,8 @@ export const Errors = {
   FENCED_MEMBER_EPOCH: spec(110, 'FENCED_MEMBER_EPOCH', false, 'the member epoch is stale; join again'),
   STALE_MEMBER_EPOCH: spec(113, 'STALE_MEMBER_EPOCH', true, 'the member epoch is behind; heartbeat, then commit again'),
   NON_EMPTY_GROUP: spec(68, 'NON_EMPTY_GROUP', false, 'the group has live members'),
+  /** A codec the node cannot inflate (snappy, lz4, zstd), so it cannot check the records. */
+  UNSUPPORTED_COMPRESSION_TYPE: spec(76, 'UNSUPPORTED_COMPRESSION_TYPE', false, 'the node does not accept this compression codec'),
   INVALID_RECORD: spec(87, 'INVALID_RECORD', false, 'a record failed the node\'s validation'),
   THROTTLED: spec(89, 'THROTTLED', true, 'request throttled'),
   STORAGE_FULL: spec(1001, 'STORAGE_FULL', true, 'node storage is full'),
@@ -97,6 +99,34 @@ export class DecodeError extends TributaryError {
     super(which, at >= 0 ? `${detail} (at byte ${at})` : detail, options);
     this.name = 'DecodeError';
     this.at = at;
+  }
+}
+
+/**
+ * A compressed batch inflates past the bound it was given: CORRUPT_BATCH. `boundBytes` is
+ * that bound, all of which was inflated before zlib stopped, so a caller that lowered the
+ * bound to a budget of its own can tell a budget spent from a batch too large.
+ */
+export class InflateBoundError extends DecodeError {
+  readonly boundBytes: number;
+  constructor(detail: string, boundBytes: number, at = -1, options?: { cause?: unknown }) {
+    super(Errors.CORRUPT_BATCH, detail, at, options);
+    this.name = 'InflateBoundError';
+    this.boundBytes = boundBytes;
+  }
+}
+
+/**
+ * A configured limit of the node stopped a request or part of it. `limit` is its key under
+ * `limits` in the node's configuration (requestEntriesMax, requestDecompressBytesMax, ...):
+ * the label it is counted under in tributary_limits_reached_total.
+ */
+export class LimitReachedError extends TributaryError {
+  readonly limit: string;
+  constructor(which: ErrorSpec, limit: string, detail: string) {
+    super(which, detail);
+    this.name = 'LimitReachedError';
+    this.limit = limit;
   }
 }
 

@@ -2,7 +2,8 @@
 //   (a) batches kafkajs encodes decode with ours to the same records;
 //   (b) batches ours encodes decode with kafkajs's decoder to the same records, and their
 //       CRC checks out under kafkajs's own (pure JS) CRC-32C;
-//   (c) uncompressed, both encoders write the same bytes for the same input.
+//   (c) uncompressed, both encoders write the same bytes for the same input;
+//   and every batch kafkajs encodes passes the node's produce check (validateRecords).
 // And the committed golden vectors (testdata/record-batch-vectors.json, made by kafkajs),
 // so that any change to the bytes we write is a visible decision in review.
 //
@@ -12,7 +13,7 @@
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { Compression, decodeBatch, encodeBatch, OFFSET_ATTRIBUTES, OFFSET_CRC, TimestampType, validateBatch } from './record-batch.js';
+import { Compression, decodeBatch, encodeBatch, OFFSET_ATTRIBUTES, OFFSET_CRC, TimestampType, validateBatch, validateRecords } from './record-batch.js';
 import type { DecodedRecord, EncodeOptions, Header, Record } from './record-batch.js';
 import { testSeeds, withSeedAsync } from './testdata/helpers.js';
 import type { Rng } from './testdata/helpers.js';
@@ -27,6 +28,8 @@ import {
 import type { KafkaBatchSpec, KafkaDecodedBatch, KafkaRecordSpec } from './testdata/kafkajs.js';
 
 const VECTORS_URL = new URL('./testdata/record-batch-vectors.json', import.meta.url);
+/** The node's default max.message.bytes (node/storage/config.ts). */
+const MAX_MESSAGE_BYTES_DEFAULT = 1024 * 1024 + 12;
 
 // ---------------------------------------------------------------------------------------
 // Golden vectors: inputs in JSON (bytes as hex), and the batch kafkajs encodes from them.
@@ -218,6 +221,8 @@ describe('golden vectors (testdata/record-batch-vectors.json)', () => {
 
       it('passes our validation and decodes with ours to its inputs', () => {
         validateBatch(bytes);
+        // The node's produce check, records and all, within the default max.message.bytes.
+        expect(validateRecords(bytes, MAX_MESSAGE_BYTES_DEFAULT).inflatedBytes > 0).toBe(vector.compression === 'gzip');
         const { header, records: decoded } = decodeBatch(bytes);
         expect(header.baseOffset).toBe(vector.baseOffset);
         expect(header.partitionLeaderEpoch).toBe(vector.partitionLeaderEpoch);
@@ -350,6 +355,8 @@ describe('kafkajs encodes, we decode (a)', () => {
         for (let round = 0; round < 10; round++) {
           const spec = kafkaBatchSpec(rng, randomKafkaRecords(rng, 'any'), codec);
           const batch = await kafkajsEncode(spec);
+          // A producer's batch as the node checks it at produce.
+          validateRecords(batch, MAX_MESSAGE_BYTES_DEFAULT);
           const { header, records } = decodeBatch(batch);
           expect(header.baseTimestamp).toBe(spec.firstTimestamp);
           expect(header.isTransactional).toBe(spec.transactional);

@@ -28,9 +28,10 @@ import {
   readBatchHeader,
   splitBatches,
   validateBatch,
+  validateRecords,
 } from './record-batch.js';
 import type { Record } from './record-batch.js';
-import { DecodeError, TributaryError } from './errors.js';
+import { DecodeError, InflateBoundError, TributaryError } from './errors.js';
 import { expectDecodeError, testSeeds, withSeed, referenceVarint } from './testdata/helpers.js';
 
 const T0 = 1_700_000_000_000;
@@ -624,6 +625,242 @@ describe('seeded garbage', () => {
             if (!(err instanceof DecodeError) || err.errorName !== 'CORRUPT_BATCH') {
               throw new Error(`${fn.name} threw ${String(err)} on ${bytes.toString('hex')}`, { cause: err });
             }
+          }
+        }
+      }
+    });
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// validateRecords: the node's check of a producer's batch, records and all (Kafka's
+// LogValidator). Each bad batch is resealed, so the outer checks pass and only the record
+// check can catch it; the gzip ones hold their bad records inside a correct gzip stream.
+
+/** Offset deltas of the records, each a well-formed record with a 12-byte value. */
+function recordsWithDeltas(deltas: number[]): number[] {
+  return deltas.flatMap((d) => rawRecord([0, ...varint(0), ...varint(d), ...key('k'), ...key('v'.repeat(12)), ...varint(0)]));
+}
+
+const gzipBatch = (records: number[], opts: { count?: number; lastOffsetDelta?: number } = {}): Buffer =>
+  rawBatch(gzipSync(Buffer.from(records)), { ...opts, attributes: Compression.Gzip });
+
+/** A gzip payload of `inflatedBytes` zeros: a bomb past any bound below that. */
+function gzipBomb(inflatedBytes: number): Buffer {
+  return rawBatch(gzipSync(Buffer.alloc(inflatedBytes), { level: 9 }), { attributes: Compression.Gzip });
+}
+
+const RECORDS_BYTES_MAX = 64 * 1024;
+
+interface RecordsCase {
+  name: string;
+  batch: () => Buffer;
+  error: 'CORRUPT_BATCH' | 'UNSUPPORTED_COMPRESSION_TYPE';
+  says: RegExp;
+}
+
+const RECORDS_CASES: RecordsCase[] = [
+  {
+    name: 'a gzip bomb past max.message.bytes',
+    batch: () => gzipBomb(64 * 1024 * 1024),
+    error: 'CORRUPT_BATCH',
+    says: /gzip payload decompresses past 65536 bytes \(max\.message\.bytes\)/,
+  },
+  {
+    name: 'fewer records than the header counts',
+    batch: () => gzipBatch(recordsWithDeltas([0, 1]), { count: 3 }),
+    error: 'CORRUPT_BATCH',
+    says: /the header counts 3 records, the records hold 2/,
+  },
+  {
+    name: 'more records than the header counts',
+    batch: () => gzipBatch(recordsWithDeltas([0, 1, 2]), { count: 2, lastOffsetDelta: 2 }),
+    error: 'CORRUPT_BATCH',
+    says: /\d+ bytes left after the 2 records the header counts/,
+  },
+  {
+    name: 'a gap in the offset deltas',
+    batch: () => gzipBatch(recordsWithDeltas([0, 2, 2]), { count: 3 }),
+    error: 'CORRUPT_BATCH',
+    says: /record 1 has offset delta 2 \(a gap\)/,
+  },
+  {
+    name: 'a repeat in the offset deltas',
+    batch: () => gzipBatch(recordsWithDeltas([0, 1, 1]), { count: 3 }),
+    error: 'CORRUPT_BATCH',
+    says: /record 2 has offset delta 1 \(a repeat\)/,
+  },
+  {
+    name: 'offset deltas not starting at 0',
+    batch: () => gzipBatch(recordsWithDeltas([1, 2]), { count: 2 }),
+    error: 'CORRUPT_BATCH',
+    says: /record 0 has offset delta 1 \(a gap\)/,
+  },
+  {
+    name: 'a last offset delta past the last record',
+    batch: () => gzipBatch(recordsWithDeltas([0, 1]), { count: 2, lastOffsetDelta: 5 }),
+    error: 'CORRUPT_BATCH',
+    says: /last offset delta 5 in the header, the last record's is 1/,
+  },
+  {
+    name: 'trailing bytes after the records',
+    batch: () => gzipBatch([...recordsWithDeltas([0, 1]), 0, 0, 0], { count: 2 }),
+    error: 'CORRUPT_BATCH',
+    says: /3 bytes left after the 2 records the header counts/,
+  },
+  {
+    name: 'records that do not parse: a varint longer than 10 bytes',
+    batch: () => gzipBatch([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00]),
+    error: 'CORRUPT_BATCH',
+    says: /varint longer than 10 bytes/,
+  },
+  {
+    name: 'records that do not parse: a value running past its record',
+    batch: () => gzipBatch(rawRecord([0, ...varint(0), ...varint(0), ...key('k'), ...varint(1000), 1, 2, 3, 4, 5, 6, 7])),
+    error: 'CORRUPT_BATCH',
+    says: /length 1000 runs past the end of the record/,
+  },
+  {
+    name: 'a gzip payload that is not gzip',
+    batch: () => rawBatch(Buffer.from('this is not gzip at all'), { attributes: Compression.Gzip }),
+    error: 'CORRUPT_BATCH',
+    says: /gzip payload does not decompress/,
+  },
+  {
+    name: 'uncompressed, a gap in the offset deltas (the check reads records without inflating too)',
+    batch: () => rawBatch(recordsWithDeltas([0, 2, 2]), { count: 3 }),
+    error: 'CORRUPT_BATCH',
+    says: /record 1 has offset delta 2 \(a gap\)/,
+  },
+  {
+    name: 'a bad CRC: refused before anything is inflated',
+    batch: () => patched(gzipBomb(64 * 1024 * 1024), (b) => (b[OFFSET_CRC] ^= 0x01)),
+    error: 'CORRUPT_BATCH',
+    says: /CRC-32C mismatch/,
+  },
+  ...(
+    [
+      ['snappy', Compression.Snappy],
+      ['lz4', Compression.Lz4],
+      ['zstd', Compression.Zstd],
+    ] as const
+  ).map(
+    ([codec, value]): RecordsCase => ({
+      name: `${codec}, which this node cannot inflate`,
+      batch: () => rawBatch(recordsWithDeltas([0]), { attributes: value }),
+      error: 'UNSUPPORTED_COMPRESSION_TYPE',
+      says: new RegExp(`compression codec ${codec} \\(${value}\\) cannot be inflated on this node`),
+    }),
+  ),
+];
+
+describe('validateRecords: bad batches, each with its typed error', () => {
+  it.each(RECORDS_CASES)('$name', ({ batch, error, says }) => {
+    const bytes = batch();
+    const err = expectDecodeError(() => validateRecords(bytes, RECORDS_BYTES_MAX), error);
+    expect(err.message).toMatch(says);
+    expect(err.retriable).toBe(error === 'CORRUPT_BATCH');
+  });
+
+  it('a bomb past max.message.bytes is an InflateBoundError at that bound: all the caller pays', () => {
+    const err = expectDecodeError(() => validateRecords(gzipBomb(64 * 1024 * 1024), RECORDS_BYTES_MAX), 'CORRUPT_BATCH');
+    expect(err).toBeInstanceOf(InflateBoundError);
+    expect((err as InflateBoundError).boundBytes).toBe(RECORDS_BYTES_MAX);
+  });
+
+  it('a lower inflate bound (a budget) stops it there, named as the given bound, not max.message.bytes', () => {
+    const err = expectDecodeError(() => validateRecords(gzipBomb(1024 * 1024), RECORDS_BYTES_MAX, 1000), 'CORRUPT_BATCH');
+    expect(err).toBeInstanceOf(InflateBoundError);
+    expect((err as InflateBoundError).boundBytes).toBe(1000);
+    expect(err.message).toMatch(/decompresses past 1000 bytes \(the bound this check was given\)/);
+    // A bound of 0 inflates nothing, after the CRC is checked.
+    expect((expectDecodeError(() => validateRecords(gzipBomb(10), RECORDS_BYTES_MAX, 0), 'CORRUPT_BATCH') as InflateBoundError).boundBytes).toBe(0);
+  });
+
+  it('the bound is inclusive: records inflating to exactly max.message.bytes pass, one byte less refuses', () => {
+    const batch = encodeBatch([{ key: null, value: Buffer.alloc(60_000), timestamp: T0 }], { compression: Compression.Gzip });
+    const inflated = gunzipSync(batch.subarray(BATCH_OVERHEAD)).length;
+    expect(validateRecords(batch, inflated)).toEqual({ inflatedBytes: inflated });
+    expect(expectDecodeError(() => validateRecords(batch, inflated - 1), 'CORRUPT_BATCH')).toBeInstanceOf(InflateBoundError);
+  });
+
+  it('every bad case of the decoder table is refused by validateRecords too, with a typed error', () => {
+    // The table's snappy, lz4 and zstd batches are otherwise valid: those are unsupported.
+    for (const { name, batch } of BAD_CASES) {
+      const unsupported = /^(snappy|lz4|zstd) codec/.test(name);
+      expectDecodeError(() => validateRecords(batch(), RECORDS_BYTES_MAX), unsupported ? 'UNSUPPORTED_COMPRESSION_TYPE' : 'CORRUPT_BATCH', name);
+    }
+  });
+});
+
+describe('validateRecords: good batches pass', () => {
+  it('our encoder, gzip and uncompressed: inflatedBytes is what gzip held, 0 when nothing is inflated', () => {
+    expect(validateRecords(sampleGzip, RECORDS_BYTES_MAX)).toEqual({ inflatedBytes: gunzipSync(sampleGzip.subarray(BATCH_OVERHEAD)).length });
+    expect(validateRecords(sample, RECORDS_BYTES_MAX)).toEqual({ inflatedBytes: 0 });
+    expect(decodeBatch(sampleGzip).inflatedBytes).toBe(validateRecords(sampleGzip, RECORDS_BYTES_MAX).inflatedBytes);
+  });
+
+  it.each(testSeeds([21, 22]))('seed %i: random batches of our encoder pass, whatever their records', (seed) => {
+    withSeed(seed, (rng) => {
+      for (let round = 0; round < 200; round++) {
+        const records: Record[] = Array.from({ length: rng.int(1, 50) }, (_, i) => ({
+          key: rng.bool(0.2) ? null : rng.bytes(rng.int(0, 40)),
+          value: rng.bool(0.1) ? null : rng.bytes(rng.int(0, 300)),
+          timestamp: T0 + rng.int(-5000, 5000) + i,
+          headers: rng.bool(0.3) ? [['h', rng.bytes(rng.int(0, 10))]] : undefined,
+        }));
+        const compression = rng.pick([Compression.None, Compression.Gzip]);
+        const batch = encodeBatch(records, { compression, baseOffset: rng.pick([0, 7, 2 ** 50]) });
+        validateRecords(batch, 1024 * 1024);
+      }
+    });
+  });
+});
+
+describe('validateRecords tortured', () => {
+  for (const [name, batch] of [
+    ['uncompressed', sample],
+    ['gzip', sampleGzip],
+  ] as const) {
+    it(`${name}: every resealed prefix is CORRUPT_BATCH`, () => {
+      for (let n = 0; n < batch.length; n++) {
+        expectDecodeError(() => validateRecords(reseal(batch.subarray(0, Math.max(n, BATCH_OVERHEAD))), RECORDS_BYTES_MAX), 'CORRUPT_BATCH', `prefix of ${n} bytes`);
+        expectDecodeError(() => validateRecords(batch.subarray(0, n), RECORDS_BYTES_MAX), 'CORRUPT_BATCH', `prefix of ${n} bytes`);
+      }
+    });
+  }
+
+  it('every single-bit flip in the records (inflated, then gzipped again and resealed) passes or is CORRUPT_BATCH', () => {
+    const inflated = gunzipSync(sampleGzip.subarray(BATCH_OVERHEAD));
+    const count = readBatchHeader(sampleGzip).recordCount;
+    let refused = 0;
+    for (let i = 0; i < inflated.length; i++) {
+      for (let bit = 0; bit < 8; bit++) {
+        const flipped = Buffer.from(inflated);
+        flipped[i] ^= 1 << bit;
+        try {
+          validateRecords(gzipBatch([...flipped], { count }), RECORDS_BYTES_MAX);
+        } catch (err) {
+          expect(err, `byte ${i} bit ${bit}`).toBeInstanceOf(DecodeError);
+          expect((err as DecodeError).errorName).toBe('CORRUPT_BATCH');
+          refused++;
+        }
+      }
+    }
+    expect(refused).toBeGreaterThan(0);
+  });
+
+  it.each(testSeeds([31, 32]))('seed %i: random records behind a correct CRC, gzip or not: CORRUPT_BATCH or pass, nothing else', (seed) => {
+    withSeed(seed, (rng) => {
+      for (let round = 0; round < 2000; round++) {
+        const records = rng.bytes(rng.int(0, 120));
+        const count = rng.int(1, 5);
+        const bytes = rng.bool() ? rawBatch(records, { count }) : gzipBatch([...records], { count });
+        try {
+          validateRecords(bytes, rng.pick([1, 100, RECORDS_BYTES_MAX]));
+        } catch (err) {
+          if (!(err instanceof DecodeError) || err.errorName !== 'CORRUPT_BATCH') {
+            throw new Error(`validateRecords threw ${String(err)} on ${bytes.toString('hex')}`, { cause: err });
           }
         }
       }

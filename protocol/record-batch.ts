@@ -1,6 +1,7 @@
 // Kafka RecordBatch v2 (magic 2), byte for byte. The broker stores and serves these bytes
 // as they are; only the base offset and partition leader epoch are patched in place, and
-// both lie outside the CRC.
+// both lie outside the CRC. It reads the records only of a compressed batch, once, when it
+// is produced (validateRecords).
 //
 //   offset  size  field
 //        0     8  baseOffset            int64
@@ -30,7 +31,7 @@
 import { kMaxLength } from 'node:buffer';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { crc32c } from '@node-rs/crc32';
-import { AssertionError, DecodeError, Errors, TributaryError } from './errors.js';
+import { AssertionError, DecodeError, Errors, InflateBoundError, TributaryError } from './errors.js';
 
 export const BATCH_OVERHEAD = 61;
 export const LOG_OVERHEAD = 12; // baseOffset + batchLength: what precedes the length's span
@@ -191,6 +192,8 @@ class Reader {
   limit: number;
   /** The last ASCII header name read at each header index (see `headerName`). */
   readonly names: string[] = [];
+  /** The offset delta of the last record read, as written (the record's offset may round). */
+  offsetDelta = 0;
 
   constructor(
     readonly buf: Buffer,
@@ -391,24 +394,55 @@ export function compress(codec: Compression, raw: Buffer): Buffer {
   }
 }
 
-function decompress(codec: Compression, data: Buffer, at: number, decompressedBytesMax: number): Buffer {
+/**
+ * Inflates a compressed batch's records, at most `bytesMax` of them (`boundName` is how the
+ * error names that bound). zlib stops inflating once its output passes the bound, so a few
+ * KiB of gzip that would inflate to gigabytes cost at most `bytesMax` of memory and time.
+ */
+function decompress(codec: Compression, data: Buffer, at: number, bytesMax: number, boundName: string): Buffer {
   switch (codec) {
     case Compression.None:
       return data;
     case Compression.Gzip:
+      // zlib takes no bound below 1; a bound of 0 inflates nothing.
+      if (bytesMax < 1) throw new InflateBoundError(`gzip payload decompresses past ${bytesMax} bytes (${boundName})`, bytesMax, at);
       try {
-        // zlib stops inflating once the output passes the limit, so a few KiB of gzip that
-        // would inflate to gigabytes costs at most `decompressedBytesMax` of memory.
-        return gunzipSync(data, { maxOutputLength: decompressedBytesMax });
+        return gunzipSync(data, { maxOutputLength: bytesMax });
       } catch (err) {
         if ((err as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE') {
-          throw new DecodeError(Errors.CORRUPT_BATCH, `gzip payload decompresses past ${decompressedBytesMax} bytes (decompressedBytesMax)`, at, { cause: err });
+          throw new InflateBoundError(`gzip payload decompresses past ${bytesMax} bytes (${boundName})`, bytesMax, at, { cause: err });
         }
         throw new DecodeError(Errors.CORRUPT_BATCH, 'gzip payload does not decompress', at, { cause: err });
       }
     default:
       throw new DecodeError(Errors.CORRUPT_BATCH, `compression codec ${codec} is not supported by this client`, at);
   }
+}
+
+/**
+ * Codecs Node's zlib can inflate are the only ones whose records a node can check: snappy,
+ * lz4 and zstd are UNSUPPORTED_COMPRESSION_TYPE (Kafka's code for a codec a broker refuses).
+ */
+export function checkCodecInflatable(codec: Compression): void {
+  // Codecs Kafka does not define are corrupt, not unsupported: validateBatch refuses them.
+  if (codec === Compression.None || codec === Compression.Gzip || codec > CODEC_MAX) return;
+  const name = Compression[codec]?.toLowerCase() ?? String(codec);
+  throw new DecodeError(
+    Errors.UNSUPPORTED_COMPRESSION_TYPE,
+    `compression codec ${name} (${codec}) cannot be inflated on this node, so its records cannot be checked; send gzip or uncompressed batches`,
+    OFFSET_ATTRIBUTES,
+  );
+}
+
+/**
+ * The records of a validated gzip batch, inflated: at most `bytesMax` bytes, else an
+ * InflateBoundError (CORRUPT_BATCH). For callers that take records apart themselves (the
+ * log cleaner); everyone else decodes with decodeBatch.
+ */
+export function inflateRecords(batch: Buffer, bytesMax: number): Buffer {
+  const codec = compressionOf(batch);
+  if (codec === Compression.None) throw new AssertionError('inflateRecords of an uncompressed batch');
+  return decompress(codec, batch.subarray(BATCH_OVERHEAD), BATCH_OVERHEAD, Math.min(bytesMax, kMaxLength), 'bytesMax');
 }
 
 /** Encodes records into one RecordBatch v2. */
@@ -464,7 +498,8 @@ export function encodeBatch(records: readonly Record[], options: EncodeOptions =
 }
 
 // ---------------------------------------------------------------------------------------
-// Header access and validation: what the broker does, with no per-record work.
+// Header access and validation: what the broker does to every batch, with no per-record
+// work (validateRecords, further down, is the one check that reads records).
 
 /**
  * Total size of the batch starting at `at`, read from its length field: -1 when fewer than
@@ -476,6 +511,11 @@ export function batchSizeAt(buf: Buffer, at = 0): number {
   if (buf.length - at < LOG_OVERHEAD) return -1;
   const length = buf.readInt32BE(at + OFFSET_LENGTH);
   return length < 0 ? 0 : LOG_OVERHEAD + length;
+}
+
+/** The codec of the batch at `at`, from its attributes: all a caller may need of its header. */
+export function compressionOf(buf: Buffer, at = 0): Compression {
+  return buf.readInt16BE(at + OFFSET_ATTRIBUTES) & ATTR_CODEC_MASK;
 }
 
 export function readBatchHeader(buf: Buffer, at = 0): BatchHeader {
@@ -521,12 +561,12 @@ export const DECOMPRESSED_BYTES_MAX_DEFAULT = 64 * 1024 * 1024;
 /**
  * The most records a compressed batch may claim. Its payload cannot bound the count as an
  * uncompressed one does: deflate reaches ~1000:1 and zstd far more, so a few bytes can
- * truly hold millions of empty records. Kafka bounds it only by decompressing; the broker
- * here never decompresses, so the bound is what a client can read: every record takes at
- * least 7 bytes once inflated, and decodeBatch inflates at most 64 MiB by default, so a
- * batch claiming more than 64 MiB / 7 (~9.6 million) records could never be consumed by a
- * default client. Refusing it at produce stops one small batch from taking millions of
- * offsets that no consumer can read.
+ * truly hold millions of empty records. Kafka bounds it only by decompressing, as the node
+ * does at produce (validateRecords, within max.message.bytes); this header-only bound is
+ * what a client can read: every record takes at least 7 bytes once inflated, and
+ * decodeBatch inflates at most 64 MiB by default, so a batch claiming more than 64 MiB / 7
+ * (~9.6 million) records could never be consumed by a default client. Refusing it before
+ * anything is inflated stops one small batch from costing an inflate at all.
  */
 export const COMPRESSED_RECORD_COUNT_MAX = Math.floor(DECOMPRESSED_BYTES_MAX_DEFAULT / RECORD_BYTES_MIN);
 
@@ -537,8 +577,9 @@ const CODEC_MAX = Compression.Zstd;
  * Checks one whole batch as the broker must before storing it or after reading it from
  * disk: exact length, magic, CRC, a known codec, and a record count that matches the offset
  * span and that the batch's bytes could hold. Throws a DecodeError(CORRUPT_BATCH) naming
- * what is wrong. Codecs this code cannot decompress (snappy, lz4, zstd) pass: the broker
- * stores batches without decompressing them.
+ * what is wrong. Codecs this code cannot decompress (snappy, lz4, zstd) pass: what a batch
+ * read back from disk or a fetch needs is its header; a producer's batch also goes through
+ * validateRecords, which refuses them.
  */
 export function validateBatch(batch: Buffer): void {
   if (batch.length < BATCH_OVERHEAD) {
@@ -599,12 +640,14 @@ export function lastOffsetOf(batch: Buffer, at = 0): number {
 export interface DecodedBatch {
   header: BatchHeader;
   records: DecodedRecord[];
+  /** Bytes the records took once inflated; 0 for an uncompressed batch (nothing inflated). */
+  inflatedBytes: number;
 }
 
 export interface DecodeBatchOptions {
   /**
-   * Bytes a compressed batch may inflate to; past it the batch is CORRUPT_BATCH. Default
-   * DECOMPRESSED_BYTES_MAX_DEFAULT (64 MiB).
+   * Bytes a compressed batch may inflate to; past it the batch is CORRUPT_BATCH (an
+   * InflateBoundError). Default DECOMPRESSED_BYTES_MAX_DEFAULT (64 MiB).
    */
   decompressedBytesMax?: number;
 }
@@ -621,21 +664,75 @@ export function decodeBatch(batch: Buffer, options: DecodeBatchOptions = {}): De
   }
   validateBatch(batch);
   const header = readBatchHeader(batch);
-  const compressed = header.compression !== Compression.None;
-  // zlib refuses a limit above the largest Buffer; a batch that large cannot be held anyway.
-  const outputMax = Math.min(decompressedBytesMax, kMaxLength);
-  const source = compressed ? decompress(header.compression, batch.subarray(BATCH_OVERHEAD), BATCH_OVERHEAD, outputMax) : batch;
-  const reader = new Reader(source, compressed ? 0 : BATCH_OVERHEAD, source.length);
+  const reader = recordsReader(batch, header, decompressedBytesMax, 'decompressedBytesMax');
   const count = header.recordCount;
-  if (count > (reader.end - reader.pos) / RECORD_BYTES_MIN) {
-    reader.fail(`record count ${count} cannot fit in ${reader.end - reader.pos} bytes`);
-  }
   const records = new Array<DecodedRecord>(count);
   for (let i = 0; i < count; i++) {
     records[i] = readRecord(reader, header);
   }
   if (reader.pos !== reader.end) reader.fail(`${reader.end - reader.pos} bytes left after ${count} records`);
-  return { header, records };
+  return { header, records, inflatedBytes: inflatedBytesOf(header, reader) };
+}
+
+/**
+ * A Reader over the records of a validated batch: the batch itself when uncompressed, else
+ * its payload inflated within `bytesMax`. Refuses a record count the bytes cannot hold
+ * before anything is allocated for the records.
+ */
+function recordsReader(batch: Buffer, header: BatchHeader, bytesMax: number, boundName: string): Reader {
+  const compressed = header.compression !== Compression.None;
+  // zlib refuses a limit above the largest Buffer; a batch that large cannot be held anyway.
+  const source = compressed ? decompress(header.compression, batch.subarray(BATCH_OVERHEAD), BATCH_OVERHEAD, Math.min(bytesMax, kMaxLength), boundName) : batch;
+  const reader = new Reader(source, compressed ? 0 : BATCH_OVERHEAD, source.length);
+  const count = header.recordCount;
+  if (count > (reader.end - reader.pos) / RECORD_BYTES_MIN) {
+    reader.fail(`record count ${count} cannot fit in ${reader.end - reader.pos} bytes`);
+  }
+  return reader;
+}
+
+function inflatedBytesOf(header: BatchHeader, reader: Reader): number {
+  return header.compression === Compression.None ? 0 : reader.end;
+}
+
+export interface RecordsCheck {
+  /** Bytes inflated to check the records (0 for an uncompressed batch), for a caller's budget. */
+  inflatedBytes: number;
+}
+
+/**
+ * Kafka's LogValidator for a batch a producer sent, records and all: what a broker must know
+ * of a compressed batch before storing it, since nothing reads its records again until a
+ * consumer does. After validateBatch's checks (length, magic, CRC, count bounds), the
+ * records are inflated once, at most `recordsBytesMax` (the topic's max.message.bytes) and at
+ * most `inflateBytesMax` (what the caller may still spend; past it an InflateBoundError
+ * whose boundBytes is below recordsBytesMax); they must all parse, `recordCount` of them,
+ * numbered 0, 1, ..., count - 1 by their offset deltas as a producer writes them, the last
+ * being the header's lastOffsetDelta, with no byte left over. Codecs Node's zlib cannot
+ * inflate (snappy, lz4, zstd) cannot be checked: UNSUPPORTED_COMPRESSION_TYPE. Anything
+ * else wrong is a DecodeError(CORRUPT_BATCH) saying what.
+ */
+export function validateRecords(batch: Buffer, recordsBytesMax: number, inflateBytesMax = recordsBytesMax): RecordsCheck {
+  validateBatch(batch);
+  const header = readBatchHeader(batch);
+  checkCodecInflatable(header.compression);
+  const bytesMax = Math.min(recordsBytesMax, inflateBytesMax);
+  const boundName = bytesMax === recordsBytesMax ? 'max.message.bytes' : 'the bound this check was given';
+  const reader = recordsReader(batch, header, bytesMax, boundName);
+  const count = header.recordCount;
+  for (let i = 0; i < count; i++) {
+    if (reader.pos === reader.end) reader.fail(`the header counts ${count} records, the records hold ${i}`);
+    readRecord(reader, header);
+    const offsetDelta = reader.offsetDelta;
+    if (offsetDelta !== i) {
+      reader.fail(`record ${i} has offset delta ${offsetDelta} (${offsetDelta < i ? 'a repeat' : 'a gap'}): a producer numbers its records 0, 1, 2, ...`);
+    }
+  }
+  if (reader.pos !== reader.end) reader.fail(`${reader.end - reader.pos} bytes left after the ${count} records the header counts`);
+  if (header.lastOffsetDelta !== count - 1) {
+    throw new DecodeError(Errors.CORRUPT_BATCH, `last offset delta ${header.lastOffsetDelta} in the header, the last record's is ${count - 1}`, OFFSET_LAST_OFFSET_DELTA);
+  }
+  return { inflatedBytes: inflatedBytesOf(header, reader) };
 }
 
 function readRecord(reader: Reader, header: BatchHeader): DecodedRecord {
@@ -648,6 +745,7 @@ function readRecord(reader: Reader, header: BatchHeader): DecodedRecord {
   const timestampDelta = reader.varint();
   const offsetDelta = reader.varint();
   if (offsetDelta < 0 || offsetDelta > header.lastOffsetDelta) reader.fail(`offset delta ${offsetDelta} outside the batch`);
+  reader.offsetDelta = offsetDelta;
   const key = reader.bytes(reader.varint());
   const value = reader.bytes(reader.varint());
   const headerCount = reader.varint();

@@ -28,7 +28,7 @@ import type { AddressInfo } from 'node:net';
 import { CREDENTIAL_BYTES_MAX } from '../../protocol/credential.js';
 import { Errors, type ErrorSpec, type TributaryError } from '../../protocol/errors.js';
 import { decodeFrame, encodeFrame, Kind, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, PROTOCOL_VERSION, RESPONSE, type Frame } from '../../protocol/frames.js';
-import { decodeBatch, lastOffsetOf, readBatchHeader, setBaseOffset, validateBatch, type BatchHeader } from '../../protocol/record-batch.js';
+import { Compression, compressionOf, decodeBatch, lastOffsetOf, readBatchHeader, setBaseOffset, validateBatch, validateRecords, type BatchHeader } from '../../protocol/record-batch.js';
 import { generateIdentity, type IdentityKeyPair } from '../../protocol/key-file.js';
 import { HANDSHAKE_MESSAGE2_BYTES_MIN, noiseKeyPairFromIdentity, secureResponder } from '../../protocol/secure-channel.js';
 import { memoryPipe, socketTransport, type FrameTransport } from '../../protocol/transport.js';
@@ -85,6 +85,8 @@ export interface FakeSubscription {
 
 /** The node keeps this many batches per producer id and partition, as Kafka does. */
 const PRODUCER_BATCHES_KEPT = 5;
+/** The node's default max.message.bytes, which bounds its check of compressed batches. */
+const MAX_MESSAGE_BYTES_DEFAULT = 1024 * 1024 + 12;
 const SEQUENCE_MAX = 0x7fffffff;
 
 export class FakeConnection {
@@ -182,6 +184,9 @@ export class FakeNode {
     if (p === undefined) throw new Error('no such partition');
     const bytes = Buffer.from(batch);
     validateBatch(bytes);
+    // The node checks a compressed batch's records at produce (the fake has no topic
+    // configs, so within the default max.message.bytes).
+    if (compressionOf(bytes) !== Compression.None) validateRecords(bytes, MAX_MESSAGE_BYTES_DEFAULT);
     const base = p.logEndOffset;
     setBaseOffset(bytes, base);
     p.batches.push(bytes);

@@ -21,7 +21,7 @@ import { isAllowed } from '../auth/acl.js';
 import type { PartitionLog } from '../storage/partition-log.js';
 import type { BrokerContext } from './context.js';
 import { errorResult } from './handlers/errors.js';
-import { int, list, map, PARTITIONS_PER_REQUEST_MAX, str, type Body } from './validate.js';
+import { int, map, requestEntries, str, type Body } from './validate.js';
 
 import { SUBSCRIBE_CREDIT_BYTES_MAX as CREDIT_BYTES_MAX, SUBSCRIPTIONS_MAX } from '../../protocol/frames.js';
 
@@ -206,7 +206,7 @@ export class ConnectionSubscriptions {
     if (this.broker.shuttingDown) throw new TributaryError(Errors.SHUTTING_DOWN);
     const credit = int(body, 'creditBytes', 0, CREDIT_BYTES_MAX);
     const maxBytes = Math.min(int(body, 'maxBytes', 1, 0x7fffffff, limits.fetchBytesMax), limits.fetchBytesMax);
-    const entries = list(body, 'partitions', PARTITIONS_PER_REQUEST_MAX).map((e, i) => {
+    const entries = requestEntries(body, 'partitions', this.broker).map((e, i) => {
       const entry = map(e, `partitions[${i}]`);
       return { topic: str(entry, 'topic'), partition: int(entry, 'partition', 0, 0x7fffffff), fetchOffset: int(entry, 'fetchOffset', 0) };
     });

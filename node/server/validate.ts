@@ -2,7 +2,8 @@
 // shape; each handler reads its fields through these, so a wrong type is answered
 // INVALID_REQUEST naming the field instead of reaching the storage engine.
 
-import { Errors, TributaryError } from '../../protocol/errors.js';
+import { Errors, LimitReachedError, TributaryError } from '../../protocol/errors.js';
+import type { BrokerContext } from './context.js';
 
 export type Body = Record<string, unknown>;
 
@@ -52,5 +53,28 @@ export function strings(body: Body, field: string, maxLength: number): string[] 
   return v as string[];
 }
 
-/** Per-partition entries in one request: bounded so one frame cannot fan out without limit. */
+/**
+ * The entries (partitions, topics) a request names in `field`: at most
+ * limits.requestEntriesMax, so that one frame cannot fan out into unbounded work. More is
+ * INVALID_REQUEST naming the key, counted in tributary_limits_reached_total.
+ */
+export function requestEntries(body: Body, field: string, broker: Pick<BrokerContext, 'limits' | 'metrics'>): unknown[] {
+  const v = body[field];
+  const max = broker.limits.requestEntriesMax;
+  if (Array.isArray(v) && v.length > max) {
+    broker.metrics.limitReached.inc({ limit: 'requestEntriesMax' });
+    throw new LimitReachedError(Errors.INVALID_REQUEST, 'requestEntriesMax', `${field} names ${v.length} entries; limits.requestEntriesMax allows ${max} per request`);
+  }
+  return list(body, field, max);
+}
+
+/** requestEntries of a field that may be left out (absent or null: undefined). */
+export function optionalRequestEntries(body: Body, field: string, broker: Pick<BrokerContext, 'limits' | 'metrics'>): unknown[] | undefined {
+  return body[field] === undefined || body[field] === null ? undefined : requestEntries(body, field, broker);
+}
+
+/**
+ * Per-partition entries in one request, as a constant: what limits.requestEntriesMax
+ * defaults to. Handlers not yet moved to requestEntries still bound their lists by it.
+ */
 export const PARTITIONS_PER_REQUEST_MAX = 10_000;

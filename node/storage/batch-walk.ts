@@ -18,6 +18,8 @@ import {
 } from '../../protocol/record-batch.js';
 import { readFully } from './file-ops.js';
 import type { FileOps } from './file-ops.js';
+import { chargeScan } from './request-budget.js';
+import type { RequestBudget } from './request-budget.js';
 
 export interface BatchRef {
   position: number;
@@ -66,7 +68,8 @@ export function headerAt(buf: Buffer, at: number, position: number, expectedOffs
 
 /**
  * Walks from the batch at `position` (whose base offset is `expectedOffset`) until `stop`
- * accepts a batch, which is returned; null when `end` is reached first.
+ * accepts a batch, which is returned; null when `end` is reached first. With a `budget`,
+ * every window read is taken from its scanBytesLeft first (THROTTLED once it is spent).
  */
 export function walkBatches(
   ops: FileOps,
@@ -76,6 +79,7 @@ export function walkBatches(
   end: number,
   /** `header` is the batch's first BATCH_OVERHEAD bytes, valid only during the call. */
   stop: (ref: BatchRef, header: Buffer) => boolean,
+  budget?: RequestBudget,
 ): BatchRef | null {
   let windowStart = 0;
   let windowLength = 0;
@@ -85,7 +89,9 @@ export function walkBatches(
     if (end - pos < BATCH_OVERHEAD) throw corrupt(`${end - pos} bytes at position ${pos} are too few for a batch`);
     if (pos < windowStart || pos + BATCH_OVERHEAD > windowStart + windowLength) {
       windowStart = pos;
-      windowLength = readFully(ops, fd, window, 0, Math.min(WINDOW_BYTES, end - pos), pos);
+      const length = Math.min(WINDOW_BYTES, end - pos);
+      if (budget !== undefined) chargeScan(budget, length);
+      windowLength = readFully(ops, fd, window, 0, length, pos);
       if (windowLength < BATCH_OVERHEAD) throw corrupt(`segment file ends at ${pos + windowLength}, expected ${end}`);
     }
     const ref = headerAt(window, pos - windowStart, pos, expected, end);

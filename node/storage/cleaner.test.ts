@@ -349,6 +349,24 @@ describe('compactPartition', () => {
     expect(readAll(log, at + 1)).toEqual(survivors(written, activeBaseOf(log)));
   });
 
+  it('keeps whole a gzip batch whose records inflate past max.message.bytes (stored before produce checked records)', async () => {
+    const config = { ...COMPACT, 'max.message.bytes': 4096 };
+    const log = await openLog(config);
+    // 20 KB of records in ~100 bytes of gzip: an append checks headers and CRC, not records.
+    const big = batchOf([{ key: 'key-0', value: 'z'.repeat(20_000), timestamp: T0 }], { compression: Compression.Gzip });
+    expect(big.length).toBeLessThan(4096);
+    const at = log.append(Buffer.from(big)).baseOffset;
+    // Newer values of key-0 follow: had the batch been inflated, its record would be removed.
+    const written = writeRounds(log, 4, 10, T0 + 1);
+    await settle(log);
+    const result = await compactPartition(log, { now: () => T0 });
+    expect(result.undecodableBatches).toBe(1);
+    expect(result.recordsRemoved).toBeGreaterThan(0);
+    const first = splitBatches(log.read(at, 1, log.logEndOffset))[0];
+    expect(first.subarray(OFFSET_ATTRIBUTES).equals(big.subarray(OFFSET_ATTRIBUTES))).toBe(true);
+    expect(readAll(log, at + 1)).toEqual(survivors(written, activeBaseOf(log)));
+  });
+
   it('does nothing to a topic with cleanup.policy=delete', async () => {
     const log = await openLog({ ...COMPACT, 'cleanup.policy': 'delete' });
     const written = writeRounds(log, 4, 10);

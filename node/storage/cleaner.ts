@@ -35,10 +35,12 @@
 // What is kept: records without a key (the produce path does not refuse them in compacted
 // topics, unlike Kafka), control batches, and batches the cleaner cannot take apart (a
 // codec this node cannot decompress: snappy, lz4, zstd; records that do not parse although
-// the CRC is right). Their keys are unknown, so no tombstone after the first of them is
-// removed: it may be all that hides an older value in such a batch. The active segment and
-// rolled segments not yet sealed are never rewritten, so appends go on meanwhile. A run
-// stops between batches when the log closes or the node stops (the job's signal).
+// the CRC is right, or that inflate past the topic's max.message.bytes: batches stored
+// before produce checked records). Their keys are unknown, so no tombstone after the first
+// of them is removed: it may be all that hides an older value in such a batch. The active
+// segment and rolled segments not yet sealed are never rewritten, so appends go on
+// meanwhile. A run stops between batches when the log closes or the node stops (the job's
+// signal).
 //
 // Idempotent producers: Kafka keeps an emptied batch's header when it is a producer's last,
 // so that a replay of the log still knows the producer's last sequence. An empty batch is
@@ -49,14 +51,13 @@
 
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
-import { gunzipSync } from 'node:zlib';
 import { Errors, TributaryError } from '../../protocol/errors.js';
 import {
   BATCH_OVERHEAD,
   compress,
   Compression,
   computeCrc,
-  DECOMPRESSED_BYTES_MAX_DEFAULT,
+  inflateRecords,
   LOG_OVERHEAD,
   OFFSET_ATTRIBUTES,
   OFFSET_BASE_TIMESTAMP,
@@ -104,8 +105,8 @@ export interface CompactionResult {
   passes: number;
   /**
    * Batches kept whole because they cannot be taken apart here (a codec this node cannot
-   * decompress, records that do not parse): their keys are unknown, so no tombstone after
-   * the first of them is removed.
+   * decompress, records that do not parse or inflate past max.message.bytes): their keys
+   * are unknown, so no tombstone after the first of them is removed.
    */
   undecodableBatches: number;
   /** True when the log closed under the run: what was swapped in stays, the rest waits. */
@@ -426,7 +427,9 @@ class Cleaner {
     if ((attributes & ATTR_CONTROL) !== 0) return { batch, payload: batch, records: null };
     let payload: Buffer;
     if (codec === Compression.None) payload = batch.subarray(BATCH_OVERHEAD);
-    else if (codec === Compression.Gzip) payload = gunzipSync(batch.subarray(BATCH_OVERHEAD), { maxOutputLength: DECOMPRESSED_BYTES_MAX_DEFAULT });
+    // Within the topic's max.message.bytes, as produce checks batches now: one stored
+    // before that (a gzip bomb) is kept whole, like any batch that does not parse.
+    else if (codec === Compression.Gzip) payload = inflateRecords(batch, this.log.config['max.message.bytes']);
     else return { batch, payload: batch, records: null, undecodable: true };
     const baseOffset = readInt64(batch, 0);
     const lastOffsetDelta = batch.readInt32BE(OFFSET_LAST_OFFSET_DELTA);

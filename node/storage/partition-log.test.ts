@@ -1,10 +1,14 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { TributaryError } from '../../protocol/errors.js';
+import { LimitReachedError, TributaryError } from '../../protocol/errors.js';
 import {
+  BATCH_OVERHEAD,
+  Compression,
   computeCrc,
   decodeBatch,
+  encodeBatch,
   OFFSET_CRC,
   OFFSET_LAST_OFFSET_DELTA,
   OFFSET_MAGIC,
@@ -15,7 +19,7 @@ import {
 import { parseTopicConfig } from './config.js';
 import { PartitionLog } from './partition-log.js';
 import type { OpenPartitionOptions } from './partition-log.js';
-import { errorName, faultyFileOps, makeBatch, makeTempDir, readWholeLog, removeDir, seededRandom, segmentFiles } from './testing.js';
+import { errorName, faultyFileOps, gzipBomb, makeBatch, makeTempDir, readWholeLog, removeDir, seededRandom, segmentFiles } from './testing.js';
 
 interface Stored {
   base: number;
@@ -445,3 +449,103 @@ describe('listeners', () => {
   });
 });
 
+
+describe('offsetForTimestamp within a request budget', () => {
+  const t0 = 1_700_000_000_000;
+  const MAX_MESSAGE_BYTES = 64 * 1024;
+
+  /** The error a call throws: its name and, for a limit, its key. */
+  function refusal(run: () => unknown): { name: string; limit?: string; message: string } {
+    try {
+      run();
+    } catch (err) {
+      if (err instanceof LimitReachedError) return { name: err.errorName, limit: err.limit, message: err.message };
+      if (err instanceof TributaryError) return { name: err.errorName, message: err.message };
+      throw err;
+    }
+    return { name: 'NONE', message: '' };
+  }
+
+  it('a bomb stored before produce checked records inflates no further than max.message.bytes, each time, until the budget is spent', async () => {
+    const log = await openLog({ 'max.message.bytes': MAX_MESSAGE_BYTES, flush: 'os' });
+    const bomb = gzipBomb(16 * 1024 * 1024, t0);
+    expect(bomb.length).toBeLessThan(MAX_MESSAGE_BYTES);
+    log.append(bomb);
+    const budget = { decompressBytesLeft: 3 * MAX_MESSAGE_BYTES, scanBytesLeft: Number.POSITIVE_INFINITY };
+    for (let i = 0; i < 3; i++) {
+      const r = refusal(() => log.offsetForTimestamp(t0, budget));
+      expect(r.name).toBe('CORRUPT_BATCH');
+      expect(r.message).toMatch(/inflate past 65536 bytes, the topic's max\.message\.bytes/);
+      expect(budget.decompressBytesLeft).toBe((2 - i) * MAX_MESSAGE_BYTES);
+    }
+    expect(refusal(() => log.offsetForTimestamp(t0, budget))).toMatchObject({ name: 'THROTTLED', limit: 'requestDecompressBytesMax' });
+    // Without a request's budget (a tool), still within max.message.bytes.
+    expect(refusal(() => log.offsetForTimestamp(t0)).name).toBe('CORRUPT_BATCH');
+  });
+
+  it('a budget below max.message.bytes stops the bomb there: THROTTLED, the budget spent', async () => {
+    const log = await openLog({ 'max.message.bytes': MAX_MESSAGE_BYTES, flush: 'os' });
+    log.append(gzipBomb(16 * 1024 * 1024, t0));
+    const budget = { decompressBytesLeft: 10_000, scanBytesLeft: Number.POSITIVE_INFINITY };
+    expect(refusal(() => log.offsetForTimestamp(t0, budget))).toMatchObject({ name: 'THROTTLED', limit: 'requestDecompressBytesMax' });
+    expect(budget.decompressBytesLeft).toBe(0);
+  });
+
+  it('a legitimate gzip batch is found, and what it inflated is taken from the budget; an uncompressed one takes none', async () => {
+    const log = await openLog({ flush: 'os' });
+    const gzip = encodeBatch([0, 1, 2].map((i) => ({ key: null, value: Buffer.alloc(1000, i), timestamp: t0 + i })), { compression: Compression.Gzip });
+    log.append(gzip);
+    log.append(makeBatch({ records: 2, timestamp: t0 + 10 }));
+    const budget = { decompressBytesLeft: MAX_MESSAGE_BYTES, scanBytesLeft: Number.POSITIVE_INFINITY };
+    expect(log.offsetForTimestamp(t0 + 1, budget)).toEqual({ offset: 1, timestamp: t0 + 1 });
+    const inflated = gunzipSync(gzip.subarray(BATCH_OVERHEAD)).length;
+    expect(budget.decompressBytesLeft).toBe(MAX_MESSAGE_BYTES - inflated);
+    expect(log.offsetForTimestamp(t0 + 10, budget)).toEqual({ offset: 3, timestamp: t0 + 10 });
+    expect(budget.decompressBytesLeft).toBe(MAX_MESSAGE_BYTES - inflated);
+  });
+
+  it('what a lookup reads (headers walked, the batch) is taken from scanBytesLeft; past it THROTTLED naming requestScanBytesMax', async () => {
+    const log = await openLog({ flush: 'os' });
+    const batch = makeBatch({ records: 3, valueBytes: 500, timestamp: t0 });
+    log.append(batch);
+    const budget = { decompressBytesLeft: 0, scanBytesLeft: 10 * batch.length };
+    expect(log.offsetForTimestamp(t0, budget)).toEqual({ offset: 0, timestamp: t0 });
+    // One window of headers (the whole, small, segment) and the batch itself.
+    expect(budget.scanBytesLeft).toBe(8 * batch.length);
+    for (let i = 0; i < 4; i++) log.offsetForTimestamp(t0, budget);
+    expect(budget.scanBytesLeft).toBe(0);
+    expect(refusal(() => log.offsetForTimestamp(t0, budget))).toMatchObject({ name: 'THROTTLED', limit: 'requestScanBytesMax' });
+    expect(refusal(() => log.offsetForTimestamp(t0, budget)).message).toMatch(/limits\.requestScanBytesMax/);
+  });
+
+  it('a long walk of headers is bounded too, by what it reads', async () => {
+    // Device clocks that went back: only the last batch is at or after the time asked, and
+    // the walk from the index's one entry passes every batch before it.
+    const log = await openLog({ 'index.interval.bytes': 1024 * 1024, flush: 'os' });
+    for (let i = 0; i < 2000; i++) log.append(makeBatch({ records: 1, valueBytes: 100, timestamp: t0 - i }));
+    log.append(makeBatch({ records: 1, valueBytes: 100, timestamp: t0 + 5 }));
+    expect(log.offsetForTimestamp(t0 + 1)).toEqual({ offset: 2000, timestamp: t0 + 5 });
+    const budget = { decompressBytesLeft: 0, scanBytesLeft: 64 * 1024 };
+    expect(log.sizeBytes).toBeGreaterThan(2 * budget.scanBytesLeft);
+    expect(refusal(() => log.offsetForTimestamp(t0 + 1, budget))).toMatchObject({ name: 'THROTTLED', limit: 'requestScanBytesMax' });
+  });
+
+  it("the index files a lookup loads for a sealed segment are taken from scanBytesLeft, once", async () => {
+    const config = { 'segment.bytes': 4096, 'index.interval.bytes': 256, flush: 'os' };
+    const log = await openLog(config);
+    for (let i = 0; i < 40; i++) log.append(makeBatch({ records: 2, valueBytes: 100, timestamp: t0 + 1000 * i, stepMs: 1 }));
+    await log.close();
+    const reopened = await openLog(config, { clean: true });
+    expect(reopened.segmentCount).toBeGreaterThan(2);
+    const cost = (): number => {
+      const budget = { decompressBytesLeft: 0, scanBytesLeft: 1024 * 1024 };
+      expect(reopened.offsetForTimestamp(t0 + 1, budget)).toEqual({ offset: 1, timestamp: t0 + 1 });
+      return 1024 * 1024 - budget.scanBytesLeft;
+    };
+    const cold = cost();
+    const warm = cost();
+    const indexBytes = fs.statSync(path.join(dir, 't-0', '00000000000000000000.index')).size + fs.statSync(path.join(dir, 't-0', '00000000000000000000.timeindex')).size;
+    expect(indexBytes).toBeGreaterThan(0);
+    expect(cold - warm).toBe(indexBytes);
+  });
+});

@@ -35,6 +35,8 @@ import { ReadFdCache } from './read-fd-cache.js';
 import { addNote, newPartitionRecovery, recoverPartition } from './recovery.js';
 import type { PartitionRecovery } from './recovery.js';
 import { ProducerStateManager, SNAPSHOT_FILE, snapshotFileName, type ProducerBatchHeader } from './producer-state.js';
+import { unlimitedBudget } from './request-budget.js';
+import type { RequestBudget } from './request-budget.js';
 import { EMPTY_BUFFER, LogSegment } from './segment.js';
 import type { SegmentContext } from './segment.js';
 
@@ -796,16 +798,19 @@ export class PartitionLog {
 
   /**
    * Kafka's ListOffsets by time: the earliest offset whose record timestamp is >=
-   * `timestampMs`, below the high watermark as Kafka answers consumers; null if none.
+   * `timestampMs`, below the high watermark as Kafka answers consumers; null if none. Reads
+   * and inflates within `budget` (a request's; THROTTLED once spent) and the topic's
+   * max.message.bytes, whatever was stored.
    */
-  offsetForTimestamp(timestampMs: number): { offset: number; timestamp: number } | null {
+  offsetForTimestamp(timestampMs: number, budget: RequestBudget = unlimitedBudget()): { offset: number; timestamp: number } | null {
     if (this.closed) throw new TributaryError(Errors.SHUTTING_DOWN, `${this.label} is closed`);
     if (Number.isNaN(timestampMs)) return null;
     const highWatermark = this.highWatermark;
+    const recordsBytesMax = this.topicConfig['max.message.bytes'];
     return this.guardRead(() => {
       for (const segment of this.segments) {
         if (segment.baseOffset >= highWatermark) break;
-        const found = segment.findOffsetByTimestamp(timestampMs);
+        const found = segment.findOffsetByTimestamp(timestampMs, budget, recordsBytesMax);
         if (found !== null) return found.offset < highWatermark ? found : null;
       }
       return null;

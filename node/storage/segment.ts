@@ -5,14 +5,17 @@
 // manager's ReadFdCache, which bounds how many stay open.
 
 import * as path from 'node:path';
-import { AssertionError, Errors, TributaryError } from '../../protocol/errors.js';
-import { batchSizeAt, BATCH_OVERHEAD, decodeBatch, lastOffsetOf, readInt64, validateBatch } from '../../protocol/record-batch.js';
+import { AssertionError, Errors, LimitReachedError, TributaryError } from '../../protocol/errors.js';
+import { batchSizeAt, BATCH_OVERHEAD, Compression, compressionOf, decodeBatch, lastOffsetOf, readInt64, validateBatch } from '../../protocol/record-batch.js';
+import type { DecodedRecord } from '../../protocol/record-batch.js';
 import { walkBatches } from './batch-walk.js';
 import type { BatchRef } from './batch-walk.js';
 import { fileSizeOrMissing, isDiskFull, isErrno, readFileSyncOrNull, readFully, writeFileDurable, writeFully } from './file-ops.js';
 import type { FileOps } from './file-ops.js';
 import { OFFSET_INDEX_ENTRY_BYTES, OffsetIndex } from './offset-index.js';
 import type { ReadFdCache, ReadStateHolder } from './read-fd-cache.js';
+import { chargeScan, checkCanInflate, inflateWithin } from './request-budget.js';
+import type { RequestBudget } from './request-budget.js';
 import { scanSegment } from './segment-scan.js';
 import { SegmentIndexes } from './segment-indexes.js';
 import { TIME_INDEX_ENTRY_BYTES, TimeIndex } from './time-index.js';
@@ -417,27 +420,37 @@ export class LogSegment implements ReadStateHolder {
   /**
    * Kafka's ListOffsets by time within this segment: the first record whose timestamp is
    * >= `timestampMs`. The time index gives where to start, a header walk finds the batch by
-   * its max timestamp, and only that one batch is decoded.
+   * its max timestamp, and only that one batch is decoded, inflated within the request's
+   * budget and `recordsBytesMax` (the topic's max.message.bytes: a bomb stored before
+   * produce checked records inflates no further). What it reads (index files loaded for
+   * it, headers walked, the batch) is taken from the budget's scanBytesLeft: it returns no
+   * byte of it.
    */
-  findOffsetByTimestamp(timestampMs: number): { offset: number; timestamp: number } | null {
+  findOffsetByTimestamp(timestampMs: number, budget: RequestBudget, recordsBytesMax: number): { offset: number; timestamp: number } | null {
     if (this.maxTimestamp < timestampMs) return null;
+    const indexesCold = this.indexes === null;
     const { fd, indexes } = this.openForRead();
+    // Charged once loaded (their size is known only then): a request naming many sealed
+    // segments would otherwise load their indexes for free, one after another.
+    if (indexesCold) chargeScan(budget, indexes.offsetIndex.sizeBytes + indexes.timeIndex.entries * TIME_INDEX_ENTRY_BYTES);
     const timeEntry = indexes.timeIndex.lookup(timestampMs);
     const entry = indexes.offsetIndex.lookup(timeEntry === null ? 0 : timeEntry.relativeOffset);
     let found: { offset: number; timestamp: number } | null = null;
     let failure: unknown = null;
     try {
-      walkBatches(this.ctx.ops, fd, entry.position, this.baseOffset + entry.relativeOffset, this.sizeBytes, (ref) => {
+      const stop = (ref: BatchRef, header: Buffer): boolean => {
         if (ref.maxTimestamp < timestampMs) return false;
         try {
-          found = this.firstRecordAtOrAfter(fd, ref, timestampMs);
+          found = this.firstRecordAtOrAfter(fd, ref, header, timestampMs, budget, recordsBytesMax);
         } catch (err) {
           failure = err;
           return true;
         }
         return found !== null;
-      });
+      };
+      walkBatches(this.ctx.ops, fd, entry.position, this.baseOffset + entry.relativeOffset, this.sizeBytes, stop, budget);
     } catch (err) {
+      if (err instanceof LimitReachedError) throw err;
       if (err instanceof TributaryError) throw this.corrupt(this.baseOffset + entry.relativeOffset, err.message, err);
       throw err;
     }
@@ -445,15 +458,27 @@ export class LogSegment implements ReadStateHolder {
     return found;
   }
 
-  private firstRecordAtOrAfter(fd: number, ref: BatchRef, timestampMs: number): { offset: number; timestamp: number } | null {
+  private firstRecordAtOrAfter(
+    fd: number,
+    ref: BatchRef,
+    header: Buffer,
+    timestampMs: number,
+    budget: RequestBudget,
+    recordsBytesMax: number,
+  ): { offset: number; timestamp: number } | null {
+    const compressed = compressionOf(header) !== Compression.None;
+    // A request that can inflate nothing more is refused before the batch is even read.
+    if (compressed) checkCanInflate(budget);
+    chargeScan(budget, ref.sizeBytes);
     const batch = Buffer.allocUnsafe(ref.sizeBytes);
     if (readFully(this.ctx.ops, fd, batch, 0, ref.sizeBytes, ref.position) !== ref.sizeBytes) {
       throw this.corrupt(ref.baseOffset, `segment file ends before the batch at position ${ref.position}`);
     }
-    let records;
+    let records: DecodedRecord[];
     try {
-      records = decodeBatch(batch).records;
+      records = compressed ? inflateWithin(budget, recordsBytesMax, (bytesMax) => decodeBatch(batch, { decompressedBytesMax: bytesMax })).records : decodeBatch(batch).records;
     } catch (err) {
+      if (err instanceof LimitReachedError) throw err;
       throw this.corrupt(ref.baseOffset, (err as Error).message, err);
     }
     for (const record of records) {

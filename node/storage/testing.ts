@@ -1,11 +1,13 @@
 // Helpers shared by the storage tests and the storage bench: temporary folders, batches of
-// a given shape, a seeded PRNG, and a FileOps that injects faults. Node built-ins only.
+// a given shape, gzip bombs, a seeded PRNG, and a FileOps that injects faults. Node
+// built-ins only.
 
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { TributaryError } from '../../protocol/errors.js';
-import { encodeBatch } from '../../protocol/record-batch.js';
+import { BATCH_OVERHEAD, Compression, computeCrc, encodeBatch, LOG_OVERHEAD, OFFSET_CRC, OFFSET_LENGTH } from '../../protocol/record-batch.js';
 import type { Record as BatchRecord } from '../../protocol/record-batch.js';
 import { nodeFileOps } from './file-ops.js';
 import type { FileOps } from './file-ops.js';
@@ -42,6 +44,19 @@ export function makeBatch(shape: BatchShape = {}): Buffer {
     records.push({ key: Buffer.from(`k${i}`), value, timestamp: timestamp + i * step });
   }
   return encodeBatch(records);
+}
+
+/**
+ * A gzip bomb as a node stored it before produce checked records: the header of a one-record
+ * gzip batch at `timestamp`, around `inflatedBytes` of zeros deflated (about 1,000:1), with
+ * length and CRC right. PartitionLog.append takes it (it checks headers and CRC only).
+ */
+export function gzipBomb(inflatedBytes: number, timestamp = 1_700_000_000_000): Buffer {
+  const template = encodeBatch([{ key: null, value: Buffer.alloc(1), timestamp }], { compression: Compression.Gzip });
+  const bomb = Buffer.concat([template.subarray(0, BATCH_OVERHEAD), gzipSync(Buffer.alloc(inflatedBytes), { level: 9 })]);
+  bomb.writeInt32BE(bomb.length - LOG_OVERHEAD, OFFSET_LENGTH);
+  bomb.writeUInt32BE(computeCrc(bomb), OFFSET_CRC);
+  return bomb;
 }
 
 /** Concatenated .log files of a partition folder, in offset order. */

@@ -8,10 +8,12 @@ import type { ConfigChange } from '../../storage/log-manager.js';
 import type { RequestContext } from '../context.js';
 import { refusal } from './authorize.js';
 import { errorResult } from './errors.js';
-import { list, map, str, type Body } from '../validate.js';
+import { list, map, requestEntries, str, type Body } from '../validate.js';
 
 export async function handleAlterConfigs(body: Body, ctx: RequestContext): Promise<AlterConfigsResponse> {
   const { logs, logger } = ctx.broker;
+  // limits.requestEntriesMax first, then the protocol's own cap for config requests.
+  requestEntries(body, 'topics', ctx.broker);
   const entries = list(body, 'topics', CONFIG_TOPICS_PER_REQUEST_MAX).map((e, i) => map(e, `topics[${i}]`));
   const topics: TopicResult[] = [];
   for (const entry of entries) {

@@ -3,11 +3,17 @@ import type { CreateTopicsResponse, TopicResult } from '../../../protocol/frames
 import type { RequestContext } from '../context.js';
 import { refusal } from './authorize.js';
 import { errorResult } from './errors.js';
-import { int, list, map, str, type Body } from '../validate.js';
+import { int, list, map, requestEntries, str, type Body } from '../validate.js';
+
+/** Topics one CreateTopics may name, however many limits.requestEntriesMax allows. */
+const TOPICS_PER_REQUEST_MAX = 1000;
 
 export async function handleCreateTopics(body: Body, ctx: RequestContext): Promise<CreateTopicsResponse> {
   const { logs, logger } = ctx.broker;
-  const entries = list(body, 'topics', 1000).map((e, i) => map(e, `topics[${i}]`));
+  // limits.requestEntriesMax first; CreateTopics keeps its own tighter cap: each creation
+  // writes and fsyncs files.
+  requestEntries(body, 'topics', ctx.broker);
+  const entries = list(body, 'topics', TOPICS_PER_REQUEST_MAX).map((e, i) => map(e, `topics[${i}]`));
   const topics: TopicResult[] = [];
   // One at a time: each creation writes and fsyncs its config before the next begins.
   for (const entry of entries) {

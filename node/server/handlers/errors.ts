@@ -1,5 +1,6 @@
-import { Errors, TributaryError } from '../../../protocol/errors.js';
+import { Errors, LimitReachedError, TributaryError } from '../../../protocol/errors.js';
 import type { Logger } from '../../logger.js';
+import type { NodeMetrics } from '../../metrics.js';
 
 // A failing disk answers every produce to its partitions with STORAGE_ERROR; the node's log
 // says so once per partition rather than once per request. Bounded: past it, one line
@@ -30,4 +31,21 @@ function reportStorageFailure(err: TributaryError, logger: Logger, where: Record
     return;
   }
   logger.error({ ...where, err: err.detail }, 'storage failure on a partition (reported once per partition)');
+}
+
+/**
+ * The limits one request reached, by config key: each is counted once per request in
+ * tributary_limits_reached_total, however many of its partitions it stopped.
+ */
+export class LimitsReached {
+  private readonly keys = new Set<string>();
+
+  /** Notes the limit behind `err`, if a limit it is. */
+  note(err: unknown): void {
+    if (err instanceof LimitReachedError) this.keys.add(err.limit);
+  }
+
+  count(metrics: NodeMetrics): void {
+    for (const limit of this.keys) metrics.limitReached.inc({ limit });
+  }
 }

@@ -4,7 +4,7 @@ import type { PartitionLog } from '../../storage/partition-log.js';
 import type { RequestContext } from '../context.js';
 import { refusal } from './authorize.js';
 import { errorResult } from './errors.js';
-import { int, list, map, PARTITIONS_PER_REQUEST_MAX, str, type Body } from '../validate.js';
+import { int, map, requestEntries, str, type Body } from '../validate.js';
 
 interface Wanted {
   topic: string;
@@ -27,7 +27,7 @@ export async function handleFetch(body: Body, ctx: RequestContext): Promise<Fetc
   const maxWaitMs = int(body, 'maxWaitMs', 0, 0x7fffffff, 0);
   const minBytes = int(body, 'minBytes', 0, 0x7fffffff, 1);
   const maxBytes = Math.min(int(body, 'maxBytes', 1, 0x7fffffff, limits.fetchBytesMax), limits.fetchBytesMax);
-  const wanted: Wanted[] = list(body, 'partitions', PARTITIONS_PER_REQUEST_MAX).map((e, i) => {
+  const wanted: Wanted[] = requestEntries(body, 'partitions', ctx.broker).map((e, i) => {
     const entry = map(e, `partitions[${i}]`);
     const topic = str(entry, 'topic');
     const partition = int(entry, 'partition', 0, 0x7fffffff);

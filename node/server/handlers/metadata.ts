@@ -4,11 +4,11 @@ import type { TopicInfo } from '../../storage/log-manager.js';
 import type { RequestContext } from '../context.js';
 import { isAllowed } from '../../auth/acl.js';
 import { refusal } from './authorize.js';
-import { optionalList, type Body } from '../validate.js';
+import { optionalRequestEntries, type Body } from '../validate.js';
 
 export async function handleMetadata(body: Body, ctx: RequestContext): Promise<MetadataResponse> {
   const { logs, nodeId } = ctx.broker;
-  const asked = optionalList(body, 'topics', 10_000);
+  const asked = optionalRequestEntries(body, 'topics', ctx.broker);
   const describe = (t: TopicInfo): TopicMetadata => ({
     name: t.name,
     error: Errors.NONE.code,

@@ -1,23 +1,34 @@
 import { Errors, TributaryError } from '../../../protocol/errors.js';
 import type { ProducePartitionResult, ProduceResponse } from '../../../protocol/frames.js';
-import { BATCH_OVERHEAD, readBatchHeader, TimestampType } from '../../../protocol/record-batch.js';
+import { BATCH_OVERHEAD, checkCodecInflatable, Compression, compressionOf, readBatchHeader, TimestampType, validateRecords } from '../../../protocol/record-batch.js';
+import type { BatchHeader } from '../../../protocol/record-batch.js';
 import type { RequestContext } from '../context.js';
 import { REVOCATIONS_TOPIC } from '../../../protocol/revocation.js';
 import { refusal } from './authorize.js';
-import { errorResult } from './errors.js';
-import { bytes, int, list, map, PARTITIONS_PER_REQUEST_MAX, str, type Body } from '../validate.js';
+import { errorResult, LimitsReached } from './errors.js';
+import { bytes, int, map, requestEntries, str, type Body } from '../validate.js';
 import { DURABLE_ALREADY } from '../../storage/partition-log.js';
+import type { PartitionLog } from '../../storage/partition-log.js';
+import { inflateWithin, requestBudget } from '../../storage/request-budget.js';
+import type { RequestBudget } from '../../storage/request-budget.js';
 
 // Produce appends each partition's batch as received: the storage engine validates it
 // (length, magic, CRC), patches the base offset and leader epoch in place and writes the
-// bytes. No record inside a batch is looked at. With acks=1 the answer waits for the
-// topic's flush policy (flush=batch: after fsync); with acks=0 nothing is answered.
+// bytes. The records of an uncompressed batch are not looked at (its bytes bound what it
+// can claim); those of a compressed batch are, once, before the append: inflated within
+// the topic's max.message.bytes and the request's decompression budget, parsed and matched
+// to the header (validateRecords), so that no later reader meets a bomb or a lie. With
+// acks=1 the answer waits for the topic's flush policy (flush=batch: after fsync); with
+// acks=0 nothing is answered.
 export async function handleProduce(body: Body, ctx: RequestContext): Promise<ProduceResponse | undefined> {
   const { logs, logger, shuttingDown } = ctx.broker;
   const acks = int(body, 'acks', -1, 1);
   // How long the answer may wait for the flush policy, as Kafka's produce timeout.
   const timeoutMs = Math.min(int(body, 'timeoutMs', 0, 0x7fffffff, ctx.broker.limits.requestTimeoutMs), ctx.broker.limits.requestTimeoutMs);
-  const entries = list(body, 'partitions', PARTITIONS_PER_REQUEST_MAX);
+  const entries = requestEntries(body, 'partitions', ctx.broker);
+  // Shared by every batch of the request: many small bombs cost no more than one budget.
+  const budget = requestBudget(ctx.broker.limits);
+  const limitsReached = new LimitsReached();
   const results: ProducePartitionResult[] = [];
   const durable: Promise<void>[] = [];
   const waiting: { result: ProducePartitionResult; settled: boolean }[] = [];
@@ -35,7 +46,7 @@ export async function handleProduce(body: Body, ctx: RequestContext): Promise<Pr
         Object.assign(result, refused);
         continue;
       }
-      refuseBrokerOnlyAttributes(records);
+      refuseByHeader(records);
       if (shuttingDown) throw new TributaryError(Errors.SHUTTING_DOWN);
       const log = logs.partition(result.topic, result.partition);
       if (!log) {
@@ -43,6 +54,7 @@ export async function handleProduce(body: Body, ctx: RequestContext): Promise<Pr
         result.message = `unknown topic or partition ${result.topic}/${result.partition}`;
         continue;
       }
+      checkCompressedRecords(records, log, budget);
       // Revocations are trusted for the fleet's signature, not for who sent them: every
       // record is checked before it reaches the log, and applies as soon as it is there.
       const revocations = result.topic === REVOCATIONS_TOPIC ? ctx.broker.revocations.check(records) : null;
@@ -81,9 +93,11 @@ export async function handleProduce(body: Body, ctx: RequestContext): Promise<Pr
         );
       }
     } catch (err) {
+      limitsReached.note(err);
       Object.assign(result, errorResult(err, logger, { request: 'Produce', topic: result.topic, partition: result.partition }));
     }
   }
+  limitsReached.count(ctx.broker.metrics);
   if (ctx.broker.faults?.dropAfterAppend?.()) {
     ctx.dropConnection('fault injected: answer lost after append');
     return undefined;
@@ -104,13 +118,21 @@ export async function handleProduce(body: Body, ctx: RequestContext): Promise<Pr
   return { partitions: results };
 }
 
+/** What the header alone refuses, before the topic is looked up or anything inflated. */
+function refuseByHeader(records: Buffer): void {
+  if (records.length < BATCH_OVERHEAD) return; // the storage engine's validation names this
+  const header = readBatchHeader(records);
+  refuseBrokerOnlyAttributes(header);
+  // Node 20's zlib inflates gzip only: the records of a snappy, lz4 or zstd batch could not
+  // be checked, and an unchecked compressed batch is what let a bomb in.
+  checkCodecInflatable(header.compression);
+}
+
 /**
  * Transactions, control batches and log-append time are the broker's to write: a client
  * batch carrying them would pass through unexamined and mislead every reader later.
  */
-function refuseBrokerOnlyAttributes(records: Buffer): void {
-  if (records.length < BATCH_OVERHEAD) return; // the storage engine's validation names this
-  const header = readBatchHeader(records);
+function refuseBrokerOnlyAttributes(header: BatchHeader): void {
   if (header.isTransactional || header.isControl) {
     throw new TributaryError(Errors.INVALID_REQUEST, 'transactional and control batches are not accepted from clients');
   }
@@ -119,3 +141,16 @@ function refuseBrokerOnlyAttributes(records: Buffer): void {
   }
 }
 
+/**
+ * Kafka's LogValidator for a compressed batch, before it is appended: inflated once within
+ * min(the topic's max.message.bytes, what the request's budget has left), its records
+ * parsed and matched to its header. Uncompressed batches keep the header-only path: their
+ * bytes bound what they can claim, and no read of them later costs more than their size.
+ */
+function checkCompressedRecords(records: Buffer, log: PartitionLog, budget: RequestBudget): void {
+  if (records.length < BATCH_OVERHEAD || compressionOf(records) === Compression.None) return;
+  const recordsBytesMax = log.config['max.message.bytes'];
+  // The append refuses it as BATCH_TOO_LARGE, and nothing need be inflated to know that.
+  if (records.length > recordsBytesMax) return;
+  inflateWithin(budget, recordsBytesMax, (bytesMax) => validateRecords(records, recordsBytesMax, bytesMax));
+}
