@@ -20,6 +20,7 @@ import type { Connection } from './server/connection.js';
 import type { BrokerContext, Faults } from './server/context.js';
 import { FetchWaiter } from './server/fetch-waiter.js';
 import { listen, WS_PATH, type Listener } from './server/listener.js';
+import { SendBudget } from './server/send-budget.js';
 import { Sessions } from './server/sessions.js';
 import { parseTopicConfig, type TopicConfig } from './storage/config.js';
 import { LogManager } from './storage/log-manager.js';
@@ -151,6 +152,11 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
   }
   const nodeIdentity: NodeIdentity = { staticKeyPair: noiseKeyPairFromIdentity(identity), credential: auth.credential };
   const authenticator = new Authenticator({ fleetPublicKey, anonymous, revocations: revocations.list, now: auth.now });
+  const sendBudget = new SendBudget({
+    perConnectionMax: limits.sendBufferBytesMax,
+    totalMax: limits.sendBufferBytesTotalMax,
+    onOver: () => logger.warn({ sendBufferBytesTotalMax: limits.sendBufferBytesTotalMax }, 'bytes queued towards clients passed limits.sendBufferBytesTotalMax: connections with a backlog wait'),
+  });
   const sessions = new Sessions({
     connectionsPerPrincipalMax: limits.connectionsPerPrincipalMax,
     now: auth.now,
@@ -169,6 +175,7 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
   const metrics = createMetrics({
     connections: () => listener?.connectionCount ?? 0,
     handshakesInProgress: () => handshakesInProgress,
+    sendBufferBytes: () => sendBudget.totalBytes,
     logs,
     offsets,
     groups: () => context.groups,
@@ -190,6 +197,7 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
     nodeId: meta.nodeId,
     diskGuard,
     sessions,
+    sendBudget,
     logs,
     limits,
     logger,
@@ -289,6 +297,7 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
         openListener.terminateAll();
         // No job may hold a partition while it closes; a long compaction stops early.
         sessions.close();
+        sendBudget.close();
         await maintenance.stop();
         await diskGuard.stop();
         await logs.close();

@@ -86,6 +86,8 @@ export interface MetricSources {
   offsets?: ConsumerOffsets;
   /** Live members per group. A function: the coordinator may be made after the metrics. */
   groups?: () => GroupCoordinator | undefined;
+  /** Bytes queued towards clients node-wide, as the send budget counts them. */
+  sendBufferBytes?: () => number;
   /** The disk guard's figures; absent (or answering undefined) reports no storage gauges. */
   storage?: () => StorageFigures | undefined;
 }
@@ -157,6 +159,18 @@ export function createMetrics(gauges: MetricSources): NodeMetrics {
       this.set(gauges.handshakesInProgress());
     },
   });
+
+  if (gauges.sendBufferBytes) {
+    const read = gauges.sendBufferBytes;
+    new Gauge({
+      name: 'tributary_send_buffer_bytes',
+      help: 'Bytes queued towards clients, all connections together (bounded by limits.sendBufferBytesTotalMax; queues under 64 KiB not counted)',
+      registers: [registry],
+      collect() {
+        this.set(read());
+      },
+    });
+  }
 
   const traffic = topicTrafficMetrics(registry, gauges.logs);
   const requests = requestMetrics(registry);

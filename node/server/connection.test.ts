@@ -3,7 +3,7 @@
 // aborted then; a late handler answer is dropped; timeouts come in arrival order and
 // leave the connection serving.
 
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Errors } from '../../protocol/errors.js';
 import { decodeFrame, encodeFrame, Kind, RESPONSE, type Frame } from '../../protocol/frames.js';
 import { memoryPipe, type FrameTransport } from '../../protocol/transport.js';
@@ -11,6 +11,7 @@ import type { Principal } from '../auth/acl.js';
 import { silentLogger } from '../logger.js';
 import type { BrokerContext } from './context.js';
 import { Connection } from './connection.js';
+import { SendBudget } from './send-budget.js';
 import type { Handler } from './dispatch.js';
 
 const principal = { name: 'tester', roles: ['admin'] } as unknown as Principal;
@@ -22,6 +23,7 @@ function brokerStub(requestTimeoutMs: number, observed: { kind: number; response
     shuttingDown: false,
     authenticator: { recheck: () => null },
     sessions: { admit: () => null, remove: () => {} },
+    sendBudget: new SendBudget({ perConnectionMax: 1 << 20, totalMax: 1 << 30 }),
     metrics: { observeRequest: (kind: number, _s: number, response: object | undefined) => observed.push({ kind, response }) },
   } as unknown as BrokerContext;
 }
@@ -99,14 +101,14 @@ describe('Connection requests', () => {
 
   it('times out several hanging requests in arrival order while others are answered', async () => {
     const handlers = new Map<number, Handler>([
-      [Kind.Metadata, () => new Promise(() => {})],
-      [Kind.ListOffsets, async () => ({ error: Errors.NONE.code, partitions: [] })],
+      [Kind.Produce, () => new Promise(() => {})],
+      [Kind.InitProducerId, async () => ({ error: Errors.NONE.code, producerId: 1, producerEpoch: 0 })],
     ]);
     const { connection, read, ask } = serve(handlers);
     ask(Kind.Hello, { clientId: 't' });
     await read.next();
-    const hanging = [ask(Kind.Metadata), ask(Kind.Metadata), ask(Kind.Metadata)];
-    const quick = ask(Kind.ListOffsets);
+    const hanging = [ask(Kind.Produce), ask(Kind.Produce), ask(Kind.Produce)];
+    const quick = ask(Kind.InitProducerId);
     const first = await read.next();
     expect(first.correlationId).toBe(quick);
     const late = [await read.next(), await read.next(), await read.next()];
@@ -114,6 +116,32 @@ describe('Connection requests', () => {
     expect(late.every((f) => f.body.error === Errors.REQUEST_TIMED_OUT.code)).toBe(true);
     expect(connection.requestsInFlight).toBe(0);
     await connection.whenIdle();
+  });
+
+  it('answers requests whose answer may be large one at a time: the next starts once the last is written', async () => {
+    const started: number[] = [];
+    const releases: (() => void)[] = [];
+    const handlers = new Map<number, Handler>([
+      [Kind.Metadata, (body) => new Promise((resolve) => { started.push(body.n as number); releases.push(() => resolve({ error: Errors.NONE.code })); })],
+      [Kind.InitProducerId, async () => ({ error: Errors.NONE.code, producerId: 1, producerEpoch: 0 })],
+    ]);
+    const { read, ask } = serve(handlers, 10_000);
+    ask(Kind.Hello, { clientId: 't' });
+    await read.next();
+    ask(Kind.Metadata, { n: 1 });
+    ask(Kind.Metadata, { n: 2 });
+    const quick = ask(Kind.InitProducerId);
+    // Other kinds go on meanwhile.
+    expect((await read.next()).correlationId).toBe(quick);
+    await vi.waitFor(() => expect(started).toEqual([1]));
+    // The second waits for the first's answer however long: it has not started.
+    await new Promise((r) => setImmediate(r));
+    expect(started).toEqual([1]);
+    releases[0]();
+    await read.next();
+    await vi.waitFor(() => expect(started).toEqual([1, 2]));
+    releases[1]();
+    await read.next();
   });
 
   it('hands a request its signal aborted when the connection ends, and answers nothing twice', async () => {

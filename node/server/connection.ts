@@ -5,10 +5,14 @@
 // Limits: the first frame must be a Hello of at most 4 KiB, within helloTimeoutMs, and
 // nothing else is read until it has succeeded; at most inflightMax (and inflightBytesMax)
 // requests are in progress (past that the connection stops reading, so TCP slows the
-// client); each request is answered within requestTimeoutMs or gets REQUEST_TIMED_OUT;
-// large responses wait for the send buffer to drain below sendBufferBytesMax. A frame that
-// cannot be decoded closes the connection with the reason, since its correlation id is
-// unknown and so it cannot be answered.
+// client); each request is answered within requestTimeoutMs or gets REQUEST_TIMED_OUT. No
+// request is taken while the connection's send queue is over what the node's send budget
+// allows it (send-budget.ts: sendBufferBytesMax, or a small share while the node is over
+// sendBufferBytesTotalMax), and requests whose answer may be large (Metadata, ListOffsets,
+// the group and config requests; Fetch after its wait) are answered one at a time, each
+// once the queue is within it: a client that does not read its answers stops being read.
+// A frame that cannot be decoded closes the connection with the reason, since its
+// correlation id is unknown and so it cannot be answered.
 //
 // Who: the handshake decided the admission before this was made. A refused peer is told
 // why in the answer to its Hello and then closed. An admitted one is registered with the
@@ -27,6 +31,23 @@ import { handlers, type Handler } from './dispatch.js';
 import { ConnectionSubscriptions } from './subscriptions.js';
 
 const HELLO_FRAME_BYTES_MAX = 4096;
+
+/**
+ * Requests whose answer grows with what the node holds, not with the request: each waits
+ * for the connection's outbound turn, so that a client pipelining them without reading
+ * makes the node hold one such answer, not inflightMax of them.
+ */
+const LARGE_ANSWER_KINDS: ReadonlySet<number> = new Set([
+  Kind.Metadata,
+  Kind.ListOffsets,
+  Kind.OffsetFetch,
+  Kind.ListGroups,
+  Kind.DescribeGroup,
+  Kind.DescribeConfigs,
+  Kind.CreateTopics,
+  Kind.DeleteTopics,
+  Kind.AlterConfigs,
+]);
 
 /** Shared by every connection as the start of its outbound chain. */
 const RESOLVED: Promise<void> = Promise.resolve();
@@ -170,6 +191,8 @@ export class Connection {
   /** The reader's flow control: paused for Hello and at the in-flight limits. */
   private flow: FrameFlow | null = null;
   private pausedForRoom = false;
+  /** A request is held, unread, until the send queue is within the send budget. */
+  private waitingForSendRoom = false;
   private readingStopped = false;
   private servingFinished = false;
   private served: (() => void) | null = null;
@@ -311,15 +334,40 @@ export class Connection {
       this.stopReading();
       return;
     }
+    if (this.transport.bufferedBytes > this.broker.sendBudget.allowance()) {
+      this.holdForSendRoom(frame, bytes.length);
+      return;
+    }
+    this.take(frame, bytes.length);
+  }
+
+  private take(frame: Frame, frameBytes: number): void {
     this.inflight++;
-    this.inflightBytes += bytes.length;
-    this.handle(frame, bytes.length);
+    this.inflightBytes += frameBytes;
+    this.handle(frame, frameBytes);
     // At the in-flight limits, the next frame waits unread (and TCP slows the client) until
     // a request is answered.
     if (this.atInflightLimit()) {
       this.pausedForRoom = true;
       this.flow?.pause();
     }
+  }
+
+  /**
+   * The client has not read what it was sent: this request waits, and nothing more is read
+   * (TCP slows the client), until its queue is within what the send budget allows it.
+   */
+  private holdForSendRoom(frame: Frame, frameBytes: number): void {
+    const { sendBudget, metrics } = this.broker;
+    metrics.limitReached.inc({ limit: sendBudget.isOver ? 'sendBufferBytesTotalMax' : 'sendBufferBytesMax' });
+    this.waitingForSendRoom = true;
+    this.flow?.pause();
+    void sendBudget.waitForRoom(this.transport).then(() => {
+      this.waitingForSendRoom = false;
+      if (this.readingStopped || this.transport.isClosed) return;
+      this.take(frame, frameBytes);
+      this.resumeIfRoom();
+    });
   }
 
   /** Answers Hello with why the peer is not served, then closes. */
@@ -347,7 +395,7 @@ export class Connection {
 
   /** Reading goes on once Hello has succeeded and there is room for another request. */
   private resumeIfRoom(): void {
-    if (this.readingStopped || !this.helloDone) return;
+    if (this.readingStopped || !this.helloDone || this.waitingForSendRoom) return;
     if (this.atInflightLimit()) {
       this.pausedForRoom = true;
       return;
@@ -439,11 +487,15 @@ export class Connection {
     if (this.ended) this.signalOf(request);
     this.track(request);
     let result: Promise<object | undefined>;
-    try {
-      result = handler(frame.body, request);
-    } catch (err) {
-      this.fail(request, err);
-      return;
+    if (LARGE_ANSWER_KINDS.has(frame.kind)) {
+      result = request.outboundSlot().then(() => handler(frame.body, request));
+    } else {
+      try {
+        result = handler(frame.body, request);
+      } catch (err) {
+        this.fail(request, err);
+        return;
+      }
     }
     result.then(
       (response) => this.answer(request, response),
@@ -553,22 +605,18 @@ export class Connection {
   private send(frame: Frame, body: object): void {
     if (this.transport.isClosed) return;
     this.transport.send(encodeFrame(frame.kind | RESPONSE, frame.correlationId, body));
+    this.broker.sendBudget.note(this.transport);
   }
 
   /**
-   * Waits its turn, then until the transport's queue is below sendBufferBytesMax. Returns
-   * the release, called once the holder's response is written. One holder at a time, so
-   * queued bytes stay under the limit plus one response.
+   * Waits its turn, then until the transport's queue is within what the send budget allows
+   * it. Returns the release, called once the holder's response is written. One holder at a
+   * time, so queued bytes stay under the allowance plus one response.
    */
   acquireOutbound(): Promise<() => void> {
-    const max = this.broker.limits.sendBufferBytesMax;
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
-    const turn = this.outboundChain.then(async () => {
-      while (!this.transport.isClosed && this.transport.bufferedBytes > max) {
-        await this.transport.drained(max / 2);
-      }
-    });
+    const turn = this.outboundChain.then(() => this.broker.sendBudget.waitForRoom(this.transport));
     this.outboundChain = turn.then(() => held);
     return turn.then(() => release);
   }

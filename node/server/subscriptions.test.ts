@@ -13,6 +13,7 @@ import { parseTopicConfig } from '../storage/config.js';
 import { PartitionLog } from '../storage/partition-log.js';
 import { makeBatch, makeTempDir, removeDir } from '../storage/testing.js';
 import type { BrokerContext } from './context.js';
+import { SendBudget } from './send-budget.js';
 import { ConnectionSubscriptions } from './subscriptions.js';
 
 const admin = { name: 'tester', role: 'node' } as unknown as Principal;
@@ -33,6 +34,7 @@ beforeEach(async () => {
     shuttingDown: false,
     logs: { partition: (topic: string, partition: number) => (topic === 't' && partition === 0 ? log : undefined) },
     metrics: { countServed: () => {}, requestsUnauthorized: { inc: () => {} } },
+    sendBudget: new SendBudget({ perConnectionMax: 1 << 20, totalMax: 1 << 30 }),
   } as unknown as BrokerContext;
   subscriptions = new ConnectionSubscriptions(server, broker);
 });

@@ -5,8 +5,9 @@
 //
 // Bounds: the node never pushes more than the client granted (at least one whole batch
 // once any credit is left, as KIP-74 for Fetch), and waits for the connection's send
-// buffer to drain below sendBufferBytesMax before each push, so neither a slow consumer nor
-// a slow network makes it buffer. A connection has at most SUBSCRIPTIONS_MAX subscriptions,
+// buffer to be within what the node's send budget allows it (send-budget.ts) before each
+// push, pushing no more than the budget's share at a time while the node is over it, so
+// neither a slow consumer nor a slow network makes it buffer. A connection has at most SUBSCRIPTIONS_MAX subscriptions,
 // and a subscription's credit is capped.
 //
 // One push runs at a time per subscription; appends (log.onAppend, which also fires when a
@@ -98,20 +99,21 @@ class Subscription {
 
   private async pump(): Promise<void> {
     const { transport, broker } = this.owner;
-    const sendBufferMax = broker.limits.sendBufferBytesMax;
+    const { sendBudget } = broker;
     for (;;) {
       this.again = false;
       if (this.closed || transport.isClosed || this.credit <= 0 || this.partitions.length === 0) return;
-      while (!transport.isClosed && transport.bufferedBytes > sendBufferMax) await transport.drained(sendBufferMax / 2);
+      if (transport.bufferedBytes > sendBudget.allowance()) await sendBudget.waitForRoom(transport);
       if (this.closed || transport.isClosed) return;
-      const results = this.collect();
+      const results = this.collect(sendBudget.answerBytesMax(this.maxBytes));
       if (results.length === 0) return;
       transport.send(encodeFrame(Kind.SubscribeData | RESPONSE, 0, { subscriptionId: this.id, partitions: results }));
+      sendBudget.note(transport);
     }
   }
 
-  /** Reads what is ready, within credit and maxBytes, advancing positions. */
-  private collect(): FetchPartitionResult[] {
+  /** Reads what is ready, within credit and `maxBytes`, advancing positions. */
+  private collect(maxBytes: number): FetchPartitionResult[] {
     const { broker } = this.owner;
     const results: FetchPartitionResult[] = [];
     let bytes = 0;
@@ -120,7 +122,7 @@ class Subscription {
     const gone: SubscribedPartition[] = [];
     for (let i = 0; i < n; i++) {
       const p = this.partitions[(start + i) % n];
-      const budget = Math.min(this.maxBytes - bytes, this.credit - bytes);
+      const budget = Math.min(maxBytes - bytes, this.credit - bytes);
       if (budget <= 0 && bytes > 0) break;
       const log = p.log;
       const result: FetchPartitionResult = { topic: p.topic, partition: p.partition, error: Errors.NONE.code, highWatermark: -1, logStartOffset: -1, records: EMPTY };

@@ -61,7 +61,8 @@ export async function handleFetch(body: Body, ctx: RequestContext): Promise<Fetc
     await fetchWaiter.waitForAppend(present(wanted), remaining, ctx.signal);
   }
   await ctx.outboundSlot();
-  return { partitions: readAll(wanted, maxBytes, ctx, true).partitions };
+  // While the node is over its send budget, answers are cut to a share (at least a batch).
+  return { partitions: readAll(wanted, ctx.broker.sendBudget.answerBytesMax(maxBytes), ctx, true).partitions };
 }
 
 function present(wanted: Wanted[]): PartitionLog[] {
