@@ -191,9 +191,6 @@ export async function listen(options: ListenerOptions): Promise<Listener> {
   };
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    // Node's HTTP server drops its own error listener from an upgraded socket; without one,
-    // a client's reset during a refusal would be an uncaught error that ends the process.
-    socket.on('error', () => socket.destroy());
     const stranger = inHttp.get(socket);
     if (stranger === undefined || !stranger.slot.held) return void socket.destroy();
     const path = (req.url ?? '').split('?')[0];
@@ -264,6 +261,9 @@ export async function listen(options: ListenerOptions): Promise<Listener> {
   };
 
   const accept = (socket: Socket): void => {
+    // Ours, for the socket's whole life: Node's HTTP server drops its own error listener from
+    // an upgraded socket, and a refused one never meets it. Without one, a client's reset
+    // would be an uncaught error that ends the process.
     socket.on('error', () => socket.destroy());
     const address = socket.remoteAddress;
     // Reset by the peer before we got to it.
