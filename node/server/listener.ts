@@ -162,7 +162,7 @@ export async function listen(options: ListenerOptions): Promise<Listener> {
     handshakesMax: limits.handshakesMax,
     handshakesPerAddressMax: limits.handshakesPerAddressMax,
     handshakesPerAddressPerSecond: limits.handshakesPerAddressPerSecond,
-    exempt: new ExemptAddresses(limits.exemptAddresses ?? []),
+    exempt: new ExemptAddresses(limits.exemptAddresses),
     now: options.now ?? (() => performance.now()),
   });
   /** Strangers not yet upgraded, by socket: the HTTP server's events name only the socket. */
