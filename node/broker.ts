@@ -103,7 +103,7 @@ export interface BrokerStats {
   /** Bytes queued in user space towards clients, summed over connections. */
   sendBufferedBytes: number;
   fetchesWaiting: number;
-  /** Connections not yet past handshake and Hello. */
+  /** Sockets before admission: from TCP accept until Hello succeeded. */
   handshakesInProgress: number;
   revocations: number;
 }
@@ -171,10 +171,9 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
   const fetchWaiter = new FetchWaiter();
   let shuttingDown = false;
   const connections = new Set<Connection>();
-  let handshakesInProgress = 0;
   const metrics = createMetrics({
     connections: () => listener?.connectionCount ?? 0,
-    handshakesInProgress: () => handshakesInProgress,
+    handshakesInProgress: () => listener?.preAuthCount ?? 0,
     sendBufferBytes: () => sendBudget.totalBytes,
     logs,
     offsets,
@@ -234,13 +233,12 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
       messageBytesMax: SEALED_MESSAGE_BYTES_MAX,
       health: () => ({ status: shuttingDown ? 'stopping' : 'ok', nodeId: meta.nodeId, topics: logs.topics().filter((t) => !t.name.startsWith('__')).length, connections: connections.size }),
       metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
-      admit: () => (handshakesInProgress >= limits.handshakesMax ? 'handshakes_max' : null),
       onRefused: (reason) => metrics.connectionsRefused.inc({ reason }),
+      onLimitReached: (limit) => metrics.limitReached.inc({ limit }),
+      onPreAuthClosed: (reason) => metrics.connectionsClosed.inc({ reason }),
       onConnection(transport, remote, controls) {
-        handshakesInProgress++;
         const hooks = {
           onServing: (connection: Connection) => connections.add(connection),
-          onPreAuthEnd: () => handshakesInProgress--,
           onClosed: (connection: Connection | null) => {
             if (connection) connections.delete(connection);
           },
@@ -282,7 +280,7 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
         requestsInFlight,
         sendBufferedBytes,
         fetchesWaiting: fetchWaiter.waitingCount,
-        handshakesInProgress,
+        handshakesInProgress: openListener.preAuthCount,
         revocations: revocations.list.size,
       };
     },

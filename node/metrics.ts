@@ -44,6 +44,10 @@ export type CloseReason =
   /** Hello refused: the principal holds limits.connectionsPerPrincipalMax connections. */
   | 'connections_per_principal'
   | 'protocol_error'
+  /** Closed before Hello to make room for a newer stranger: limits.handshakesMax was full. */
+  | 'preauth_evicted'
+  /** No WebSocket upgrade (nor plain HTTP request) within handshakeTimeoutMs of the TCP accept. */
+  | 'http_timeout'
   /** Only under test: BrokerOptions.faults dropped the connection. */
   | 'fault_injected';
 
@@ -103,7 +107,7 @@ interface TopicTraffic {
 export interface NodeMetrics {
   readonly registry: Registry;
   readonly connectionsClosed: Counter<'reason'>;
-  /** Refused at the HTTP upgrade, before any handshake: a limit was reached. */
+  /** Refused at the TCP accept or the HTTP upgrade, before any handshake: a limit was reached. */
   readonly connectionsRefused: Counter<'reason'>;
   readonly requestsUnauthorized: Counter<'action'>;
   /**
@@ -139,7 +143,7 @@ export function createMetrics(gauges: MetricSources): NodeMetrics {
   const registry = new Registry();
   const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]) => new Counter<L>({ name, help, labelNames, registers: [registry] });
   const connectionsClosed = counter('tributary_connections_closed_total', 'Client connections closed, by reason', ['reason']);
-  const connectionsRefused = counter('tributary_connections_refused_total', 'WebSocket upgrades refused before the handshake, by the limit reached', ['reason']);
+  const connectionsRefused = counter('tributary_connections_refused_total', 'Sockets and WebSocket upgrades refused before the handshake, by the limit reached', ['reason']);
   const requestsUnauthorized = counter('tributary_requests_unauthorized_total', 'Requests (or parts of requests) refused by the ACLs, by action', ['action']);
   const limitReached = counter('tributary_limits_reached_total', 'Times a configured limit stopped a request, a connection or part of one, by the limit\'s config key', ['limit']);
   const duplicateBatches = counter('tributary_produce_duplicate_batches_total', 'Batches an idempotent producer resent that were already in the log (answered with their original offsets)', []);
@@ -153,7 +157,7 @@ export function createMetrics(gauges: MetricSources): NodeMetrics {
   });
   new Gauge({
     name: 'tributary_handshakes_in_progress',
-    help: 'Connections not yet past their handshake and Hello',
+    help: 'Sockets before admission: from TCP accept until Hello succeeded (HTTP, Noise handshake, waiting for Hello)',
     registers: [registry],
     collect() {
       this.set(gauges.handshakesInProgress());

@@ -55,6 +55,7 @@ function run(overrides: Partial<RunResult> = {}): RunResult {
       errors: { ECONNRESET: 3, TIMEOUT: 2 },
     },
     actions: [],
+    nodeLimits: { refused: {}, evicted: 0, limitsReached: {} },
     verdict: {
       lost: 0,
       duplicated: 0,
@@ -102,12 +103,25 @@ function killRun(): RunResult {
   });
   return run({
     scenario: 'gateway-kill',
+    nodeLimits: null,
     samples,
     actions: [
       { at: 10, what: 'kill node (SIGKILL)' },
       { at: 13, what: 'restart node' },
       { at: 29, what: 'restart-node (left down by the scenario; needed to finish)' },
     ],
+  });
+}
+
+/** A storm the node's limits pushed back on: refusals by address, evictions, and a hostile label. */
+function limitedRun(): RunResult {
+  return run({
+    scenario: 'storm',
+    nodeLimits: {
+      refused: { handshakes_per_address: 1200, connections_max: 3, '<b>x</b>': 0 },
+      evicted: 40,
+      limitsReached: { handshakesMax: 40, handshakesPerAddressMax: 1200, '<i>\x1b[2J</i>': 1 },
+    },
   });
 }
 
@@ -218,6 +232,23 @@ describe('terminalSummary', () => {
     expect(text).not.toContain('RSS MiB');
     expect(text).toContain('kill?[2Jnow');
     expect(text).not.toContain('\x1b');
+  });
+
+  it("prints the node's own counts of its connection limits: zeros, the counts by reason, or why they are not known", () => {
+    const healthy = terminalSummary(run());
+    expect(healthy).toMatch(/Node limits \(its \/metrics, since its last start\)\n +connections refused +0\n +evicted before admission +0\n +limits reached +0\n/);
+
+    const limited = terminalSummary(limitedRun());
+    expect(limited).toMatch(/connections refused +1,203 +handshakes_per_address 1,200, connections_max 3\n/);
+    expect(limited).toMatch(/evicted before admission +40 +handshakesMax\n/);
+    expect(limited).toMatch(/limits reached +1,241 +handshakesPerAddressMax 1,200, handshakesMax 40, <i>\?\[2J<\/i> 1\n/);
+    expect(limited).not.toContain('\x1b');
+    const colored = terminalSummary(limitedRun(), { color: true });
+    expect(colored).toMatch(/\x1b\[33m *1,203\x1b\[0m/);
+    expect(strip(colored)).toBe(limited);
+    expect(terminalSummary(run(), { color: true })).toMatch(/\n +connections refused +0\n +evicted before admission +0\n/);
+
+    expect(terminalSummary(killRun())).toMatch(/Node limits[^\n]*\n +not known: read only from a node the simulator started\n/);
   });
 
   it('prints an empty run without NaN', () => {
@@ -337,6 +368,19 @@ describe('htmlReport', () => {
     expect(seriesPoints(throughput, 'sent')).toHaveLength(1);
     expect(seriesPoints(throughput, 'sent')[0]).toHaveLength(1);
     expect(throughput).toMatch(/<circle /);
+  });
+
+  it("shows the node's limit counts in a table, escaped, or says why they are not known", () => {
+    const html = htmlReport(limitedRun());
+    expectBalancedTags(html);
+    expectSelfContained(html);
+    expect(html).toContain('<tr><td>connections refused</td><td class="num">1,203</td><td>handshakes_per_address 1,200, connections_max 3</td></tr>');
+    expect(html).toContain('<tr><td>evicted before admission</td><td class="num">40</td><td>handshakesMax</td></tr>');
+    expect(html).toContain('&lt;i&gt;\x1b[2J&lt;/i&gt; 1');
+    expect(html).not.toContain('<b>x</b>');
+    const zeros = htmlReport(run());
+    expect(zeros).toContain('<tr><td>limits reached</td><td class="num">0</td><td></td></tr>');
+    expect(htmlReport(killRun())).toContain('<p>not known: read only from a node the simulator started.</p>');
   });
 
   it('renders an empty run: charts say there are no samples, no NaN anywhere', () => {

@@ -4,7 +4,7 @@
 // file:// URL and can be mailed or attached to a ticket as it is. Pure functions: no
 // files, no clocks; the CLI decides where the text goes.
 
-import type { Percentiles, RunResult, Sample } from './types.js';
+import type { NodeLimitCounts, Percentiles, RunResult, Sample } from './types.js';
 
 /**
  * Most points one chart series draws. A run of hours has thousands of one-second samples;
@@ -133,6 +133,28 @@ function percentileCells(p: Percentiles): string[] {
   return [formatInt(p.count), formatMs(p.p50), formatMs(p.p90), formatMs(p.p99), formatMs(p.p999), formatMs(p.max)];
 }
 
+/**
+ * The node's own counts of its connection limits, for both reports: what, total, and the
+ * total by reason or limit. A fleet that connects and reconnects within the defaults shows
+ * zeros here.
+ */
+function nodeLimitRows(limits: NodeLimitCounts): string[][] {
+  const total = (counts: Record<string, number>) => Object.values(counts).reduce((sum, n) => sum + n, 0);
+  const byLabel = (counts: Record<string, number>) =>
+    errorsByCount(counts)
+      .filter(([, n]) => n > 0)
+      .map(([label, n]) => `${label} ${formatInt(n)}`)
+      .join(', ');
+  return [
+    ['connections refused', formatInt(total(limits.refused)), byLabel(limits.refused)],
+    ['evicted before admission', formatInt(limits.evicted), limits.evicted > 0 ? 'handshakesMax' : ''],
+    ['limits reached', formatInt(total(limits.limitsReached)), byLabel(limits.limitsReached)],
+  ];
+}
+
+const nodeLimitsTitle = 'Node limits (its /metrics, since its last start)';
+const nodeLimitsUnknown = 'not known: read only from a node the simulator started';
+
 const verdictKinds: { name: string; count: (r: RunResult) => number; examples: (r: RunResult) => string[] }[] = [
   { name: 'lost', count: (r) => r.verdict.lost, examples: (r) => r.verdict.examples.lost },
   { name: 'duplicated', count: (r) => r.verdict.duplicated, examples: (r) => r.verdict.examples.duplicated },
@@ -227,6 +249,14 @@ export function terminalSummary(result: RunResult, options?: { color?: boolean }
     heading('Node');
     const row = (name: string, f: NodeFigures | null) => [name, f ? f.peak.toFixed(1) : '-', f ? f.avg.toFixed(1) : '-'];
     lines.push(...columns([['', 'peak', 'avg'], row('RSS MiB', rss), row('CPU %', cpu)], header));
+  }
+
+  heading(nodeLimitsTitle);
+  if (result.nodeLimits === null) lines.push(`  ${nodeLimitsUnknown}`);
+  else {
+    const rows = nodeLimitRows(result.nodeLimits).map((row) => row.map(plain));
+    // The counts right-aligned, painted when not zero; the breakdown is text, left-aligned.
+    lines.push(...columns(rows, (_r, c, padded) => (c === 2 ? padded.trimStart() : c === 1 && padded.trim() !== '0' ? paint.yellow(padded) : padded)));
   }
 
   heading('Verdict');
@@ -557,7 +587,15 @@ function totalsSections(result: RunResult): string[] {
     section('Latency (ms)', htmlTable(...headAndRows(latencyRows(result)))),
     section('Errors', errors.length === 0 ? '<p>None.</p>' : htmlTable(['error', 'count'], errors.map(([name, count]) => [name, formatInt(count)]))),
     section('Actions', actions.length === 0 ? '<p>None.</p>' : htmlTable(['t (s)', 'what'], actions, 2)),
+    nodeLimitsSection(result.nodeLimits),
   ];
+}
+
+function nodeLimitsSection(limits: NodeLimitCounts | null): string {
+  if (limits === null) return section(nodeLimitsTitle, `<p>${escapeHtml(nodeLimitsUnknown)}.</p>`);
+  // The count is a figure, the breakdown text: only the middle column is right-aligned.
+  const rows = nodeLimitRows(limits).map(([what, count, by]) => `<tr><td>${escapeHtml(what)}</td><td class="num">${escapeHtml(count)}</td><td>${escapeHtml(by)}</td></tr>`);
+  return section(nodeLimitsTitle, `<table><thead><tr><th></th><th class="num">count</th><th>by reason or limit</th></tr></thead><tbody>${rows.join('\n')}</tbody></table>`);
 }
 
 function verdictSection(result: RunResult): string {

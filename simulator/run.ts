@@ -10,6 +10,7 @@ import { connect, Errors, TributaryError, type ConnectOptions } from '../devices
 import { openFilesLimit, type OpenFilesLimit } from '../node/open-files.js';
 import { LatencyHistogram } from './histogram.js';
 import { LocalNode } from './local-node.js';
+import { readNodeLimits } from './node-limits.js';
 import { rateFactorAt, type Action, type Scenario } from './scenario.js';
 import type { Percentiles, RunResult, Sample, Verdict } from './types.js';
 import { Verifier } from './verifier.js';
@@ -311,6 +312,8 @@ async function playScenario(play: Play): Promise<RunResult> {
   }
   takeSample(elapsed());
   progress.end();
+  // Only a node of our own: one we attached to counts other clients' connections too.
+  const nodeLimits = node ? await readNodeLimits(node.url) : null;
   return {
     scenario: scenario.name,
     startedAt: play.startedAt.toISOString(),
@@ -336,6 +339,7 @@ async function playScenario(play: Play): Promise<RunResult> {
       errors: errorsByName,
     },
     actions,
+    nodeLimits,
     verdict,
   };
 }

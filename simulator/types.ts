@@ -70,6 +70,19 @@ export interface Sample {
   errors: number;
 }
 
+/**
+ * The node's own counts of its connection limits (its /metrics at the end of the run, so
+ * since its last start): what a fleet's connects and reconnects ran into.
+ */
+export interface NodeLimitCounts {
+  /** `tributary_connections_refused_total` by reason: connections_max, handshakes_per_address, handshake_rate_per_address. */
+  refused: Record<string, number>;
+  /** `tributary_connections_closed_total{reason="preauth_evicted"}`: closed before Hello to make room (handshakesMax). */
+  evicted: number;
+  /** `tributary_limits_reached_total` by limit (its config key). */
+  limitsReached: Record<string, number>;
+}
+
 /** A run's result: the report's input, and what `--json` writes. */
 export interface RunResult {
   scenario: string;
@@ -100,5 +113,7 @@ export interface RunResult {
   };
   /** What the scenario did to the node (kill, restart, drop connections), with times. */
   actions: { at: number; what: string }[];
+  /** Null when the simulator did not start the node (or it did not answer at the end). */
+  nodeLimits: NodeLimitCounts | null;
   verdict: Verdict;
 }

@@ -5,6 +5,7 @@
 
 import { createServer, connect as tcpConnect, type AddressInfo, type Server, type Socket } from 'node:net';
 import { Encoder } from 'cbor-x';
+import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { issueCredential, verifyCredential, type CredentialClaims } from '../protocol/credential.js';
 import { Errors } from '../protocol/errors.js';
@@ -14,6 +15,7 @@ import { decodeBatch, encodeBatch, splitBatches } from '../protocol/record-batch
 import { REVOCATIONS_TOPIC, revocationKey, signRevocation, type RevocationTarget } from '../protocol/revocation.js';
 import { CloseCode } from '../protocol/transport.js';
 import { startBroker, type Broker } from '../node/broker.js';
+import { EVICTED_REASON } from '../node/server/listener.js';
 import { silentLogger } from '../node/logger.js';
 import { tempDir } from './helpers/node-process.js';
 import { RawClient } from './helpers/raw-client.js';
@@ -324,7 +326,7 @@ describe('a node in dev mode (no config)', () => {
   let broker: Broker;
 
   beforeAll(async () => {
-    broker = await startBroker({ dataDir: dir.path, port: 0, logger: silentLogger, limits: { handshakeTimeoutMs: 300, helloTimeoutMs: 300, handshakesMax: 4 } });
+    broker = await startBroker({ dataDir: dir.path, port: 0, logger: silentLogger, limits: { handshakeTimeoutMs: 300, helloTimeoutMs: 300 } });
   });
 
   afterAll(async () => {
@@ -418,17 +420,69 @@ describe('a node in dev mode (no config)', () => {
     expect(closed.reason).toBe('sealed frame failed authentication');
   });
 
-  it('caps connections still in their handshake; more are refused at the upgrade', async () => {
-    const strangers = await Promise.all(Array.from({ length: 4 }, () => RawClient.open(broker.url)));
-    await expect(RawClient.open(broker.url)).rejects.toThrow(/503/);
-    expect((await counter(broker, 'tributary_connections_refused_total')).get('handshakes_max')).toBeGreaterThanOrEqual(1);
-    for (const s of strangers) s.close();
+});
+
+/** A TCP socket that sends nothing; resolves once connected, with what it received and its close. */
+async function silentSocket(port: number): Promise<{ socket: Socket; received: () => string; closed: Promise<void> }> {
+  const socket = tcpConnect(port, '127.0.0.1');
+  let received = '';
+  socket.on('data', (d: Buffer) => (received += d.toString()));
+  socket.on('error', () => {});
+  const closed = new Promise<void>((r) => socket.once('close', () => r()));
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', () => resolve());
+    socket.once('error', reject);
+  });
+  return { socket, received: () => received, closed };
+}
+
+describe('a node whose room for strangers is full (handshakesMax)', () => {
+  const dir = tempDir();
+  let broker: Broker;
+
+  beforeAll(async () => {
+    broker = await startBroker({ dataDir: dir.path, port: 0, logger: silentLogger, limits: { handshakesMax: 4 } });
+  });
+
+  afterAll(async () => {
+    await broker?.close();
+    dir.remove();
+  });
+
+  it('evicts the oldest unfinished socket for a new one: 503 to one still in HTTP, 1013 to a WebSocket', async () => {
+    // Accepted in this order: the silent socket first, then three WebSockets before their handshake.
+    const silent = await silentSocket(broker.port);
+    const strangers: RawClient[] = [];
+    for (let i = 0; i < 3; i++) strangers.push(await RawClient.open(broker.url));
+    expect(broker.stats().handshakesInProgress).toBe(4);
+
+    // A fifth socket takes the silent one's place, which is answered 503 and cut.
+    const first = await hello(broker.url);
+    expect(first.answer.error ?? 0).toBe(0);
+    await silent.closed;
+    expect(silent.received()).toMatch(/^HTTP\/1\.1 503 Service Unavailable\r\n/);
+    expect(silent.received()).toMatch(/\r\nRetry-After: 1\r\n/);
+    expect(silent.received()).toMatch(/handshakesMax/);
+
+    // The room is full again; the next newcomer evicts the oldest WebSocket, with 1013 so that it retries.
+    strangers.push(await RawClient.open(broker.url));
+    const second = await hello(broker.url);
+    expect(second.answer.error ?? 0).toBe(0);
+    const evicted = await strangers[0].closed;
+    expect(evicted).toEqual({ code: CloseCode.TRY_AGAIN_LATER, reason: EVICTED_REASON });
+    expect(strangers.slice(1).map((s) => s.ws.readyState)).toEqual([WebSocket.OPEN, WebSocket.OPEN, WebSocket.OPEN]);
+    expect(broker.stats().handshakesInProgress).toBe(3);
+
+    // Counted once each, as evictions (not as abandoned handshakes), and nothing refused.
+    expect((await counter(broker, 'tributary_connections_closed_total')).get('preauth_evicted')).toBe(2);
+    expect((await counter(broker, 'tributary_limits_reached_total')).get('handshakesMax')).toBe(2);
+    expect((await counter(broker, 'tributary_connections_closed_total')).get('handshake_abandoned')).toBeUndefined();
+    expect([...(await counter(broker, 'tributary_connections_refused_total')).keys()]).toEqual([]);
+
+    for (const c of [...strangers, first.client, second.client]) c.close();
     await Promise.all(strangers.map((s) => s.closed));
     for (let i = 0; i < 100 && broker.stats().handshakesInProgress > 0; i++) await new Promise((r) => setTimeout(r, 20));
     expect(broker.stats().handshakesInProgress).toBe(0);
-    const { client, answer } = await hello(broker.url);
-    expect(answer.error ?? 0).toBe(0);
-    client.close();
   });
 });
 

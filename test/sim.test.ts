@@ -64,6 +64,11 @@ actions:
     expect(result.workers).toBe(2);
     expect(result.samples.length).toBeGreaterThanOrEqual(30);
     expect(result.samples.some((s) => s.nodeRssMiB !== null)).toBe(true);
+    // The node's own counts (since its restart): the 200 devices reconnecting at once at
+    // 22 s stayed within its default connection limits.
+    expect(result.nodeLimits).not.toBeNull();
+    expect(result.nodeLimits!.refused).toEqual({});
+    expect(result.nodeLimits!.evicted).toBe(0);
     expect(JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'))).toEqual(result);
     expect(readFileSync(join(out, 'report.html'), 'utf8')).toMatch(/<html/i);
   }, RUN_TIMEOUT_MS + 5000);

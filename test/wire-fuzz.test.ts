@@ -51,6 +51,8 @@ const CLOSE_REASONS = [
   'credential_expired',
   'connections_per_principal',
   'protocol_error',
+  'preauth_evicted',
+  'http_timeout',
   'fault_injected',
 ] as const satisfies readonly CloseReason[];
 const allReasonsListed: [Exclude<CloseReason, (typeof CLOSE_REASONS)[number]>] extends [never] ? true : false = true;

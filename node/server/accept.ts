@@ -3,10 +3,11 @@
 //
 // Until Hello has succeeded the peer is a stranger and costs little: the socket takes only
 // small messages (PRE_AUTH_FRAME_BYTES_MAX, also the bound on a reassembled sealed frame),
-// the handshake must finish in handshakeTimeoutMs
-// and Hello follow within helloTimeoutMs, and at most handshakesMax such connections exist
-// at once (the listener refuses more at the HTTP upgrade). Only once admitted does the
-// session take frames up to frameBytesMax, as sealed chunks of at most 64 KiB each.
+// the handshake must finish in handshakeTimeoutMs and Hello follow within helloTimeoutMs,
+// and the socket holds one of the listener's pre-authentication slots (per address and
+// node-wide, the oldest evicted when they are full: listener.ts, pre-auth.ts) until Hello
+// has succeeded or it failed. Only once admitted does the session take frames up to
+// frameBytesMax, as sealed chunks of at most 64 KiB each.
 
 import { CREDENTIAL_BYTES_MAX } from '../../protocol/credential.js';
 import { Errors, TributaryError } from '../../protocol/errors.js';
@@ -40,8 +41,6 @@ export interface NodeIdentity {
 export interface AcceptHooks {
   /** The connection is past its handshake and being served. */
   onServing(connection: Connection): void;
-  /** The peer is admitted (Hello succeeded) or gone: either way no longer a stranger. */
-  onPreAuthEnd(): void;
   onClosed(connection: Connection | null): void;
 }
 
@@ -64,6 +63,13 @@ function handshakeFailureReason(err: unknown, ours: CloseInfo | null): CloseReas
   if (ours?.code === CloseCode.TOO_BIG) return 'handshake_too_big';
   if (err.is(Errors.UNAUTHORIZED)) return 'handshake_failed';
   return 'handshake_malformed';
+}
+
+/** Gone before finishing the handshake: `ws` may have refused an oversized message, or the peer left. */
+function peerHandshakeCloseReason(info: CloseInfo): CloseReason {
+  if (info.code === CloseCode.TOO_BIG) return 'handshake_too_big';
+  if (info.code === CloseCode.PROTOCOL_ERROR) return 'handshake_malformed';
+  return 'handshake_abandoned';
 }
 
 /** Why a connection that was being served ended. */
@@ -92,13 +98,10 @@ export interface Accepted {
 }
 
 export async function acceptConnection(accepted: Accepted): Promise<void> {
-  const { raw, remote, broker, hooks } = accepted;
-  let preAuth = true;
-  const endPreAuth = () => {
-    if (!preAuth) return;
-    preAuth = false;
-    hooks.onPreAuthEnd();
-  };
+  const { raw, remote, controls, broker, hooks } = accepted;
+  // The peer is admitted (Hello succeeded) or gone: either way no longer a stranger, and its
+  // pre-authentication slot is freed (once: the listener's slot counts that).
+  const endPreAuth = () => controls.endPreAuth();
   const served: { connection: Connection | null } = { connection: null };
   try {
     await handshakeAndServe(accepted, endPreAuth, served);
@@ -134,13 +137,9 @@ async function handshakeAndServe(accepted: Accepted, endPreAuth: () => void, ser
   } catch (err) {
     endPreAuth();
     const reason = handshakeFailureReason(err, ourClose());
-    if (reason === 'peer') {
-      // Gone before finishing: `ws` may have refused an oversized message, or the peer left.
-      const info = await raw.closed;
-      count(info.code === CloseCode.TOO_BIG ? 'handshake_too_big' : info.code === CloseCode.PROTOCOL_ERROR ? 'handshake_malformed' : 'handshake_abandoned');
-    } else {
-      count(reason);
-    }
+    // An eviction (the listener closed the socket to make room for a newer stranger) was
+    // counted by the listener.
+    if (!controls.evicted) count(reason === 'peer' ? peerHandshakeCloseReason(await raw.closed) : reason);
     logger.debug({ remote: remoteLabel, reason, err: (err as Error)?.message ?? String(err) }, 'handshake failed');
     hooks.onClosed(null);
     return;
@@ -166,6 +165,7 @@ async function handshakeAndServe(accepted: Accepted, endPreAuth: () => void, ser
   // Our own close is known at once; the peer's (or ws's) only when the socket reports it.
   const ours = ourClose();
   const info = ours ?? (await raw.closed);
-  count(broker.shuttingDown && !connection.closeReason && !ours ? 'node_shutdown' : servedCloseReason(connection, ours, info));
+  // An eviction (before Hello) was counted by the listener that closed the socket.
+  if (!controls.evicted) count(broker.shuttingDown && !connection.closeReason && !ours ? 'node_shutdown' : servedCloseReason(connection, ours, info));
   hooks.onClosed(connection);
 }

@@ -1,30 +1,35 @@
-// The listener's keepalive: every socket is pinged each round, in slices across turns of
-// the event loop, and a socket that did not answer the previous round's ping is cut.
+// The listener over real sockets: its keepalive (every socket is pinged each round, in
+// slices across turns of the event loop, and a socket that did not answer the previous
+// round's ping is cut), and its deadline for sockets that never make their WebSocket
+// upgrade.
 
+import { connect as tcpConnect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import type { Limits } from '../config.js';
+import { DEFAULT_LIMITS, type Limits } from '../config.js';
 import { silentLogger } from '../logger.js';
-import { listen, WS_PATH, type Listener } from './listener.js';
+import { listen, WS_PATH, type Listener, type PreAuthCloseReason } from './listener.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function start(pingIntervalMs: number): Promise<{ listener: Listener; accepted: () => number }> {
+async function start(pingIntervalMs: number, limits: Partial<Limits> = {}): Promise<{ listener: Listener; accepted: () => number; closed: PreAuthCloseReason[] }> {
   let accepted = 0;
+  const closed: PreAuthCloseReason[] = [];
   const listener = await listen({
     host: '127.0.0.1',
     port: 0,
-    limits: { connectionsMax: 10_000 } as Limits,
+    limits: { ...DEFAULT_LIMITS, connectionsMax: 10_000, handshakesMax: 10_000, ...limits },
     logger: silentLogger,
     preAuthFrameBytesMax: 4096,
     messageBytesMax: 65_536,
-    health: () => ({}),
+    health: () => ({ status: 'ok' }),
     metrics: async () => ({ contentType: 'text/plain', body: '' }),
-    admit: () => null,
     onRefused: () => {},
+    onLimitReached: () => {},
+    onPreAuthClosed: (reason) => void closed.push(reason),
     onConnection: () => void accepted++,
     pingIntervalMs,
   });
@@ -32,7 +37,7 @@ async function start(pingIntervalMs: number): Promise<{ listener: Listener; acce
     listener.terminateAll();
     await listener.stopAccepting();
   });
-  return { listener, accepted: () => accepted };
+  return { listener, accepted: () => accepted, closed };
 }
 
 function open(port: number, autoPong: boolean): Promise<WebSocket> {
@@ -64,5 +69,60 @@ describe('listener keepalive', () => {
     expect(answering.filter((ws) => (pings.get(ws) ?? 0) >= 2)).toHaveLength(count);
     expect(answering.filter((ws) => ws.readyState !== WebSocket.OPEN)).toHaveLength(0);
     expect(listener.connectionCount).toBe(count);
+  });
+});
+
+/** A raw TCP client: what it received, and its close. */
+async function rawSocket(port: number, send?: string): Promise<{ socket: Socket; received: () => string; closed: Promise<void> }> {
+  const socket = tcpConnect(port, '127.0.0.1');
+  cleanups.push(() => void socket.destroy());
+  let received = '';
+  socket.on('data', (d: Buffer) => (received += d.toString()));
+  socket.on('error', () => {});
+  const closed = new Promise<void>((r) => socket.once('close', () => r()));
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', () => resolve());
+    socket.once('error', reject);
+  });
+  if (send !== undefined) socket.write(send);
+  return { socket, received: () => received, closed };
+}
+
+describe('listener deadline before the upgrade', () => {
+  it('closes sockets that send nothing or half a request at handshakeTimeoutMs, and keeps serving /healthz', async () => {
+    const { listener, closed } = await start(60_000, { handshakeTimeoutMs: 300 });
+    const silent = await rawSocket(listener.port);
+    const partial = await rawSocket(listener.port, `GET ${WS_PATH} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n`);
+    const slowHeaders = await rawSocket(listener.port, 'GET /healthz HTTP/1.1\r\nHo');
+    // Each holds a slot from its TCP accept, before it has sent a whole request.
+    await expect.poll(() => listener.preAuthCount).toBe(3);
+
+    // While they wait, plain HTTP is served, each request on a socket of its own.
+    const during = await fetch(`http://127.0.0.1:${listener.port}/healthz`);
+    expect(during.status).toBe(200);
+    expect(during.headers.get('connection')).toBe('close');
+    expect(await during.json()).toEqual({ status: 'ok' });
+
+    await Promise.all([silent.closed, partial.closed, slowHeaders.closed]);
+    for (const s of [silent, partial, slowHeaders]) expect(s.received()).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+    expect(closed).toEqual(['http_timeout', 'http_timeout', 'http_timeout']);
+
+    const after = await fetch(`http://127.0.0.1:${listener.port}/healthz`);
+    expect(after.status).toBe(200);
+    // Every slot given back: the three timed out, the two requests answered and closed.
+    await expect.poll(() => listener.preAuthCount).toBe(0);
+  });
+
+  it('a WebSocket that upgraded in time is left to the handshake deadline of its owner', async () => {
+    const { listener, accepted, closed } = await start(60_000, { handshakeTimeoutMs: 300 });
+    const ws = await open(listener.port, true);
+    const late = await rawSocket(listener.port);
+    expect(accepted()).toBe(1);
+    // The raw socket's deadline passes; the upgraded one, which has no owner here to close
+    // it, stays open and keeps its slot until its owner ends it.
+    await late.closed;
+    expect(closed).toEqual(['http_timeout']);
+    expect(ws.readyState).toBe(WebSocket.OPEN);
+    expect(listener.preAuthCount).toBe(1);
   });
 });
