@@ -233,7 +233,10 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
       messageBytesMax: SEALED_MESSAGE_BYTES_MAX,
       health: () => ({ status: shuttingDown ? 'stopping' : 'ok', nodeId: meta.nodeId, topics: logs.topics().filter((t) => !t.name.startsWith('__')).length, connections: connections.size }),
       metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
-      onRefused: (reason) => metrics.connectionsRefused.inc({ reason }),
+      onRefused: (reason) => {
+        metrics.connectionsRefused.inc({ reason });
+        if (reason === 'connections_max') metrics.limitReached.inc({ limit: 'connectionsMax' });
+      },
       onLimitReached: (limit) => metrics.limitReached.inc({ limit }),
       onPreAuthClosed: (reason) => metrics.connectionsClosed.inc({ reason }),
       onConnection(transport, remote, controls) {

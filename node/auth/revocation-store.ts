@@ -16,6 +16,8 @@ import type { LogManager } from '../storage/log-manager.js';
 
 /** Records in one produce to __revocations: each is verified with Ed25519, so keep it small. */
 const RECORDS_PER_BATCH_MAX = 1000;
+/** What one batch of revocations may inflate to: each record is well under 2 KiB. */
+const RECORDS_PER_BATCH_INFLATED_MAX = RECORDS_PER_BATCH_MAX * 2048;
 const LOAD_READ_BYTES = 1024 * 1024;
 
 export const REVOCATIONS_TOPIC_CONFIG = { 'cleanup.policy': 'compact', 'retention.ms': -1, flush: 'batch' } as const;
@@ -45,7 +47,8 @@ export class RevocationStore {
       for (const batch of batches) {
         let decoded;
         try {
-          decoded = decodeBatch(batch);
+          // No batch of the topic inflates past what `check` allowed it at produce.
+          decoded = decodeBatch(batch, { decompressedBytesMax: RECORDS_PER_BATCH_INFLATED_MAX });
         } catch (err) {
           // Produce checks every record, so this should not happen; if it does, the node
           // still starts, without these revocations, and says so loudly.
@@ -78,7 +81,7 @@ export class RevocationStore {
     if (!this.fleetPublicKey) {
       throw new TributaryError(Errors.INVALID_RECORD, 'this node has no fleet key, so it cannot check revocations');
     }
-    const decoded = decodeBatch(batch, { decompressedBytesMax: RECORDS_PER_BATCH_MAX * 2048 });
+    const decoded = decodeBatch(batch, { decompressedBytesMax: RECORDS_PER_BATCH_INFLATED_MAX });
     if (decoded.records.length > RECORDS_PER_BATCH_MAX) {
       throw new TributaryError(Errors.INVALID_RECORD, `at most ${RECORDS_PER_BATCH_MAX} revocations per batch`);
     }

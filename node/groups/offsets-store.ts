@@ -128,7 +128,9 @@ export class ConsumerOffsets {
       if (batches.length === 0) break;
       for (const batch of batches) {
         try {
-          for (const record of decodeBatch(batch).records) store.load(record.key, record.value);
+          // Produce checks what a compressed batch inflates to against max.message.bytes, and
+          // the node writes its own commits uncompressed: no batch here may inflate past it.
+          for (const record of decodeBatch(batch, { decompressedBytesMax: log.config['max.message.bytes'] }).records) store.load(record.key, record.value);
         } catch {
           skipped++;
         }
