@@ -33,7 +33,13 @@ it('makes a fleet, a device identity and a credential the fleet key verifies', (
   expect(credential.subject.toString('hex')).toBe(device.stdout.trim());
   expect(credential.produce).toEqual(['sensors.*', 'status']);
   expect(credential.consume).toEqual([]);
+  expect(credential.groups).toBeUndefined(); // the role's default: a device uses no group
   expect(credential.expiresAt - credential.issuedAt).toBe(30 * 86_400_000);
+
+  const app = tributary('credentials', 'issue', '--fleet', join(dir, 'fleet.key'), '--subject', device.stdout.trim(), '--role', 'app',
+    '--consume', 'sensors.*', '--group', 'billing', '--group', 'billing.*', '--out', join(dir, 'app.cred'));
+  expect(app.status).toBe(0);
+  expect(verifyCredential(readFileSync(join(dir, 'app.cred')), parsePublicKey(fleet.stdout)).groups).toEqual(['billing', 'billing.*']);
 });
 
 it('never overwrites a key silently, and refuses a key file others can read', () => {
@@ -55,6 +61,7 @@ it.each([
   [['--expires', 'forever'], /--expires must look like/],
   [['--subject', 'abc'], /--subject must be 64 hex/],
   [['--produce', 'bad topic!'], /pattern/],
+  [['--group', 'bad group!'], /groups pattern "bad group!"/],
 ])('credentials issue refuses %j with one line', (override, message) => {
   const fleetKey = join(dir, 'f2.key');
   tributary('fleet', 'init', '--out', fleetKey, '--force');
