@@ -15,6 +15,7 @@ import { startBroker, type Broker } from '../node/broker.js';
 import { silentLogger } from '../node/logger.js';
 import { connect, type Connection } from '../devices/index.js';
 import { holder as fleetHolder, type Holder } from './helpers/credentials.js';
+import { scrapeMetrics } from './helpers/metrics.js';
 import { RawClient } from './helpers/raw-client.js';
 
 const fleet = generateIdentity();
@@ -104,7 +105,7 @@ describe('consumer groups are authorized', () => {
     expect(seen.sort()).toEqual(Array.from({ length: 10 }, (_, i) => `r${i}`).sort());
     expect(member.assignment).toHaveLength(2);
 
-    const metrics = await (await fetch(`http://127.0.0.1:${broker.port}/metrics`)).text();
+    const metrics = await scrapeMetrics(broker.port);
     expect(metrics).toMatch(/tributary_requests_unauthorized_total\{action="group"\} (\d+)/);
     await member.close();
     await reading;

@@ -13,6 +13,7 @@ import { generateIdentity } from '../protocol/key-file.js';
 import { startBroker, type Broker, type BrokerOptions } from '../node/broker.js';
 import { silentLogger } from '../node/logger.js';
 import { holder as fleetHolder, type Holder } from './helpers/credentials.js';
+import { scrapeMetrics, sampleOf } from './helpers/metrics.js';
 import { RawClient } from './helpers/raw-client.js';
 
 const fleet = generateIdentity();
@@ -48,12 +49,7 @@ function commit(c: RawClient, groupId: string, offset: number, metadata = ''): P
 }
 
 async function metrics(): Promise<string> {
-  return (await fetch(`http://127.0.0.1:${(broker as Broker).port}/metrics`)).text();
-}
-
-function gauge(text: string, name: string): number {
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  return line === undefined ? NaN : Number(line.slice(name.length + 1));
+  return scrapeMetrics((broker as Broker).port);
 }
 
 afterAll(async () => {
@@ -87,15 +83,15 @@ describe('committed offsets are bounded', () => {
 
     const text = await metrics();
     expect(text).toMatch(/tributary_limits_reached_total\{limit="offsetGroupsPerPrincipalMax"\} 40/);
-    expect(gauge(text, 'tributary_committed_offset_groups')).toBe(21);
+    expect(sampleOf(text, 'tributary_committed_offset_groups')).toBe(21);
 
     // Restarted with a node-wide bound below what the topic holds: the start loads within it.
     for (const c of clients.splice(0)) c.close();
     await (broker as Broker).close();
     await start({ offsetGroupsMax: 5 });
     const after = await metrics();
-    expect(gauge(after, 'tributary_committed_offset_groups')).toBe(5);
-    expect(gauge(after, 'tributary_committed_offsets_skipped_at_start')).toBeGreaterThan(0);
+    expect(sampleOf(after, 'tributary_committed_offset_groups')).toBe(5);
+    expect(sampleOf(after, 'tributary_committed_offsets_skipped_at_start')).toBeGreaterThan(0);
     // And a new group is refused node-wide, naming the limit.
     const c = await client(attacker);
     const refused = await commit(c, 'spam-new', 1);

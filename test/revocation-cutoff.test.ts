@@ -17,6 +17,7 @@ import { CloseCode } from '../protocol/transport.js';
 import { startBroker, type Broker } from '../node/broker.js';
 import { silentLogger } from '../node/logger.js';
 import { holder as fleetHolder, type Holder } from './helpers/credentials.js';
+import { metricSample, scrapeMetrics } from './helpers/metrics.js';
 import { RawClient } from './helpers/raw-client.js';
 
 const fleet = generateIdentity();
@@ -82,9 +83,7 @@ async function pushedLastOffset(client: RawClient): Promise<number> {
 }
 
 async function closedCount(reason: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${broker.port}/metrics`)).text();
-  const m = new RegExp(`^tributary_connections_closed_total\\{reason="${reason}"\\} (\\d+)`, 'm').exec(text);
-  return m ? Number(m[1]) : 0;
+  return (await metricSample(broker.port, `tributary_connections_closed_total{reason="${reason}"}`)) || 0;
 }
 
 beforeAll(async () => {
@@ -172,7 +171,7 @@ describe('connections per principal', () => {
     }
     expect(retried.answer.error ?? 0).toBe(0);
     expect(await closedCount('connections_per_principal')).toBeGreaterThanOrEqual(1);
-    const text = await (await fetch(`http://127.0.0.1:${broker.port}/metrics`)).text();
+    const text = await scrapeMetrics(broker.port);
     expect(text).toMatch(/tributary_limits_reached_total\{limit="connectionsPerPrincipalMax"\} [1-9]/);
   });
 });

@@ -19,6 +19,7 @@ import { EVICTED_REASON } from '../node/server/listener.js';
 import { silentLogger } from '../node/logger.js';
 import { tempDir } from './helpers/node-process.js';
 import { RawClient } from './helpers/raw-client.js';
+import { rawSocket } from './helpers/tcp.js';
 
 const DAY = 86_400_000;
 const fleet = generateIdentity();
@@ -422,19 +423,6 @@ describe('a node in dev mode (no config)', () => {
 
 });
 
-/** A TCP socket that sends nothing; resolves once connected, with what it received and its close. */
-async function silentSocket(port: number): Promise<{ socket: Socket; received: () => string; closed: Promise<void> }> {
-  const socket = tcpConnect(port, '127.0.0.1');
-  let received = '';
-  socket.on('data', (d: Buffer) => (received += d.toString()));
-  socket.on('error', () => {});
-  const closed = new Promise<void>((r) => socket.once('close', () => r()));
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', () => resolve());
-    socket.once('error', reject);
-  });
-  return { socket, received: () => received, closed };
-}
 
 describe('a node whose room for strangers is full (handshakesMax)', () => {
   const dir = tempDir();
@@ -451,7 +439,7 @@ describe('a node whose room for strangers is full (handshakesMax)', () => {
 
   it('evicts the oldest unfinished socket for a new one: 503 to one still in HTTP, 1013 to a WebSocket', async () => {
     // Accepted in this order: the silent socket first, then three WebSockets before their handshake.
-    const silent = await silentSocket(broker.port);
+    const silent = await rawSocket(broker.port);
     const strangers: RawClient[] = [];
     for (let i = 0; i < 3; i++) strangers.push(await RawClient.open(broker.url));
     expect(broker.stats().handshakesInProgress).toBe(4);

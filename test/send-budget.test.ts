@@ -15,6 +15,7 @@ import { encodeBatch } from '../protocol/record-batch.js';
 import { startBroker, type Broker } from '../node/broker.js';
 import { silentLogger } from '../node/logger.js';
 import { SEND_SHARE_BYTES } from '../node/server/send-budget.js';
+import { metricSample, scrapeMetrics } from './helpers/metrics.js';
 import { RawClient } from './helpers/raw-client.js';
 
 const MIB = 1024 * 1024;
@@ -28,11 +29,7 @@ let dataDir: string;
 let broker: Broker;
 const clients: RawClient[] = [];
 
-async function metricValue(name: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${broker.port}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  return line === undefined ? NaN : Number(line.slice(name.length + 1));
-}
+const metricValue = (series: string): Promise<number> => metricSample(broker.port, series);
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'tributary-send-budget-'));
@@ -92,7 +89,7 @@ describe('the send budget', () => {
     // And it stopped reading them: most of their requests are still unread.
     const metadataServed = await metricValue('tributary_requests_total{kind="Metadata"}');
     expect(metadataServed).toBeLessThan((ATTACKERS * REQUESTS_EACH) / 2);
-    const text = await (await fetch(`http://127.0.0.1:${broker.port}/metrics`)).text();
+    const text = await scrapeMetrics(broker.port);
     expect(text).toMatch(/tributary_limits_reached_total\{limit="sendBufferBytes(Total)?Max"\} [1-9]/);
 
     // Once they read again, they are answered in full.

@@ -18,7 +18,6 @@
 import { Decoder, Encoder } from 'cbor-x';
 import { Errors, TributaryError } from '../../protocol/errors.js';
 import { decodeBatch, encodeBatch, readBatchHeader, splitBatches } from '../../protocol/record-batch.js';
-import type { Limits } from '../config.js';
 import type { Logger } from '../logger.js';
 import type { LogManager } from '../storage/log-manager.js';
 
@@ -44,13 +43,17 @@ interface Entry extends CommittedOffset {
   metadataBytes: number;
 }
 
-/** The bounds of limits.offset* (node/config.ts). */
-export type OffsetLimits = Pick<
-  Limits,
-  'offsetGroupsPerPrincipalMax' | 'offsetPartitionsPerPrincipalMax' | 'offsetMetadataBytesPerPrincipalMax' | 'offsetGroupsMax' | 'offsetPartitionsMax' | 'offsetMetadataBytesMax'
->;
+/** The bounds of committed offsets: their config keys (limits.offset*, node/config.ts). */
+export type OffsetLimit =
+  | 'offsetGroupsPerPrincipalMax'
+  | 'offsetPartitionsPerPrincipalMax'
+  | 'offsetMetadataBytesPerPrincipalMax'
+  | 'offsetGroupsMax'
+  | 'offsetPartitionsMax'
+  | 'offsetMetadataBytesMax';
 
-export type OffsetLimit = keyof OffsetLimits;
+export type OffsetLimits = Record<OffsetLimit, number>;
+
 
 export const UNBOUNDED_OFFSET_LIMITS: OffsetLimits = {
   offsetGroupsPerPrincipalMax: Number.POSITIVE_INFINITY,

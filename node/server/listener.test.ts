@@ -3,9 +3,9 @@
 // round's ping is cut), and its deadline for sockets that never make their WebSocket
 // upgrade.
 
-import { connect as tcpConnect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { rawSocket as openRawSocket, type RawSocket } from '../../test/helpers/tcp.js';
 import { DEFAULT_LIMITS, type Limits } from '../config.js';
 import { silentLogger } from '../logger.js';
 import { listen, WS_PATH, type Listener, type PreAuthCloseReason } from './listener.js';
@@ -72,20 +72,11 @@ describe('listener keepalive', () => {
   });
 });
 
-/** A raw TCP client: what it received, and its close. */
-async function rawSocket(port: number, send?: string): Promise<{ socket: Socket; received: () => string; closed: Promise<void> }> {
-  const socket = tcpConnect(port, '127.0.0.1');
-  cleanups.push(() => void socket.destroy());
-  let received = '';
-  socket.on('data', (d: Buffer) => (received += d.toString()));
-  socket.on('error', () => {});
-  const closed = new Promise<void>((r) => socket.once('close', () => r()));
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', () => resolve());
-    socket.once('error', reject);
-  });
-  if (send !== undefined) socket.write(send);
-  return { socket, received: () => received, closed };
+/** A raw TCP client, closed when the test ends. */
+async function rawSocket(port: number, send?: string): Promise<RawSocket> {
+  const raw = await openRawSocket(port, send);
+  cleanups.push(() => void raw.socket.destroy());
+  return raw;
 }
 
 describe('listener deadline before the upgrade', () => {

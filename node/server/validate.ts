@@ -3,7 +3,6 @@
 // INVALID_REQUEST naming the field instead of reaching the storage engine.
 
 import { Errors, LimitReachedError, TributaryError } from '../../protocol/errors.js';
-import type { BrokerContext } from './context.js';
 
 export type Body = Record<string, unknown>;
 
@@ -58,7 +57,13 @@ export function strings(body: Body, field: string, maxLength: number): string[] 
  * limits.requestEntriesMax, so that one frame cannot fan out into unbounded work. More is
  * INVALID_REQUEST naming the key, counted in tributary_limits_reached_total.
  */
-export function requestEntries(body: Body, field: string, broker: Pick<BrokerContext, 'limits' | 'metrics'>): unknown[] {
+/** What requestEntries needs of the node (a BrokerContext is one). */
+export interface EntriesBound {
+  readonly limits: { readonly requestEntriesMax: number };
+  readonly metrics: { readonly limitReached: { inc(labels: { limit: string }): void } };
+}
+
+export function requestEntries(body: Body, field: string, broker: EntriesBound): unknown[] {
   const v = body[field];
   const max = broker.limits.requestEntriesMax;
   if (Array.isArray(v) && v.length > max) {
@@ -69,12 +74,6 @@ export function requestEntries(body: Body, field: string, broker: Pick<BrokerCon
 }
 
 /** requestEntries of a field that may be left out (absent or null: undefined). */
-export function optionalRequestEntries(body: Body, field: string, broker: Pick<BrokerContext, 'limits' | 'metrics'>): unknown[] | undefined {
+export function optionalRequestEntries(body: Body, field: string, broker: EntriesBound): unknown[] | undefined {
   return body[field] === undefined || body[field] === null ? undefined : requestEntries(body, field, broker);
 }
-
-/**
- * Per-partition entries in one request, as a constant: what limits.requestEntriesMax
- * defaults to. Handlers not yet moved to requestEntries still bound their lists by it.
- */
-export const PARTITIONS_PER_REQUEST_MAX = 10_000;

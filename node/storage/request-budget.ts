@@ -7,7 +7,6 @@
 // made a node inflate 64 MiB per entry and block its event loop for 35 s.
 
 import { DecodeError, Errors, InflateBoundError, LimitReachedError } from '../../protocol/errors.js';
-import type { Limits } from '../config.js';
 
 export interface RequestBudget {
   /** Bytes this request may still inflate. */
@@ -16,7 +15,7 @@ export interface RequestBudget {
   scanBytesLeft: number;
 }
 
-export function requestBudget(limits: Pick<Limits, 'requestDecompressBytesMax' | 'requestScanBytesMax'>): RequestBudget {
+export function requestBudget(limits: { readonly requestDecompressBytesMax: number; readonly requestScanBytesMax: number }): RequestBudget {
   return { decompressBytesLeft: limits.requestDecompressBytesMax, scanBytesLeft: limits.requestScanBytesMax };
 }
 

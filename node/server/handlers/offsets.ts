@@ -3,7 +3,7 @@ import type { OffsetCommitResponse, OffsetFetchResponse } from '../../../protoco
 import { OFFSET_METADATA_CHARS_MAX, validateGroupId, type OffsetCommitEntry } from '../../groups/offsets-store.js';
 import type { RequestContext } from '../context.js';
 import { refusal } from './authorize.js';
-import { int, list, map, str, type Body } from '../validate.js';
+import { int, map, requestEntries, str, type Body } from '../validate.js';
 
 // Kafka's OffsetCommit and OffsetFetch for a consumer group: its position per partition,
 // stored in __consumer_offsets (node/groups/offsets-store.ts). The principal must be
@@ -27,7 +27,7 @@ export async function handleOffsetCommit(body: Body, ctx: RequestContext): Promi
   const partitions: OffsetCommitResponse['partitions'] = [];
   const accepted: OffsetCommitEntry[] = [];
   const results: OffsetCommitResponse['partitions'][number][] = [];
-  for (const [i, e] of list(body, 'offsets', broker.limits.requestEntriesMax).entries()) {
+  for (const [i, e] of requestEntries(body, 'offsets', broker).entries()) {
     const entry = map(e, `offsets[${i}]`);
     const topic = str(entry, 'topic');
     const partition = int(entry, 'partition', 0, 0x7fffffff);
@@ -64,11 +64,11 @@ export async function handleOffsetFetch(body: Body, ctx: RequestContext): Promis
   const groupId = body.groupId;
   validateGroupId(groupId);
   groupAllowed(ctx, groupId);
-  const { offsets, limits } = ctx.broker;
+  const { offsets } = ctx.broker;
   const named =
     body.partitions === undefined
       ? offsets.all(groupId).map(({ topic, partition }) => ({ topic, partition }))
-      : list(body, 'partitions', limits.requestEntriesMax).map((e, i) => {
+      : requestEntries(body, 'partitions', ctx.broker).map((e, i) => {
           const entry = map(e, `partitions[${i}]`);
           return { topic: str(entry, 'topic'), partition: int(entry, 'partition', 0, 0x7fffffff) };
         });
