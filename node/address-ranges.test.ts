@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ExemptAddresses, parseCidr } from './address-ranges.js';
+import { addressGroupOf, ExemptAddresses, parseCidr } from './address-ranges.js';
 import { applyConfig, defaultConfig } from './config.js';
 
 describe('parseCidr', () => {
@@ -48,5 +48,21 @@ describe('limits.exemptAddresses in the config', () => {
   it('checks the new numeric limits against their ranges', () => {
     expect(applyConfig(defaultConfig(), { limits: { connectionsPerPrincipalMax: 4 } }, 'node.yaml').limits.connectionsPerPrincipalMax).toBe(4);
     expect(() => applyConfig(defaultConfig(), { limits: { connectionsPerPrincipalMax: 0 } }, 'node.yaml')).toThrow(/limits\.connectionsPerPrincipalMax must be an integer from 1/);
+  });
+});
+
+describe('addressGroupOf', () => {
+  it.each([
+    ['203.0.113.7', '203.0.113.7'],
+    ['::ffff:203.0.113.7', '203.0.113.7'],
+    ['2001:db8:1:2:3:4:5:6', '2001:db8:1:2::/64'],
+    ['2001:db8:1:2::9', '2001:db8:1:2::/64'],
+    ['2001:0DB8:0001:0002:ffff::1', '2001:db8:1:2::/64'],
+    ['2001:db8::', '2001:db8:0:0::/64'],
+    ['fe80::1%eth0', 'fe80:0:0:0::/64'],
+    ['64:ff9b::192.0.2.33', '64:ff9b:0:0::/64'],
+    ['::', '0:0:0:0::/64'],
+  ])('%s is counted as %s', (address, group) => {
+    expect(addressGroupOf(address)).toBe(group);
   });
 });

@@ -33,6 +33,35 @@ export function normalizeAddress(address: string): string {
   return address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
 }
 
+/**
+ * What the per-address limits count a peer under: its IPv4 address, or for IPv6 its /64
+ * prefix. A host is commonly given a whole /64, so counting single IPv6 addresses would
+ * give one host 2^64 of them.
+ */
+export function addressGroupOf(address: string): string {
+  const a = normalizeAddress(address);
+  if (isIP(a) !== 6) return a;
+  const groups = expandIPv6(a);
+  return groups === null ? a : `${groups.slice(0, 4).join(':')}::/64`;
+}
+
+/** The eight 16-bit groups of an IPv6 address (isIP said 6), as lowercase hex. */
+function expandIPv6(address: string): string[] | null {
+  let text = address.split('%')[0];
+  const last = text.slice(text.lastIndexOf(':') + 1);
+  if (last.includes('.')) {
+    // An embedded IPv4 address is the last two groups.
+    const v4 = last.split('.').map(Number);
+    text = `${text.slice(0, text.length - last.length)}${((v4[0] << 8) | v4[1]).toString(16)}:${((v4[2] << 8) | v4[3]).toString(16)}`;
+  }
+  const [head, rest] = text.split('::');
+  const left = head === '' ? [] : head.split(':');
+  const right = rest === undefined || rest === '' ? [] : rest.split(':');
+  const zeros = rest === undefined ? 0 : 8 - left.length - right.length;
+  const all = [...left, ...Array<string>(Math.max(0, zeros)).fill('0'), ...right];
+  return all.length === 8 ? all.map((g) => parseInt(g, 16).toString(16)) : null;
+}
+
 /** 127.0.0.0/8 and ::1, also in their IPv4-mapped IPv6 forms. */
 export function isLoopbackAddress(address: string): boolean {
   const a = normalizeAddress(address);

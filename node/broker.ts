@@ -20,6 +20,7 @@ import type { Connection } from './server/connection.js';
 import type { BrokerContext, Faults } from './server/context.js';
 import { FetchWaiter } from './server/fetch-waiter.js';
 import { listen, WS_PATH, type Listener } from './server/listener.js';
+import { RequestMemory } from './server/request-memory.js';
 import { SendBudget } from './server/send-budget.js';
 import { Sessions } from './server/sessions.js';
 import { parseTopicConfig, type TopicConfig } from './storage/config.js';
@@ -154,8 +155,14 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
   const authenticator = new Authenticator({ fleetPublicKey, anonymous, revocations: revocations.list, now: auth.now });
   const sendBudget = new SendBudget({
     perConnectionMax: limits.sendBufferBytesMax,
+    perPrincipalMax: limits.sendBufferBytesPerPrincipalMax,
     totalMax: limits.sendBufferBytesTotalMax,
     onOver: () => logger.warn({ sendBufferBytesTotalMax: limits.sendBufferBytesTotalMax }, 'bytes queued towards clients passed limits.sendBufferBytesTotalMax: connections with a backlog wait'),
+  });
+  const requestMemory = new RequestMemory({
+    perPrincipalMax: limits.inflightBytesPerPrincipalMax,
+    totalMax: limits.inflightBytesTotalMax,
+    onLimitReached: (limit) => metrics.limitReached.inc({ limit }),
   });
   const sessions = new Sessions({
     connectionsPerPrincipalMax: limits.connectionsPerPrincipalMax,
@@ -175,6 +182,7 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
     connections: () => listener?.connectionCount ?? 0,
     handshakesInProgress: () => listener?.preAuthCount ?? 0,
     sendBufferBytes: () => sendBudget.totalBytes,
+    requestBytes: () => requestMemory.totalBytes,
     logs,
     offsets,
     groups: () => context.groups,
@@ -197,6 +205,7 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
     diskGuard,
     sessions,
     sendBudget,
+    requestMemory,
     logs,
     limits,
     logger,
@@ -255,7 +264,15 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
     throw err;
   }
   const openListener: Listener = listener;
-  const maintenance = startMaintenance({ logs, logger, metrics, guard: diskGuard, schedules: { ...DEFAULT_SCHEDULES, ...options.schedule }, now });
+  const maintenance = startMaintenance({
+    logs,
+    logger,
+    metrics,
+    guard: diskGuard,
+    schedules: { ...DEFAULT_SCHEDULES, ...options.schedule },
+    now,
+    expireOffsets: () => offsets.expire(now(), limits.offsetsRetentionMs, (group) => context.groups.memberCount(group) > 0),
+  });
 
   const host = options.host ?? '127.0.0.1';
   const urlHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;

@@ -52,8 +52,17 @@ export interface Limits {
    * is nearly empty are read from and answered; the rest wait for their clients to read.
    */
   sendBufferBytesTotalMax: number;
-  /** Admitted connections of one principal (one identity key; anonymous counts as one). */
+  /**
+   * Bytes queued towards one principal's connections together. Past it, that principal's
+   * connections are served as those of a node over sendBufferBytesTotalMax, and no one else's.
+   */
+  sendBufferBytesPerPrincipalMax: number;
+  /** Admitted connections of one principal (one identity key); anonymous clients are not counted. */
   connectionsPerPrincipalMax: number;
+  /** Bytes of request frames one principal's connections hold (being received, or in progress). */
+  inflightBytesPerPrincipalMax: number;
+  /** Bytes of request frames all connections hold together. */
+  inflightBytesTotalMax: number;
   /** Sockets from one address not yet admitted (TCP accepted, Hello not yet answered). */
   handshakesPerAddressMax: number;
   /** New sockets per second from one address (a token bucket holding one second's worth). */
@@ -82,6 +91,11 @@ export interface Limits {
   offsetPartitionsMax: number;
   /** Bytes of commit metadata, node-wide; also what is loaded at start. */
   offsetMetadataBytesMax: number;
+  /**
+   * Committed offsets of a group with no live member are deleted this long after its newest
+   * commit (Kafka's offsets.retention.minutes); -1 keeps them.
+   */
+  offsetsRetentionMs: number;
   /** Live consumer group members created by one principal. */
   groupMembersPerPrincipalMax: number;
   /** Live consumer group members, node-wide. */
@@ -164,7 +178,10 @@ export const DEFAULT_LIMITS: Limits = {
   helloTimeoutMs: 5000,
   partitionsMax: 4096,
   sendBufferBytesTotalMax: 128 * 1024 * 1024,
-  connectionsPerPrincipalMax: 64,
+  sendBufferBytesPerPrincipalMax: 16 * 1024 * 1024,
+  connectionsPerPrincipalMax: 16,
+  inflightBytesPerPrincipalMax: 64 * 1024 * 1024,
+  inflightBytesTotalMax: 256 * 1024 * 1024,
   handshakesPerAddressMax: 32,
   handshakesPerAddressPerSecond: 50,
   exemptAddresses: [],
@@ -177,6 +194,7 @@ export const DEFAULT_LIMITS: Limits = {
   offsetGroupsMax: 10_000,
   offsetPartitionsMax: 100_000,
   offsetMetadataBytesMax: 16 * 1024 * 1024,
+  offsetsRetentionMs: 7 * 24 * 3600 * 1000,
   groupMembersPerPrincipalMax: 256,
   groupMembersMax: 10_000,
 };
@@ -383,7 +401,10 @@ const LIMIT_RANGES: Record<NumericLimit, [number, number]> = {
   helloTimeoutMs: [100, 600_000],
   partitionsMax: [1, 1_000_000],
   sendBufferBytesTotalMax: [1024 * 1024, 16 * 1024 * 1024 * 1024],
+  sendBufferBytesPerPrincipalMax: [64 * 1024, 16 * 1024 * 1024 * 1024],
   connectionsPerPrincipalMax: [1, 1_000_000],
+  inflightBytesPerPrincipalMax: [1024 * 1024, 16 * 1024 * 1024 * 1024],
+  inflightBytesTotalMax: [1024 * 1024, 64 * 1024 * 1024 * 1024],
   handshakesPerAddressMax: [1, 100_000],
   handshakesPerAddressPerSecond: [1, 100_000],
   requestEntriesMax: [1, 1_000_000],
@@ -395,6 +416,7 @@ const LIMIT_RANGES: Record<NumericLimit, [number, number]> = {
   offsetGroupsMax: [1, 10_000_000],
   offsetPartitionsMax: [1, 100_000_000],
   offsetMetadataBytesMax: [0, 16 * 1024 * 1024 * 1024],
+  offsetsRetentionMs: [-1, 10 * 365 * 24 * 3600 * 1000],
   groupMembersPerPrincipalMax: [1, 10_000_000],
   groupMembersMax: [1, 10_000_000],
 };

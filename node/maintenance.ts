@@ -1,5 +1,6 @@
 // The node's background work, as scheduler jobs over every partition:
-//   retention   delete policy: whole closed segments past retention.ms / retention.bytes
+//   retention   delete policy: whole closed segments past retention.ms / retention.bytes;
+//               and committed offsets of empty groups past limits.offsetsRetentionMs
 //   compaction  compact policy: newest record per key (the log cleaner)
 //   checkpoint  producer-state snapshots of partitions that grew, so unclean starts are short
 //   diskGuard   storage.maxBytes / storage.minFreeBytes (see storage/disk-guard.ts)
@@ -39,6 +40,8 @@ export interface MaintenanceOptions {
   guard: DiskGuard;
   schedules: Schedules;
   now: () => number;
+  /** Deletes committed offsets past their retention; resolves with the groups deleted. */
+  expireOffsets?: () => Promise<number>;
 }
 
 function partitionsOf(logs: LogManager, policy?: 'delete' | 'compact'): PartitionLog[] {
@@ -73,8 +76,9 @@ async function eachPartition(logs: PartitionLog[], logger: Logger, job: string, 
 
 export function retentionJob(options: MaintenanceOptions): (signal: AbortSignal) => Promise<void> {
   const { logs, logger, metrics, now } = options;
-  return (signal) =>
-    eachPartition(partitionsOf(logs, 'delete'), logger, 'retention', signal, async (log) => {
+  return async (signal) => {
+    await expireOffsets(options);
+    await eachPartition(partitionsOf(logs, 'delete'), logger, 'retention', signal, async (log) => {
       const result = await applyRetention(log, now);
       if (result.byTime + result.bySize === 0) return;
       if (result.byTime > 0) metrics.retentionDeletedSegments.inc({ topic: log.topic, reason: 'time' }, result.byTime);
@@ -84,6 +88,18 @@ export function retentionJob(options: MaintenanceOptions): (signal: AbortSignal)
         'retention deleted old segments',
       );
     });
+  };
+}
+
+/** Committed offsets past their retention; a failure is logged, and segments still go. */
+async function expireOffsets(options: MaintenanceOptions): Promise<void> {
+  if (!options.expireOffsets) return;
+  try {
+    const groups = await options.expireOffsets();
+    if (groups > 0) options.logger.info({ groups }, 'deleted the committed offsets of groups empty past limits.offsetsRetentionMs');
+  } catch (err) {
+    options.logger.error({ job: 'retention', err }, 'deleting expired committed offsets failed');
+  }
 }
 
 export function compactionJob(options: MaintenanceOptions): (signal: AbortSignal) => Promise<void> {

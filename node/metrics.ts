@@ -43,6 +43,8 @@ export type CloseReason =
   | 'credential_expired'
   /** Hello refused: the principal holds limits.connectionsPerPrincipalMax connections. */
   | 'connections_per_principal'
+  /** A chunk of an unfinished frame past limits.inflightBytes*Max: closed with 1013. */
+  | 'request_bytes_max'
   | 'protocol_error'
   /** Closed before Hello to make room for a newer stranger: limits.handshakesMax was full. */
   | 'preauth_evicted'
@@ -92,6 +94,8 @@ export interface MetricSources {
   groups?: () => GroupCoordinator | undefined;
   /** Bytes queued towards clients node-wide, as the send budget counts them. */
   sendBufferBytes?: () => number;
+  /** Bytes of request frames held node-wide (being received, or in progress). */
+  requestBytes?: () => number;
   /** The disk guard's figures; absent (or answering undefined) reports no storage gauges. */
   storage?: () => StorageFigures | undefined;
 }
@@ -169,6 +173,18 @@ export function createMetrics(gauges: MetricSources): NodeMetrics {
     new Gauge({
       name: 'tributary_send_buffer_bytes',
       help: 'Bytes queued towards clients, all connections together (bounded by limits.sendBufferBytesTotalMax; queues under 64 KiB not counted)',
+      registers: [registry],
+      collect() {
+        this.set(read());
+      },
+    });
+  }
+
+  if (gauges.requestBytes) {
+    const read = gauges.requestBytes;
+    new Gauge({
+      name: 'tributary_request_bytes_held',
+      help: 'Bytes of request frames the node holds: being reassembled from their chunks, or read and not yet answered (bounded by limits.inflightBytesTotalMax)',
       registers: [registry],
       collect() {
         this.set(read());

@@ -122,7 +122,7 @@ function decodeOrRefuse(bytes: Uint8Array): unknown {
  * two Ed25519 encodings that differ only in the sign bit are the same X25519 key, and a
  * revocation of one must cover a credential naming the other.
  */
-function subjectKey(subject: Buffer): string {
+export function subjectKey(subject: Buffer): string {
   try {
     return noisePublicKeyFromIdentity(subject).toString('hex');
   } catch {
@@ -146,8 +146,11 @@ export class RevocationList {
     else this.subjects.set(subjectKey(t.subject), revocation);
   }
 
-  /** The revocation that applies to `credential`, if any. */
-  find(credential: Pick<Credential, 'id' | 'subject'>): Revocation | undefined {
-    return this.credentialIds.get(credential.id) ?? this.subjects.get(subjectKey(credential.subject));
+  /**
+   * The revocation that applies to `credential`, if any. A caller that asks often for one
+   * credential passes its subjectKey(), worked out once.
+   */
+  find(credential: Pick<Credential, 'id' | 'subject'> & { subjectKey?: string }): Revocation | undefined {
+    return this.credentialIds.get(credential.id) ?? this.subjects.get(credential.subjectKey ?? subjectKey(credential.subject));
   }
 }

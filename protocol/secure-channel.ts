@@ -104,11 +104,27 @@ export interface SecureChannelOptions {
   sealedFrameBytesMax?: number;
 }
 
+/**
+ * Where the bytes of frames being reassembled are accounted, beyond the session's own
+ * bound: a receiver serving many peers bounds them all together. `reserve` says whether
+ * `bytes` more may be held; what it granted is given back with `release` once the frame is
+ * whole (or dropped).
+ */
+export interface ReassemblyBudget {
+  reserve(bytes: number): boolean;
+  release(bytes: number): void;
+}
+
 export interface SecureSession {
   /** Frames sent on it are sealed, frames read from it were opened and authenticated. */
   transport: FrameTransport;
   /** Changes the bound on frames reassembled from here on (e.g. raised once admitted). */
   setFrameBytesMax(bytes: number): void;
+  /**
+   * Accounts the chunks of frames being reassembled from here on in `budget` too; when it
+   * refuses a chunk, the connection closes with 1013 (try again later).
+   */
+  setReassemblyBudget(budget: ReassemblyBudget): void;
   remoteStaticKey: Buffer;
   remotePayload: Buffer;
   /** The Noise handshake hash h, equal on both sides: a channel binding. 64 bytes. */
@@ -286,6 +302,9 @@ class SealedTransport implements FrameTransport {
   /** Chunks of the frame being reassembled, and their bytes. */
   private parts: Buffer[] = [];
   private partsBytes = 0;
+  /** Accounts `parts` beyond this session, when set; `reserved` is what it granted. */
+  budget: ReassemblyBudget | null = null;
+  private reserved = 0;
 
   constructor(
     private readonly inner: FrameTransport,
@@ -307,6 +326,7 @@ class SealedTransport implements FrameTransport {
       }
       if (next.done) {
         this.ended = true;
+        this.dropParts();
         return DONE;
       }
       const frame = this.take(next.value);
@@ -335,6 +355,7 @@ class SealedTransport implements FrameTransport {
       },
       end: () => {
         this.ended = true;
+        this.dropParts();
         end();
       },
     });
@@ -357,7 +378,7 @@ class SealedTransport implements FrameTransport {
     }
     if (this.partsBytes + chunk.data.length > this.frameBytesMax) {
       this.ended = true;
-      this.parts = [];
+      this.dropParts();
       this.inner.close(CloseCode.TOO_BIG, `frame of more than ${this.frameBytesMax} bytes`);
       return undefined;
     }
@@ -368,6 +389,15 @@ class SealedTransport implements FrameTransport {
         this.fail(`sealed chunk of ${chunk.data.length} bytes before the end of a frame; such chunks are ${SEAL_CHUNK_BYTES}`);
         return undefined;
       }
+      if (this.budget !== null) {
+        if (!this.budget.reserve(chunk.data.length)) {
+          this.ended = true;
+          this.dropParts();
+          this.inner.close(CloseCode.TRY_AGAIN_LATER, 'the node holds as many bytes of unfinished frames as it may; send again later');
+          return undefined;
+        }
+        this.reserved += chunk.data.length;
+      }
       this.parts.push(chunk.data);
       this.partsBytes += chunk.data.length;
       return undefined;
@@ -375,9 +405,16 @@ class SealedTransport implements FrameTransport {
     if (this.parts.length === 0) return chunk.data;
     this.parts.push(chunk.data);
     const frame = Buffer.concat(this.parts, this.partsBytes + chunk.data.length);
+    this.dropParts();
+    return frame;
+  }
+
+  /** Forgets the frame being reassembled, giving its bytes back to the budget. */
+  dropParts(): void {
     this.parts = [];
     this.partsBytes = 0;
-    return frame;
+    if (this.reserved > 0) this.budget?.release(this.reserved);
+    this.reserved = 0;
   }
 
   private acceptHeader(header: Buffer): void {
@@ -391,6 +428,7 @@ class SealedTransport implements FrameTransport {
 
   private fail(reason: string): void {
     this.ended = true;
+    this.dropParts();
     this.inner.close(CloseCode.PROTOCOL_ERROR, reason);
   }
 
@@ -543,6 +581,7 @@ function established(inner: FrameTransport, source: AsyncIterator<Buffer>, noise
   return {
     transport,
     setFrameBytesMax: (bytes) => void (transport.frameBytesMax = bytes),
+    setReassemblyBudget: (budget) => void (transport.budget = budget),
     remoteStaticKey: rs,
     remotePayload,
     handshakeHash: hash,

@@ -97,4 +97,26 @@ describe('committed offsets are bounded', () => {
     const refused = await commit(c, 'spam-new', 1);
     expect(refused.partitions?.[0]).toEqual({ topic: TOPIC, partition: 0, error: Errors.RESOURCE_LIMIT.code, message: expect.stringMatching(/5 groups \(limits\.offsetGroupsMax\)/) });
   });
+
+  it("the retention job deletes an empty group's offsets past limits.offsetsRetentionMs, and deleting a topic deletes its offsets", async () => {
+    for (const c of clients.splice(0)) c.close();
+    await (broker as Broker).close();
+    let clock = Date.now();
+    broker = await startBroker({ dataDir, port: 0, logger: silentLogger, auth: { fleetPublicKey: fleet.publicKey, now: () => clock }, limits: { offsetsRetentionMs: 60_000 }, now: () => clock });
+    const c = await client(billing);
+    expect((await commit(c, 'billing', 3)).partitions?.[0].error).toBe(0);
+    const a = await client(admin);
+    expect((await a.request<{ topics: { error: number }[] }>(Kind.CreateTopics, { topics: [{ name: 'sensors.gone', partitions: 1 }] })).topics[0].error).toBe(0);
+    expect((await c.request<CommitAnswer>(Kind.OffsetCommit, { groupId: 'billing', offsets: [{ topic: 'sensors.gone', partition: 0, offset: 1 }] })).partitions?.[0].error).toBe(0);
+    expect((await a.request<{ topics: { error: number }[] }>(Kind.DeleteTopics, { topics: ['sensors.gone'] })).topics[0].error).toBe(0);
+    const fetched = await c.request<{ partitions: { topic: string }[] }>(Kind.OffsetFetch, { groupId: 'billing' });
+    expect(fetched.partitions.map((p) => p.topic)).not.toContain('sensors.gone');
+
+    await (broker as Broker).maintenance.runNow('retention');
+    expect(sampleOf(await metrics(), 'tributary_committed_offset_groups')).toBeGreaterThan(0);
+    clock += 61_000;
+    await (broker as Broker).maintenance.runNow('retention');
+    const after = await c.request<{ partitions: unknown[] }>(Kind.OffsetFetch, { groupId: 'billing' });
+    expect(after.partitions).toEqual([]);
+  });
 });

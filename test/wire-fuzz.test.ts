@@ -50,6 +50,7 @@ const CLOSE_REASONS = [
   'credential_revoked',
   'credential_expired',
   'connections_per_principal',
+  'request_bytes_max',
   'protocol_error',
   'preauth_evicted',
   'http_timeout',

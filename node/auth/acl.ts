@@ -24,6 +24,7 @@
 
 import { topicAllowed, type Credential, type Role } from '../../protocol/credential.js';
 import { Errors, TributaryError } from '../../protocol/errors.js';
+import { subjectKey } from '../../protocol/revocation.js';
 
 export type Action = 'produce' | 'consume' | 'createTopics' | 'deleteTopics' | 'alterConfigs' | 'describe' | 'group';
 
@@ -33,7 +34,8 @@ export interface Principal {
   /**
    * Who this is, for what belongs to a principal (group members, committed offsets) and
    * what is bounded per principal (connections): its identity key, so that a renewed
-   * credential of the same key is the same principal. Every anonymous client is one.
+   * credential of the same key is the same principal, in its X25519 form (subjectKey, what
+   * the handshake proves and revocations are matched by). Every anonymous client is one.
    */
   readonly key: string;
   readonly role: Role | 'anonymous';
@@ -44,6 +46,8 @@ export interface Principal {
   readonly credentialId?: string;
   /** The Ed25519 identity key the credential names (revocations may name it). */
   readonly subject?: Buffer;
+  /** subjectKey(subject), worked out once: how revocations of the key are looked up. */
+  readonly subjectKey?: string;
   readonly expiresAt?: number;
 }
 
@@ -62,11 +66,18 @@ export function groupPatternsOf(credential: Pick<Credential, 'role' | 'consume' 
   }
 }
 
+/** The Principal.key of the holder of `subject`: what Sessions and revocations match. */
+export function principalKeyOf(subject: Buffer): string {
+  return `key:${subjectKey(subject)}`;
+}
+
 export function principalOf(credential: Credential): Principal {
   const subject = credential.subject.toString('hex');
+  const x25519 = subjectKey(credential.subject);
   return {
     name: `${credential.role}:${subject.slice(0, 16)}`,
-    key: `key:${subject}`,
+    key: `key:${x25519}`,
+    subjectKey: x25519,
     role: credential.role,
     produce: credential.produce,
     consume: credential.consume,

@@ -76,7 +76,7 @@ export class Authenticator {
   /** Null while `principal` is still admitted; otherwise why not (revoked, expired). */
   recheck(principal: Principal): Lapse | null {
     if (principal.credentialId === undefined || principal.subject === undefined) return null;
-    const revoked = this.options.revocations.find({ id: principal.credentialId, subject: principal.subject });
+    const revoked = this.options.revocations.find({ id: principal.credentialId, subject: principal.subject, subjectKey: principal.subjectKey });
     if (revoked) return revocationLapse(revoked);
     if (principal.expiresAt !== undefined && principal.expiresAt <= this.now()) {
       return { why: 'expired', error: new TributaryError(Errors.UNAUTHORIZED, `credential expired at ${new Date(principal.expiresAt).toISOString()}`) };

@@ -269,6 +269,30 @@ describe('group coordinator: who may use a member, and what it may claim', () =>
     expect(described?.owned).toHaveLength(6); // what it was given, not all twelve
   });
 
+  it('a member that keeps partitions it was to give up is fenced after the rebalance timeout, and they reach their new owner', () => {
+    const clock = { now: 0 };
+    const c = new GroupCoordinator({ partitionsOf: (t) => (t === TOPIC ? 4 : undefined), now: () => clock.now, sessionTimeoutMs: 10_000, rebalanceTimeoutMs: 3000 });
+    // a owns all four and never lets any go.
+    const join = c.heartbeat({ groupId: 'g', principal: 'key:a', memberId: '', memberEpoch: 0, subscribedTopics: [TOPIC], ownedPartitions: [] });
+    const all = [{ topic: TOPIC, partitions: [0, 1, 2, 3] }];
+    let epoch = c.heartbeat({ groupId: 'g', principal: 'key:a', memberId: join.memberId, memberEpoch: join.memberEpoch, ownedPartitions: all }).memberEpoch;
+    const b = new Member(c, [TOPIC], 'key:b');
+    const hoard = () => {
+      epoch = c.heartbeat({ groupId: 'g', principal: 'key:a', memberId: join.memberId, memberEpoch: epoch, ownedPartitions: all }).memberEpoch;
+    };
+    for (let t = 0; t <= 3000; t += 500) {
+      clock.now = t;
+      hoard();
+      b.beat();
+      expect(b.owned).toEqual([]); // within the timeout: a still owns them, so b waits
+    }
+    // Told to give them up at 500 ms; 3 s later it is fenced.
+    clock.now = 3501;
+    expect(codeOf(hoard)).toBe(Errors.FENCED_MEMBER_EPOCH.code);
+    b.beat();
+    expect(b.owned).toEqual([0, 1, 2, 3]);
+  });
+
   it('partitions of a topic the member may not consume are not counted as owned', () => {
     const c = new GroupCoordinator({ partitionsOf: (t) => (t === TOPIC ? 2 : undefined), now: () => 0 });
     const joined = c.heartbeat({ groupId: 'g', principal: 'key:a', memberId: '', memberEpoch: 0, subscribedTopics: [TOPIC], ownedPartitions: [] });

@@ -12,7 +12,10 @@
 //              reporting it, and then the new owner gets it. So no partition is ever owned
 //              by two live members.
 //   liveness   a member that has not heartbeated for sessionTimeoutMs is removed (its
-//              partitions are then free), as is one that leaves (memberEpoch -1).
+//              partitions are then free), as is one that leaves (memberEpoch -1), and one
+//              that still owns partitions it was to give up after rebalanceTimeoutMs
+//              (KIP-848's rebalance timeout): it is fenced, so a member cannot keep a
+//              partition from its new owner by reporting it for ever.
 //   fencing    a heartbeat with a stale member epoch answers FENCED_MEMBER_EPOCH, an
 //              unknown member id UNKNOWN_MEMBER_ID: the member rejoins from scratch.
 //              OffsetCommit is fenced the same way (validateCommit): a member commits at
@@ -32,6 +35,7 @@
 import { randomUUID } from 'node:crypto';
 import { Errors, TributaryError } from '../../protocol/errors.js';
 import { topicAllowed } from '../../protocol/credential.js';
+import { ANONYMOUS } from '../auth/acl.js';
 import type { ConsumerGroupHeartbeatResponse } from '../../protocol/frames.js';
 
 export interface CoordinatorOptions {
@@ -42,6 +46,8 @@ export interface CoordinatorOptions {
   now?: () => number;
   sessionTimeoutMs?: number;
   heartbeatIntervalMs?: number;
+  /** How long a member may keep owning partitions no longer in its target; default the session timeout. */
+  rebalanceTimeoutMs?: number;
   /** Live members one principal may have joined (limits.groupMembersPerPrincipalMax). */
   membersPerPrincipalMax?: number;
   /** Live members node-wide (limits.groupMembersMax); it also bounds the groups. */
@@ -53,6 +59,8 @@ export interface CoordinatorOptions {
 export const SESSION_TIMEOUT_MS_DEFAULT = 45_000;
 export const HEARTBEAT_INTERVAL_MS_DEFAULT = 5_000;
 const MEMBERS_PER_GROUP_MAX = 1000;
+/** How often every group is swept for silent members (see expireSometimes). */
+const EXPIRY_SWEEP_MS = 1000;
 /** Characters of topic names one member subscribes to by name: what it can make the node keep. */
 export const SUBSCRIPTION_CHARS_MAX = 16 * 1024;
 
@@ -78,6 +86,8 @@ interface Member {
   given: Set<string>;
   target: Set<string>;
   lastSeenMs: number;
+  /** Since when it has owned partitions outside its target (null: it owns none). */
+  revokingSinceMs: number | null;
 }
 
 interface Group {
@@ -110,9 +120,11 @@ export class GroupCoordinator {
   /** Live members per principal (Principal.key), for its bound. */
   private readonly membersByPrincipal = new Map<string, number>();
   private memberTotal = 0;
+  private sweptAtMs = Number.NEGATIVE_INFINITY;
   private readonly now: () => number;
   readonly sessionTimeoutMs: number;
   readonly heartbeatIntervalMs: number;
+  readonly rebalanceTimeoutMs: number;
   private readonly membersPerPrincipalMax: number;
   private readonly membersMax: number;
 
@@ -120,6 +132,7 @@ export class GroupCoordinator {
     this.now = options.now ?? Date.now;
     this.sessionTimeoutMs = options.sessionTimeoutMs ?? SESSION_TIMEOUT_MS_DEFAULT;
     this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? HEARTBEAT_INTERVAL_MS_DEFAULT;
+    this.rebalanceTimeoutMs = options.rebalanceTimeoutMs ?? this.sessionTimeoutMs;
     this.membersPerPrincipalMax = options.membersPerPrincipalMax ?? Number.POSITIVE_INFINITY;
     this.membersMax = options.membersMax ?? Number.POSITIVE_INFINITY;
   }
@@ -153,7 +166,8 @@ export class GroupCoordinator {
     if (group && group.members.size >= MEMBERS_PER_GROUP_MAX) {
       throw new TributaryError(Errors.RESOURCE_LIMIT, `group ${group.id} has ${MEMBERS_PER_GROUP_MAX} members already`);
     }
-    if (this.membersOf(principal) >= this.membersPerPrincipalMax) {
+    // Anonymous clients (dev mode, loopback only) are one local user: bounded node-wide only.
+    if (principal !== ANONYMOUS.key && this.membersOf(principal) >= this.membersPerPrincipalMax) {
       this.options.onLimitReached?.('groupMembersPerPrincipalMax');
       throw new TributaryError(Errors.RESOURCE_LIMIT, `this principal has ${this.membersPerPrincipalMax} live group members already (limits.groupMembersPerPrincipalMax); leave a group first`);
     }
@@ -180,7 +194,8 @@ export class GroupCoordinator {
    * the node restarted) commits as an outsider: accepted while the group is empty.
    */
   validateCommit(groupId: string, memberId: string | undefined, memberEpoch: number | undefined, principal: string): void {
-    this.expire();
+    const named = this.groups.get(groupId);
+    if (named) this.expireGroup(named, this.now());
     const group = this.groups.get(groupId);
     if (!group || group.members.size === 0) return;
     if (memberId === undefined || memberId === '') {
@@ -198,8 +213,10 @@ export class GroupCoordinator {
 
   heartbeat(input: HeartbeatInput): ConsumerGroupHeartbeatResponse {
     const now = this.now();
-    this.expire(now);
+    this.expireSometimes(now);
     let group = this.groups.get(input.groupId);
+    if (group) this.expireGroup(group, now);
+    group = this.groups.get(input.groupId);
     if (input.memberEpoch === -1) {
       // Leaving: its partitions are free at once.
       const member = group?.members.get(input.memberId);
@@ -219,7 +236,7 @@ export class GroupCoordinator {
         group = { id: input.groupId, epoch: 0, members: new Map() };
         this.groups.set(group.id, group);
       }
-      member = { id: randomUUID(), owner: input.principal, epoch: 0, answered: 0, topics: [], resolved: [], owned: new Set(), given: new Set(), target: new Set(), lastSeenMs: now };
+      member = { id: randomUUID(), owner: input.principal, epoch: 0, answered: 0, topics: [], resolved: [], owned: new Set(), given: new Set(), target: new Set(), lastSeenMs: now, revokingSinceMs: null };
       this.addMember(group, member);
       member.topics = normalizeTopics(input.subscribedTopics ?? []);
       if (input.subscribedTopicPattern !== undefined) member.pattern = { glob: input.subscribedTopicPattern, allowed: input.mayConsume ?? (() => true) };
@@ -247,6 +264,7 @@ export class GroupCoordinator {
     for (const m of group.members.values()) if (m.pattern && this.resolve(m)) grown = true;
     if (grown) this.rebalance(group);
     member.owned = this.acceptOwned(member, input);
+    this.checkRevoking(group, member, now);
     member.answered = member.epoch;
     return { error: Errors.NONE.code, memberId: member.id, memberEpoch: member.epoch, heartbeatIntervalMs: this.heartbeatIntervalMs, assignment: this.handOut(group as Group, member) };
   }
@@ -267,6 +285,30 @@ export class GroupCoordinator {
       }
     }
     return accepted;
+  }
+
+  /**
+   * A member that still owns partitions outside its target past the rebalance timeout is
+   * fenced: removed, so that its partitions go to their new owners, and told to rejoin.
+   */
+  private checkRevoking(group: Group, member: Member, now: number): void {
+    let holding = false;
+    for (const k of member.owned) {
+      if (!member.target.has(k)) {
+        holding = true;
+        break;
+      }
+    }
+    if (!holding) {
+      member.revokingSinceMs = null;
+      return;
+    }
+    member.revokingSinceMs ??= now;
+    if (now - member.revokingSinceMs <= this.rebalanceTimeoutMs) return;
+    this.removeMember(group, member);
+    this.rebalance(group);
+    if (group.members.size === 0) this.groups.delete(group.id);
+    throw new TributaryError(Errors.FENCED_MEMBER_EPOCH, `member ${member.id} kept partitions it was to give up for more than ${this.rebalanceTimeoutMs} ms; join again`);
   }
 
   /** What `member` may own now: its target, less what another member still owns. */
@@ -354,19 +396,32 @@ export class GroupCoordinator {
     return true;
   }
 
+  /**
+   * Every group is swept at most once a second, not at every heartbeat: with thousands of
+   * members that walk would cost more than the heartbeat. The heartbeat's own group is
+   * swept each time.
+   */
+  private expireSometimes(now: number): void {
+    if (now - this.sweptAtMs < EXPIRY_SWEEP_MS && now >= this.sweptAtMs) return;
+    this.sweptAtMs = now;
+    this.expire(now);
+  }
+
   /** Removes members silent for longer than the session timeout. */
   expire(now = this.now()): void {
-    for (const group of this.groups.values()) {
-      let changed = false;
-      for (const m of group.members.values()) {
-        if (now - m.lastSeenMs > this.sessionTimeoutMs) {
-          this.removeMember(group, m);
-          changed = true;
-        }
+    for (const group of this.groups.values()) this.expireGroup(group, now);
+  }
+
+  private expireGroup(group: Group, now: number): void {
+    let changed = false;
+    for (const m of group.members.values()) {
+      if (now - m.lastSeenMs > this.sessionTimeoutMs) {
+        this.removeMember(group, m);
+        changed = true;
       }
-      if (changed) this.rebalance(group);
-      if (group.members.size === 0) this.groups.delete(group.id);
     }
+    if (changed) this.rebalance(group);
+    if (group.members.size === 0) this.groups.delete(group.id);
   }
 
   /** For `groups describe`: members with their subscription, target and what they own. */

@@ -109,3 +109,34 @@ it('records written before commits named their principal count node-wide only', 
   expect(offsets.heldBy('key:a')).toEqual({ groups: 1, partitions: 1, metadataBytes: 0 });
   expect(offsets.totals).toEqual({ groups: 1, partitions: 1, metadataBytes: 0 });
 });
+
+it('an update of an offset already loaded applies at start even past the node-wide limits, so no group is rewound', async () => {
+  const { offsets, logs } = await store();
+  await offsets.commit('a', [at(0, 1)], 1, 'key:x');
+  await offsets.commit('b', [at(0, 1)], 1, 'key:x');
+  await offsets.commit('a', [at(0, 7, 'now with metadata')], 2, 'key:x');
+  const bounded = await ConsumerOffsets.open(logs, silentLogger, { limits: { offsetGroupsMax: 1, offsetMetadataBytesMax: 0 } });
+  expect(bounded.committed('a', 't', 0)?.offset).toBe(7);
+  expect([bounded.groupCount, bounded.skippedRecordsAtLoad]).toEqual([1, 1]);
+});
+
+it('deletes the offsets of groups empty past the retention, and of a deleted topic, for good and with their places', async () => {
+  const { offsets, logs } = await store({ offsetGroupsMax: 3 });
+  await logs.createTopic('u', 1);
+  await offsets.commit('old', [at(0, 1)], 1_000, 'key:x');
+  await offsets.commit('live', [at(0, 1)], 1_000, 'key:x');
+  await offsets.commit('recent', [at(0, 1), { topic: 'u', partition: 0, offset: 4, metadata: '' }], 9_000, 'key:x');
+  expect((await refusal(offsets.commit('new', [at(0, 1)], 9_000, 'key:y'))).code).toBe(Errors.RESOURCE_LIMIT.code);
+  // At 10,000 ms with a retention of 5,000 ms: 'old' goes; 'live' has a member; 'recent' is young.
+  expect(await offsets.expire(10_000, 5_000, (g) => g === 'live')).toBe(1);
+  expect(offsets.groupIds().sort()).toEqual(['live', 'recent']);
+  expect(await offsets.forgetTopic('u', 10_000)).toBe(1);
+  expect(offsets.all('recent').map((o) => o.topic)).toEqual(['t']);
+  await offsets.commit('new', [at(0, 1)], 10_000, 'key:y'); // its place is free again
+  expect(offsets.heldBy('key:x')).toEqual({ groups: 2, partitions: 2, metadataBytes: 0 });
+  // Read back: the tombstones hold.
+  const reread = await ConsumerOffsets.open(logs, silentLogger);
+  expect(reread.groupIds().sort()).toEqual(['live', 'new', 'recent']);
+  expect(reread.all('recent').map((o) => o.topic)).toEqual(['t']);
+  expect(await offsets.expire(10_000, -1, () => false)).toBe(0); // -1 keeps everything
+});

@@ -18,6 +18,7 @@
 import { Decoder, Encoder } from 'cbor-x';
 import { Errors, TributaryError } from '../../protocol/errors.js';
 import { decodeBatch, encodeBatch, readBatchHeader, splitBatches } from '../../protocol/record-batch.js';
+import { ANONYMOUS } from '../auth/acl.js';
 import type { Logger } from '../logger.js';
 import type { LogManager } from '../storage/log-manager.js';
 
@@ -28,6 +29,8 @@ const KEY_VERSION = 1;
 export const OFFSET_METADATA_CHARS_MAX = 4096;
 const GROUP_ID = /^[A-Za-z0-9._-]{1,249}$/;
 const LOAD_READ_BYTES = 1024 * 1024;
+/** Tombstones written in one batch when offsets are deleted. */
+const TOMBSTONES_PER_BATCH = 1000;
 /** Stored offsets whose record names no principal (written before `by` existed). */
 const NO_PRINCIPAL = '';
 
@@ -166,7 +169,9 @@ export class ConsumerOffsets {
     if (!Number.isSafeInteger(v?.offset)) return;
     const entry = newEntry(v.offset as number, typeof v.metadata === 'string' ? v.metadata : '', Number(v.commitMs) || 0, typeof v.by === 'string' ? v.by : NO_PRINCIPAL);
     const tp = tpKey(topic, partition);
-    if (this.nodeLimitReached(group, tp, entry) !== null) {
+    // An update of an offset already loaded always applies: skipping it would leave the
+    // older position in place and rewind the group. Only new offsets are bounded here.
+    if (!this.groups.get(group)?.has(tp) && this.nodeLimitReached(group, tp, entry) !== null) {
       this.skippedAtLoad++;
       return;
     }
@@ -255,7 +260,8 @@ export class ConsumerOffsets {
   private limitReached(principal: string, growth: { own: Holdings; node: Holdings }): OffsetLimit | null {
     const held = this.byPrincipal.get(principal) ?? emptyHoldings();
     const reserved = this.reservedBy.get(principal) ?? emptyHoldings();
-    const L = this.limits;
+    // Anonymous clients (dev mode, loopback only) are one local user: bounded node-wide only.
+    const L = principal === ANONYMOUS.key ? { ...this.limits, offsetGroupsPerPrincipalMax: Infinity, offsetPartitionsPerPrincipalMax: Infinity, offsetMetadataBytesPerPrincipalMax: Infinity } : this.limits;
     const newGroups = (h: Holdings, r: Holdings, g: Holdings) => [...g.groups.keys()].filter((k) => !r.groups.has(k)).length + h.groups.size + r.groups.size;
     if (growth.own.groups.size > 0 && newGroups(held, reserved, growth.own) > L.offsetGroupsPerPrincipalMax) return 'offsetGroupsPerPrincipalMax';
     if (growth.own.partitions > 0 && held.partitions + reserved.partitions + growth.own.partitions > L.offsetPartitionsPerPrincipalMax) return 'offsetPartitionsPerPrincipalMax';
@@ -319,6 +325,55 @@ export class ConsumerOffsets {
       this.reserve(principal, growth, -1);
     }
     return batch.length;
+  }
+
+  /**
+   * Deletes the committed offsets of every group that has no live member (`isLive` says)
+   * and whose newest commit is older than `retentionMs` (Kafka's offsets.retention.minutes):
+   * tombstones go to the topic, which compaction then drops, and the places they held are
+   * free again. Resolves with the groups deleted.
+   */
+  async expire(nowMs: number, retentionMs: number, isLive: (group: string) => boolean): Promise<number> {
+    if (retentionMs < 0) return 0;
+    const expired: string[] = [];
+    for (const [group, offsets] of this.groups) {
+      if (isLive(group)) continue;
+      let newest = 0;
+      for (const e of offsets.values()) newest = Math.max(newest, e.commitMs);
+      if (newest + retentionMs < nowMs) expired.push(group);
+    }
+    for (const group of expired) {
+      const offsets = this.groups.get(group);
+      if (offsets) await this.tombstone(group, [...offsets.keys()], nowMs);
+    }
+    return expired.length;
+  }
+
+  /** Deletes every committed offset of `topic` (the topic was deleted); resolves with how many. */
+  async forgetTopic(topic: string, nowMs: number): Promise<number> {
+    let count = 0;
+    for (const [group, offsets] of [...this.groups]) {
+      const keys = [...offsets.keys()].filter((k) => k.slice(0, k.lastIndexOf('\u0000')) === topic);
+      if (keys.length === 0) continue;
+      await this.tombstone(group, keys, nowMs);
+      count += keys.length;
+    }
+    return count;
+  }
+
+  /** Writes tombstones for `keys` of `group` (in batches of TOMBSTONES_PER_BATCH) and forgets them once durable. */
+  private async tombstone(group: string, keys: string[], nowMs: number): Promise<void> {
+    const log = this.logs.partition(CONSUMER_OFFSETS_TOPIC, 0);
+    if (!log) throw new TributaryError(Errors.STORAGE_ERROR, `${CONSUMER_OFFSETS_TOPIC} is missing`);
+    for (let i = 0; i < keys.length; i += TOMBSTONES_PER_BATCH) {
+      const slice = keys.slice(i, i + TOMBSTONES_PER_BATCH);
+      const records = slice.map((k) => {
+        const sep = k.lastIndexOf('\u0000');
+        return { key: Buffer.from(encoder.encode([KEY_VERSION, group, k.slice(0, sep), Number(k.slice(sep + 1))])), value: null };
+      });
+      await log.append(encodeBatch(records, { timestamp: nowMs })).durable;
+      for (const k of slice) this.remove(group, k);
+    }
   }
 
   committed(group: string, topic: string, partition: number): CommittedOffset | undefined {

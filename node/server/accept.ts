@@ -76,6 +76,7 @@ function peerHandshakeCloseReason(info: CloseInfo): CloseReason {
 function servedCloseReason(connection: Connection, ours: CloseInfo | null, info: CloseInfo): CloseReason {
   if (connection.closeReason) return connection.closeReason;
   if (ours?.code === CloseCode.TOO_BIG) return 'frame_too_big';
+  if (ours?.code === CloseCode.TRY_AGAIN_LATER) return 'request_bytes_max';
   if (ours) return ours.reason === SEALED_FRAME_FAILED || ours.reason.startsWith('sealed stream header') ? 'sealed_frame_failed' : 'protocol_error';
   return peerCloseReason(info);
 }
@@ -149,6 +150,13 @@ async function handshakeAndServe(accepted: Accepted, endPreAuth: () => void, ser
   const connection = new Connection(session.transport, broker, remoteLabel, admission, () => {
     // Admitted: frames up to frameBytesMax, which arrive in sealed chunks of at most 64 KiB.
     session.setFrameBytesMax(limits.frameBytesMax);
+    // Frames of more than one chunk count against the principal's and the node's request
+    // bytes while they are being received (node/server/request-memory.ts).
+    const principalKey = connection.principalKey;
+    session.setReassemblyBudget({
+      reserve: (bytes) => broker.requestMemory.reserve(principalKey, bytes) === null,
+      release: (bytes) => broker.requestMemory.release(principalKey, bytes),
+    });
     controls.setMessageBytesMax(SEALED_MESSAGE_BYTES_MAX);
     endPreAuth();
   });

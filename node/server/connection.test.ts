@@ -11,6 +11,7 @@ import type { Principal } from '../auth/acl.js';
 import { silentLogger } from '../logger.js';
 import type { BrokerContext } from './context.js';
 import { Connection } from './connection.js';
+import { RequestMemory } from './request-memory.js';
 import { SendBudget } from './send-budget.js';
 import type { Handler } from './dispatch.js';
 
@@ -23,7 +24,8 @@ function brokerStub(requestTimeoutMs: number, observed: { kind: number; response
     shuttingDown: false,
     authenticator: { recheck: () => null },
     sessions: { admit: () => null, remove: () => {} },
-    sendBudget: new SendBudget({ perConnectionMax: 1 << 20, totalMax: 1 << 30 }),
+    sendBudget: new SendBudget({ perConnectionMax: 1 << 20, perPrincipalMax: 1 << 30, totalMax: 1 << 30 }),
+    requestMemory: new RequestMemory({ perPrincipalMax: 1 << 30, totalMax: 1 << 30 }),
     metrics: { observeRequest: (kind: number, _s: number, response: object | undefined) => observed.push({ kind, response }) },
   } as unknown as BrokerContext;
 }

@@ -23,7 +23,7 @@
 import { Errors, TributaryError } from '../../protocol/errors.js';
 import { decodeFrame, encodeFrame, Kind, kindName, RESPONSE, type Frame } from '../../protocol/frames.js';
 import { CloseCode, readFrames, type FrameFlow, type FrameTransport } from '../../protocol/transport.js';
-import type { Principal } from '../auth/acl.js';
+import { ANONYMOUS, type Principal } from '../auth/acl.js';
 import type { Admission, Lapse } from '../auth/authenticator.js';
 import type { CloseReason } from '../metrics.js';
 import type { BrokerContext, RequestContext } from './context.js';
@@ -207,6 +207,8 @@ export class Connection {
   /** Why we closed the connection, when we did; see `closeReasonLabel`. */
   private ourCloseReason: CloseReason | null = null;
   readonly principal: Principal | undefined;
+  /** What this connection's bytes in flight and queued count against (Principal.key). */
+  readonly principalKey: string;
   readonly subscriptions: ConnectionSubscriptions;
   /** Registered with the node's sessions (from Hello until the end). */
   private inSessions = false;
@@ -222,7 +224,8 @@ export class Connection {
     private readonly handlerTable: ReadonlyMap<number, Handler> = handlers,
   ) {
     this.principal = admission.principal;
-    this.subscriptions = new ConnectionSubscriptions(transport, broker);
+    this.principalKey = admission.principal?.key ?? ANONYMOUS.key;
+    this.subscriptions = new ConnectionSubscriptions(transport, broker, this.principalKey);
   }
 
   /** Why this connection was closed by the node, or null if it was not (yet). */
@@ -254,9 +257,7 @@ export class Connection {
             this.onFrame(bytes);
           } catch (err) {
             // A bug of ours, not the peer's: end the connection rather than the process.
-            this.broker.logger.error({ remote: this.remoteAddress, clientId: this.clientId, err: (err as Error)?.stack ?? String(err) }, 'reading a request failed unexpectedly');
-            this.close(CloseCode.INTERNAL_ERROR, 'unexpected server error', 'protocol_error');
-            this.stopReading();
+            this.failedUnexpectedly(err);
           }
         },
         end: () => this.finishServing(),
@@ -334,7 +335,7 @@ export class Connection {
       this.stopReading();
       return;
     }
-    if (this.transport.bufferedBytes > this.broker.sendBudget.allowance()) {
+    if (this.transport.bufferedBytes > this.broker.sendBudget.allowance(this.principalKey)) {
       this.holdForSendRoom(frame, bytes.length);
       return;
     }
@@ -343,6 +344,12 @@ export class Connection {
 
   private take(frame: Frame, frameBytes: number): void {
     this.inflight++;
+    const refused = this.broker.requestMemory.reserve(this.principalKey, frameBytes);
+    if (refused !== null) {
+      // Answered at once, so its bytes are let go now rather than held while waiting.
+      this.refuse(frame, new TributaryError(Errors.THROTTLED, `the node holds as many bytes of requests as limits.${refused} allows; send again later`));
+      return;
+    }
     this.inflightBytes += frameBytes;
     this.handle(frame, frameBytes);
     // At the in-flight limits, the next frame waits unread (and TCP slows the client) until
@@ -359,15 +366,26 @@ export class Connection {
    */
   private holdForSendRoom(frame: Frame, frameBytes: number): void {
     const { sendBudget, metrics } = this.broker;
-    metrics.limitReached.inc({ limit: sendBudget.isOver ? 'sendBufferBytesTotalMax' : 'sendBufferBytesMax' });
+    const limit = sendBudget.isOver ? 'sendBufferBytesTotalMax' : sendBudget.isThrottled(this.principalKey) ? 'sendBufferBytesPerPrincipalMax' : 'sendBufferBytesMax';
+    metrics.limitReached.inc({ limit });
     this.waitingForSendRoom = true;
     this.flow?.pause();
-    void sendBudget.waitForRoom(this.transport).then(() => {
-      this.waitingForSendRoom = false;
-      if (this.readingStopped || this.transport.isClosed) return;
-      this.take(frame, frameBytes);
-      this.resumeIfRoom();
-    });
+    void sendBudget
+      .waitForRoom(this.transport, this.principalKey)
+      .then(() => {
+        this.waitingForSendRoom = false;
+        if (this.readingStopped || this.transport.isClosed) return;
+        this.take(frame, frameBytes);
+        this.resumeIfRoom();
+      })
+      .catch((err: unknown) => this.failedUnexpectedly(err));
+  }
+
+  /** A bug of ours, not the peer's, on a path no request's promise carries: end the connection, not the process. */
+  private failedUnexpectedly(err: unknown): void {
+    this.broker.logger.error({ remote: this.remoteAddress, clientId: this.clientId, err: (err as Error)?.stack ?? String(err) }, 'reading a request failed unexpectedly');
+    this.close(CloseCode.INTERNAL_ERROR, 'unexpected server error', 'protocol_error');
+    this.stopReading();
   }
 
   /** Answers Hello with why the peer is not served, then closes. */
@@ -459,6 +477,7 @@ export class Connection {
   private requestDone(frameBytes: number): void {
     this.inflight--;
     this.inflightBytes -= frameBytes;
+    if (frameBytes > 0) this.broker.requestMemory.release(this.principalKey, frameBytes);
     if (this.pausedForRoom) this.resumeIfRoom();
     if (this.inflight === 0 && this.idle !== null) {
       const waiters = this.idle;
@@ -501,6 +520,13 @@ export class Connection {
       (response) => this.answer(request, response),
       (err: unknown) => this.fail(request, err),
     );
+  }
+
+  /** Answers a request with `err` without running its handler (it holds no bytes). */
+  private refuse(frame: Frame, err: TributaryError): void {
+    const request = new PendingRequest(this, frame, 0, performance.now(), this.broker.limits.requestTimeoutMs);
+    this.track(request);
+    this.fail(request, err);
   }
 
   /** Sends the answer, unless the request was answered already (timed out). */
@@ -605,7 +631,7 @@ export class Connection {
   private send(frame: Frame, body: object): void {
     if (this.transport.isClosed) return;
     this.transport.send(encodeFrame(frame.kind | RESPONSE, frame.correlationId, body));
-    this.broker.sendBudget.note(this.transport);
+    this.broker.sendBudget.note(this.transport, this.principalKey);
   }
 
   /**
@@ -616,7 +642,7 @@ export class Connection {
   acquireOutbound(): Promise<() => void> {
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
-    const turn = this.outboundChain.then(() => this.broker.sendBudget.waitForRoom(this.transport));
+    const turn = this.outboundChain.then(() => this.broker.sendBudget.waitForRoom(this.transport, this.principalKey));
     this.outboundChain = turn.then(() => held);
     return turn.then(() => release);
   }

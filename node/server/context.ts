@@ -10,6 +10,7 @@ import type { Logger } from '../logger.js';
 import type { DiskGuard } from '../storage/disk-guard.js';
 import type { LogManager } from '../storage/log-manager.js';
 import type { FetchWaiter } from './fetch-waiter.js';
+import type { RequestMemory } from './request-memory.js';
 import type { SendBudget } from './send-budget.js';
 import type { Sessions } from './sessions.js';
 import type { ConnectionSubscriptions } from './subscriptions.js';
@@ -31,8 +32,10 @@ export interface BrokerContext {
   readonly diskGuard: DiskGuard;
   /** Admitted connections by principal and credential: their bounds, revocation, expiry. */
   readonly sessions: Sessions;
-  /** Bytes queued towards clients, per connection and node-wide. */
+  /** Bytes queued towards clients, per connection, per principal and node-wide. */
   readonly sendBudget: SendBudget;
+  /** Bytes of request frames held, per principal and node-wide. */
+  readonly requestMemory: RequestMemory;
   /** Failures injected by tests; never set from a config or the command line. */
   readonly faults?: Faults;
 }

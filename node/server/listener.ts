@@ -24,6 +24,7 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { SEALED_MESSAGE_BYTES_MAX } from '../../protocol/secure-channel.js';
 import { CloseCode, socketTransport, type FrameTransport } from '../../protocol/transport.js';
 import { ExemptAddresses } from '../address-ranges.js';
 import type { Limits } from '../config.js';
@@ -31,6 +32,9 @@ import type { Logger } from '../logger.js';
 import { PreAuthSlots, type PreAuthRefusal, type PreAuthSlot } from './pre-auth.js';
 
 export const WS_PATH = '/v1';
+/** Unread messages a connection may have waiting before its socket is paused. */
+const INBOX_FRAMES_MAX = 16;
+
 /** Silent peers (half-open TCP after a gateway's network drops) are found by ping. */
 const PING_INTERVAL_MS = 30_000;
 /** Sockets pinged per turn of the event loop. */
@@ -217,7 +221,10 @@ export async function listen(options: ListenerOptions): Promise<Listener> {
       warnedNoMessageLimit = true;
       logger.warn('this version of ws gives no per-socket message limit: unauthenticated peers may send messages up to messageBytesMax');
     }
-    const transport = socketTransport(ws);
+    // A client's messages wait unread only while its connection is at a limit; sixteen of
+    // them (sealed chunks of at most 64 KiB) are enough to keep a producer's next request
+    // in hand, and bound what a connection that stopped being read holds to about 1 MiB.
+    const transport = socketTransport(ws, { inboxFramesMax: INBOX_FRAMES_MAX, inboxBytesMax: INBOX_FRAMES_MAX * SEALED_MESSAGE_BYTES_MAX });
     stranger.transport = transport;
     const controls: SocketControls = {
       setMessageBytesMax: (bytes) => void setMessageBytesMax(ws, bytes),

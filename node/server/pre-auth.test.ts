@@ -110,6 +110,16 @@ describe('PreAuthSlots: per address', () => {
     expect(r.evicted).toEqual([]);
   });
 
+  it('counts IPv6 peers by their /64: a host cannot take more by using more of its addresses', () => {
+    const r = room();
+    r.hold('a', '2001:db8:7:1::1');
+    r.hold('b', '2001:db8:7:1:ffff:ffff:ffff:ffff');
+    r.hold('c', '2001:db8:7:1:0:0:0:abcd');
+    expect(r.take('d', '2001:db8:7:1::2')).toBe('handshakesPerAddressMax');
+    r.hold('another-64', '2001:db8:7:2::1');
+    expect(r.evicted).toEqual([]);
+  });
+
   it('refuses a non-exempt address past handshakesPerAddressPerSecond new sockets, and refills one second\'s worth', () => {
     const r = room({ handshakesPerAddressMax: 100 });
     // A full bucket: five at once, each released at once (they are not open, only new).
@@ -177,9 +187,9 @@ describe('PreAuthSlots: the address table', () => {
     const addressesIdleMax = 64;
     const r = room({ handshakesMax, addressesIdleMax });
     let peak = 0;
-    // 10,000 addresses within one millisecond: no bucket gets a chance to refill.
+    // 10,000 addresses (each its own /64) within one millisecond: no bucket gets a chance to refill.
     for (let i = 0; i < 10_000; i++) {
-      r.hold(`s${i}`, `2001:db8::${i.toString(16)}`);
+      r.hold(`s${i}`, `2001:db8:${i.toString(16)}::1`);
       peak = Math.max(peak, r.slots.addressesTracked);
     }
     expect(peak).toBe(handshakesMax + addressesIdleMax);

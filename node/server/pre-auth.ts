@@ -2,7 +2,8 @@
 // succeeded or it closed. Until then the peer is a stranger, and strangers share a bounded
 // room:
 //
-// - per source address (loopback and `limits.exemptAddresses` excepted), at most
+// - per source address (an IPv6 peer by its /64, as a host is commonly given a whole one;
+//   loopback and `limits.exemptAddresses` excepted), at most
 //   `handshakesPerAddressMax` sockets at once and `handshakesPerAddressPerSecond` new ones
 //   per second (a token bucket holding one second's worth). Past either, the new socket is
 //   refused at once: one address cannot take the whole room.
@@ -17,7 +18,7 @@
 // rules are tested without waiting.
 
 import { assert, AssertionError } from '../../protocol/errors.js';
-import { normalizeAddress } from '../address-ranges.js';
+import { addressGroupOf } from '../address-ranges.js';
 
 /** Which per-address limit refused a socket: its config key. */
 export type PreAuthRefusal = 'handshakesPerAddressMax' | 'handshakesPerAddressPerSecond';
@@ -130,7 +131,7 @@ export class PreAuthSlots {
     const now = this.options.now();
     this.forgetIdle(now);
     if (!this.options.exempt.has(address)) {
-      entry = this.entryFor(normalizeAddress(address), now);
+      entry = this.entryFor(addressGroupOf(address), now);
       refill(entry, now, this.bucketCapacity);
       if (entry.open >= this.options.handshakesPerAddressMax) return 'handshakesPerAddressMax';
       if (entry.tokens < 1) return 'handshakesPerAddressPerSecond';

@@ -1,22 +1,15 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { FrameTransport } from '../../protocol/transport.js';
 import { SEND_SHARE_BYTES, SendBudget } from './send-budget.js';
 
-/** A transport whose queue the test sets; `drained` resolves when the test drains it. */
+/** A transport whose queue the test sets. It has no drain callback: the budget re-reads it. */
 class Queue {
   bufferedBytes = 0;
   isClosed = false;
-  private waiters: { low: number; resolve: () => void }[] = [];
-  drained(low: number): Promise<void> {
-    if (this.bufferedBytes <= low) return Promise.resolve();
-    return new Promise((resolve) => this.waiters.push({ low, resolve }));
-  }
-  set(bytes: number): void {
-    this.bufferedBytes = bytes;
-    for (const w of this.waiters.splice(0)) {
-      if (bytes <= w.low) w.resolve();
-      else this.waiters.push(w);
-    }
+  drainedCalls = 0;
+  drained(): Promise<void> {
+    this.drainedCalls++;
+    return new Promise(() => {});
   }
   get transport(): FrameTransport {
     return this as unknown as FrameTransport;
@@ -25,60 +18,90 @@ class Queue {
 
 const MIB = 1024 * 1024;
 
+function queue(bytes: number): Queue {
+  const q = new Queue();
+  q.bufferedBytes = bytes;
+  return q;
+}
+
+beforeEach(() => {
+  vi.useFakeTimers();
+});
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
 describe('SendBudget', () => {
-  it('counts only queues of a share or more, and gives each its full allowance until the node is over', () => {
+  it('counts only queues of a share or more, and gives each connection its full allowance until the node is over', () => {
     let overs = 0;
-    const budget = new SendBudget({ perConnectionMax: 8 * MIB, totalMax: 3 * MIB, onOver: () => overs++ });
-    const device = new Queue();
-    device.set(SEND_SHARE_BYTES - 1);
-    budget.note(device.transport);
+    const budget = new SendBudget({ perConnectionMax: 8 * MIB, perPrincipalMax: 64 * MIB, totalMax: 3 * MIB, onOver: () => overs++ });
+    budget.note(queue(SEND_SHARE_BYTES - 1).transport, 'key:device');
     expect(budget.totalBytes).toBe(0);
-    const slow = [new Queue(), new Queue()];
-    slow[0].set(2 * MIB);
-    budget.note(slow[0].transport);
-    expect([budget.totalBytes, budget.allowance(), budget.answerBytesMax(16 * MIB)]).toEqual([2 * MIB, 8 * MIB, 16 * MIB]);
-    slow[1].set(2 * MIB);
-    budget.note(slow[1].transport);
+    const slow = [queue(2 * MIB), queue(2 * MIB)];
+    budget.note(slow[0].transport, 'key:a');
+    expect([budget.totalBytes, budget.allowance('key:x'), budget.answerBytesMax(16 * MIB, 'key:x')]).toEqual([2 * MIB, 8 * MIB, 16 * MIB]);
+    budget.note(slow[1].transport, 'key:b');
     // Over: every connection may hold a share only, and answers are cut to it.
-    expect([budget.isOver, budget.allowance(), budget.answerBytesMax(16 * MIB), overs]).toEqual([true, SEND_SHARE_BYTES, SEND_SHARE_BYTES, 1]);
-    slow[0].set(0);
-    budget.note(slow[0].transport);
-    expect([budget.totalBytes, budget.isOver]).toEqual([2 * MIB, false]);
+    expect([budget.isOver, budget.allowance('key:x'), budget.answerBytesMax(16 * MIB, 'key:x'), overs]).toEqual([true, SEND_SHARE_BYTES, SEND_SHARE_BYTES, 1]);
+    slow[0].bufferedBytes = 0;
+    budget.note(slow[0].transport, 'key:a');
+    expect([budget.totalBytes, budget.isOver, budget.bytesOf('key:a')]).toEqual([2 * MIB, false, 0]);
     budget.close();
   });
 
-  it('holds a connection over its own max until its queue drains to half of it', async () => {
-    const budget = new SendBudget({ perConnectionMax: 1 * MIB, totalMax: 8 * MIB });
-    const a = new Queue();
-    a.set(1.5 * MIB);
-    budget.note(a.transport);
+  it("throttles a principal over its own bound, and no one else's connections", () => {
+    const budget = new SendBudget({ perConnectionMax: 8 * MIB, perPrincipalMax: 4 * MIB, totalMax: 128 * MIB });
+    for (let i = 0; i < 3; i++) budget.note(queue(2 * MIB).transport, 'key:hog');
+    expect([budget.bytesOf('key:hog'), budget.isOver]).toEqual([6 * MIB, false]);
+    expect([budget.allowance('key:hog'), budget.answerBytesMax(MIB, 'key:hog')]).toEqual([SEND_SHARE_BYTES, SEND_SHARE_BYTES]);
+    expect([budget.allowance('key:reader'), budget.answerBytesMax(MIB, 'key:reader')]).toEqual([8 * MIB, MIB]);
+    // Anonymous dev-mode clients are one principal: bounded by the node's total only.
+    for (let i = 0; i < 3; i++) budget.note(queue(2 * MIB).transport, 'anonymous');
+    expect(budget.allowance('anonymous')).toBe(8 * MIB);
+    budget.close();
+  });
+
+  it('holds a connection over its allowance until its queue is down to half of it, re-read without a drain callback', async () => {
+    const budget = new SendBudget({ perConnectionMax: 1 * MIB, perPrincipalMax: 64 * MIB, totalMax: 64 * MIB });
+    const a = queue(1.5 * MIB);
     let ready = false;
-    const waiting = budget.waitForRoom(a.transport).then(() => (ready = true));
-    a.set(0.9 * MIB); // within its max, but not yet drained to half
-    await Promise.resolve();
+    const waiting = budget.waitForRoom(a.transport, 'key:a').then(() => (ready = true));
+    a.bufferedBytes = 0.9 * MIB; // within its max, but not yet down to half
+    await vi.advanceTimersByTimeAsync(200);
     expect(ready).toBe(false);
-    a.set(0.4 * MIB);
+    a.bufferedBytes = 0.4 * MIB;
+    await vi.advanceTimersByTimeAsync(60);
     await waiting;
-    expect(ready).toBe(true);
+    expect([ready, a.drainedCalls]).toEqual([true, 0]);
     budget.close();
   });
 
-  it('while the node is over, holds a connection over its share until the node is under budget again', async () => {
-    const budget = new SendBudget({ perConnectionMax: 4 * MIB, totalMax: 2 * MIB });
-    const hog = new Queue();
-    hog.set(3 * MIB);
-    budget.note(hog.transport);
-    const reader = new Queue();
-    reader.set(0.5 * MIB); // within its own max, over the share
-    budget.note(reader.transport);
+  it('while the node is over, holds a connection over its share until the node is under its total again', async () => {
+    const budget = new SendBudget({ perConnectionMax: 4 * MIB, perPrincipalMax: 64 * MIB, totalMax: 2 * MIB });
+    const hog = queue(3 * MIB);
+    budget.note(hog.transport, 'key:hog');
+    const reader = queue(0.5 * MIB); // within its own max, over the share
     let ready = false;
-    const waiting = budget.waitForRoom(reader.transport).then(() => (ready = true));
-    await Promise.resolve();
+    const waiting = budget.waitForRoom(reader.transport, 'key:reader').then(() => (ready = true));
+    await vi.advanceTimersByTimeAsync(200);
     expect(ready).toBe(false);
-    hog.set(0);
-    budget.note(hog.transport); // what a send or the periodic re-read does
+    hog.bufferedBytes = 0; // the hog reads: the periodic re-read sees it
+    await vi.advanceTimersByTimeAsync(60);
     await waiting;
     expect([ready, budget.isOver, budget.totalBytes]).toEqual([true, false, 0.5 * MIB]);
+    budget.close();
+  });
+
+  it('lets a closed connection go at once, and stops re-reading when nothing is tracked', async () => {
+    const budget = new SendBudget({ perConnectionMax: 1 * MIB, perPrincipalMax: 64 * MIB, totalMax: 64 * MIB });
+    const a = queue(2 * MIB);
+    const waiting = budget.waitForRoom(a.transport, 'key:a');
+    a.isClosed = true;
+    await vi.advanceTimersByTimeAsync(60);
+    await waiting;
+    expect(budget.totalBytes).toBe(0);
+    expect(vi.getTimerCount()).toBe(0);
     budget.close();
   });
 });

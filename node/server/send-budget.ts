@@ -1,38 +1,53 @@
-// The node-wide budget for bytes queued towards clients. Each connection may queue up to
+// The budget for bytes queued towards clients. Each connection may queue up to
 // limits.sendBufferBytesMax before the node stops reading its requests and making its
-// answers and pushes; all connections together up to limits.sendBufferBytesTotalMax. Past
-// that, a connection is served only while its own queue is under SEND_SHARE_BYTES, and what
-// it is sent at once (a Fetch answer, a push) is cut to that share, at least one batch
-// (KIP-74). So clients that read keep being served, a little at a time, while those that do
-// not (a principal opening connections and never reading Metadata answers) hold at most
-// their share each, and the pings they do not answer end them within two ping intervals.
+// answers and pushes; each principal up to limits.sendBufferBytesPerPrincipalMax over all
+// its connections; all connections together up to limits.sendBufferBytesTotalMax. A
+// connection whose principal is over its bound, or any connection while the node is over
+// its total, is served only while its own queue is under SEND_SHARE_BYTES, and what it is
+// sent at once (a Fetch answer, a push) is cut to that share, at least one batch (KIP-74).
+// So clients that read keep being served, and a principal that stops reading on many
+// connections holds at most its own bound and a share per connection, without slowing
+// everyone else; the pings its connections do not answer end them within two intervals.
 //
 // Counting every connection's queue at every send would cost a walk over all of them; only
 // queues of SEND_SHARE_BYTES or more are tracked (a device's answers leave at once and never
-// are), their sizes re-read at each send and every REFRESH_MS while any is tracked.
+// are), re-read at each send and every REFRESH_MS while any is tracked. Anonymous clients
+// (dev mode, loopback only) are one principal and bounded by the node's total only.
 
 import type { FrameTransport } from '../../protocol/transport.js';
+import { ANONYMOUS } from '../auth/acl.js';
 
-/** What a connection may queue while the node is over its budget; less is never tracked. */
+/** What a connection may queue while it is throttled; less is never tracked. */
 export const SEND_SHARE_BYTES = 64 * 1024;
 const REFRESH_MS = 50;
+/** The principal of every anonymous client: bounded by the node's total only. */
+const ANONYMOUS_KEY = ANONYMOUS.key;
 
 export interface SendBudgetOptions {
   /** limits.sendBufferBytesMax. */
   perConnectionMax: number;
+  /** limits.sendBufferBytesPerPrincipalMax. */
+  perPrincipalMax: number;
   /** limits.sendBufferBytesTotalMax. */
   totalMax: number;
-  /** Told when the node first goes over its budget (once per time over), for the metrics. */
+  /** Told when the node first goes over its total (once per time over), for the logs. */
   onOver?: () => void;
+}
+
+interface Tracked {
+  bytes: number;
+  principal: string;
 }
 
 export class SendBudget {
   /** Queues of SEND_SHARE_BYTES or more, by transport, at their last reading. */
-  private readonly tracked = new Map<FrameTransport, number>();
+  private readonly tracked = new Map<FrameTransport, Tracked>();
+  private readonly byPrincipal = new Map<string, number>();
   private total = 0;
   private over = false;
   private timer: NodeJS.Timeout | null = null;
-  private readonly waiters = new Set<() => void>();
+  /** Transports whose owner waits for room, with the principal each counts against. */
+  private readonly waiters = new Map<FrameTransport, { principal: string; resolve: (() => void)[] }>();
 
   constructor(private readonly options: SendBudgetOptions) {}
 
@@ -45,58 +60,83 @@ export class SendBudget {
     return this.total > this.options.totalMax;
   }
 
-  /** What a connection may have queued and still be read from and sent to now. */
-  allowance(): number {
-    return this.isOver ? SEND_SHARE_BYTES : this.options.perConnectionMax;
+  /** Bytes queued towards `principal`'s connections (queues under the share not counted). */
+  bytesOf(principal: string): number {
+    return this.byPrincipal.get(principal) ?? 0;
   }
 
-  /** The most one answer or push may carry now: `requested`, or the share while over. */
-  answerBytesMax(requested: number): number {
-    return this.isOver ? Math.min(requested, SEND_SHARE_BYTES) : requested;
+  /** Whether connections of `principal` are served a share at a time now. */
+  isThrottled(principal: string): boolean {
+    return this.isOver || (principal !== ANONYMOUS_KEY && this.bytesOf(principal) > this.options.perPrincipalMax);
+  }
+
+  /** What a connection of `principal` may have queued and still be read from and sent to. */
+  allowance(principal: string): number {
+    return this.isThrottled(principal) ? SEND_SHARE_BYTES : this.options.perConnectionMax;
+  }
+
+  /** The most one answer or push to `principal` may carry now: `requested`, or the share. */
+  answerBytesMax(requested: number, principal: string): number {
+    return this.isThrottled(principal) ? Math.min(requested, SEND_SHARE_BYTES) : requested;
   }
 
   /** Reads a transport's queue after something was sent to it: O(1) when it is short. */
-  note(transport: FrameTransport): void {
+  note(transport: FrameTransport, principal: string): void {
     const bytes = transport.isClosed ? 0 : transport.bufferedBytes;
     const seen = this.tracked.get(transport);
     if (seen === undefined) {
-      if (bytes < SEND_SHARE_BYTES) return;
-      this.tracked.set(transport, bytes);
-      this.total += bytes;
-      this.arm();
+      if (bytes >= SEND_SHARE_BYTES) {
+        this.tracked.set(transport, { bytes, principal });
+        this.add(principal, bytes);
+        this.arm();
+      }
     } else if (bytes < SEND_SHARE_BYTES) {
       this.tracked.delete(transport);
-      this.total -= seen;
+      this.add(seen.principal, -seen.bytes);
     } else {
-      this.tracked.set(transport, bytes);
-      this.total += bytes - seen;
+      this.add(seen.principal, bytes - seen.bytes);
+      seen.bytes = bytes;
     }
     this.checkOver();
+    if (this.waiters.size > 0) this.wakeIfRoom(transport, bytes);
   }
 
   /**
-   * Resolves once `transport`'s queue is within what it may have (`allowance`), or it has
-   * closed: its own queue drains, or the node's budget frees.
+   * Resolves once `transport`'s queue is within what it may have, or it has closed. Once
+   * over, it resumes at half its allowance, so that a client reading slowly is not woken
+   * for every chunk. Re-read at each send and every REFRESH_MS, not by a drain callback
+   * per waiter: nothing is left registered on the transport when the wait ends.
    */
-  async waitForRoom(transport: FrameTransport): Promise<void> {
-    while (!transport.isClosed && transport.bufferedBytes > this.allowance()) {
-      const allowance = this.allowance();
-      let wake!: () => void;
-      const budgetFreed = new Promise<void>((resolve) => (wake = resolve));
-      this.waiters.add(wake);
-      try {
-        await Promise.race([transport.drained(allowance / 2), budgetFreed]);
-      } finally {
-        this.waiters.delete(wake);
-      }
-      this.note(transport);
-    }
+  waitForRoom(transport: FrameTransport, principal: string): Promise<void> {
+    this.note(transport, principal);
+    if (transport.isClosed || transport.bufferedBytes <= this.allowance(principal)) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      let waiting = this.waiters.get(transport);
+      if (!waiting) this.waiters.set(transport, (waiting = { principal, resolve: [] }));
+      waiting.resolve.push(resolve);
+      // A queue over its allowance is over the share, so it is tracked and re-read.
+      this.arm();
+    });
+  }
+
+  private wakeIfRoom(transport: FrameTransport, bytes: number): void {
+    const waiting = this.waiters.get(transport);
+    if (!waiting) return;
+    if (!transport.isClosed && bytes > this.allowance(waiting.principal) / 2) return;
+    this.waiters.delete(transport);
+    for (const resolve of waiting.resolve) resolve();
+  }
+
+  private add(principal: string, bytes: number): void {
+    this.total += bytes;
+    const left = this.bytesOf(principal) + bytes;
+    if (left > 0) this.byPrincipal.set(principal, left);
+    else this.byPrincipal.delete(principal);
   }
 
   private checkOver(): void {
     const over = this.isOver;
     if (over && !this.over) this.options.onOver?.();
-    if (!over && this.over) for (const wake of [...this.waiters]) wake();
     this.over = over;
   }
 
@@ -106,10 +146,11 @@ export class SendBudget {
     this.timer.unref();
   }
 
-  /** Re-reads every tracked queue; stops when none is left. */
+  /** Re-reads every tracked queue and every waiter's; stops when none is left. */
   private refresh(): void {
-    for (const transport of [...this.tracked.keys()]) this.note(transport);
-    if (this.tracked.size === 0 && this.timer !== null) {
+    for (const [transport, seen] of [...this.tracked]) this.note(transport, seen.principal);
+    for (const [transport, waiting] of [...this.waiters]) this.note(transport, waiting.principal);
+    if (this.tracked.size === 0 && this.waiters.size === 0 && this.timer !== null) {
       clearInterval(this.timer);
       this.timer = null;
     }
@@ -118,6 +159,7 @@ export class SendBudget {
   close(): void {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
-    for (const wake of [...this.waiters]) wake();
+    for (const waiting of this.waiters.values()) for (const resolve of waiting.resolve) resolve();
+    this.waiters.clear();
   }
 }

@@ -5,13 +5,14 @@
 // closes the moment its credential expires, not at its next request.
 //
 // Expiries wait in a min-heap under one timer, due at the earliest: one timer for the node,
-// not one per device. A closed connection's entry stays until it comes up or the heap holds
-// more than twice the live connections, when it is rebuilt from them: reconnect storms
-// cannot make it grow without bound.
+// not one per device. A closed connection's entry is emptied at once (so it keeps nothing of
+// the connection alive) and stays until it comes up or the heap holds more than twice the
+// live connections, when it is rebuilt from them: reconnect storms cannot make it grow
+// without bound.
 
 import { Errors, TributaryError } from '../../protocol/errors.js';
 import type { Revocation } from '../../protocol/revocation.js';
-import type { Principal } from '../auth/acl.js';
+import { principalKeyOf, type Principal } from '../auth/acl.js';
 import type { Lapse } from '../auth/authenticator.js';
 
 /** What the registry needs of a connection. */
@@ -33,7 +34,8 @@ const TIMER_MS_MAX = 0x7fffffff;
 
 interface Expiry {
   at: number;
-  session: Session;
+  /** Null once the connection has ended. */
+  session: Session | null;
 }
 
 export class Sessions {
@@ -41,6 +43,8 @@ export class Sessions {
   private readonly byPrincipal = new Map<string, Session | Set<Session>>();
   private readonly byCredential = new Map<string, Session | Set<Session>>();
   private readonly expiries: Expiry[] = [];
+  /** Each live connection's entry in `expiries`, to empty it when the connection ends. */
+  private readonly expiryOf = new Map<Session, Expiry>();
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Number.POSITIVE_INFINITY;
   private live = 0;
@@ -78,7 +82,11 @@ export class Sessions {
     }
     if (add(this.byPrincipal, principal.key, session)) this.live++;
     if (principal.credentialId !== undefined) add(this.byCredential, principal.credentialId, session);
-    if (principal.expiresAt !== undefined) this.scheduleExpiry({ at: principal.expiresAt, session });
+    if (principal.expiresAt !== undefined) {
+      const expiry = { at: principal.expiresAt, session };
+      this.expiryOf.set(session, expiry);
+      this.scheduleExpiry(expiry);
+    }
     return null;
   }
 
@@ -88,13 +96,18 @@ export class Sessions {
     if (!principal || principal.role === 'anonymous') return;
     if (remove(this.byPrincipal, principal.key, session)) this.live--;
     if (principal.credentialId !== undefined) remove(this.byCredential, principal.credentialId, session);
+    const expiry = this.expiryOf.get(session);
+    if (expiry) {
+      expiry.session = null;
+      this.expiryOf.delete(session);
+    }
     if (this.byPrincipal.size === 0) this.clearTimer();
   }
 
   /** Closes every open connection the revocation names; returns how many. */
   revoke(revocation: Revocation, lapse: Lapse): number {
     const target = revocation.target;
-    const named = 'credentialId' in target ? this.byCredential.get(target.credentialId) : this.byPrincipal.get(`key:${target.subject.toString('hex')}`);
+    const named = 'credentialId' in target ? this.byCredential.get(target.credentialId) : this.byPrincipal.get(principalKeyOf(target.subject));
     if (!named) return 0;
     const sessions = named instanceof Set ? [...named] : [named];
     for (const session of sessions) {
@@ -108,19 +121,14 @@ export class Sessions {
   close(): void {
     this.clearTimer();
     this.expiries.length = 0;
+    this.expiryOf.clear();
   }
 
   /** Drops the entries of connections that have ended. */
   private rebuildExpiries(): void {
-    const live = this.expiries.filter((e) => this.isRegistered(e.session));
+    const live = this.expiries.filter((e) => e.session !== null);
     this.expiries.length = 0;
     for (const e of live) heapPush(this.expiries, e);
-  }
-
-  private isRegistered(session: Session): boolean {
-    const key = session.principal?.key;
-    const held = key === undefined ? undefined : this.byPrincipal.get(key);
-    return held instanceof Set ? held.has(session) : held === session;
   }
 
   private scheduleExpiry(expiry: Expiry): void {
@@ -152,7 +160,7 @@ export class Sessions {
     const now = this.now();
     while (this.expiries.length > 0 && this.expiries[0].at <= now) {
       const { session, at } = heapPop(this.expiries) as Expiry;
-      if (!this.isRegistered(session)) continue;
+      if (session === null) continue;
       this.remove(session);
       session.endForLapse({ why: 'expired', error: new TributaryError(Errors.UNAUTHORIZED, `credential expired at ${new Date(at).toISOString()}`) });
     }

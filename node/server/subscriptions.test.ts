@@ -34,7 +34,7 @@ beforeEach(async () => {
     shuttingDown: false,
     logs: { partition: (topic: string, partition: number) => (topic === 't' && partition === 0 ? log : undefined) },
     metrics: { countServed: () => {}, requestsUnauthorized: { inc: () => {} } },
-    sendBudget: new SendBudget({ perConnectionMax: 1 << 20, totalMax: 1 << 30 }),
+    sendBudget: new SendBudget({ perConnectionMax: 1 << 20, perPrincipalMax: 1 << 30, totalMax: 1 << 30 }),
   } as unknown as BrokerContext;
   subscriptions = new ConnectionSubscriptions(server, broker);
 });

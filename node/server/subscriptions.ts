@@ -103,12 +103,13 @@ class Subscription {
     for (;;) {
       this.again = false;
       if (this.closed || transport.isClosed || this.credit <= 0 || this.partitions.length === 0) return;
-      if (transport.bufferedBytes > sendBudget.allowance()) await sendBudget.waitForRoom(transport);
+      const principal = this.owner.principalKey;
+      if (transport.bufferedBytes > sendBudget.allowance(principal)) await sendBudget.waitForRoom(transport, principal);
       if (this.closed || transport.isClosed) return;
-      const results = this.collect(sendBudget.answerBytesMax(this.maxBytes));
+      const results = this.collect(sendBudget.answerBytesMax(this.maxBytes, principal));
       if (results.length === 0) return;
       transport.send(encodeFrame(Kind.SubscribeData | RESPONSE, 0, { subscriptionId: this.id, partitions: results }));
-      sendBudget.note(transport);
+      sendBudget.note(transport, principal);
     }
   }
 
@@ -198,6 +199,8 @@ export class ConnectionSubscriptions {
   constructor(
     readonly transport: FrameTransport,
     readonly broker: BrokerContext,
+    /** Whose send budget the pushes count against (Principal.key). */
+    readonly principalKey: string = 'anonymous',
   ) {}
 
   subscribe(body: Body, principal: Principal): SubscribeResponse {

@@ -26,6 +26,9 @@ export async function handleDeleteTopics(body: Body, ctx: RequestContext): Promi
       await logs.deleteTopic(name);
       ctx.broker.metrics.forgetTopic(name);
       logger.info({ topic: name }, 'topic deleted');
+      // Its committed offsets go with it (as in Kafka): a topic created again under the name
+      // starts without them, and their places under the offset limits are free again.
+      await ctx.broker.offsets.forgetTopic(name, Date.now()).catch((err: unknown) => logger.warn({ topic: name, err }, 'the committed offsets of a deleted topic were not deleted'));
       topics.push({ name, error: Errors.NONE.code });
     } catch (err) {
       topics.push({ name, ...errorResult(err, logger, { request: 'DeleteTopics', topic: name }) });

@@ -62,7 +62,7 @@ export async function handleFetch(body: Body, ctx: RequestContext): Promise<Fetc
   }
   await ctx.outboundSlot();
   // While the node is over its send budget, answers are cut to a share (at least a batch).
-  return { partitions: readAll(wanted, ctx.broker.sendBudget.answerBytesMax(maxBytes), ctx, true).partitions };
+  return { partitions: readAll(wanted, ctx.broker.sendBudget.answerBytesMax(maxBytes, ctx.principal.key), ctx, true).partitions };
 }
 
 function present(wanted: Wanted[]): PartitionLog[] {
