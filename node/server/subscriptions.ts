@@ -22,7 +22,7 @@ import { isAllowed } from '../auth/acl.js';
 import type { PartitionLog } from '../storage/partition-log.js';
 import type { BrokerContext } from './context.js';
 import { errorResult } from './handlers/errors.js';
-import { int, map, requestEntries, str, type Body } from './validate.js';
+import { answeredTopic, int, invalidTopic, map, requestEntries, type Body } from './validate.js';
 
 import { SUBSCRIBE_CREDIT_BYTES_MAX as CREDIT_BYTES_MAX, SUBSCRIPTIONS_MAX } from '../../protocol/frames.js';
 
@@ -210,12 +210,16 @@ export class ConnectionSubscriptions {
     const maxBytes = Math.min(int(body, 'maxBytes', 1, 0x7fffffff, limits.fetchBytesMax), limits.fetchBytesMax);
     const entries = requestEntries(body, 'partitions', this.broker).map((e, i) => {
       const entry = map(e, `partitions[${i}]`);
-      return { topic: str(entry, 'topic'), partition: int(entry, 'partition', 0, 0x7fffffff), fetchOffset: int(entry, 'fetchOffset', 0) };
+      return { topic: answeredTopic(entry.topic), invalid: invalidTopic(entry.topic), partition: int(entry, 'partition', 0, 0x7fffffff), fetchOffset: int(entry, 'fetchOffset', 0) };
     });
     const subscription = new Subscription(this.nextId++, credit, maxBytes, this);
     const answers: SubscribeResponse['partitions'] = [];
     const seen = new Set<string>();
-    for (const { topic, partition, fetchOffset } of entries) {
+    for (const { topic, invalid, partition, fetchOffset } of entries) {
+      if (invalid) {
+        answers.push({ topic, partition, ...invalid });
+        continue;
+      }
       const key = `${topic}\u0000${partition}`;
       if (seen.has(key)) {
         answers.push({ topic, partition, error: Errors.INVALID_REQUEST.code, message: 'partition named twice' });

@@ -4,7 +4,7 @@ import type { PartitionLog } from '../../storage/partition-log.js';
 import type { RequestContext } from '../context.js';
 import { refusal } from './authorize.js';
 import { errorResult } from './errors.js';
-import { int, map, requestEntries, str, type Body } from '../validate.js';
+import { answeredTopic, int, invalidTopic, map, requestEntries, type Body } from '../validate.js';
 
 interface Wanted {
   topic: string;
@@ -12,7 +12,7 @@ interface Wanted {
   fetchOffset: number;
   maxBytes: number;
   log: PartitionLog | undefined;
-  /** Set when the ACLs refuse this partition: answered at once, never read. */
+  /** Set when the name is no topic's or the ACLs refuse it: answered at once, never read. */
   refused: { error: number; message: string } | null;
 }
 
@@ -29,9 +29,9 @@ export async function handleFetch(body: Body, ctx: RequestContext): Promise<Fetc
   const maxBytes = Math.min(int(body, 'maxBytes', 1, 0x7fffffff, limits.fetchBytesMax), limits.fetchBytesMax);
   const wanted: Wanted[] = requestEntries(body, 'partitions', ctx.broker).map((e, i) => {
     const entry = map(e, `partitions[${i}]`);
-    const topic = str(entry, 'topic');
+    const topic = answeredTopic(entry.topic);
     const partition = int(entry, 'partition', 0, 0x7fffffff);
-    const refused = refusal(ctx, 'consume', topic);
+    const refused = invalidTopic(entry.topic) ?? refusal(ctx, 'consume', topic);
     return {
       topic,
       partition,

@@ -4,7 +4,7 @@ import { requestBudget } from '../../storage/request-budget.js';
 import type { RequestContext } from '../context.js';
 import { refusal } from './authorize.js';
 import { errorResult, LimitsReached } from './errors.js';
-import { int, map, requestEntries, str, type Body } from '../validate.js';
+import { answeredTopic, int, map, requestEntries, topicName, type Body } from '../validate.js';
 
 // Kafka's ListOffsets: LATEST is the high watermark (what a consumer can reach), EARLIEST
 // the log start offset, any other timestamp the first offset whose record timestamp is at
@@ -20,7 +20,9 @@ export async function handleListOffsets(body: Body, ctx: RequestContext): Promis
     const result: ListOffsetsPartitionResult = { topic: '', partition: -1, error: Errors.NONE.code, offset: -1, timestamp: -1 };
     try {
       const entry = map(e, `partitions[${i}]`);
-      result.topic = str(entry, 'topic');
+      // The answer carries at most a bounded prefix of a bad name, which is refused next.
+      result.topic = answeredTopic(entry.topic);
+      topicName(entry, 'topic');
       result.partition = int(entry, 'partition', 0, 0x7fffffff);
       const timestamp = int(entry, 'timestamp', EARLIEST_TIMESTAMP);
       const refused = refusal(ctx, 'describe', result.topic);

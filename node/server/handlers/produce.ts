@@ -6,7 +6,7 @@ import type { RequestContext } from '../context.js';
 import { REVOCATIONS_TOPIC } from '../../../protocol/revocation.js';
 import { refusal } from './authorize.js';
 import { errorResult, LimitsReached } from './errors.js';
-import { bytes, int, map, requestEntries, str, type Body } from '../validate.js';
+import { answeredTopic, bytes, int, map, requestEntries, topicName, type Body } from '../validate.js';
 import { DURABLE_ALREADY } from '../../storage/partition-log.js';
 import type { PartitionLog } from '../../storage/partition-log.js';
 import { inflateWithin, requestBudget } from '../../storage/request-budget.js';
@@ -37,7 +37,9 @@ export async function handleProduce(body: Body, ctx: RequestContext): Promise<Pr
     results.push(result);
     try {
       const entry = map(entries[i], `partitions[${i}]`);
-      result.topic = str(entry, 'topic');
+      // The answer carries at most a bounded prefix of a bad name, which is refused next.
+      result.topic = answeredTopic(entry.topic);
+      topicName(entry, 'topic');
       result.partition = int(entry, 'partition', 0, 0x7fffffff);
       const records = bytes(entry, 'records');
       // Checked before the topic is looked up, so a refusal says nothing of what exists.
