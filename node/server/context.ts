@@ -10,6 +10,7 @@ import type { Logger } from '../logger.js';
 import type { DiskGuard } from '../storage/disk-guard.js';
 import type { LogManager } from '../storage/log-manager.js';
 import type { FetchWaiter } from './fetch-waiter.js';
+import type { PrincipalRates } from './principal-rates.js';
 import type { SendBudget } from './send-budget.js';
 import type { Sessions } from './sessions.js';
 import type { ConnectionSubscriptions } from './subscriptions.js';
@@ -33,6 +34,8 @@ export interface BrokerContext {
   readonly sessions: Sessions;
   /** Bytes queued towards clients, per connection and node-wide. */
   readonly sendBudget: SendBudget;
+  /** What each principal may inflate per second (limits.decompressBytesPerPrincipalPerSecond). */
+  readonly principalRates: PrincipalRates;
   /** Failures injected by tests; never set from a config or the command line. */
   readonly faults?: Faults;
 }

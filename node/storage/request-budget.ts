@@ -4,13 +4,23 @@
 // request and hands it to the appends and reads it asks for, which take from it as they
 // go. Once a part is spent, whatever needs it is answered THROTTLED (retriable) and the rest
 // of the request goes on: a 200 KB gzip bomb named 10,000 times in one ListOffsets once
-// made a node inflate 64 MiB per entry and block its event loop for 35 s.
+// made a node inflate 64 MiB per entry and block its event loop for 35 s. What a request
+// may inflate is also granted from its principal's rate (node/server/principal-rates.ts),
+// so that pipelined requests do not each spend a whole budget.
 
 import { DecodeError, Errors, InflateBoundError, LimitReachedError } from '../../protocol/errors.js';
+
+/** The limits that can bound what a request inflates, by config key. */
+export type DecompressLimit = 'requestDecompressBytesMax' | 'decompressBytesPerPrincipalPerSecond';
 
 export interface RequestBudget {
   /** Bytes this request may still inflate. */
   decompressBytesLeft: number;
+  /**
+   * The limit that set decompressBytesLeft, named when it is spent: the request's own
+   * (when absent), or its principal's rate when that granted less (node/server/principal-rates.ts).
+   */
+  decompressLimit?: DecompressLimit;
   /** Bytes this request may still read from segment files beyond what it returns. */
   scanBytesLeft: number;
 }
@@ -27,7 +37,14 @@ export function unlimitedBudget(): RequestBudget {
   return { decompressBytesLeft: Number.POSITIVE_INFINITY, scanBytesLeft: Number.POSITIVE_INFINITY };
 }
 
-function decompressSpent(): LimitReachedError {
+function decompressSpent(budget: RequestBudget): LimitReachedError {
+  if (budget.decompressLimit === 'decompressBytesPerPrincipalPerSecond') {
+    return new LimitReachedError(
+      Errors.THROTTLED,
+      'decompressBytesPerPrincipalPerSecond',
+      "this principal's requests have inflated what limits.decompressBytesPerPrincipalPerSecond allows for now; retry later",
+    );
+  }
   return new LimitReachedError(
     Errors.THROTTLED,
     'requestDecompressBytesMax',
@@ -58,7 +75,7 @@ export function chargeScan(budget: RequestBudget, bytes: number): void {
 
 /** THROTTLED now if the request can inflate nothing more: before a batch is even read. */
 export function checkCanInflate(budget: RequestBudget): void {
-  if (budget.decompressBytesLeft <= 0) throw decompressSpent();
+  if (budget.decompressBytesLeft <= 0) throw decompressSpent(budget);
 }
 
 /**
@@ -79,7 +96,7 @@ export function inflateWithin<T extends { inflatedBytes: number }>(budget: Reque
     budget.decompressBytesLeft = Math.max(0, budget.decompressBytesLeft - err.boundBytes);
     if (err.boundBytes < recordsBytesMax) {
       budget.decompressBytesLeft = 0;
-      throw decompressSpent();
+      throw decompressSpent(budget);
     }
     throw new DecodeError(Errors.CORRUPT_BATCH, `its records inflate past ${recordsBytesMax} bytes, the topic's max.message.bytes`, err.at, { cause: err });
   }
