@@ -13,13 +13,15 @@
 // One push runs at a time per subscription; appends (log.onAppend, which also fires when a
 // flush=batch sync moves the high watermark) and credit grants wake it.
 
-import { Errors, TributaryError } from '../../protocol/errors.js';
+import { Errors, LimitReachedError, TributaryError } from '../../protocol/errors.js';
 import { encodeFrame, Kind, RESPONSE, type FetchPartitionResult, type SubscribeResponse } from '../../protocol/frames.js';
 import { batchSizeAt, lastOffsetOf, LOG_OVERHEAD } from '../../protocol/record-batch.js';
 import type { FrameTransport } from '../../protocol/transport.js';
 import type { Principal } from '../auth/acl.js';
 import { isAllowed } from '../auth/acl.js';
 import type { PartitionLog } from '../storage/partition-log.js';
+import { requestBudget } from '../storage/request-budget.js';
+import type { RequestBudget } from '../storage/request-budget.js';
 import type { BrokerContext } from './context.js';
 import { errorResult } from './handlers/errors.js';
 import { answeredTopic, int, invalidTopic, map, requestEntries, type Body } from './validate.js';
@@ -44,6 +46,11 @@ class Subscription {
   credit: number;
   private pumping = false;
   private again = false;
+  /**
+   * What one push may load of cold segments' index files (limits.requestScanBytesMax),
+   * refilled at each push: one object per subscription, so that a push costs nothing new.
+   */
+  private readonly budget: RequestBudget;
   /** performance.now() when a push was scheduled and has not run yet; 0 when none waits. */
   private scheduledAt = 0;
   private immediate: NodeJS.Immediate | null = null;
@@ -58,6 +65,7 @@ class Subscription {
     private readonly owner: ConnectionSubscriptions,
   ) {
     this.credit = credit;
+    this.budget = requestBudget(owner.broker.limits);
   }
 
   /**
@@ -105,17 +113,32 @@ class Subscription {
       if (this.closed || transport.isClosed || this.credit <= 0 || this.partitions.length === 0) return;
       if (transport.bufferedBytes > sendBudget.allowance()) await sendBudget.waitForRoom(transport);
       if (this.closed || transport.isClosed) return;
-      const results = this.collect(sendBudget.answerBytesMax(this.maxBytes));
+      const { results, throttled } = this.collect(sendBudget.answerBytesMax(this.maxBytes));
+      if (results.length > 0) {
+        transport.send(encodeFrame(Kind.SubscribeData | RESPONSE, 0, { subscriptionId: this.id, partitions: results }));
+        sendBudget.note(transport);
+      }
+      // Partitions left for a spent budget wait for the next turn of the event loop and a
+      // fresh budget (which opens at least one cold segment): pushing on at once would load
+      // every cold segment's indexes in this one turn after all.
+      if (throttled) {
+        broker.metrics.limitReached.inc({ limit: 'requestScanBytesMax' });
+        this.again = true;
+        return;
+      }
       if (results.length === 0) return;
-      transport.send(encodeFrame(Kind.SubscribeData | RESPONSE, 0, { subscriptionId: this.id, partitions: results }));
-      sendBudget.note(transport);
     }
   }
 
-  /** Reads what is ready, within credit and `maxBytes`, advancing positions. */
-  private collect(maxBytes: number): FetchPartitionResult[] {
+  /**
+   * Reads what is ready, within credit and `maxBytes`, advancing positions. `throttled`: a
+   * partition with data was left for the push's budget, to be read at a later push.
+   */
+  private collect(maxBytes: number): { results: FetchPartitionResult[]; throttled: boolean } {
     const { broker } = this.owner;
     const results: FetchPartitionResult[] = [];
+    let throttled = false;
+    this.budget.scanBytesLeft = broker.limits.requestScanBytesMax;
     let bytes = 0;
     const n = this.partitions.length;
     const start = this.next % n;
@@ -133,7 +156,7 @@ class Subscription {
       }
       if (p.position >= log.highWatermark && p.position <= log.logEndOffset && p.position >= log.logStartOffset) continue;
       try {
-        const records = log.read(p.position, Math.max(budget, 1));
+        const records = log.read(p.position, Math.max(budget, 1), log.highWatermark, this.budget);
         if (records.length === 0) continue;
         result.records = records;
         result.highWatermark = log.highWatermark;
@@ -144,13 +167,17 @@ class Subscription {
         results.push(result);
         this.next = (start + i + 1) % n;
       } catch (err) {
+        if (err instanceof LimitReachedError) {
+          throttled = true;
+          continue;
+        }
         results.push({ ...result, ...errorResult(err, broker.logger, { request: 'Subscribe', topic: p.topic, partition: p.partition, offset: p.position }) });
         gone.push(p);
       }
     }
     for (const p of gone) this.remove(p);
     this.credit -= bytes;
-    return results;
+    return { results, throttled };
   }
 
   add(p: SubscribedPartition): void {

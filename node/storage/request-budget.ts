@@ -1,12 +1,14 @@
 // What one request may spend on work its own bytes do not show: bytes inflated from
 // compressed batches (limits.requestDecompressBytesMax) and bytes read from segment files
 // beyond what it returns (limits.requestScanBytesMax). A handler makes one budget per
-// request and hands it to the appends and reads it asks for, which take from it as they
-// go. Once a part is spent, whatever needs it is answered THROTTLED (retriable) and the rest
-// of the request goes on: a 200 KB gzip bomb named 10,000 times in one ListOffsets once
-// made a node inflate 64 MiB per entry and block its event loop for 35 s. What a request
-// may inflate is also granted from its principal's rate (node/server/principal-rates.ts),
-// so that pipelined requests do not each spend a whole budget.
+// request (a subscription one per push) and hands it to the appends and reads it asks for,
+// which take from it as they go: for a Fetch or a push, only the index files of the cold
+// segments it opens. Once a part is spent, whatever needs it is answered THROTTLED
+// (retriable) and the rest of the request goes on: a 200 KB gzip bomb named 10,000 times in
+// one ListOffsets once made a node inflate 64 MiB per entry and block its event loop for
+// 35 s. What a request may inflate is also granted from its principal's rate
+// (node/server/principal-rates.ts), so that pipelined requests do not each spend a whole
+// budget.
 
 import { DecodeError, Errors, InflateBoundError, LimitReachedError } from '../../protocol/errors.js';
 
@@ -23,10 +25,12 @@ export interface RequestBudget {
   decompressLimit?: DecompressLimit;
   /** Bytes this request may still read from segment files beyond what it returns. */
   scanBytesLeft: number;
+  /** scanBytesLeft at the start: the most one segment open is charged (chargeSegmentOpen). */
+  readonly scanBytesMax?: number;
 }
 
 export function requestBudget(limits: { readonly requestDecompressBytesMax: number; readonly requestScanBytesMax: number }): RequestBudget {
-  return { decompressBytesLeft: limits.requestDecompressBytesMax, scanBytesLeft: limits.requestScanBytesMax };
+  return { decompressBytesLeft: limits.requestDecompressBytesMax, scanBytesLeft: limits.requestScanBytesMax, scanBytesMax: limits.requestScanBytesMax };
 }
 
 /**
@@ -71,6 +75,17 @@ export function chargeScan(budget: RequestBudget, bytes: number): void {
     throw scanSpent();
   }
   budget.scanBytesLeft -= bytes;
+}
+
+/**
+ * Takes what opening a cold segment for a read costs (its index files, or the scan of its
+ * log that rebuilds them) before it is read, so that a request refused for a spent budget
+ * loads nothing. One open is charged at most a whole budget: a request that has read
+ * nothing else may open a segment whose indexes outgrew limits.requestScanBytesMax (a
+ * 2 GiB segment indexed at every batch), which would otherwise stay unreadable.
+ */
+export function chargeSegmentOpen(budget: RequestBudget, bytes: number): void {
+  chargeScan(budget, Math.min(bytes, budget.scanBytesMax ?? bytes));
 }
 
 /** THROTTLED now if the request can inflate nothing more: before a batch is even read. */
