@@ -5,6 +5,7 @@ import { run } from 'mitata';
 import './protocol.bench.js';
 import './produce-check.bench.js';
 import './storage.bench.js';
+import './handlers.bench.js';
 import './cleaner.bench.js';
 import './secure-channel.bench.js';
 

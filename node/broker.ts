@@ -21,6 +21,7 @@ import type { BrokerContext, Faults } from './server/context.js';
 import { FetchWaiter } from './server/fetch-waiter.js';
 import { listen, WS_PATH, type Listener } from './server/listener.js';
 import { RequestMemory } from './server/request-memory.js';
+import { PrincipalRates } from './server/principal-rates.js';
 import { SendBudget } from './server/send-budget.js';
 import { Sessions } from './server/sessions.js';
 import { parseTopicConfig, type TopicConfig } from './storage/config.js';
@@ -53,7 +54,7 @@ export interface BrokerOptions {
   storage?: Partial<StorageConfig>;
   /** Schedules of the background jobs (schedule.* in the config). */
   schedule?: Partial<Schedules>;
-  /** Clock of the logs and their background jobs (segment.ms, retention); tests inject one. */
+  /** Clock of the logs, their background jobs (segment.ms, retention) and the per-principal rates; tests inject one. */
   now?: () => number;
   /**
    * The first offset of a partition that an uplink has not forwarded yet. The disk guard
@@ -206,6 +207,8 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
     sessions,
     sendBudget,
     requestMemory,
+    // Monotonic unless a test injects a clock: a wall clock that steps refills too much or too little.
+    principalRates: new PrincipalRates({ decompressBytesPerSecond: limits.decompressBytesPerPrincipalPerSecond, now: options.now ?? (() => performance.now()) }),
     logs,
     limits,
     logger,

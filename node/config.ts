@@ -79,6 +79,11 @@ export interface Limits {
   requestScanBytesMax: number;
   /** Bytes inflated from compressed batches to serve one request (produce checks included). */
   requestDecompressBytesMax: number;
+  /**
+   * Bytes inflated for one principal's requests together, per second (a token bucket holding
+   * one second's worth); anonymous clients are one principal.
+   */
+  decompressBytesPerPrincipalPerSecond: number;
   /** Groups with committed offsets, per principal. */
   offsetGroupsPerPrincipalMax: number;
   /** Committed offsets (group, topic, partition), per principal. */
@@ -188,6 +193,7 @@ export const DEFAULT_LIMITS: Limits = {
   requestEntriesMax: 10_000,
   requestScanBytesMax: 16 * 1024 * 1024,
   requestDecompressBytesMax: 64 * 1024 * 1024,
+  decompressBytesPerPrincipalPerSecond: 64 * 1024 * 1024,
   offsetGroupsPerPrincipalMax: 100,
   offsetPartitionsPerPrincipalMax: 10_000,
   offsetMetadataBytesPerPrincipalMax: 1024 * 1024,
@@ -410,6 +416,7 @@ const LIMIT_RANGES: Record<NumericLimit, [number, number]> = {
   requestEntriesMax: [1, 1_000_000],
   requestScanBytesMax: [64 * 1024, 4 * 1024 * 1024 * 1024],
   requestDecompressBytesMax: [1024 * 1024, 4 * 1024 * 1024 * 1024],
+  decompressBytesPerPrincipalPerSecond: [1024 * 1024, 4 * 1024 * 1024 * 1024],
   offsetGroupsPerPrincipalMax: [1, 10_000_000],
   offsetPartitionsPerPrincipalMax: [1, 100_000_000],
   offsetMetadataBytesPerPrincipalMax: [0, 16 * 1024 * 1024 * 1024],

@@ -11,6 +11,7 @@ import type { DiskGuard } from '../storage/disk-guard.js';
 import type { LogManager } from '../storage/log-manager.js';
 import type { FetchWaiter } from './fetch-waiter.js';
 import type { RequestMemory } from './request-memory.js';
+import type { PrincipalRates } from './principal-rates.js';
 import type { SendBudget } from './send-budget.js';
 import type { Sessions } from './sessions.js';
 import type { ConnectionSubscriptions } from './subscriptions.js';
@@ -36,6 +37,8 @@ export interface BrokerContext {
   readonly sendBudget: SendBudget;
   /** Bytes of request frames held, per principal and node-wide. */
   readonly requestMemory: RequestMemory;
+  /** What each principal may inflate per second (limits.decompressBytesPerPrincipalPerSecond). */
+  readonly principalRates: PrincipalRates;
   /** Failures injected by tests; never set from a config or the command line. */
   readonly faults?: Faults;
 }

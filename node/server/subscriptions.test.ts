@@ -29,11 +29,11 @@ beforeEach(async () => {
   log = await PartitionLog.open(path.join(dir, 't-0'), 't', 0, parseTopicConfig({ flush: 'os' }), {});
   [client, server] = memoryPipe();
   broker = {
-    limits: { fetchBytesMax: 1 << 20, sendBufferBytesMax: 1 << 20 },
+    limits: { fetchBytesMax: 1 << 20, sendBufferBytesMax: 1 << 20, requestScanBytesMax: 16 << 20, requestDecompressBytesMax: 64 << 20 },
     logger: silentLogger,
     shuttingDown: false,
     logs: { partition: (topic: string, partition: number) => (topic === 't' && partition === 0 ? log : undefined) },
-    metrics: { countServed: () => {}, requestsUnauthorized: { inc: () => {} } },
+    metrics: { countServed: () => {}, requestsUnauthorized: { inc: () => {} }, limitReached: { inc: () => {} } },
     sendBudget: new SendBudget({ perConnectionMax: 1 << 20, perPrincipalMax: 1 << 30, totalMax: 1 << 30 }),
   } as unknown as BrokerContext;
   subscriptions = new ConnectionSubscriptions(server, broker);

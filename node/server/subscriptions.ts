@@ -13,16 +13,18 @@
 // One push runs at a time per subscription; appends (log.onAppend, which also fires when a
 // flush=batch sync moves the high watermark) and credit grants wake it.
 
-import { Errors, TributaryError } from '../../protocol/errors.js';
+import { Errors, LimitReachedError, TributaryError } from '../../protocol/errors.js';
 import { encodeFrame, Kind, RESPONSE, type FetchPartitionResult, type SubscribeResponse } from '../../protocol/frames.js';
 import { batchSizeAt, lastOffsetOf, LOG_OVERHEAD } from '../../protocol/record-batch.js';
 import type { FrameTransport } from '../../protocol/transport.js';
 import type { Principal } from '../auth/acl.js';
 import { isAllowed } from '../auth/acl.js';
 import type { PartitionLog } from '../storage/partition-log.js';
+import { requestBudget } from '../storage/request-budget.js';
+import type { RequestBudget } from '../storage/request-budget.js';
 import type { BrokerContext } from './context.js';
 import { errorResult } from './handlers/errors.js';
-import { int, map, requestEntries, str, type Body } from './validate.js';
+import { answeredTopic, int, invalidTopic, map, requestEntries, type Body } from './validate.js';
 
 import { SUBSCRIBE_CREDIT_BYTES_MAX as CREDIT_BYTES_MAX, SUBSCRIPTIONS_MAX } from '../../protocol/frames.js';
 
@@ -44,6 +46,11 @@ class Subscription {
   credit: number;
   private pumping = false;
   private again = false;
+  /**
+   * What one push may load of cold segments' index files (limits.requestScanBytesMax),
+   * refilled at each push: one object per subscription, so that a push costs nothing new.
+   */
+  private readonly budget: RequestBudget;
   /** performance.now() when a push was scheduled and has not run yet; 0 when none waits. */
   private scheduledAt = 0;
   private immediate: NodeJS.Immediate | null = null;
@@ -58,6 +65,7 @@ class Subscription {
     private readonly owner: ConnectionSubscriptions,
   ) {
     this.credit = credit;
+    this.budget = requestBudget(owner.broker.limits);
   }
 
   /**
@@ -106,17 +114,32 @@ class Subscription {
       const principal = this.owner.principalKey;
       if (transport.bufferedBytes > sendBudget.allowance(principal)) await sendBudget.waitForRoom(transport, principal);
       if (this.closed || transport.isClosed) return;
-      const results = this.collect(sendBudget.answerBytesMax(this.maxBytes, principal));
+      const { results, throttled } = this.collect(sendBudget.answerBytesMax(this.maxBytes, principal));
+      if (results.length > 0) {
+        transport.send(encodeFrame(Kind.SubscribeData | RESPONSE, 0, { subscriptionId: this.id, partitions: results }));
+        sendBudget.note(transport, principal);
+      }
+      // Partitions left for a spent budget wait for the next turn of the event loop and a
+      // fresh budget (which opens at least one cold segment): pushing on at once would load
+      // every cold segment's indexes in this one turn after all.
+      if (throttled) {
+        broker.metrics.limitReached.inc({ limit: 'requestScanBytesMax' });
+        this.again = true;
+        return;
+      }
       if (results.length === 0) return;
-      transport.send(encodeFrame(Kind.SubscribeData | RESPONSE, 0, { subscriptionId: this.id, partitions: results }));
-      sendBudget.note(transport, principal);
     }
   }
 
-  /** Reads what is ready, within credit and `maxBytes`, advancing positions. */
-  private collect(maxBytes: number): FetchPartitionResult[] {
+  /**
+   * Reads what is ready, within credit and `maxBytes`, advancing positions. `throttled`: a
+   * partition with data was left for the push's budget, to be read at a later push.
+   */
+  private collect(maxBytes: number): { results: FetchPartitionResult[]; throttled: boolean } {
     const { broker } = this.owner;
     const results: FetchPartitionResult[] = [];
+    let throttled = false;
+    this.budget.scanBytesLeft = broker.limits.requestScanBytesMax;
     let bytes = 0;
     const n = this.partitions.length;
     const start = this.next % n;
@@ -134,7 +157,7 @@ class Subscription {
       }
       if (p.position >= log.highWatermark && p.position <= log.logEndOffset && p.position >= log.logStartOffset) continue;
       try {
-        const records = log.read(p.position, Math.max(budget, 1));
+        const records = log.read(p.position, Math.max(budget, 1), log.highWatermark, this.budget);
         if (records.length === 0) continue;
         result.records = records;
         result.highWatermark = log.highWatermark;
@@ -145,13 +168,17 @@ class Subscription {
         results.push(result);
         this.next = (start + i + 1) % n;
       } catch (err) {
+        if (err instanceof LimitReachedError) {
+          throttled = true;
+          continue;
+        }
         results.push({ ...result, ...errorResult(err, broker.logger, { request: 'Subscribe', topic: p.topic, partition: p.partition, offset: p.position }) });
         gone.push(p);
       }
     }
     for (const p of gone) this.remove(p);
     this.credit -= bytes;
-    return results;
+    return { results, throttled };
   }
 
   add(p: SubscribedPartition): void {
@@ -213,12 +240,16 @@ export class ConnectionSubscriptions {
     const maxBytes = Math.min(int(body, 'maxBytes', 1, 0x7fffffff, limits.fetchBytesMax), limits.fetchBytesMax);
     const entries = requestEntries(body, 'partitions', this.broker).map((e, i) => {
       const entry = map(e, `partitions[${i}]`);
-      return { topic: str(entry, 'topic'), partition: int(entry, 'partition', 0, 0x7fffffff), fetchOffset: int(entry, 'fetchOffset', 0) };
+      return { topic: answeredTopic(entry.topic), invalid: invalidTopic(entry.topic), partition: int(entry, 'partition', 0, 0x7fffffff), fetchOffset: int(entry, 'fetchOffset', 0) };
     });
     const subscription = new Subscription(this.nextId++, credit, maxBytes, this);
     const answers: SubscribeResponse['partitions'] = [];
     const seen = new Set<string>();
-    for (const { topic, partition, fetchOffset } of entries) {
+    for (const { topic, invalid, partition, fetchOffset } of entries) {
+      if (invalid) {
+        answers.push({ topic, partition, ...invalid });
+        continue;
+      }
       const key = `${topic}\u0000${partition}`;
       if (seen.has(key)) {
         answers.push({ topic, partition, error: Errors.INVALID_REQUEST.code, message: 'partition named twice' });

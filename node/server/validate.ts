@@ -3,6 +3,7 @@
 // INVALID_REQUEST naming the field instead of reaching the storage engine.
 
 import { Errors, LimitReachedError, TributaryError } from '../../protocol/errors.js';
+import { TOPIC_NAME_LENGTH_MAX, topicNameError } from '../storage/topic-rules.js';
 
 export type Body = Record<string, unknown>;
 
@@ -22,6 +23,47 @@ export function str(body: Body, field: string): string {
   const v = body[field];
   if (typeof v !== 'string') throw bad(field, 'a string', v);
   return v;
+}
+
+/**
+ * A topic name a request reads in `field`: 1-249 of Kafka's legal characters, by the rule
+ * topics are created with (node/storage/topic-rules.ts; '__' names allowed, they exist).
+ * Another string is INVALID_TOPIC, whose message shows a short prefix of it: answers echo
+ * names, and an unbounded one made an answer twice the size of its request. What is no
+ * string is INVALID_REQUEST, as for any field.
+ */
+export function topicName(body: Body, field: string): string {
+  return legalTopicName(body[field], field);
+}
+
+/** topicName of a value (an element of a list of names). */
+export function legalTopicName(value: unknown, field = 'topic'): string {
+  const err = topicError(value, field);
+  if (err !== null) throw err;
+  return value as string;
+}
+
+/**
+ * For answers built without a throw: the answer for a topic name a request holds that
+ * topicName would refuse, or null when it is a legal name.
+ */
+export function invalidTopic(value: unknown, field = 'topic'): { error: number; message: string } | null {
+  const err = topicError(value, field);
+  return err === null ? null : { error: err.code, message: err.detail };
+}
+
+function topicError(value: unknown, field: string): TributaryError | null {
+  return typeof value === 'string' ? topicNameError(value, true) : bad(field, 'a string', value);
+}
+
+/**
+ * The topic the answer to a part of a request carries for what was sent: the name, cut to
+ * a legal name's length (a client matches its answers by name, and one too long to be a
+ * name is not echoed whole); '' for what is no string.
+ */
+export function answeredTopic(value: unknown): string {
+  if (typeof value !== 'string') return '';
+  return value.length <= TOPIC_NAME_LENGTH_MAX ? value : value.slice(0, TOPIC_NAME_LENGTH_MAX);
 }
 
 export function bytes(body: Body, field: string): Buffer {

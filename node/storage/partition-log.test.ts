@@ -17,6 +17,8 @@ import {
   validateBatch,
 } from '../../protocol/record-batch.js';
 import { parseTopicConfig } from './config.js';
+import { nodeFileOps } from './file-ops.js';
+import type { FileOps } from './file-ops.js';
 import { PartitionLog } from './partition-log.js';
 import type { OpenPartitionOptions } from './partition-log.js';
 import { errorName, faultyFileOps, gzipBomb, makeBatch, makeTempDir, readWholeLog, removeDir, seededRandom, segmentFiles } from './testing.js';
@@ -547,5 +549,108 @@ describe('offsetForTimestamp within a request budget', () => {
     const indexBytes = fs.statSync(path.join(dir, 't-0', '00000000000000000000.index')).size + fs.statSync(path.join(dir, 't-0', '00000000000000000000.timeindex')).size;
     expect(indexBytes).toBeGreaterThan(0);
     expect(cold - warm).toBe(indexBytes);
+  });
+});
+
+describe('reads of cold sealed segments within a request budget', () => {
+  const t0 = 1_700_000_000_000;
+  /** An index entry per batch, so that the index files of a 4 KiB segment weigh ~1 KB. */
+  const config = { 'segment.bytes': 4096, 'index.interval.bytes': 0, flush: 'os' };
+
+  /** node:fs, noting every file opened and every read of an index file and of a log. */
+  function trackingOps(): FileOps & { opened: string[]; indexReads: number; logReads: number } {
+    const paths = new Map<number, string>();
+    const ops = {
+      ...nodeFileOps,
+      opened: [] as string[],
+      indexReads: 0,
+      logReads: 0,
+      openSync(file: string, flags: string): number {
+        const fd = nodeFileOps.openSync(file, flags);
+        paths.set(fd, file);
+        ops.opened.push(file);
+        return fd;
+      },
+      readSync(fd: number, buffer: Buffer, offset: number, length: number, position: number): number {
+        const file = paths.get(fd) ?? '';
+        if (file.endsWith('index')) ops.indexReads++;
+        if (file.endsWith('.log')) ops.logReads++;
+        return nodeFileOps.readSync(fd, buffer, offset, length, position);
+      },
+    };
+    return ops;
+  }
+
+  /** A log of several sealed 4 KiB segments, reopened so that none is in memory. */
+  async function coldLog(ops: FileOps): Promise<PartitionLog> {
+    const log = await openLog(config);
+    for (let i = 0; log.segmentCount < 4; i++) log.append(makeBatch({ records: 1, valueBytes: 40, timestamp: t0 + i, fill: i }));
+    await log.close();
+    return openLog(config, { clean: true, ops });
+  }
+
+  const indexFilesBytes = (base: number): number =>
+    ['.index', '.timeindex'].reduce((n, suffix) => n + fs.statSync(path.join(dir, 't-0', `${String(base).padStart(20, '0')}${suffix}`)).size, 0);
+
+  function budgetOf(scanBytesLeft: number, scanBytesMax = 1024 * 1024) {
+    return { decompressBytesLeft: 0, scanBytesLeft, scanBytesMax };
+  }
+
+  it('pays the index files before reading them: refused, it reads none and opens no log; warm, it costs nothing', async () => {
+    const ops = trackingOps();
+    const log = await coldLog(ops);
+    const cost = indexFilesBytes(0);
+    expect(cost).toBeGreaterThan(500);
+    // What the open's checks read is not this read's.
+    ops.opened.length = 0;
+    ops.indexReads = 0;
+    const poor = budgetOf(cost - 1);
+    expect(errorName(() => log.read(0, 1024, log.highWatermark, poor))).toBe('THROTTLED');
+    expect(poor.scanBytesLeft).toBe(0);
+    expect(ops.indexReads).toBe(0);
+    expect(ops.opened.filter((f) => f.endsWith('.log'))).toEqual([]);
+    const enough = budgetOf(cost);
+    expect(log.read(0, 1024, log.highWatermark, enough).length).toBeGreaterThan(0);
+    expect(enough.scanBytesLeft).toBe(0);
+    expect(ops.indexReads).toBeGreaterThan(0);
+    const warm = budgetOf(0);
+    expect(log.read(1, 1024, log.highWatermark, warm).length).toBeGreaterThan(0);
+    expect(log.read(0, 1024)).toEqual(log.read(0, 1024, log.highWatermark, budgetOf(0)));
+  });
+
+  it('indexes larger than a whole budget still open for a request that has read nothing else, and spend it', async () => {
+    const log = await coldLog(nodeFileOps);
+    const cost = indexFilesBytes(0);
+    const small = budgetOf(cost - 100, cost - 100);
+    expect(log.read(0, 1024, log.highWatermark, small).length).toBeGreaterThan(0);
+    expect(small.scanBytesLeft).toBe(0);
+    const base = log.segmentBaseOffsets()[1];
+    const touched = budgetOf(cost - 101, cost - 100);
+    expect(errorName(() => log.read(base, 1024, log.highWatermark, touched))).toBe('THROTTLED');
+  });
+
+  it('a segment without index files pays the scan that rebuilds them; refused, a later request opens it', async () => {
+    const ops = trackingOps();
+    const log = await coldLog(ops);
+    for (const suffix of ['.index', '.timeindex']) fs.rmSync(path.join(dir, 't-0', `${'0'.padStart(20, '0')}${suffix}`));
+    ops.logReads = 0;
+    const touched = budgetOf(1000, 1024 * 1024);
+    expect(errorName(() => log.read(0, 1024, log.highWatermark, touched))).toBe('THROTTLED');
+    expect(ops.logReads).toBe(0);
+    const fresh = budgetOf(64 * 1024, 64 * 1024);
+    expect(log.read(0, 1024, log.highWatermark, fresh).length).toBeGreaterThan(0);
+    expect(64 * 1024 - fresh.scanBytesLeft).toBe(fs.statSync(path.join(dir, 't-0', `${'0'.padStart(20, '0')}.log`)).size);
+  });
+
+  it('bad index files are removed before their rebuild is paid, so that a refused request leaves a segment the next one opens', async () => {
+    const log = await coldLog(nodeFileOps);
+    const indexFile = path.join(dir, 't-0', `${'0'.padStart(20, '0')}.index`);
+    // Entries out of order: the file decodes as unusable.
+    fs.writeFileSync(indexFile, Buffer.alloc(fs.statSync(indexFile).size, 0xff));
+    const cost = indexFilesBytes(0);
+    const paysFilesOnly = budgetOf(cost + 10);
+    expect(errorName(() => log.read(0, 1024, log.highWatermark, paysFilesOnly))).toBe('THROTTLED');
+    expect(fs.existsSync(indexFile)).toBe(false);
+    expect(log.read(0, 1024, log.highWatermark, budgetOf(64 * 1024, 64 * 1024)).length).toBeGreaterThan(0);
   });
 });

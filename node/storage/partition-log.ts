@@ -750,9 +750,10 @@ export class PartitionLog {
   /**
    * Whole stored batches from the one holding `fetchOffset`, up to `maxBytes` (but at least
    * one batch, KIP-74), none whose last offset is >= `maxOffset`. A read stays within one
-   * segment, as Kafka's does; the next fetch continues in the next.
+   * segment, as Kafka's does; the next fetch continues in the next. With a request's
+   * `budget`, the index files of a cold segment are paid from it before they are loaded.
    */
-  read(fetchOffset: number, maxBytes: number, maxOffset: number = this.highWatermark): Buffer {
+  read(fetchOffset: number, maxBytes: number, maxOffset: number = this.highWatermark, budget?: RequestBudget): Buffer {
     if (this.closed) throw new TributaryError(Errors.SHUTTING_DOWN, `${this.label} is closed`);
     if (!Number.isSafeInteger(fetchOffset) || fetchOffset < this.logStartOffset || fetchOffset > this._logEndOffset) {
       throw new TributaryError(
@@ -767,7 +768,7 @@ export class PartitionLog {
         const segment = this.segments[i];
         if (segment.baseOffset >= limit) break;
         // Past the end of this segment's data (only after a gap) the next segment continues.
-        const out = segment.read(Math.max(fetchOffset, segment.baseOffset), maxBytes, limit);
+        const out = segment.read(Math.max(fetchOffset, segment.baseOffset), maxBytes, limit, budget);
         if (out !== null) return out;
       }
       return EMPTY_BUFFER;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DecodeError, Errors, InflateBoundError, LimitReachedError } from '../../protocol/errors.js';
-import { chargeScan, inflateWithin, requestBudget, type RequestBudget } from './request-budget.js';
+import { chargeScan, chargeSegmentOpen, inflateWithin, requestBudget, type RequestBudget } from './request-budget.js';
 
 const MIB = 1024 * 1024;
 
@@ -29,7 +29,7 @@ function inflating(bytes: number, seen: number[] = []): (bytesMax: number) => { 
 
 describe('requestBudget', () => {
   it('starts from the two limits', () => {
-    expect(requestBudget({ requestDecompressBytesMax: 64 * MIB, requestScanBytesMax: 16 * MIB })).toEqual({ decompressBytesLeft: 64 * MIB, scanBytesLeft: 16 * MIB });
+    expect(requestBudget({ requestDecompressBytesMax: 64 * MIB, requestScanBytesMax: 16 * MIB })).toEqual({ decompressBytesLeft: 64 * MIB, scanBytesLeft: 16 * MIB, scanBytesMax: 16 * MIB });
   });
 });
 
@@ -106,5 +106,24 @@ describe('chargeScan', () => {
     expect((err as LimitReachedError).message).toMatch(/limits\.requestScanBytesMax/);
     expect(c.scanBytesLeft).toBe(0);
     expect((thrown(() => chargeScan(c, 1)) as LimitReachedError).limit).toBe('requestScanBytesMax');
+  });
+});
+
+describe('chargeSegmentOpen', () => {
+  it('takes what an open reads, as chargeScan does', () => {
+    const b = requestBudget({ requestDecompressBytesMax: MIB, requestScanBytesMax: 10_000 });
+    chargeSegmentOpen(b, 4000);
+    expect(b.scanBytesLeft).toBe(6000);
+    expect((thrown(() => chargeSegmentOpen(b, 6001)) as LimitReachedError).limit).toBe('requestScanBytesMax');
+    expect(b.scanBytesLeft).toBe(0);
+  });
+
+  it('charges one open at most a whole budget: a budget that paid for nothing yet opens any segment, then is spent', () => {
+    const b = requestBudget({ requestDecompressBytesMax: MIB, requestScanBytesMax: 10_000 });
+    chargeSegmentOpen(b, 50_000);
+    expect(b.scanBytesLeft).toBe(0);
+    const c = requestBudget({ requestDecompressBytesMax: MIB, requestScanBytesMax: 10_000 });
+    chargeScan(c, 1);
+    expect((thrown(() => chargeSegmentOpen(c, 50_000)) as LimitReachedError).limit).toBe('requestScanBytesMax');
   });
 });

@@ -12,13 +12,13 @@ import { walkBatches } from './batch-walk.js';
 import type { BatchRef } from './batch-walk.js';
 import { fileSizeOrMissing, isDiskFull, isErrno, readFileSyncOrNull, readFully, writeFileDurable, writeFully } from './file-ops.js';
 import type { FileOps } from './file-ops.js';
-import { OFFSET_INDEX_ENTRY_BYTES, OffsetIndex } from './offset-index.js';
+import { OffsetIndex } from './offset-index.js';
 import type { ReadFdCache, ReadStateHolder } from './read-fd-cache.js';
-import { chargeScan, checkCanInflate, inflateWithin } from './request-budget.js';
+import { chargeScan, chargeSegmentOpen, checkCanInflate, inflateWithin } from './request-budget.js';
 import type { RequestBudget } from './request-budget.js';
 import { scanSegment } from './segment-scan.js';
 import { SegmentIndexes } from './segment-indexes.js';
-import { TIME_INDEX_ENTRY_BYTES, TimeIndex } from './time-index.js';
+import { TimeIndex } from './time-index.js';
 
 /** What a segment needs from the partition that owns it. */
 export interface SegmentContext {
@@ -256,9 +256,14 @@ export class LogSegment implements ReadStateHolder {
     return true;
   }
 
-  /** Both index files fully decoded and validated, or null if either is unusable. */
-  loadIndexFiles(): SegmentIndexes | null {
+  /**
+   * Both index files fully decoded and validated, or null if either is unusable. With a
+   * request's `budget`, their sizes are taken from it before a byte of them is read: a
+   * request that cannot pay loads nothing (THROTTLED).
+   */
+  loadIndexFiles(budget?: RequestBudget): SegmentIndexes | null {
     const ops = this.ctx.ops;
+    if (budget !== undefined) chargeSegmentOpen(budget, Math.max(0, fileSizeOrMissing(ops, this.indexPath)) + Math.max(0, fileSizeOrMissing(ops, this.timeIndexPath)));
     const offsetBytes = readFileSyncOrNull(ops, this.indexPath);
     const timeBytes = readFileSyncOrNull(ops, this.timeIndexPath);
     if (offsetBytes === null || timeBytes === null) return null;
@@ -300,9 +305,14 @@ export class LogSegment implements ReadStateHolder {
     if (this.writeFd < 0) this.indexes = null;
   }
 
-  /** The fd and indexes for a read; for sealed segments through the LRU. */
-  private openForRead(): { fd: number; indexes: SegmentIndexes } {
+  /**
+   * The fd and indexes for a read; for sealed segments through the LRU. A cold segment's
+   * indexes are loaded first, paid from the request's `budget` when it has one (Fetch, a
+   * push, ListOffsets): refused, nothing is opened. A warm one costs nothing.
+   */
+  private openForRead(budget?: RequestBudget): { fd: number; indexes: SegmentIndexes } {
     if (this.writeFd >= 0 && this.indexes !== null) return { fd: this.writeFd, indexes: this.indexes };
+    const loaded = this.indexes ?? this.loadIndexFiles(budget);
     this.ctx.readFds.touch(this);
     try {
       if (this.readFd < 0) this.readFd = this.ctx.ops.openSync(this.logPath, 'r');
@@ -310,19 +320,18 @@ export class LogSegment implements ReadStateHolder {
       this.ctx.readFds.forget(this);
       throw new TributaryError(Errors.STORAGE_ERROR, `${this.ctx.label}: cannot open ${this.name}: ${(err as Error).message}`, { cause: err });
     }
-    if (this.indexes === null) this.indexes = this.loadIndexFiles() ?? this.rebuildIndexesInMemory(this.readFd);
+    this.indexes = loaded ?? this.rebuildIndexesInMemory(this.readFd, budget);
     return { fd: this.readFd, indexes: this.indexes };
   }
 
   /**
-   * A sealed segment whose index files turned out bad on full load: index it from its
-   * headers for this process, and remove the bad files so the next start rewrites them.
+   * A sealed segment whose index files are missing or turned out bad on full load: index it
+   * from its headers for this process, a scan of the whole log paid from `budget` first.
+   * Bad files are removed before, so that the next start rewrites them, and so that a
+   * request refused here leaves the next one a segment without files, which it may open
+   * with a budget of its own (chargeSegmentOpen), rather than bad files to pay for again.
    */
-  private rebuildIndexesInMemory(fd: number): SegmentIndexes {
-    const scan = scanSegment(this.ctx.ops, fd, this.sizeBytes, this.baseOffset, this.ctx.indexIntervalBytes(), false);
-    scan.indexes.sealTimeIndex();
-    this.maxTimestamp = scan.indexes.maxTimestamp;
-    this.ctx.note(`rebuilt the indexes of ${this.name} on read: the files were invalid`);
+  private rebuildIndexesInMemory(fd: number, budget: RequestBudget | undefined): SegmentIndexes {
     for (const file of [this.indexPath, this.timeIndexPath]) {
       try {
         this.ctx.ops.unlinkSync(file);
@@ -330,6 +339,11 @@ export class LogSegment implements ReadStateHolder {
         // Already gone, or the disk refuses: the next start checks the files again.
       }
     }
+    if (budget !== undefined) chargeSegmentOpen(budget, this.sizeBytes);
+    const scan = scanSegment(this.ctx.ops, fd, this.sizeBytes, this.baseOffset, this.ctx.indexIntervalBytes(), false);
+    scan.indexes.sealTimeIndex();
+    this.maxTimestamp = scan.indexes.maxTimestamp;
+    this.ctx.note(`rebuilt the indexes of ${this.name} on read: the files were missing or invalid`);
     return scan.indexes;
   }
 
@@ -375,8 +389,8 @@ export class LogSegment implements ReadStateHolder {
    * segment holds no batch at or after `fetchOffset`. Each batch is checked (length, base
    * offset, CRC) right after it is read; a corrupt batch is never served.
    */
-  read(fetchOffset: number, maxBytes: number, maxOffset: number): Buffer | null {
-    const { fd, indexes } = this.openForRead();
+  read(fetchOffset: number, maxBytes: number, maxOffset: number, budget?: RequestBudget): Buffer | null {
+    const { fd, indexes } = this.openForRead(budget);
     const first = this.locate(fd, indexes, fetchOffset);
     if (first === null) return null;
     if (first.lastOffset >= maxOffset) return EMPTY_BUFFER;
@@ -423,16 +437,12 @@ export class LogSegment implements ReadStateHolder {
    * its max timestamp, and only that one batch is decoded, inflated within the request's
    * budget and `recordsBytesMax` (the topic's max.message.bytes: a bomb stored before
    * produce checked records inflates no further). What it reads (index files loaded for
-   * it, headers walked, the batch) is taken from the budget's scanBytesLeft: it returns no
-   * byte of it.
+   * it, before they are read; headers walked; the batch) is taken from the budget's
+   * scanBytesLeft: it returns no byte of it.
    */
   findOffsetByTimestamp(timestampMs: number, budget: RequestBudget, recordsBytesMax: number): { offset: number; timestamp: number } | null {
     if (this.maxTimestamp < timestampMs) return null;
-    const indexesCold = this.indexes === null;
-    const { fd, indexes } = this.openForRead();
-    // Charged once loaded (their size is known only then): a request naming many sealed
-    // segments would otherwise load their indexes for free, one after another.
-    if (indexesCold) chargeScan(budget, indexes.offsetIndex.sizeBytes + indexes.timeIndex.entries * TIME_INDEX_ENTRY_BYTES);
+    const { fd, indexes } = this.openForRead(budget);
     const timeEntry = indexes.timeIndex.lookup(timestampMs);
     const entry = indexes.offsetIndex.lookup(timeEntry === null ? 0 : timeEntry.relativeOffset);
     let found: { offset: number; timestamp: number } | null = null;

@@ -8,7 +8,7 @@ import type { ConfigChange } from '../../storage/log-manager.js';
 import type { RequestContext } from '../context.js';
 import { refusal } from './authorize.js';
 import { errorResult } from './errors.js';
-import { list, map, requestEntries, str, type Body } from '../validate.js';
+import { answeredTopic, invalidTopic, list, map, requestEntries, str, type Body } from '../validate.js';
 
 export async function handleAlterConfigs(body: Body, ctx: RequestContext): Promise<AlterConfigsResponse> {
   const { logs, logger } = ctx.broker;
@@ -17,14 +17,13 @@ export async function handleAlterConfigs(body: Body, ctx: RequestContext): Promi
   const entries = list(body, 'topics', CONFIG_TOPICS_PER_REQUEST_MAX).map((e, i) => map(e, `topics[${i}]`));
   const topics: TopicResult[] = [];
   for (const entry of entries) {
-    const name = typeof entry.name === 'string' ? entry.name : String(entry.name);
-    const refused = refusal(ctx, 'alterConfigs', name);
+    const name = answeredTopic(entry.name);
+    const refused = invalidTopic(entry.name, 'name') ?? refusal(ctx, 'alterConfigs', name);
     if (refused) {
       topics.push({ name, ...refused });
       continue;
     }
     try {
-      str(entry, 'name');
       const changes = list(entry, 'configs', CONFIG_CHANGES_PER_TOPIC_MAX).map((c, i) => configChange(map(c, `configs[${i}]`), i));
       await logs.alterTopicConfig(name, changes);
       logger.info({ topic: name, changes: changes.map((c) => (c.op === 'set' ? `${c.name}=${String(c.value)}` : `-${c.name}`)), principal: ctx.principal.name }, 'topic config altered');

@@ -3,7 +3,7 @@ import type { CreateTopicsResponse, TopicResult } from '../../../protocol/frames
 import type { RequestContext } from '../context.js';
 import { refusal } from './authorize.js';
 import { errorResult } from './errors.js';
-import { int, list, map, requestEntries, str, type Body } from '../validate.js';
+import { answeredTopic, int, invalidTopic, list, map, requestEntries, type Body } from '../validate.js';
 
 /** Topics one CreateTopics may name, however many limits.requestEntriesMax allows. */
 const TOPICS_PER_REQUEST_MAX = 1000;
@@ -17,14 +17,13 @@ export async function handleCreateTopics(body: Body, ctx: RequestContext): Promi
   const topics: TopicResult[] = [];
   // One at a time: each creation writes and fsyncs its config before the next begins.
   for (const entry of entries) {
-    const name = typeof entry.name === 'string' ? entry.name : String(entry.name);
-    const refused = refusal(ctx, 'createTopics', name);
+    const name = answeredTopic(entry.name);
+    const refused = invalidTopic(entry.name, 'name') ?? refusal(ctx, 'createTopics', name);
     if (refused) {
       topics.push({ name, ...refused });
       continue;
     }
     try {
-      str(entry, 'name');
       const partitions = int(entry, 'partitions', -0x80000000, 0x7fffffff);
       const held = logs.topics().reduce((n, t) => n + t.partitions, 0);
       if (partitions > 0 && held + partitions > ctx.broker.limits.partitionsMax) {

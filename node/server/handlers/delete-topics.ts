@@ -3,7 +3,7 @@ import type { DeleteTopicsResponse, TopicResult } from '../../../protocol/frames
 import type { RequestContext } from '../context.js';
 import { refusal } from './authorize.js';
 import { errorResult } from './errors.js';
-import { requestEntries, strings, type Body } from '../validate.js';
+import { answeredTopic, invalidTopic, requestEntries, strings, type Body } from '../validate.js';
 
 /** Topics one DeleteTopics may name, however many limits.requestEntriesMax allows. */
 const TOPICS_PER_REQUEST_MAX = 1000;
@@ -14,8 +14,9 @@ export async function handleDeleteTopics(body: Body, ctx: RequestContext): Promi
   // limits.requestEntriesMax first; DeleteTopics keeps its own tighter cap: each deletion
   // renames, removes and fsyncs files.
   requestEntries(body, 'topics', ctx.broker);
-  for (const name of strings(body, 'topics', TOPICS_PER_REQUEST_MAX)) {
-    const refused = refusal(ctx, 'deleteTopics', name);
+  for (const named of strings(body, 'topics', TOPICS_PER_REQUEST_MAX)) {
+    const name = answeredTopic(named);
+    const refused = invalidTopic(named) ?? refusal(ctx, 'deleteTopics', name);
     if (refused) {
       topics.push({ name, ...refused });
       continue;

@@ -7,16 +7,17 @@ import { CONFIG_TOPICS_PER_REQUEST_MAX, type DescribeConfigsResponse } from '../
 import type { RequestContext } from '../context.js';
 import { refusal } from './authorize.js';
 import { errorResult } from './errors.js';
-import { requestEntries, strings, type Body } from '../validate.js';
+import { answeredTopic, invalidTopic, requestEntries, strings, type Body } from '../validate.js';
 
 export async function handleDescribeConfigs(body: Body, ctx: RequestContext): Promise<DescribeConfigsResponse> {
   const { logs, logger } = ctx.broker;
   const topics: DescribeConfigsResponse['topics'] = [];
   // limits.requestEntriesMax first, then the protocol's own cap for config requests.
   requestEntries(body, 'topics', ctx.broker);
-  for (const name of strings(body, 'topics', CONFIG_TOPICS_PER_REQUEST_MAX)) {
+  for (const named of strings(body, 'topics', CONFIG_TOPICS_PER_REQUEST_MAX)) {
     // Refused before the lookup, so a refusal says nothing about whether the topic exists.
-    const refused = refusal(ctx, 'describe', name);
+    const name = answeredTopic(named);
+    const refused = invalidTopic(named) ?? refusal(ctx, 'describe', name);
     if (refused) {
       topics.push({ name, ...refused, configs: [] });
       continue;

@@ -38,14 +38,16 @@ function reportStorageFailure(err: TributaryError, logger: Logger, where: Record
  * tributary_limits_reached_total, however many of its partitions it stopped.
  */
 export class LimitsReached {
-  private readonly keys = new Set<string>();
+  /** Made at the first limit: most requests (every Fetch) reach none. */
+  private keys: Set<string> | null = null;
 
   /** Notes the limit behind `err`, if a limit it is. */
   note(err: unknown): void {
-    if (err instanceof LimitReachedError) this.keys.add(err.limit);
+    if (err instanceof LimitReachedError) (this.keys ??= new Set()).add(err.limit);
   }
 
   count(metrics: NodeMetrics): void {
+    if (this.keys === null) return;
     for (const limit of this.keys) metrics.limitReached.inc({ limit });
   }
 }

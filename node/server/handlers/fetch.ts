@@ -1,10 +1,12 @@
 import { Errors } from '../../../protocol/errors.js';
 import type { FetchPartitionResult, FetchResponse } from '../../../protocol/frames.js';
 import type { PartitionLog } from '../../storage/partition-log.js';
+import { requestBudget } from '../../storage/request-budget.js';
+import type { RequestBudget } from '../../storage/request-budget.js';
 import type { RequestContext } from '../context.js';
 import { refusal } from './authorize.js';
-import { errorResult } from './errors.js';
-import { int, map, requestEntries, str, type Body } from '../validate.js';
+import { errorResult, LimitsReached } from './errors.js';
+import { answeredTopic, int, invalidTopic, map, requestEntries, type Body } from '../validate.js';
 
 interface Wanted {
   topic: string;
@@ -12,7 +14,7 @@ interface Wanted {
   fetchOffset: number;
   maxBytes: number;
   log: PartitionLog | undefined;
-  /** Set when the ACLs refuse this partition: answered at once, never read. */
+  /** Set when the name is no topic's or the ACLs refuse it: answered at once, never read. */
   refused: { error: number; message: string } | null;
 }
 
@@ -22,6 +24,8 @@ const EMPTY = Buffer.alloc(0);
 // minBytes are ready it long-polls (Kafka's fetch purgatory) until data arrives or
 // maxWaitMs passes. The read happens only once the connection's send buffer has room, so a
 // consumer that does not read its socket stalls its own fetches instead of filling memory.
+// The index files of the cold segments it opens are paid from limits.requestScanBytesMax:
+// past it, the partitions left that need one are answered THROTTLED (retriable).
 export async function handleFetch(body: Body, ctx: RequestContext): Promise<FetchResponse> {
   const { limits, logs, fetchWaiter } = ctx.broker;
   const maxWaitMs = int(body, 'maxWaitMs', 0, 0x7fffffff, 0);
@@ -29,9 +33,9 @@ export async function handleFetch(body: Body, ctx: RequestContext): Promise<Fetc
   const maxBytes = Math.min(int(body, 'maxBytes', 1, 0x7fffffff, limits.fetchBytesMax), limits.fetchBytesMax);
   const wanted: Wanted[] = requestEntries(body, 'partitions', ctx.broker).map((e, i) => {
     const entry = map(e, `partitions[${i}]`);
-    const topic = str(entry, 'topic');
+    const topic = answeredTopic(entry.topic);
     const partition = int(entry, 'partition', 0, 0x7fffffff);
-    const refused = refusal(ctx, 'consume', topic);
+    const refused = invalidTopic(entry.topic) ?? refusal(ctx, 'consume', topic);
     return {
       topic,
       partition,
@@ -42,6 +46,9 @@ export async function handleFetch(body: Body, ctx: RequestContext): Promise<Fetc
     };
   });
 
+  // What its reads may load of cold segments' index files (limits.requestScanBytesMax): a
+  // Fetch naming 10,000 partitions of cold segments would otherwise load every one's.
+  const reading: Reading = { budget: requestBudget(limits), limitsReached: new LimitsReached() };
   // Leave a margin so that a long poll ends before the request's own deadline does.
   const waitMs = Math.min(maxWaitMs, limits.fetchWaitMsMax, Math.max(0, ctx.deadline - Date.now() - 1000));
   const waitUntil = Date.now() + waitMs;
@@ -53,7 +60,7 @@ export async function handleFetch(body: Body, ctx: RequestContext): Promise<Fetc
     if (remaining <= 0 || ctx.broker.shuttingDown || ctx.signal.aborted) break;
     if (anyReady(wanted)) {
       if (minBytes <= 1) break;
-      measured ??= { bytes: readAll(wanted, maxBytes, ctx).bytes, sizes: wanted.map((w) => w.log?.sizeBytes ?? 0) };
+      measured ??= { bytes: readAll(wanted, maxBytes, ctx, reading).bytes, sizes: wanted.map((w) => w.log?.sizeBytes ?? 0) };
       let grown = 0;
       wanted.forEach((w, i) => (grown += (w.log?.sizeBytes ?? 0) - measured!.sizes[i]));
       if (measured.bytes + grown >= minBytes) break;
@@ -62,7 +69,15 @@ export async function handleFetch(body: Body, ctx: RequestContext): Promise<Fetc
   }
   await ctx.outboundSlot();
   // While the node is over its send budget, answers are cut to a share (at least a batch).
-  return { partitions: readAll(wanted, ctx.broker.sendBudget.answerBytesMax(maxBytes, ctx.principal.key), ctx, true).partitions };
+  const { partitions } = readAll(wanted, ctx.broker.sendBudget.answerBytesMax(maxBytes, ctx.principal.key), ctx, reading, true);
+  reading.limitsReached.count(ctx.broker.metrics);
+  return { partitions };
+}
+
+/** What the reads of one Fetch share: the request's budget, and the limits it reached. */
+interface Reading {
+  budget: RequestBudget;
+  limitsReached: LimitsReached;
 }
 
 function present(wanted: Wanted[]): PartitionLog[] {
@@ -86,8 +101,11 @@ function anyReady(wanted: Wanted[]): boolean {
   return false;
 }
 
-/** `serving`: the answer is sent, so its bytes count in the metrics (not a minBytes measure). */
-function readAll(wanted: Wanted[], maxBytes: number, ctx: RequestContext, serving = false): { partitions: FetchPartitionResult[]; bytes: number } {
+/**
+ * `serving`: the answer is sent, so its bytes count in the metrics and the limits it
+ * reached are noted (not a minBytes measure).
+ */
+function readAll(wanted: Wanted[], maxBytes: number, ctx: RequestContext, reading: Reading, serving = false): { partitions: FetchPartitionResult[]; bytes: number } {
   const partitions: FetchPartitionResult[] = [];
   let bytes = 0;
   for (const w of wanted) {
@@ -107,14 +125,15 @@ function readAll(wanted: Wanted[], maxBytes: number, ctx: RequestContext, servin
     result.logStartOffset = log.logStartOffset;
     // KIP-74: the first partition with data gets at least one whole batch; later ones share
     // what is left of maxBytes and are skipped once it is spent.
-    const budget = Math.min(w.maxBytes, maxBytes - bytes);
-    if (budget <= 0 && bytes > 0) continue;
+    const room = Math.min(w.maxBytes, maxBytes - bytes);
+    if (room <= 0 && bytes > 0) continue;
     try {
-      const records = log.read(w.fetchOffset, Math.max(budget, 1));
+      const records = log.read(w.fetchOffset, Math.max(room, 1), log.highWatermark, reading.budget);
       result.records = records;
       bytes += records.length;
       if (serving) ctx.broker.metrics.countServed(w.topic, records);
     } catch (err) {
+      if (serving) reading.limitsReached.note(err);
       Object.assign(result, errorResult(err, ctx.broker.logger, { request: 'Fetch', topic: w.topic, partition: w.partition, offset: w.fetchOffset }));
     }
   }

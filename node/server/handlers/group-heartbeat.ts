@@ -4,7 +4,7 @@ import { validateGroupId } from '../../groups/offsets-store.js';
 import type { RequestContext } from '../context.js';
 import { isAllowed } from '../../auth/acl.js';
 import { refusal } from './authorize.js';
-import { int, list, map, str, type Body } from '../validate.js';
+import { int, legalTopicName, list, map, str, topicName, type Body } from '../validate.js';
 import { groupAllowed } from './offsets.js';
 
 const TOPICS_MAX = 1000;
@@ -23,8 +23,8 @@ export async function handleConsumerGroupHeartbeat(body: Body, ctx: RequestConte
   const memberEpoch = int(body, 'memberEpoch', -1, 0x7fffffff);
   let subscribedTopics: string[] | undefined;
   if (body.subscribedTopics !== undefined) {
-    subscribedTopics = list(body, 'subscribedTopics', TOPICS_MAX).map((t, i) => {
-      if (typeof t !== 'string' || t.length === 0) throw new TributaryError(Errors.INVALID_REQUEST, `subscribedTopics[${i}] must be a topic name`);
+    subscribedTopics = list(body, 'subscribedTopics', TOPICS_MAX).map((name) => {
+      const t = legalTopicName(name, 'subscribedTopics[]');
       const refused = refusal(ctx, 'consume', t);
       if (refused) throw new TributaryError(Errors.UNAUTHORIZED, refused.message);
       return t;
@@ -46,7 +46,7 @@ export async function handleConsumerGroupHeartbeat(body: Body, ctx: RequestConte
     });
     partitionsSeen += partitions.length;
     if (partitionsSeen > PARTITIONS_MAX) throw new TributaryError(Errors.INVALID_REQUEST, `more than ${PARTITIONS_MAX} owned partitions`);
-    return { topic: str(entry, 'topic'), partitions };
+    return { topic: topicName(entry, 'topic'), partitions };
   });
   const principal = ctx.principal;
   const mayConsume = (topic: string) => isAllowed(principal, 'consume', topic);

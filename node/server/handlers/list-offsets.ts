@@ -4,49 +4,58 @@ import { requestBudget } from '../../storage/request-budget.js';
 import type { RequestContext } from '../context.js';
 import { refusal } from './authorize.js';
 import { errorResult, LimitsReached } from './errors.js';
-import { int, map, requestEntries, str, type Body } from '../validate.js';
+import { answeredTopic, int, map, requestEntries, topicName, type Body } from '../validate.js';
+import type { DecompressGrant } from '../principal-rates.js';
 
 // Kafka's ListOffsets: LATEST is the high watermark (what a consumer can reach), EARLIEST
 // the log start offset, any other timestamp the first offset whose record timestamp is at
 // or after it (-1 when there is none). A lookup by time reads and may inflate a batch: one
 // budget per request bounds what all its entries read and inflate together, so that naming
 // the same bomb 10,000 times costs one budget, not 10,000 inflates (the rest THROTTLED).
+// What it may inflate is granted from the principal's rate at the first lookup by time.
 export async function handleListOffsets(body: Body, ctx: RequestContext): Promise<ListOffsetsResponse> {
-  const { logs, logger } = ctx.broker;
   const entries = requestEntries(body, 'partitions', ctx.broker);
-  const budget = requestBudget(ctx.broker.limits);
+  const grant = ctx.broker.principalRates.grantFor(ctx.principal.key, requestBudget(ctx.broker.limits));
   const limitsReached = new LimitsReached();
-  const partitions = entries.map((e, i): ListOffsetsPartitionResult => {
-    const result: ListOffsetsPartitionResult = { topic: '', partition: -1, error: Errors.NONE.code, offset: -1, timestamp: -1 };
-    try {
-      const entry = map(e, `partitions[${i}]`);
-      result.topic = str(entry, 'topic');
-      result.partition = int(entry, 'partition', 0, 0x7fffffff);
-      const timestamp = int(entry, 'timestamp', EARLIEST_TIMESTAMP);
-      const refused = refusal(ctx, 'describe', result.topic);
-      const log = refused ? undefined : logs.partition(result.topic, result.partition);
-      if (refused) {
-        Object.assign(result, refused);
-      } else if (!log) {
-        result.error = Errors.UNKNOWN_TOPIC.code;
-        result.message = `unknown topic or partition ${result.topic}/${result.partition}`;
-      } else if (timestamp === LATEST_TIMESTAMP) {
-        result.offset = log.highWatermark;
-      } else if (timestamp === EARLIEST_TIMESTAMP) {
-        result.offset = log.logStartOffset;
-      } else {
-        const found = log.offsetForTimestamp(timestamp, budget);
-        if (found) {
-          result.offset = found.offset;
-          result.timestamp = found.timestamp;
-        }
-      }
-    } catch (err) {
-      limitsReached.note(err);
-      Object.assign(result, errorResult(err, logger, { request: 'ListOffsets', topic: result.topic, partition: result.partition }));
-    }
-    return result;
-  });
+  let partitions: ListOffsetsPartitionResult[];
+  try {
+    partitions = entries.map((e, i) => listOffset(e, i, ctx, grant, limitsReached));
+  } finally {
+    grant.release();
+  }
   limitsReached.count(ctx.broker.metrics);
   return { partitions };
+}
+
+function listOffset(e: unknown, i: number, ctx: RequestContext, grant: DecompressGrant, limitsReached: LimitsReached): ListOffsetsPartitionResult {
+  const result: ListOffsetsPartitionResult = { topic: '', partition: -1, error: Errors.NONE.code, offset: -1, timestamp: -1 };
+  try {
+    const entry = map(e, `partitions[${i}]`);
+    result.topic = answeredTopic(entry.topic);
+    const topic = topicName(entry, 'topic');
+    result.partition = int(entry, 'partition', 0, 0x7fffffff);
+    const timestamp = int(entry, 'timestamp', EARLIEST_TIMESTAMP);
+    const refused = refusal(ctx, 'describe', topic);
+    const log = refused ? undefined : ctx.broker.logs.partition(topic, result.partition);
+    if (refused) {
+      Object.assign(result, refused);
+    } else if (!log) {
+      result.error = Errors.UNKNOWN_TOPIC.code;
+      result.message = `unknown topic or partition ${topic}/${result.partition}`;
+    } else if (timestamp === LATEST_TIMESTAMP) {
+      result.offset = log.highWatermark;
+    } else if (timestamp === EARLIEST_TIMESTAMP) {
+      result.offset = log.logStartOffset;
+    } else {
+      const found = log.offsetForTimestamp(timestamp, grant.budgetToInflate());
+      if (found) {
+        result.offset = found.offset;
+        result.timestamp = found.timestamp;
+      }
+    }
+  } catch (err) {
+    limitsReached.note(err);
+    Object.assign(result, errorResult(err, ctx.broker.logger, { request: 'ListOffsets', topic: result.topic, partition: result.partition }));
+  }
+  return result;
 }

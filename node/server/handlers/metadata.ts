@@ -4,7 +4,7 @@ import type { TopicInfo } from '../../storage/log-manager.js';
 import type { RequestContext } from '../context.js';
 import { isAllowed } from '../../auth/acl.js';
 import { refusal } from './authorize.js';
-import { optionalRequestEntries, type Body } from '../validate.js';
+import { answeredTopic, invalidTopic, optionalRequestEntries, type Body } from '../validate.js';
 
 export async function handleMetadata(body: Body, ctx: RequestContext): Promise<MetadataResponse> {
   const { logs, nodeId } = ctx.broker;
@@ -25,11 +25,14 @@ export async function handleMetadata(body: Body, ctx: RequestContext): Promise<M
     return { nodeId, topics: visible.map(describe) };
   }
   const topics = asked.map((name): TopicMetadata => {
-    const refused = refusal(ctx, 'describe', String(name));
-    if (refused) return { name: String(name), ...refused, partitions: [], config: {} };
-    const t = typeof name === 'string' ? logs.topic(name) : undefined;
+    const invalid = invalidTopic(name, 'topics[]');
+    if (invalid) return { name: answeredTopic(name), ...invalid, partitions: [], config: {} };
+    const topic = name as string;
+    const refused = refusal(ctx, 'describe', topic);
+    if (refused) return { name: topic, ...refused, partitions: [], config: {} };
+    const t = logs.topic(topic);
     if (t) return describe(t);
-    return { name: String(name), error: Errors.UNKNOWN_TOPIC.code, message: `unknown topic '${String(name)}'`, partitions: [], config: {} };
+    return { name: topic, error: Errors.UNKNOWN_TOPIC.code, message: `unknown topic '${topic}'`, partitions: [], config: {} };
   });
   return { nodeId, topics };
 }

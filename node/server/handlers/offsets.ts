@@ -3,7 +3,7 @@ import type { OffsetCommitResponse, OffsetFetchResponse } from '../../../protoco
 import { OFFSET_METADATA_CHARS_MAX, validateGroupId, type OffsetCommitEntry } from '../../groups/offsets-store.js';
 import type { RequestContext } from '../context.js';
 import { refusal } from './authorize.js';
-import { int, map, requestEntries, str, type Body } from '../validate.js';
+import { int, map, requestEntries, str, topicName, type Body } from '../validate.js';
 
 // Kafka's OffsetCommit and OffsetFetch for a consumer group: its position per partition,
 // stored in __consumer_offsets (node/groups/offsets-store.ts). The principal must be
@@ -29,7 +29,7 @@ export async function handleOffsetCommit(body: Body, ctx: RequestContext): Promi
   const results: OffsetCommitResponse['partitions'][number][] = [];
   for (const [i, e] of requestEntries(body, 'offsets', broker).entries()) {
     const entry = map(e, `offsets[${i}]`);
-    const topic = str(entry, 'topic');
+    const topic = topicName(entry, 'topic');
     const partition = int(entry, 'partition', 0, 0x7fffffff);
     const result = { topic, partition, error: Errors.NONE.code } as OffsetCommitResponse['partitions'][number];
     partitions.push(result);
@@ -70,7 +70,7 @@ export async function handleOffsetFetch(body: Body, ctx: RequestContext): Promis
       ? offsets.all(groupId).map(({ topic, partition }) => ({ topic, partition }))
       : requestEntries(body, 'partitions', ctx.broker).map((e, i) => {
           const entry = map(e, `partitions[${i}]`);
-          return { topic: str(entry, 'topic'), partition: int(entry, 'partition', 0, 0x7fffffff) };
+          return { topic: topicName(entry, 'topic'), partition: int(entry, 'partition', 0, 0x7fffffff) };
         });
   const partitions: OffsetFetchResponse['partitions'] = [];
   for (const { topic, partition } of named) {

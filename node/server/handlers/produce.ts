@@ -6,11 +6,11 @@ import type { RequestContext } from '../context.js';
 import { REVOCATIONS_TOPIC } from '../../../protocol/revocation.js';
 import { refusal } from './authorize.js';
 import { errorResult, LimitsReached } from './errors.js';
-import { bytes, int, map, requestEntries, str, type Body } from '../validate.js';
+import { answeredTopic, bytes, int, map, requestEntries, topicName, type Body } from '../validate.js';
 import { DURABLE_ALREADY } from '../../storage/partition-log.js';
 import type { PartitionLog } from '../../storage/partition-log.js';
 import { inflateWithin, requestBudget } from '../../storage/request-budget.js';
-import type { RequestBudget } from '../../storage/request-budget.js';
+import type { DecompressGrant } from '../principal-rates.js';
 
 // Produce appends each partition's batch as received: the storage engine validates it
 // (length, magic, CRC), patches the base offset and leader epoch in place and writes the
@@ -21,81 +21,20 @@ import type { RequestBudget } from '../../storage/request-budget.js';
 // acks=1 the answer waits for the topic's flush policy (flush=batch: after fsync); with
 // acks=0 nothing is answered.
 export async function handleProduce(body: Body, ctx: RequestContext): Promise<ProduceResponse | undefined> {
-  const { logs, logger, shuttingDown } = ctx.broker;
   const acks = int(body, 'acks', -1, 1);
   // How long the answer may wait for the flush policy, as Kafka's produce timeout.
   const timeoutMs = Math.min(int(body, 'timeoutMs', 0, 0x7fffffff, ctx.broker.limits.requestTimeoutMs), ctx.broker.limits.requestTimeoutMs);
   const entries = requestEntries(body, 'partitions', ctx.broker);
   // Shared by every batch of the request: many small bombs cost no more than one budget.
-  const budget = requestBudget(ctx.broker.limits);
+  // Its inflating share comes from the principal's rate at the first compressed batch, and
+  // what is left goes back once the batches are checked and appended, before any wait.
+  const grant = ctx.broker.principalRates.grantFor(ctx.principal.key, requestBudget(ctx.broker.limits));
   const limitsReached = new LimitsReached();
-  const results: ProducePartitionResult[] = [];
-  const durable: Promise<void>[] = [];
-  const waiting: { result: ProducePartitionResult; settled: boolean }[] = [];
-  for (let i = 0; i < entries.length; i++) {
-    const result: ProducePartitionResult = { topic: '', partition: -1, error: Errors.NONE.code, baseOffset: -1, logStartOffset: -1 };
-    results.push(result);
-    try {
-      const entry = map(entries[i], `partitions[${i}]`);
-      result.topic = str(entry, 'topic');
-      result.partition = int(entry, 'partition', 0, 0x7fffffff);
-      const records = bytes(entry, 'records');
-      // Checked before the topic is looked up, so a refusal says nothing of what exists.
-      const refused = refusal(ctx, 'produce', result.topic);
-      if (refused) {
-        Object.assign(result, refused);
-        continue;
-      }
-      refuseByHeader(records);
-      if (shuttingDown) throw new TributaryError(Errors.SHUTTING_DOWN);
-      const log = logs.partition(result.topic, result.partition);
-      if (!log) {
-        result.error = Errors.UNKNOWN_TOPIC.code;
-        result.message = `unknown topic or partition ${result.topic}/${result.partition}`;
-        continue;
-      }
-      checkCompressedRecords(records, log, budget);
-      // Revocations are trusted for the fleet's signature, not for who sent them: every
-      // record is checked before it reaches the log, and applies as soon as it is there.
-      const revocations = result.topic === REVOCATIONS_TOPIC ? ctx.broker.revocations.check(records) : null;
-      if (ctx.broker.diskGuard.refuses(result.topic)) {
-        ctx.broker.metrics.diskGuardRefusedBatches.inc({ topic: result.topic });
-        throw new TributaryError(Errors.STORAGE_FULL, `the node's storage is full (storage.maxBytes or storage.minFreeBytes); retry later`);
-      }
-      const appended = log.append(records);
-      if (!appended.duplicate) {
-        ctx.broker.diskGuard.noteAppended(records.length);
-        ctx.broker.metrics.countAppended(result.topic, records);
-        if (revocations) ctx.broker.revocations.apply(revocations);
-      }
-      result.baseOffset = appended.baseOffset;
-      // An idempotent producer's resend: in the log once, at these offsets. Answered as
-      // Kafka's DUPLICATE_SEQUENCE, which the producer takes as success.
-      if (appended.duplicate) {
-        ctx.broker.metrics.duplicateBatches.inc();
-        result.error = Errors.DUPLICATE_SEQUENCE.code;
-        result.message = `already written at offset ${appended.baseOffset}`;
-      }
-      result.logStartOffset = log.logStartOffset;
-      // Under flush=interval or os the batch is as durable as an ack needs already: no
-      // waiting, and no timer or promises for this request.
-      if (acks !== 0 && appended.durable !== DURABLE_ALREADY) {
-        const pending = { result, settled: false };
-        waiting.push(pending);
-        durable.push(
-          appended.durable.then(
-            () => void (pending.settled = true),
-            (err: unknown) => {
-              pending.settled = true;
-              Object.assign(result, errorResult(err, logger, { request: 'Produce', topic: result.topic, partition: result.partition }));
-            },
-          ),
-        );
-      }
-    } catch (err) {
-      limitsReached.note(err);
-      Object.assign(result, errorResult(err, logger, { request: 'Produce', topic: result.topic, partition: result.partition }));
-    }
+  let appended: Appended;
+  try {
+    appended = appendEntries(entries, ctx, grant, limitsReached, acks !== 0);
+  } finally {
+    grant.release();
   }
   limitsReached.count(ctx.broker.metrics);
   if (ctx.broker.faults?.dropAfterAppend?.()) {
@@ -103,6 +42,7 @@ export async function handleProduce(body: Body, ctx: RequestContext): Promise<Pr
     return undefined;
   }
   if (acks === 0) return undefined;
+  const { results, durable, waiting } = appended;
   if (durable.length > 0) {
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
@@ -116,6 +56,95 @@ export async function handleProduce(body: Body, ctx: RequestContext): Promise<Pr
     }
   }
   return { partitions: results };
+}
+
+interface Appended {
+  results: ProducePartitionResult[];
+  /** The fsyncs the answer waits for (flush=batch); none when nothing is answered. */
+  durable: Promise<void>[];
+  waiting: { result: ProducePartitionResult; settled: boolean }[];
+}
+
+/** Each entry checked and appended in turn, synchronously; a failing one is answered alone. */
+function appendEntries(entries: unknown[], ctx: RequestContext, grant: DecompressGrant, limitsReached: LimitsReached, answered: boolean): Appended {
+  const { logger } = ctx.broker;
+  const out: Appended = { results: [], durable: [], waiting: [] };
+  for (let i = 0; i < entries.length; i++) {
+    const result: ProducePartitionResult = { topic: '', partition: -1, error: Errors.NONE.code, baseOffset: -1, logStartOffset: -1 };
+    out.results.push(result);
+    try {
+      const durable = appendEntry(map(entries[i], `partitions[${i}]`), ctx, grant, result);
+      // Under flush=interval or os the batch is as durable as an ack needs already: no
+      // waiting, and no timer or promises for this request.
+      if (!answered || durable === null || durable === DURABLE_ALREADY) continue;
+      const pending = { result, settled: false };
+      out.waiting.push(pending);
+      out.durable.push(
+        durable.then(
+          () => void (pending.settled = true),
+          (err: unknown) => {
+            pending.settled = true;
+            Object.assign(result, errorResult(err, logger, { request: 'Produce', topic: result.topic, partition: result.partition }));
+          },
+        ),
+      );
+    } catch (err) {
+      limitsReached.note(err);
+      Object.assign(result, errorResult(err, logger, { request: 'Produce', topic: result.topic, partition: result.partition }));
+    }
+  }
+  return out;
+}
+
+/**
+ * One entry: its batch checked and appended, `result` filled in. Returns what resolves
+ * once the append is durable, or null when nothing was appended (refused, unknown).
+ */
+function appendEntry(entry: Body, ctx: RequestContext, grant: DecompressGrant, result: ProducePartitionResult): Promise<void> | null {
+  const { logs, shuttingDown } = ctx.broker;
+  // The answer carries at most a bounded prefix of a bad name, which is refused next.
+  result.topic = answeredTopic(entry.topic);
+  const topic = topicName(entry, 'topic');
+  result.partition = int(entry, 'partition', 0, 0x7fffffff);
+  const records = bytes(entry, 'records');
+  // Checked before the topic is looked up, so a refusal says nothing of what exists.
+  const refused = refusal(ctx, 'produce', topic);
+  if (refused) {
+    Object.assign(result, refused);
+    return null;
+  }
+  refuseByHeader(records);
+  if (shuttingDown) throw new TributaryError(Errors.SHUTTING_DOWN);
+  const log = logs.partition(topic, result.partition);
+  if (!log) {
+    result.error = Errors.UNKNOWN_TOPIC.code;
+    result.message = `unknown topic or partition ${topic}/${result.partition}`;
+    return null;
+  }
+  checkCompressedRecords(records, log, grant);
+  // Revocations are trusted for the fleet's signature, not for who sent them: every
+  // record is checked before it reaches the log, and applies as soon as it is there.
+  const revocations = topic === REVOCATIONS_TOPIC ? ctx.broker.revocations.check(records) : null;
+  if (ctx.broker.diskGuard.refuses(topic)) {
+    ctx.broker.metrics.diskGuardRefusedBatches.inc({ topic });
+    throw new TributaryError(Errors.STORAGE_FULL, `the node's storage is full (storage.maxBytes or storage.minFreeBytes); retry later`);
+  }
+  const appended = log.append(records);
+  if (!appended.duplicate) {
+    ctx.broker.diskGuard.noteAppended(records.length);
+    ctx.broker.metrics.countAppended(topic, records);
+    if (revocations) ctx.broker.revocations.apply(revocations);
+  }
+  result.baseOffset = appended.baseOffset;
+  // An idempotent producer's resend: in the log once, at these offsets. Answered as
+  // Kafka's DUPLICATE_SEQUENCE, which the producer takes as success.
+  if (appended.duplicate) {
+    ctx.broker.metrics.duplicateBatches.inc();
+    result.error = Errors.DUPLICATE_SEQUENCE.code;
+    result.message = `already written at offset ${appended.baseOffset}`;
+  }
+  result.logStartOffset = log.logStartOffset;
+  return appended.durable;
 }
 
 /** What the header alone refuses, before the topic is looked up or anything inflated. */
@@ -143,14 +172,14 @@ function refuseBrokerOnlyAttributes(header: BatchHeader): void {
 
 /**
  * Kafka's LogValidator for a compressed batch, before it is appended: inflated once within
- * min(the topic's max.message.bytes, what the request's budget has left), its records
+ * min(the topic's max.message.bytes, what the request's budget has left of its grant), its records
  * parsed and matched to its header. Uncompressed batches keep the header-only path: their
  * bytes bound what they can claim, and no read of them later costs more than their size.
  */
-function checkCompressedRecords(records: Buffer, log: PartitionLog, budget: RequestBudget): void {
+function checkCompressedRecords(records: Buffer, log: PartitionLog, grant: DecompressGrant): void {
   if (records.length < BATCH_OVERHEAD || compressionOf(records) === Compression.None) return;
   const recordsBytesMax = log.config['max.message.bytes'];
   // The append refuses it as BATCH_TOO_LARGE, and nothing need be inflated to know that.
   if (records.length > recordsBytesMax) return;
-  inflateWithin(budget, recordsBytesMax, (bytesMax) => validateRecords(records, recordsBytesMax, bytesMax));
+  inflateWithin(grant.budgetToInflate(), recordsBytesMax, (bytesMax) => validateRecords(records, recordsBytesMax, bytesMax));
 }
