@@ -58,7 +58,7 @@ function requestsNaming(name: unknown): { kind: number; label: string; body: obj
     { kind: Kind.CreateTopics, label: 'CreateTopics', perPart: true, body: { topics: [{ name, partitions: 1 }] } },
     { kind: Kind.DeleteTopics, label: 'DeleteTopics', perPart: true, body: { topics: [name] } },
     { kind: Kind.Subscribe, label: 'Subscribe', perPart: true, body: { creditBytes: 1024, partitions: [{ topic: name, partition: 0, fetchOffset: 0 }, { topic: LEGAL, partition: 0, fetchOffset: 0 }] } },
-    { kind: Kind.OffsetCommit, label: 'OffsetCommit', perPart: false, body: { ...group, offsets: [{ topic: name, partition: 0, offset: 0 }] } },
+    { kind: Kind.OffsetCommit, label: 'OffsetCommit', perPart: true, body: { ...group, offsets: [{ topic: name, partition: 0, offset: 0 }, { topic: LEGAL, partition: 0, offset: 0 }] } },
     { kind: Kind.OffsetFetch, label: 'OffsetFetch', perPart: false, body: { ...group, partitions: [{ topic: name, partition: 0 }] } },
     { kind: Kind.ConsumerGroupHeartbeat, label: 'ConsumerGroupHeartbeat (subscribedTopics)', perPart: false, body: { ...group, memberId: '', memberEpoch: 0, subscribedTopics: [name], ownedPartitions: [] } },
     {

@@ -3,7 +3,7 @@ import type { OffsetCommitResponse, OffsetFetchResponse } from '../../../protoco
 import { OFFSET_METADATA_CHARS_MAX, validateGroupId, type OffsetCommitEntry } from '../../groups/offsets-store.js';
 import type { RequestContext } from '../context.js';
 import { refusal } from './authorize.js';
-import { int, map, requestEntries, str, topicName, type Body } from '../validate.js';
+import { answeredTopic, int, invalidTopic, map, requestEntries, str, topicName, type Body } from '../validate.js';
 
 // Kafka's OffsetCommit and OffsetFetch for a consumer group: its position per partition,
 // stored in __consumer_offsets (node/groups/offsets-store.ts). The principal must be
@@ -29,10 +29,16 @@ export async function handleOffsetCommit(body: Body, ctx: RequestContext): Promi
   const results: OffsetCommitResponse['partitions'][number][] = [];
   for (const [i, e] of requestEntries(body, 'offsets', broker).entries()) {
     const entry = map(e, `offsets[${i}]`);
-    const topic = topicName(entry, 'topic');
     const partition = int(entry, 'partition', 0, 0x7fffffff);
+    // A bad name refuses its own part, as Kafka answers per partition.
+    const badName = invalidTopic(entry.topic);
+    const topic = answeredTopic(entry.topic);
     const result = { topic, partition, error: Errors.NONE.code } as OffsetCommitResponse['partitions'][number];
     partitions.push(result);
+    if (badName) {
+      Object.assign(result, badName);
+      continue;
+    }
     const refused = refusal(ctx, 'consume', topic);
     if (refused) {
       Object.assign(result, refused);
