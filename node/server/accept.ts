@@ -152,11 +152,8 @@ async function handshakeAndServe(accepted: Accepted, endPreAuth: () => void, ser
     session.setFrameBytesMax(limits.frameBytesMax);
     // Frames of more than one chunk count against the principal's and the node's request
     // bytes while they are being received (node/server/request-memory.ts).
-    const principalKey = connection.principalKey;
-    session.setReassemblyBudget({
-      reserve: (bytes) => broker.requestMemory.reserve(principalKey, bytes) === null,
-      release: (bytes) => broker.requestMemory.release(principalKey, bytes),
-    });
+    const account = connection.requestAccount;
+    session.setReassemblyBudget({ reserve: (bytes) => account.reserve(bytes) === null, release: (bytes) => account.release(bytes) });
     controls.setMessageBytesMax(SEALED_MESSAGE_BYTES_MAX);
     endPreAuth();
   });

@@ -29,6 +29,7 @@ import type { CloseReason } from '../metrics.js';
 import type { BrokerContext, RequestContext } from './context.js';
 import { handlers, type Handler } from './dispatch.js';
 import { ConnectionSubscriptions } from './subscriptions.js';
+import type { RequestAccount } from './request-memory.js';
 
 const HELLO_FRAME_BYTES_MAX = 4096;
 
@@ -209,6 +210,9 @@ export class Connection {
   readonly principal: Principal | undefined;
   /** What this connection's bytes in flight and queued count against (Principal.key). */
   readonly principalKey: string;
+  /** Its principal's bytes of requests held (request-memory.ts), given back when serving ends. */
+  readonly requestAccount: RequestAccount;
+  private accountLeft = false;
   readonly subscriptions: ConnectionSubscriptions;
   /** Registered with the node's sessions (from Hello until the end). */
   private inSessions = false;
@@ -225,6 +229,7 @@ export class Connection {
   ) {
     this.principal = admission.principal;
     this.principalKey = admission.principal?.key ?? ANONYMOUS.key;
+    this.requestAccount = broker.requestMemory.account(this.principalKey);
     this.subscriptions = new ConnectionSubscriptions(transport, broker, this.principalKey);
   }
 
@@ -344,7 +349,7 @@ export class Connection {
 
   private take(frame: Frame, frameBytes: number): void {
     this.inflight++;
-    const refused = this.broker.requestMemory.reserve(this.principalKey, frameBytes);
+    const refused = this.requestAccount.reserve(frameBytes);
     if (refused !== null) {
       // Answered at once, so its bytes are let go now rather than held while waiting.
       this.refuse(frame, new TributaryError(Errors.THROTTLED, `the node holds as many bytes of requests as limits.${refused} allows; send again later`));
@@ -436,6 +441,10 @@ export class Connection {
     this.abortAll();
     this.subscriptions.closeAll();
     this.leaveSessions();
+    if (!this.accountLeft) {
+      this.accountLeft = true;
+      this.broker.requestMemory.leave(this.requestAccount);
+    }
     this.served?.();
   }
 
@@ -477,7 +486,7 @@ export class Connection {
   private requestDone(frameBytes: number): void {
     this.inflight--;
     this.inflightBytes -= frameBytes;
-    if (frameBytes > 0) this.broker.requestMemory.release(this.principalKey, frameBytes);
+    if (frameBytes > 0) this.requestAccount.release(frameBytes);
     if (this.pausedForRoom) this.resumeIfRoom();
     if (this.inflight === 0 && this.idle !== null) {
       const waiters = this.idle;
