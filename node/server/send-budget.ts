@@ -11,7 +11,8 @@
 //
 // Counting every connection's queue at every send would cost a walk over all of them; only
 // queues of SEND_SHARE_BYTES or more are tracked (a device's answers leave at once and never
-// are), re-read at each send and every REFRESH_MS while any is tracked. Anonymous clients
+// are), re-read at each send and every REFRESH_MS while any is tracked, by which a
+// connection held by its principal's or the node's bound learns that it is free. Anonymous clients
 // (dev mode, loopback only) are one principal and bounded by the node's total only.
 
 import type { FrameTransport } from '../../protocol/transport.js';
@@ -104,12 +105,21 @@ export class SendBudget {
   /**
    * Resolves once `transport`'s queue is within what it may have, or it has closed. Once
    * over, it resumes at half its allowance, so that a client reading slowly is not woken
-   * for every chunk. Re-read at each send and every REFRESH_MS, not by a drain callback
-   * per waiter: nothing is left registered on the transport when the wait ends.
+   * for every chunk. A connection over its own bound waits for its socket to drain (the
+   * socket's write callbacks wake it at once, and nothing is left registered when it
+   * does); one held by its principal's or the node's bound is re-read at each send and
+   * every REFRESH_MS, since what frees it is other connections draining.
    */
-  waitForRoom(transport: FrameTransport, principal: string): Promise<void> {
-    this.note(transport, principal);
-    if (transport.isClosed || transport.bufferedBytes <= this.allowance(principal)) return Promise.resolve();
+  async waitForRoom(transport: FrameTransport, principal: string): Promise<void> {
+    for (;;) {
+      this.note(transport, principal);
+      if (transport.isClosed || transport.bufferedBytes <= this.allowance(principal)) return;
+      if (this.isThrottled(principal)) await this.untilRoom(transport, principal);
+      else await transport.drained(this.options.perConnectionMax / 2);
+    }
+  }
+
+  private untilRoom(transport: FrameTransport, principal: string): Promise<void> {
     return new Promise<void>((resolve) => {
       let waiting = this.waiters.get(transport);
       if (!waiting) this.waiters.set(transport, (waiting = { principal, resolve: [] }));
@@ -122,7 +132,8 @@ export class SendBudget {
   private wakeIfRoom(transport: FrameTransport, bytes: number): void {
     const waiting = this.waiters.get(transport);
     if (!waiting) return;
-    if (!transport.isClosed && bytes > this.allowance(waiting.principal) / 2) return;
+    // Woken too when it is no longer held by others' bounds: it then waits on its own drain.
+    if (!transport.isClosed && bytes > this.allowance(waiting.principal) / 2 && this.isThrottled(waiting.principal)) return;
     this.waiters.delete(transport);
     for (const resolve of waiting.resolve) resolve();
   }
