@@ -168,29 +168,16 @@ export function createMetrics(gauges: MetricSources): NodeMetrics {
     },
   });
 
-  if (gauges.sendBufferBytes) {
-    const read = gauges.sendBufferBytes;
-    new Gauge({
-      name: 'tributary_send_buffer_bytes',
-      help: 'Bytes queued towards clients, all connections together (bounded by limits.sendBufferBytesTotalMax; queues under 64 KiB not counted)',
-      registers: [registry],
-      collect() {
-        this.set(read());
-      },
-    });
-  }
-
-  if (gauges.requestBytes) {
-    const read = gauges.requestBytes;
-    new Gauge({
-      name: 'tributary_request_bytes_held',
-      help: 'Bytes of request frames the node holds: being reassembled from their chunks, or read and not yet answered (bounded by limits.inflightBytesTotalMax)',
-      registers: [registry],
-      collect() {
-        this.set(read());
-      },
-    });
-  }
+  /** A gauge read from `read` at each scrape, when the node gives one. */
+  const readGauge = (name: string, help: string, read: (() => number) | undefined) => {
+    if (read) new Gauge({ name, help, registers: [registry], collect() { this.set(read()); } });
+  };
+  readGauge('tributary_send_buffer_bytes', 'Bytes queued towards clients, all connections together (bounded by limits.sendBufferBytesTotalMax; queues under 64 KiB not counted)', gauges.sendBufferBytes);
+  readGauge(
+    'tributary_request_bytes_held',
+    'Bytes of request frames the node holds: being reassembled from their chunks, or read and not yet answered (bounded by limits.inflightBytesTotalMax)',
+    gauges.requestBytes,
+  );
 
   const traffic = topicTrafficMetrics(registry, gauges.logs);
   const requests = requestMetrics(registry);
