@@ -323,6 +323,14 @@ describe('group coordinator: who may use a member, and what it may claim', () =>
     join('g4', 'key:c');
   });
 
+  it('holds anonymous clients (dev mode, one local user) to the node-wide bound only', () => {
+    const c = new GroupCoordinator({ partitionsOf: () => 1, now: () => 0, membersPerPrincipalMax: 1, membersMax: 3 });
+    const join = (group: string) => c.heartbeat({ groupId: group, principal: 'anonymous', memberId: '', memberEpoch: 0, subscribedTopics: ['t'], ownedPartitions: [] });
+    for (const g of ['g1', 'g2', 'g3']) join(g);
+    expect(codeOf(() => join('g4'))).toBe(Errors.RESOURCE_LIMIT.code);
+    expect(c.liveMembers).toBe(3);
+  });
+
   it('bounds the topic names one member subscribes to', () => {
     const c = coordinator({ now: 0 });
     const names = Array.from({ length: 80 }, (_, i) => `${'t'.repeat(240)}${i}`);

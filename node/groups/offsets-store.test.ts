@@ -140,3 +140,10 @@ it('deletes the offsets of groups empty past the retention, and of a deleted top
   expect(reread.all('recent').map((o) => o.topic)).toEqual(['t']);
   expect(await offsets.expire(10_000, -1, () => false)).toBe(0); // -1 keeps everything
 });
+
+it('anonymous clients (dev mode) are held to the node-wide bounds only', async () => {
+  const { offsets } = await store({ offsetGroupsPerPrincipalMax: 1, offsetGroupsMax: 3 });
+  for (const g of ['a', 'b', 'c']) await offsets.commit(g, [at(0, 1)], 1, 'anonymous');
+  expect((await refusal(offsets.commit('d', [at(0, 1)], 1, 'anonymous'))).message).toMatch(/limits\.offsetGroupsMax/);
+  expect((await refusal(offsets.commit('e', [at(0, 1)], 1, 'key:x'))).message).toMatch(/limits\.offsetGroupsMax/);
+});

@@ -113,11 +113,17 @@ export class ConsumerOffsets {
   /** Records left out at start because the node-wide limits were reached. */
   private skippedAtLoad = 0;
 
+  /** `limits` without the per-principal bounds, which anonymous clients are not held to. */
+  private readonly anonymousLimits: OffsetLimits;
+
   private constructor(
     private readonly logs: LogManager,
     private readonly limits: OffsetLimits,
     private readonly onLimitReached: (limit: OffsetLimit) => void,
-  ) {}
+  ) {
+    const unbounded = Number.POSITIVE_INFINITY;
+    this.anonymousLimits = { ...limits, offsetGroupsPerPrincipalMax: unbounded, offsetPartitionsPerPrincipalMax: unbounded, offsetMetadataBytesPerPrincipalMax: unbounded };
+  }
 
   /** Creates the topic on first start and loads the commits in it, within the node-wide limits. */
   static async open(logs: LogManager, logger: Logger, options: OffsetsOpenOptions = {}): Promise<ConsumerOffsets> {
@@ -261,7 +267,7 @@ export class ConsumerOffsets {
     const held = this.byPrincipal.get(principal) ?? emptyHoldings();
     const reserved = this.reservedBy.get(principal) ?? emptyHoldings();
     // Anonymous clients (dev mode, loopback only) are one local user: bounded node-wide only.
-    const L = principal === ANONYMOUS.key ? { ...this.limits, offsetGroupsPerPrincipalMax: Infinity, offsetPartitionsPerPrincipalMax: Infinity, offsetMetadataBytesPerPrincipalMax: Infinity } : this.limits;
+    const L = principal === ANONYMOUS.key ? this.anonymousLimits : this.limits;
     const newGroups = (h: Holdings, r: Holdings, g: Holdings) => [...g.groups.keys()].filter((k) => !r.groups.has(k)).length + h.groups.size + r.groups.size;
     if (growth.own.groups.size > 0 && newGroups(held, reserved, growth.own) > L.offsetGroupsPerPrincipalMax) return 'offsetGroupsPerPrincipalMax';
     if (growth.own.partitions > 0 && held.partitions + reserved.partitions + growth.own.partitions > L.offsetPartitionsPerPrincipalMax) return 'offsetPartitionsPerPrincipalMax';

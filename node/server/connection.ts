@@ -6,11 +6,14 @@
 // nothing else is read until it has succeeded; at most inflightMax (and inflightBytesMax)
 // requests are in progress (past that the connection stops reading, so TCP slows the
 // client); each request is answered within requestTimeoutMs or gets REQUEST_TIMED_OUT. No
-// request is taken while the connection's send queue is over what the node's send budget
-// allows it (send-budget.ts: sendBufferBytesMax, or a small share while the node is over
-// sendBufferBytesTotalMax), and requests whose answer may be large (Metadata, ListOffsets,
-// the group and config requests; Fetch after its wait) are answered one at a time, each
-// once the queue is within it: a client that does not read its answers stops being read.
+// request is taken while the connection's send queue is over what the send budget allows
+// it (send-budget.ts: sendBufferBytesMax, or a small share while its principal is over
+// sendBufferBytesPerPrincipalMax or the node over sendBufferBytesTotalMax), and requests
+// whose answer may be large (Metadata, ListOffsets, the group and config requests; Fetch
+// after its wait) are answered one at a time, each once the queue is within it: a client
+// that does not read its answers stops being read. A request's frame counts against its
+// principal's and the node's request bytes (request-memory.ts) until it is answered; past
+// either it is answered THROTTLED at once.
 // A frame that cannot be decoded closes the connection with the reason, since its
 // correlation id is unknown and so it cannot be answered.
 //

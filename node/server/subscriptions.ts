@@ -5,10 +5,11 @@
 //
 // Bounds: the node never pushes more than the client granted (at least one whole batch
 // once any credit is left, as KIP-74 for Fetch), and waits for the connection's send
-// buffer to be within what the node's send budget allows it (send-budget.ts) before each
-// push, pushing no more than the budget's share at a time while the node is over it, so
-// neither a slow consumer nor a slow network makes it buffer. A connection has at most SUBSCRIPTIONS_MAX subscriptions,
-// and a subscription's credit is capped.
+// buffer to be within what the send budget allows it (send-budget.ts) before each push,
+// pushing no more than the budget's share at a time while its principal or the node is
+// over its bound, so neither a slow consumer nor a slow network makes it buffer. A
+// connection has at most SUBSCRIPTIONS_MAX subscriptions, and a subscription's credit is
+// capped.
 //
 // One push runs at a time per subscription; appends (log.onAppend, which also fires when a
 // flush=batch sync moves the high watermark) and credit grants wake it.
@@ -18,7 +19,7 @@ import { encodeFrame, Kind, RESPONSE, type FetchPartitionResult, type SubscribeR
 import { batchSizeAt, lastOffsetOf, LOG_OVERHEAD } from '../../protocol/record-batch.js';
 import type { FrameTransport } from '../../protocol/transport.js';
 import type { Principal } from '../auth/acl.js';
-import { isAllowed } from '../auth/acl.js';
+import { ANONYMOUS, isAllowed } from '../auth/acl.js';
 import type { PartitionLog } from '../storage/partition-log.js';
 import { requestBudget } from '../storage/request-budget.js';
 import type { RequestBudget } from '../storage/request-budget.js';
@@ -227,7 +228,7 @@ export class ConnectionSubscriptions {
     readonly transport: FrameTransport,
     readonly broker: BrokerContext,
     /** Whose send budget the pushes count against (Principal.key). */
-    readonly principalKey: string = 'anonymous',
+    readonly principalKey: string = ANONYMOUS.key,
   ) {}
 
   subscribe(body: Body, principal: Principal): SubscribeResponse {
