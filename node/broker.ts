@@ -362,21 +362,28 @@ function warnIfGuardCannotDrop(storage: StorageConfig, logs: LogManager, topicDe
   }
 }
 
-/** Says what an unclean start found and did: nothing is cut from a log silently. */
+/**
+ * Says what an unclean start found and did: nothing is cut from a log silently. After a
+ * crash or a power loss every partition's tail is checked and its indexes rebuilt, which is
+ * routine (one info line); a warning is for a partition that lost something, or held what
+ * recovery did not expect.
+ */
 function logRecovery(logs: LogManager, logger: Logger): void {
   const report = logs.recoveryReport;
+  const damaged = report.partitions.filter((p) => p.truncatedBytes > 0 || p.deletedSegments.length > 0 || p.notes.length > 0);
   if (!report.clean && report.partitions.length > 0) {
     const scanned = report.partitions.reduce((n, p) => n + p.scannedBytes, 0);
-    logger.warn({ partitions: report.partitions.length, scannedBytes: scanned }, 'no clean-shutdown marker: checked the tail of every partition');
+    logger.info(
+      { partitions: report.partitions.length, scannedBytes: scanned, partitionsCut: damaged.length },
+      damaged.length === 0 ? 'no clean-shutdown marker: checked the tail of every partition; nothing was cut' : 'no clean-shutdown marker: checked the tail of every partition',
+    );
   }
   for (const p of report.partitions) {
-    if (p.truncatedBytes > 0 || p.deletedSegments.length > 0 || p.rebuiltIndexes.length > 0 || p.notes.length > 0) {
-      logger.warn(
-        { topic: p.topic, partition: p.partition, truncatedBytes: p.truncatedBytes, deletedSegments: p.deletedSegments, rebuiltIndexes: p.rebuiltIndexes, notes: p.notes },
-        'recovered partition',
-      );
-    }
+    const fields = { topic: p.topic, partition: p.partition, truncatedBytes: p.truncatedBytes, deletedSegments: p.deletedSegments, rebuiltIndexes: p.rebuiltIndexes, notes: p.notes };
+    if (damaged.includes(p)) logger.warn(fields, p.truncatedBytes > 0 ? `recovered partition: cut ${p.truncatedBytes} bytes of torn or corrupt batches from its tail` : 'recovered partition');
+    // On a clean start indexes are trusted: one rebuilt means its file did not match the log.
+    else if (p.rebuiltIndexes.length > 0) logger[report.clean ? 'info' : 'debug'](fields, 'rebuilt the indexes of a partition');
   }
-  for (const t of report.unreadableTopics) logger.error({ topic: t }, 'topic config unreadable; its data is left untouched');
+  for (const t of report.unreadableTopics) logger.error({ topic: t.topic, file: t.file, detail: t.reason }, 'topic config unreadable; its data is left untouched');
   for (const t of report.finishedDeletes) logger.info({ topic: t }, 'finished a topic deletion that a crash interrupted');
 }
