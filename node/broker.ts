@@ -6,6 +6,7 @@ import { verifyCredential } from '../protocol/credential.js';
 import { Errors, TributaryError } from '../protocol/errors.js';
 import type { IdentityKeyPair } from '../protocol/key-file.js';
 import { noiseKeyPairFromIdentity, SEALED_MESSAGE_BYTES_MAX } from '../protocol/secure-channel.js';
+import { CloseCode } from '../protocol/transport.js';
 import { Authenticator, revocationLapse, type AnonymousPolicy } from './auth/authenticator.js';
 import { RevocationStore } from './auth/revocation-store.js';
 import { GroupCoordinator } from './groups/coordinator.js';
@@ -19,7 +20,7 @@ import { acceptConnection, PRE_AUTH_FRAME_BYTES_MAX, type NodeIdentity } from '.
 import type { Connection } from './server/connection.js';
 import type { BrokerContext, Faults } from './server/context.js';
 import { FetchWaiter } from './server/fetch-waiter.js';
-import { listen, WS_PATH, type Listener } from './server/listener.js';
+import { listen, WS_PATH, type Listener, type ListenerOptions } from './server/listener.js';
 import { RequestMemory } from './server/request-memory.js';
 import { PrincipalRates } from './server/principal-rates.js';
 import { SendBudget } from './server/send-budget.js';
@@ -82,7 +83,10 @@ export interface BrokerAuthOptions {
 
 export interface Broker {
   readonly nodeId: string;
+  /** Where a client on this machine connects: loopback when the node listens on every interface. */
   readonly url: string;
+  /** The address the node listens on, as bound: 0.0.0.0 or :: for every interface. */
+  readonly address: string;
   readonly port: number;
   readonly dataDir: string;
   readonly logs: LogManager;
@@ -113,19 +117,89 @@ export interface BrokerStats {
 export async function startBroker(options: BrokerOptions): Promise<Broker> {
   const logger = options.logger ?? createLogger();
   const dataDir = resolve(options.dataDir);
-  const unlock = lockDataDir(dataDir);
+  const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
+  // The port first: a node that cannot listen (the port is taken) stops before it makes a
+  // data folder, a node id or a key, so a mistyped port leaves nothing behind to clean up.
+  const port = await bindPort(options, limits, logger);
   try {
-    const meta = loadOrCreateNodeMeta(dataDir, options.nodeId);
-    const identity = options.auth?.identity ?? loadOrCreateNodeIdentity(dataDir).identity;
-    return await startLocked(options, dataDir, meta, identity, logger, unlock);
+    const unlock = lockDataDir(dataDir);
+    try {
+      const meta = loadOrCreateNodeMeta(dataDir, options.nodeId);
+      const identity = options.auth?.identity ?? loadOrCreateNodeIdentity(dataDir).identity;
+      return await startLocked(options, dataDir, meta, identity, logger, unlock, limits, port);
+    } catch (err) {
+      unlock();
+      throw err;
+    }
   } catch (err) {
-    unlock();
+    const stopped = port.listener.stopAccepting();
+    port.listener.terminateAll();
+    await Promise.race([stopped, new Promise<void>((r) => setTimeout(r, 1000).unref())]);
     throw err;
   }
 }
 
-async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMeta, identity: IdentityKeyPair, logger: Logger, unlock: () => void): Promise<Broker> {
-  const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
+/** What the listener hands on once the node serves. */
+type Serving = Pick<ListenerOptions, 'health' | 'metrics' | 'onRefused' | 'onLimitReached' | 'onPreAuthClosed' | 'onConnection'>;
+
+interface BoundPort {
+  listener: Listener;
+  /** From now on the listener's sockets go to the node; before, a client is told to try again. */
+  serve(serving: Serving): void;
+}
+
+/**
+ * Listens before the node is ready: a socket that arrives while storage opens (an unclean
+ * start checks every partition's tail) is closed with "try again later", which clients
+ * retry, and /healthz says "starting".
+ */
+async function bindPort(options: BrokerOptions, limits: Limits, logger: Logger): Promise<BoundPort> {
+  let serving: Serving | null = null;
+  const host = options.host ?? '127.0.0.1';
+  const port = options.port ?? 7400;
+  let listener: Listener;
+  try {
+    listener = await listen({
+      host,
+      port,
+      limits,
+      logger,
+      preAuthFrameBytesMax: PRE_AUTH_FRAME_BYTES_MAX,
+      messageBytesMax: SEALED_MESSAGE_BYTES_MAX,
+      health: () => (serving === null ? { status: 'starting' } : serving.health()),
+      metrics: () => (serving === null ? Promise.reject(new Error('the node is starting')) : serving.metrics()),
+      onRefused: (reason) => serving?.onRefused(reason),
+      onLimitReached: (limit) => serving?.onLimitReached(limit),
+      onPreAuthClosed: (reason) => serving?.onPreAuthClosed(reason),
+      onConnection(transport, remote, controls) {
+        if (serving !== null) return serving.onConnection(transport, remote, controls);
+        transport.close(CloseCode.TRY_AGAIN_LATER, 'node starting');
+        controls.endPreAuth();
+      },
+    });
+  } catch (err) {
+    throw listenError(err, host, port);
+  }
+  return {
+    listener,
+    serve: (s) => {
+      serving = s;
+    },
+  };
+}
+
+/** A port that cannot be had is one line saying which and why, not Node's errno text. */
+function listenError(err: unknown, host: string, port: number): unknown {
+  const code = (err as NodeJS.ErrnoException).code;
+  const where = `port ${port} on ${host}`;
+  if (code === 'EADDRINUSE') return new Error(`${where} is in use (EADDRINUSE): another node or program listens there; stop it, or choose another --port`);
+  if (code === 'EACCES') return new Error(`${where} needs privileges this process does not have (EACCES): choose a port from 1024 up`);
+  if (code === 'EADDRNOTAVAIL') return new Error(`cannot listen on ${host} (EADDRNOTAVAIL): no interface of this machine has that address; --host 0.0.0.0 listens on every one`);
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return new Error(`cannot listen on ${host} (${code}): no such host name`);
+  return err;
+}
+
+async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMeta, identity: IdentityKeyPair, logger: Logger, unlock: () => void, limits: Limits, bound: BoundPort): Promise<Broker> {
   // Node-wide topic defaults are checked now, so a typo stops the start with one clear line.
   parseTopicConfig(options.topicDefaults);
   const auth = options.auth ?? {};
@@ -134,7 +208,7 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
   if (anonymous === 'none' && !fleetPublicKey) {
     throw new TributaryError(Errors.INVALID_CONFIG, 'anonymous clients are refused but no fleet key is set, so no client could connect: set auth.fleetPublicKey');
   }
-  if (auth.credential) checkNodeCredential(auth.credential, identity, fleetPublicKey);
+  if (auth.credential) checkNodeCredential(auth.credential, identity.publicKey, fleetPublicKey);
   // Only the keys the operator set are the node's: DescribeConfigs shows the rest as built-in defaults.
   const now = options.now ?? Date.now;
   const logs = await LogManager.open(dataDir, { defaults: (options.topicDefaults ?? {}) as Partial<TopicConfig>, now });
@@ -180,8 +254,8 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
   let shuttingDown = false;
   const connections = new Set<Connection>();
   const metrics = createMetrics({
-    connections: () => listener?.connectionCount ?? 0,
-    handshakesInProgress: () => listener?.preAuthCount ?? 0,
+    connections: () => bound.listener.connectionCount,
+    handshakesInProgress: () => bound.listener.preAuthCount,
     sendBufferBytes: () => sendBudget.totalBytes,
     requestBytes: () => requestMemory.totalBytes,
     logs,
@@ -232,41 +306,34 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
       return shuttingDown;
     },
   };
-  let listener: Listener | undefined;
   try {
-    // Before the listener: a node restarted on a full disk refuses from its first request.
+    // Before the node serves: a node restarted on a full disk refuses from its first request.
     if (diskGuard.enabled) await diskGuard.check();
-    listener = await listen({
-      host: options.host ?? '127.0.0.1',
-      port: options.port ?? 7400,
-      limits,
-      logger,
-      preAuthFrameBytesMax: PRE_AUTH_FRAME_BYTES_MAX,
-      messageBytesMax: SEALED_MESSAGE_BYTES_MAX,
-      health: () => ({ status: shuttingDown ? 'stopping' : 'ok', nodeId: meta.nodeId, topics: logs.topics().filter((t) => !t.name.startsWith('__')).length, connections: connections.size }),
-      metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
-      onRefused: (reason) => {
-        metrics.connectionsRefused.inc({ reason });
-        if (reason === 'connections_max') metrics.limitReached.inc({ limit: 'connectionsMax' });
-      },
-      onLimitReached: (limit) => metrics.limitReached.inc({ limit }),
-      onPreAuthClosed: (reason) => metrics.connectionsClosed.inc({ reason }),
-      onConnection(transport, remote, controls) {
-        const hooks = {
-          onServing: (connection: Connection) => connections.add(connection),
-          onClosed: (connection: Connection | null) => {
-            if (connection) connections.delete(connection);
-          },
-        };
-        void acceptConnection({ raw: transport, remote, controls, broker: context, identity: nodeIdentity, hooks }).catch((err: unknown) => logger.error({ remote, err: (err as Error)?.stack ?? String(err) }, 'connection failed'));
-      },
-    });
   } catch (err) {
     metrics.close();
     await logs.close();
     throw err;
   }
-  const openListener: Listener = listener;
+  bound.serve({
+    health: () => ({ status: shuttingDown ? 'stopping' : 'ok', nodeId: meta.nodeId, topics: logs.topics().filter((t) => !t.name.startsWith('__')).length, connections: connections.size }),
+    metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
+    onRefused: (reason) => {
+      metrics.connectionsRefused.inc({ reason });
+      if (reason === 'connections_max') metrics.limitReached.inc({ limit: 'connectionsMax' });
+    },
+    onLimitReached: (limit) => metrics.limitReached.inc({ limit }),
+    onPreAuthClosed: (reason) => metrics.connectionsClosed.inc({ reason }),
+    onConnection(transport, remote, controls) {
+      const hooks = {
+        onServing: (connection: Connection) => connections.add(connection),
+        onClosed: (connection: Connection | null) => {
+          if (connection) connections.delete(connection);
+        },
+      };
+      void acceptConnection({ raw: transport, remote, controls, broker: context, identity: nodeIdentity, hooks }).catch((err: unknown) => logger.error({ remote, err: (err as Error)?.stack ?? String(err) }, 'connection failed'));
+    },
+  });
+  const openListener = bound.listener;
   const maintenance = startMaintenance({
     logs,
     logger,
@@ -277,12 +344,14 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
     expireOffsets: () => offsets.expire(now(), limits.offsetsRetentionMs, (group) => context.groups.memberCount(group) > 0),
   });
 
-  const host = options.host ?? '127.0.0.1';
-  const urlHost = host.includes(':') ? `[${host}]` : host === '0.0.0.0' ? '127.0.0.1' : host;
+  // A client on this machine reaches a node listening on every interface through loopback.
+  const address = openListener.address;
+  const reachable = address === '0.0.0.0' ? '127.0.0.1' : address === '::' ? '::1' : address;
   let closing: Promise<void> | null = null;
   return {
     nodeId: meta.nodeId,
-    url: `ws://${urlHost}:${openListener.port}${WS_PATH}`,
+    url: `ws://${reachable.includes(':') ? `[${reachable}]` : reachable}:${openListener.port}${WS_PATH}`,
+    address,
     port: openListener.port,
     dataDir,
     logs,
@@ -332,17 +401,30 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
   };
 }
 
-/** A node credential that would not convince a client pinning the fleet key stops the start. */
-function checkNodeCredential(credential: Buffer, identity: IdentityKeyPair, fleetPublicKey: Buffer | undefined): void {
-  if (!fleetPublicKey) throw new TributaryError(Errors.INVALID_CONFIG, 'a node credential needs the fleet key (auth.fleetPublicKey) it was issued by');
+/**
+ * A node credential that would not convince a client pinning the fleet key stops the start:
+ * signed by the fleet key, not expired, role node, and issued for the node's identity key.
+ * `nodeKey` is that key, or where the node will make it (it has none yet), or undefined when
+ * it is unknown (its file is unreadable: that is reported already). `tributary config check`
+ * runs this too.
+ */
+export function checkNodeCredential(credential: Buffer, nodeKey: Buffer | { madeAt: string } | undefined, fleetPublicKey: Buffer | undefined): void {
+  const refuse = (why: string) => new TributaryError(Errors.INVALID_CONFIG, `auth.credential: ${why}`);
+  if (!fleetPublicKey) throw refuse('a node credential needs the fleet key (auth.fleetPublicKey) it was issued by');
   let checked;
   try {
     checked = verifyCredential(credential, fleetPublicKey);
   } catch (err) {
-    throw new TributaryError(Errors.INVALID_CONFIG, `the node's credential is not valid: ${(err as TributaryError).detail}`);
+    // "issued by another fleet", "expired at ...": what a client pinning the fleet key would say.
+    throw refuse((err as TributaryError).detail.replace(/^credential refused: /, ''));
   }
-  if (checked.role !== 'node') throw new TributaryError(Errors.INVALID_CONFIG, `the node's credential has role ${checked.role}, not node`);
-  if (!checked.subject.equals(identity.publicKey)) throw new TributaryError(Errors.INVALID_CONFIG, "the node's credential was issued for another key than the node's identity");
+  if (checked.role !== 'node') throw refuse(`role is ${checked.role}, a node needs a node credential`);
+  const subject = checked.subject.toString('hex');
+  if (nodeKey === undefined) return;
+  if (!Buffer.isBuffer(nodeKey)) {
+    throw refuse(`issued for key ${subject}, but the node has no identity key yet (${nodeKey.madeAt} is made on the first start): start it once without auth.credential, then issue its credential for the node key it prints`);
+  }
+  if (!checked.subject.equals(nodeKey)) throw refuse(`issued for key ${subject}, not for the node's identity key ${nodeKey.toString('hex')}`);
 }
 
 /**
@@ -362,21 +444,28 @@ function warnIfGuardCannotDrop(storage: StorageConfig, logs: LogManager, topicDe
   }
 }
 
-/** Says what an unclean start found and did: nothing is cut from a log silently. */
+/**
+ * Says what an unclean start found and did: nothing is cut from a log silently. After a
+ * crash or a power loss every partition's tail is checked and its indexes rebuilt, which is
+ * routine (one info line); a warning is for a partition that lost something, or held what
+ * recovery did not expect.
+ */
 function logRecovery(logs: LogManager, logger: Logger): void {
   const report = logs.recoveryReport;
+  const damaged = report.partitions.filter((p) => p.truncatedBytes > 0 || p.deletedSegments.length > 0 || p.notes.length > 0);
   if (!report.clean && report.partitions.length > 0) {
     const scanned = report.partitions.reduce((n, p) => n + p.scannedBytes, 0);
-    logger.warn({ partitions: report.partitions.length, scannedBytes: scanned }, 'no clean-shutdown marker: checked the tail of every partition');
+    logger.info(
+      { partitions: report.partitions.length, scannedBytes: scanned, partitionsCut: damaged.length },
+      damaged.length === 0 ? 'no clean-shutdown marker: checked the tail of every partition; nothing was cut' : 'no clean-shutdown marker: checked the tail of every partition',
+    );
   }
   for (const p of report.partitions) {
-    if (p.truncatedBytes > 0 || p.deletedSegments.length > 0 || p.rebuiltIndexes.length > 0 || p.notes.length > 0) {
-      logger.warn(
-        { topic: p.topic, partition: p.partition, truncatedBytes: p.truncatedBytes, deletedSegments: p.deletedSegments, rebuiltIndexes: p.rebuiltIndexes, notes: p.notes },
-        'recovered partition',
-      );
-    }
+    const fields = { topic: p.topic, partition: p.partition, truncatedBytes: p.truncatedBytes, deletedSegments: p.deletedSegments, rebuiltIndexes: p.rebuiltIndexes, notes: p.notes };
+    if (damaged.includes(p)) logger.warn(fields, p.truncatedBytes > 0 ? `recovered partition: cut ${p.truncatedBytes} bytes of torn or corrupt batches from its tail` : 'recovered partition');
+    // On a clean start indexes are trusted: one rebuilt means its file did not match the log.
+    else if (p.rebuiltIndexes.length > 0) logger[report.clean ? 'info' : 'debug'](fields, 'rebuilt the indexes of a partition');
   }
-  for (const t of report.unreadableTopics) logger.error({ topic: t }, 'topic config unreadable; its data is left untouched');
+  for (const t of report.unreadableTopics) logger.error({ topic: t.topic, file: t.file, detail: t.reason }, 'topic config unreadable; its data is left untouched');
   for (const t of report.finishedDeletes) logger.info({ topic: t }, 'finished a topic deletion that a crash interrupted');
 }

@@ -1,14 +1,15 @@
-// Node configuration: defaults, an optional YAML file, then command-line flags, each
-// overriding the one before. Every key is validated; a mistake is one clear line naming
-// the key. (The full configuration surface, env vars and `config check` come with the
-// operations issue; the shape here is the one it extends.)
+// Node configuration: defaults, an optional YAML file, environment variables, then
+// command-line flags, each overriding the one before. Every key is validated; a mistake is
+// one clear line that starts with the key, and every mistake is reported at once.
 
 import { readFileSync } from 'node:fs';
 import { parseCidr } from './address-ranges.js';
 import cron from 'node-cron';
 import { createRequire } from 'node:module';
+import { parseDecimalInteger } from '../protocol/decimal.js';
 import { Errors, TributaryError } from '../protocol/errors.js';
 import { DEFAULT_SCHEDULES, type Schedules } from './maintenance.js';
+import { parseConfigValue, TOPIC_CONFIG_KEYS } from './storage/config.js';
 import type { GuardAction } from './storage/disk-guard.js';
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from './logger.js';
 
@@ -214,9 +215,12 @@ function invalid(detail: string): TributaryError {
 }
 
 function intIn(key: string, value: unknown, min: number, max: number): number {
-  const n = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
+  // A string comes from a flag, an environment variable or a quoted YAML value: decimal
+  // digits only, so that 0x10 or 1e4 is not read as a port nobody typed.
+  const n = typeof value === 'string' ? parseDecimalInteger(value) : value;
   if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
-    throw invalid(`${key} must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`);
+    const digits = typeof value === 'string' ? ' written in decimal digits' : '';
+    throw invalid(`${key} must be an integer from ${min} to ${max}${digits}, got ${JSON.stringify(value)}`);
   }
   return n;
 }
@@ -227,29 +231,119 @@ function str(key: string, value: unknown): string {
 }
 
 /**
- * Runs `apply` for every entry, collecting what is wrong instead of stopping at the first
- * mistake, so one run of `config check` names them all; throws one INVALID_CONFIG whose
- * detail has a line per mistake.
+ * The mistakes of a configuration, collected instead of stopping at the first, so that one
+ * run of `config check` (or a refused start) names them all. Each is one line that starts
+ * with the key it concerns, as the operator wrote it: a key path of the file, or the flag
+ * or environment variable that set it.
  */
-function forEachSetting(entries: [string, unknown][], apply: (key: string, value: unknown) => void): void {
-  const mistakes: string[] = [];
-  for (const [key, value] of entries) {
+export class ConfigMistakes {
+  private readonly found: { key: string; line: string }[] = [];
+
+  /**
+   * Runs `check` for the setting `key`: an INVALID_CONFIG it throws is recorded, a line per
+   * line of its detail, and undefined returned. `label` replaces `key` where a line starts
+   * with it (`--port` for `port`).
+   */
+  check<T>(key: string, check: () => T, label?: string): T | undefined {
     try {
-      apply(key, value);
+      return check();
     } catch (err) {
-      if (!(err instanceof TributaryError)) throw err;
-      mistakes.push(...err.detail.split('\n'));
+      if (!(err instanceof TributaryError) || !err.is(Errors.INVALID_CONFIG)) throw err;
+      for (const line of err.detail.split('\n')) {
+        this.found.push({ key, line: label !== undefined && line.startsWith(key) ? label + line.slice(key.length) : line });
+      }
+      return undefined;
     }
   }
-  if (mistakes.length > 0) throw invalid(mistakes.join('\n'));
+
+  /** Whether `key`, or a key under it, was wrong: a check that depends on it would only repeat the mistake. */
+  concerns(key: string): boolean {
+    return this.found.some((m) => m.key === key || m.key.startsWith(`${key}.`));
+  }
+
+  /** One INVALID_CONFIG with a line per mistake, if there was any. */
+  throwIfAny(): void {
+    if (this.found.length > 0) throw invalid(this.found.map((m) => m.line).join('\n'));
+  }
 }
 
-/** Applies a partial, untrusted config object (from YAML or flags) onto `base`. */
-export function applyConfig(base: NodeConfig, raw: unknown, source: string): NodeConfig {
+/** Where settings come from, and how to name them in a mistake. */
+interface ApplyContext {
+  mistakes: ConfigMistakes;
+  /** Key paths as the operator wrote them, when not as such (`port` given as `--port`). */
+  labels: Record<string, string>;
+}
+
+/**
+ * Runs `apply` for every entry of the map `raw` (the settings under `prefix`), recording a
+ * mistake per entry instead of stopping at the first.
+ */
+function forEachSetting(ctx: ApplyContext, prefix: string, raw: unknown, apply: (key: string, value: unknown, path: string) => void): void {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    ctx.mistakes.check(prefix, () => {
+      throw invalid(`${prefix} must be a map of settings, got ${JSON.stringify(raw)}`);
+    });
+    return;
+  }
+  for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {
+    const path = prefix === '' ? key : `${prefix}.${key}`;
+    ctx.mistakes.check(path, () => apply(key, value, path), ctx.labels[path]);
+  }
+}
+
+/** An unknown key, with the keys that are valid where it stands and the likeliest meant. */
+function unknownKey(prefix: string, key: string, valid: readonly string[]): TributaryError {
+  const path = prefix === '' ? key : `${prefix}.${key}`;
+  const meant = closestKey(key, valid);
+  const hint = meant === undefined ? '' : ` (did you mean ${meant}?)`;
+  return invalid(`${path}: unknown key${hint}; valid keys${prefix === '' ? '' : ` under ${prefix}`}: ${valid.join(', ')}`);
+}
+
+/** The valid key a typo most likely meant: the same but for case, or at most two edits away. */
+function closestKey(key: string, valid: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const candidate of valid) {
+    const distance = candidate.toLowerCase() === key.toLowerCase() ? 0 : editDistance(key, candidate);
+    if (distance < bestDistance) [best, bestDistance] = [candidate, distance];
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) row[j] = Math.min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    previous = row;
+  }
+  return previous[b.length];
+}
+
+const TOP_LEVEL_KEYS = ['dataDir', 'host', 'port', 'nodeId', 'limits', 'topicDefaults', 'auth', 'log', 'storage', 'schedule'] as const;
+
+/**
+ * Applies a partial, untrusted config object (from YAML, the environment or flags) onto
+ * `base`. With `mistakes`, what is wrong is recorded there and the rest applied; without,
+ * every mistake is thrown at once as one INVALID_CONFIG.
+ */
+export function applyConfig(base: NodeConfig, raw: unknown, source: string, options: { mistakes?: ConfigMistakes; labels?: Record<string, string> } = {}): NodeConfig {
   if (raw === null || raw === undefined) return base;
-  if (typeof raw !== 'object' || Array.isArray(raw)) throw invalid(`${source}: expected a map of settings`);
+  const ctx: ApplyContext = { mistakes: options.mistakes ?? new ConfigMistakes(), labels: options.labels ?? {} };
   const out: NodeConfig = { ...base, limits: { ...base.limits }, topicDefaults: { ...base.topicDefaults }, auth: { ...base.auth }, storage: { ...base.storage }, schedule: { ...base.schedule } };
-  forEachSetting(Object.entries(raw as Record<string, unknown>), (key, value) => {
+  if (typeof raw !== 'object' || Array.isArray(raw)) {
+    ctx.mistakes.check('', () => {
+      throw invalid(`${source}: expected a map of settings`);
+    });
+  } else {
+    applyTopLevel(ctx, out, raw);
+  }
+  if (options.mistakes === undefined) ctx.mistakes.throwIfAny();
+  return out;
+}
+
+function applyTopLevel(ctx: ApplyContext, out: NodeConfig, raw: object): void {
+  forEachSetting(ctx, '', raw, (key, value) => {
     switch (key) {
       case 'dataDir':
         out.dataDir = str(key, value);
@@ -260,37 +354,50 @@ export function applyConfig(base: NodeConfig, raw: unknown, source: string): Nod
       case 'port':
         out.port = intIn(key, value, 0, 65535);
         break;
-      case 'nodeId':
-        out.nodeId = str(key, value);
-        if (!/^[A-Za-z0-9._-]{1,64}$/.test(out.nodeId)) throw invalid(`nodeId must be 1-64 of [A-Za-z0-9._-], got ${JSON.stringify(value)}`);
+      case 'nodeId': {
+        const nodeId = str(key, value);
+        if (!/^[A-Za-z0-9._-]{1,64}$/.test(nodeId)) throw invalid(`nodeId must be 1-64 of [A-Za-z0-9._-], got ${JSON.stringify(value)}`);
+        out.nodeId = nodeId;
         break;
+      }
       case 'limits':
-        out.limits = applyLimits(out.limits, value, source);
+        applyLimits(ctx, out.limits, value);
         break;
       case 'topicDefaults':
-        if (value === null || typeof value !== 'object' || Array.isArray(value)) throw invalid(`${source}: topicDefaults must be a map`);
-        for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-          if (typeof v !== 'string' && typeof v !== 'number') throw invalid(`topicDefaults.${k} must be a string or number`);
-          out.topicDefaults[k] = v;
-        }
+        applyTopicDefaults(ctx, out.topicDefaults, value);
         break;
       case 'auth':
-        out.auth = applyAuth(out.auth, value, source);
+        applyAuth(ctx, out.auth, value);
         break;
       case 'log':
-        out.log = applyLog(out.log, value, source);
+        applyLog(ctx, out.log, value);
         break;
       case 'storage':
-        out.storage = applyStorage(out.storage, value, source);
+        applyStorage(ctx, out.storage, value);
         break;
       case 'schedule':
-        out.schedule = applySchedule(out.schedule, value, source);
+        applySchedule(ctx, out.schedule, value);
         break;
       default:
-        throw invalid(`${source}: unknown setting '${key}'`);
+        throw unknownKey('', key, TOP_LEVEL_KEYS);
     }
   });
-  return out;
+}
+
+/** Checked here, key by key, so a mistake names its key path like every other setting. */
+function applyTopicDefaults(ctx: ApplyContext, out: Record<string, string | number>, raw: unknown): void {
+  forEachSetting(ctx, 'topicDefaults', raw, (key, value, path) => {
+    if (!(TOPIC_CONFIG_KEYS as readonly string[]).includes(key)) throw unknownKey('topicDefaults', key, TOPIC_CONFIG_KEYS);
+    if (typeof value !== 'string' && typeof value !== 'number') throw invalid(`${path} must be a string or number, got ${JSON.stringify(value)}`);
+    try {
+      parseConfigValue(key, value, 'topicDefaults');
+    } catch (err) {
+      // Its detail reads "topicDefaults 'flush' = 'x': must be ...": lead with the key path.
+      if (err instanceof TributaryError) throw invalid(err.detail.replace(`topicDefaults '${key}'`, path));
+      throw err;
+    }
+    out[key] = value;
+  });
 }
 
 const BYTE_UNITS: Record<string, number> = { '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
@@ -310,10 +417,8 @@ export function parseBytes(key: string, value: unknown): number {
   return n;
 }
 
-function applyStorage(base: StorageConfig, raw: unknown, source: string): StorageConfig {
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw invalid(`${source}: storage must be a map`);
-  const out = { ...base };
-  forEachSetting(Object.entries(raw as Record<string, unknown>), (key, value) => {
+function applyStorage(ctx: ApplyContext, out: StorageConfig, raw: unknown): void {
+  forEachSetting(ctx, 'storage', raw, (key, value) => {
     switch (key) {
       case 'maxBytes':
       case 'minFreeBytes':
@@ -328,31 +433,25 @@ function applyStorage(base: StorageConfig, raw: unknown, source: string): Storag
         out.dropUnsent = value;
         break;
       default:
-        throw invalid(`${source}: unknown setting 'storage.${key}'`);
+        throw unknownKey('storage', key, Object.keys(DEFAULT_STORAGE));
     }
   });
-  return out;
 }
 
-function applySchedule(base: Schedules, raw: unknown, source: string): Schedules {
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw invalid(`${source}: schedule must be a map`);
-  const out = { ...base };
-  forEachSetting(Object.entries(raw as Record<string, unknown>), (key, value) => {
-    if (!Object.prototype.hasOwnProperty.call(DEFAULT_SCHEDULES, key)) {
-      throw invalid(`${source}: unknown setting 'schedule.${key}' (known: ${Object.keys(DEFAULT_SCHEDULES).join(', ')})`);
-    }
+function applySchedule(ctx: ApplyContext, out: Schedules, raw: unknown): void {
+  forEachSetting(ctx, 'schedule', raw, (key, value) => {
+    if (!Object.prototype.hasOwnProperty.call(DEFAULT_SCHEDULES, key)) throw unknownKey('schedule', key, Object.keys(DEFAULT_SCHEDULES));
     if (typeof value !== 'string' || !cron.validate(value)) {
       throw invalid(`schedule.${key} must be a cron expression such as '0 */5 * * * *' (seconds first), got ${JSON.stringify(value)}`);
     }
     out[key as keyof Schedules] = value;
   });
-  return out;
 }
 
-function applyAuth(base: AuthConfig, raw: unknown, source: string): AuthConfig {
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw invalid(`${source}: auth must be a map`);
-  const out = { ...base };
-  forEachSetting(Object.entries(raw as Record<string, unknown>), (key, value) => {
+const AUTH_KEYS = ['fleetPublicKey', 'identity', 'credential', 'anonymous'] as const;
+
+function applyAuth(ctx: ApplyContext, out: AuthConfig, raw: unknown): void {
+  forEachSetting(ctx, 'auth', raw, (key, value) => {
     switch (key) {
       case 'fleetPublicKey':
         if (typeof value !== 'string' || !/^[0-9a-fA-F]{64}$/.test(value.trim())) throw invalid(`auth.fleetPublicKey must be 64 hex characters, got ${JSON.stringify(value)}`);
@@ -367,16 +466,13 @@ function applyAuth(base: AuthConfig, raw: unknown, source: string): AuthConfig {
         out.anonymous = value;
         break;
       default:
-        throw invalid(`${source}: unknown setting 'auth.${key}'`);
+        throw unknownKey('auth', key, AUTH_KEYS);
     }
   });
-  return out;
 }
 
-function applyLog(base: LogConfig, raw: unknown, source: string): LogConfig {
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw invalid(`${source}: log must be a map`);
-  const out = { ...base };
-  forEachSetting(Object.entries(raw as Record<string, unknown>), (key, value) => {
+function applyLog(ctx: ApplyContext, out: LogConfig, raw: unknown): void {
+  forEachSetting(ctx, 'log', raw, (key, value) => {
     switch (key) {
       case 'level':
         if (!LOG_LEVELS.includes(value as LogLevel)) throw invalid(`log.level must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(value)}`);
@@ -387,10 +483,9 @@ function applyLog(base: LogConfig, raw: unknown, source: string): LogConfig {
         out.format = value as LogFormat;
         break;
       default:
-        throw invalid(`${source}: unknown setting 'log.${key}'`);
+        throw unknownKey('log', key, ['level', 'format']);
     }
   });
-  return out;
 }
 
 const LIMIT_RANGES: Record<NumericLimit, [number, number]> = {
@@ -428,19 +523,16 @@ const LIMIT_RANGES: Record<NumericLimit, [number, number]> = {
   groupMembersMax: [1, 10_000_000],
 };
 
-function applyLimits(base: Limits, raw: unknown, source: string): Limits {
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw invalid(`${source}: limits must be a map`);
-  const out = { ...base };
-  forEachSetting(Object.entries(raw as Record<string, unknown>), (key, value) => {
+function applyLimits(ctx: ApplyContext, out: Limits, raw: unknown): void {
+  forEachSetting(ctx, 'limits', raw, (key, value) => {
     if (key === 'exemptAddresses') {
       out.exemptAddresses = parseAddressRanges('limits.exemptAddresses', value);
       return;
     }
-    const range = LIMIT_RANGES[key as NumericLimit];
-    if (!range) throw invalid(`${source}: unknown setting 'limits.${key}'`);
+    const range = Object.prototype.hasOwnProperty.call(LIMIT_RANGES, key) ? LIMIT_RANGES[key as NumericLimit] : undefined;
+    if (!range) throw unknownKey('limits', key, Object.keys(DEFAULT_LIMITS));
     out[key as NumericLimit] = intIn(`limits.${key}`, value, range[0], range[1]);
   });
-  return out;
 }
 
 /** A list of addresses or CIDR ranges (`10.0.0.0/8`, `192.168.1.7`, `fd00::/8`), each checked. */
@@ -461,12 +553,25 @@ export function loadConfigFile(path: string): unknown {
   } catch (err) {
     throw invalid(`cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
+  // Loaded here, not at start: a node without a config file does not carry the YAML
+  // parser (about 3 MB of memory on a gateway).
+  const { parseDocument } = createRequire(import.meta.url)('yaml') as typeof import('yaml');
+  const doc = parseDocument(text);
+  if (doc.errors.length > 0) throw invalid(doc.errors.map((err) => yamlMistake(path, err)).join('\n'));
   try {
-    // Loaded here, not at start: a node without a config file does not carry the YAML
-    // parser (about 3 MB of memory on a gateway).
-    const { parse } = createRequire(import.meta.url)('yaml') as typeof import('yaml');
-    return parse(text);
+    return doc.toJS();
   } catch (err) {
-    throw invalid(`${path} is not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+    throw invalid(`${path}: not valid YAML: ${(err as Error).message.split('\n')[0]}`);
   }
+}
+
+/**
+ * One line per YAML error, as compilers print theirs: file:line:column, then the parser's
+ * reason. The yaml library ends its message with "at line L, column C:" and a picture of
+ * the line, which does not fit on one.
+ */
+function yamlMistake(path: string, err: import('yaml').YAMLError): string {
+  const reason = err.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '').replace(/:$/, '');
+  const at = err.linePos?.[0];
+  return `${path}${at ? `:${at.line}:${at.col}` : ''}: not valid YAML: ${reason}`;
 }

@@ -125,11 +125,11 @@ describe('log settings', () => {
         [
           'log.level must be one of trace, debug, info, warn, error, fatal, silent, got "loud"',
           'log.format must be json, pretty or auto, got "xml"',
-          `${config}: unknown setting 'log.colour'`,
+          'log.colour: unknown key; valid keys under log: level, format',
         ].join('\n'),
       );
-      expect(() => resolveConfig({ logLevel: 'verbose' }, {})).toThrow(/log\.level must be one of .*got "verbose"/);
-      expect(() => resolveConfig({}, { TRIBUTARY_LOG_LEVEL: 'verbose' })).toThrow(/log\.level must be one of .*got "verbose"/);
+      expect(() => resolveConfig({ logLevel: 'verbose' }, {})).toThrow(/--log-level must be one of .*got "verbose"/);
+      expect(() => resolveConfig({}, { TRIBUTARY_LOG_LEVEL: 'verbose' })).toThrow(/TRIBUTARY_LOG_LEVEL must be one of .*got "verbose"/);
     } finally {
       dir.remove();
     }

@@ -4,10 +4,10 @@
 // is exactly what the command writes, so the two cannot drift.
 
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { copyFileSync, cpSync, readdirSync, readFileSync, realpathSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, it } from 'vitest';
-import { NODE_V8_FLAGS } from '../node/cli/service.js';
+import { HIDDEN_FROM_SERVICE, NODE_V8_FLAGS, UNIT_DEFAULTS } from '../node/cli/service.js';
 import { CLI, ROOT, runCli, tempDir } from './helpers/node-process.js';
 
 const NODE = realpathSync(process.execPath);
@@ -116,6 +116,9 @@ it.each([
   [['--data', '/var/lib/my data'], /--data path '\/var\/lib\/my data' has a space/],
   [['--data', '/var/lib/100%'], /has a space or one of/],
   [['--data', '/home/pi/tributary'], /--data is under \/home .*ProtectHome/],
+  [['--data', '/tmp/tributary'], /^tributary: --data is under \/tmp \(\/tmp\/tributary\), which the service cannot see \(PrivateTmp: it has a \/tmp and \/var\/tmp of its own\)/],
+  [['--config', '/var/tmp/node.yaml'], /--config is under \/var\/tmp .*PrivateTmp/],
+  [['--data', '/dev/shm/tributary'], /--data is under \/dev .*PrivateDevices/],
   [['--user', 'Root Admin'], /--user must be a system user name/],
   [['--unit-dir', '/nonexistent-unit-dir'], /unit folder \/nonexistent-unit-dir does not exist/],
 ])('refuses %j with one clear line', async (args, message) => {
@@ -136,7 +139,7 @@ it('deploy/tributary.service is the unit the command writes for the defaults, pa
   const r = await install(unitDir, '--dry-run');
   expect(r.code).toBe(0);
   const template = readFileSync(join(ROOT, 'deploy/tributary.service'), 'utf8');
-  const generated = r.stdout.replaceAll(MAIN, '/opt/tributary/dist/node/cli/main.js').replaceAll(NODE, '/usr/bin/node');
+  const generated = r.stdout.replaceAll(MAIN, '/opt/tributary/v1/dist/node/cli/main.js').replaceAll(NODE, '/usr/bin/node');
   // Directive by directive first, for a readable failure; then every byte, comments too.
   expect(Object.fromEntries(directives(generated))).toEqual(Object.fromEntries(directives(template)));
   expect(generated).toBe(template);
@@ -153,4 +156,77 @@ it('systemd-analyze verify finds nothing wrong with the unit', withUnitDir(async
 it('npm start runs the node with the same V8 flags as the unit', () => {
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
   expect(pkg.scripts.start).toBe(`node ${NODE_V8_FLAGS} dist/node/cli/main.js start`);
+});
+
+it('refuses to install code that sits where the sandbox hides it (a private /tmp)', async () => {
+  // This install, copied under the temp folder: the unit would run code the service cannot see.
+  const copy = tempDir('trib-install-');
+  const unitDir = tempDir('trib-unit-');
+  try {
+    cpSync(join(ROOT, 'dist'), join(copy.path, 'dist'), { recursive: true });
+    copyFileSync(join(ROOT, 'package.json'), join(copy.path, 'package.json'));
+    symlinkSync(join(ROOT, 'node_modules'), join(copy.path, 'node_modules'));
+    const r = spawnSync(process.execPath, [join(copy.path, 'dist/node/cli/main.js'), 'service', 'install', '--unit-dir', unitDir.path], { encoding: 'utf8', timeout: 20_000 });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(new RegExp(`^tributary: this install is under /tmp \\(${realpathSync(copy.path)}/dist/node/cli/main\\.js\\), which the service cannot see \\(PrivateTmp[^\\n]*\\n$`));
+    expect(readdirSync(unitDir.path)).toEqual([]);
+  } finally {
+    copy.remove();
+    unitDir.remove();
+  }
+});
+
+it('every sandbox directive the install checks against is one the unit sets', async () => {
+  const r = await runCli(['service', 'install', '--dry-run']);
+  const set = r.stdout.split('\n');
+  for (const { directive } of HIDDEN_FROM_SERVICE) expect(set, directive).toContain(directive);
+});
+
+/** The text of the README's section `## heading`. */
+function readmeSection(heading: string): string {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const start = readme.indexOf(`\n## ${heading}\n`);
+  expect(start, heading).toBeGreaterThanOrEqual(0);
+  const end = readme.indexOf('\n## ', start + 1);
+  return readme.slice(start, end < 0 ? undefined : end);
+}
+
+function match(text: string, pattern: RegExp): string {
+  const m = pattern.exec(text);
+  expect(m, String(pattern)).not.toBeNull();
+  return (m as RegExpExecArray)[1];
+}
+
+it('the README\'s "Put it on a gateway", deploy/tributary.service and the install defaults name the same paths and settings', () => {
+  const readme = readmeSection('Put it on a gateway');
+  const unit = directives(readFileSync(join(ROOT, 'deploy/tributary.service'), 'utf8'));
+  // What the README has the operator make.
+  const code = match(readme, /sudo git clone <repository URL> (\S+)\n/);
+  const config = match(readme, /sudoedit (\S+)/);
+  const dataDir = match(readme, /^\s+dataDir: (\S+)$/m);
+  const user = match(readme, /--shell \/usr\/sbin\/nologin (\S+)/);
+  const home = match(readme, /useradd --system --user-group --home-dir (\S+)/);
+  const unitFile = match(readme, /`service install` writes `([^`]+)`/);
+  // What it says the unit runs and does.
+  const runs = match(readme, /The unit runs `node ([^`]+)`/);
+  expect(readme).toContain(`with the data folder\n   \`${dataDir}\``);
+
+  expect(unit.get('ExecStart')).toEqual([`/usr/bin/node ${NODE_V8_FLAGS} ${code}/${runs}`]);
+  expect(runs).toBe(`dist/node/cli/main.js start --config ${config}`);
+  expect(unit.get('User')).toEqual([user]);
+  expect(unit.get('ReadWritePaths')).toEqual([dataDir]);
+  expect(unit.get('Environment')).toEqual([`TRIBUTARY_DATA=${dataDir}`]);
+  expect(unit.get('WorkingDirectory')).toEqual([dataDir]);
+  expect(home).toBe(dataDir);
+  expect(UNIT_DEFAULTS).toMatchObject({ user, config, dataDir });
+  expect(join(UNIT_DEFAULTS.unitDir, 'tributary.service')).toBe(unitFile);
+  // The behaviour it promises.
+  expect(readme).toMatch(/restarts the node 5 s after a failure but not after a configuration mistake \(exit code\s+2\), gives a stop 90 s to flush, caps memory at 512 MB/);
+  expect(unit.get('RestartSec')).toEqual(['5s']);
+  expect(unit.get('RestartPreventExitStatus')).toEqual(['2']);
+  expect(unit.get('TimeoutStopSec')).toEqual(['90s']);
+  expect(unit.get('MemoryMax')).toEqual(['512M']);
+  expect(readme).toContain('no access to `/home`, a `/tmp` of its own');
+  expect(unit.get('ProtectHome')).toEqual(['true']);
+  expect(unit.get('PrivateTmp')).toEqual(['true']);
 });

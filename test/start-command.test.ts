@@ -1,8 +1,10 @@
 // `tributary start` as a user runs it: flags and a YAML config, one clear line on a bad
-// setting, a clean stop on SIGTERM that leaves the clean-shutdown marker, and who it admits.
+// setting or a port in use, a clean stop on SIGTERM that leaves the clean-shutdown marker,
+// who it admits and where it listens. (Whole configs: test/config-check.test.ts.)
 
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, expect, it } from 'vitest';
 import { Errors } from '../protocol/errors.js';
@@ -10,7 +12,7 @@ import { Kind, PROTOCOL_VERSION } from '../protocol/frames.js';
 import { generateIdentity } from '../protocol/key-file.js';
 import { RawClient } from './helpers/raw-client.js';
 import { resolveConfig } from '../node/cli/start.js';
-import { CLI, startNodeProcess, stopAllNodes, tempDir } from './helpers/node-process.js';
+import { CLI, runCli, startNodeProcess, stopAllNodes, tempDir } from './helpers/node-process.js';
 
 afterEach(stopAllNodes);
 
@@ -35,22 +37,28 @@ it('reads a YAML config, lets flags override it, and stops cleanly on SIGTERM', 
   }
 });
 
+// A config with one mistake: with a config file and no fleet key, the node needs
+// auth.anonymous set to be otherwise right.
+const DEV = 'auth:\n  anonymous: loopback\n';
+
 it.each([
-  ['an unknown setting', 'prot: 7400\n', /unknown setting 'prot'/],
-  ['a bad value', 'port: seventy\n', /port must be an integer/],
+  ['an unknown setting', `${DEV}prot: 7400\n`, /^prot: unknown key \(did you mean port\?\); valid keys: dataDir, host, port, nodeId, limits, topicDefaults, auth, log, storage, schedule$/],
+  ['a bad value', `${DEV}port: seventy\n`, /port must be an integer/],
   ['bad YAML', 'port: [\n', /not valid YAML/],
-  ['a bad topic default', 'auth:\n  anonymous: loopback\ntopicDefaults:\n  flush: sometimes\n', /flush/],
+  ['a bad topic default', `${DEV}topicDefaults:\n  flush: sometimes\n`, /^topicDefaults\.flush = 'sometimes': must be one of batch, interval, os$/],
+  ['an unknown topic default', `${DEV}topicDefaults:\n  retention.hours: 1\n`, /^topicDefaults\.retention\.hours: unknown key; valid keys under topicDefaults: segment\.bytes, /],
   ['no fleet key (a config refuses anonymous clients)', 'nodeId: gw\n', /no fleet key is set/],
   ['a bad fleet key', 'auth:\n  fleetPublicKey: abc\n', /auth\.fleetPublicKey must be 64 hex/],
   ['a bad anonymous policy', 'auth:\n  anonymous: everyone\n', /auth\.anonymous must be loopback or none/],
-  ['an unknown auth setting', 'auth:\n  fleet: x\n', /unknown setting 'auth\.fleet'/],
-  ['a bad storage size', 'storage:\n  maxBytes: 5 parsecs\n', /storage\.maxBytes must be a byte count such as 1073741824, 512MiB or 2GB, got "5 parsecs"/],
-  ['a negative free space', 'storage:\n  minFreeBytes: -1\n', /storage\.minFreeBytes must be a byte count/],
-  ['a bad guard action', 'storage:\n  guard: panic\n', /storage\.guard must be refuse or drop, got "panic"/],
-  ['a non-boolean dropUnsent', 'storage:\n  dropUnsent: "yes"\n', /storage\.dropUnsent must be true or false/],
-  ['an unknown storage setting', 'storage:\n  maxbytes: 1GB\n', /unknown setting 'storage\.maxbytes'/],
-  ['a bad cron expression', 'schedule:\n  retention: every five minutes\n', /schedule\.retention must be a cron expression/],
-  ['an unknown job', 'schedule:\n  vacuum: "* * * * * *"\n', /unknown setting 'schedule\.vacuum' \(known: retention, compaction, checkpoint, diskGuard\)/],
+  ['an unknown auth setting', 'auth:\n  fleet: x\n', /^auth\.fleet: unknown key; valid keys under auth: fleetPublicKey, identity, credential, anonymous$/],
+  ['a bad storage size', `${DEV}storage:\n  maxBytes: 5 parsecs\n`, /storage\.maxBytes must be a byte count such as 1073741824, 512MiB or 2GB, got "5 parsecs"/],
+  ['a negative free space', `${DEV}storage:\n  minFreeBytes: -1\n`, /storage\.minFreeBytes must be a byte count/],
+  ['a bad guard action', `${DEV}storage:\n  guard: panic\n`, /storage\.guard must be refuse or drop, got "panic"/],
+  ['a non-boolean dropUnsent', `${DEV}storage:\n  dropUnsent: "yes"\n`, /storage\.dropUnsent must be true or false/],
+  ['an unknown storage setting', `${DEV}storage:\n  maxbytes: 1GB\n`, /^storage\.maxbytes: unknown key \(did you mean maxBytes\?\); valid keys under storage: maxBytes, minFreeBytes, guard, dropUnsent$/],
+  ['a bad cron expression', `${DEV}schedule:\n  retention: every five minutes\n`, /schedule\.retention must be a cron expression/],
+  ['an unknown job', `${DEV}schedule:\n  vacuum: "* * * * * *"\n`, /^schedule\.vacuum: unknown key; valid keys under schedule: retention, compaction, checkpoint, diskGuard$/],
+  ['a map where a value belongs', `${DEV}limits: 5\n`, /^limits must be a map of settings, got 5$/],
 ])('refuses %s in the config with one clear line', (_, yaml, message) => {
   const dir = tempDir();
   try {
@@ -60,7 +68,7 @@ it.each([
     expect(r.status).not.toBe(0);
     const lines = r.stderr.trim().split('\n');
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(message);
+    expect(lines[0].replace(/^tributary: /, '')).toMatch(message);
   } finally {
     dir.remove();
   }
@@ -100,35 +108,6 @@ it('a bare start is dev mode and says so; a fleet key turns anonymous clients aw
     expect(answer.error).toBe(Errors.UNAUTHORIZED.code);
     expect(answer.message).toMatch(/admits only holders of a fleet credential/);
     expect(await secured.stop()).toBe(0);
-  } finally {
-    dir.remove();
-  }
-});
-
-it('config check names every mistake, one line each, with exit code 2; a good config is ok', () => {
-  const dir = tempDir();
-  try {
-    const bad = join(dir.path, 'bad.yaml');
-    writeFileSync(bad, 'prot: 7400\nport: seventy\nlimits:\n  inflightMax: 0\n  nope: 1\nauth:\n  anonymous: everyone\ntopicDefaults:\n  flush: sometimes\n');
-    const r = spawnSync(process.execPath, [CLI, 'config', 'check', bad], { encoding: 'utf8', timeout: 20_000 });
-    expect(r.status).toBe(2);
-    const lines = r.stderr.trim().split('\n');
-    expect(lines.map((l) => l.replace(/^tributary: /, ''))).toEqual([
-      `${bad}: unknown setting 'prot'`,
-      'port must be an integer from 0 to 65535, got "seventy"',
-      'limits.inflightMax must be an integer from 1 to 1024, got 0',
-      `${bad}: unknown setting 'limits.nope'`,
-      'auth.anonymous must be loopback or none, got "everyone"',
-    ]);
-    // Once the settings themselves are right, the next checks speak: here the topic default.
-    const good = join(dir.path, 'good.yaml');
-    writeFileSync(good, `auth:\n  fleetPublicKey: ${generateIdentity().publicKey.toString('hex')}\ntopicDefaults:\n  flush: batch\n`);
-    const ok = spawnSync(process.execPath, [CLI, 'config', 'check', good], { encoding: 'utf8', timeout: 20_000 });
-    expect([ok.status, ok.stdout]).toEqual([0, `config ok: ${good}\n`]);
-    writeFileSync(good, 'auth:\n  anonymous: loopback\ntopicDefaults:\n  flush: sometimes\n');
-    const topicDefault = spawnSync(process.execPath, [CLI, 'config', 'check', good], { encoding: 'utf8', timeout: 20_000 });
-    expect(topicDefault.status).toBe(2);
-    expect(topicDefault.stderr).toMatch(/flush/);
   } finally {
     dir.remove();
   }
@@ -184,6 +163,64 @@ it('reads storage sizes with units and cron schedules, keeping the defaults of w
     expect(resolved.schedule).toEqual({ retention: '0 * * * * *', compaction: '30 * * * * *', checkpoint: '15 * * * * *', diskGuard: '*/5 * * * * *' });
     const bare = resolveConfig({}, {});
     expect(bare.storage).toEqual({ maxBytes: 0, minFreeBytes: 64 * 2 ** 20, guard: 'refuse', dropUnsent: false });
+  } finally {
+    dir.remove();
+  }
+});
+
+it.each([
+  [['--port', '0x10'], {}, '--port must be an integer from 0 to 65535 written in decimal digits, got "0x10"'],
+  [['--port', '1e4'], {}, '--port must be an integer from 0 to 65535 written in decimal digits, got "1e4"'],
+  [['--port', ' 80'], {}, '--port must be an integer from 0 to 65535 written in decimal digits, got " 80"'],
+  [[], { TRIBUTARY_PORT: '1e4' }, 'TRIBUTARY_PORT must be an integer from 0 to 65535 written in decimal digits, got "1e4"'],
+])('a port is decimal digits: start %j %j is refused with one line, exit code 2', async (args, env, message) => {
+  const dir = tempDir();
+  try {
+    const data = join(dir.path, 'data');
+    const r = spawnSync(process.execPath, [CLI, 'start', '--data', data, ...args], { encoding: 'utf8', timeout: 20_000, env: { ...process.env, ...env } });
+    expect([r.status, r.stderr]).toEqual([2, `tributary: ${message}\n`]);
+    expect(existsSync(data)).toBe(false);
+  } finally {
+    dir.remove();
+  }
+});
+
+it('a port in use is one line and exit code 1, and a new data folder is not made', async () => {
+  const dir = tempDir();
+  const holder = createServer();
+  try {
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const port = (holder.address() as AddressInfo).port;
+    const data = join(dir.path, 'new-node');
+    const r = await runCli(['start', '--data', data, '--port', String(port)]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`tributary: port ${port} on 127.0.0.1 is in use (EADDRINUSE): another node or program listens there; stop it, or choose another --port\n`);
+    expect(r.stdout).toBe('');
+    expect(existsSync(data)).toBe(false);
+  } finally {
+    holder.close();
+    dir.remove();
+  }
+});
+
+it('the start line shows the address bound: 0.0.0.0 as such with where clients reach it, a host name as the address it resolved to', async () => {
+  const dir = tempDir();
+  try {
+    const every = await startNodeProcess({ dataDir: join(dir.path, 'every'), args: ['--host', '0.0.0.0'] });
+    const m = /listening on ws:\/\/0\.0\.0\.0:(\d+)\/v1 \(every IPv4 interface: ws:\/\/127\.0\.0\.1:(\d+)\/v1[,;]/.exec(every.output());
+    expect(m, every.output()).not.toBeNull();
+    const port = Number((m as RegExpExecArray)[1]);
+    expect(port).toBeGreaterThan(0);
+    expect(Number((m as RegExpExecArray)[2])).toBe(port);
+    const c = await RawClient.connect(`ws://127.0.0.1:${port}/v1`);
+    c.close();
+    expect(await every.stop()).toBe(0);
+
+    const named = await startNodeProcess({ dataDir: join(dir.path, 'named'), args: ['--host', 'localhost'] });
+    expect(named.output()).toMatch(/listening on ws:\/\/(127\.0\.0\.1|\[::1\]):[1-9]\d*\/v1 \(data in /);
+    const local = await RawClient.connect(named.url);
+    local.close();
+    expect(await named.stop()).toBe(0);
   } finally {
     dir.remove();
   }

@@ -3,7 +3,7 @@
 // so an upgrade is "build the new version, install the unit again". It writes one file and
 // prints the commands that start the service; it never runs systemctl itself.
 // deploy/tributary.service is this unit for the defaults, /usr/bin/node and
-// /opt/tributary (test/service.test.ts keeps the two equal).
+// /opt/tributary/v1, the README's install (test/service.test.ts keeps the three equal).
 
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
@@ -176,6 +176,25 @@ function install(flags: InstallFlags): void {
   process.stdout.write(nextSteps(settings, existing !== undefined));
 }
 
+/**
+ * Folders the unit's sandbox hides from the service, by the directive that hides them: code,
+ * a config or data there is not what the service would see. (test/service.test.ts checks
+ * that the unit sets each directive.)
+ */
+export const HIDDEN_FROM_SERVICE: readonly { directive: string; why: string; folders: readonly string[] }[] = [
+  { directive: 'ProtectHome=true', why: 'ProtectHome', folders: ['/home', '/root', '/run/user'] },
+  { directive: 'PrivateTmp=true', why: 'PrivateTmp: it has a /tmp and /var/tmp of its own', folders: ['/tmp', '/var/tmp'] },
+  { directive: 'PrivateDevices=true', why: 'PrivateDevices: it has a /dev of its own', folders: ['/dev'] },
+];
+
+function hiddenBy(path: string): { folder: string; why: string } | undefined {
+  for (const { why, folders } of HIDDEN_FROM_SERVICE) {
+    const folder = folders.find((f) => path === f || path.startsWith(`${f}/`));
+    if (folder !== undefined) return { folder, why };
+  }
+  return undefined;
+}
+
 /** Rejects what the unit cannot express or the sandbox would hide, with the reason. */
 function checkSettings(s: UnitSettings): void {
   if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(s.user)) throw new Error(`--user must be a system user name (lower case letters, digits, _ and -), got '${s.user}'`);
@@ -184,9 +203,11 @@ function checkSettings(s: UnitSettings): void {
     // systemd splits ExecStart at spaces and expands % and $; such paths would need quoting
     // rules that differ between directives.
     if (/[\s"'\\%$;]/.test(path)) throw new Error(`${what} path '${path}' has a space or one of "'\\%$; which a systemd unit cannot take as it is; move it`);
-    // ProtectHome=true hides these from the service: the unit would fail to start.
-    if (/^\/(home|root|run\/user)(\/|$)/.test(path)) {
-      throw new Error(`${what} is under ${path.split('/').slice(0, 2).join('/')} (${path}), which the service cannot see (ProtectHome): install Node.js system-wide and the code in /opt (see "Put it on a gateway" in the README)`);
+    // The unit would fail to start, or (a private /tmp) start on an empty folder of its own.
+    // A symbolic link counts where it leads: that is what the service would open.
+    const hidden = hiddenBy(path) ?? hiddenBy(existsSync(path) ? realpathSync(path) : path);
+    if (hidden !== undefined) {
+      throw new Error(`${what} is under ${hidden.folder} (${path}), which the service cannot see (${hidden.why}): install Node.js system-wide, the code in /opt and the data in /var/lib (see "Put it on a gateway" in the README)`);
     }
   }
   if (s.dataDir === '/') throw new Error('--data must be a folder of its own, not /');

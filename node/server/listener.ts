@@ -119,6 +119,8 @@ export function setMessageBytesMax(ws: WebSocket, bytes: number): boolean {
 
 export interface Listener {
   readonly port: number;
+  /** The address bound, as the socket reports it (a host name resolved, 0.0.0.0 kept). */
+  readonly address: string;
   readonly connectionCount: number;
   /** Sockets before admission: from TCP accept until Hello succeeded (at most handshakesMax). */
   readonly preAuthCount: number;
@@ -332,10 +334,11 @@ export async function listen(options: ListenerOptions): Promise<Listener> {
       resolve();
     });
   });
-  const port = (tcp.address() as AddressInfo).port;
+  const { port, address } = tcp.address() as AddressInfo;
 
   return {
     port,
+    address,
     get connectionCount() {
       return sockets.size;
     },

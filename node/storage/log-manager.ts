@@ -76,8 +76,8 @@ export interface RecoveryReport {
   /** The clean-shutdown marker was present: indexes were trusted, nothing was scanned. */
   clean: boolean;
   partitions: PartitionRecovery[];
-  /** Topics whose config could not be read; their folders are left untouched. */
-  unreadableTopics: string[];
+  /** Topics whose config could not be read, and why; their folders are left untouched. */
+  unreadableTopics: { topic: string; file: string; reason: string }[];
   /** Deletions a crash interrupted, finished at open. */
   finishedDeletes: string[];
 }
@@ -235,7 +235,7 @@ export class LogManager {
       normalizeOverrides(stored.overrides);
       return stored;
     } catch (err) {
-      this.recoveryReport.unreadableTopics.push(`${fileName}: ${(err as Error).message}`);
+      this.recoveryReport.unreadableTopics.push({ topic: name, file: path.join(this.topicsDir, fileName), reason: (err as Error).message });
       this.unreadableNames.add(name);
       return null;
     }
