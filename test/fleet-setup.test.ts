@@ -1,7 +1,9 @@
 // The README's "Set up a fleet", step by step, as a user runs it: the built `tributary`
 // command for every step, and a real node process started from a config file. It shows the
 // pieces working together: offline keys and credentials, a secured node that pins its
-// identity and shows its credential, clients that pin the fleet key, ACLs, revocation.
+// identity and shows its credential, clients that pin the fleet key, ACLs, revocations
+// signed offline and published online. (test/readme-walkthrough.test.ts runs the README's
+// own text.)
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,24 +18,24 @@ async function ok(args: string[], input = ''): Promise<string> {
   return r.stdout.trim();
 }
 
-it('sets up a fleet offline, runs a secured node from a config, and enforces credentials, ACLs and revocation', async () => {
+it('sets up a fleet offline, runs a secured node from a config, and enforces credentials, ACLs and revocations signed offline', async () => {
   const dir = tempDir();
   const at = (name: string) => join(dir.path, name);
   try {
-    // 1-2. Fleet key, node identity and node credential; admin and device the same way.
+    // 1-3, 6. Fleet key, node identity and node credential; admin and device the same way.
     const { fleetKey, identities } = await setUpFleet(at);
 
-    // 3. A secured node from a config file.
+    // 4. A secured node from a config file.
     writeFileSync(at('node.yaml'), `auth:\n  fleetPublicKey: ${fleetKey}\n  identity: ${at('node.key')}\n  credential: ${at('node.cred')}\n`);
     const node = await startNodeProcess({ dataDir: at('data'), args: ['--config', at('node.yaml')] });
     expect(node.output()).toContain(`node key ${identities.node}`);
     const as = (who: string) => ['--broker', node.url, '--identity', at(`${who}.key`), '--credential', at(`${who}.cred`), '--fleet-key', fleetKey];
 
-    // The admin makes topics; clients pin the fleet key and the node proves it is in it.
+    // 5. The admin makes topics; clients pin the fleet key and the node proves it is in it.
     await ok(['topics', 'create', 'sensors.temp', '--partitions', '1', ...as('admin')]);
     await ok(['topics', 'create', 'alarms', '--partitions', '1', ...as('admin')]);
 
-    // 4-5. The device produces where its credential allows, and nowhere else.
+    // 7. The device produces where its credential allows, and nowhere else.
     await ok(['produce', 'sensors.temp', ...as('device')], '21.5\n22.0\n');
     const refused = await runCli(['produce', 'alarms', ...as('device')], 'fire\n');
     expect(refused.code).not.toBe(0);
@@ -52,9 +54,17 @@ it('sets up a fleet offline, runs a secured node from a config, and enforces cre
     expect(wrongPin.code).not.toBe(0);
     expect(wrongPin.stderr).toMatch(/refusing node .*another fleet/);
 
-    // 6. The admin revokes the device; it is refused from then on, also after a restart.
-    const revoked = await ok(['credentials', 'revoke', '--fleet', at('fleet.key'), '--credential-file', at('device.cred'), '--reason', 'lost', ...as('admin')]);
-    expect(revoked).toMatch(/revoked credential/);
+    // 8. The fleet key signs the revocation offline, into a file: nothing is revoked yet.
+    const signed = await ok(['credentials', 'revoke', '--fleet', at('fleet.key'), '--credential-file', at('device.cred'), '--reason', 'lost', '--out', at('device.revocation')]);
+    expect(signed).toMatch(/^wrote a revocation of credential [0-9a-f]+ \(role device, subject [0-9a-f]{64}\) to /);
+    await ok(['produce', 'sensors.temp', ...as('device')], '22.5\n');
+    // A device may not publish it; the admin does, and the device is refused from then on,
+    // also after a restart.
+    const byDevice = await runCli(['credentials', 'publish-revocation', at('device.revocation'), ...as('device')]);
+    expect(byDevice.code).not.toBe(0);
+    expect(byDevice.stderr).toMatch(/UNAUTHORIZED: .*may not describe '__revocations'/);
+    const revoked = await ok(['credentials', 'publish-revocation', at('device.revocation'), ...as('admin')]);
+    expect(revoked).toMatch(/^revoked credential [0-9a-f]+ \(__revocations\/0 at offset 0\)$/);
     const after = await runCli(['produce', 'sensors.temp', ...as('device')], '23.0\n');
     expect(after.code).not.toBe(0);
     expect(after.stderr).toMatch(/credential revoked: lost/);

@@ -5,7 +5,7 @@
 //   tributary topics create|list|describe|delete|alter|configs
 //   tributary produce TOPIC   (stdin, one record per line)
 //   tributary consume TOPIC   (stdout, one record per line)
-//   tributary credentials revoke   (revoke.ts)
+//   tributary credentials revoke|publish-revocation   (revoke.ts)
 //   tributary groups list|describe|reset-offsets   (groups.ts)
 //
 // Every command that talks to a node takes --broker and the auth flags --identity,

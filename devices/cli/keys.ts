@@ -8,8 +8,9 @@
 //   tributary credentials issue --fleet FILE --subject PUBKEY --role ROLE
 //       [--produce PATTERN ...] [--consume PATTERN ...] [--group PATTERN ...] [--expires 90d] --out FILE
 //
-// `credentials revoke` needs a node to publish to, so it lives with the client commands
-// (revoke.ts), under the `credentials` command made here.
+// `credentials revoke` (which also signs offline, with --out) and `publish-revocation` talk
+// to a node, so they live with the client commands (revoke.ts), under the `credentials`
+// command made here.
 
 import type { Command } from 'commander';
 import { issueCredential, ROLES, type Role } from '../../protocol/credential.js';
