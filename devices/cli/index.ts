@@ -12,12 +12,12 @@
 // --credential, --node-key, --fleet-key (common.ts), each with its environment fallback.
 
 import type { Command } from 'commander';
-import { Admin, Consumer, GroupConsumer, Producer, type ProducerMessage } from '../index.js';
+import { Admin, Consumer, GroupConsumer, Producer, type CommitOffset, type ProducerMessage, type TopicPartition } from '../index.js';
 import { cborDecode, CONTENT_TYPE, isCborMarked } from '../serde.js';
 import { messageOf, run, UsageError, withClient, withNode, type NodeOptions } from './common.js';
 import { registerGroupCommands } from './groups.js';
 import { registerKeyCommands } from './keys.js';
-import { LineWriter, table } from './output.js';
+import { isBrokenPipe, LineWriter, table, writeErrorCode } from './output.js';
 import { registerRevokeCommand } from './revoke.js';
 
 export { DEFAULT_BROKER } from './common.js';
@@ -264,7 +264,7 @@ function registerConsumeCommand(program: Command): void {
         "(Kafka's latest) unless --from-beginning or --offset is given. With --group, the group's " +
         'members share the partitions and it starts where the group last committed.',
     )
-    .option('--group <id>', 'consume as a member of this consumer group (commits what it printed)')
+    .option('--group <id>', 'consume as a member of this consumer group (commits only what reached stdout)')
     .option('--from-beginning', 'start at the first kept record of each partition')
     .option('--offset <n>', 'start at this offset (needs --partition)')
     .option('--partition <p>', 'read only this partition')
@@ -276,45 +276,85 @@ function registerConsumeCommand(program: Command): void {
     .action(run((topic: string, opts: ConsumeOptions) => consume(topic, opts)));
 }
 
+/** How often `consume --group` commits what it has written, as Kafka's auto.commit.interval.ms. */
+const GROUP_COMMIT_INTERVAL_MS = 5000;
+
 /**
- * `consume --group`: a group member printing records one at a time, so that what it
- * commits (on a timer, before giving a partition up, and when it stops) never covers a
- * record it has not printed: at-least-once, like Kafka's console consumer with a group.
+ * `consume --group`: a group member that commits only what reached stdout. A record counts
+ * as written once the write of its chunk succeeded; per partition, the offset after the last
+ * such record is what is committed (every few seconds, before a partition is given up, and
+ * when it stops). A partition nothing was written from yet commits where the member started
+ * it: the first record handed out and not written, or else the member's position (its
+ * committed offset or, with --from-beginning, the log start), so a later member skips
+ * nothing. A failed write stops it, commits what was written, and fails.
  */
 async function consumeInGroup(topic: string, groupId: string, opts: ConsumeOptions, maxMessages: number, timeoutMs: number | undefined): Promise<void> {
   await withClient(opts, async (client) => {
     await new Admin(client).topicMetadata(topic); // a missing topic is one clear line, not a silent wait
-    const member = new GroupConsumer(client, { groupId, topics: [topic], autoOffsetReset: opts.fromBeginning ? 'earliest' : 'latest' });
-    const out = new LineWriter(process.stdout);
+    /** Per partition of `topic`, the offset to commit: past what was written, or the first record not written. */
+    const safe = new Map<number, number>();
+    const out = new LineWriter<PrintableRecord>(process.stdout, (written) => {
+      for (const r of written) safe.set(r.partition, r.offset + 1);
+    });
+    let stopping = false;
+    const offsetsOf = (partitions: readonly TopicPartition[]): CommitOffset[] =>
+      partitions.flatMap((tp) => {
+        const offset = safe.get(tp.partition) ?? member.position(tp.topic, tp.partition);
+        return offset === null ? [] : [{ topic: tp.topic, partition: tp.partition, offset }];
+      });
+    const member = new GroupConsumer(client, {
+      groupId,
+      topics: [topic],
+      autoOffsetReset: opts.fromBeginning ? 'earliest' : 'latest',
+      // The member knows what it handed out; only we know what was written.
+      autoCommit: false,
+      onAssignmentChange: async ({ gained, lost }) => {
+        // A partition taken (again) starts from the group's offset, not from what we wrote of it before.
+        for (const tp of gained) safe.delete(tp.partition);
+        if (lost.length === 0 || stopping) return;
+        // Its records already handed out reach stdout first, so the next owner starts after them.
+        await out.flush();
+        await member.commit(offsetsOf(lost)).catch(() => undefined); // uncommitted is read again: at-least-once
+        for (const tp of lost) safe.delete(tp.partition);
+      },
+    });
+    const timer = setInterval(() => void member.commit(offsetsOf(member.assignment)).catch(() => undefined), GROUP_COMMIT_INTERVAL_MS);
     const { stopped, dispose: stopListening } = untilSignal();
-    let printed = 0;
-    const records = member[Symbol.asyncIterator]();
-    // A read still waiting when we stop may yet hand out a record, which the group then
-    // counts as consumed: it is printed after all rather than skipped.
-    let waiting: Promise<IteratorResult<PrintableRecord>> | null = null;
+    const batches = member.batches()[Symbol.asyncIterator]();
+    let handedOut = 0;
     try {
-      while (printed < maxMessages && !out.broken) {
-        waiting = records.next();
-        const next = await nextOrStop(waiting, Promise.race([stopped, out.whenBroken]), timeoutMs);
-        if (next === 'stop' || next === 'broken' || next === 'timeout' || next.done) break;
-        waiting = null;
-        const wait = out.write(formatRecord(next.value, opts));
-        if (wait) await wait;
-        printed++;
+      while (handedOut < maxMessages && out.error === null) {
+        // The member's position moves past each array as it hands it out: a partition's
+        // first record handed to us is where it resumes until something is written. Noted
+        // as the array arrives, also for one handed out after we stopped waiting for it.
+        const read = batches.next().then((next) => {
+          if (!next.done && next.value.length > 0 && !safe.has(next.value[0].partition)) safe.set(next.value[0].partition, next.value[0].offset);
+          return next;
+        });
+        const next = await nextOrStop(read, Promise.race([stopped, out.whenFailed]), timeoutMs);
+        if (next === 'stop' || next === 'failed' || next === 'timeout' || next.done) break;
+        for (const r of next.value) {
+          const wait = out.write(formatRecord(r, opts), r);
+          if (wait) await wait;
+          if (++handedOut >= maxMessages || out.error !== null) break;
+        }
+        // Printed as it comes: a consumer that has caught up does not hold records back.
+        await out.flush();
       }
     } finally {
+      clearInterval(timer);
       stopListening();
-      const closing = member.close(); // commits what was handed out and leaves the group
-      const late = waiting === null ? null : await waiting.catch(() => null);
-      if (late && !late.done && !out.broken) {
-        out.write(formatRecord(late.value, opts));
-        printed++;
-      }
-      await out.flush();
+      stopping = true;
+      // Committed while still a member, at its epoch; a record handed out after this is not written, nor committed.
+      await member.commit(offsetsOf(member.assignment)).catch(() => undefined);
       out.dispose();
-      await closing;
+      await member.close();
     }
-    process.stderr.write(`consumed ${printed} record${printed === 1 ? '' : 's'}\n`);
+    const written = out.writtenLines;
+    if (out.error !== null) {
+      throw new Error(`cannot write to stdout (${writeErrorCode(out.error)}) after ${written} record${written === 1 ? '' : 's'}; the group committed only the records written`);
+    }
+    process.stderr.write(`consumed ${written} record${written === 1 ? '' : 's'}\n`);
   });
 }
 
@@ -339,25 +379,31 @@ async function consume(topic: string, opts: ConsumeOptions): Promise<void> {
     consumer.assign(partitions.map((partition) => (offset === undefined ? { topic, partition } : { topic, partition, offset })));
     const out = new LineWriter(process.stdout);
     const { stopped, dispose: stopListening } = untilSignal();
-    let printed = 0;
+    let handedOut = 0;
     try {
       const batches = consumer.batches()[Symbol.asyncIterator]();
-      while (printed < maxMessages && !out.broken) {
-        const next = await nextOrStop(batches.next(), Promise.race([stopped, out.whenBroken]), timeoutMs);
-        if (next === 'stop' || next === 'broken' || next === 'timeout' || next.done) break;
+      while (handedOut < maxMessages && out.error === null) {
+        const next = await nextOrStop(batches.next(), Promise.race([stopped, out.whenFailed]), timeoutMs);
+        if (next === 'stop' || next === 'failed' || next === 'timeout' || next.done) break;
         for (const r of next.value) {
           const wait = out.write(formatRecord(r, opts));
           if (wait) await wait;
-          if (++printed >= maxMessages || out.broken) break;
+          if (++handedOut >= maxMessages || out.error !== null) break;
         }
+        // Printed as it comes: a consumer that has caught up does not hold records back.
+        await out.flush();
       }
-      await out.flush();
     } finally {
       stopListening();
       out.dispose();
       await consumer.close();
     }
-    process.stderr.write(`consumed ${printed} record${printed === 1 ? '' : 's'}\n`);
+    const written = out.writtenLines;
+    // A reader that went away (`| head`) is the usual end of a pipe; any other failed write is an error.
+    if (out.error !== null && !isBrokenPipe(out.error)) {
+      throw new Error(`cannot write to stdout (${writeErrorCode(out.error)}) after ${written} record${written === 1 ? '' : 's'}`);
+    }
+    process.stderr.write(`consumed ${written} record${written === 1 ? '' : 's'}\n`);
   });
 }
 
