@@ -333,6 +333,16 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
     }
   }
 
+  /**
+   * The offset of the next record the app will get, if the partition has one now: set by
+   * a seek or a start offset, by a reset already resolved, or by the records taken. Null
+   * while a reset is still to be asked of the node; unlike position(), it never asks
+   * (Kafka's hasValidPosition).
+   */
+  validPosition(topic: string, partition: number): number | null {
+    return this.states.get(tpKey(topic, partition))?.position ?? null;
+  }
+
   /** The high watermark from the last Fetch answer or push for the partition, or -1. */
   highWatermark(topic: string, partition: number): number {
     return this.stateOf(topic, partition).highWatermark;

@@ -115,6 +115,27 @@ describe('GroupConsumer against a real node', () => {
     expect(await committed('manual', topic, 2)).toEqual(fetched);
   });
 
+  it('close commits every partition with a valid position, reset ones included, so a member at latest skips nothing', async () => {
+    const topic = `g${++topicCount}`;
+    await conn.admin().createTopic(topic, { partitions: 3 });
+    const producer = conn.producer({ lingerMs: 1 });
+    await producer.sendBatch(topic, Array.from({ length: 10 }, (_, i) => ({ partition: 0, value: `early-${i}` })));
+    const first = conn.groupConsumer({ groupId: 'leaver', topics: [topic], autoOffsetReset: 'earliest', valueDecoding: 'string' });
+    let read = 0;
+    for await (const r of first) if (r.partition === 0 && ++read === 10) break;
+    await first.close();
+    // Partitions 1 and 2 had nothing to read: their position is where 'earliest' put them.
+    expect(await committed('leaver', topic, 3)).toEqual([10, 0, 0]);
+    await producer.sendBatch(topic, [0, 1, 2].map((partition) => ({ partition, value: `late-${partition}` })));
+    const second = conn.groupConsumer({ groupId: 'leaver', topics: [topic], autoOffsetReset: 'latest', valueDecoding: 'string' });
+    const seen = new Set<string>();
+    const reading = drain(second, seen);
+    await until('the three late records', () => seen.size === 3);
+    await second.close();
+    await reading;
+    expect([...seen].sort()).toEqual(['0:10', '1:0', '2:0']);
+  });
+
   it('two members split 12 partitions, never owning one together', async () => {
     const topic = await freshTopic(12, 120);
     const { check, violations, members } = ownershipChecker();

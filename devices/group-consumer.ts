@@ -11,7 +11,12 @@
 //   delivery         records()/batches() wrap the Consumer's and remember, per partition,
 //                    the offset after the last record handed to the app: that is what a
 //                    commit sends, so a commit never covers a record the app has not had
-//                    (at-least-once)
+//                    (at-least-once). A partition nothing was handed out of yet commits
+//                    where it starts, its reset position included, as Kafka's auto-commit
+//                    commits every assigned partition with a valid position
+//                    (SubscriptionState.allConsumed): a member that leaves after reading
+//                    some partitions, started at the log start by 'earliest', leaves the
+//                    others there too, and a later member starting at 'latest' skips nothing
 //
 // The coordinator hands a partition to a member only once no other member reports it, and
 // we take a lost partition out of `assignment` before the heartbeat that stops reporting
@@ -24,6 +29,11 @@ import { Kind, type ConsumerGroupHeartbeatResponse } from '../protocol/frames.js
 import type { Client } from './client.js';
 import { Consumer, type ConsumerOptions, type ConsumerRecord, type DecodedValue, type PartitionAssignment, type TopicPartition, type ValueDecoding } from './consumer.js';
 import { wireError } from './errors.js';
+
+/** An offset to commit: the position of the partition's next record. */
+export interface CommitOffset extends TopicPartition {
+  offset: number;
+}
 
 export interface AssignmentChange {
   gained: TopicPartition[];
@@ -148,36 +158,55 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
     return this.membership.memberId;
   }
 
-  /** The offset after the last record handed to the app, or where the partition starts; null if not known yet. */
+  /**
+   * The offset after the last record handed to the app, or where the partition starts (its
+   * committed offset, or where autoOffsetReset put it); null if not known yet.
+   */
   position(topic: string, partition: number): number | null {
-    return this.positions.get(tpKey(topic, partition)) ?? null;
+    const key = tpKey(topic, partition);
+    if (!this.owned.has(key) && !this.revoking.has(key)) return this.positions.get(key) ?? null;
+    return this.validPosition(key, { topic, partition });
   }
 
   /**
-   * Commits the positions of the partitions owned (and of those being given up): the offset
-   * after the last record handed to the app. Throws the first partition's error.
+   * Commits positions: by default those of the partitions owned (and of those being given
+   * up), the offset after the last record handed to the app, or where the partition starts
+   * when nothing was handed out yet. An app that has not finished with every record it was
+   * handed (autoCommit false) gives the offsets itself, as Kafka's commitSync(offsets).
+   * Throws the first partition's error.
    */
-  async commit(): Promise<void> {
-    const offsets: { topic: string; partition: number; offset: number }[] = [];
-    for (const [key, tp] of [...this.owned, ...this.revoking]) {
-      const offset = this.positions.get(key);
-      if (offset === undefined || this.committed.get(key) === offset) continue;
-      offsets.push({ topic: tp.topic, partition: tp.partition, offset });
+  async commit(offsets?: readonly CommitOffset[]): Promise<void> {
+    let wanted: readonly CommitOffset[];
+    if (offsets !== undefined) wanted = offsets;
+    else {
+      const all: CommitOffset[] = [];
+      for (const [key, tp] of [...this.owned, ...this.revoking]) {
+        const offset = this.validPosition(key, tp);
+        if (offset !== null) all.push({ topic: tp.topic, partition: tp.partition, offset });
+      }
+      wanted = all;
     }
-    if (offsets.length === 0) return;
+    // An unchanged position is not committed again.
+    const toCommit = wanted.filter((o) => this.committed.get(tpKey(o.topic, o.partition)) !== o.offset).map((o) => ({ topic: o.topic, partition: o.partition, offset: o.offset }));
+    if (toCommit.length === 0) return;
     // KIP-848: a member commits at its epoch, so a zombie of an older epoch cannot move
     // the group's positions; without a member id (not joined yet, or dropped) the node
     // accepts the commit only while the group has no live members.
     const { memberId, memberEpoch } = this.membership;
     const member = memberId === '' ? {} : { memberId, memberEpoch };
-    const response = await this.client.request(Kind.OffsetCommit, { groupId: this.groupId, ...member, offsets });
+    const response = await this.client.request(Kind.OffsetCommit, { groupId: this.groupId, ...member, offsets: toCommit });
     let first: TributaryError | null = null;
-    offsets.forEach((o, i) => {
+    toCommit.forEach((o, i) => {
       const r = response.partitions[i];
       if (r !== undefined && r.error === Errors.NONE.code) this.committed.set(tpKey(o.topic, o.partition), o.offset);
       else first ??= r === undefined ? new TributaryError(Errors.UNKNOWN, `no answer for ${o.topic}/${o.partition}`) : wireError(r.error, r.message);
     });
     if (first !== null) throw first;
+  }
+
+  /** Where the partition's next record is: handed out past, or the Consumer's start or reset position. */
+  private validPosition(key: string, tp: TopicPartition): number | null {
+    return this.positions.get(key) ?? this.consumer.validPosition(tp.topic, tp.partition);
   }
 
   /** Records one at a time; the position moves past each as it is given. */
@@ -339,6 +368,9 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
 
     // Stop delivering what we lose before anything else: from here no record of it reaches the app.
     for (const [key, tp] of lost) {
+      // The Consumer forgets the partition below; a reset position it resolved is still committed.
+      const offset = this.validPosition(key, tp);
+      if (offset !== null) this.positions.set(key, offset);
       this.owned.delete(key);
       this.revoking.set(key, tp);
     }

@@ -18,7 +18,7 @@ export type {
   ValueDecoding,
 } from './consumer.js';
 export { GroupConsumer } from './group-consumer.js';
-export type { AssignmentChange, GroupConsumerOptions } from './group-consumer.js';
+export type { AssignmentChange, CommitOffset, GroupConsumerOptions } from './group-consumer.js';
 export { Admin } from './admin.js';
 export type { ConfigAlteration, ConfigEntry, NewTopic, OffsetAnswer, OffsetQuery, OffsetSpec, PartitionDescription, TopicConfig, TopicConfigDescription, TopicDescription, TopicOutcome } from './admin.js';
 export { Connection, connect } from './connection.js';

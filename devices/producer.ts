@@ -109,6 +109,12 @@ export interface ProducerOptions {
   deliveryTimeoutMs?: number;
   /** Per Produce request, from send to answer. */
   requestTimeoutMs?: number;
+  /**
+   * Called each time a batch is to be sent again after a retriable failure (STORAGE_FULL,
+   * a lost connection...), so a caller can tell that delivery is waiting; Kafka's producer
+   * logs these as warnings.
+   */
+  onRetry?: (err: TributaryError, topic: string, partition: number) => void;
 }
 
 /** varints, attributes and deltas around a record's key, value and headers. */
@@ -194,6 +200,7 @@ export class Producer {
       retryBackoffMaxMs: nonNegative('retryBackoffMaxMs', options.retryBackoffMaxMs, 2000),
       deliveryTimeoutMs: this.deliveryTimeoutMs,
       requestTimeoutMs: positive('requestTimeoutMs', options.requestTimeoutMs, 30_000),
+      onRetry: options.onRetry,
     };
     this.sender = new Sender(client, config, {
       queues: () => this.queues(),

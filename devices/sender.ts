@@ -74,6 +74,7 @@ export interface SenderConfig {
   readonly retryBackoffMaxMs: number;
   readonly deliveryTimeoutMs: number;
   readonly requestTimeoutMs: number;
+  readonly onRetry?: (err: TributaryError, topic: string, partition: number) => void;
 }
 
 /** What the sender asks of the producer that feeds it. */
@@ -371,6 +372,7 @@ export class Sender {
     b.lastError = err;
     b.retryAt = Math.min(b.deadline, now + this.backoffMs(b.attempts));
     b.attempts++;
+    this.config.onRetry?.(err as TributaryError, b.queue.topic, b.queue.partition);
     // The batch keeps its place in `ready`: until it is sent again nothing behind it goes.
     this.armRetry(b.queue, b.retryAt);
   }

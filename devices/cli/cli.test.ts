@@ -110,7 +110,7 @@ describe('tributary client commands', () => {
     await cli(['topics', 'create', 'nosep', '--partitions', '1']);
     const r = await cli(['produce', 'nosep', '--key-separator', ':'], { input: 'a:1\nb:2\njust-a-value\nc:3\n' });
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe("tributary: no key separator ':' found on line 3 (2 earlier records were produced)\n");
+    expect(r.stderr).toBe("tributary: line 3 refused: no key separator ':' (2 records before it produced, none after it)\n");
     const d = await conn.admin().describeTopic('nosep');
     expect(d.partitions[0].logEndOffset).toBe(2);
   });

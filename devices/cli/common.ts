@@ -2,8 +2,10 @@
 // connect, and one way to fail (a line `tributary: <message>` on stderr and exit code 1).
 
 import type { Command } from 'commander';
+import { TributaryError } from '../../protocol/errors.js';
 import { AUTH_ENV, resolveAuthOptions, type AuthOptionNames } from '../auth-options.js';
-import { Client } from '../client.js';
+import { Client, webSocketTransportFactory } from '../client.js';
+import { reasonOf } from '../errors.js';
 
 export const DEFAULT_BROKER = 'ws://127.0.0.1:7400/v1';
 /** The command line fails fast when no node answers, instead of the SDK's 10 s. */
@@ -33,14 +35,44 @@ export function withNode(command: Command): Command {
     .option('--fleet-key <hex>', `accept any node with a node credential of this fleet (env ${AUTH_ENV.fleetPublicKey})`);
 }
 
+/** How a command that waits for the node longer than the others connects. */
+export interface ConnectOptions {
+  /** How long the first connect keeps trying; default 3 s. */
+  connectTimeoutMs?: number;
+  /** Every failed attempt to reach the node (first connect and reconnects), with its reason (ECONNREFUSED...). */
+  onUnreachable?: (reason: string) => void;
+  /** Every connection made. */
+  onConnect?: () => void;
+}
+
 /** Connects with the flags (falling back to the environment), runs `body`, closes. */
-export async function withClient<T>(opts: NodeOptions, body: (client: Client) => Promise<T>): Promise<T> {
+export async function withClient<T>(opts: NodeOptions, body: (client: Client) => Promise<T>, connect: ConnectOptions = {}): Promise<T> {
   const auth = resolveAuthOptions(
     { identityFile: opts.identity, credentialFile: opts.credential, nodePublicKey: opts.nodeKey, fleetPublicKey: opts.fleetKey },
     process.env,
     FLAG_NAMES,
   );
-  const client = await Client.connect(opts.broker, { connectTimeoutMs: CLI_CONNECT_TIMEOUT_MS, clientId: 'tributary-cli', ...auth });
+  const { onUnreachable, onConnect } = connect;
+  const open = webSocketTransportFactory();
+  const client = await Client.connect(opts.broker, {
+    connectTimeoutMs: connect.connectTimeoutMs ?? CLI_CONNECT_TIMEOUT_MS,
+    clientId: 'tributary-cli',
+    ...auth,
+    onConnect,
+    // The socket's own error (ECONNREFUSED: nothing listens) is the reason worth saying;
+    // the client only says so once it gives up.
+    ...(onUnreachable === undefined
+      ? {}
+      : {
+          transportFactory: (url, options) =>
+            open(url, options).catch((err: unknown) => {
+              // A malformed URL is refused for good, not retried: nothing to announce.
+              const final = err instanceof TributaryError && !err.retriable;
+              if (!final && !options?.signal?.aborted) onUnreachable(reasonOf(err));
+              throw err;
+            }),
+        }),
+  });
   try {
     return await body(client);
   } finally {

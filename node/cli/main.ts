@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { Errors, TributaryError } from '../../protocol/errors.js';
 import { registerClientCommands } from '../../devices/cli/index.js';
+import { guardStdout } from '../../devices/cli/output.js';
 import { registerConfigCommand } from './config-check.js';
 import { registerServiceCommand } from './service.js';
 import { registerStartCommand } from './start.js';
@@ -47,6 +48,8 @@ const VERSION = (JSON.parse(readFileSync(new URL('../../../package.json', import
 // Run when executed as the `tributary` binary (not when imported by tests).
 const invokedDirectly = process.argv[1] !== undefined && import.meta.url === (await import('node:url')).pathToFileURL((await import('node:fs')).realpathSync(process.argv[1])).href;
 if (invokedDirectly) {
+  // Help, lists and tables piped into `head` must end quietly, not with an EPIPE stack trace.
+  guardStdout();
   main(process.argv).then((code) => {
     process.exitCode = code;
   });
