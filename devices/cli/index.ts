@@ -266,12 +266,7 @@ interface ProduceSettings {
 
 async function produceLines(client: Client, topic: string, opts: ProduceOptions, settings: ProduceSettings): Promise<void> {
   const { acks, partition, separator, timeoutMs, notices } = settings;
-  const meta = await new Admin(client).topicMetadata(topic).catch((err: unknown) => {
-    // The node lets a principal describe a topic it may produce to or consume from, so a
-    // refused describe is a refused produce: say that, not what the command asked first.
-    if (err instanceof TributaryError && err.is(Errors.UNAUTHORIZED)) throw new TributaryError(Errors.UNAUTHORIZED, detailOf(err).replace(`may not describe '${topic}'`, `may not produce to '${topic}'`));
-    throw err;
-  });
+  const meta = await new Admin(client).topicMetadata(topic);
   if (partition !== undefined && partition >= meta.partitions.length) throw new UsageError(`topic ${topic} has no partition ${partition} (it has ${meta.partitions.length})`);
   // A batch the node would refuse as too large takes the records batched with it along:
   // batches stay within the topic's max.message.bytes and a frame, and a record that

@@ -116,7 +116,9 @@ export function isAllowed(principal: Principal, action: Action, topic?: string):
 const VERB: Record<Action, string> = {
   produce: 'produce to',
   consume: 'consume from',
-  describe: 'describe',
+  // A principal sees a topic it may produce to or consume from: a refusal means neither, and
+  // says so in the words of what the client was about to do, not of the metadata it asked first.
+  describe: 'produce to or consume from',
   createTopics: 'create topic',
   deleteTopics: 'delete topic',
   alterConfigs: 'alter the config of topic',
