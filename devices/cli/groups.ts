@@ -7,6 +7,7 @@
 // --execute is given.
 
 import type { Command } from 'commander';
+import { parseDecimalInteger } from '../../protocol/decimal.js';
 import { Errors, TributaryError } from '../../protocol/errors.js';
 import { Kind } from '../../protocol/frames.js';
 import { Admin } from '../admin.js';
@@ -69,8 +70,8 @@ export function registerGroupCommands(program: Command): void {
         if (targets !== 1) throw new UsageError('give exactly one of --to-earliest, --to-latest, --to-offset and --to-datetime');
         let offset: number | undefined;
         if (opts.toOffset !== undefined) {
-          offset = Number(opts.toOffset);
-          if (opts.toOffset.trim() === '' || !Number.isSafeInteger(offset) || offset < 0) throw new UsageError(`--to-offset must be a non-negative integer, got '${opts.toOffset}'`);
+          offset = parseDecimalInteger(opts.toOffset);
+          if (offset === undefined || offset < 0) throw new UsageError(`--to-offset must be a non-negative decimal integer, got '${opts.toOffset}'`);
         }
         let time: number | undefined;
         if (opts.toDatetime !== undefined) {
