@@ -95,6 +95,7 @@ export function registerKeyCommands(program: Command): { credentials: Command } 
         if (!ROLES.includes(opts.role as Role)) throw new TributaryError(Errors.INVALID_CONFIG, `--role must be one of ${ROLES.join(', ')}, got '${opts.role}'`);
         const fleet = readIdentityFile(opts.fleet);
         const now = Date.now();
+        const expiresAt = now + parseDurationMs(opts.expires);
         const credential = issueCredential(
           fleet,
           {
@@ -103,14 +104,15 @@ export function registerKeyCommands(program: Command): { credentials: Command } 
             produce: opts.produce,
             consume: opts.consume,
             ...(opts.group === undefined ? {} : { groups: opts.group }),
-            expiresAt: now + parseDurationMs(opts.expires),
+            expiresAt,
           },
           now,
         );
         // A credential is no secret (it names a public key and is useless without the
         // subject's secret key), but nothing is gained by making it world-readable.
         writePrivateFile(opts.out, credential, opts.force ?? false);
-        process.stderr.write(`issued a ${opts.role} credential, expires ${new Date(now + parseDurationMs(opts.expires)).toISOString()}\n`);
+        const article = /^[aeiou]/.test(opts.role) ? 'an' : 'a';
+        process.stderr.write(`issued ${article} ${opts.role} credential, expires ${new Date(expiresAt).toISOString()}\n`);
       } catch (err) {
         fail(err);
       }
