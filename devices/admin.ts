@@ -124,7 +124,7 @@ export class Admin {
     if (topics.length === 0) return [];
     const response = await this.client.request(Kind.DescribeConfigs, { topics: [...topics] });
     return outcomes(topics, response.topics).map((o, i) => {
-      const r = response.topics[i]?.name === o.name ? response.topics[i] : response.topics.find((x) => x.name === o.name);
+      const r = answerOf(response.topics, i, o.name);
       return { name: o.name, error: o.error, configs: o.error === null && r !== undefined ? r.configs.map((c) => ({ ...c })) : [] };
     });
   }
@@ -164,7 +164,7 @@ export class Admin {
   /** Metadata of one topic; UNKNOWN_TOPIC when it does not exist. */
   async topicMetadata(name: string): Promise<TopicMetadata> {
     const response = await this.client.request(Kind.Metadata, { topics: [name] });
-    const meta = response.topics.find((t) => t.name === name);
+    const meta = answerOf(response.topics, 0, name);
     if (meta === undefined) throw new TributaryError(Errors.UNKNOWN_TOPIC, `topic '${name}' does not exist`);
     if (meta.error !== Errors.NONE.code) throw wireError(meta.error, meta.message ?? `topic '${name}'`);
     return meta;
@@ -198,7 +198,7 @@ function timestampOf(at: OffsetSpec): number {
 
 function answerFor(results: ListOffsetsPartitionResult[], i: number, q: OffsetQuery): ListOffsetsPartitionResult {
   const r = results[i];
-  if (r !== undefined && r.topic === q.topic && r.partition === q.partition) return r;
+  if (r !== undefined && answersTopic(r.topic, q.topic) && r.partition === q.partition) return r;
   const found = results.find((x) => x.topic === q.topic && x.partition === q.partition);
   if (found === undefined) throw new TributaryError(Errors.UNKNOWN, `node did not answer for ${q.topic}/${q.partition}`);
   return found;
@@ -206,8 +206,27 @@ function answerFor(results: ListOffsetsPartitionResult[], i: number, q: OffsetQu
 
 function outcomes(names: readonly string[], results: { name: string; error: number; message?: string }[]): TopicOutcome[] {
   return names.map((name, i) => {
-    const r = results[i]?.name === name ? results[i] : results.find((x) => x.name === name);
+    const r = answerOf(results, i, name);
     if (r === undefined) return { name, error: new TributaryError(Errors.UNKNOWN, `node did not answer for topic '${name}'`) };
     return { name, error: r.error === Errors.NONE.code ? null : wireError(r.error, r.message) };
   });
+}
+
+/**
+ * The answer about topic `name`, asked for at position `i`: answers come in request order,
+ * and a repeated name is answered once each.
+ */
+export function answerOf<T extends { name: string }>(results: readonly T[], i: number, name: string): T | undefined {
+  const r = results[i];
+  return r !== undefined && answersTopic(r.name, name) ? r : results.find((x) => x.name === name);
+}
+
+/**
+ * Whether an answer's topic is `asked`. A node echoes a name too long to be a topic name cut
+ * to the longest legal length, with INVALID_TOPIC: matched only in place (by position), that
+ * answer is the one about the long name, whose error is then shown rather than a missing
+ * answer.
+ */
+export function answersTopic(answered: string, asked: string): boolean {
+  return answered === asked || (answered.length > 0 && answered.length < asked.length && asked.startsWith(answered));
 }

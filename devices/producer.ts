@@ -25,6 +25,7 @@ import { Errors, TributaryError } from '../protocol/errors.js';
 import { Kind, type Acks } from '../protocol/frames.js';
 import { partitionForKey, StickyPartitioner } from '../protocol/partitioner.js';
 import { Compression, type Header, type Record as BatchRecord } from '../protocol/record-batch.js';
+import { answerOf } from './admin.js';
 import type { Client } from './client.js';
 import { clientClosed, wireError } from './errors.js';
 import { IDEMPOTENT_IN_FLIGHT_MAX } from './idempotence.js';
@@ -523,7 +524,7 @@ export class Producer {
     this.client.request(Kind.Metadata, { topics: [name] }, { timeoutMs: this.maxBlockMs }).then(
       (response) => {
         topic.loading = false;
-        const meta = response.topics.find((t) => t.name === name);
+        const meta = answerOf(response.topics, 0, name);
         if (meta === undefined) return this.metadataFailed(name, new TributaryError(Errors.UNKNOWN_TOPIC, `topic '${name}' does not exist`));
         if (meta.error !== Errors.NONE.code) return this.metadataFailed(name, wireError(meta.error, meta.message ?? `topic '${name}'`));
         if (meta.partitions.length === 0) return this.metadataFailed(name, new TributaryError(Errors.UNKNOWN_TOPIC, `topic '${name}' has no partitions`));

@@ -41,6 +41,7 @@ export const Errors = {
   FENCED_MEMBER_EPOCH: spec(110, 'FENCED_MEMBER_EPOCH', false, 'the member epoch is stale; join again'),
   STALE_MEMBER_EPOCH: spec(113, 'STALE_MEMBER_EPOCH', true, 'the member epoch is behind; heartbeat, then commit again'),
   NON_EMPTY_GROUP: spec(68, 'NON_EMPTY_GROUP', false, 'the group has live members'),
+  GROUP_ID_NOT_FOUND: spec(69, 'GROUP_ID_NOT_FOUND', false, 'the group has neither members nor committed offsets'),
   /** A codec the node cannot inflate (snappy, lz4, zstd), so it cannot check the records. */
   UNSUPPORTED_COMPRESSION_TYPE: spec(76, 'UNSUPPORTED_COMPRESSION_TYPE', false, 'the node does not accept this compression codec'),
   INVALID_RECORD: spec(87, 'INVALID_RECORD', false, 'a record failed the node\'s validation'),

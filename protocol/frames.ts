@@ -314,7 +314,10 @@ export interface DescribeGroupResponse extends ErrorBody {
   /** The group epoch: moves whenever membership or subscriptions change. */
   epoch: number;
   members: { memberId: string; memberEpoch: number; topics: string[]; assignment: string[]; owned: string[] }[];
-  /** Committed offsets with the log end (high watermark) and the lag between them. */
+  /**
+   * Each partition committed or assigned to a member: its committed offset, the log end (high
+   * watermark) and the lag between them; -1 for no commit yet (and then no lag) or no partition.
+   */
   offsets: { topic: string; partition: number; committed: number; highWatermark: number; lag: number }[];
 }
 

@@ -6,6 +6,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
+import { parseDecimalInteger } from '../protocol/decimal.js';
+import { Errors, TributaryError } from '../protocol/errors.js';
 
 interface SimFlags {
   out?: string;
@@ -15,9 +17,14 @@ interface SimFlags {
   duration?: string;
 }
 
-/** A flag's number if it reads as one, else the text, so the scenario check names the bad value. */
-function numberOrText(value: string): number | string {
-  return value.trim() !== '' && Number.isFinite(Number(value)) ? Number(value) : value;
+/**
+ * A flag's number, in decimal digits as every number of the command line ('1e3', '0x10',
+ * ' 7' and '7.0' are refused, naming the flag); its range is the scenario's to check.
+ */
+function decimalFlag(flag: string, value: string): number {
+  const n = parseDecimalInteger(value);
+  if (n === undefined) throw new TributaryError(Errors.INVALID_CONFIG, `${flag} must be a decimal integer, got '${value}'`);
+  return n;
 }
 
 export function registerSimCommand(program: Command): void {
@@ -36,8 +43,8 @@ export function registerSimCommand(program: Command): void {
       const [{ loadScenario }, { runScenario }, { htmlReport, terminalSummary }] = await Promise.all([import('./scenario.js'), import('./run.js'), import('./report.js')]);
       const overrides: Record<string, unknown> = {};
       if (flags.nodeUrl !== undefined) overrides.node = { url: flags.nodeUrl };
-      if (flags.devices !== undefined) overrides.devices = numberOrText(flags.devices);
-      if (flags.duration !== undefined) overrides.duration = numberOrText(flags.duration);
+      if (flags.devices !== undefined) overrides.devices = decimalFlag('--devices', flags.devices);
+      if (flags.duration !== undefined) overrides.duration = decimalFlag('--duration', flags.duration);
       const scenario = loadScenario(path, overrides);
       const result = await runScenario(scenario, { progress: process.stderr });
       const out = resolve(flags.out ?? `sim-report-${result.startedAt.replace(/[:.]/g, '-')}`);

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { LatencyHistogram } from './histogram.js';
 import { buckets, chartPointsMax, escapeHtml, htmlReport, terminalSummary } from './report.js';
+import { FullFleetWindow } from './run.js';
 import type { Percentiles, RunResult, Sample } from './types.js';
 
 // Fixtures: RunResults as the engine would hand them over, each built to exercise one
@@ -260,6 +262,35 @@ describe('terminalSummary', () => {
     expect(text).not.toContain('all connected');
     expect(text).toMatch(/Errors\n +none/);
     expect(text).toContain('VERDICT OK');
+  });
+});
+
+describe('terminalSummary wording', () => {
+  it('counts one worker and one device in the singular, in both reports', () => {
+    const one = run({ devices: 1, workers: 1 });
+    const text = terminalSummary(one);
+    expect(text).toContain('1 device, 1 worker, 30.0 s');
+    expect(text).toContain('connect: the device in 2.5 s');
+    expect(htmlReport(one)).toContain('1 device, 1 worker, 30.0 s');
+    expect(terminalSummary(run({ devices: 1, workers: 1, totals: { ...run().totals, connectSeconds: null } }))).toContain('connect: the device never connected');
+    expect(terminalSummary(run({ devices: 10_000, workers: 2 }))).toContain('10,000 devices, 2 workers, 30.0 s');
+  });
+
+  it('the "all connected" rows end at an outage: a node killed at 12 s, its held-back sends acknowledged at 3 s after the restart', () => {
+    const window = new FullFleetWindow(200);
+    const second = (at: number, connected: number, latencyMs: number) => {
+      const acks = new LatencyHistogram();
+      for (let i = 0; i < 100; i++) acks.record(latencyMs);
+      window.sampled(sample(at, { devicesConnected: connected, ackLatency: acks.percentiles() }), acks);
+    };
+    for (let at = 1; at <= 12; at++) second(at, at < 3 ? 100 : 200, 1.5);
+    window.acted('kill-node');
+    for (let at = 13; at <= 15; at++) second(at, 0, 0);
+    for (let at = 16; at <= 30; at++) second(at, 200, 3000);
+    window.loadStopped();
+    const healthy = run();
+    const text = terminalSummary(run({ totals: { ...healthy.totals, allConnected: window.result(percentiles(900, 3)) } }));
+    expect(text).toMatch(/send-to-ack, all connected \(3\.0-12\.0 s\) +900 +1\.50 +1\.50 +1\.50 +1\.50 +1\.50\n/);
   });
 });
 

@@ -38,6 +38,11 @@ function formatRate(perSecond: number): string {
   return Math.abs(perSecond) >= 100 ? formatInt(perSecond) : perSecond.toFixed(1);
 }
 
+/** `1 worker`, `2 workers`, `10,000 devices`. */
+function count(n: number, noun: string): string {
+  return `${formatInt(n)} ${noun}${n === 1 ? '' : 's'}`;
+}
+
 function formatSeconds(seconds: number): string {
   if (!Number.isFinite(seconds)) return '-';
   const text = `${seconds.toFixed(1)} s`;
@@ -210,7 +215,7 @@ export function terminalSummary(result: RunResult, options?: { color?: boolean }
 
   lines.push(paint.bold(`Tributary simulator: ${plain(result.scenario)}`));
   lines.push(
-    `  ${formatInt(result.devices)} devices, ${formatInt(result.workers)} workers, ` +
+    `  ${count(result.devices, 'device')}, ${count(result.workers, 'worker')}, ` +
       `${formatSeconds(result.durationSeconds)}, node ${plain(result.nodeUrl)}`,
   );
   lines.push(paint.dim(`  started ${plain(result.startedAt)}`));
@@ -219,11 +224,8 @@ export function terminalSummary(result: RunResult, options?: { color?: boolean }
   const failedTotal = (r: number, c: number) => r === 3 && c === 1 && result.totals.failed > 0;
   lines.push(...columns(rateRows(result), (r, c, padded) => (r === 0 ? paint.dim(padded) : failedTotal(r, c) ? paint.yellow(padded) : padded)));
   const connect = result.totals.connectSeconds;
-  lines.push(
-    connect === null
-      ? paint.yellow(`  connect: not every one of the ${formatInt(result.devices)} devices connected`)
-      : `  connect: all ${formatInt(result.devices)} devices in ${formatSeconds(connect)}`,
-  );
+  const fleet = result.devices === 1 ? { all: 'the device', notAll: 'the device never' } : { all: `all ${count(result.devices, 'device')}`, notAll: `not every one of the ${count(result.devices, 'device')}` };
+  lines.push(connect === null ? paint.yellow(`  connect: ${fleet.notAll} connected`) : `  connect: ${fleet.all} in ${formatSeconds(connect)}`);
 
   heading('Latency (ms)');
   lines.push(...columns(latencyRows(result), header));
@@ -630,7 +632,7 @@ export function htmlReport(result: RunResult): string {
   const ok = result.verdict.ok;
   const name = escapeHtml(result.scenario);
   const meta =
-    `${formatInt(result.devices)} devices, ${formatInt(result.workers)} workers, ${formatSeconds(result.durationSeconds)}, ` +
+    `${count(result.devices, 'device')}, ${count(result.workers, 'worker')}, ${formatSeconds(result.durationSeconds)}, ` +
     `node ${result.nodeUrl}, started ${result.startedAt}`;
   return [
     '<!doctype html>',

@@ -57,6 +57,66 @@ class Window {
   }
 }
 
+/** Scenario actions after which some devices are not connected: each is an outage. */
+const OUTAGE_ACTIONS: ReadonlySet<Action['do']> = new Set(['kill-node', 'drop-connections']);
+
+/**
+ * The fleet at full load, apart from the rest of the run: from the first sample that counts
+ * every device connected to the first outage (a node killed, connections dropped), the first
+ * sample short of a device, or the end of the load, whichever comes first. It never reopens:
+ * after an outage, devices send what they held back through it, and those acks (and reads)
+ * carry the outage's latency however connected the fleet is again.
+ */
+export class FullFleetWindow {
+  /** When the window opened (null: never); it counts from the sample after that one. */
+  fromSeconds: number | null = null;
+  /** The last sample counted. */
+  toSeconds = 0;
+  readonly ackLatency = new LatencyHistogram();
+  private ended = false;
+
+  constructor(private readonly devices: number) {}
+
+  /**
+   * A sample was taken, `ackLatency` the send-to-ack latency since the one before. Returns
+   * 'opened' or 'ended' when the window did so at this sample, else null.
+   */
+  sampled(sample: Sample, ackLatency: LatencyHistogram): 'opened' | 'ended' | null {
+    if (this.ended) return null;
+    const everyDevice = sample.devicesConnected >= this.devices;
+    if (this.fromSeconds === null) {
+      if (!everyDevice) return null;
+      this.fromSeconds = this.toSeconds = sample.at;
+      return 'opened';
+    }
+    if (!everyDevice) return this.end();
+    this.ackLatency.merge(ackLatency);
+    this.toSeconds = sample.at;
+    return null;
+  }
+
+  /** Scenario action `what` was done: an outage ends the window. */
+  acted(what: Action['do']): 'ended' | null {
+    return OUTAGE_ACTIONS.has(what) ? this.end() : null;
+  }
+
+  /** The load stopped: devices disconnect from here on. */
+  loadStopped(): 'ended' | null {
+    return this.end();
+  }
+
+  result(latency: Percentiles): RunResult['totals']['allConnected'] {
+    if (this.fromSeconds === null) return null;
+    return { fromSeconds: this.fromSeconds, toSeconds: this.toSeconds, latency, ackLatency: this.ackLatency.percentiles() };
+  }
+
+  private end(): 'ended' | null {
+    if (this.ended) return null;
+    this.ended = true;
+    return 'ended';
+  }
+}
+
 /** Files a worker needs besides its devices' sockets: modules, pipes, the IPC channel. */
 const WORKER_FILES_SPARE = 64;
 /** A local node's files besides the devices' sockets: segments and indexes, the run's own connections. */
@@ -182,12 +242,12 @@ async function playScenario(play: Play): Promise<RunResult> {
   const errorsByName: Record<string, number> = {};
   const totals = { sent: 0, acked: 0, failed: 0, read: 0 };
   const totalAckLatency = new LatencyHistogram();
-  // From the first sample that counts every device connected (the fleet at full load) to
-  // the last one before the load stops.
-  let allConnectedAt: number | null = null;
-  let allConnectedUntil = 0;
-  let loadRunning = true;
-  const allConnectedAckLatency = new LatencyHistogram();
+  const fullFleet = new FullFleetWindow(scenario.devices);
+  // The verifier counts produce-to-consume latency apart over the same window.
+  const windowed = (change: 'opened' | 'ended' | null) => {
+    if (change === 'opened') verifier?.startAllConnected();
+    if (change === 'ended') verifier?.endAllConnected();
+  };
   const samples: Sample[] = [];
   const actions: { at: number; what: string }[] = [];
   const t0 = performance.now();
@@ -237,17 +297,9 @@ async function playScenario(play: Play): Promise<RunResult> {
     totals.failed += window.failed;
     totals.read += read.read;
     totalAckLatency.merge(window.ackLatency);
-    if (allConnectedAt !== null && loadRunning) {
-      allConnectedAckLatency.merge(window.ackLatency);
-      allConnectedUntil = sample.at;
-    }
+    windowed(fullFleet.sampled(sample, window.ackLatency));
     window.reset();
     samples.push(sample);
-    if (allConnectedAt === null && loadRunning && sample.devicesConnected >= scenario.devices) {
-      allConnectedAt = sample.at;
-      allConnectedUntil = sample.at;
-      verifier?.startAllConnected();
-    }
     progress.update(sample);
   };
   const progress = new Progress(play.progress, scenario);
@@ -266,6 +318,8 @@ async function playScenario(play: Play): Promise<RunResult> {
     }
     while (pendingActions.length > 0 && pendingActions[0].at <= now) {
       const action = pendingActions.shift()!;
+      // An outage ends the window before it begins.
+      windowed(fullFleet.acted(action.do));
       actions.push({ at: Math.round(now * 10) / 10, what: await perform(action, play) });
     }
     if (now >= nextSampleAt) {
@@ -274,8 +328,7 @@ async function playScenario(play: Play): Promise<RunResult> {
     }
   }
 
-  loadRunning = false;
-  verifier?.endAllConnected();
+  windowed(fullFleet.loadStopped());
 
   // A node the scenario left down cannot answer the last sends or the verifier: bring it back.
   if (node && !node.isRunning) {
@@ -327,15 +380,7 @@ async function playScenario(play: Play): Promise<RunResult> {
       latency: verifier ? verifier.latencyTotal() : emptyPercentiles(),
       ackLatency: totalAckLatency.percentiles(),
       connectSeconds: connectSeconds(),
-      allConnected:
-        allConnectedAt === null
-          ? null
-          : {
-              fromSeconds: allConnectedAt,
-              toSeconds: allConnectedUntil,
-              latency: verifier?.latencyAllConnected() ?? emptyPercentiles(),
-              ackLatency: allConnectedAckLatency.percentiles(),
-            },
+      allConnected: fullFleet.result(verifier?.latencyAllConnected() ?? emptyPercentiles()),
       errors: errorsByName,
     },
     actions,

@@ -104,9 +104,11 @@ export interface RunResult {
     connectSeconds: number | null;
     /**
      * The same latencies counted only from the first sample in which every device was
-     * connected to the last sample before the load stopped (devices then disconnect): the
-     * fleet at full load, without its connect ramp. Null when the devices were never all
-     * connected during the load.
+     * connected to the last sample before the first outage (a kill-node or drop-connections
+     * action, or a sample short of a device) or the end of the load (devices then
+     * disconnect): the fleet at full load, without its connect ramp and without any outage
+     * or what devices held back through it. Null when the devices were never all connected
+     * before either.
      */
     allConnected: { fromSeconds: number; toSeconds: number; latency: Percentiles; ackLatency: Percentiles } | null;
     errors: Record<string, number>;

@@ -83,9 +83,10 @@ it('members come and go: never two owners of a partition, every record at least 
   const overlaps: string[] = [];
   const sampler = (async () => {
     while (sampling) {
-      const d = await admin.request<{ members: { memberId: string; owned: string[] }[] }>(Kind.DescribeGroup, { groupId: GROUP });
+      // Before the first member joins, the group does not exist (GROUP_ID_NOT_FOUND, no members).
+      const d = await admin.request<{ members?: { memberId: string; owned: string[] }[] }>(Kind.DescribeGroup, { groupId: GROUP });
       const owner = new Map<string, string>();
-      for (const m of d.members) {
+      for (const m of d.members ?? []) {
         for (const tp of m.owned) {
           if (owner.has(tp)) overlaps.push(`${tp} owned by ${owner.get(tp)} and ${m.memberId}`);
           owner.set(tp, m.memberId);

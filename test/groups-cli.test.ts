@@ -1,12 +1,15 @@
 // `tributary groups list|describe|reset-offsets` as a user runs them: the built CLI against
-// a node started in-process, with offsets committed and a member in the group.
+// a node started in-process, with offsets committed and a member in the group; and, against
+// a node process, describe of a group that does not exist and of one with a live member.
 
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { Client } from '../devices/client.js';
+import { GroupConsumer } from '../devices/group-consumer.js';
 import { Kind } from '../protocol/frames.js';
 import { encodeBatch } from '../protocol/record-batch.js';
 import { startBroker, type Broker } from '../node/broker.js';
 import { silentLogger } from '../node/logger.js';
-import { runCli, tempDir } from './helpers/node-process.js';
+import { cliOk, runCli, startNodeProcess, stopAllNodes, tempDir } from './helpers/node-process.js';
 import { RawClient } from './helpers/raw-client.js';
 
 const dir = tempDir();
@@ -90,4 +93,74 @@ it('consume --group starts where the group last committed: two runs print every 
   const mixed = await cli(['consume', 'jobs', '--group', 'x', '--partition', '0']);
   expect(mixed.code).not.toBe(0);
   expect(mixed.stderr).toMatch(/--group takes the partitions the group gives it/);
+});
+
+describe('groups describe against a node process', () => {
+  afterEach(stopAllNodes);
+
+  it("a group that does not exist is one line and exit code 1, as Kafka's \"Consumer group 'x' does not exist\"", async () => {
+    const data = tempDir();
+    try {
+      const node = await startNodeProcess({ dataDir: data.path });
+      const r = await runCli(['groups', 'describe', 'nobody', '--broker', node.url]);
+      expect(r).toEqual({ code: 1, stdout: '', stderr: "tributary: GROUP_ID_NOT_FOUND: consumer group 'nobody' does not exist\n" });
+      // Reset-offsets may still give a new group its first offsets.
+      await cliOk(['topics', 'create', 'fresh', '--partitions', '1', '--broker', node.url]);
+      const reset = await runCli(['groups', 'reset-offsets', 'newcomer', '--topic', 'fresh', '--to-earliest', '--execute', '--broker', node.url]);
+      expect(reset.code, reset.stderr).toBe(0);
+      expect(reset.stdout).toMatch(/^TOPIC\s+PARTITION\s+NEW-OFFSET\nfresh\s+0\s+0\n$/);
+    } finally {
+      await stopAllNodes();
+      data.remove();
+    }
+  });
+
+  it('a live member: each partition shows its log end offset before the first commit, then the committed offset and the lag', async () => {
+    const data = tempDir();
+    let client: Client | undefined;
+    let member: GroupConsumer | undefined;
+    try {
+      const node = await startNodeProcess({ dataDir: data.path });
+      const cli = (args: string[], input = '') => cliOk([...args, '--broker', node.url], input);
+      await cli(['topics', 'create', 'live', '--partitions', '2']);
+      await cli(['produce', 'live', '--partition', '0'], 'a\nb\nc\nd\ne\n');
+      await cli(['produce', 'live', '--partition', '1'], 'f\ng\nh\n');
+      client = await Client.connect(node.url);
+      // Commits only when told to, so what describe shows is known at each step.
+      member = new GroupConsumer(client, { groupId: 'live-readers', topics: ['live'], autoCommit: false, autoOffsetReset: 'earliest' });
+      const table = async () => {
+        const out = await cli(['groups', 'describe', 'live-readers']);
+        const [title, header, ...rows] = out.split('\n');
+        return { title, header: header.split(/\s+/), rows: rows.map((l) => l.split(/\s+/)) };
+      };
+      const id = () => member!.memberId;
+
+      const before = await vi.waitFor(async () => {
+        const t = await table();
+        expect(t.rows.map((r) => r[5])).toEqual([id(), id()]);
+        return t;
+      }, { timeout: 15_000, interval: 100 });
+      expect(before.title).toMatch(/^Group: live-readers\tMembers: 1\tEpoch: \d+$/);
+      expect(before.header).toEqual(['TOPIC', 'PARTITION', 'CURRENT-OFFSET', 'LOG-END-OFFSET', 'LAG', 'CONSUMER-ID']);
+      expect(before.rows).toEqual([
+        ['live', '0', '-', '5', '-', id()],
+        ['live', '1', '-', '3', '-', id()],
+      ]);
+
+      let read = 0;
+      for await (const _record of member) if (++read === 8) break;
+      await member.commit();
+      await cli(['produce', 'live', '--partition', '0'], 'i\nj\n');
+      const after = await table();
+      expect(after.rows).toEqual([
+        ['live', '0', '5', '7', '2', id()],
+        ['live', '1', '3', '3', '0', id()],
+      ]);
+    } finally {
+      await member?.close();
+      await client?.close();
+      await stopAllNodes();
+      data.remove();
+    }
+  });
 });

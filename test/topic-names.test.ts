@@ -3,15 +3,19 @@
 // INVALID_TOPIC for that part, showing no more than a short prefix of it, so that an answer
 // stays small whatever the request held (answers echo names: a 1 MB name once came back
 // twice, in the topic and in the message). Legal names, internal ones included, are served
-// as before.
+// as before. And with the command line and a node process: a topic of the longest legal
+// name can be deleted (its deletion marker once passed the 255-byte file-name limit), and a
+// name one character longer is refused with the node's reason, not an UNKNOWN.
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Errors } from '../protocol/errors.js';
 import { Kind, LATEST_TIMESTAMP } from '../protocol/frames.js';
 import { encodeBatch } from '../protocol/record-batch.js';
 import { startBroker, type Broker } from '../node/broker.js';
 import { silentLogger } from '../node/logger.js';
-import { tempDir } from './helpers/node-process.js';
+import { runCli, startNodeProcess, stopAllNodes, tempDir, type NodeProcess } from './helpers/node-process.js';
 import { RawClient } from './helpers/raw-client.js';
 
 const LEGAL = 'names.legal';
@@ -140,5 +144,47 @@ describe('topic names in requests', () => {
     expect(unknown.partitions?.[0].error).toBe(Errors.UNKNOWN_TOPIC.code);
     const reserved = await client.request<Answer>(Kind.CreateTopics, { topics: [{ name: '__mine', partitions: 1 }] });
     expect(reserved.topics?.[0]).toMatchObject({ error: Errors.INVALID_TOPIC.code, message: expect.stringMatching(/reserved for internal topics/) });
+  });
+});
+
+describe('the longest legal name with the command line and a node process', () => {
+  afterEach(stopAllNodes);
+
+  it('a 249-character topic of 1,000 partitions is written to, deleted, and gone after a restart; 250 characters are refused in one line', async () => {
+    const data = tempDir();
+    try {
+      let node: NodeProcess = await startNodeProcess({ dataDir: data.path });
+      const cli = (args: string[], input = '') => runCli([...args, '--broker', node.url], input);
+      const name = `Az09._-${'m'.repeat(242)}`;
+      const created = await cli(['topics', 'create', name, '--partitions', '1000']);
+      expect(created.code, created.stderr).toBe(0);
+      // The last partition's folder, `<name>-999`, is the longest one of this topic.
+      const produced = await cli(['produce', name, '--partition', '999'], 'kept until deleted\n');
+      expect(produced.code, produced.stderr).toBe(0);
+      const deleted = await cli(['topics', 'delete', name]);
+      expect([deleted.code, deleted.stdout, deleted.stderr]).toEqual([0, `deleted topic ${name}\n`, '']);
+
+      await node.stop();
+      node = await startNodeProcess({ dataDir: data.path });
+      const listed = await cli(['topics', 'list']);
+      expect(listed.code, listed.stderr).toBe(0);
+      expect(listed.stdout.split('\n')).not.toContain(name);
+      const ours = (names: string[]) => names.filter((n) => n.startsWith('Az09'));
+      expect(ours(readdirSync(data.path))).toEqual([]);
+      expect(ours(readdirSync(join(data.path, 'topics')))).toEqual([]);
+
+      const tooLong = `${name}m`;
+      const why = `tributary: INVALID_TOPIC: topic name "${tooLong.slice(0, 64)}"... is 250 characters long, at most 249 are allowed\n`;
+      for (const args of [['topics', 'create', tooLong, '--partitions', '1'], ['topics', 'delete', tooLong], ['topics', 'describe', tooLong]]) {
+        const refused = await cli(args);
+        expect([refused.code, refused.stderr], args.slice(0, 2).join(' ')).toEqual([1, why]);
+      }
+      const produceRefused = await cli(['produce', tooLong], 'never written\n');
+      expect(produceRefused.code).toBe(1);
+      expect(produceRefused.stderr).toContain(why.slice(0, -1));
+    } finally {
+      await stopAllNodes();
+      data.remove();
+    }
   });
 });

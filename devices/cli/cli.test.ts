@@ -139,7 +139,7 @@ describe('tributary client commands', () => {
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(/^tributary: TOPIC_ALREADY_EXISTS: .*\n$/);
     const bad = await cli(['topics', 'create', 'x', '--partitions', 'many']);
-    expect(bad).toMatchObject({ code: 1, stderr: "tributary: --partitions must be an integer of at least 1, got 'many'\n" });
+    expect(bad).toMatchObject({ code: 1, stderr: "tributary: --partitions must be a decimal integer of at least 1, got 'many'\n" });
     const badAcks = await cli(['produce', 'twice', '--acks', '2']);
     expect(badAcks).toMatchObject({ code: 1, stderr: "tributary: --acks must be 0, 1 or all, got '2'\n" });
   });

@@ -1,12 +1,14 @@
 // tributary groups list | describe G | reset-offsets G --topic T (--to-earliest |
 //   --to-latest | --to-offset N | --to-datetime ISO) [--execute]
 //
-// As Kafka's kafka-consumer-groups: describe shows members, what each is assigned, the
-// committed offsets and the lag to the high watermark; reset-offsets works only on a group
-// with no live members (a live one would commit over it) and only prints its plan unless
-// --execute is given.
+// As Kafka's kafka-consumer-groups: describe shows each partition committed or assigned,
+// its committed offset, log end offset (the high watermark), the lag between them and the
+// member it is assigned to, and refuses a group that does not exist; reset-offsets works
+// only on a group with no live members (a live one would commit over it) and only prints
+// its plan unless --execute is given.
 
 import type { Command } from 'commander';
+import { parseDecimalInteger } from '../../protocol/decimal.js';
 import { Errors, TributaryError } from '../../protocol/errors.js';
 import { Kind } from '../../protocol/frames.js';
 import { Admin } from '../admin.js';
@@ -40,17 +42,17 @@ export function registerGroupCommands(program: Command): void {
     .description('show members, assignments, committed offsets and lag per partition')
     .action(
       run(async (group: string, opts: NodeOptions) => {
+        // A group the node does not know is GROUP_ID_NOT_FOUND: one line and exit code 1.
         const d = await withClient(opts, (client) => client.request(Kind.DescribeGroup, { groupId: group }));
         const owner = new Map<string, string>();
         for (const m of d.members) for (const tp of m.assignment) owner.set(tp, m.memberId);
-        const rows = d.offsets.map((o) => [o.topic, String(o.partition), String(o.committed), String(o.highWatermark), String(o.lag), owner.get(`${o.topic}/${o.partition}`) ?? '-']);
-        // Assigned partitions without a commit yet are shown too.
-        for (const [tp, memberId] of owner) {
-          const [topic, partition] = [tp.slice(0, tp.lastIndexOf('/')), tp.slice(tp.lastIndexOf('/') + 1)];
-          if (!d.offsets.some((o) => o.topic === topic && String(o.partition) === partition)) rows.push([topic, partition, '-', '-', '-', memberId]);
-        }
+        const shown = (n: number) => (n < 0 ? '-' : String(n));
+        // The node answers every partition committed or assigned, each with its log end.
+        const rows = d.offsets.map((o) => [o.topic, String(o.partition), shown(o.committed), shown(o.highWatermark), shown(o.lag), owner.get(`${o.topic}/${o.partition}`) ?? '-']);
+        // Members given no partition (more members than partitions) are shown too, as Kafka does.
+        for (const m of d.members) if (m.assignment.length === 0) rows.push(['-', '-', '-', '-', '-', m.memberId]);
         const lines = [`Group: ${d.groupId}\tMembers: ${d.members.length}\tEpoch: ${d.epoch}`];
-        lines.push(...table(['TOPIC', 'PARTITION', 'COMMITTED', 'END', 'LAG', 'MEMBER'], rows));
+        lines.push(...table(['TOPIC', 'PARTITION', 'CURRENT-OFFSET', 'LOG-END-OFFSET', 'LAG', 'CONSUMER-ID'], rows));
         process.stdout.write(`${lines.join('\n')}\n`);
       }),
     );
@@ -69,8 +71,8 @@ export function registerGroupCommands(program: Command): void {
         if (targets !== 1) throw new UsageError('give exactly one of --to-earliest, --to-latest, --to-offset and --to-datetime');
         let offset: number | undefined;
         if (opts.toOffset !== undefined) {
-          offset = Number(opts.toOffset);
-          if (opts.toOffset.trim() === '' || !Number.isSafeInteger(offset) || offset < 0) throw new UsageError(`--to-offset must be a non-negative integer, got '${opts.toOffset}'`);
+          offset = parseDecimalInteger(opts.toOffset);
+          if (offset === undefined || offset < 0) throw new UsageError(`--to-offset must be a non-negative decimal integer, got '${opts.toOffset}'`);
         }
         let time: number | undefined;
         if (opts.toDatetime !== undefined) {
@@ -78,7 +80,11 @@ export function registerGroupCommands(program: Command): void {
           if (Number.isNaN(time) || time < 0) throw new UsageError(`--to-datetime must be an ISO date and time, got '${opts.toDatetime}'`);
         }
         const plan = await withClient(opts, async (client) => {
-          const d = await client.request(Kind.DescribeGroup, { groupId: group });
+          // A group nobody has used yet has no members: its first offsets may be set.
+          const d = await client.request(Kind.DescribeGroup, { groupId: group }).catch((err: unknown) => {
+            if (err instanceof TributaryError && err.is(Errors.GROUP_ID_NOT_FOUND)) return { members: [] };
+            throw err;
+          });
           if (d.members.length > 0) {
             throw new TributaryError(Errors.INVALID_REQUEST, `group ${group} has ${d.members.length} live member${d.members.length === 1 ? '' : 's'}; stop them before resetting its offsets`);
           }

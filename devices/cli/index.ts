@@ -12,6 +12,7 @@
 // --credential, --node-key, --fleet-key (common.ts), each with its environment fallback.
 
 import type { Command } from 'commander';
+import { parseDecimalInteger } from '../../protocol/decimal.js';
 import { Errors, TributaryError } from '../../protocol/errors.js';
 import { BATCH_OVERHEAD } from '../../protocol/record-batch.js';
 import type { Client } from '../client.js';
@@ -40,8 +41,8 @@ export function registerClientCommands(program: Command): void {
 
 function intArg(flag: string, value: string | undefined, min: number): number | undefined {
   if (value === undefined) return undefined;
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isSafeInteger(n) || n < min) throw new UsageError(`${flag} must be an integer of at least ${min}, got '${value}'`);
+  const n = parseDecimalInteger(value);
+  if (n === undefined || n < min) throw new UsageError(`${flag} must be a decimal integer of at least ${min}, got '${value}'`);
   return n;
 }
 
@@ -138,8 +139,9 @@ function parseConfig(pairs: string[]): Record<string, string | number> | undefin
     if (eq <= 0) throw new UsageError(`--config expects key=value, got '${pair}'`);
     if (Object.prototype.hasOwnProperty.call(config, pair.slice(0, eq))) throw new UsageError(`--config sets '${pair.slice(0, eq)}' twice`);
     const value = pair.slice(eq + 1);
-    // Numbers travel as numbers; the node validates each key either way.
-    config[pair.slice(0, eq)] = /^-?\d+$/.test(value) && Number.isSafeInteger(Number(value)) ? Number(value) : value;
+    // Numbers travel as numbers; anything else ('0x10', '1e6') as the text typed, which the
+    // node refuses for a numeric key, naming it.
+    config[pair.slice(0, eq)] = parseDecimalInteger(value) ?? value;
   }
   return config;
 }

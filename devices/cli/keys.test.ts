@@ -42,6 +42,20 @@ it('makes a fleet, a device identity and a credential the fleet key verifies', (
   expect(verifyCredential(readFileSync(join(dir, 'app.cred')), parsePublicKey(fleet.stdout)).groups).toEqual(['billing', 'billing.*']);
 });
 
+it.each([
+  ['admin', 'an admin'],
+  ['app', 'an app'],
+  ['device', 'a device'],
+  ['node', 'a node'],
+])('credentials issue --role %s says it issued %s credential', (role, phrase) => {
+  const fleetKey = join(dir, 'roles-fleet.key');
+  tributary('fleet', 'init', '--out', fleetKey, '--force');
+  const subject = tributary('keys', 'generate', '--out', join(dir, `roles-${role}.key`), '--force').stdout.trim();
+  const issued = tributary('credentials', 'issue', '--fleet', fleetKey, '--subject', subject, '--role', role, '--out', join(dir, `roles-${role}.cred`), '--force');
+  expect(issued.status, issued.stderr).toBe(0);
+  expect(issued.stderr).toMatch(new RegExp(`^issued ${phrase} credential, expires \\d{4}-\\d\\d-\\d\\dT`));
+});
+
 it('never overwrites a key silently, and refuses a key file others can read', () => {
   const path = join(dir, 'once.key');
   expect(tributary('keys', 'generate', '--out', path).status).toBe(0);

@@ -14,17 +14,20 @@
 
 import type { Command } from 'commander';
 import { issueCredential, ROLES, type Role } from '../../protocol/credential.js';
+import { parseDecimalInteger } from '../../protocol/decimal.js';
 import { Errors, TributaryError } from '../../protocol/errors.js';
 import { generateIdentity, parsePublicKey } from '../../protocol/key-file.js';
 import { readIdentityFile, writeIdentityFile, writePrivateFile } from '../identity.js';
 
 const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** `90d`, `12h`, `30m`, `45s`: a lifetime from now. */
+/** `90d`, `12h`, `30m`, `45s`: a lifetime from now, of at least one unit. */
 export function parseDurationMs(text: string): number {
-  const m = /^(\d{1,6})([smhd])$/.exec(text.trim());
-  if (!m) throw new TributaryError(Errors.INVALID_CONFIG, `--expires must look like 90d, 12h, 30m or 45s, got '${text}'`);
-  return Number(m[1]) * UNIT_MS[m[2]];
+  // As every number of the command line: decimal digits as typed, no blanks (' 90d').
+  const m = /^(\d{1,6})([smhd])$/.exec(text);
+  const count = m === null ? undefined : parseDecimalInteger(m[1]);
+  if (m === null || count === undefined || count < 1) throw new TributaryError(Errors.INVALID_CONFIG, `--expires must look like 90d, 12h, 30m or 45s, got '${text}'`);
+  return count * UNIT_MS[m[2]];
 }
 
 function collect(value: string, previous: string[] | undefined): string[] {
@@ -93,6 +96,7 @@ export function registerKeyCommands(program: Command): { credentials: Command } 
         if (!ROLES.includes(opts.role as Role)) throw new TributaryError(Errors.INVALID_CONFIG, `--role must be one of ${ROLES.join(', ')}, got '${opts.role}'`);
         const fleet = readIdentityFile(opts.fleet);
         const now = Date.now();
+        const expiresAt = now + parseDurationMs(opts.expires);
         const credential = issueCredential(
           fleet,
           {
@@ -101,14 +105,15 @@ export function registerKeyCommands(program: Command): { credentials: Command } 
             produce: opts.produce,
             consume: opts.consume,
             ...(opts.group === undefined ? {} : { groups: opts.group }),
-            expiresAt: now + parseDurationMs(opts.expires),
+            expiresAt,
           },
           now,
         );
         // A credential is no secret (it names a public key and is useless without the
         // subject's secret key), but nothing is gained by making it world-readable.
         writePrivateFile(opts.out, credential, opts.force ?? false);
-        process.stderr.write(`issued a ${opts.role} credential, expires ${new Date(now + parseDurationMs(opts.expires)).toISOString()}\n`);
+        const article = /^[aeiou]/.test(opts.role) ? 'an' : 'a';
+        process.stderr.write(`issued ${article} ${opts.role} credential, expires ${new Date(expiresAt).toISOString()}\n`);
       } catch (err) {
         fail(err);
       }

@@ -134,6 +134,15 @@ export async function fsyncDir(ops: FileOps, dir: string): Promise<void> {
 }
 
 export const TMP_PREFIX = '.tmp-';
+const TMP_NAME = /^\.tmp-[0-9a-f]{16}$/;
+
+/**
+ * Whether `name` is exactly a name writeFileDurable makes. A prefix alone is not enough
+ * beside topic configs: a topic may be named `.tmp-x`, and its `.tmp-x.json` is no leftover.
+ */
+export function isTemporaryName(name: string): boolean {
+  return TMP_NAME.test(name);
+}
 
 /**
  * Replaces `dir/name` atomically and durably: a crash leaves either the old content or the

@@ -155,6 +155,42 @@ describe('persistence', () => {
     expect(fs.readdirSync(path.join(dir, 'topics'))).toEqual([]);
   });
 
+  it('deletes a topic of the longest legal name (its marker once passed 255 bytes), and it stays gone', async () => {
+    const longest = 'n'.repeat(249);
+    let manager = await open();
+    await manager.createTopic(longest, 12);
+    manager.partition(longest, 11)?.append(makeBatch());
+    await manager.deleteTopic(longest);
+    expect(fs.readdirSync(dir)).toEqual(['topics']);
+    await manager.close();
+    manager = await open();
+    expect(manager.topics()).toEqual([]);
+    expect(manager.recoveryReport.unreadableTopics).toEqual([]);
+    expect(fs.readdirSync(path.join(dir, 'topics'))).toEqual([]);
+  });
+
+  it('finishes a delete that an older version marked `<name>.json.deleting`', async () => {
+    let manager = await open();
+    await manager.createTopic('old', 2);
+    await manager.close();
+    fs.renameSync(path.join(dir, 'topics', 'old.json'), path.join(dir, 'topics', 'old.json.deleting'));
+    manager = await open();
+    expect(manager.topics()).toEqual([]);
+    expect(manager.recoveryReport.finishedDeletes).toEqual(['old']);
+    expect(fs.readdirSync(dir)).toEqual(['topics']);
+    expect(fs.readdirSync(path.join(dir, 'topics'))).toEqual([]);
+  });
+
+  it('keeps a topic named like a temporary file across a reopen, removing only real leftovers', async () => {
+    let manager = await open();
+    await manager.createTopic('.tmp-0123456789abcdef', 1);
+    await manager.close();
+    fs.writeFileSync(path.join(dir, 'topics', '.tmp-fedcba9876543210'), 'half-written');
+    manager = await open();
+    expect(manager.topics().map((t) => t.name)).toEqual(['.tmp-0123456789abcdef']);
+    expect(fs.readdirSync(path.join(dir, 'topics'))).toEqual(['.tmp-0123456789abcdef.json']);
+  });
+
   it('recreates partition folders a crash during create left missing', async () => {
     let manager = await open();
     await manager.createTopic('c', 2);

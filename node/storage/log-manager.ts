@@ -9,18 +9,23 @@
 // leaves either the old state or the new one, or a leftover the next open finishes:
 //   create: config file (durable rename) -> partition folders -> folder fsync.
 //           A crash after the config leaves empty partitions, which open recreates.
-//   delete: config renamed to `<name>.json.deleting` -> partition folders renamed to
+//   delete: config renamed to `<name>.del` -> partition folders renamed to
 //           `<random>-delete` -> config removed -> folders removed. Open finishes any
-//           `.deleting` topic (or one whose config says `deleting: true`, as older
-//           versions marked them) and removes every `-delete` folder. Renames only: a
-//           full disk, where deleting a topic is how space comes back, cannot stop it.
+//           `.del` topic (or one marked as older versions did: `<name>.json.deleting`, or
+//           a config saying `deleting: true`) and removes every `-delete` folder. Renames
+//           only: a full disk, where deleting a topic is how space comes back, cannot stop
+//           it.
+//
+// Every file name made from a topic name fits the 255-byte NAME_MAX of common file systems
+// at the longest legal name (249 ASCII characters, topic-rules.ts): `<name>.json` is 254,
+// `<name>.del` 253, `<name>-9999` 254; temporary and `-delete` names do not grow with it.
 
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Errors, TributaryError } from '../../protocol/errors.js';
 import { normalizeOverrides, parseConfigValue, parseTopicConfig, TOPIC_CONFIG_KEYS } from './config.js';
 import type { TopicConfig } from './config.js';
-import { fsyncDir, isErrno, nodeFileOps, readFileSyncOrNull, TMP_PREFIX, writeFileDurable, writeFully } from './file-ops.js';
+import { fsyncDir, isErrno, isTemporaryName, nodeFileOps, readFileSyncOrNull, writeFileDurable, writeFully } from './file-ops.js';
 import type { FileOps } from './file-ops.js';
 import { PartitionLog } from './partition-log.js';
 import { DEFAULT_READ_FDS_MAX, ReadFdCache } from './read-fd-cache.js';
@@ -99,8 +104,12 @@ export const CLEAN_SHUTDOWN_FILE = '.clean-shutdown';
 const TOPICS_DIR = 'topics';
 const DELETE_SUFFIX = '-delete';
 const PARTITION_OPENS_AT_ONCE = 8;
-// Does not end in `.json`, so no topic's config file is ever mistaken for a marker.
-const DELETING_SUFFIX = '.json.deleting';
+// Neither ends in `.json`, so no topic's config file is ever mistaken for a marker. The
+// marker is short: `.json.deleting` after a 249-character name was 263 bytes, so such a
+// topic could be created but not deleted (ENAMETOOLONG).
+const DELETING_SUFFIX = '.del';
+/** The marker of older versions, still finished at open. */
+const OLD_DELETING_SUFFIX = '.json.deleting';
 
 export class LogManager {
   readonly recoveryReport: RecoveryReport;
@@ -176,7 +185,7 @@ export class LogManager {
 
   private async removeLeftovers(): Promise<void> {
     for (const entry of await this.ops.readdir(this.topicsDir)) {
-      if (entry.name.startsWith(TMP_PREFIX)) await this.ops.rm(path.join(this.topicsDir, entry.name));
+      if (isTemporaryName(entry.name)) await this.ops.rm(path.join(this.topicsDir, entry.name));
     }
     for (const entry of await this.ops.readdir(this.dataDir)) {
       if (entry.isDirectory && entry.name.endsWith(DELETE_SUFFIX)) await this.ops.rm(path.join(this.dataDir, entry.name));
@@ -185,8 +194,10 @@ export class LogManager {
 
   private async loadTopics(clean: boolean): Promise<void> {
     const entries = await this.ops.readdir(this.topicsDir);
-    for (const file of entries.filter((e) => !e.isDirectory && e.name.endsWith(DELETING_SUFFIX))) {
-      const stored = this.readStoredTopic(file.name, file.name.slice(0, -DELETING_SUFFIX.length));
+    for (const file of entries.filter((e) => !e.isDirectory)) {
+      const suffix = [DELETING_SUFFIX, OLD_DELETING_SUFFIX].find((s) => file.name.endsWith(s));
+      if (suffix === undefined) continue;
+      const stored = this.readStoredTopic(file.name, file.name.slice(0, -suffix.length));
       if (stored === null) continue;
       await this.finishDelete(stored, file.name);
       this.recoveryReport.finishedDeletes.push(stored.name);
@@ -385,7 +396,7 @@ export class LogManager {
 
   /**
    * Runs (again) the deletion of `name` if one is pending: the config is renamed to the
-   * `.deleting` marker (unless an earlier try did), then finishDelete. A failure keeps it
+   * `.del` marker (unless an earlier try did), then finishDelete. A failure keeps it
    * pending and answers STORAGE_ERROR.
    */
   private async finishPendingDelete(name: string): Promise<void> {

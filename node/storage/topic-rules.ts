@@ -1,7 +1,9 @@
 // Kafka's rules for topic names and partition counts (kafka.common.internals.Topic): names
-// of 1..249 characters from [a-zA-Z0-9._-], not '.' or '..'. 249 leaves room for the
-// '-<partition>' suffix of the folder within a 255-byte file name. Names starting with '__'
-// are reserved for internal topics (__consumer_offsets and the like).
+// of 1..249 characters from [a-zA-Z0-9._-], not '.' or '..'. Each file name made from a
+// topic name must fit a 255-byte file name, or a topic could be created but not deleted:
+// at 249 characters the partition folder `<name>-9999` is 254 bytes, the config
+// `<name>.json` 254 and the deletion marker `<name>.del` 253 (log-manager.ts). Names
+// starting with '__' are reserved for internal topics (__consumer_offsets and the like).
 
 import { Errors, TributaryError } from '../../protocol/errors.js';
 

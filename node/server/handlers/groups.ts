@@ -1,4 +1,4 @@
-import { Errors } from '../../../protocol/errors.js';
+import { Errors, TributaryError } from '../../../protocol/errors.js';
 import type { DescribeGroupResponse, ListGroupsResponse } from '../../../protocol/frames.js';
 import { isAllowed } from '../../auth/acl.js';
 import { validateGroupId } from '../../groups/offsets-store.js';
@@ -8,9 +8,12 @@ import { groupAllowed } from './offsets.js';
 
 // ListGroups and DescribeGroup, for `tributary groups list|describe`: live members from the
 // coordinator, committed offsets from __consumer_offsets, and the lag between each committed
-// offset and the partition's high watermark. A principal sees only the groups it may use
+// offset and the partition's high watermark (-1 where there is no commit or no partition). A principal sees only the groups it may use
 // (node/auth/acl.ts), and in them only what concerns topics it may describe; describing a
 // group it may not use answers UNAUTHORIZED whether or not the group exists.
+/** Kafka's -1: no committed offset, or no such partition. */
+const NO_OFFSET = -1;
+
 export async function handleListGroups(_body: Body, ctx: RequestContext): Promise<ListGroupsResponse> {
   const { groups, offsets } = ctx.broker;
   const ids = new Set<string>();
@@ -27,8 +30,11 @@ export async function handleDescribeGroup(body: Body, ctx: RequestContext): Prom
   validateGroupId(groupId);
   groupAllowed(ctx, groupId);
   const { groups, offsets, logs } = ctx.broker;
-  const visible = (tp: string) => isAllowed(ctx.principal, 'describe', tp.slice(0, tp.lastIndexOf('/')));
   const described = groups.describe(groupId);
+  const stored = offsets.all(groupId);
+  // As Kafka's kafka-consumer-groups: a group with neither members nor commits is none.
+  if (described === undefined && stored.length === 0) throw new TributaryError(Errors.GROUP_ID_NOT_FOUND, `consumer group '${groupId}' does not exist`);
+  const visible = (tp: string) => isAllowed(ctx.principal, 'describe', tp.slice(0, tp.lastIndexOf('/')));
   const members = (described?.members ?? []).map((m) => ({
     memberId: m.memberId,
     memberEpoch: m.memberEpoch,
@@ -36,13 +42,20 @@ export async function handleDescribeGroup(body: Body, ctx: RequestContext): Prom
     assignment: m.target.filter(visible),
     owned: m.owned.filter(visible),
   }));
-  const committed = offsets
-    .all(groupId)
-    .filter(({ topic }) => isAllowed(ctx.principal, 'describe', topic))
-    .map(({ topic, partition, committed: c }) => {
-      const highWatermark = logs.partition(topic, partition)?.highWatermark ?? -1;
-      return { topic, partition, committed: c.offset, highWatermark, lag: highWatermark < 0 ? -1 : Math.max(0, highWatermark - c.offset) };
+  // Every partition committed or assigned, each with its log end: a live member's partition
+  // shows how far behind it is even before its first commit.
+  const committed = new Map<string, number>();
+  for (const { topic, partition, committed: c } of stored) committed.set(`${topic}/${partition}`, c.offset);
+  for (const m of members) for (const tp of m.assignment) if (!committed.has(tp)) committed.set(tp, NO_OFFSET);
+  const rows = [...committed]
+    .filter(([tp]) => visible(tp))
+    .map(([tp, offset]) => {
+      const topic = tp.slice(0, tp.lastIndexOf('/'));
+      const partition = Number(tp.slice(tp.lastIndexOf('/') + 1));
+      const highWatermark = logs.partition(topic, partition)?.highWatermark ?? NO_OFFSET;
+      const lag = highWatermark < 0 || offset < 0 ? NO_OFFSET : Math.max(0, highWatermark - offset);
+      return { topic, partition, committed: offset, highWatermark, lag };
     })
     .sort((a, b) => (a.topic === b.topic ? a.partition - b.partition : a.topic < b.topic ? -1 : 1));
-  return { error: Errors.NONE.code, groupId, epoch: described?.epoch ?? 0, members, offsets: committed };
+  return { error: Errors.NONE.code, groupId, epoch: described?.epoch ?? 0, members, offsets: rows };
 }
