@@ -16,7 +16,7 @@ import { parseDecimalInteger } from '../../protocol/decimal.js';
 import { Errors, TributaryError } from '../../protocol/errors.js';
 import { BATCH_OVERHEAD } from '../../protocol/record-batch.js';
 import type { Client } from '../client.js';
-import { ConnectionError, detailOf } from '../errors.js';
+import { ConnectionError } from '../errors.js';
 import { Admin, Consumer, GroupConsumer, Producer, type CommitOffset, type ProducerMessage, type TopicPartition } from '../index.js';
 import { cborDecode, CONTENT_TYPE, isCborMarked } from '../serde.js';
 import { messageOf, run, UsageError, withClient, withNode, type NodeOptions } from './common.js';
