@@ -455,7 +455,8 @@ function logRecovery(logs: LogManager, logger: Logger): void {
   const damaged = report.partitions.filter((p) => p.truncatedBytes > 0 || p.deletedSegments.length > 0 || p.notes.length > 0);
   if (!report.clean && report.partitions.length > 0) {
     const scanned = report.partitions.reduce((n, p) => n + p.scannedBytes, 0);
-    logger.info(
+    // Routine when nothing was lost; a warning, with the partitions' own lines after it, when something was.
+    logger[damaged.length === 0 ? 'info' : 'warn'](
       { partitions: report.partitions.length, scannedBytes: scanned, partitionsCut: damaged.length },
       damaged.length === 0 ? 'no clean-shutdown marker: checked the tail of every partition; nothing was cut' : 'no clean-shutdown marker: checked the tail of every partition',
     );

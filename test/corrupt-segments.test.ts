@@ -268,7 +268,7 @@ function logLines(node: NodeProcess): LogLine[] {
 }
 
 function recoveredLines(node: NodeProcess, topic: string): LogLine[] {
-  return logLines(node).filter((l) => l.msg === 'recovered partition' && l.topic === topic);
+  return logLines(node).filter((l) => l.msg.startsWith('recovered partition') && l.topic === topic);
 }
 
 // ---------------------------------------------------------------------------------------
