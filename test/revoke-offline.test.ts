@@ -5,7 +5,6 @@
 // connect would say that it cannot reach it instead. test/fleet-setup.test.ts publishes a
 // file to a real node.
 
-import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -13,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyCredential } from '../protocol/credential.js';
 import { readCredentialFile } from '../devices/identity.js';
 import { revocationKey, verifyRevocation } from '../protocol/revocation.js';
-import { CLI, cliOk, setUpFleet, tempDir, type CliRun } from './helpers/node-process.js';
+import { cliOk, runCli as runBuiltCli, setUpFleet, tempDir, type CliRun } from './helpers/node-process.js';
 
 const dir = tempDir('trib-revoke-offline-');
 const at = (name: string) => join(dir.path, name);
@@ -39,23 +38,9 @@ beforeAll(async () => {
   await cliOk(['credentials', 'revoke', '--fleet', at('fleet.key'), '--id', 'ef', '--out', at('this-fleet.revocation')]);
 });
 
-/** The built CLI with the fleet key variable set as given (none by default), bounded in time. */
+/** The built CLI with the fleet key variable set as given (none by default). */
 function runCli(args: string[], fleetKeyVariable = ''): Promise<CliRun> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, TRIBUTARY_FLEET_KEY: fleetKeyVariable }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`tributary ${args.join(' ')} did not finish within 20 s:\n${stderr}`));
-    }, 20_000);
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runBuiltCli(args, '', 20_000, { ...process.env, TRIBUTARY_FLEET_KEY: fleetKeyVariable });
 }
 
 afterAll(() => dir.remove());

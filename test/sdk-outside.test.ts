@@ -11,13 +11,12 @@
 // are what is under test, and the ws it brings is the registry's, without this
 // repository's speed patch.
 
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { ensureBuiltCli } from '../devices/testing/built-cli.js';
-import { ROOT, startNodeProcess, stopAllNodes, tempDir } from './helpers/node-process.js';
+import { ROOT, runProcess, startNodeProcess, stopAllNodes, tempDir, type CliRun } from './helpers/node-process.js';
 
 const STEP_TIMEOUT_MS = 60_000;
 /** What the tarball may not hold: tests, test helpers, benchmarks, source maps, the ws patch. */
@@ -30,30 +29,9 @@ let shipped: string[] = [];
 afterEach(stopAllNodes);
 afterAll(() => dir.remove());
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs a program in `cwd`, bounded in time; never left running. */
-function exec(command: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = process.env): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(command, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`${command} ${args.join(' ')} did not finish within ${STEP_TIMEOUT_MS} ms:\n${stderr}`));
-    }, STEP_TIMEOUT_MS);
-    proc.once('error', reject);
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+function exec(command: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = process.env): Promise<CliRun> {
+  return runProcess(command, args, { cwd, env, timeoutMs: STEP_TIMEOUT_MS });
 }
 
 async function ok(command: string, args: string[], cwd: string): Promise<string> {

@@ -65,26 +65,37 @@ export interface CliRun {
   stderr: string;
 }
 
-/** Runs the built CLI with `args` (and stdin), bounded in time; never left running. */
-export function runCli(args: string[], input = '', timeoutMs = 20_000): Promise<CliRun> {
+/** Runs a program with `input` on its stdin, bounded in time; never left running. */
+export function runProcess(command: string, args: string[], options: { input?: string; timeoutMs?: number; cwd?: string; env?: NodeJS.ProcessEnv; label?: string } = {}): Promise<CliRun> {
+  const { input = '', timeoutMs = 20_000, cwd, env = process.env, label = `${command} ${args.join(' ')}` } = options;
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const proc = spawn(command, args, { cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => {
       proc.kill('SIGKILL');
-      reject(new Error(`tributary ${args.join(' ')} did not finish within ${timeoutMs} ms:\n${stderr}`));
+      reject(new Error(`${label} did not finish within ${timeoutMs} ms:\n${stderr}`));
     }, timeoutMs);
+    proc.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
     proc.once('exit', (code) => {
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
+    // A program that exits without reading its input must not fail the run with EPIPE.
+    proc.stdin.on('error', () => {});
     proc.stdin.end(input);
   });
 }
 
+/** Runs the built CLI with `args` (and stdin), bounded in time; never left running. */
+export function runCli(args: string[], input = '', timeoutMs = 20_000, env?: NodeJS.ProcessEnv): Promise<CliRun> {
+  return runProcess(process.execPath, [CLI, ...args], { input, timeoutMs, env, label: `tributary ${args.join(' ')}` });
+}
 
 /** Runs the built CLI and expects success; its trimmed stdout. */
 export async function cliOk(args: string[], input = ''): Promise<string> {
