@@ -4,7 +4,7 @@
 //
 //   tributary topics create|list|describe|delete|alter|configs
 //   tributary produce TOPIC   (stdin, one record per line)
-//   tributary consume TOPIC   (stdout, one record per line)
+//   tributary consume TOPIC   (stdout, one record per line; consume.ts)
 //   tributary credentials revoke|publish-revocation   (revoke.ts)
 //   tributary groups list|describe|reset-offsets   (groups.ts)
 //
@@ -16,12 +16,12 @@ import { Errors, TributaryError } from '../../protocol/errors.js';
 import { BATCH_OVERHEAD } from '../../protocol/record-batch.js';
 import type { Client } from '../client.js';
 import { ConnectionError, detailOf } from '../errors.js';
-import { Admin, Consumer, GroupConsumer, Producer, type CommitOffset, type ProducerMessage, type TopicPartition } from '../index.js';
-import { cborDecode, CONTENT_TYPE, isCborMarked } from '../serde.js';
+import { Admin, Producer, type ProducerMessage } from '../index.js';
 import { messageOf, run, UsageError, withClient, withNode, type NodeOptions } from './common.js';
+import { consumeInGroup, consumePartitions, type ConsumeOptions } from './consume.js';
 import { registerGroupCommands } from './groups.js';
 import { registerKeyCommands } from './keys.js';
-import { isBrokenPipe, LineWriter, table, writeErrorCode } from './output.js';
+import { table } from './output.js';
 import { registerRevokeCommand } from './revoke.js';
 
 export { DEFAULT_BROKER } from './common.js';
@@ -480,18 +480,7 @@ function parseAcks(value: string): 0 | 1 | -1 {
 }
 
 // ---------------------------------------------------------------------------------------
-// consume
-
-interface ConsumeOptions extends NodeOptions {
-  group?: string;
-  fromBeginning?: boolean;
-  offset?: string;
-  partition?: string;
-  maxMessages?: string;
-  timeoutMs?: string;
-  printKey?: boolean;
-  printOffset?: boolean;
-}
+// consume (the run: consume.ts)
 
 function registerConsumeCommand(program: Command): void {
   withNode(program.command('consume <topic>'))
@@ -509,92 +498,10 @@ function registerConsumeCommand(program: Command): void {
     .option('--print-key', 'print key<TAB>value (a null key prints as null)')
     .option('--print-offset', 'print partition:offset<TAB> first')
     .addHelpText('after', '\nValues print as UTF-8; CBOR values (content-type: application/cbor) print as JSON.')
-    .action(run((topic: string, opts: ConsumeOptions) => consume(topic, opts)));
+    .action(run((topic: string, opts: ConsumeOptions) => consumeCommand(topic, opts)));
 }
 
-/** How often `consume --group` commits what it has written, as Kafka's auto.commit.interval.ms. */
-const GROUP_COMMIT_INTERVAL_MS = 5000;
-
-/**
- * `consume --group`: a group member that commits only what reached stdout. A record counts
- * as written once the write of its chunk succeeded; per partition, the offset after the last
- * such record is what is committed (every few seconds, before a partition is given up, and
- * when it stops). A partition nothing was written from yet commits where the member started
- * it: the first record handed out and not written, or else the member's position (its
- * committed offset or, with --from-beginning, the log start), so a later member skips
- * nothing. A failed write stops it, commits what was written, and fails.
- */
-async function consumeInGroup(topic: string, groupId: string, opts: ConsumeOptions, maxMessages: number, timeoutMs: number | undefined): Promise<void> {
-  await withClient(opts, async (client) => {
-    await new Admin(client).topicMetadata(topic); // a missing topic is one clear line, not a silent wait
-    /** Per partition of `topic`, the offset to commit: past what was written, or the first record not written. */
-    const safe = new Map<number, number>();
-    const out = new LineWriter<PrintableRecord>(process.stdout, (written) => {
-      for (const r of written) safe.set(r.partition, r.offset + 1);
-    });
-    let stopping = false;
-    const offsetsOf = (partitions: readonly TopicPartition[]): CommitOffset[] =>
-      partitions.flatMap((tp) => {
-        const offset = safe.get(tp.partition) ?? member.position(tp.topic, tp.partition);
-        return offset === null ? [] : [{ topic: tp.topic, partition: tp.partition, offset }];
-      });
-    const member = new GroupConsumer(client, {
-      groupId,
-      topics: [topic],
-      autoOffsetReset: opts.fromBeginning ? 'earliest' : 'latest',
-      // The member knows what it handed out; only we know what was written.
-      autoCommit: false,
-      onAssignmentChange: async ({ gained, lost }) => {
-        // A partition taken (again) starts from the group's offset, not from what we wrote of it before.
-        for (const tp of gained) safe.delete(tp.partition);
-        if (lost.length === 0 || stopping) return;
-        // Its records already handed out reach stdout first, so the next owner starts after them.
-        await out.flush();
-        await member.commit(offsetsOf(lost)).catch(() => undefined); // uncommitted is read again: at-least-once
-        for (const tp of lost) safe.delete(tp.partition);
-      },
-    });
-    const timer = setInterval(() => void member.commit(offsetsOf(member.assignment)).catch(() => undefined), GROUP_COMMIT_INTERVAL_MS);
-    const { stopped, dispose: stopListening } = untilSignal();
-    const batches = member.batches()[Symbol.asyncIterator]();
-    let handedOut = 0;
-    try {
-      while (handedOut < maxMessages && out.error === null) {
-        // The member's position moves past each array as it hands it out: a partition's
-        // first record handed to us is where it resumes until something is written. Noted
-        // as the array arrives, also for one handed out after we stopped waiting for it.
-        const read = batches.next().then((next) => {
-          if (!next.done && next.value.length > 0 && !safe.has(next.value[0].partition)) safe.set(next.value[0].partition, next.value[0].offset);
-          return next;
-        });
-        const next = await nextOrStop(read, Promise.race([stopped, out.whenFailed]), timeoutMs);
-        if (next === 'stop' || next === 'failed' || next === 'timeout' || next.done) break;
-        for (const r of next.value) {
-          const wait = out.write(formatRecord(r, opts), r);
-          if (wait) await wait;
-          if (++handedOut >= maxMessages || out.error !== null) break;
-        }
-        // Printed as it comes: a consumer that has caught up does not hold records back.
-        await out.flush();
-      }
-    } finally {
-      clearInterval(timer);
-      stopListening();
-      stopping = true;
-      // Committed while still a member, at its epoch; a record handed out after this is not written, nor committed.
-      await member.commit(offsetsOf(member.assignment)).catch(() => undefined);
-      out.dispose();
-      await member.close();
-    }
-    const written = out.writtenLines;
-    if (out.error !== null) {
-      throw new Error(`cannot write to stdout (${writeErrorCode(out.error)}) after ${written} record${written === 1 ? '' : 's'}; the group committed only the records written`);
-    }
-    process.stderr.write(`consumed ${written} record${written === 1 ? '' : 's'}\n`);
-  });
-}
-
-async function consume(topic: string, opts: ConsumeOptions): Promise<void> {
+async function consumeCommand(topic: string, opts: ConsumeOptions): Promise<void> {
   const offset = intArg('--offset', opts.offset, 0);
   const onePartition = intArg('--partition', opts.partition, 0);
   const maxMessages = intArg('--max-messages', opts.maxMessages, 1) ?? Number.POSITIVE_INFINITY;
@@ -604,92 +511,6 @@ async function consume(topic: string, opts: ConsumeOptions): Promise<void> {
   if (opts.group !== undefined && (offset !== undefined || onePartition !== undefined)) {
     throw new UsageError('--group takes the partitions the group gives it: leave out --offset and --partition');
   }
-  if (opts.group !== undefined) return consumeInGroup(topic, opts.group, opts, maxMessages, timeoutMs);
-
-  await withClient(opts, async (client) => {
-    const meta = await new Admin(client).topicMetadata(topic);
-    const count = meta.partitions.length;
-    if (onePartition !== undefined && onePartition >= count) throw new UsageError(`topic ${topic} has no partition ${onePartition} (it has ${count})`);
-    const partitions = onePartition !== undefined ? [onePartition] : meta.partitions.map((p) => p.partition);
-    const consumer = new Consumer(client, { autoOffsetReset: opts.fromBeginning ? 'earliest' : 'latest' });
-    consumer.assign(partitions.map((partition) => (offset === undefined ? { topic, partition } : { topic, partition, offset })));
-    const out = new LineWriter(process.stdout);
-    const { stopped, dispose: stopListening } = untilSignal();
-    let handedOut = 0;
-    try {
-      const batches = consumer.batches()[Symbol.asyncIterator]();
-      while (handedOut < maxMessages && out.error === null) {
-        const next = await nextOrStop(batches.next(), Promise.race([stopped, out.whenFailed]), timeoutMs);
-        if (next === 'stop' || next === 'failed' || next === 'timeout' || next.done) break;
-        for (const r of next.value) {
-          const wait = out.write(formatRecord(r, opts));
-          if (wait) await wait;
-          if (++handedOut >= maxMessages || out.error !== null) break;
-        }
-        // Printed as it comes: a consumer that has caught up does not hold records back.
-        await out.flush();
-      }
-    } finally {
-      stopListening();
-      out.dispose();
-      await consumer.close();
-    }
-    const written = out.writtenLines;
-    // A reader that went away (`| head`) is the usual end of a pipe; any other failed write is an error.
-    if (out.error !== null && !isBrokenPipe(out.error)) {
-      throw new Error(`cannot write to stdout (${writeErrorCode(out.error)}) after ${written} record${written === 1 ? '' : 's'}`);
-    }
-    process.stderr.write(`consumed ${written} record${written === 1 ? '' : 's'}\n`);
-  });
-}
-
-/** Resolves 'stop' on SIGINT or SIGTERM until disposed: a console consumer stops cleanly. */
-function untilSignal(): { stopped: Promise<'stop'>; dispose(): void } {
-  let stop: () => void = () => {};
-  const stopped = new Promise<'stop'>((resolve) => (stop = () => resolve('stop')));
-  const onSignal = () => stop();
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  return {
-    stopped,
-    dispose: () => {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    },
-  };
-}
-
-async function nextOrStop<T, S>(next: Promise<T>, stopped: Promise<S>, timeoutMs: number | undefined): Promise<T | S | 'timeout'> {
-  if (timeoutMs === undefined) return Promise.race([next, stopped]);
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
-  try {
-    return await Promise.race([next, stopped, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-interface PrintableRecord {
-  partition: number;
-  offset: number;
-  key: Buffer | null;
-  value: Buffer | null;
-  headers: [string, Uint8Array | null][];
-}
-
-function formatRecord(r: PrintableRecord, opts: ConsumeOptions): string {
-  const value = r.value === null ? 'null' : isCborMarked(r.headers, CONTENT_TYPE) ? cborAsJson(r.value) : r.value.toString('utf8');
-  let line = value;
-  if (opts.printKey) line = `${r.key === null ? 'null' : r.key.toString('utf8')}\t${line}`;
-  if (opts.printOffset) line = `${r.partition}:${r.offset}\t${line}`;
-  return line;
-}
-
-function cborAsJson(bytes: Buffer): string {
-  try {
-    return JSON.stringify(cborDecode(bytes), (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
-  } catch {
-    return bytes.toString('utf8');
-  }
+  if (opts.group !== undefined) return consumeInGroup(topic, opts.group, opts, { maxMessages, timeoutMs });
+  return consumePartitions(topic, opts, { partition: onePartition, offset }, { maxMessages, timeoutMs });
 }
