@@ -136,6 +136,32 @@ describe('GroupConsumer against a real node', () => {
     expect([...seen].sort()).toEqual(['0:10', '1:0', '2:0']);
   });
 
+  it('a partition gained has its position at once, before anything is read, and it moves only as records are handed out', async () => {
+    // An app committing its own offsets (consume --group) takes the position as the partition
+    // is gained as the start of what it will be given: it must be known then, reset or not.
+    const topic = await freshTopic(3, 30);
+    await conn.client.request(Kind.OffsetCommit, { groupId: 'starts', offsets: [{ topic, partition: 0, offset: 4 }] });
+    for (const [reset, unset] of [['latest', 10], ['earliest', 0]] as const) {
+      const atGain = new Map<number, number | null>();
+      const gc: GroupConsumer<'string'> = conn.groupConsumer({
+        groupId: 'starts',
+        topics: [topic],
+        autoOffsetReset: reset,
+        autoCommit: false,
+        valueDecoding: 'string',
+        onAssignmentChange: ({ gained }) => {
+          for (const tp of gained) atGain.set(tp.partition, gc.position(tp.topic, tp.partition));
+        },
+      });
+      await until('three partitions gained', () => atGain.size === 3);
+      expect([...atGain].sort(([a], [b]) => a - b)).toEqual([[0, 4], [1, unset], [2, unset]]);
+      const next = await gc.batches()[Symbol.asyncIterator]().next();
+      const last = next.value![next.value!.length - 1];
+      expect(gc.position(topic, last.partition)).toBe(last.offset + 1);
+      await gc.close();
+    }
+  });
+
   it('two members split 12 partitions, never owning one together', async () => {
     const topic = await freshTopic(12, 120);
     const { check, violations, members } = ownershipChecker();

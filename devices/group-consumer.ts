@@ -6,8 +6,9 @@
 //                    what we own; each answer is what we may own now -> reconcile
 //   reconcile        lost: stop delivering (re-assign the Consumer without them), commit
 //                    their positions, then stop reporting them (the next heartbeat, sent
-//                    at once); gained: OffsetFetch, start at the committed offset (or
-//                    autoOffsetReset), report them owned
+//                    at once); gained: OffsetFetch, start at the committed offset, or
+//                    where autoOffsetReset puts it (ListOffsets, asked before delivery
+//                    starts), report them owned
 //   delivery         records()/batches() wrap the Consumer's and remember, per partition,
 //                    the offset after the last record handed to the app: that is what a
 //                    commit sends, so a commit never covers a record the app has not had
@@ -16,7 +17,10 @@
 //                    commits every assigned partition with a valid position
 //                    (SubscriptionState.allConsumed): a member that leaves after reading
 //                    some partitions, started at the log start by 'earliest', leaves the
-//                    others there too, and a later member starting at 'latest' skips nothing
+//                    others there too, and a later member starting at 'latest' skips nothing.
+//                    A partition's position is known from the moment it is gained and moves
+//                    only as records are handed out, so an app that commits its own offsets
+//                    can take it as the start of what it has been given
 //
 // The coordinator hands a partition to a member only once no other member reports it, and
 // we take a lost partition out of `assignment` before the heartbeat that stops reporting
@@ -25,7 +29,7 @@
 // uncommitted, and joins again; what it had not committed is read again by the next owner.
 
 import { Errors, TributaryError } from '../protocol/errors.js';
-import { Kind, type ConsumerGroupHeartbeatResponse } from '../protocol/frames.js';
+import { EARLIEST_TIMESTAMP, Kind, LATEST_TIMESTAMP, type ConsumerGroupHeartbeatResponse } from '../protocol/frames.js';
 import type { Client } from './client.js';
 import { Consumer, type ConsumerOptions, type ConsumerRecord, type DecodedValue, type PartitionAssignment, type TopicPartition, type ValueDecoding } from './consumer.js';
 import { wireError } from './errors.js';
@@ -88,6 +92,7 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
   private readonly sessionTimeoutMs: number;
   private readonly retryBackoffMs: number;
   private readonly onAssignmentChange: GroupConsumerOptions<D>['onAssignmentChange'];
+  private readonly autoOffsetReset: GroupConsumerOptions<D>['autoOffsetReset'];
   private readonly consumer: Consumer<D>;
 
   private membership: Membership = { memberId: '', memberEpoch: 0 };
@@ -133,7 +138,8 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
     this.sessionTimeoutMs = intOption('sessionTimeoutMs', sessionTimeoutMs, 45_000, 1);
     this.retryBackoffMs = intOption('retryBackoffMs', consumerOptions.retryBackoffMs, 100, 0);
     this.onAssignmentChange = onAssignmentChange;
-    this.consumer = new Consumer<D>(client, consumerOptions);
+    this.consumer = new Consumer<D>(client, consumerOptions); // validates autoOffsetReset
+    this.autoOffsetReset = consumerOptions.autoOffsetReset ?? 'latest';
     this.start();
   }
 
@@ -160,7 +166,10 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
 
   /**
    * The offset after the last record handed to the app, or where the partition starts (its
-   * committed offset, or where autoOffsetReset put it); null if not known yet.
+   * committed offset, or where autoOffsetReset put it); null if not known yet. Known by the
+   * time onAssignmentChange reports the partition gained (unless the node could not say
+   * where autoOffsetReset puts it: the Consumer then asks again itself), and moved only as
+   * records are handed out.
    */
   position(topic: string, partition: number): number | null {
     const key = tpKey(topic, partition);
@@ -379,16 +388,18 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
 
     const starts = gainedAll.length > 0 ? await this.committedOffsets(gainedAll.map(([, tp]) => tp)) : new Map<string, number>();
     const gained = gainedAll.filter(([key]) => starts.has(key));
+    // Resolved before delivery starts, so the position is where the partition starts until
+    // a record is handed out, not wherever the Consumer's own reset and prefetch got to.
+    const resets = await this.resetOffsets(gained.filter(([key]) => (starts.get(key) as number) < 0).map(([, tp]) => tp));
     for (const [key, tp] of gained) {
       this.owned.set(key, tp);
-      const offset = starts.get(key) as number;
-      if (offset >= 0) {
-        this.positions.set(key, offset);
-        this.committed.set(key, offset);
-      } else {
-        this.positions.delete(key);
-        this.committed.delete(key);
-      }
+      const committed = starts.get(key) as number;
+      const offset = committed >= 0 ? committed : resets.get(key);
+      if (offset !== undefined) this.positions.set(key, offset);
+      else this.positions.delete(key);
+      if (committed >= 0) this.committed.set(key, committed);
+      else this.committed.delete(key);
+      if (offset !== undefined) starts.set(key, offset);
     }
     if (gained.length > 0 && !this.closed) this.consumer.assign(this.assignmentOfConsumer(starts));
 
@@ -423,6 +434,26 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
     }
     for (const r of response.partitions ?? []) {
       if (r.error === Errors.NONE.code) out.set(tpKey(r.topic, r.partition), r.offset);
+    }
+    return out;
+  }
+
+  /**
+   * ListOffsets: where autoOffsetReset puts each partition. Partitions it could not answer
+   * for are left out: the Consumer resolves their reset itself, as it reads them.
+   */
+  private async resetOffsets(partitions: TopicPartition[]): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    if (partitions.length === 0 || this.autoOffsetReset === 'none') return out;
+    const timestamp = this.autoOffsetReset === 'earliest' ? EARLIEST_TIMESTAMP : LATEST_TIMESTAMP;
+    let response;
+    try {
+      response = await this.client.request(Kind.ListOffsets, { partitions: partitions.map((tp) => ({ ...tp, timestamp })) });
+    } catch {
+      return out;
+    }
+    for (const r of response.partitions ?? []) {
+      if (r.error === Errors.NONE.code && r.offset >= 0) out.set(tpKey(r.topic, r.partition), r.offset);
     }
     return out;
   }

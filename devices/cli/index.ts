@@ -3,8 +3,8 @@
 // as one line `tributary: <message>` with a non-zero exit code.
 //
 //   tributary topics create|list|describe|delete|alter|configs
-//   tributary produce TOPIC   (stdin, one record per line)
-//   tributary consume TOPIC   (stdout, one record per line)
+//   tributary produce TOPIC   (stdin, one record per line; produce.ts)
+//   tributary consume TOPIC   (stdout, one record per line; consume.ts)
 //   tributary credentials revoke|publish-revocation   (revoke.ts)
 //   tributary groups list|describe|reset-offsets   (groups.ts)
 //
@@ -13,16 +13,13 @@
 
 import type { Command } from 'commander';
 import { parseDecimalInteger } from '../../protocol/decimal.js';
-import { Errors, TributaryError } from '../../protocol/errors.js';
-import { BATCH_OVERHEAD } from '../../protocol/record-batch.js';
-import type { Client } from '../client.js';
-import { ConnectionError } from '../errors.js';
-import { Admin, Consumer, GroupConsumer, Producer, type CommitOffset, type ProducerMessage, type TopicPartition } from '../index.js';
-import { cborDecode, CONTENT_TYPE, isCborMarked } from '../serde.js';
-import { messageOf, run, UsageError, withClient, withNode, type NodeOptions } from './common.js';
+import { Admin } from '../index.js';
+import { run, UsageError, withClient, withNode, type NodeOptions } from './common.js';
+import { consumeInGroup, consumePartitions, type ConsumeOptions } from './consume.js';
 import { registerGroupCommands } from './groups.js';
 import { registerKeyCommands } from './keys.js';
-import { isBrokenPipe, LineWriter, table, writeErrorCode } from './output.js';
+import { table } from './output.js';
+import { produce, PRODUCE_DELIVERY_TIMEOUT_MS, type ProduceOptions } from './produce.js';
 import { registerRevokeCommand } from './revoke.js';
 
 export { DEFAULT_BROKER } from './common.js';
@@ -147,28 +144,7 @@ function parseConfig(pairs: string[]): Record<string, string | number> | undefin
 }
 
 // ---------------------------------------------------------------------------------------
-// produce
-
-interface ProduceOptions extends NodeOptions {
-  keySeparator?: string;
-  partition?: string;
-  acks: string;
-  compression: string;
-  lingerMs?: string;
-  batchBytes?: string;
-  skipBadLines?: boolean;
-  timeoutMs?: string;
-}
-
-/** Without --timeout-ms, how long a record may wait for its acknowledgement: Kafka's delivery.timeout.ms. */
-const PRODUCE_DELIVERY_TIMEOUT_MS = 120_000;
-/** Room in a Produce frame for its envelope and the partition entry (as the SDK's sender keeps). */
-const PRODUCE_FRAME_ENVELOPE_BYTES = 1024 + 64;
-/** What gzip may add to bytes it cannot shrink, per byte and in all; the node bounds the compressed batch too. */
-const GZIP_GROWTH = 1.01;
-const GZIP_HEADER_BYTES = 256;
-/** The SDK producer's estimate of a record's bytes beyond its key and value (varints, attributes). */
-const RECORD_OVERHEAD_BYTES = 24;
+// produce (the run: produce.ts)
 
 function registerProduceCommand(program: Command): void {
   withNode(program.command('produce <topic>'))
@@ -190,46 +166,10 @@ function registerProduceCommand(program: Command): void {
         'or out of storage, produce says so on stderr and keeps trying. When --timeout-ms runs out it\n' +
         'exits 1 with the count acknowledged; the records not acknowledged may or may not have been written.',
     )
-    .action(run((topic: string, opts: ProduceOptions) => produce(topic, opts)));
+    .action(run((topic: string, opts: ProduceOptions) => produceCommand(topic, opts)));
 }
 
-/** One line to send, or why it may not be. */
-type ParsedLine = { message: ProducerMessage } | { refused: string };
-
-/**
- * Says at once, and once per spell, that produce is waiting on the node and why, so the user
- * sees a reason rather than a silent wait, and a give-up names it rather than "no answer".
- */
-class RetryNotices {
-  /** Why produce is waiting now, by kind; a kind leaves when its spell is over. */
-  private readonly spells = new Map<string, string>();
-  constructor(
-    private readonly broker: string,
-    private readonly timeoutMs: number | undefined,
-  ) {}
-
-  say(kind: string, detail: string): void {
-    if (this.spells.has(kind)) return;
-    this.spells.set(kind, detail);
-    const until = this.timeoutMs === undefined ? '--timeout-ms to give up sooner' : `until --timeout-ms ${this.timeoutMs}`;
-    process.stderr.write(`tributary: ${detail}; retrying (${until})\n`);
-  }
-
-  unreachable(reason: string): void {
-    this.say('unreachable', `node unreachable at ${this.broker} (${reason})`);
-  }
-
-  over(kind: string): void {
-    this.spells.delete(kind);
-  }
-
-  /** What produce is waiting on now, or null. */
-  get waitingOn(): string | null {
-    return this.spells.size === 0 ? null : [...this.spells.values()].join('; ');
-  }
-}
-
-async function produce(topic: string, opts: ProduceOptions): Promise<void> {
+async function produceCommand(topic: string, opts: ProduceOptions): Promise<void> {
   const acks = parseAcks(opts.acks);
   if (opts.compression !== 'none' && opts.compression !== 'gzip') throw new UsageError(`--compression must be none or gzip, got '${opts.compression}'`);
   const partition = intArg('--partition', opts.partition, 0);
@@ -238,240 +178,8 @@ async function produce(topic: string, opts: ProduceOptions): Promise<void> {
   const lingerMs = intArg('--linger-ms', opts.lingerMs, 0);
   const batchBytesAsked = intArg('--batch-bytes', opts.batchBytes, 1);
   const timeoutMs = intArg('--timeout-ms', opts.timeoutMs, 1);
-  const startedMs = Date.now();
-  const notices = new RetryNotices(opts.broker, timeoutMs);
-  const connect = {
-    connectTimeoutMs: timeoutMs ?? PRODUCE_DELIVERY_TIMEOUT_MS,
-    onUnreachable: (reason: string) => notices.unreachable(reason),
-    onConnect: () => notices.over('unreachable'),
-  };
-  const settings = { acks, partition, separator, lingerMs, batchBytesAsked, timeoutMs, startedMs, notices };
-  try {
-    await withClient(opts, (client) => produceLines(client, topic, opts, settings), connect);
-  } catch (err) {
-    if (!(err instanceof ConnectionError)) throw err;
-    const waited = timeoutMs === undefined ? '' : `gave up after --timeout-ms ${timeoutMs}; `;
-    throw new Error(`${messageOf(err)} (${waited}nothing was sent)`);
-  }
-}
-
-interface ProduceSettings {
-  acks: 0 | 1 | -1;
-  partition: number | undefined;
-  separator: Buffer | null;
-  lingerMs: number | undefined;
-  batchBytesAsked: number | undefined;
-  timeoutMs: number | undefined;
-  startedMs: number;
-  notices: RetryNotices;
-}
-
-async function produceLines(client: Client, topic: string, opts: ProduceOptions, settings: ProduceSettings): Promise<void> {
-  const { acks, partition, separator, timeoutMs, notices } = settings;
-  const meta = await new Admin(client).topicMetadata(topic);
-  if (partition !== undefined && partition >= meta.partitions.length) throw new UsageError(`topic ${topic} has no partition ${partition} (it has ${meta.partitions.length})`);
-  // A batch the node would refuse as too large takes the records batched with it along:
-  // batches stay within the topic's max.message.bytes and a frame, and a record that
-  // cannot fit in either is refused here, by its line, before anything after it is sent.
-  const maxMessageBytes = typeof meta.config['max.message.bytes'] === 'number' ? meta.config['max.message.bytes'] : Number.POSITIVE_INFINITY;
-  const batchLimitBytes = Math.min(maxMessageBytes, client.limits.frameBytesMax - PRODUCE_FRAME_ENVELOPE_BYTES - Buffer.byteLength(topic)) - BATCH_OVERHEAD;
-  const recordBytesMax = Math.floor(opts.compression === 'gzip' ? (batchLimitBytes - GZIP_HEADER_BYTES) / GZIP_GROWTH : batchLimitBytes);
-  const limitName = maxMessageBytes <= client.limits.frameBytesMax ? `the topic's max.message.bytes ${maxMessageBytes}` : `the node's ${client.limits.frameBytesMax}-byte frame limit`;
-  const deliveryTimeoutMs = timeoutMs ?? PRODUCE_DELIVERY_TIMEOUT_MS;
-  const producer = new Producer(client, {
-    acks,
-    compression: opts.compression as 'none' | 'gzip',
-    lingerMs: settings.lingerMs,
-    batchBytes: Math.max(1, Math.min(settings.batchBytesAsked ?? 256 * 1024, recordBytesMax)),
-    deliveryTimeoutMs,
-    maxBlockMs: deliveryTimeoutMs,
-    onRetry: (err) => {
-      if (err.is(Errors.STORAGE_FULL)) notices.say('storage', `node at ${client.url} is out of storage (STORAGE_FULL)`);
-      // A lost connection is announced by the reconnect attempts that fail, with their reason.
-      else if (!err.is(Errors.NETWORK)) notices.say(err.errorName, `node at ${client.url} answered ${err.errorName}`);
-    },
-  });
-
-  let lineNumber = 0;
-  const parse = (line: Buffer): ParsedLine => {
-    if (line.length > 0 && line[line.length - 1] === 0x0d) line = line.subarray(0, line.length - 1); // CRLF input
-    let message: ProducerMessage;
-    if (separator === null) message = { value: line };
-    else {
-      const at = line.indexOf(separator);
-      if (at < 0) return { refused: `no key separator '${opts.keySeparator}'` };
-      message = { key: line.subarray(0, at), value: line.subarray(at + separator.length) };
-    }
-    const bytes = line.length - (separator === null ? 0 : separator.length) + RECORD_OVERHEAD_BYTES;
-    if (bytes > recordBytesMax) return { refused: `its ${line.length} bytes make a record larger than ${limitName} allows` };
-    if (partition !== undefined) message.partition = partition;
-    return { message };
-  };
-
-  const outcome = new ProduceOutcome(() => notices.over('storage'));
-  let skipped = 0;
-  let refusedLine: { line: number; reason: string } | null = null;
-  // The whole run is bounded: past the deadline nothing more is read or sent.
-  let expire: () => void = () => {};
-  const expired = new Promise<'expired'>((resolve) => (expire = () => resolve('expired')));
-  let timedOut = false;
-  const deadline = timeoutMs === undefined ? null : setTimeout(() => {
-    timedOut = true;
-    expire();
-    process.stdin.destroy();
-  }, Math.max(0, settings.startedMs + timeoutMs - Date.now()));
-  const skip = (line: number, reason: string) => {
-    skipped++;
-    process.stderr.write(`tributary: skipped line ${line}: ${reason}\n`);
-  };
-  /** Sends one line; false when reading must stop (a bad line, or a send already failed). */
-  const take = (line: Buffer): boolean => {
-    if (outcome.failure !== null) return false;
-    const n = ++lineNumber;
-    const parsed = parse(line);
-    if ('refused' in parsed) {
-      if (!opts.skipBadLines) {
-        refusedLine = { line: n, reason: parsed.refused };
-        return false;
-      }
-      skip(n, parsed.refused);
-      return true;
-    }
-    outcome.sent(n, producer.send(topic, parsed.message));
-    return true;
-  };
-  // A line longer than any record can be is refused without holding all of it.
-  const lineBytesMax = recordBytesMax - RECORD_OVERHEAD_BYTES + (separator?.length ?? 0) + 1;
-  try {
-    let carry: Buffer | null = null;
-    /** Inside a line too long to keep, skipped up to its end. */
-    let discarding = false;
-    for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
-      let data: Buffer = chunk;
-      if (discarding) {
-        const nl = data.indexOf(0x0a);
-        if (nl < 0) continue;
-        data = data.subarray(nl + 1);
-        discarding = false;
-      }
-      if (carry !== null) data = Buffer.concat([carry, data]);
-      carry = null;
-      let start = 0;
-      let stop = false;
-      for (let nl = data.indexOf(0x0a, start); nl >= 0 && !stop; nl = data.indexOf(0x0a, start)) {
-        stop = !take(data.subarray(start, nl));
-        start = nl + 1;
-      }
-      if (stop) break;
-      if (start < data.length) carry = data.subarray(start);
-      if (carry !== null && carry.length > lineBytesMax) {
-        const reason = `longer than ${lineBytesMax} bytes, a record larger than ${limitName} allows`;
-        if (!opts.skipBadLines) {
-          refusedLine = { line: ++lineNumber, reason };
-          break;
-        }
-        skip(++lineNumber, reason);
-        carry = null;
-        discarding = true;
-      }
-      // Backpressure: read more input only once the producer has room for it.
-      if ((await Promise.race([producer.whenWritable(), expired])) === 'expired') break;
-      if (outcome.failure !== null) break;
-    }
-    if (carry !== null && carry.length > 0 && refusedLine === null && !timedOut) take(carry);
-  } catch (err) {
-    if (!timedOut) throw err; // stdin destroyed at the deadline ends the read with an error
-  } finally {
-    process.stdin.destroy();
-  }
-  // Everything sent is answered (or fails) before the count is told, unless the deadline comes first.
-  await Promise.race([producer.close().then(() => outcome.settled()), expired]);
-  if (deadline !== null) clearTimeout(deadline);
-  if (timedOut) {
-    await client.close(); // what was on its way now fails; what was acknowledged stays counted
-    const unknown = outcome.sentCount - outcome.acked;
-    const why = notices.waitingOn === null ? '' : `, ${notices.waitingOn}`;
-    throw new Error(
-      `gave up after --timeout-ms ${timeoutMs}${why}: ${plural(outcome.acked, 'record')} acknowledged` +
-        (unknown > 0 ? `; the other ${unknown} sent may or may not have been written` : ''),
-    );
-  }
-  if (outcome.failure !== null) {
-    const { line, err } = outcome.failure;
-    const after = outcome.ackedAfter(line);
-    // A record that timed out while the node was unreachable says why, not just that no answer came.
-    const why = notices.waitingOn !== null && err instanceof TributaryError && err.retriable ? `${notices.waitingOn}: ${messageOf(err)}` : messageOf(err);
-    throw new Error(
-      `line ${line} was not produced: ${why} (${plural(outcome.acked, 'record')} produced` +
-        (after > 0 ? `, ${after} of them after line ${line}, sent before the refusal came` : '') +
-        ')',
-    );
-  }
-  if (refusedLine !== null) {
-    const { line, reason } = refusedLine;
-    throw new Error(`line ${line} refused: ${reason} (${plural(outcome.acked, 'record')} before it produced, none after it)`);
-  }
-  const skippedNote = skipped > 0 ? `, skipped ${plural(skipped, 'bad line')}` : '';
-  process.stderr.write(`produced ${plural(outcome.acked, 'record')}${skippedNote}\n`);
-}
-
-/** What became of each line sent: acknowledged, or the first (by line number) that failed. */
-class ProduceOutcome {
-  acked = 0;
-  sentCount = 0;
-  failure: { line: number; err: Error } | null = null;
-  /** One bit per line, set once acknowledged: how many after a failed line were written is told exactly. */
-  private ackedBits = new Uint8Array(1024);
-  private outstanding = 0;
-  private onSettled: (() => void) | null = null;
-
-  constructor(private readonly onAck: () => void) {}
-
-  sent(line: number, result: Promise<unknown>): void {
-    this.sentCount++;
-    this.outstanding++;
-    result.then(
-      () => {
-        this.acked++;
-        this.markAcked(line);
-        this.onAck();
-        this.done();
-      },
-      (err: unknown) => {
-        if (this.failure === null || line < this.failure.line) this.failure = { line, err: err as Error };
-        this.done();
-      },
-    );
-  }
-
-  ackedAfter(line: number): number {
-    let n = 0;
-    for (let l = line + 1; l < this.ackedBits.length * 8; l++) if ((this.ackedBits[l >> 3] & (1 << (l & 7))) !== 0) n++;
-    return n;
-  }
-
-  /** Resolves once every send is answered. */
-  settled(): Promise<void> {
-    if (this.outstanding === 0) return Promise.resolve();
-    return new Promise<void>((resolve) => (this.onSettled = resolve));
-  }
-
-  private markAcked(line: number): void {
-    if (line >> 3 >= this.ackedBits.length) {
-      const grown = new Uint8Array(Math.max(this.ackedBits.length * 2, (line >> 3) + 1));
-      grown.set(this.ackedBits);
-      this.ackedBits = grown;
-    }
-    this.ackedBits[line >> 3] |= 1 << (line & 7);
-  }
-
-  private done(): void {
-    if (--this.outstanding === 0) this.onSettled?.();
-  }
-}
-
-function plural(n: number, noun: string): string {
-  return `${n} ${noun}${n === 1 ? '' : 's'}`;
+  const skipBadLines = opts.skipBadLines === true;
+  await produce(topic, opts, { acks, compression: opts.compression, partition, keySeparator: opts.keySeparator, separator, lingerMs, batchBytesAsked, timeoutMs, skipBadLines });
 }
 
 function parseAcks(value: string): 0 | 1 | -1 {
@@ -482,18 +190,7 @@ function parseAcks(value: string): 0 | 1 | -1 {
 }
 
 // ---------------------------------------------------------------------------------------
-// consume
-
-interface ConsumeOptions extends NodeOptions {
-  group?: string;
-  fromBeginning?: boolean;
-  offset?: string;
-  partition?: string;
-  maxMessages?: string;
-  timeoutMs?: string;
-  printKey?: boolean;
-  printOffset?: boolean;
-}
+// consume (the run: consume.ts)
 
 function registerConsumeCommand(program: Command): void {
   withNode(program.command('consume <topic>'))
@@ -511,92 +208,10 @@ function registerConsumeCommand(program: Command): void {
     .option('--print-key', 'print key<TAB>value (a null key prints as null)')
     .option('--print-offset', 'print partition:offset<TAB> first')
     .addHelpText('after', '\nValues print as UTF-8; CBOR values (content-type: application/cbor) print as JSON.')
-    .action(run((topic: string, opts: ConsumeOptions) => consume(topic, opts)));
+    .action(run((topic: string, opts: ConsumeOptions) => consumeCommand(topic, opts)));
 }
 
-/** How often `consume --group` commits what it has written, as Kafka's auto.commit.interval.ms. */
-const GROUP_COMMIT_INTERVAL_MS = 5000;
-
-/**
- * `consume --group`: a group member that commits only what reached stdout. A record counts
- * as written once the write of its chunk succeeded; per partition, the offset after the last
- * such record is what is committed (every few seconds, before a partition is given up, and
- * when it stops). A partition nothing was written from yet commits where the member started
- * it: the first record handed out and not written, or else the member's position (its
- * committed offset or, with --from-beginning, the log start), so a later member skips
- * nothing. A failed write stops it, commits what was written, and fails.
- */
-async function consumeInGroup(topic: string, groupId: string, opts: ConsumeOptions, maxMessages: number, timeoutMs: number | undefined): Promise<void> {
-  await withClient(opts, async (client) => {
-    await new Admin(client).topicMetadata(topic); // a missing topic is one clear line, not a silent wait
-    /** Per partition of `topic`, the offset to commit: past what was written, or the first record not written. */
-    const safe = new Map<number, number>();
-    const out = new LineWriter<PrintableRecord>(process.stdout, (written) => {
-      for (const r of written) safe.set(r.partition, r.offset + 1);
-    });
-    let stopping = false;
-    const offsetsOf = (partitions: readonly TopicPartition[]): CommitOffset[] =>
-      partitions.flatMap((tp) => {
-        const offset = safe.get(tp.partition) ?? member.position(tp.topic, tp.partition);
-        return offset === null ? [] : [{ topic: tp.topic, partition: tp.partition, offset }];
-      });
-    const member = new GroupConsumer(client, {
-      groupId,
-      topics: [topic],
-      autoOffsetReset: opts.fromBeginning ? 'earliest' : 'latest',
-      // The member knows what it handed out; only we know what was written.
-      autoCommit: false,
-      onAssignmentChange: async ({ gained, lost }) => {
-        // A partition taken (again) starts from the group's offset, not from what we wrote of it before.
-        for (const tp of gained) safe.delete(tp.partition);
-        if (lost.length === 0 || stopping) return;
-        // Its records already handed out reach stdout first, so the next owner starts after them.
-        await out.flush();
-        await member.commit(offsetsOf(lost)).catch(() => undefined); // uncommitted is read again: at-least-once
-        for (const tp of lost) safe.delete(tp.partition);
-      },
-    });
-    const timer = setInterval(() => void member.commit(offsetsOf(member.assignment)).catch(() => undefined), GROUP_COMMIT_INTERVAL_MS);
-    const { stopped, dispose: stopListening } = untilSignal();
-    const batches = member.batches()[Symbol.asyncIterator]();
-    let handedOut = 0;
-    try {
-      while (handedOut < maxMessages && out.error === null) {
-        // The member's position moves past each array as it hands it out: a partition's
-        // first record handed to us is where it resumes until something is written. Noted
-        // as the array arrives, also for one handed out after we stopped waiting for it.
-        const read = batches.next().then((next) => {
-          if (!next.done && next.value.length > 0 && !safe.has(next.value[0].partition)) safe.set(next.value[0].partition, next.value[0].offset);
-          return next;
-        });
-        const next = await nextOrStop(read, Promise.race([stopped, out.whenFailed]), timeoutMs);
-        if (next === 'stop' || next === 'failed' || next === 'timeout' || next.done) break;
-        for (const r of next.value) {
-          const wait = out.write(formatRecord(r, opts), r);
-          if (wait) await wait;
-          if (++handedOut >= maxMessages || out.error !== null) break;
-        }
-        // Printed as it comes: a consumer that has caught up does not hold records back.
-        await out.flush();
-      }
-    } finally {
-      clearInterval(timer);
-      stopListening();
-      stopping = true;
-      // Committed while still a member, at its epoch; a record handed out after this is not written, nor committed.
-      await member.commit(offsetsOf(member.assignment)).catch(() => undefined);
-      out.dispose();
-      await member.close();
-    }
-    const written = out.writtenLines;
-    if (out.error !== null) {
-      throw new Error(`cannot write to stdout (${writeErrorCode(out.error)}) after ${written} record${written === 1 ? '' : 's'}; the group committed only the records written`);
-    }
-    process.stderr.write(`consumed ${written} record${written === 1 ? '' : 's'}\n`);
-  });
-}
-
-async function consume(topic: string, opts: ConsumeOptions): Promise<void> {
+async function consumeCommand(topic: string, opts: ConsumeOptions): Promise<void> {
   const offset = intArg('--offset', opts.offset, 0);
   const onePartition = intArg('--partition', opts.partition, 0);
   const maxMessages = intArg('--max-messages', opts.maxMessages, 1) ?? Number.POSITIVE_INFINITY;
@@ -606,92 +221,6 @@ async function consume(topic: string, opts: ConsumeOptions): Promise<void> {
   if (opts.group !== undefined && (offset !== undefined || onePartition !== undefined)) {
     throw new UsageError('--group takes the partitions the group gives it: leave out --offset and --partition');
   }
-  if (opts.group !== undefined) return consumeInGroup(topic, opts.group, opts, maxMessages, timeoutMs);
-
-  await withClient(opts, async (client) => {
-    const meta = await new Admin(client).topicMetadata(topic);
-    const count = meta.partitions.length;
-    if (onePartition !== undefined && onePartition >= count) throw new UsageError(`topic ${topic} has no partition ${onePartition} (it has ${count})`);
-    const partitions = onePartition !== undefined ? [onePartition] : meta.partitions.map((p) => p.partition);
-    const consumer = new Consumer(client, { autoOffsetReset: opts.fromBeginning ? 'earliest' : 'latest' });
-    consumer.assign(partitions.map((partition) => (offset === undefined ? { topic, partition } : { topic, partition, offset })));
-    const out = new LineWriter(process.stdout);
-    const { stopped, dispose: stopListening } = untilSignal();
-    let handedOut = 0;
-    try {
-      const batches = consumer.batches()[Symbol.asyncIterator]();
-      while (handedOut < maxMessages && out.error === null) {
-        const next = await nextOrStop(batches.next(), Promise.race([stopped, out.whenFailed]), timeoutMs);
-        if (next === 'stop' || next === 'failed' || next === 'timeout' || next.done) break;
-        for (const r of next.value) {
-          const wait = out.write(formatRecord(r, opts));
-          if (wait) await wait;
-          if (++handedOut >= maxMessages || out.error !== null) break;
-        }
-        // Printed as it comes: a consumer that has caught up does not hold records back.
-        await out.flush();
-      }
-    } finally {
-      stopListening();
-      out.dispose();
-      await consumer.close();
-    }
-    const written = out.writtenLines;
-    // A reader that went away (`| head`) is the usual end of a pipe; any other failed write is an error.
-    if (out.error !== null && !isBrokenPipe(out.error)) {
-      throw new Error(`cannot write to stdout (${writeErrorCode(out.error)}) after ${written} record${written === 1 ? '' : 's'}`);
-    }
-    process.stderr.write(`consumed ${written} record${written === 1 ? '' : 's'}\n`);
-  });
-}
-
-/** Resolves 'stop' on SIGINT or SIGTERM until disposed: a console consumer stops cleanly. */
-function untilSignal(): { stopped: Promise<'stop'>; dispose(): void } {
-  let stop: () => void = () => {};
-  const stopped = new Promise<'stop'>((resolve) => (stop = () => resolve('stop')));
-  const onSignal = () => stop();
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  return {
-    stopped,
-    dispose: () => {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    },
-  };
-}
-
-async function nextOrStop<T, S>(next: Promise<T>, stopped: Promise<S>, timeoutMs: number | undefined): Promise<T | S | 'timeout'> {
-  if (timeoutMs === undefined) return Promise.race([next, stopped]);
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
-  try {
-    return await Promise.race([next, stopped, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-interface PrintableRecord {
-  partition: number;
-  offset: number;
-  key: Buffer | null;
-  value: Buffer | null;
-  headers: [string, Uint8Array | null][];
-}
-
-function formatRecord(r: PrintableRecord, opts: ConsumeOptions): string {
-  const value = r.value === null ? 'null' : isCborMarked(r.headers, CONTENT_TYPE) ? cborAsJson(r.value) : r.value.toString('utf8');
-  let line = value;
-  if (opts.printKey) line = `${r.key === null ? 'null' : r.key.toString('utf8')}\t${line}`;
-  if (opts.printOffset) line = `${r.partition}:${r.offset}\t${line}`;
-  return line;
-}
-
-function cborAsJson(bytes: Buffer): string {
-  try {
-    return JSON.stringify(cborDecode(bytes), (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
-  } catch {
-    return bytes.toString('utf8');
-  }
+  if (opts.group !== undefined) return consumeInGroup(topic, opts.group, opts, { maxMessages, timeoutMs });
+  return consumePartitions(topic, opts, { partition: onePartition, offset }, { maxMessages, timeoutMs });
 }

@@ -1,0 +1,215 @@
+// `tributary consume`: records of a topic to stdout, one per line. index.ts reads the flags;
+// this file does the run: as a plain consumer of chosen partitions, or as a member of a
+// consumer group that commits only what reached stdout.
+
+import type { Client } from '../client.js';
+import { Admin, Consumer, GroupConsumer, type CommitOffset, type TopicPartition } from '../index.js';
+import { cborDecode, CONTENT_TYPE, isCborMarked } from '../serde.js';
+import { UsageError, withClient, type NodeOptions } from './common.js';
+import { isBrokenPipe, LineWriter, writeErrorCode } from './output.js';
+
+export interface ConsumeOptions extends NodeOptions {
+  group?: string;
+  fromBeginning?: boolean;
+  offset?: string;
+  partition?: string;
+  maxMessages?: string;
+  timeoutMs?: string;
+  printKey?: boolean;
+  printOffset?: boolean;
+}
+
+/** When a run stops: after this many records, or this long without one. */
+export interface ConsumeLimits {
+  maxMessages: number;
+  timeoutMs: number | undefined;
+}
+
+/** How often `consume --group` commits what it has written, as Kafka's auto.commit.interval.ms. */
+const GROUP_COMMIT_INTERVAL_MS = 5000;
+
+/** Plain consume: the partitions asked for (all by default), from an offset or by --from-beginning. */
+export async function consumePartitions(topic: string, opts: ConsumeOptions, from: { partition?: number; offset?: number }, limits: ConsumeLimits): Promise<void> {
+  await withClient(opts, async (client) => {
+    const meta = await new Admin(client).topicMetadata(topic);
+    const count = meta.partitions.length;
+    if (from.partition !== undefined && from.partition >= count) throw new UsageError(`topic ${topic} has no partition ${from.partition} (it has ${count})`);
+    const partitions = from.partition !== undefined ? [from.partition] : meta.partitions.map((p) => p.partition);
+    const consumer = new Consumer(client, { autoOffsetReset: opts.fromBeginning ? 'earliest' : 'latest' });
+    consumer.assign(partitions.map((partition) => (from.offset === undefined ? { topic, partition } : { topic, partition, offset: from.offset })));
+    const out = new LineWriter<PrintableRecord>(process.stdout);
+    try {
+      await printBatches(consumer.batches()[Symbol.asyncIterator](), out, opts, limits);
+    } finally {
+      out.dispose();
+      await consumer.close();
+    }
+    const written = out.writtenLines;
+    // A reader that went away (`| head`) is the usual end of a pipe; any other failed write is an error.
+    if (out.error !== null && !isBrokenPipe(out.error)) {
+      throw new Error(`cannot write to stdout (${writeErrorCode(out.error)}) after ${plural(written, 'record')}`);
+    }
+    process.stderr.write(`consumed ${plural(written, 'record')}\n`);
+  });
+}
+
+/**
+ * `consume --group`: a group member that commits only what reached stdout. A record counts
+ * as written once the write of its chunk succeeded; per partition, the offset after the last
+ * such record is what is committed (every few seconds, before a partition is given up, and
+ * when it stops). A partition nothing was written from yet commits where the member started
+ * it (its committed offset or where --from-beginning or the end put it), so a later member
+ * skips nothing. A failed write stops it, commits what was written, and fails.
+ */
+export async function consumeInGroup(topic: string, groupId: string, opts: ConsumeOptions, limits: ConsumeLimits): Promise<void> {
+  await withClient(opts, async (client) => {
+    await new Admin(client).topicMetadata(topic); // a missing topic is one clear line, not a silent wait
+    const resume = new ResumeOffsets(topic);
+    const out = new LineWriter<PrintableRecord>(process.stdout, (written) => resume.written(written));
+    let stopping = false;
+    const member: GroupConsumer = new GroupConsumer(client, {
+      groupId,
+      topics: [topic],
+      autoOffsetReset: opts.fromBeginning ? 'earliest' : 'latest',
+      // The member knows what it handed out; only we know what was written.
+      autoCommit: false,
+      onAssignmentChange: async ({ gained, lost }) => {
+        // Read before anything of the partition is handed out (this runs as it is gained).
+        for (const tp of gained) resume.started(tp.partition, member.position(tp.topic, tp.partition));
+        if (lost.length === 0 || stopping) return;
+        // Its records already handed out reach stdout first, so the next owner starts after them.
+        await out.flush();
+        await member.commit(resume.offsetsOf(lost)).catch(() => undefined); // uncommitted is read again: at-least-once
+        for (const tp of lost) resume.givenUp(tp.partition);
+      },
+    });
+    const timer = setInterval(() => void member.commit(resume.offsetsOf(member.assignment)).catch(() => undefined), GROUP_COMMIT_INTERVAL_MS);
+    try {
+      await printBatches(member.batches()[Symbol.asyncIterator](), out, opts, limits);
+    } finally {
+      clearInterval(timer);
+      stopping = true;
+      // Committed while still a member, at its epoch. A batch handed out after we stopped
+      // reading moves only the member's position, which nothing here reads.
+      await member.commit(resume.offsetsOf(member.assignment)).catch(() => undefined);
+      out.dispose();
+      await member.close();
+    }
+    const written = out.writtenLines;
+    if (out.error !== null) {
+      throw new Error(`cannot write to stdout (${writeErrorCode(out.error)}) after ${plural(written, 'record')}; the group committed only the records written`);
+    }
+    process.stderr.write(`consumed ${plural(written, 'record')}\n`);
+  });
+}
+
+/**
+ * Per partition, the offset a later member should resume at: after the last record whose
+ * write to stdout succeeded, else where this member started the partition. Taken from the
+ * member only when a partition is gained, before anything of it is handed out, and after
+ * that moved only by what was written: the member's own position moves as it hands a batch
+ * out, which may be before we have seen the batch (a stop or timeout racing the read), let
+ * alone written it.
+ */
+class ResumeOffsets {
+  private readonly offsets = new Map<number, number>();
+
+  constructor(private readonly topic: string) {}
+
+  /** A partition gained, at the member's position then; unknown (null) commits nothing until a record is written. */
+  started(partition: number, position: number | null): void {
+    if (position === null) this.offsets.delete(partition);
+    else this.offsets.set(partition, position);
+  }
+
+  written(records: readonly PrintableRecord[]): void {
+    for (const r of records) this.offsets.set(r.partition, r.offset + 1);
+  }
+
+  givenUp(partition: number): void {
+    this.offsets.delete(partition);
+  }
+
+  offsetsOf(partitions: readonly TopicPartition[]): CommitOffset[] {
+    return partitions.flatMap((tp) => {
+      const offset = tp.topic === this.topic ? this.offsets.get(tp.partition) : undefined;
+      return offset === undefined ? [] : [{ topic: tp.topic, partition: tp.partition, offset }];
+    });
+  }
+}
+
+/** Prints records until --max-messages, --timeout-ms of silence, a signal, a failed write, or the end. */
+async function printBatches(batches: AsyncIterator<PrintableRecord[]>, out: LineWriter<PrintableRecord>, opts: ConsumeOptions, limits: ConsumeLimits): Promise<void> {
+  const { stopped, dispose: stopListening } = untilSignal();
+  let handedOut = 0;
+  try {
+    while (handedOut < limits.maxMessages && out.error === null) {
+      const next = await nextOrStop(batches.next(), Promise.race([stopped, out.whenFailed]), limits.timeoutMs);
+      if (next === 'stop' || next === 'failed' || next === 'timeout' || next.done) break;
+      for (const r of next.value) {
+        const wait = out.write(formatRecord(r, opts), r);
+        if (wait) await wait;
+        if (++handedOut >= limits.maxMessages || out.error !== null) break;
+      }
+      // Printed as it comes: a consumer that has caught up does not hold records back.
+      await out.flush();
+    }
+  } finally {
+    stopListening();
+  }
+}
+
+/** Resolves 'stop' on SIGINT or SIGTERM until disposed: a console consumer stops cleanly. */
+function untilSignal(): { stopped: Promise<'stop'>; dispose(): void } {
+  let stop: () => void = () => {};
+  const stopped = new Promise<'stop'>((resolve) => (stop = () => resolve('stop')));
+  const onSignal = () => stop();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return {
+    stopped,
+    dispose: () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}
+
+async function nextOrStop<T, S>(next: Promise<T>, stopped: Promise<S>, timeoutMs: number | undefined): Promise<T | S | 'timeout'> {
+  if (timeoutMs === undefined) return Promise.race([next, stopped]);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
+  try {
+    return await Promise.race([next, stopped, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+interface PrintableRecord {
+  partition: number;
+  offset: number;
+  key: Buffer | null;
+  value: Buffer | null;
+  headers: [string, Uint8Array | null][];
+}
+
+function formatRecord(r: PrintableRecord, opts: ConsumeOptions): string {
+  const value = r.value === null ? 'null' : isCborMarked(r.headers, CONTENT_TYPE) ? cborAsJson(r.value) : r.value.toString('utf8');
+  let line = value;
+  if (opts.printKey) line = `${r.key === null ? 'null' : r.key.toString('utf8')}\t${line}`;
+  if (opts.printOffset) line = `${r.partition}:${r.offset}\t${line}`;
+  return line;
+}
+
+function cborAsJson(bytes: Buffer): string {
+  try {
+    return JSON.stringify(cborDecode(bytes), (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+  } catch {
+    return bytes.toString('utf8');
+  }
+}
+
+function plural(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
+}
