@@ -4,37 +4,14 @@
 // And a member that leaves commits where it stands on every partition, so a later member
 // starting at the end skips nothing.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import { CLI, runCli, startNodeProcess, stopAllNodes, tempDir, type NodeProcess } from './helpers/node-process.js';
+import { expect, it } from 'vitest';
+import { CLI, nodeForFile } from './helpers/node-process.js';
 
-const dir = tempDir('trib-consume-');
-let node: NodeProcess;
-const spawned = new Set<ChildProcess>();
-
-beforeAll(async () => {
-  node = await startNodeProcess({ dataDir: join(dir.path, 'data') });
-});
-
-afterEach(() => {
-  for (const child of spawned) child.kill('SIGKILL');
-  spawned.clear();
-});
-
-afterAll(async () => {
-  await stopAllNodes();
-  dir.remove();
-});
-
-const cli = (args: string[], input = '') => runCli([...args, '--broker', node.url], input, 60_000);
-
-async function ok(args: string[], input = ''): Promise<string> {
-  const r = await cli(args, input);
-  expect(r.code, `tributary ${args.join(' ')}: ${r.stderr}`).toBe(0);
-  return r.stdout;
-}
+const shared = nodeForFile('trib-consume-');
+const { cli, ok, track } = shared;
 
 /** The COMMITTED column of `groups describe`, by partition. */
 async function committedOf(group: string): Promise<string[]> {
@@ -46,13 +23,12 @@ async function committedOf(group: string): Promise<string[]> {
 function consumeToFullDisk(args: string[]): Promise<{ code: number | null; stderr: string }> {
   const full = openSync('/dev/full', 'w');
   try {
-    const child = spawn(process.execPath, [CLI, 'consume', ...args, '--broker', node.url], { stdio: ['ignore', full, 'pipe'] });
-    spawned.add(child);
+    const child = spawn(process.execPath, [CLI, 'consume', ...args, '--broker', shared.node.url], { stdio: ['ignore', full, 'pipe'] });
+    track(child);
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     return new Promise((resolve) =>
       child.once('close', (code) => {
-        spawned.delete(child);
         resolve({ code, stderr });
       }),
     );
@@ -88,17 +64,16 @@ it('consume --group whose reader closes the pipe commits exactly what it wrote; 
   const total = 200_000;
   await ok(['topics', 'create', 'to-pipe', '--partitions', '1']);
   await ok(['produce', 'to-pipe'], values(total).join('\n') + '\n');
-  const child = spawn(process.execPath, [CLI, 'consume', 'to-pipe', '--group', 'closed-pipe', '--from-beginning', '--timeout-ms', '10000', '--broker', node.url], {
+  const child = spawn(process.execPath, [CLI, 'consume', 'to-pipe', '--group', 'closed-pipe', '--from-beginning', '--timeout-ms', '10000', '--broker', shared.node.url], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  spawned.add(child);
+  track(child);
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   // Read the first chunk, then close our end, as `head -1` does.
   const received = await new Promise<string>((resolve) => child.stdout!.once('data', (d: Buffer) => resolve(d.toString())));
   child.stdout!.destroy();
   const code = await new Promise<number | null>((resolve) => child.once('close', (c) => resolve(c)));
-  spawned.delete(child);
   expect(code).toBe(1);
   const told = /^tributary: cannot write to stdout \(EPIPE\) after (\d+) records; the group committed only the records written\n$/.exec(stderr);
   expect(told, stderr).not.toBeNull();

@@ -8,35 +8,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, expect, it, vi } from 'vitest';
+import { expect, it, vi } from 'vitest';
 import { metricSample } from './helpers/metrics.js';
-import { CLI, runCli, startNodeProcess, stopAllNodes, tempDir, type CliRun, type NodeProcess } from './helpers/node-process.js';
+import { CLI, nodeForFile, runCli, startNodeProcess, type CliRun, type NodeProcess } from './helpers/node-process.js';
 
-const dir = tempDir('trib-produce-');
-let node: NodeProcess;
-const spawned = new Set<ChildProcess>();
-
-beforeAll(async () => {
-  node = await startNodeProcess({ dataDir: join(dir.path, 'data') });
-});
-
-afterEach(() => {
-  for (const child of spawned) child.kill('SIGKILL');
-  spawned.clear();
-});
-
-afterAll(async () => {
-  await stopAllNodes();
-  dir.remove();
-});
-
-const cli = (args: string[], input = '') => runCli([...args, '--broker', node.url], input, 60_000);
-
-async function ok(args: string[], input = ''): Promise<string> {
-  const r = await cli(args, input);
-  expect(r.code, `tributary ${args.join(' ')}: ${r.stderr}`).toBe(0);
-  return r.stdout;
-}
+const shared = nodeForFile('trib-produce-');
+const { cli, ok, track } = shared;
 
 /** Every record of the topic, as `consume --from-beginning --print-key` prints them. */
 async function readBack(topic: string, count: number): Promise<string[]> {
@@ -105,10 +82,10 @@ it('a refused connection is said at once as such, and --timeout-ms gives up with
 });
 
 it('a node stopped mid-run: retrying is said at once, and --timeout-ms ends it with the count acknowledged', async () => {
-  const own = await startNodeProcess({ dataDir: join(dir.path, 'stopped') });
+  const own = await startNodeProcess({ dataDir: join(shared.folder, 'stopped') });
   await runCli(['topics', 'create', 'midrun', '--partitions', '1', '--broker', own.url]);
   const child = spawn(process.execPath, [CLI, 'produce', 'midrun', '--broker', own.url, '--timeout-ms', '8000'], { stdio: ['pipe', 'pipe', 'pipe'] });
-  spawned.add(child);
+  track(child);
   const done = collect(child);
   child.stdin!.write('before\n');
   await vi.waitFor(async () => expect((await runCli(['consume', 'midrun', '--from-beginning', '--max-messages', '1', '--timeout-ms', '2000', '--broker', own.url])).stdout).toBe('before\n'), { timeout: 10_000, interval: 100 });
@@ -156,7 +133,6 @@ function collect(child: ChildProcess): Promise<CliRun> {
     child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     child.once('close', (code) => {
-      spawned.delete(child);
       resolve({ code, stdout, stderr });
     });
   });

@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { startChildNode } from '../../node/cli/child-node.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -119,4 +120,55 @@ export async function setUpFleet(at: (name: string) => string): Promise<{ fleetK
   await issue('admin', 'admin');
   await issue('device', 'device', ['--produce', 'sensors.*', '--consume', 'sensors.*']);
   return { fleetKey, identities };
+}
+
+/**
+ * One node process for every test of a file (started before the first, removed after the
+ * last) and the CLI pointed at it; `track` a CLI process a test spawns itself, and it is
+ * SIGKILLed after that test if still running.
+ */
+export function nodeForFile(prefix: string): {
+  readonly node: NodeProcess;
+  /** A folder of this file's, removed after its last test. */
+  folder: string;
+  cli(args: string[], input?: string): Promise<CliRun>;
+  ok(args: string[], input?: string): Promise<string>;
+  track(child: ChildProcess): ChildProcess;
+} {
+  const dir = tempDir(prefix);
+  let node: NodeProcess | undefined;
+  const spawned = new Set<ChildProcess>();
+  beforeAll(async () => {
+    node = await startNodeProcess({ dataDir: join(dir.path, 'data') });
+  });
+  afterEach(() => {
+    for (const child of spawned) child.kill('SIGKILL');
+    spawned.clear();
+  });
+  afterAll(async () => {
+    await stopAllNodes();
+    dir.remove();
+  });
+  const started = (): NodeProcess => {
+    if (node === undefined) throw new Error('the node starts before the first test');
+    return node;
+  };
+  const cli = (args: string[], input = '') => runCli([...args, '--broker', started().url], input, 60_000);
+  return {
+    get node() {
+      return started();
+    },
+    folder: dir.path,
+    cli,
+    async ok(args: string[], input = '') {
+      const r = await cli(args, input);
+      expect(r.code, `tributary ${args.join(' ')}: ${r.stderr}`).toBe(0);
+      return r.stdout;
+    },
+    track(child: ChildProcess) {
+      spawned.add(child);
+      child.once('exit', () => spawned.delete(child));
+      return child;
+    },
+  };
 }
