@@ -120,6 +120,8 @@ interface InstallFlags {
   unitDir: string;
   dryRun?: boolean;
   force?: boolean;
+  /** False with --no-sandbox-check. */
+  sandboxCheck: boolean;
 }
 
 export function registerServiceCommand(program: Command): void {
@@ -133,6 +135,7 @@ export function registerServiceCommand(program: Command): void {
     .option('--unit-dir <dir>', 'where to write the unit', UNIT_DEFAULTS.unitDir)
     .option('--dry-run', 'print the unit on stdout and write nothing')
     .option('--force', 'replace an existing unit that differs')
+    .option('--no-sandbox-check', 'write the unit even where its sandbox hides Node.js, this install, the config or the data (for a drop-in that relaxes ProtectHome, PrivateTmp or PrivateDevices)')
     .action((flags: InstallFlags) => install(flags));
 }
 
@@ -144,7 +147,7 @@ function install(flags: InstallFlags): void {
     config: flags.config,
     dataDir: flags.data.replace(/(.)\/+$/, '$1'),
   };
-  checkSettings(settings);
+  checkSettings(settings, flags.sandboxCheck);
   const unit = renderUnit(settings);
   if (flags.dryRun) {
     process.stdout.write(unit);
@@ -196,7 +199,7 @@ function hiddenBy(path: string): { folder: string; why: string } | undefined {
 }
 
 /** Rejects what the unit cannot express or the sandbox would hide, with the reason. */
-function checkSettings(s: UnitSettings): void {
+function checkSettings(s: UnitSettings, sandboxCheck: boolean): void {
   if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(s.user)) throw new Error(`--user must be a system user name (lower case letters, digits, _ and -), got '${s.user}'`);
   for (const [what, path] of [['--config', s.config], ['--data', s.dataDir], ['the Node.js binary', s.node], ['this install', s.main]] as const) {
     if (!isAbsolute(path)) throw new Error(`${what} must be an absolute path, got '${path}'`);
@@ -205,9 +208,11 @@ function checkSettings(s: UnitSettings): void {
     if (/[\s"'\\%$;]/.test(path)) throw new Error(`${what} path '${path}' has a space or one of "'\\%$; which a systemd unit cannot take as it is; move it`);
     // The unit would fail to start, or (a private /tmp) start on an empty folder of its own.
     // A symbolic link counts where it leads: that is what the service would open.
-    const hidden = hiddenBy(path) ?? hiddenBy(existsSync(path) ? realpathSync(path) : path);
+    const hidden = sandboxCheck ? (hiddenBy(path) ?? hiddenBy(existsSync(path) ? realpathSync(path) : path)) : undefined;
     if (hidden !== undefined) {
-      throw new Error(`${what} is under ${hidden.folder} (${path}), which the service cannot see (${hidden.why}): install Node.js system-wide, the code in /opt and the data in /var/lib (see "Put it on a gateway" in the README)`);
+      throw new Error(
+        `${what} is under ${hidden.folder} (${path}), which the service cannot see (${hidden.why}): install Node.js system-wide, the code in /opt and the data in /var/lib (see "Put it on a gateway" in the README), or give --no-sandbox-check if a drop-in of yours relaxes that directive`,
+      );
     }
   }
   if (s.dataDir === '/') throw new Error('--data must be a folder of its own, not /');
