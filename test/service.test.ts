@@ -117,20 +117,11 @@ it('refuses to replace a different unit without --force, and leaves it as it was
   expect(readdirSync(unitDir)).toEqual(['tributary.service']);
 }));
 
-it.each([
-  [['--config', 'tributary.yaml'], /--config must be an absolute path/],
-  [['--data', '/var/lib/my data'], /--data path '\/var\/lib\/my data' has a space/],
-  [['--data', '/var/lib/100%'], /has a space or one of/],
-  [['--data', '/home/pi/tributary'], /--data is under \/home .*ProtectHome/],
-  [['--data', '/tmp/tributary'], /^tributary: --data is under \/tmp \(\/tmp\/tributary\), which the service cannot see \(PrivateTmp: it has a \/tmp and \/var\/tmp of its own\)/],
-  [['--config', '/var/tmp/node.yaml'], /--config is under \/var\/tmp .*PrivateTmp/],
-  [['--data', '/dev/shm/tributary'], /--data is under \/dev .*PrivateDevices/],
-  [['--user', 'Root Admin'], /--user must be a system user name/],
-  [['--unit-dir', '/nonexistent-unit-dir'], /unit folder \/nonexistent-unit-dir does not exist/],
-])('refuses %j with one clear line', async (args, message) => {
+/** Runs `run`, expects one line matching `message` and nothing written. */
+async function expectRefused(run: (unitDir: string) => ReturnType<typeof install>, message: RegExp): Promise<void> {
   const dir = tempDir('trib-unit-');
   try {
-    const r = await checked(dir.path, ...args);
+    const r = await run(dir.path);
     expect(r.code).not.toBe(0);
     const lines = r.stderr.trim().split('\n');
     expect(lines).toHaveLength(1);
@@ -139,7 +130,23 @@ it.each([
   } finally {
     dir.remove();
   }
-});
+}
+
+it.each([
+  [['--config', 'tributary.yaml'], /--config must be an absolute path/],
+  [['--data', '/var/lib/my data'], /--data path '\/var\/lib\/my data' has a space/],
+  [['--data', '/var/lib/100%'], /has a space or one of/],
+  [['--user', 'Root Admin'], /--user must be a system user name/],
+  [['--unit-dir', '/nonexistent-unit-dir'], /unit folder \/nonexistent-unit-dir does not exist/],
+])('refuses %j with one clear line', (args, message) => expectRefused((unitDir) => install(unitDir, ...args), message));
+
+// --config and --data are checked before this checkout's own path, wherever it sits.
+it.each([
+  [['--data', '/home/pi/tributary'], /--data is under \/home .*ProtectHome/],
+  [['--data', '/tmp/tributary'], /^tributary: --data is under \/tmp \(\/tmp\/tributary\), which the service cannot see \(PrivateTmp: it has a \/tmp and \/var\/tmp of its own\)/],
+  [['--config', '/var/tmp/node.yaml'], /--config is under \/var\/tmp .*PrivateTmp/],
+  [['--data', '/dev/shm/tributary'], /--data is under \/dev .*PrivateDevices/],
+])('refuses %j, which the sandbox hides, with one clear line', (args, message) => expectRefused((unitDir) => checked(unitDir, ...args), message));
 
 it('deploy/tributary.service is the unit the command writes for the defaults, paths aside', withUnitDir(async (unitDir) => {
   const r = await install(unitDir, '--dry-run');
