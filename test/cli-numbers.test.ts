@@ -56,12 +56,13 @@ function expectOneLineNaming(r: { code: number | null; stdout: string; stderr: s
 
 describe('number flags checked before connecting', () => {
   const table = [
+    // Every bad shape for one flag; the flags that share its parser, one shape each.
     ...cases('--partitions', ['topics', 'create', 'never', '--partitions', '{}']),
-    ...cases('--partition', ['produce', 'numbers', '--partition', '{}']),
-    ...cases('--offset', ['consume', 'numbers', '--partition', '0', '--offset', '{}']),
-    ...cases('--partition', ['consume', 'numbers', '--partition', '{}']),
-    ...cases('--max-messages', ['consume', 'numbers', '--max-messages', '{}']),
-    ...cases('--timeout-ms', ['consume', 'numbers', '--timeout-ms', '{}']),
+    ...cases('--partition', ['produce', 'numbers', '--partition', '{}'], ['0x10']),
+    ...cases('--offset', ['consume', 'numbers', '--partition', '0', '--offset', '{}'], ['1e9']),
+    ...cases('--partition', ['consume', 'numbers', '--partition', '{}'], [' 7']),
+    ...cases('--max-messages', ['consume', 'numbers', '--max-messages', '{}'], ['7.0']),
+    ...cases('--timeout-ms', ['consume', 'numbers', '--timeout-ms', '{}'], ['0x10']),
     ...cases('--to-offset', ['groups', 'reset-offsets', 'g', '--topic', 'numbers', '--to-offset', '{}']),
   ];
 
@@ -80,7 +81,7 @@ describe('number flags checked before connecting', () => {
 });
 
 describe('number flags read once connected, and offline commands', () => {
-  it.each([...cases('--linger-ms', ['produce', 'numbers', '--linger-ms', '{}']), ...cases('--batch-bytes', ['produce', 'numbers', '--batch-bytes', '{}'])])(
+  it.each([...cases('--linger-ms', ['produce', 'numbers', '--linger-ms', '{}'], ['1e9']), ...cases('--batch-bytes', ['produce', 'numbers', '--batch-bytes', '{}'], ['0x10'])])(
     '%s %j is refused in one line',
     async (flag, value, args) => {
       const r = await runCli([...args, '--broker', node.url], 'not sent\n');
@@ -96,16 +97,20 @@ describe('number flags read once connected, and offline commands', () => {
     expect(listed.stdout.split('\n')).not.toContain('configured');
   });
 
+  let subject = '';
+  const fleet = join(keys.path, 'fleet.key');
+  beforeAll(async () => {
+    if ((await runCli(['fleet', 'init', '--out', fleet])).code !== 0) throw new Error('fleet init failed');
+    subject = (await runCli(['keys', 'generate', '--out', join(keys.path, 'device.key')])).stdout.trim();
+  });
+
   it.each([' 90d', '90d ', '0x10d', '1e2d', '0d'])('credentials issue --expires %j is refused in one line', async (value) => {
-    const fleet = join(keys.path, 'fleet.key');
-    if ((await runCli(['fleet', 'init', '--out', fleet, '--force'])).code !== 0) throw new Error('fleet init failed');
-    const subject = (await runCli(['keys', 'generate', '--out', join(keys.path, 'device.key'), '--force'])).stdout.trim();
     const r = await runCli(['credentials', 'issue', '--fleet', fleet, '--subject', subject, '--role', 'device', '--expires', value, '--out', join(keys.path, 'device.cred')]);
     expect(r.code).toBe(1);
     expect(r.stderr).toBe(`tributary: INVALID_CONFIG: --expires must look like 90d, 12h, 30m or 45s, got '${value}'\n`);
   });
 
-  it.each([...cases('--devices', ['--devices', '{}'], [...BAD, '1e3']), ...cases('--duration', ['--duration', '{}'])])(
+  it.each([...cases('--devices', ['--devices', '{}'], [...BAD, '1e3']), ...cases('--duration', ['--duration', '{}'], ['1e2'])])(
     'sim %s %j is refused in one line with exit code 2, before starting anything',
     async (flag, value, args) => {
       const out = tempDir();
