@@ -5,13 +5,13 @@
 import { readFileSync } from 'node:fs';
 import { parseCidr } from './address-ranges.js';
 import cron from 'node-cron';
-import { createRequire } from 'node:module';
 import { parseDecimalInteger } from '../protocol/decimal.js';
 import { Errors, TributaryError } from '../protocol/errors.js';
 import { DEFAULT_SCHEDULES, type Schedules } from './maintenance.js';
 import { parseConfigValue, TOPIC_CONFIG_KEYS } from './storage/config.js';
 import type { GuardAction } from './storage/disk-guard.js';
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from './logger.js';
+import { parseYamlText } from './yaml-text.js';
 
 export interface Limits {
   /** Largest WebSocket message accepted; checked from the frame header, before buffering. */
@@ -553,25 +553,5 @@ export function loadConfigFile(path: string): unknown {
   } catch (err) {
     throw invalid(`cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-  // Loaded here, not at start: a node without a config file does not carry the YAML
-  // parser (about 3 MB of memory on a gateway).
-  const { parseDocument } = createRequire(import.meta.url)('yaml') as typeof import('yaml');
-  const doc = parseDocument(text);
-  if (doc.errors.length > 0) throw invalid(doc.errors.map((err) => yamlMistake(path, err)).join('\n'));
-  try {
-    return doc.toJS();
-  } catch (err) {
-    throw invalid(`${path}: not valid YAML: ${(err as Error).message.split('\n')[0]}`);
-  }
-}
-
-/**
- * One line per YAML error, as compilers print theirs: file:line:column, then the parser's
- * reason. The yaml library ends its message with "at line L, column C:" and a picture of
- * the line, which does not fit on one.
- */
-function yamlMistake(path: string, err: import('yaml').YAMLError): string {
-  const reason = err.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '').replace(/:$/, '');
-  const at = err.linePos?.[0];
-  return `${path}${at ? `:${at.line}:${at.col}` : ''}: not valid YAML: ${reason}`;
+  return parseYamlText(text, path);
 }

@@ -89,7 +89,8 @@ actions: [{ at: 9, do: restart-node }, { at: 5, do: kill-node }, { at: 12, do: s
   });
 
   it('refuses text that is not YAML, or not a map', () => {
-    expect(mistakes('a: [1, 2')[0]).toMatch(/^bad\.yaml is not valid YAML: /);
+    // One line per mistake, where it is, and the reason: not the parser's "at line 1, column 9:".
+    expect(mistakes('a: [1, 2')).toEqual(['bad.yaml:1:9: not valid YAML: Flow sequence in block collection must be sufficiently indented and end with a ]']);
     expect(mistakes('- 1\n- 2')).toEqual(['a scenario must be a map of settings']);
   });
 });

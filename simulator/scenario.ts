@@ -31,7 +31,7 @@
 
 import { readFileSync } from 'node:fs';
 import { basename, extname } from 'node:path';
-import { parse } from 'yaml';
+import { parseYamlText } from '../node/yaml-text.js';
 import { Errors, TributaryError } from '../protocol/errors.js';
 
 export const MODEL_KINDS = ['temperature', 'vibration', 'gps', 'status'] as const;
@@ -300,12 +300,7 @@ function checkAction(p: Problems, raw: unknown, key: string): Action | undefined
  * checked by the same rules.
  */
 export function parseScenario(text: string, source: string, overrides: Record<string, unknown> = {}): Scenario {
-  let raw: unknown;
-  try {
-    raw = parse(text);
-  } catch (err) {
-    throw new TributaryError(Errors.INVALID_CONFIG, `${source} is not valid YAML: ${(err as Error).message.split('\n')[0]}`);
-  }
+  let raw: unknown = parseYamlText(text, source);
   if (isMap(raw)) raw = { ...raw, ...overrides };
   return checkScenario(raw, basename(source, extname(source)));
 }

@@ -85,5 +85,10 @@ actions:
       'tributary: models[0].kind must be one of temperature, vibration, gps, status, got "humidity"',
     ]);
     expect(existsSync(join(dir.path, 'report'))).toBe(false);
+
+    // Text that is not YAML: where, and why, on one line that does not end in a bare colon.
+    writeFileSync(scenario, 'devices: 10\nmodels: [\n');
+    const notYaml = await sim([scenario, '--out', join(dir.path, 'report')]);
+    expect([notYaml.code, notYaml.stderr]).toEqual([2, `tributary: ${scenario}:3:1: not valid YAML: Flow sequence in block collection must be sufficiently indented and end with a ]\n`]);
   });
 });
