@@ -114,7 +114,12 @@ async function produceLines(client: Client, topic: string, settings: ProduceSett
     const rest = await readLines(process.stdin as AsyncIterable<Buffer>, lineBytesMax, sink);
     if (rest !== null && rest.length > 0 && !deadline.timedOut) take(rest);
   } catch (err) {
-    if (!deadline.timedOut) throw err; // stdin destroyed at the deadline ends the read with an error
+    // stdin destroyed at the deadline ends the read with an error; any other ends the run,
+    // and its timer must not hold the process until the deadline.
+    if (!deadline.timedOut) {
+      deadline.clear();
+      throw err;
+    }
   } finally {
     process.stdin.destroy();
   }
