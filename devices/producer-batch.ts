@@ -5,9 +5,10 @@
 import type { Record as BatchRecord } from '../protocol/record-batch.js';
 import type { RecordMetadata } from './producer.js';
 
-/** One call's worth of sends: a single send() or a whole sendBatch(). */
+/** One call's worth of sends: a single send() or a whole sendBatch(), settled as one. */
 export class SendGroup {
   remaining: number;
+  /** No more of its records are admitted, and (for a send or sendBatch) its promise is settled. */
   settled = false;
   readonly results: RecordMetadata[];
   constructor(
@@ -26,10 +27,45 @@ export class SendGroup {
       this.onResolve(this.results);
     }
   }
+  /** The batch holding record `slot` failed. */
+  recordFailed(_slot: number, err: Error): void {
+    this.fail(err);
+  }
+  /** Records from `slot` on will not be sent (admission stopped at it); those before are in batches. */
+  failFrom(_slot: number, err: Error): void {
+    this.fail(err);
+  }
   fail(err: Error): void {
     if (this.settled) return;
     this.settled = true;
     this.onReject(err);
+  }
+}
+
+/**
+ * sendEach(): every record's outcome told on its own, as Kafka's send(record, callback), with
+ * no promise per record: a record acknowledged after another of the call failed is still told.
+ */
+export class EachRecordGroup extends SendGroup {
+  constructor(
+    size: number,
+    private readonly onRecord: (index: number, result: RecordMetadata | null, err: Error | null) => void,
+  ) {
+    super(size, () => {}, () => {});
+  }
+  override recordDone(slot: number, topic: string, partition: number, offset: number): void {
+    this.onRecord(slot, { topic, partition, offset }, null);
+  }
+  override recordFailed(slot: number, err: Error): void {
+    this.onRecord(slot, null, err);
+  }
+  override failFrom(slot: number, err: Error): void {
+    if (this.settled) return;
+    this.settled = true;
+    for (let i = slot; i < this.size; i++) this.onRecord(i, null, err);
+  }
+  override fail(err: Error): void {
+    this.failFrom(0, err);
   }
 }
 

@@ -316,6 +316,38 @@ describe('Producer', () => {
     await expect(producer.send('t', { value: 'after' })).resolves.toMatchObject({ offset: 1 });
   });
 
+  it('sendEach tells every record on its own: those of a refused batch fail, the others of the call are still acknowledged', async () => {
+    const { node, producer } = await setup({ retries: 0, lingerMs: 1 }, 2);
+    node.hook = (req) => {
+      if (req.kind !== Kind.Produce) return undefined;
+      // Partition 1 refuses what it is sent; partition 0 appends at offset 10.
+      const partitions = entriesOf(req).map((e) =>
+        e.partition === 1
+          ? { topic: 't', partition: 1, error: Errors.INVALID_RECORD.code, message: 'INVALID_RECORD: no', baseOffset: -1, logStartOffset: -1 }
+          : { topic: 't', partition: 0, error: Errors.NONE.code, baseOffset: 10, logStartOffset: 0 },
+      );
+      return { answer: { partitions } };
+    };
+    const told: [number, number | null, string | null][] = [];
+    let done: () => void = () => {};
+    const all = new Promise<void>((resolve) => (done = resolve));
+    const messages = [0, 1, 0, 1, 0].map((partition, i) => ({ partition, value: `v${i}` }));
+    // The last one names a partition the topic does not have: it, and only it, fails at admission.
+    producer.sendEach('t', [...messages, { partition: 7, value: 'nowhere' }], (index, result, err) => {
+      told.push([index, result?.offset ?? null, err === null ? null : (err as TributaryError).errorName]);
+      if (told.length === 6) done();
+    });
+    await all;
+    expect(told.sort((a, b) => a[0] - b[0])).toEqual([
+      [0, 10, null],
+      [1, null, 'INVALID_RECORD'],
+      [2, 11, null],
+      [3, null, 'INVALID_RECORD'],
+      [4, 12, null],
+      [5, null, 'UNKNOWN_TOPIC'],
+    ]);
+  });
+
   it('rejects a single record larger than bufferBytesMax at once', async () => {
     const { producer } = await setup({ bufferBytesMax: 1024 }, 1);
     await expect(producer.send('t', { value: Buffer.alloc(2000) })).rejects.toMatchObject({ code: Errors.BUFFER_FULL.code });

@@ -29,7 +29,7 @@ import { answerOf } from './admin.js';
 import type { Client } from './client.js';
 import { clientClosed, wireError } from './errors.js';
 import { IDEMPOTENT_IN_FLIGHT_MAX } from './idempotence.js';
-import { Batch, OpenQueues, PartitionQueue, SendGroup } from './producer-batch.js';
+import { Batch, EachRecordGroup, OpenQueues, PartitionQueue, SendGroup } from './producer-batch.js';
 import { Sender, type SenderConfig } from './sender.js';
 import { cborHeader, isCborPayload, KEY_CONTENT_TYPE, CONTENT_TYPE, payloadBytes, toHeaders, type HeadersInit, type Payload } from './serde.js';
 import { soon } from './soon.js';
@@ -239,6 +239,17 @@ export class Producer {
   }
 
   /**
+   * Kafka's send(record, callback) for many records: sends them in order and calls
+   * `onRecord` once for each, with its metadata or its error, as its batch is answered, so a
+   * record written after another of the call failed is still told. No promise per record:
+   * the way to stream a great many (the command line's produce). Wait with whenWritable().
+   */
+  sendEach(topic: string, messages: readonly ProducerMessage[], onRecord: (index: number, result: RecordMetadata | null, err: Error | null) => void): void {
+    if (messages.length === 0) return;
+    this.enqueueGroup(topic, messages, new EachRecordGroup(messages.length, onRecord));
+  }
+
+  /**
    * Resolves when every send made so far has entered the buffer: the place for a caller
    * that streams input to wait, so its own memory stays bounded by the producer's.
    */
@@ -282,14 +293,17 @@ export class Producer {
     resolve: (results: RecordMetadata[]) => void,
     reject: (err: Error) => void,
   ): void {
-    if (this.closed) return reject(clientClosed('producer'));
-    if (this.sender.fenced !== null) return reject(this.sender.fenced);
+    this.enqueueGroup(topic, messages, new SendGroup(messages.length, resolve, reject));
+  }
+
+  private enqueueGroup(topic: string, messages: readonly ProducerMessage[], group: SendGroup): void {
+    if (this.closed) return group.fail(clientClosed('producer'));
+    if (this.sender.fenced !== null) return group.fail(this.sender.fenced);
     if (this.queuedSends >= this.admissionQueueMax) {
       // Past the bound a send fails at once rather than waiting: the caller is expected to
       // await its sends or whenWritable(), and one that does not must not exhaust memory.
-      return reject(new TributaryError(Errors.BUFFER_FULL, `${this.queuedSends} sends are waiting for room in the producer buffer (admissionQueueMax ${this.admissionQueueMax})`));
+      return group.fail(new TributaryError(Errors.BUFFER_FULL, `${this.queuedSends} sends are waiting for room in the producer buffer (admissionQueueMax ${this.admissionQueueMax})`));
     }
-    const group = new SendGroup(messages.length, resolve, reject);
     const now = performance.now();
     const entry: Admission = { topic, messages, next: 0, group, timestamp: Date.now(), deadline: now + this.maxBlockMs, waitingFor: null, onAdmitted: null };
     this.admissions.push(entry);
@@ -341,7 +355,8 @@ export class Producer {
       const entry = this.admissions[i];
       if (entry.deadline > now) break;
       if (this.isFinished(entry)) continue;
-      entry.group.fail(
+      entry.group.failFrom(
+        entry.next,
         metadata
           ? new TributaryError(Errors.REQUEST_TIMED_OUT, `no metadata for topic '${head.topic}' within maxBlockMs ${this.maxBlockMs}`)
           : new TributaryError(Errors.BUFFER_FULL, `no room in the producer buffer (bufferBytesMax ${this.bufferBytesMax}) within maxBlockMs ${this.maxBlockMs}`),
@@ -401,11 +416,11 @@ export class Producer {
         size = recordBytes(record);
         partition = this.explicitPartition(m, entry.topic, count);
       } catch (err) {
-        group.fail(err as Error);
+        group.failFrom(entry.next, err as Error);
         return true;
       }
       if (size > this.bufferBytesMax) {
-        group.fail(new TributaryError(Errors.BUFFER_FULL, `record of ${size} bytes is larger than bufferBytesMax ${this.bufferBytesMax}`));
+        group.failFrom(entry.next, new TributaryError(Errors.BUFFER_FULL, `record of ${size} bytes is larger than bufferBytesMax ${this.bufferBytesMax}`));
         return true;
       }
       if (this.bufferedBytesNow + size > this.bufferBytesMax) {
@@ -545,7 +560,7 @@ export class Producer {
     for (let i = this.admissionHead; i < this.admissions.length; i++) {
       const e = this.admissions[i];
       if (e !== undefined && e.topic === name && !this.isFinished(e)) {
-        e.group.fail(err);
+        e.group.failFrom(e.next, err);
         this.finishAdmission(e);
       }
     }
@@ -571,7 +586,7 @@ export class Producer {
     for (let i = this.admissionHead; i < this.admissions.length; i++) {
       const e = this.admissions[i];
       if (e !== undefined && !this.isFinished(e)) {
-        e.group.fail(err);
+        e.group.failFrom(e.next, err);
         this.finishAdmission(e);
       }
     }

@@ -466,7 +466,7 @@ export class Sender {
     const { groups, slots, count } = b;
     const { topic, partition } = q;
     for (let i = 0; i < count; i++) {
-      if (err !== null) groups[i].fail(err);
+      if (err !== null) groups[i].recordFailed(slots[i], err);
       else groups[i].recordDone(slots[i], topic, partition, baseOffset < 0 ? -1 : baseOffset + i);
     }
     b.groups = [];

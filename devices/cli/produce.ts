@@ -16,7 +16,7 @@ import { Errors, TributaryError } from '../../protocol/errors.js';
 import { BATCH_OVERHEAD } from '../../protocol/record-batch.js';
 import type { Client } from '../client.js';
 import { ConnectionError } from '../errors.js';
-import { Admin, Producer, type ProducerMessage } from '../index.js';
+import { Admin, Producer, type ProducerMessage, type RecordMetadata } from '../index.js';
 import { messageOf, UsageError, withClient, type NodeOptions } from './common.js';
 
 export interface ProduceOptions extends NodeOptions {
@@ -95,24 +95,45 @@ async function produceLines(client: Client, topic: string, settings: ProduceSett
     process.stderr.write(`tributary: skipped line ${line}: ${reason}\n`);
     return true;
   };
+  // The lines of one read of stdin go to the producer together: one call, no promise per record.
+  let messages: ProducerMessage[] = [];
+  let lines: number[] = [];
+  const send = (): void => {
+    if (messages.length === 0) return;
+    producer.sendEach(topic, messages, outcome.sent(lines));
+    messages = [];
+    lines = [];
+  };
   const take = (line: Buffer): boolean => {
     if (outcome.failure !== null) return false;
     const parsed = parse(line);
-    if ('refused' in parsed) return bad(parsed.refused);
-    outcome.sent(++lineNumber, producer.send(topic, parsed.message));
+    if ('refused' in parsed) {
+      // What came before a refused line is sent; with --skip-bad-lines the rest follows.
+      send();
+      return bad(parsed.refused);
+    }
+    messages.push(parsed.message);
+    lines.push(++lineNumber);
     return true;
   };
   const sink: LineSink = {
     line: take,
-    tooLong: (lineBytesMax) => bad(`longer than ${lineBytesMax} bytes, a record larger than ${limits.limitName} allows`),
-    // Backpressure: read more input only once the producer has room for it.
-    room: async () => (await Promise.race([producer.whenWritable(), deadline.expired])) !== 'expired' && outcome.failure === null,
+    tooLong: (lineBytesMax) => {
+      send();
+      return bad(`longer than ${lineBytesMax} bytes, a record larger than ${limits.limitName} allows`);
+    },
+    // Backpressure: read more input only once the producer has room for what was read.
+    room: async () => {
+      send();
+      return (await Promise.race([producer.whenWritable(), deadline.expired])) !== 'expired' && outcome.failure === null;
+    },
   };
   // A line longer than any record can be is refused without holding all of it.
   const lineBytesMax = limits.recordBytesMax - RECORD_OVERHEAD_BYTES + (settings.separator?.length ?? 0) + 1;
   try {
     const rest = await readLines(process.stdin as AsyncIterable<Buffer>, lineBytesMax, sink);
     if (rest !== null && rest.length > 0 && !deadline.timedOut) take(rest);
+    if (!deadline.timedOut) send();
   } catch (err) {
     // stdin destroyed at the deadline ends the read with an error; any other ends the run,
     // and its timer must not hold the process until the deadline.
@@ -311,21 +332,21 @@ class ProduceOutcome {
 
   constructor(private readonly onAck: () => void) {}
 
-  sent(line: number, result: Promise<unknown>): void {
-    this.sentCount++;
-    this.outstanding++;
-    result.then(
-      () => {
+  /** Counts the records of `lines` as sent; the callback to give Producer.sendEach for them. */
+  sent(lines: readonly number[]): (index: number, result: RecordMetadata | null, err: Error | null) => void {
+    this.sentCount += lines.length;
+    this.outstanding += lines.length;
+    return (index, _result, err) => {
+      const line = lines[index];
+      if (err === null) {
         this.acked++;
         this.markAcked(line);
         this.onAck();
-        this.done();
-      },
-      (err: unknown) => {
-        if (this.failure === null || line < this.failure.line) this.failure = { line, err: err as Error };
-        this.done();
-      },
-    );
+      } else if (this.failure === null || line < this.failure.line) {
+        this.failure = { line, err };
+      }
+      this.done();
+    };
   }
 
   ackedAfter(line: number): number {
