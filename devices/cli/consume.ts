@@ -49,7 +49,9 @@ export async function consumePartitions(topic: string, opts: ConsumeOptions, fro
     if (out.error !== null && !isBrokenPipe(out.error)) {
       throw new Error(`cannot write to stdout (${writeErrorCode(out.error)}) after ${plural(written, 'record')}`);
     }
-    process.stderr.write(`consumed ${plural(written, 'record')}\n`);
+    // A pipe takes what fits in it whether or not its reader reads it: say so, not just a count.
+    const gone = out.error !== null ? ' (written to stdout before its reader went away, which may not have read them all)' : '';
+    process.stderr.write(`consumed ${plural(written, 'record')}${gone}\n`);
   });
 }
 
