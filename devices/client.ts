@@ -1065,11 +1065,21 @@ const WS_CLOSED = 3;
 /** After close(), how long the closing handshake may take before the socket is cut. */
 const CLOSE_HANDSHAKE_MS = 1000;
 
+/** How the default transport closes. */
+export interface WebSocketTransportOptions {
+  /**
+   * How long a close waits for the node's close frame before it cuts the socket, asked at
+   * each close (default 1 s; 0 cuts at once): a command past its deadline does not wait on
+   * a node that does not answer.
+   */
+  closeHandshakeMs?: () => number;
+}
+
 /**
  * Opens `ws` WebSockets. Closing waits for the node's close frame for at most a second,
  * then terminates: `ws` would otherwise keep a 30 s timer that holds the process open.
  */
-export function webSocketTransportFactory(): TransportFactory {
+export function webSocketTransportFactory(options: WebSocketTransportOptions = {}): TransportFactory {
   return (url, { signal } = {}) =>
     new Promise<FrameTransport>((resolve, reject) => {
       const problem = badNodeUrl(url);
@@ -1096,7 +1106,7 @@ export function webSocketTransportFactory(): TransportFactory {
       };
       const onOpen = () => {
         cleanup();
-        resolve(closeWithDeadline(socketTransport(ws), ws));
+        resolve(closeWithDeadline(socketTransport(ws), ws, () => options.closeHandshakeMs?.() ?? CLOSE_HANDSHAKE_MS));
       };
       const onError = (err: Error) => {
         cleanup();
@@ -1125,12 +1135,14 @@ function badNodeUrl(url: string): string | null {
   return null;
 }
 
-function closeWithDeadline(transport: FrameTransport, ws: WebSocket): FrameTransport {
+function closeWithDeadline(transport: FrameTransport, ws: WebSocket, closeHandshakeMs: () => number): FrameTransport {
   return forwardingTransport(transport, {
     close(code, reason) {
       transport.close(code, reason);
       if (ws.readyState === WS_CLOSED) return;
-      const timer = setTimeout(() => ws.terminate(), CLOSE_HANDSHAKE_MS);
+      const waitMs = closeHandshakeMs();
+      if (waitMs <= 0) return void ws.terminate();
+      const timer = setTimeout(() => ws.terminate(), waitMs);
       ws.once('close', () => clearTimeout(timer));
     },
   });

@@ -5,7 +5,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect, it, vi } from 'vitest';
@@ -137,3 +137,45 @@ function collect(child: ChildProcess): Promise<CliRun> {
     });
   });
 }
+
+/**
+ * A node that stalls after the handshake: a proxy that passes the client's first `passed`
+ * writes (the WebSocket upgrade; Noise message 1; message 3 with Hello, each sent only after
+ * the node's answer to the one before) and swallows every write after them.
+ */
+async function stallingProxy(target: number, passed: number): Promise<{ url: string; close(): void }> {
+  const sockets = new Set<import('node:net').Socket>();
+  const server = createServer((client) => {
+    const node = connect(target, '127.0.0.1');
+    sockets.add(client).add(node);
+    let writes = 0;
+    node.pipe(client);
+    client.on('data', (d: Buffer) => {
+      if (writes++ < passed) node.write(d);
+    });
+    for (const s of [client, node]) s.on('error', () => {});
+    client.on('close', () => node.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}/v1`,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      server.close();
+    },
+  };
+}
+
+it.each([
+  [3, "node at {url} did not answer for the topic's metadata (nothing was sent)"],
+  [4, '0 records acknowledged; the other 1 sent may or may not have been written'],
+])('--timeout-ms bounds a node that stalls after the handshake (client writes passed: %i)', async (passed, told) => {
+  await ok(['topics', 'create', `stalled-${passed}`, '--partitions', '1']);
+  const proxy = await stallingProxy(shared.node.port, passed);
+  try {
+    const r = await runCli(['produce', `stalled-${passed}`, '--broker', proxy.url, '--timeout-ms', '1500'], 'x\n');
+    expect([r.code, r.stderr]).toEqual([1, `tributary: gave up after --timeout-ms 1500: ${told.replace('{url}', proxy.url)}\n`]);
+  } finally {
+    proxy.close();
+  }
+});

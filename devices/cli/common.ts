@@ -43,6 +43,8 @@ export interface ConnectOptions {
   onUnreachable?: (reason: string) => void;
   /** Every connection made. */
   onConnect?: () => void;
+  /** How long closing may wait for the node's close frame, asked as it closes (default 1 s). */
+  closeHandshakeMs?: () => number;
 }
 
 /** Connects with the flags (falling back to the environment), runs `body`, closes. */
@@ -53,7 +55,7 @@ export async function withClient<T>(opts: NodeOptions, body: (client: Client) =>
     FLAG_NAMES,
   );
   const { onUnreachable, onConnect } = connect;
-  const open = webSocketTransportFactory();
+  const open = webSocketTransportFactory({ closeHandshakeMs: connect.closeHandshakeMs });
   const client = await Client.connect(opts.broker, {
     connectTimeoutMs: connect.connectTimeoutMs ?? CLI_CONNECT_TIMEOUT_MS,
     clientId: 'tributary-cli',
@@ -61,17 +63,13 @@ export async function withClient<T>(opts: NodeOptions, body: (client: Client) =>
     onConnect,
     // The socket's own error (ECONNREFUSED: nothing listens) is the reason worth saying;
     // the client only says so once it gives up.
-    ...(onUnreachable === undefined
-      ? {}
-      : {
-          transportFactory: (url, options) =>
-            open(url, options).catch((err: unknown) => {
-              // A malformed URL is refused for good, not retried: nothing to announce.
-              const final = err instanceof TributaryError && !err.retriable;
-              if (!final && !options?.signal?.aborted) onUnreachable(reasonOf(err));
-              throw err;
-            }),
-        }),
+    transportFactory: (url, options) =>
+      open(url, options).catch((err: unknown) => {
+        // A malformed URL is refused for good, not retried: nothing to announce.
+        const final = err instanceof TributaryError && !err.retriable;
+        if (onUnreachable !== undefined && !final && !options?.signal?.aborted) onUnreachable(reasonOf(err));
+        throw err;
+      }),
   });
   try {
     return await body(client);

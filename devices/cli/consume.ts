@@ -7,6 +7,7 @@ import { Admin, Consumer, GroupConsumer, type CommitOffset, type TopicPartition 
 import { cborDecode, CONTENT_TYPE, isCborMarked } from '../serde.js';
 import { UsageError, withClient, type NodeOptions } from './common.js';
 import { isBrokenPipe, LineWriter, writeErrorCode } from './output.js';
+import { Once } from './once.js';
 
 export interface ConsumeOptions extends NodeOptions {
   group?: string;
@@ -142,11 +143,13 @@ class ResumeOffsets {
 
 /** Prints records until --max-messages, --timeout-ms of silence, a signal, a failed write, or the end. */
 async function printBatches(batches: AsyncIterator<PrintableRecord[]>, out: LineWriter<PrintableRecord>, opts: ConsumeOptions, limits: ConsumeLimits): Promise<void> {
-  const { stopped, dispose: stopListening } = untilSignal();
+  const stop = new Once<'stop' | 'failed'>();
+  const stopListening = onSignal(() => stop.fire('stop'));
+  void out.whenFailed.then(() => stop.fire('failed'));
   let handedOut = 0;
   try {
     while (handedOut < limits.maxMessages && out.error === null) {
-      const next = await nextOrStop(batches.next(), Promise.race([stopped, out.whenFailed]), limits.timeoutMs);
+      const next = await nextOrStop(batches.next(), stop, limits.timeoutMs);
       if (next === 'stop' || next === 'failed' || next === 'timeout' || next.done) break;
       for (const r of next.value) {
         const wait = out.write(formatRecord(r, opts), r);
@@ -161,28 +164,24 @@ async function printBatches(batches: AsyncIterator<PrintableRecord[]>, out: Line
   }
 }
 
-/** Resolves 'stop' on SIGINT or SIGTERM until disposed: a console consumer stops cleanly. */
-function untilSignal(): { stopped: Promise<'stop'>; dispose(): void } {
-  let stop: () => void = () => {};
-  const stopped = new Promise<'stop'>((resolve) => (stop = () => resolve('stop')));
-  const onSignal = () => stop();
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  return {
-    stopped,
-    dispose: () => {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    },
+/** Calls `stop` on SIGINT or SIGTERM until disposed: a console consumer stops cleanly. */
+function onSignal(stop: () => void): () => void {
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  return () => {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
   };
 }
 
-async function nextOrStop<T, S>(next: Promise<T>, stopped: Promise<S>, timeoutMs: number | undefined): Promise<T | S | 'timeout'> {
-  if (timeoutMs === undefined) return Promise.race([next, stopped]);
+/** `next`; or why it stopped; or 'timeout' after `timeoutMs` without it (--timeout-ms of silence). */
+async function nextOrStop<T, R extends string>(next: Promise<T>, stop: Once<R>, timeoutMs: number | undefined): Promise<T | R | 'timeout'> {
+  if (timeoutMs === undefined) return stop.race(next);
   let timer: NodeJS.Timeout | undefined;
+  // Both promises are this wait's own: nothing long-lived gathers a reaction per wait.
   const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
   try {
-    return await Promise.race([next, stopped, timeout]);
+    return await stop.race(Promise.race([next, timeout]));
   } finally {
     clearTimeout(timer);
   }

@@ -18,6 +18,7 @@ import type { Client } from '../client.js';
 import { ConnectionError } from '../errors.js';
 import { Admin, Producer, type ProducerMessage, type RecordMetadata } from '../index.js';
 import { messageOf, UsageError, withClient, type NodeOptions } from './common.js';
+import { Once } from './once.js';
 
 export interface ProduceOptions extends NodeOptions {
   keySeparator?: string;
@@ -57,23 +58,30 @@ const RECORD_OVERHEAD_BYTES = 24;
 export async function produce(topic: string, opts: NodeOptions, settings: ProduceSettings): Promise<void> {
   const { timeoutMs } = settings;
   const startedMs = Date.now();
+  // From before connecting: --timeout-ms bounds the whole wait, the topic's metadata too.
+  const deadline = new Deadline(timeoutMs, startedMs);
   const notices = new RetryNotices(opts.broker, timeoutMs);
   const connect = {
     connectTimeoutMs: timeoutMs ?? PRODUCE_DELIVERY_TIMEOUT_MS,
     onUnreachable: (reason: string) => notices.unreachable(reason),
     onConnect: () => notices.over('unreachable'),
+    // Past the deadline the socket is cut, not closed politely: a node that does not answer
+    // would hold the command a second longer than --timeout-ms.
+    closeHandshakeMs: () => (deadline.timedOut ? 0 : 1000),
   };
   try {
-    await withClient(opts, (client) => produceLines(client, topic, settings, startedMs, notices), connect);
+    await withClient(opts, (client) => produceLines(client, topic, settings, deadline, notices), connect);
   } catch (err) {
+    deadline.clear();
     if (!(err instanceof ConnectionError)) throw err;
     const waited = timeoutMs === undefined ? '' : `gave up after --timeout-ms ${timeoutMs}; `;
     throw new Error(`${messageOf(err)} (${waited}nothing was sent)`);
   }
 }
 
-async function produceLines(client: Client, topic: string, settings: ProduceSettings, startedMs: number, notices: RetryNotices): Promise<void> {
-  const meta = await new Admin(client).topicMetadata(topic);
+async function produceLines(client: Client, topic: string, settings: ProduceSettings, deadline: Deadline, notices: RetryNotices): Promise<void> {
+  const meta = await deadline.until(new Admin(client).topicMetadata(topic));
+  if (meta === 'expired') throw new Error(`gave up after --timeout-ms ${settings.timeoutMs}: node at ${client.url} did not answer for the topic's metadata (nothing was sent)`);
   const { partition } = settings;
   if (partition !== undefined && partition >= meta.partitions.length) throw new UsageError(`topic ${topic} has no partition ${partition} (it has ${meta.partitions.length})`);
   const limits = recordLimits(client, topic, meta.config['max.message.bytes'], settings.compression);
@@ -83,7 +91,6 @@ async function produceLines(client: Client, topic: string, settings: ProduceSett
   let lineNumber = 0;
   let skipped = 0;
   let refusedLine: { line: number; reason: string } | null = null;
-  const deadline = new Deadline(settings.timeoutMs, startedMs);
   /** A bad line: refused, which stops the run, or with --skip-bad-lines named and skipped. */
   const bad = (reason: string): boolean => {
     const line = ++lineNumber;
@@ -125,7 +132,7 @@ async function produceLines(client: Client, topic: string, settings: ProduceSett
     // Backpressure: read more input only once the producer has room for what was read.
     room: async () => {
       send();
-      return (await Promise.race([producer.whenWritable(), deadline.expired])) !== 'expired' && outcome.failure === null;
+      return (await deadline.until(producer.whenWritable())) !== 'expired' && outcome.failure === null;
     },
   };
   // A line longer than any record can be is refused without holding all of it.
@@ -145,7 +152,7 @@ async function produceLines(client: Client, topic: string, settings: ProduceSett
     process.stdin.destroy();
   }
   // Everything sent is answered (or fails) before the count is told, unless the deadline comes first.
-  await Promise.race([producer.close().then(() => outcome.settled()), deadline.expired]);
+  await deadline.until(producer.close().then(() => outcome.settled()));
   deadline.clear();
   if (deadline.timedOut) await client.close(); // what was on its way now fails; what was acknowledged stays counted
   report(outcome, { timeoutMs: deadline.timedOut ? settings.timeoutMs : undefined, refusedLine, skipped, waitingOn: notices.waitingOn });
@@ -260,23 +267,28 @@ async function readLines(input: AsyncIterable<Buffer>, lineBytesMax: number, sin
   return carry;
 }
 
-/** --timeout-ms over the whole run: when it runs out, stdin is closed and `expired` resolves. */
+/** --timeout-ms over the whole run, from before connecting: when it runs out, stdin is closed and every wait ends. */
 class Deadline {
-  timedOut = false;
-  readonly expired: Promise<'expired'>;
+  private readonly once = new Once<'expired'>();
   private readonly timer: NodeJS.Timeout | null;
 
   constructor(timeoutMs: number | undefined, startedMs: number) {
-    let expire: () => void = () => {};
-    this.expired = new Promise<'expired'>((resolve) => (expire = () => resolve('expired')));
     this.timer =
       timeoutMs === undefined
         ? null
         : setTimeout(() => {
-            this.timedOut = true;
-            expire();
+            this.once.fire('expired');
             process.stdin.destroy();
           }, Math.max(0, startedMs + timeoutMs - Date.now()));
+  }
+
+  get timedOut(): boolean {
+    return this.once.reason !== null;
+  }
+
+  /** `p`'s value, or 'expired' if the deadline comes first. */
+  until<T>(p: Promise<T>): Promise<T | 'expired'> {
+    return this.timer === null ? p : this.once.race(p);
   }
 
   clear(): void {
