@@ -211,6 +211,7 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
   if (auth.credential) checkNodeCredential(auth.credential, identity.publicKey, fleetPublicKey);
   // Only the keys the operator set are the node's: DescribeConfigs shows the rest as built-in defaults.
   const now = options.now ?? Date.now;
+  await options.faults?.beforeStorageOpens?.(bound.listener.port);
   const logs = await LogManager.open(dataDir, { defaults: (options.topicDefaults ?? {}) as Partial<TopicConfig>, now });
   let revocations: RevocationStore;
   let offsets: ConsumerOffsets;

@@ -49,6 +49,8 @@ export interface Faults {
    * drops the connection there, so the client sees a lost answer for an appended batch.
    */
   dropAfterAppend?(): boolean;
+  /** Awaited at start once the port is bound and before storage opens: a test holds the node "starting". */
+  beforeStorageOpens?(port: number): Promise<void>;
 }
 
 /** Per request: the broker, who asked, and the request's deadline. */

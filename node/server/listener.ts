@@ -85,7 +85,8 @@ export interface ListenerOptions {
   preAuthFrameBytesMax: number;
   /** The largest message any socket accepts: one sealed chunk (frames are reassembled above). */
   messageBytesMax: number;
-  health(): object;
+  /** What /healthz answers; any status but ok answers 503. */
+  health(): { status: 'ok' | 'starting' | 'stopping' } & Record<string, unknown>;
   metrics(): Promise<{ contentType: string; body: string }>;
   /** A socket or upgrade refused because a limit was reached. */
   onRefused(reason: RefusalReason): void;
@@ -183,7 +184,15 @@ export async function listen(options: ListenerOptions): Promise<Listener> {
     res.setHeader('connection', 'close');
     const path = (req.url ?? '').split('?')[0];
     if (req.method === 'GET' && path === '/healthz') {
-      res.writeHead(200, { 'content-type': 'application/json' }).end(`${JSON.stringify(options.health())}\n`);
+      // Starting (storage still opening) or stopping: 503, so a probe that reads only the
+      // status code (curl -f, a load balancer) does not send clients to a node that turns them away.
+      const health = options.health();
+      const ready = health.status === 'ok';
+      res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json', ...(ready ? {} : { 'retry-after': '1' }) }).end(`${JSON.stringify(health)}\n`);
+      return;
+    }
+    if (req.method === 'GET' && path === '/metrics' && options.health().status === 'starting') {
+      res.writeHead(503, { 'content-type': 'text/plain', 'retry-after': '1' }).end('the node is starting: its metrics exist once storage is open\n');
       return;
     }
     if (req.method === 'GET' && path === '/metrics') {
