@@ -102,14 +102,13 @@ async function produceLines(client: Client, topic: string, settings: ProduceSett
     process.stderr.write(`tributary: skipped line ${line}: ${reason}\n`);
     return true;
   };
-  // The lines of one read of stdin go to the producer together: one call, no promise per record.
+  // The lines of one read of stdin go to the producer together: one call, no promise per
+  // record. A bad line sends what came before it, so the lines of a call follow each other.
   let messages: ProducerMessage[] = [];
-  let lines: number[] = [];
   const send = (): void => {
     if (messages.length === 0) return;
-    producer.sendEach(topic, messages, outcome.sent(lines));
+    producer.sendEach(topic, messages, outcome.sent(lineNumber - messages.length + 1, messages.length));
     messages = [];
-    lines = [];
   };
   const take = (line: Buffer): boolean => {
     if (outcome.failure !== null) return false;
@@ -120,7 +119,7 @@ async function produceLines(client: Client, topic: string, settings: ProduceSett
       return bad(parsed.refused);
     }
     messages.push(parsed.message);
-    lines.push(++lineNumber);
+    lineNumber++;
     return true;
   };
   const sink: LineSink = {
@@ -333,38 +332,49 @@ class RetryNotices {
 }
 
 /** What became of each line sent: acknowledged, or the first (by line number) that failed. */
-class ProduceOutcome {
+export class ProduceOutcome {
   acked = 0;
   sentCount = 0;
   failure: { line: number; err: Error } | null = null;
-  /** One bit per line, set once acknowledged: how many after a failed line were written is told exactly. */
-  private ackedBits = new Uint8Array(1024);
+  /** Lines after the failed one that were acknowledged anyway (sent before the failure came): told exactly. */
+  ackedAfterFailure = 0;
+  /**
+   * What became of each line from `base` on, at `states[head + line - base]`: WAITING,
+   * ACKED or SETTLED (failed, or never sent). Every line below `base` is settled, so the
+   * window spans only the lines in flight: a run of days (`tail -F | produce`) holds no more
+   * than the producer's buffer does.
+   */
+  private states = new Uint8Array(4096);
+  private head = 0;
+  private base = 1;
+  /** The line after the last one sent. */
+  private next = 1;
   private outstanding = 0;
   private onSettled: (() => void) | null = null;
 
   constructor(private readonly onAck: () => void) {}
 
-  /** Counts the records of `lines` as sent; the callback to give Producer.sendEach for them. */
-  sent(lines: readonly number[]): (index: number, result: RecordMetadata | null, err: Error | null) => void {
-    this.sentCount += lines.length;
-    this.outstanding += lines.length;
+  /** Counts lines first..first+count-1 as sent; the callback to give Producer.sendEach for them. */
+  sent(first: number, count: number): (index: number, result: RecordMetadata | null, err: Error | null) => void {
+    this.sentCount += count;
+    this.outstanding += count;
+    this.extendTo(first, first + count);
     return (index, _result, err) => {
-      const line = lines[index];
+      const line = first + index;
       if (err === null) {
         this.acked++;
-        this.markAcked(line);
+        if (this.failure !== null && line > this.failure.line) this.ackedAfterFailure++;
+        this.settle(line, ACKED);
         this.onAck();
-      } else if (this.failure === null || line < this.failure.line) {
-        this.failure = { line, err };
+      } else {
+        if (this.failure === null || line < this.failure.line) {
+          this.failure = { line, err };
+          this.ackedAfterFailure = this.countAckedAfter(line);
+        }
+        this.settle(line, SETTLED);
       }
-      this.done();
+      if (--this.outstanding === 0) this.onSettled?.();
     };
-  }
-
-  ackedAfter(line: number): number {
-    let n = 0;
-    for (let l = line + 1; l < this.ackedBits.length * 8; l++) if ((this.ackedBits[l >> 3] & (1 << (l & 7))) !== 0) n++;
-    return n;
   }
 
   /** Resolves once every send is answered. */
@@ -373,19 +383,45 @@ class ProduceOutcome {
     return new Promise<void>((resolve) => (this.onSettled = resolve));
   }
 
-  private markAcked(line: number): void {
-    if (line >> 3 >= this.ackedBits.length) {
-      const grown = new Uint8Array(Math.max(this.ackedBits.length * 2, (line >> 3) + 1));
-      grown.set(this.ackedBits);
-      this.ackedBits = grown;
+  /** Makes room for lines up to `end`; lines skipped before `first` were never sent, so are settled. */
+  private extendTo(first: number, end: number): void {
+    const used = this.next - this.base;
+    const needed = end - this.base;
+    if (this.head + needed > this.states.length) {
+      const states = needed > this.states.length / 2 ? new Uint8Array(Math.max(this.states.length * 2, needed)) : this.states;
+      states.set(this.states.subarray(this.head, this.head + used));
+      states.fill(WAITING, used);
+      this.states = states;
+      this.head = 0;
     }
-    this.ackedBits[line >> 3] |= 1 << (line & 7);
+    this.states.fill(SETTLED, this.head + used, this.head + (first - this.base));
+    this.next = end;
+    this.advance();
   }
 
-  private done(): void {
-    if (--this.outstanding === 0) this.onSettled?.();
+  private settle(line: number, state: number): void {
+    this.states[this.head + line - this.base] = state;
+    this.advance();
+  }
+
+  private advance(): void {
+    while (this.base < this.next && this.states[this.head] !== WAITING) {
+      this.states[this.head++] = WAITING;
+      this.base++;
+    }
+  }
+
+  /** Acknowledged lines after `line`, which is in flight: all of them are in the window. */
+  private countAckedAfter(line: number): number {
+    let n = 0;
+    for (let i = this.head + line - this.base + 1; i < this.head + this.next - this.base; i++) if (this.states[i] === ACKED) n++;
+    return n;
   }
 }
+
+const WAITING = 0;
+const ACKED = 1;
+const SETTLED = 2;
 
 interface RunEnd {
   /** Set when the run gave up at --timeout-ms. */
@@ -407,7 +443,7 @@ function report(outcome: ProduceOutcome, end: RunEnd): void {
   }
   if (outcome.failure !== null) {
     const { line, err } = outcome.failure;
-    const after = outcome.ackedAfter(line);
+    const after = outcome.ackedAfterFailure;
     // A record that timed out while the node was unreachable says why, not just that no answer came.
     const why = end.waitingOn !== null && err instanceof TributaryError && err.retriable ? `${end.waitingOn}: ${messageOf(err)}` : messageOf(err);
     throw new Error(
