@@ -1069,10 +1069,10 @@ const CLOSE_HANDSHAKE_MS = 1000;
 export interface WebSocketTransportOptions {
   /**
    * How long a close waits for the node's close frame before it cuts the socket, asked at
-   * each close (default 1 s; 0 cuts at once): a command past its deadline does not wait on
-   * a node that does not answer.
+   * each close (undefined: 1 s; 0 cuts at once): a command past its deadline does not wait
+   * on a node that does not answer.
    */
-  closeHandshakeMs?: () => number;
+  closeHandshakeMs?: () => number | undefined;
 }
 
 /**

@@ -44,7 +44,7 @@ export interface ConnectOptions {
   /** Every connection made. */
   onConnect?: () => void;
   /** How long closing may wait for the node's close frame, asked as it closes (default 1 s). */
-  closeHandshakeMs?: () => number;
+  closeHandshakeMs?: () => number | undefined;
 }
 
 /** Connects with the flags (falling back to the environment), runs `body`, closes. */

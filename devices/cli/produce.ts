@@ -67,7 +67,7 @@ export async function produce(topic: string, opts: NodeOptions, settings: Produc
     onConnect: () => notices.over('unreachable'),
     // Past the deadline the socket is cut, not closed politely: a node that does not answer
     // would hold the command a second longer than --timeout-ms.
-    closeHandshakeMs: () => (deadline.timedOut ? 0 : 1000),
+    closeHandshakeMs: () => (deadline.timedOut ? 0 : undefined),
   };
   try {
     await withClient(opts, (client) => produceLines(client, topic, settings, deadline, notices), connect);

@@ -332,39 +332,34 @@ describe('compactPartition', () => {
     expect(expected.filter((r) => r.key === null).length).toBe(30);
   });
 
+  /** Appends `batch`, rounds of keyed records after it, compacts: the batch is kept byte for byte, the rest compacted. */
+  async function expectKeptWhole(batch: Buffer, config: Record<string, string | number> = COMPACT): Promise<void> {
+    const log = await openLog(config);
+    const at = log.append(Buffer.from(batch)).baseOffset;
+    // Newer values of key-0 follow: had a batch of key-0 been inflated, its record would be removed.
+    const written = writeRounds(log, 4, 10, T0 + 1);
+    await settle(log);
+    const result = await compactPartition(log, { now: () => T0 });
+    expect(result.undecodableBatches).toBe(1);
+    expect(result.recordsRemoved).toBeGreaterThan(0);
+    const first = splitBatches(log.read(at, 1, log.logEndOffset))[0];
+    expect(first.subarray(OFFSET_ATTRIBUTES).equals(batch.subarray(OFFSET_ATTRIBUTES))).toBe(true);
+    expect(readAll(log, at + 1)).toEqual(survivors(written, activeBaseOf(log)));
+  }
+
   it('keeps whole a batch compressed with a codec it cannot decompress', async () => {
-    const log = await openLog();
     // A snappy-flagged batch: the node stores it without decompressing, so does the cleaner.
     const snappy = batchOf([{ key: 'k', value: 'opaque', timestamp: T0 }]);
     snappy.writeInt16BE(Compression.Snappy, OFFSET_ATTRIBUTES);
     snappy.writeUInt32BE(computeCrc(snappy), OFFSET_CRC);
-    const at = log.append(Buffer.from(snappy)).baseOffset;
-    const written = writeRounds(log, 4, 10, T0 + 1);
-    await settle(log);
-    const result = await compactPartition(log, { now: () => T0 });
-    expect(result.undecodableBatches).toBe(1);
-    expect(result.recordsRemoved).toBeGreaterThan(0);
-    const first = splitBatches(log.read(at, 1, log.logEndOffset))[0];
-    expect(first.subarray(OFFSET_ATTRIBUTES).equals(snappy.subarray(OFFSET_ATTRIBUTES))).toBe(true);
-    expect(readAll(log, at + 1)).toEqual(survivors(written, activeBaseOf(log)));
+    await expectKeptWhole(snappy);
   });
 
   it('keeps whole a gzip batch whose records inflate past max.message.bytes (stored before produce checked records)', async () => {
-    const config = { ...COMPACT, 'max.message.bytes': 4096 };
-    const log = await openLog(config);
     // 20 KB of records in ~100 bytes of gzip: an append checks headers and CRC, not records.
     const big = batchOf([{ key: 'key-0', value: 'z'.repeat(20_000), timestamp: T0 }], { compression: Compression.Gzip });
     expect(big.length).toBeLessThan(4096);
-    const at = log.append(Buffer.from(big)).baseOffset;
-    // Newer values of key-0 follow: had the batch been inflated, its record would be removed.
-    const written = writeRounds(log, 4, 10, T0 + 1);
-    await settle(log);
-    const result = await compactPartition(log, { now: () => T0 });
-    expect(result.undecodableBatches).toBe(1);
-    expect(result.recordsRemoved).toBeGreaterThan(0);
-    const first = splitBatches(log.read(at, 1, log.logEndOffset))[0];
-    expect(first.subarray(OFFSET_ATTRIBUTES).equals(big.subarray(OFFSET_ATTRIBUTES))).toBe(true);
-    expect(readAll(log, at + 1)).toEqual(survivors(written, activeBaseOf(log)));
+    await expectKeptWhole(big, { ...COMPACT, 'max.message.bytes': 4096 });
   });
 
   it('does nothing to a topic with cleanup.policy=delete', async () => {
