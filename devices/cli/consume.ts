@@ -6,7 +6,7 @@ import type { Client } from '../client.js';
 import { Admin, Consumer, GroupConsumer, type CommitOffset, type TopicPartition } from '../index.js';
 import { cborDecode, CONTENT_TYPE, isCborMarked } from '../serde.js';
 import { UsageError, withClient, type NodeOptions } from './common.js';
-import { isBrokenPipe, LineWriter, writeErrorCode } from './output.js';
+import { isBrokenPipe, LineWriter, plural, writeErrorCode } from './output.js';
 import { Once } from './once.js';
 
 export interface ConsumeOptions extends NodeOptions {
@@ -209,8 +209,4 @@ function cborAsJson(bytes: Buffer): string {
   } catch {
     return bytes.toString('utf8');
   }
-}
-
-function plural(n: number, noun: string): string {
-  return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }

@@ -14,7 +14,7 @@ import { Kind } from '../../protocol/frames.js';
 import { Admin } from '../admin.js';
 import { wireError } from '../errors.js';
 import { run, UsageError, withClient, withNode, type NodeOptions } from './common.js';
-import { table } from './output.js';
+import { plural, table } from './output.js';
 
 interface ResetOptions extends NodeOptions {
   topic: string;
@@ -86,7 +86,7 @@ export function registerGroupCommands(program: Command): void {
             throw err;
           });
           if (d.members.length > 0) {
-            throw new TributaryError(Errors.INVALID_REQUEST, `group ${group} has ${d.members.length} live member${d.members.length === 1 ? '' : 's'}; stop them before resetting its offsets`);
+            throw new TributaryError(Errors.INVALID_REQUEST, `group ${group} has ${plural(d.members.length, 'live member')}; stop them before resetting its offsets`);
           }
           const admin = new Admin(client);
           const meta = await admin.topicMetadata(opts.topic);

@@ -18,7 +18,7 @@ import { run, UsageError, withClient, withNode, type NodeOptions } from './commo
 import { consumeInGroup, consumePartitions, type ConsumeOptions } from './consume.js';
 import { registerGroupCommands } from './groups.js';
 import { registerKeyCommands } from './keys.js';
-import { table } from './output.js';
+import { plural, table } from './output.js';
 import { produce, PRODUCE_DELIVERY_TIMEOUT_MS, type ProduceOptions } from './produce.js';
 import { registerRevokeCommand } from './revoke.js';
 
@@ -58,7 +58,7 @@ function registerTopicCommands(program: Command): void {
         const partitions = intArg('--partitions', opts.partitions, 1) as number;
         const config = parseConfig(opts.config);
         await withClient(opts, (client) => new Admin(client).createTopic(name, { partitions, config }));
-        process.stdout.write(`created topic ${name} with ${partitions} partition${partitions === 1 ? '' : 's'}\n`);
+        process.stdout.write(`created topic ${name} with ${plural(partitions, 'partition')}\n`);
       }),
     );
 

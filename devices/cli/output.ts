@@ -65,7 +65,7 @@ export class LineWriter<M = never> {
    */
   constructor(
     private readonly out: Writable,
-    private readonly onWritten: (marks: readonly M[]) => void = () => {},
+    private readonly onWritten: ((marks: readonly M[]) => void) | null = null,
   ) {
     this.whenFailed = new Promise<'failed'>((resolve) => (this.markFailed = () => resolve('failed')));
     out.on('error', this.onError);
@@ -83,7 +83,8 @@ export class LineWriter<M = never> {
    */
   write(line: string, mark?: M): Promise<void> | undefined {
     this.lines.push(line);
-    if (mark !== undefined) this.marks.push(mark);
+    // Kept only for someone who asked to hear of them: plain consume does not.
+    if (mark !== undefined && this.onWritten !== null) this.marks.push(mark);
     this.chars += line.length + 1;
     if (this.chars >= CHUNK_CHARS) return this.flush();
     return undefined;
@@ -104,7 +105,7 @@ export class LineWriter<M = never> {
         if (err) this.fail(err);
         else if (this.failure === null) {
           this.writtenLines += count;
-          if (marks.length > 0) this.onWritten(marks);
+          if (marks.length > 0) this.onWritten?.(marks);
         }
         resolve();
       });
@@ -133,4 +134,9 @@ export function table(header: string[], rows: string[][]): string[] {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join('  ');
   return [line(header), ...rows.map(line)];
+}
+
+/** '1 record', '2 records'. */
+export function plural(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }

@@ -19,6 +19,7 @@ import { ConnectionError } from '../errors.js';
 import { Admin, Producer, type ProducerMessage, type RecordMetadata } from '../index.js';
 import { messageOf, UsageError, withClient, type NodeOptions } from './common.js';
 import { Once } from './once.js';
+import { plural } from './output.js';
 
 export interface ProduceOptions extends NodeOptions {
   keySeparator?: string;
@@ -458,8 +459,4 @@ function report(outcome: ProduceOutcome, end: RunEnd): void {
   }
   const skippedNote = end.skipped > 0 ? `, skipped ${plural(end.skipped, 'bad line')}` : '';
   process.stderr.write(`produced ${plural(outcome.acked, 'record')}${skippedNote}\n`);
-}
-
-function plural(n: number, noun: string): string {
-  return `${n} ${noun}${n === 1 ? '' : 's'}`;
 }
