@@ -39,6 +39,7 @@ export enum Kind {
   DescribeGroup = 17,
   AlterConfigs = 18,
   DescribeConfigs = 19,
+  OffsetsForLeaderEpoch = 20,
 }
 
 /** ListOffsets sentinels, as Kafka: the next offset to be written, and the first kept. */
@@ -257,7 +258,12 @@ export interface OffsetCommitRequest {
    */
   memberId?: string;
   memberEpoch?: number;
-  offsets: { topic: string; partition: number; offset: number; metadata?: string }[];
+  /**
+   * `leaderEpoch`: the leader epoch of the last record consumed before `offset` (Kafka's
+   * committedLeaderEpoch, KIP-320), so a member that starts from the commit can check with
+   * OffsetsForLeaderEpoch that the log it read is still the node's; -1 or absent: unknown.
+   */
+  offsets: { topic: string; partition: number; offset: number; metadata?: string; leaderEpoch?: number }[];
 }
 export interface OffsetCommitResponse extends ErrorBody {
   partitions: { topic: string; partition: number; error: number; message?: string }[];
@@ -268,7 +274,24 @@ export interface OffsetFetchRequest {
   partitions?: { topic: string; partition: number }[];
 }
 export interface OffsetFetchResponse extends ErrorBody {
-  partitions: { topic: string; partition: number; offset: number; metadata: string; error: number; message?: string }[];
+  /** `leaderEpoch`: as committed, -1 when unknown (no commit, or committed without one). */
+  partitions: { topic: string; partition: number; offset: number; leaderEpoch: number; metadata: string; error: number; message?: string }[];
+}
+
+/**
+ * Kafka's OffsetsForLeaderEpoch (KIP-279), as a consumer asks it (KIP-320): for each
+ * partition, the largest leader epoch the node's log has at or below `leaderEpoch` and the
+ * offset where the next higher epoch starts (the log end offset for the current epoch). A
+ * consumer whose position, read in `leaderEpoch`, lies past that end offset has read
+ * records the node's log no longer holds (a power loss cut it, and a new epoch wrote over
+ * those offsets): its position diverged at `endOffset`. Both are -1 when the log knows no
+ * epoch at or below the one asked (or `leaderEpoch` is -1).
+ */
+export interface OffsetsForLeaderEpochRequest {
+  partitions: { topic: string; partition: number; leaderEpoch: number }[];
+}
+export interface OffsetsForLeaderEpochResponse extends ErrorBody {
+  partitions: { topic: string; partition: number; error: number; message?: string; leaderEpoch: number; endOffset: number }[];
 }
 
 /**
@@ -364,6 +387,7 @@ export interface RequestBodies {
   [Kind.DescribeGroup]: DescribeGroupRequest;
   [Kind.AlterConfigs]: AlterConfigsRequest;
   [Kind.DescribeConfigs]: DescribeConfigsRequest;
+  [Kind.OffsetsForLeaderEpoch]: OffsetsForLeaderEpochRequest;
 }
 export interface ResponseBodies {
   [Kind.Hello]: HelloResponse;
@@ -384,6 +408,7 @@ export interface ResponseBodies {
   [Kind.DescribeGroup]: DescribeGroupResponse;
   [Kind.AlterConfigs]: AlterConfigsResponse;
   [Kind.DescribeConfigs]: DescribeConfigsResponse;
+  [Kind.OffsetsForLeaderEpoch]: OffsetsForLeaderEpochResponse;
 }
 
 export interface Frame {

@@ -1,7 +1,7 @@
 import { afterEach, expect, it } from 'vitest';
-import { Encoder } from 'cbor-x';
+import { Decoder, Encoder } from 'cbor-x';
 import { Errors, TributaryError } from '../../protocol/errors.js';
-import { encodeBatch } from '../../protocol/record-batch.js';
+import { decodeBatch, encodeBatch, splitBatches } from '../../protocol/record-batch.js';
 import { silentLogger } from '../logger.js';
 import { LogManager } from '../storage/log-manager.js';
 import { makeTempDir, removeDir } from '../storage/testing.js';
@@ -23,6 +23,12 @@ async function store(limits: Partial<OffsetLimits> = {}, reached: OffsetLimit[] 
   return { offsets: await ConsumerOffsets.open(logs, silentLogger, { limits, onLimitReached: (l) => reached.push(l) }), logs, dir };
 }
 
+/** The values of every record in `bytes`, CBOR-decoded. */
+function decodeBatches(bytes: Buffer): unknown[] {
+  const dec = new Decoder({ useRecords: false, mapsAsObjects: true });
+  return splitBatches(bytes).flatMap((b) => decodeBatch(b).records.map((r) => dec.decode(r.value!) as unknown));
+}
+
 const at = (partition: number, offset: number, metadata = '') => ({ topic: 't', partition, offset, metadata });
 
 /** The error a promise rejects with: its code and message. */
@@ -39,7 +45,7 @@ it('the newest commit wins, and the store reads back the same from its topic', a
   const { offsets, logs } = await store();
   await offsets.commit('g', [{ topic: 't', partition: 0, offset: 5, metadata: 'a' }], 1);
   await offsets.commit('g', [{ topic: 't', partition: 0, offset: 9, metadata: 'b' }, { topic: 't', partition: 1, offset: 2, metadata: '' }], 2);
-  expect(offsets.committed('g', 't', 0)).toEqual({ offset: 9, metadata: 'b', commitMs: 2 });
+  expect(offsets.committed('g', 't', 0)).toEqual({ offset: 9, leaderEpoch: -1, metadata: 'b', commitMs: 2 });
   const reread = await ConsumerOffsets.open(logs, silentLogger);
   expect(reread.all('g').map((o) => [o.topic, o.partition, o.committed.offset]).sort()).toEqual([['t', 0, 9], ['t', 1, 2]]);
 });
@@ -97,13 +103,33 @@ it('reads back who committed, and loads at most what the node-wide limits allow'
   expect(byBytes.totals).toEqual({ groups: 2, partitions: 2, metadataBytes: 8 });
 });
 
+it("keeps a commit's leader epoch (KIP-320) through a restart; values without one read as unknown, and an older reader sees the fields it knew", async () => {
+  const { offsets, logs } = await store();
+  await offsets.commit('g', [{ topic: 't', partition: 0, offset: 2000, leaderEpoch: 0, metadata: '' }, { topic: 't', partition: 1, offset: 5, leaderEpoch: -1, metadata: '' }], 1);
+  await offsets.commit('h', [at(0, 3)], 1); // a client older than the field leaves it out
+  const reread = await ConsumerOffsets.open(logs, silentLogger);
+  expect(reread.committed('g', 't', 0)).toMatchObject({ offset: 2000, leaderEpoch: 0 });
+  expect(reread.committed('g', 't', 1)).toMatchObject({ offset: 5, leaderEpoch: -1 });
+  expect(reread.committed('h', 't', 0)).toMatchObject({ offset: 3, leaderEpoch: -1 });
+  // The stored value: an unknown epoch is not written, a known one is a field of its own that
+  // a reader of the older shape ({ offset, metadata, commitMs, by }) passes over.
+  const log = logs.partition(CONSUMER_OFFSETS_TOPIC, 0);
+  const values = decodeBatches(log!.read(0, 1 << 20, log!.logEndOffset)).map((v) => v as Record<string, unknown>);
+  expect(values.map((v) => Object.keys(v).sort())).toEqual([
+    ['commitMs', 'leaderEpoch', 'metadata', 'offset'],
+    ['commitMs', 'metadata', 'offset'],
+    ['commitMs', 'metadata', 'offset'],
+  ]);
+  expect(values[0]).toMatchObject({ offset: 2000, leaderEpoch: 0 });
+});
+
 it('records written before commits named their principal count node-wide only', async () => {
   const { logs } = await store();
   const enc = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false });
   const legacy = encodeBatch([{ key: Buffer.from(enc.encode([1, 'old', 't', 0])), value: Buffer.from(enc.encode({ offset: 7, metadata: 'm', commitMs: 1 })) }]);
   await logs.partition(CONSUMER_OFFSETS_TOPIC, 0)?.append(legacy).durable;
   const offsets = await ConsumerOffsets.open(logs, silentLogger);
-  expect(offsets.committed('old', 't', 0)).toEqual({ offset: 7, metadata: 'm', commitMs: 1 });
+  expect(offsets.committed('old', 't', 0)).toEqual({ offset: 7, leaderEpoch: -1, metadata: 'm', commitMs: 1 });
   expect(offsets.totals).toEqual({ groups: 1, partitions: 1, metadataBytes: 1 });
   await offsets.commit('old', [at(0, 8)], 2, 'key:a'); // now it is a's
   expect(offsets.heldBy('key:a')).toEqual({ groups: 1, partitions: 1, metadataBytes: 0 });

@@ -5,7 +5,13 @@
 // commit is answered once its record is durable, and only then visible to OffsetFetch.
 //
 //   key   = CBOR [1, group, topic, partition]
-//   value = CBOR { offset, metadata, commitMs, by }      (null: the commit was deleted)
+//   value = CBOR { offset, metadata, commitMs, by, leaderEpoch }      (null: the commit was deleted)
+//
+// `leaderEpoch` (KIP-320's committedLeaderEpoch: the epoch of the last record consumed
+// before `offset`) is written only when the committer knew it; a value without it (all
+// written before it existed) reads as -1, unknown. A node older than it reads the fields
+// it knows by name and ignores this one, and its cleaner copies records as they are, so a
+// downgrade keeps the offsets and forgets only the epochs it never reads.
 //
 // `by` is the principal whose commit wrote the record (Principal.key): what the node holds
 // for committed offsets is bounded per principal as well as node-wide, in groups, in
@@ -36,6 +42,8 @@ const NO_PRINCIPAL = '';
 
 export interface CommittedOffset {
   offset: number;
+  /** The leader epoch of the record before `offset`; -1 when the committer did not know it. */
+  leaderEpoch: number;
   metadata: string;
   commitMs: number;
 }
@@ -100,6 +108,8 @@ export interface OffsetCommitEntry {
   topic: string;
   partition: number;
   offset: number;
+  /** -1 or left out: unknown. */
+  leaderEpoch?: number;
   metadata: string;
 }
 
@@ -173,7 +183,8 @@ export class ConsumerOffsets {
     }
     const v = decoder.decode(value) as Partial<CommittedOffset> & { by?: unknown };
     if (!Number.isSafeInteger(v?.offset)) return;
-    const entry = newEntry(v.offset as number, typeof v.metadata === 'string' ? v.metadata : '', Number(v.commitMs) || 0, typeof v.by === 'string' ? v.by : NO_PRINCIPAL);
+    const leaderEpoch = Number.isInteger(v.leaderEpoch) && (v.leaderEpoch as number) >= 0 ? (v.leaderEpoch as number) : -1;
+    const entry = newEntry(v.offset as number, leaderEpoch, typeof v.metadata === 'string' ? v.metadata : '', Number(v.commitMs) || 0, typeof v.by === 'string' ? v.by : NO_PRINCIPAL);
     const tp = tpKey(topic, partition);
     // An update of an offset already loaded always applies: skipping it would leave the
     // older position in place and rewind the group. Only new offsets are bounded here.
@@ -309,7 +320,7 @@ export class ConsumerOffsets {
   async commit(group: string, commits: readonly OffsetCommitEntry[], nowMs: number, principal = NO_PRINCIPAL): Promise<number> {
     if (commits.length === 0) return 0;
     const entries = new Map<string, Entry>();
-    for (const c of commits) entries.set(tpKey(c.topic, c.partition), newEntry(c.offset, c.metadata, nowMs, principal));
+    for (const c of commits) entries.set(tpKey(c.topic, c.partition), newEntry(c.offset, c.leaderEpoch ?? -1, c.metadata, nowMs, principal));
     const growth = this.growth(group, principal, [...entries]);
     const limit = this.limitReached(principal, growth);
     if (limit !== null) {
@@ -320,7 +331,15 @@ export class ConsumerOffsets {
     if (!log) throw new TributaryError(Errors.STORAGE_ERROR, `${CONSUMER_OFFSETS_TOPIC} is missing`);
     const records = commits.map((c) => ({
       key: Buffer.from(encoder.encode([KEY_VERSION, group, c.topic, c.partition])),
-      value: Buffer.from(encoder.encode({ offset: c.offset, metadata: c.metadata, commitMs: nowMs, ...(principal === NO_PRINCIPAL ? {} : { by: principal }) })),
+      value: Buffer.from(
+        encoder.encode({
+          offset: c.offset,
+          metadata: c.metadata,
+          commitMs: nowMs,
+          ...(principal === NO_PRINCIPAL ? {} : { by: principal }),
+          ...(c.leaderEpoch !== undefined && c.leaderEpoch >= 0 ? { leaderEpoch: c.leaderEpoch } : {}),
+        }),
+      ),
     }));
     const batch = encodeBatch(records, { timestamp: nowMs });
     this.reserve(principal, growth, 1);
@@ -384,7 +403,7 @@ export class ConsumerOffsets {
 
   committed(group: string, topic: string, partition: number): CommittedOffset | undefined {
     const e = this.groups.get(group)?.get(tpKey(topic, partition));
-    return e && { offset: e.offset, metadata: e.metadata, commitMs: e.commitMs };
+    return e && { offset: e.offset, leaderEpoch: e.leaderEpoch, metadata: e.metadata, commitMs: e.commitMs };
   }
 
   /** Every committed offset of a group, as [topic, partition, offset]. */
@@ -392,7 +411,7 @@ export class ConsumerOffsets {
     const out: { topic: string; partition: number; committed: CommittedOffset }[] = [];
     for (const [key, e] of this.groups.get(group) ?? []) {
       const sep = key.lastIndexOf('\u0000');
-      out.push({ topic: key.slice(0, sep), partition: Number(key.slice(sep + 1)), committed: { offset: e.offset, metadata: e.metadata, commitMs: e.commitMs } });
+      out.push({ topic: key.slice(0, sep), partition: Number(key.slice(sep + 1)), committed: { offset: e.offset, leaderEpoch: e.leaderEpoch, metadata: e.metadata, commitMs: e.commitMs } });
     }
     return out;
   }
@@ -423,8 +442,8 @@ export class ConsumerOffsets {
   }
 }
 
-function newEntry(offset: number, metadata: string, commitMs: number, by: string): Entry {
-  return { offset, metadata, commitMs, by, metadataBytes: Buffer.byteLength(metadata, 'utf8') };
+function newEntry(offset: number, leaderEpoch: number, metadata: string, commitMs: number, by: string): Entry {
+  return { offset, leaderEpoch, metadata, commitMs, by, metadataBytes: Buffer.byteLength(metadata, 'utf8') };
 }
 
 function limitMessage(limit: OffsetLimit, max: number): string {

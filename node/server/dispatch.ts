@@ -14,6 +14,7 @@ import { handleMetadata } from './handlers/metadata.js';
 import { handleConsumerGroupHeartbeat } from './handlers/group-heartbeat.js';
 import { handleDescribeGroup, handleListGroups } from './handlers/groups.js';
 import { handleOffsetCommit, handleOffsetFetch } from './handlers/offsets.js';
+import { handleOffsetsForLeaderEpoch } from './handlers/offsets-for-leader-epoch.js';
 import { handleProduce } from './handlers/produce.js';
 import { handleCredit, handleSubscribe, handleUnsubscribe } from './handlers/subscribe.js';
 import type { Body } from './validate.js';
@@ -40,4 +41,5 @@ export const handlers: ReadonlyMap<number, Handler> = new Map<number, Handler>([
   [Kind.DescribeGroup, handleDescribeGroup],
   [Kind.AlterConfigs, handleAlterConfigs],
   [Kind.DescribeConfigs, handleDescribeConfigs],
+  [Kind.OffsetsForLeaderEpoch, handleOffsetsForLeaderEpoch],
 ]);

@@ -49,12 +49,14 @@ export async function handleOffsetCommit(body: Body, ctx: RequestContext): Promi
       continue;
     }
     const offset = int(entry, 'offset', 0);
+    // KIP-320's committedLeaderEpoch: -1 (or left out, by clients older than it) is unknown.
+    const leaderEpoch = int(entry, 'leaderEpoch', -1, 0x7fffffff, -1);
     const metadata = entry.metadata === undefined ? '' : str(entry, 'metadata');
     if (metadata.length > OFFSET_METADATA_CHARS_MAX) {
       Object.assign(result, { error: Errors.INVALID_REQUEST.code, message: `metadata longer than ${OFFSET_METADATA_CHARS_MAX} characters` });
       continue;
     }
-    accepted.push({ topic, partition, offset, metadata });
+    accepted.push({ topic, partition, offset, leaderEpoch, metadata });
     results.push(result);
   }
   try {
@@ -83,11 +85,18 @@ export async function handleOffsetFetch(body: Body, ctx: RequestContext): Promis
     const refused = refusal(ctx, 'consume', topic);
     if (refused) {
       // Listing all of a group's offsets leaves out topics the principal may not see.
-      if (body.partitions !== undefined) partitions.push({ topic, partition, offset: -1, metadata: '', ...refused });
+      if (body.partitions !== undefined) partitions.push({ topic, partition, offset: -1, leaderEpoch: -1, metadata: '', ...refused });
       continue;
     }
     const committed = offsets.committed(groupId, topic, partition);
-    partitions.push({ topic, partition, offset: committed?.offset ?? -1, metadata: committed?.metadata ?? '', error: Errors.NONE.code });
+    partitions.push({
+      topic,
+      partition,
+      offset: committed?.offset ?? -1,
+      leaderEpoch: committed?.leaderEpoch ?? -1,
+      metadata: committed?.metadata ?? '',
+      error: Errors.NONE.code,
+    });
   }
   return { error: Errors.NONE.code, partitions };
 }
