@@ -15,6 +15,7 @@ import { AssertionError, Errors, TributaryError } from '../../protocol/errors.js
 import {
   OFFSET_BASE_SEQUENCE,
   OFFSET_LAST_OFFSET_DELTA,
+  OFFSET_LEADER_EPOCH,
   OFFSET_MAX_TIMESTAMP,
   OFFSET_PRODUCER_EPOCH,
   OFFSET_PRODUCER_ID,
@@ -32,6 +33,8 @@ import type { TopicConfig } from './config.js';
 import { fsyncDir, isDiskFull, nodeFileOps, readFileSyncOrNull, writeFileDurable } from './file-ops.js';
 import type { FileOps } from './file-ops.js';
 import { ReadFdCache } from './read-fd-cache.js';
+import { LeaderEpochCache, readLeaderEpochCheckpoint, writeLeaderEpochCheckpoint } from './leader-epoch.js';
+import type { EpochEndOffset, EpochEntry } from './leader-epoch.js';
 import { addNote, newPartitionRecovery, recoverPartition } from './recovery.js';
 import type { PartitionRecovery } from './recovery.js';
 import { ProducerStateManager, SNAPSHOT_FILE, snapshotFileName, type ProducerBatchHeader } from './producer-state.js';
@@ -78,10 +81,13 @@ export interface OpenPartitionOptions {
   ops?: FileOps;
   readFds?: ReadFdCache;
   now?: () => number;
+  /**
+   * A follower's log: it keeps the epochs of the batches its leader sends and never begins
+   * one of its own (not even after an unclean start). Default: this node leads it.
+   */
+  follower?: boolean;
 }
 
-// Leader epochs arrive with replication; until then this node is the only leader there is.
-const LEADER_EPOCH = 0;
 const INT32_MAX = 0x7fffffff;
 const RESOLVED: Promise<void> = Promise.resolve();
 
@@ -164,6 +170,8 @@ export class PartitionLog {
   private lastSnapshotOffset = -1;
   /** Retention, compaction and the disk guard, one job at a time; close waits for it. */
   private maintenanceQueue: Promise<unknown> = RESOLVED;
+  /** Where each leader epoch began (leader-epoch.ts); its checkpoint is written before an epoch's first batch. */
+  private readonly epochs = new LeaderEpochCache();
 
   private constructor(
     readonly topic: string,
@@ -211,6 +219,7 @@ export class PartitionLog {
     log = new PartitionLog(topic, partition, dir, config, env, segmentContext, segments, logEndOffset, report);
     try {
       await log.loadProducerState();
+      await log.loadLeaderEpochs(clean, options.follower ?? false);
     } catch (err) {
       for (const segment of segments) segment.close();
       throw err;
@@ -258,6 +267,54 @@ export class PartitionLog {
     // A snapshot at the log end already exists unless batches were replayed: then the next
     // checkpoint writes one, so the next unclean start does not replay them again.
     this.lastSnapshotOffset = from === this._logEndOffset ? from : -1;
+  }
+
+  /**
+   * The leader epochs at open: the checkpoint, cut to the log end recovery left (epochs that
+   * began above it were lost with their batches). Without a readable checkpoint (a folder
+   * written before epochs existed, or a damaged file) they are rebuilt from the batches'
+   * own epoch fields, which is a walk of headers only. A leader then begins epoch 0 on an
+   * empty history, and after an unclean start a new epoch at the log end, numbered above
+   * every epoch the checkpoint ever held: the offsets from there on may be ones a power
+   * loss took and handed out again, and a reader that saw the lost ones must be able to
+   * tell (KIP-320). The checkpoint is durable before open returns, so before any append.
+   */
+  private async loadLeaderEpochs(clean: boolean, follower: boolean): Promise<void> {
+    const read = readLeaderEpochCheckpoint(this.env.ops, this.dir);
+    let changed = false;
+    let highestEverEpoch = -1;
+    if (read.entries !== null) {
+      for (const e of read.entries) this.epochs.assign(e.epoch, e.startOffset);
+      highestEverEpoch = this.epochs.latestEpoch;
+      if (this.epochs.truncateFromEnd(this._logEndOffset)) {
+        changed = true;
+        addNote(this.recovery, `leader epochs that began above the log end ${this._logEndOffset} dropped`);
+      }
+    } else {
+      this.rebuildLeaderEpochs();
+      changed = this.epochs.latestEpoch >= 0;
+      highestEverEpoch = this.epochs.latestEpoch;
+      if (read.problem !== 'missing') addNote(this.recovery, `leader-epoch checkpoint unreadable (${read.problem}): rebuilt from the batches`);
+    }
+    if (!follower) {
+      if (this.epochs.latestEpoch < 0) changed = this.epochs.assign(0, this._logEndOffset) || changed;
+      else if (!clean) changed = this.epochs.assign(highestEverEpoch + 1, this._logEndOffset) || changed;
+    }
+    if (changed) await writeLeaderEpochCheckpoint(this.env.ops, this.dir, this.epochs);
+  }
+
+  /** Epoch entries from the batches' partitionLeaderEpoch fields, log start to log end. */
+  private rebuildLeaderEpochs(): void {
+    this.guardRead(() => {
+      for (let i = 0; i < this.segments.length; i++) {
+        this.segments[i].walkHeaders(this.logStartOffset, this._logEndOffset, (baseOffset, header) => {
+          const epoch = header.readInt32BE(OFFSET_LEADER_EPOCH);
+          // Epochs never go down in a log this node wrote; a batch that says otherwise (one
+          // appended by an older version after a newer one) counts as the epoch before it.
+          if (epoch > this.epochs.latestEpoch) this.epochs.assign(epoch, Math.max(baseOffset, this.logStartOffset));
+        });
+      }
+    });
   }
 
   /**
@@ -323,6 +380,25 @@ export class PartitionLog {
 
   get recoveryPoint(): number {
     return this._recoveryPoint;
+  }
+
+  /** The current leader epoch: the newest one begun; every batch appended now carries it. */
+  get leaderEpoch(): number {
+    return this.epochs.latestEpoch;
+  }
+
+  /** Where each leader epoch began, oldest first. */
+  leaderEpochs(): EpochEntry[] {
+    return this.epochs.list();
+  }
+
+  /**
+   * OffsetsForLeaderEpoch (KIP-279): the largest epoch <= `epoch` this log holds and the
+   * offset where it ends here (the log end offset for the current epoch); UNDEFINED (-1, -1)
+   * for -1 or an epoch newer than any this log knows.
+   */
+  endOffsetForEpoch(epoch: number): EpochEndOffset {
+    return this.epochs.endOffsetFor(epoch, this._logEndOffset);
   }
 
   get highWatermark(): number {
@@ -426,6 +502,9 @@ export class PartitionLog {
         throw new TributaryError(Errors.STORAGE_ERROR, `${this.label}: deleting segment ${segment.name} failed: ${(err as Error).message}`, { cause: err });
       }
     }
+    // In memory only: the checkpoint shrinks at its next write; until then its older
+    // entries answer nothing a reader of this log can still ask about.
+    if (count > 0) this.epochs.truncateFromStart(this.logStartOffset);
     if (count > 0) {
       // Not needed for safety (a deletion that is lost brings old data back, never a hole),
       // but it makes the space reclaim durable before the disk guard counts it.
@@ -472,6 +551,7 @@ export class PartitionLog {
 
   append(batch: Buffer): AppendResult {
     this.checkWritable();
+    if (!(this.epochs.latestEpoch >= 0)) throw new AssertionError(`${this.label}: append as leader to a log with no leader epoch (a follower's)`);
     const batchMaxTimestamp = this.validate(batch);
     const producer = producerHeader(batch);
     if (producer !== null) {
@@ -486,7 +566,7 @@ export class PartitionLog {
     if (this.needsRoll(batch.length, lastOffset)) this.roll();
     // Both fields lie outside the CRC: patching them keeps the batch valid, records untouched.
     setBaseOffset(batch, baseOffset);
-    setPartitionLeaderEpoch(batch, LEADER_EPOCH);
+    setPartitionLeaderEpoch(batch, this.epochs.latestEpoch);
     if (!(lastOffsetOf(batch) === lastOffset)) throw new AssertionError(`${this.label}: patched batch ends at ${lastOffsetOf(batch)}, expected ${lastOffset}`);
     const active = this.active;
     if (!(active.baseOffset <= baseOffset && active.isWritable)) throw new AssertionError(`${this.label}: active segment ${active.baseOffset} cannot take offset ${baseOffset}`);

@@ -24,6 +24,7 @@ import * as path from 'node:path';
 import { walkBatches } from './batch-walk.js';
 import { readRecoveryCheckpoint, RECOVERY_CHECKPOINT_FILE, writeRecoveryCheckpoint, type ActiveSegmentCheckpoint } from './checkpoint.js';
 import { fsyncDir, TMP_PREFIX } from './file-ops.js';
+import { LEADER_EPOCH_CHECKPOINT_FILE } from './leader-epoch.js';
 import { LogSegment, segmentFileName } from './segment.js';
 import type { SegmentContext } from './segment.js';
 import { scanSegment } from './segment-scan.js';
@@ -179,7 +180,7 @@ async function listSegmentBases(ctx: SegmentContext, dir: string, report: Partit
     } else if (entry.name.startsWith(TMP_PREFIX)) {
       // A durable write that a crash interrupted before its rename: never visible, drop it.
       await ctx.ops.rm(path.join(dir, entry.name));
-    } else if (!KNOWN_FILE.test(entry.name) && entry.name !== RECOVERY_CHECKPOINT_FILE) {
+    } else if (!KNOWN_FILE.test(entry.name) && entry.name !== RECOVERY_CHECKPOINT_FILE && entry.name !== LEADER_EPOCH_CHECKPOINT_FILE) {
       addNote(report, `ignored unknown file ${entry.name}`);
     }
   }
