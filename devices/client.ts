@@ -325,6 +325,17 @@ export class Client {
 
   private readonly onConnect: ClientOptions['onConnect'];
   private readonly onDisconnect: ClientOptions['onDisconnect'];
+  private readonly reconnectListeners = new Set<() => void>();
+
+  /**
+   * Calls `listener` after each reconnect (every successful Hello but the first), before the
+   * requests queued while the client was away are sent: the node may have restarted, and a
+   * consumer checks its positions (KIP-320) before it reads on. Returns the remover.
+   */
+  onReconnect(listener: () => void): () => void {
+    this.reconnectListeners.add(listener);
+    return () => this.reconnectListeners.delete(listener);
+  }
 
   /** Connects (first time) and resolves once Hello is answered. */
   static async connect(url: string, options: ClientOptions = {}): Promise<Client> {
@@ -749,6 +760,7 @@ export class Client {
       this.connects++;
       this.reconnectAttempt = 0;
       this.onConnect?.({ nodeId: this.nodeIdNow, ...this.limitsNow });
+      if (this.connects > 1) for (const listener of this.reconnectListeners) listener();
       this.pump();
     } catch (err) {
       // Only Hello can be on the wire before the connection is ready: drop it with the

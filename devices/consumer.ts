@@ -22,9 +22,27 @@
 // a seek is always obeyed exactly. A subscription remembers the epoch it took each
 // partition at; when the set of fetchable partitions or an epoch changes, it is replaced
 // whole (Unsubscribe, then Subscribe at the fetch offsets), and its late pushes are dropped.
+//
+// KIP-320: each position also carries the leader epoch of the record before it (read from
+// the batch header the node stamped). A position taken with an epoch (a group's committed
+// offset) and every position with one after a reconnect (the node may have restarted after
+// a power loss that cut its log) is checked with OffsetsForLeaderEpoch before anything more
+// of the partition is fetched or handed out: if the node's log for that epoch ends below
+// the position, the records past that end are gone and other records now hold their
+// offsets, so the consumer tells the app (onDivergence) and continues where the logs part.
+// One request per reconnect or assignment, never per fetch.
 
 import { Errors, TributaryError } from '../protocol/errors.js';
-import { EARLIEST_TIMESTAMP, Kind, LATEST_TIMESTAMP, type FetchPartition, type FetchPartitionResult, type SubscribeData, SUBSCRIBE_CREDIT_BYTES_MAX } from '../protocol/frames.js';
+import {
+  EARLIEST_TIMESTAMP,
+  Kind,
+  LATEST_TIMESTAMP,
+  type FetchPartition,
+  type FetchPartitionResult,
+  type OffsetsForLeaderEpochResponse,
+  type SubscribeData,
+  SUBSCRIBE_CREDIT_BYTES_MAX,
+} from '../protocol/frames.js';
 import { decodeBatch, lastOffsetOf, readBatchHeader, splitBatches, type Header } from '../protocol/record-batch.js';
 import type { Client, PushSubscription } from './client.js';
 import { clientClosed, PartitionError, wireError } from './errors.js';
@@ -43,6 +61,8 @@ export interface ConsumerRecord<V = Buffer> {
   key: Buffer | null;
   value: V | null;
   headers: Header[];
+  /** The leader epoch its batch was written in (Kafka's ConsumerRecord.leaderEpoch); -1 if the node stamped none. */
+  leaderEpoch: number;
 }
 
 export interface TopicPartition {
@@ -53,6 +73,29 @@ export interface TopicPartition {
 export interface PartitionAssignment extends TopicPartition {
   /** Where to start; omitted: by autoOffsetReset. */
   offset?: number;
+  /**
+   * The leader epoch of the record before `offset` (a committed offset's): the position is
+   * then checked against the node's log before it is read (KIP-320). Omitted or -1: unknown, not checked.
+   */
+  leaderEpoch?: number;
+}
+
+/**
+ * A position found past the end of the node's log for the epoch it was read in (KIP-320):
+ * the node lost records this consumer had read (a power loss cut its log), and new records
+ * now hold their offsets. The consumer continues at `divergedAt`, or, when the node's log
+ * holds no epoch at or below the one read (`divergedAt` -1), where autoOffsetReset puts it;
+ * with autoOffsetReset 'none' it fails the partition (OFFSET_OUT_OF_RANGE) instead.
+ */
+export interface LogDivergence extends TopicPartition {
+  /** The offset of the next record this consumer would have read. */
+  position: number;
+  /** The leader epoch of the record before `position`, as this consumer read it. */
+  positionLeaderEpoch: number;
+  /** The node's largest leader epoch at or below `positionLeaderEpoch`; -1 when it has none. */
+  leaderEpoch: number;
+  /** Where the node's log for `leaderEpoch` ends: the first offset whose record differs; -1 when none. */
+  divergedAt: number;
 }
 
 export type AutoOffsetReset = 'earliest' | 'latest' | 'none';
@@ -92,6 +135,12 @@ export interface ConsumerOptions<D extends ValueDecoding = 'buffer'> {
   retryBackoffMaxMs?: number;
   /** UNKNOWN_TOPIC answers tolerated (with backoff) before the error reaches the app. */
   unknownTopicRetries?: number;
+  /**
+   * Told of each position found diverged from the node's log (KIP-320), before anything more
+   * of the partition is read; a promise it returns is awaited first. Without it the
+   * consumer still continues where the logs part, silently.
+   */
+  onDivergence?: (divergence: LogDivergence) => void | Promise<void>;
 }
 
 export interface OffsetForTime extends TopicPartition {
@@ -105,6 +154,10 @@ class PartitionState {
   position: number | null = null;
   /** Next offset to fetch: past everything queued for this partition. */
   fetchOffset: number | null = null;
+  /** The leader epoch of the record before `position`; -1: unknown (a seek, a reset). */
+  leaderEpoch = -1;
+  /** Set until OffsetsForLeaderEpoch has confirmed `position` (KIP-320): nothing is fetched meanwhile. */
+  awaitingValidation = false;
   epoch = 0;
   /** Set when an error is queued for the app; fetching stops until a seek. */
   paused = false;
@@ -218,6 +271,8 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
   private subscribeFailures = 0;
   /** The connectionCount on which the node refused Subscribe: Fetch is used until a reconnect. */
   private subscribeRefusedOn = -1;
+  private readonly onDivergence: ConsumerOptions<D>['onDivergence'];
+  private readonly stopHearingReconnects: () => void;
 
   constructor(
     private readonly client: Client,
@@ -249,6 +304,8 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
     if (!['buffer', 'string', 'auto'].includes(this.valueDecoding)) {
       throw new TributaryError(Errors.INVALID_CONFIG, `valueDecoding must be 'buffer', 'string' or 'auto', got ${String(this.valueDecoding)}`);
     }
+    this.onDivergence = options.onDivergence;
+    this.stopHearingReconnects = client.onReconnect(() => this.onReconnected());
   }
 
   /** Fetched bytes waiting for the app. */
@@ -273,9 +330,12 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
         throw new TributaryError(Errors.INVALID_REQUEST, `bad assignment ${JSON.stringify(a)}`);
       }
       const key = tpKey(a.topic, a.partition);
+      if (a.leaderEpoch !== undefined && (!Number.isInteger(a.leaderEpoch) || a.leaderEpoch < -1 || a.offset === undefined)) {
+        throw new TributaryError(Errors.INVALID_REQUEST, `bad assignment ${JSON.stringify(a)}: a leaderEpoch is an integer of at least -1, given with an offset`);
+      }
       const state = this.states.get(key) ?? next.get(key) ?? new PartitionState(a.topic, a.partition);
       next.set(key, state);
-      if (a.offset !== undefined) this.seekState(state, a.offset);
+      if (a.offset !== undefined) this.seekState(state, a.offset, a.leaderEpoch);
     }
     for (const [key, state] of this.states) {
       if (!next.has(key)) state.epoch++; // drops whatever is queued or in flight for it
@@ -343,6 +403,11 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
     return this.states.get(tpKey(topic, partition))?.position ?? null;
   }
 
+  /** The leader epoch of the record before validPosition (what a commit carries); -1 when unknown. */
+  positionLeaderEpoch(topic: string, partition: number): number {
+    return this.states.get(tpKey(topic, partition))?.leaderEpoch ?? -1;
+  }
+
   /** The high watermark from the last Fetch answer or push for the partition, or -1. */
   highWatermark(topic: string, partition: number): number {
     return this.stateOf(topic, partition).highWatermark;
@@ -360,6 +425,7 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
         if (state !== null && index < current.length && state.epoch === epoch) {
           const record = current[index++];
           state.position = record.offset + 1;
+          state.leaderEpoch = record.leaderEpoch;
           return { value: record, done: false };
         }
         const taken = await this.take(false);
@@ -376,6 +442,7 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
         if (state !== null && index < current.length && state.epoch === epoch) {
           const record = current[index++];
           state.position = record.offset + 1;
+          state.leaderEpoch = record.leaderEpoch;
           return Promise.resolve({ value: record, done: false });
         }
         return next();
@@ -401,6 +468,7 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.closed = true;
+      this.stopHearingReconnects();
       // Not waited for: a shared client sends the Unsubscribe; its own client closes anyway.
       const subscription = this.subscription;
       this.subscription = null;
@@ -434,13 +502,16 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
     return state;
   }
 
-  private seekState(state: PartitionState, offset: number): void {
+  /** `leaderEpoch`: of the record before `offset`, if known; the position is then validated first. */
+  private seekState(state: PartitionState, offset: number, leaderEpoch = -1): void {
     if (!Number.isSafeInteger(offset) || offset < 0) {
       throw new TributaryError(Errors.INVALID_REQUEST, `offset must be a non-negative integer, got ${String(offset)}`);
     }
     state.epoch++;
     state.position = offset;
     state.fetchOffset = offset;
+    state.leaderEpoch = leaderEpoch;
+    state.awaitingValidation = leaderEpoch >= 0;
     state.paused = false;
     state.lastError = null;
     state.retryAt = 0;
@@ -494,9 +565,107 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
       }
       s.position = r.offset;
       s.fetchOffset = r.offset;
+      s.leaderEpoch = -1;
       s.failures = 0;
       s.unknownTopicAnswers = 0;
     });
+  }
+
+  // -------------------------------------------------------------------------------------
+  // Validating positions against the node's log (KIP-320).
+
+  /**
+   * The node may have restarted, perhaps after a power loss that cut its log: every
+   * position with a known epoch is checked before its partition is read again. What was
+   * fetched ahead of it is dropped (a position can be checked, a prefetch past it cannot)
+   * and fetched again once the position stands, as Kafka's consumer drops the buffered
+   * data of a partition awaiting validation.
+   */
+  private onReconnected(): void {
+    for (const s of this.states.values()) {
+      if (s.position === null || s.leaderEpoch < 0 || s.paused) continue;
+      s.epoch++;
+      s.fetchOffset = s.position;
+      s.awaitingValidation = true;
+    }
+    this.fetchWake.notify();
+  }
+
+  /**
+   * OffsetsForLeaderEpoch for the positions awaiting it, by Kafka's rule
+   * (SubscriptionState.maybeCompleteValidation): an end offset below the position is a
+   * divergence, continued at that end offset in the node's epoch; no epoch at or below ours
+   * on the node is one too, continued by autoOffsetReset; with 'none' either fails the
+   * partition. A node that does not know the request is not asked again, as Kafka skips
+   * validation against brokers older than it.
+   */
+  private async validatePositions(states: PartitionState[]): Promise<void> {
+    const now = Date.now();
+    const todo = states.filter((s) => s.awaitingValidation && !s.paused && s.retryAt <= now && this.states.get(tpKey(s.topic, s.partition)) === s);
+    if (todo.length === 0) return;
+    const epochs = todo.map((s) => s.epoch);
+    let response: OffsetsForLeaderEpochResponse;
+    try {
+      response = await this.client.request(
+        Kind.OffsetsForLeaderEpoch,
+        { partitions: todo.map((s) => ({ topic: s.topic, partition: s.partition, leaderEpoch: s.leaderEpoch })) },
+        { timeoutMs: this.requestTimeoutMs },
+      );
+    } catch (err) {
+      // A node older than this request answers "unknown request kind".
+      const unknownKind = err instanceof TributaryError && err.is(Errors.INVALID_REQUEST);
+      todo.forEach((s, i) => {
+        if (s.epoch !== epochs[i]) return;
+        if (unknownKind) s.awaitingValidation = false;
+        else this.partitionRetryOrFail(s, err as Error, s.position as number);
+      });
+      return;
+    }
+    const divergences: LogDivergence[] = [];
+    todo.forEach((s, i) => {
+      if (s.epoch !== epochs[i] || !s.awaitingValidation) return; // a seek since the request: it wins
+      const r = resultAt(response.partitions ?? [], i, s);
+      if (r === undefined || r.error !== Errors.NONE.code) {
+        const err = r === undefined ? new TributaryError(Errors.UNKNOWN, 'node did not answer for the partition') : wireError(r.error, r.message);
+        this.partitionRetryOrFail(s, err, s.position as number);
+        return;
+      }
+      s.awaitingValidation = false;
+      s.failures = 0;
+      const d = divergenceOf(s, r.leaderEpoch, r.endOffset);
+      if (d === null) return;
+      divergences.push(d);
+      this.continueAfterDivergence(s, d);
+    });
+    for (const d of divergences) await this.tellDivergence(d);
+  }
+
+  private continueAfterDivergence(s: PartitionState, d: LogDivergence): void {
+    if (this.autoOffsetReset === 'none') {
+      const where = d.divergedAt >= 0 ? `the node's log ends at ${d.divergedAt} in leader epoch ${d.leaderEpoch}` : `the node's log has no leader epoch at or below ${d.positionLeaderEpoch}`;
+      this.failPartition(s, new TributaryError(Errors.OFFSET_OUT_OF_RANGE, `the log diverged: ${where}, below this position (read in epoch ${d.positionLeaderEpoch}); autoOffsetReset is 'none': seek`), d.position);
+      return;
+    }
+    s.epoch++;
+    if (d.divergedAt < 0) {
+      s.position = null; // Kafka's requestOffsetReset
+      s.fetchOffset = null;
+      s.leaderEpoch = -1;
+      return;
+    }
+    s.position = d.divergedAt;
+    s.fetchOffset = d.divergedAt;
+    s.leaderEpoch = d.leaderEpoch;
+  }
+
+  private async tellDivergence(d: LogDivergence): Promise<void> {
+    if (this.onDivergence === undefined) return;
+    try {
+      await this.onDivergence(d);
+    } catch (err) {
+      this.fatal = err as Error; // the app's own failure: it hears of it on its next read
+      this.dataWake.notify();
+    }
   }
 
   // -------------------------------------------------------------------------------------
@@ -523,7 +692,7 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
   }
 
   private fetchable(s: PartitionState, now: number): boolean {
-    return s.fetchOffset !== null && !s.paused && s.retryAt <= now;
+    return s.fetchOffset !== null && !s.paused && !s.awaitingValidation && s.retryAt <= now;
   }
 
   /**
@@ -540,6 +709,8 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
         continue;
       }
       const states = [...this.states.values()];
+      // First: a divergence the node's log knows no epoch of is a reset, resolved next.
+      await this.validatePositions(states);
       await this.resolveResets(states);
       if (this.closed) return;
       const now = Date.now();
@@ -694,10 +865,12 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
         continue;
       }
       const states = this.fetchOrder();
+      // First: a divergence the node's log knows no epoch of is a reset, resolved next.
+      await this.validatePositions(states);
       await this.resolveResets(states);
       if (this.closed) return;
       const now = Date.now();
-      const wanted = states.filter((s) => s.fetchOffset !== null && !s.paused && s.retryAt <= now && this.states.get(tpKey(s.topic, s.partition)) === s);
+      const wanted = states.filter((s) => this.fetchable(s, now) && this.states.get(tpKey(s.topic, s.partition)) === s);
       if (wanted.length === 0) {
         const retryAt = Math.min(...states.filter((s) => !s.paused && s.retryAt > now).map((s) => s.retryAt));
         await this.fetchWake.wait(Number.isFinite(retryAt) ? retryAt - now : undefined);
@@ -806,6 +979,7 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
       s.epoch++;
       s.position = null;
       s.fetchOffset = null;
+      s.leaderEpoch = -1;
       return;
     }
     this.partitionRetryOrFail(s, err, s.fetchOffset as number);
@@ -873,7 +1047,11 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
       }
       const records = this.decodeChunk(chunk);
       if (records.length === 0) continue;
-      if (advance) s.position = records[records.length - 1].offset + 1;
+      if (advance) {
+        const last = records[records.length - 1];
+        s.position = last.offset + 1;
+        s.leaderEpoch = last.leaderEpoch;
+      }
       return { records, state: s, epoch: chunk.epoch };
     }
   }
@@ -923,6 +1101,7 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
       }
       chunk.next++;
       if (decoded.header.isControl) continue;
+      const leaderEpoch = decoded.header.partitionLeaderEpoch;
       // decodeBatch's records are fresh objects nobody else holds: each becomes the
       // ConsumerRecord itself, topic and partition added, rather than being copied into a
       // second object per record.
@@ -933,6 +1112,7 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
         const record = r as unknown as ConsumerRecord<unknown>;
         record.topic = topic;
         record.partition = partition;
+        record.leaderEpoch = leaderEpoch;
         if (decoding !== 'buffer') record.value = decodeValue(r.value, r.headers, decoding);
         out.push(record as ConsumerRecord<DecodedValue<D>>);
       }
@@ -940,6 +1120,21 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
     }
     return out;
   }
+}
+
+/** The divergence a validation answer shows for `s`'s position, or null when the position stands. */
+function divergenceOf(s: PartitionState, leaderEpoch: number, endOffset: number): LogDivergence | null {
+  const position = s.position as number;
+  const unknown = leaderEpoch < 0 || endOffset < 0;
+  if (!unknown && endOffset >= position) return null;
+  return {
+    topic: s.topic,
+    partition: s.partition,
+    position,
+    positionLeaderEpoch: s.leaderEpoch,
+    leaderEpoch: unknown ? -1 : leaderEpoch,
+    divergedAt: unknown ? -1 : endOffset,
+  };
 }
 
 /** Whether the subscription holds exactly these partitions, each at the epoch it has now. */

@@ -21,6 +21,12 @@
 //                    A partition's position is known from the moment it is gained and moves
 //                    only as records are handed out, so an app that commits its own offsets
 //                    can take it as the start of what it has been given
+//   leader epochs    (KIP-320) each position carries the leader epoch of the record before
+//                    it, and a commit carries it; a partition gained at a committed offset
+//                    with an epoch is checked against the node's log before it is read
+//                    (the Consumer does it, and after every reconnect too), and a position
+//                    found diverged moves back to where the logs part, so the next commit
+//                    does not skip the records written there since
 //
 // The coordinator hands a partition to a member only once no other member reports it, and
 // we take a lost partition out of `assignment` before the heartbeat that stops reporting
@@ -31,12 +37,32 @@
 import { Errors, TributaryError } from '../protocol/errors.js';
 import { EARLIEST_TIMESTAMP, Kind, LATEST_TIMESTAMP, type ConsumerGroupHeartbeatResponse } from '../protocol/frames.js';
 import type { Client } from './client.js';
-import { Consumer, type ConsumerOptions, type ConsumerRecord, type DecodedValue, type PartitionAssignment, type TopicPartition, type ValueDecoding } from './consumer.js';
+import {
+  Consumer,
+  type ConsumerOptions,
+  type ConsumerRecord,
+  type DecodedValue,
+  type LogDivergence,
+  type PartitionAssignment,
+  type TopicPartition,
+  type ValueDecoding,
+} from './consumer.js';
 import { wireError } from './errors.js';
 
 /** An offset to commit: the position of the partition's next record. */
 export interface CommitOffset extends TopicPartition {
   offset: number;
+  /**
+   * The leader epoch of the record before `offset` (ConsumerRecord.leaderEpoch), so that the
+   * member starting from this commit can check it against the node's log (KIP-320). Omitted: unknown.
+   */
+  leaderEpoch?: number;
+}
+
+/** A position: the offset of the next record and the leader epoch of the record before it (-1: unknown). */
+interface Position {
+  offset: number;
+  leaderEpoch: number;
 }
 
 export interface AssignmentChange {
@@ -92,6 +118,7 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
   private readonly sessionTimeoutMs: number;
   private readonly retryBackoffMs: number;
   private readonly onAssignmentChange: GroupConsumerOptions<D>['onAssignmentChange'];
+  private readonly onDivergence: GroupConsumerOptions<D>['onDivergence'];
   private readonly autoOffsetReset: GroupConsumerOptions<D>['autoOffsetReset'];
   private readonly consumer: Consumer<D>;
 
@@ -101,7 +128,7 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
   /** Partitions being given up: no longer delivered, still committed by commit(). */
   private readonly revoking = new Map<string, TopicPartition>();
   /** Per partition, the offset after the last record handed to the app (or where it starts). */
-  private readonly positions = new Map<string, number>();
+  private readonly positions = new Map<string, Position>();
   /** What the group last accepted, so an unchanged position is not committed again. */
   private readonly committed = new Map<string, number>();
   private heartbeatIntervalMs = 5000;
@@ -121,7 +148,7 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
     private readonly client: Client,
     options: GroupConsumerOptions<D>,
   ) {
-    const { groupId, topics = [], topicPattern, autoCommit, autoCommitIntervalMs, sessionTimeoutMs, onAssignmentChange, ...consumerOptions } = options;
+    const { groupId, topics = [], topicPattern, autoCommit, autoCommitIntervalMs, sessionTimeoutMs, onAssignmentChange, onDivergence, ...consumerOptions } = options;
     if (typeof groupId !== 'string' || groupId === '') throw new TributaryError(Errors.INVALID_CONFIG, 'groupId must be a non-empty string');
     if (!Array.isArray(topics) || topics.some((t) => typeof t !== 'string' || t === '')) {
       throw new TributaryError(Errors.INVALID_CONFIG, 'topics must be a list of topic names');
@@ -138,7 +165,9 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
     this.sessionTimeoutMs = intOption('sessionTimeoutMs', sessionTimeoutMs, 45_000, 1);
     this.retryBackoffMs = intOption('retryBackoffMs', consumerOptions.retryBackoffMs, 100, 0);
     this.onAssignmentChange = onAssignmentChange;
-    this.consumer = new Consumer<D>(client, consumerOptions); // validates autoOffsetReset
+    this.onDivergence = onDivergence;
+    // validates autoOffsetReset
+    this.consumer = new Consumer<D>(client, { ...consumerOptions, onDivergence: (d) => this.onDiverged(d) });
     this.autoOffsetReset = consumerOptions.autoOffsetReset ?? 'latest';
     this.start();
   }
@@ -173,8 +202,15 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
    */
   position(topic: string, partition: number): number | null {
     const key = tpKey(topic, partition);
-    if (!this.owned.has(key) && !this.revoking.has(key)) return this.positions.get(key) ?? null;
-    return this.validPosition(key, { topic, partition });
+    if (!this.owned.has(key) && !this.revoking.has(key)) return this.positions.get(key)?.offset ?? null;
+    return this.validPosition(key, { topic, partition })?.offset ?? null;
+  }
+
+  /** The leader epoch of the record before position() (what a commit of it carries); -1 when unknown. */
+  positionLeaderEpoch(topic: string, partition: number): number {
+    const key = tpKey(topic, partition);
+    if (!this.owned.has(key) && !this.revoking.has(key)) return this.positions.get(key)?.leaderEpoch ?? -1;
+    return this.validPosition(key, { topic, partition })?.leaderEpoch ?? -1;
   }
 
   /**
@@ -190,13 +226,15 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
     else {
       const all: CommitOffset[] = [];
       for (const [key, tp] of [...this.owned, ...this.revoking]) {
-        const offset = this.validPosition(key, tp);
-        if (offset !== null) all.push({ topic: tp.topic, partition: tp.partition, offset });
+        const position = this.validPosition(key, tp);
+        if (position !== null) all.push({ topic: tp.topic, partition: tp.partition, offset: position.offset, leaderEpoch: position.leaderEpoch });
       }
       wanted = all;
     }
     // An unchanged position is not committed again.
-    const toCommit = wanted.filter((o) => this.committed.get(tpKey(o.topic, o.partition)) !== o.offset).map((o) => ({ topic: o.topic, partition: o.partition, offset: o.offset }));
+    const toCommit = wanted
+      .filter((o) => this.committed.get(tpKey(o.topic, o.partition)) !== o.offset)
+      .map((o) => ({ topic: o.topic, partition: o.partition, offset: o.offset, ...(o.leaderEpoch !== undefined && o.leaderEpoch >= 0 ? { leaderEpoch: o.leaderEpoch } : {}) }));
     if (toCommit.length === 0) return;
     // KIP-848: a member commits at its epoch, so a zombie of an older epoch cannot move
     // the group's positions; without a member id (not joined yet, or dropped) the node
@@ -214,8 +252,36 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
   }
 
   /** Where the partition's next record is: handed out past, or the Consumer's start or reset position. */
-  private validPosition(key: string, tp: TopicPartition): number | null {
-    return this.positions.get(key) ?? this.consumer.validPosition(tp.topic, tp.partition);
+  private validPosition(key: string, tp: TopicPartition): Position | null {
+    const handedOut = this.positions.get(key);
+    if (handedOut !== undefined) return handedOut;
+    const offset = this.consumer.validPosition(tp.topic, tp.partition);
+    return offset === null ? null : { offset, leaderEpoch: this.consumer.positionLeaderEpoch(tp.topic, tp.partition) };
+  }
+
+  /** Moves the position past a record handed out; the hot path: no object per record. */
+  private advance(key: string, record: ConsumerRecord<unknown>): void {
+    const p = this.positions.get(key);
+    if (p === undefined) this.positions.set(key, { offset: record.offset + 1, leaderEpoch: record.leaderEpoch });
+    else {
+      p.offset = record.offset + 1;
+      p.leaderEpoch = record.leaderEpoch;
+    }
+  }
+
+  /**
+   * The Consumer found a position diverged (KIP-320) and moved it: ours follows, so that
+   * commits do not keep the offset past the node's log, where the records written since
+   * would be skipped. Then the app hears of it.
+   */
+  private async onDiverged(d: LogDivergence): Promise<void> {
+    const key = tpKey(d.topic, d.partition);
+    // With autoOffsetReset 'none' the Consumer failed the partition where it was: the app seeks.
+    if (this.owned.has(key) && this.autoOffsetReset !== 'none') {
+      if (d.divergedAt >= 0) this.positions.set(key, { offset: d.divergedAt, leaderEpoch: d.leaderEpoch });
+      else this.positions.delete(key); // the Consumer's reset position, once it has one
+    }
+    await this.onDivergence?.(d);
   }
 
   /** Records one at a time; the position moves past each as it is given. */
@@ -229,7 +295,7 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
         if (r.done) return r;
         const key = tpKey(r.value.topic, r.value.partition);
         if (!this.owned.has(key)) continue; // given up while it was on its way: not ours to hand out
-        this.positions.set(key, r.value.offset + 1);
+        this.advance(key, r.value);
         return r;
       }
     };
@@ -247,7 +313,7 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
         if (r.done) return r;
         const records = r.value.filter((x) => this.owned.has(tpKey(x.topic, x.partition)));
         if (records.length === 0) continue;
-        for (const x of records) this.positions.set(tpKey(x.topic, x.partition), x.offset + 1);
+        for (const x of records) this.advance(tpKey(x.topic, x.partition), x);
         return { value: records, done: false };
       }
     };
@@ -378,28 +444,32 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
     // Stop delivering what we lose before anything else: from here no record of it reaches the app.
     for (const [key, tp] of lost) {
       // The Consumer forgets the partition below; a reset position it resolved is still committed.
-      const offset = this.validPosition(key, tp);
-      if (offset !== null) this.positions.set(key, offset);
+      const position = this.validPosition(key, tp);
+      if (position !== null) this.positions.set(key, { ...position });
       this.owned.delete(key);
       this.revoking.set(key, tp);
     }
     if (lost.length > 0) this.consumer.assign(this.assignmentOfConsumer());
     if (this.autoCommit && lost.length > 0) await this.commit().catch(() => undefined); // uncommitted is read again
 
-    const starts = gainedAll.length > 0 ? await this.committedOffsets(gainedAll.map(([, tp]) => tp)) : new Map<string, number>();
-    const gained = gainedAll.filter(([key]) => starts.has(key));
+    const committedAt = gainedAll.length > 0 ? await this.committedOffsets(gainedAll.map(([, tp]) => tp)) : new Map<string, Position>();
+    const gained = gainedAll.filter(([key]) => committedAt.has(key));
     // Resolved before delivery starts, so the position is where the partition starts until
     // a record is handed out, not wherever the Consumer's own reset and prefetch got to.
-    const resets = await this.resetOffsets(gained.filter(([key]) => (starts.get(key) as number) < 0).map(([, tp]) => tp));
+    const resets = await this.resetOffsets(gained.filter(([key]) => (committedAt.get(key) as Position).offset < 0).map(([, tp]) => tp));
+    const starts = new Map<string, Position>();
     for (const [key, tp] of gained) {
       this.owned.set(key, tp);
-      const committed = starts.get(key) as number;
-      const offset = committed >= 0 ? committed : resets.get(key);
-      if (offset !== undefined) this.positions.set(key, offset);
-      else this.positions.delete(key);
-      if (committed >= 0) this.committed.set(key, committed);
+      const committed = committedAt.get(key) as Position;
+      const reset = resets.get(key);
+      // A reset position's epoch is unknown: it is not validated (as in Kafka), a committed one's is.
+      const start = committed.offset >= 0 ? committed : reset === undefined ? undefined : { offset: reset, leaderEpoch: -1 };
+      if (start !== undefined) {
+        this.positions.set(key, { ...start });
+        starts.set(key, start);
+      } else this.positions.delete(key);
+      if (committed.offset >= 0) this.committed.set(key, committed.offset);
       else this.committed.delete(key);
-      if (offset !== undefined) starts.set(key, offset);
     }
     if (gained.length > 0 && !this.closed) this.consumer.assign(this.assignmentOfConsumer(starts));
 
@@ -412,20 +482,22 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
     return true;
   }
 
-  /** The owned partitions as the Consumer takes them; those in `starts` at their committed offset. */
-  private assignmentOfConsumer(starts?: Map<string, number>): PartitionAssignment[] {
+  /** The owned partitions as the Consumer takes them; those in `starts` at their start (and its epoch, to be validated). */
+  private assignmentOfConsumer(starts?: Map<string, Position>): PartitionAssignment[] {
     return [...this.owned].map(([key, tp]) => {
-      const offset = starts?.get(key);
-      return offset !== undefined && offset >= 0 ? { ...tp, offset } : { ...tp };
+      const start = starts?.get(key);
+      if (start === undefined) return { ...tp };
+      return start.leaderEpoch >= 0 ? { ...tp, offset: start.offset, leaderEpoch: start.leaderEpoch } : { ...tp, offset: start.offset };
     });
   }
 
   /**
-   * OffsetFetch: each partition's committed offset, -1 for none. Partitions it could not
-   * answer for are left out: they are not taken now, and the group offers them again.
+   * OffsetFetch: each partition's committed offset and its leader epoch, -1 for none (a node
+   * older than KIP-320 answers no epoch). Partitions it could not answer for are left out:
+   * they are not taken now, and the group offers them again.
    */
-  private async committedOffsets(partitions: TopicPartition[]): Promise<Map<string, number>> {
-    const out = new Map<string, number>();
+  private async committedOffsets(partitions: TopicPartition[]): Promise<Map<string, Position>> {
+    const out = new Map<string, Position>();
     let response;
     try {
       response = await this.client.request(Kind.OffsetFetch, { groupId: this.groupId, partitions });
@@ -433,7 +505,9 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
       return out;
     }
     for (const r of response.partitions ?? []) {
-      if (r.error === Errors.NONE.code) out.set(tpKey(r.topic, r.partition), r.offset);
+      if (r.error !== Errors.NONE.code) continue;
+      const leaderEpoch = Number.isInteger(r.leaderEpoch) && r.leaderEpoch >= 0 ? r.leaderEpoch : -1;
+      out.set(tpKey(r.topic, r.partition), { offset: r.offset, leaderEpoch });
     }
     return out;
   }

@@ -12,6 +12,7 @@ export type {
   ConsumerRecord,
   DecodedValue,
   DeliveryMode,
+  LogDivergence,
   OffsetForTime,
   PartitionAssignment,
   TopicPartition,

@@ -3,7 +3,7 @@
 // consumer group that commits only what reached stdout.
 
 import type { Client } from '../client.js';
-import { Admin, Consumer, GroupConsumer, type CommitOffset, type TopicPartition } from '../index.js';
+import { Admin, Consumer, GroupConsumer, type CommitOffset, type LogDivergence, type TopicPartition } from '../index.js';
 import { cborDecode, CONTENT_TYPE, isCborMarked } from '../serde.js';
 import { UsageError, withClient, type NodeOptions } from './common.js';
 import { isBrokenPipe, LineWriter, plural, writeErrorCode } from './output.js';
@@ -36,7 +36,7 @@ export async function consumePartitions(topic: string, opts: ConsumeOptions, fro
     const count = meta.partitions.length;
     if (from.partition !== undefined && from.partition >= count) throw new UsageError(`topic ${topic} has no partition ${from.partition} (it has ${count})`);
     const partitions = from.partition !== undefined ? [from.partition] : meta.partitions.map((p) => p.partition);
-    const consumer = new Consumer(client, { autoOffsetReset: opts.fromBeginning ? 'earliest' : 'latest' });
+    const consumer = new Consumer(client, { autoOffsetReset: opts.fromBeginning ? 'earliest' : 'latest', onDivergence: (d) => tellDivergence(d, opts) });
     consumer.assign(partitions.map((partition) => (from.offset === undefined ? { topic, partition } : { topic, partition, offset: from.offset })));
     const out = new LineWriter<PrintableRecord>(process.stdout);
     try {
@@ -78,17 +78,31 @@ export async function consumeInGroup(topic: string, groupId: string, opts: Consu
       autoCommit: false,
       onAssignmentChange: async ({ gained, lost }) => {
         // Read before anything of the partition is handed out (this runs as it is gained).
-        for (const tp of gained) resume.started(tp.partition, member.position(tp.topic, tp.partition));
+        for (const tp of gained) resume.started(tp.partition, member.position(tp.topic, tp.partition), member.positionLeaderEpoch(tp.topic, tp.partition));
         if (lost.length === 0 || stopping) return;
         // Its records already handed out reach stdout first, so the next owner starts after them.
         await out.flush();
         await member.commit(resume.offsetsOf(lost)).catch(() => undefined); // uncommitted is read again: at-least-once
         for (const tp of lost) resume.givenUp(tp.partition);
       },
+      onDivergence: async (d) => {
+        tellDivergence(d, opts);
+        // What was handed out before is written first, so that it is told apart from the records read from here on.
+        await out.flush();
+        resume.diverged(d);
+      },
     });
     const timer = setInterval(() => void member.commit(resume.offsetsOf(member.assignment)).catch(() => undefined), GROUP_COMMIT_INTERVAL_MS);
+    const handedOut = member.batches()[Symbol.asyncIterator]();
+    const batches: AsyncIterator<PrintableRecord[]> = {
+      next: async () => {
+        const next = await handedOut.next();
+        if (!next.done) resume.handedOut(next.value);
+        return next;
+      },
+    };
     try {
-      await printBatches(member.batches()[Symbol.asyncIterator](), out, opts, limits);
+      await printBatches(batches, out, opts, limits);
     } finally {
       clearInterval(timer);
       stopping = true;
@@ -108,25 +122,53 @@ export async function consumeInGroup(topic: string, groupId: string, opts: Consu
 
 /**
  * Per partition, the offset a later member should resume at: after the last record whose
- * write to stdout succeeded, else where this member started the partition. Taken from the
- * member only when a partition is gained, before anything of it is handed out, and after
- * that moved only by what was written: the member's own position moves as it hands a batch
- * out, which may be before we have seen the batch (a stop or timeout racing the read), let
- * alone written it.
+ * write to stdout succeeded, else where this member started the partition, each with the
+ * leader epoch of the record before it (KIP-320). Taken from the member only when a
+ * partition is gained, before anything of it is handed out, and after that moved only by
+ * what was written: the member's own position moves as it hands a batch out, which may be
+ * before we have seen the batch (a stop or timeout racing the read), let alone written it.
+ * A divergence moves it back to where the node's log parts from what was read; records
+ * handed out before it and written after it, read from the log the node lost, move
+ * nothing past that point.
  */
 class ResumeOffsets {
-  private readonly offsets = new Map<number, number>();
+  private readonly offsets = new Map<number, { offset: number; leaderEpoch: number }>();
+  /** Per partition, records handed out and not yet written. */
+  private readonly unwritten = new Map<number, number>();
+  /** Per partition, the records written next that were handed out before a divergence, and where it diverged (-1: anywhere). */
+  private readonly beforeDivergence = new Map<number, { records: number; divergedAt: number }>();
 
   constructor(private readonly topic: string) {}
 
   /** A partition gained, at the member's position then; unknown (null) commits nothing until a record is written. */
-  started(partition: number, position: number | null): void {
+  started(partition: number, position: number | null, leaderEpoch: number): void {
     if (position === null) this.offsets.delete(partition);
-    else this.offsets.set(partition, position);
+    else this.offsets.set(partition, { offset: position, leaderEpoch });
+  }
+
+  handedOut(records: readonly PrintableRecord[]): void {
+    for (const r of records) this.unwritten.set(r.partition, (this.unwritten.get(r.partition) ?? 0) + 1);
   }
 
   written(records: readonly PrintableRecord[]): void {
-    for (const r of records) this.offsets.set(r.partition, r.offset + 1);
+    for (const r of records) {
+      this.unwritten.set(r.partition, (this.unwritten.get(r.partition) ?? 1) - 1);
+      const before = this.beforeDivergence.get(r.partition);
+      if (before !== undefined) {
+        if (--before.records === 0) this.beforeDivergence.delete(r.partition);
+        if (before.divergedAt < 0 || r.offset >= before.divergedAt) continue;
+      }
+      this.offsets.set(r.partition, { offset: r.offset + 1, leaderEpoch: r.leaderEpoch });
+    }
+  }
+
+  diverged(d: LogDivergence): void {
+    if (d.topic !== this.topic) return;
+    const records = this.unwritten.get(d.partition) ?? 0;
+    if (records > 0) this.beforeDivergence.set(d.partition, { records, divergedAt: d.divergedAt });
+    const now = this.offsets.get(d.partition);
+    if (d.divergedAt < 0) this.offsets.delete(d.partition); // where the member's reset puts it: unknown here
+    else if (now === undefined || now.offset > d.divergedAt) this.offsets.set(d.partition, { offset: d.divergedAt, leaderEpoch: d.leaderEpoch });
   }
 
   givenUp(partition: number): void {
@@ -135,10 +177,19 @@ class ResumeOffsets {
 
   offsetsOf(partitions: readonly TopicPartition[]): CommitOffset[] {
     return partitions.flatMap((tp) => {
-      const offset = tp.topic === this.topic ? this.offsets.get(tp.partition) : undefined;
-      return offset === undefined ? [] : [{ topic: tp.topic, partition: tp.partition, offset }];
+      const at = tp.topic === this.topic ? this.offsets.get(tp.partition) : undefined;
+      return at === undefined ? [] : [{ topic: tp.topic, partition: tp.partition, offset: at.offset, leaderEpoch: at.leaderEpoch }];
     });
   }
+}
+
+/** One line on stderr for a position the node's log no longer holds (KIP-320), and where reading goes on. */
+function tellDivergence(d: LogDivergence, opts: ConsumeOptions): void {
+  const where =
+    d.divergedAt >= 0
+      ? `the node's log ends at ${d.divergedAt} in epoch ${d.leaderEpoch}, below this consumer's position ${d.position} (a power loss?); continuing at ${d.divergedAt}`
+      : `the node's log has no epoch at or below ${d.positionLeaderEpoch}, in which this consumer's position ${d.position} was read (a replaced data folder?); continuing at the log ${opts.fromBeginning ? 'start' : 'end'}`;
+  process.stderr.write(`tributary: ${d.topic}/${d.partition} diverged: ${where}\n`);
 }
 
 /** Prints records until --max-messages, --timeout-ms of silence, a signal, a failed write, or the end. */
@@ -190,6 +241,7 @@ async function nextOrStop<T, R extends string>(next: Promise<T>, stop: Once<R>, 
 interface PrintableRecord {
   partition: number;
   offset: number;
+  leaderEpoch: number;
   key: Buffer | null;
   value: Buffer | null;
   headers: [string, Uint8Array | null][];
