@@ -20,6 +20,7 @@ import { BATCH_OVERHEAD, LOG_OVERHEAD, OFFSET_LENGTH, OFFSET_RECORD_COUNT } from
 import type { GroupCoordinator } from './groups/coordinator.js';
 import type { ConsumerOffsets } from './groups/offsets-store.js';
 import type { LogManager } from './storage/log-manager.js';
+import type { LogRead } from './storage/partition-log.js';
 
 /**
  * Why a connection ended. The first group is ordinary; every other reason is a peer that
@@ -133,8 +134,8 @@ export interface NodeMetrics {
   readonly compactionRemovedBytes: Counter<'topic'>;
   /** A batch appended by Produce (not a duplicate): its bytes and its header's record count. */
   countAppended(topic: string, batch: Buffer): void;
-  /** Stored batches served by Fetch or pushed to a subscription. */
-  countServed(topic: string, records: Buffer): void;
+  /** Stored batches served by Fetch or pushed to a subscription (a LogRead: counted without a walk). */
+  countServed(topic: string, records: Buffer | LogRead): void;
   /** One request answered (or given up): its time in the handler and its request-level error. */
   observeRequest(kind: number, seconds: number, response: object | undefined): void;
   /** Drops a deleted topic's series, so that they do not linger. */
@@ -259,11 +260,18 @@ function topicTrafficMetrics(registry: Registry, logs: LogManager | undefined) {
       t.bytesIn += batch.length;
       if (batch.length >= BATCH_OVERHEAD) t.recordsIn += batch.readInt32BE(OFFSET_RECORD_COUNT);
     },
-    countServed(topic: string, records: Buffer): void {
-      if (records.length === 0) return;
+    countServed(topic: string, records: Buffer | LogRead): void {
+      if (Buffer.isBuffer(records)) {
+        if (records.length === 0) return;
+        const t = of(topic);
+        t.bytesOut += records.length;
+        t.recordsOut += recordCountOf(records);
+        return;
+      }
+      if (records.batches.length === 0) return;
       const t = of(topic);
-      t.bytesOut += records.length;
-      t.recordsOut += recordCountOf(records);
+      t.bytesOut += records.bytes.length;
+      for (const batch of records.batches) t.recordsOut += batch.recordCount;
     },
     forget(topic: string): void {
       byTopic.delete(topic);

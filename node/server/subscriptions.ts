@@ -13,10 +13,15 @@
 //
 // One push runs at a time per subscription; appends (log.onAppend, which also fires when a
 // flush=batch sync moves the high watermark) and credit grants wake it.
+//
+// A follower's log may be truncated (its leader's log diverged from it, KIP-101): a
+// partition whose position is above the new log end gets OFFSET_OUT_OF_RANGE pushed and
+// leaves the subscription, as a Kafka consumer fetching from that follower would be
+// answered; its client resets by its autoOffsetReset. It is never served from a position
+// that later appends fill with other records.
 
 import { Errors, LimitReachedError, TributaryError } from '../../protocol/errors.js';
 import { encodeFrame, Kind, RESPONSE, type FetchPartitionResult, type SubscribeResponse } from '../../protocol/frames.js';
-import { batchSizeAt, lastOffsetOf, LOG_OVERHEAD } from '../../protocol/record-batch.js';
 import type { FrameTransport } from '../../protocol/transport.js';
 import type { Principal } from '../auth/acl.js';
 import { ANONYMOUS, isAllowed } from '../auth/acl.js';
@@ -39,6 +44,8 @@ interface SubscribedPartition {
   partition: number;
   log: PartitionLog;
   position: number;
+  /** The log end of a truncation that left `position` above it; null when none did. */
+  truncatedTo: number | null;
   unlisten: () => void;
 }
 
@@ -156,16 +163,22 @@ class Subscription {
         gone.push(p);
         continue;
       }
+      if (p.truncatedTo !== null) {
+        const message = `offset ${p.position} is above the log end ${p.truncatedTo}: the log was truncated`;
+        results.push({ ...result, error: Errors.OFFSET_OUT_OF_RANGE.code, message });
+        gone.push(p);
+        continue;
+      }
       if (p.position >= log.highWatermark && p.position <= log.logEndOffset && p.position >= log.logStartOffset) continue;
       try {
-        const records = log.read(p.position, Math.max(budget, 1), log.highWatermark, this.budget);
-        if (records.length === 0) continue;
-        result.records = records;
+        const read = log.readBatches(p.position, Math.max(budget, 1), log.highWatermark, this.budget);
+        if (read.batches.length === 0) continue;
+        result.records = read.bytes;
         result.highWatermark = log.highWatermark;
         result.logStartOffset = log.logStartOffset;
-        p.position = lastOffsetIn(records) + 1;
-        bytes += records.length;
-        broker.metrics.countServed(p.topic, records);
+        p.position = read.batches[read.batches.length - 1].lastOffset + 1;
+        bytes += read.bytes.length;
+        broker.metrics.countServed(p.topic, read);
         results.push(result);
         this.next = (start + i + 1) % n;
       } catch (err) {
@@ -199,18 +212,20 @@ class Subscription {
   }
 }
 
-/** The last offset of the last whole batch in `records` (stored batches, back to back). */
-function lastOffsetIn(records: Buffer): number {
-  let at = 0;
-  let last = -1;
-  while (records.length - at >= LOG_OVERHEAD) {
-    const size = batchSizeAt(records, at);
-    if (at + size > records.length) break;
-    last = lastOffsetOf(records, at);
-    at += size;
-  }
-  if (last < 0) throw new TributaryError(Errors.CORRUPT_BATCH, 'a read returned no whole batch');
-  return last;
+function subscribedPartition(topic: string, partition: number, log: PartitionLog, position: number, subscription: Subscription): SubscribedPartition {
+  const p: SubscribedPartition = { topic, partition, log, position, truncatedTo: null, unlisten: () => {} };
+  const unlistenAppends = log.onAppend(() => subscription.wake());
+  // Heard before any later append: the position is judged against the log it was read from.
+  const unlistenTruncations = log.onTruncate((logEndOffset) => {
+    if (p.position <= logEndOffset) return;
+    p.truncatedTo = logEndOffset;
+    subscription.wake();
+  });
+  p.unlisten = () => {
+    unlistenAppends();
+    unlistenTruncations();
+  };
+  return p;
 }
 
 const NO_SUBSCRIPTIONS: ReadonlyMap<number, Subscription> = new Map();
@@ -271,7 +286,7 @@ export class ConnectionSubscriptions {
         answers.push({ topic, partition, error: Errors.OFFSET_OUT_OF_RANGE.code, message: `offset ${fetchOffset} is outside the log [${log.logStartOffset}, ${log.logEndOffset}]` });
         continue;
       }
-      subscription.add({ topic, partition, log, position: fetchOffset, unlisten: log.onAppend(() => subscription.wake()) });
+      subscription.add(subscribedPartition(topic, partition, log, fetchOffset, subscription));
       answers.push({ topic, partition, error: Errors.NONE.code });
     }
     (this.byIdMap ??= new Map()).set(subscription.id, subscription);

@@ -6,7 +6,18 @@
 
 import * as path from 'node:path';
 import { AssertionError, Errors, LimitReachedError, TributaryError } from '../../protocol/errors.js';
-import { batchSizeAt, BATCH_OVERHEAD, Compression, compressionOf, decodeBatch, lastOffsetOf, readInt64, validateBatch } from '../../protocol/record-batch.js';
+import {
+  batchSizeAt,
+  BATCH_OVERHEAD,
+  Compression,
+  compressionOf,
+  decodeBatch,
+  OFFSET_LAST_OFFSET_DELTA,
+  OFFSET_LEADER_EPOCH,
+  OFFSET_RECORD_COUNT,
+  readInt64,
+  validateBatch,
+} from '../../protocol/record-batch.js';
 import type { DecodedRecord } from '../../protocol/record-batch.js';
 import { walkBatches } from './batch-walk.js';
 import type { BatchRef } from './batch-walk.js';
@@ -36,6 +47,29 @@ export function segmentFileName(baseOffset: number, suffix: '.log' | '.index' | 
 }
 
 export const EMPTY_BUFFER: Buffer = Buffer.alloc(0);
+
+/** One stored batch of a read, described from the header the read checked anyway. */
+export interface StoredBatch {
+  baseOffset: number;
+  lastOffset: number;
+  /** Records in the batch: lastOffset - baseOffset + 1, or fewer in a compacted log. */
+  recordCount: number;
+  /** The partitionLeaderEpoch the batch was appended under. */
+  leaderEpoch: number;
+  sizeBytes: number;
+}
+
+/**
+ * What a read returns: whole stored batches back to back, as they are on disk, and one
+ * StoredBatch per batch in order, so that no caller walks the bytes again to learn where
+ * the read ended or how many records it holds.
+ */
+export interface LogRead {
+  bytes: Buffer;
+  batches: readonly StoredBatch[];
+}
+
+export const EMPTY_READ: LogRead = Object.freeze({ bytes: EMPTY_BUFFER, batches: Object.freeze([]) as readonly StoredBatch[] });
 
 export class LogSegment implements ReadStateHolder {
   readonly logPath: string;
@@ -134,6 +168,36 @@ export class LogSegment implements ReadStateHolder {
     if (!(sizeBytes >= 0)) throw new AssertionError(`truncating ${this.name} to ${sizeBytes} bytes`);
     this.ctx.ops.ftruncateSync(this.openWriteFd(), sizeBytes);
     this.sizeBytes = sizeBytes;
+  }
+
+  /**
+   * Kafka's LogSegment.truncateTo, for a follower's truncation at run time: drops every
+   * batch whose last offset is >= `offset` and makes this segment writable again, its
+   * indexes in memory rebuilt from the batches that stay (a scan of their headers: the
+   * exact entries append would have made) and its index files removed, since they describe
+   * bytes that are gone. Returns the base offset of the first batch dropped, -1 if none.
+   */
+  cutAt(offset: number): number {
+    const { fd, indexes } = this.openForRead();
+    const first = this.locate(fd, indexes, offset);
+    // Nothing to drop still makes the segment writable: it is the log's last one now.
+    const position = first === null ? this.sizeBytes : first.position;
+    const writeFd = this.openWriteFd();
+    this.ctx.ops.ftruncateSync(writeFd, position);
+    this.sizeBytes = position;
+    const scan = scanSegment(this.ctx.ops, writeFd, position, this.baseOffset, this.ctx.indexIntervalBytes(), false);
+    if (!(scan.validBytes === position)) throw this.corrupt(offset, `a header walk of what stays stopped at ${scan.validBytes} of ${position}: ${scan.stopReason}`);
+    this.indexes = scan.indexes;
+    this.maxTimestamp = scan.indexes.maxTimestamp;
+    for (const file of [this.indexPath, this.timeIndexPath]) {
+      try {
+        this.ctx.ops.unlinkSync(file);
+      } catch (err) {
+        if (!isErrno(err, 'ENOENT')) throw err;
+      }
+    }
+    if (position === 0) this.rollingStartMs = -1;
+    return first === null ? -1 : first.baseOffset;
   }
 
   /** fdatasync of the log file: the data up to sizeBytes survives a power loss. */
@@ -389,11 +453,11 @@ export class LogSegment implements ReadStateHolder {
    * segment holds no batch at or after `fetchOffset`. Each batch is checked (length, base
    * offset, CRC) right after it is read; a corrupt batch is never served.
    */
-  read(fetchOffset: number, maxBytes: number, maxOffset: number, budget?: RequestBudget): Buffer | null {
+  read(fetchOffset: number, maxBytes: number, maxOffset: number, budget?: RequestBudget): LogRead | null {
     const { fd, indexes } = this.openForRead(budget);
     const first = this.locate(fd, indexes, fetchOffset);
     if (first === null) return null;
-    if (first.lastOffset >= maxOffset) return EMPTY_BUFFER;
+    if (first.lastOffset >= maxOffset) return EMPTY_READ;
     const length = Math.max(first.sizeBytes, Math.min(maxBytes, this.sizeBytes - first.position));
     const out = Buffer.allocUnsafe(length);
     const got = readFully(this.ctx.ops, fd, out, 0, length, first.position);
@@ -401,14 +465,18 @@ export class LogSegment implements ReadStateHolder {
     return this.takeCheckedBatches(out.subarray(0, got), first.baseOffset, maxOffset);
   }
 
-  /** The prefix of `buf` made of whole, valid batches with increasing offsets below `maxOffset`. */
-  private takeCheckedBatches(buf: Buffer, baseOffset: number, maxOffset: number): Buffer {
+  /**
+   * The prefix of `buf` made of whole, valid batches with increasing offsets below
+   * `maxOffset`, with what their headers say: the check reads them anyway.
+   */
+  private takeCheckedBatches(buf: Buffer, baseOffset: number, maxOffset: number): LogRead {
     let at = 0;
     let expected = baseOffset;
+    const batches: StoredBatch[] = [];
     while (at < buf.length) {
       const size = batchSizeAt(buf, at);
       if (size < 0 || at + size > buf.length) break; // cut by maxBytes: the next fetch reads it
-      let lastOffset: number;
+      let stored: StoredBatch;
       try {
         if (size < BATCH_OVERHEAD) throw new Error(`batch length ${size} below the header size`);
         const batch = buf.subarray(at, at + size);
@@ -416,19 +484,26 @@ export class LogSegment implements ReadStateHolder {
         // A gap is a batch the log cleaner removed; going backwards is corruption.
         if (storedBase < expected) throw new Error(`stored base offset ${storedBase}, expected ${expected} or a later one`);
         validateBatch(batch);
-        lastOffset = lastOffsetOf(batch);
+        stored = {
+          baseOffset: storedBase,
+          lastOffset: storedBase + batch.readInt32BE(OFFSET_LAST_OFFSET_DELTA),
+          recordCount: batch.readInt32BE(OFFSET_RECORD_COUNT),
+          leaderEpoch: batch.readInt32BE(OFFSET_LEADER_EPOCH),
+          sizeBytes: size,
+        };
       } catch (err) {
         // Batches before the corrupt one are good and are served; the corrupt one is
         // reported when a fetch starts at it.
         if (at === 0) throw this.corrupt(expected, (err as Error).message, err);
         break;
       }
-      if (lastOffset >= maxOffset) break;
+      if (stored.lastOffset >= maxOffset) break;
+      batches.push(stored);
       at += size;
-      expected = lastOffset + 1;
+      expected = stored.lastOffset + 1;
     }
     if (!(at > 0 || buf.length === 0)) throw new AssertionError(`no batch taken from a read that located one`);
-    return buf.subarray(0, at);
+    return { bytes: buf.subarray(0, at), batches };
   }
 
   /**
