@@ -81,16 +81,22 @@ describe.each([
 
       const node = await start();
       await expectStartLog(node, variant);
+      expectEpochsGained(dataDir, variant, topics);
       await expectEverythingKept(node, topics);
       await expectProducersKept(node, topics);
       await expectGroupsResume(node, topics);
 
       const grown = await appendOnePerPartition(node, topics);
+      await expectAppendedInEpoch(node, grown, variant === 'clean' ? 0 : 1);
       expect(await node.stop()).toBe(0);
 
       // What this build wrote over the old folder, it opens again.
       const reopened = await start();
       expect(warnings(reopened)).toEqual([]);
+      // A clean stop: the epochs stand as they were, and no new one begins.
+      const before = readEpochs(dataDir, grown);
+      expectEpochsGained(dataDir, variant, topics);
+      expect(readEpochs(dataDir, grown)).toEqual(before);
       const tb = await connect(reopened.url, { clientId: 'upgrade-test' });
       try {
         expect(await readAll(tb, Object.keys(topics))).toEqual(grown);
@@ -124,6 +130,63 @@ async function expectStartLog(node: NodeProcess, variant: string): Promise<void>
   else expect(summary).toMatchObject({ level: 30, partitionsCut: 0 });
   expect(lines.filter((l) => /rebuilt the indexes/.test(l.msg))).toEqual([]);
   expect(warnings(node)).toEqual([]);
+}
+
+/**
+ * 16f6c16 wrote no leader-epoch checkpoint and stamped every batch with epoch 0: each
+ * partition gains a checkpoint rebuilt from its batches, epoch 0 from its first batch. After
+ * the unclean stop a new epoch, 1, begins at the log end (what a power loss took could be
+ * handed out again), unless the partition never held a record, which had no epoch to leave.
+ */
+function expectEpochsGained(dataDir: string, variant: string, topics: Topics): void {
+  for (const [topic, partitions] of Object.entries(topics)) {
+    for (const { partition, logStartOffset, logEndOffset, records } of partitions) {
+      const entries = readEpochs(dataDir, { [topic]: [partitions[partition]] })[`${topic}-${partition}`];
+      if (records.length === 0 && logStartOffset === logEndOffset) {
+        expect(entries, `${topic}-${partition}`).toEqual([[0, logEndOffset]]);
+        continue;
+      }
+      const [first, ...rest] = entries;
+      expect(first[0], `${topic}-${partition}: the first epoch`).toBe(0);
+      expect(first[1], `${topic}-${partition}: where epoch 0 begins`).toBeGreaterThanOrEqual(logStartOffset);
+      expect(first[1], `${topic}-${partition}: where epoch 0 begins`).toBeLessThanOrEqual(records[0]?.offset ?? logEndOffset);
+      expect(rest, `${topic}-${partition}: the epochs after 0`).toEqual(variant === 'clean' ? [] : [[1, logEndOffset]]);
+    }
+  }
+}
+
+/** Each partition's leader-epoch-checkpoint as [epoch, start offset] pairs, by `topic-partition`. */
+function readEpochs(dataDir: string, topics: Topics): Record<string, [number, number][]> {
+  const out: Record<string, [number, number][]> = {};
+  for (const [topic, partitions] of Object.entries(topics)) {
+    for (const { partition } of partitions) {
+      const lines = readFileSync(join(dataDir, `${topic}-${partition}`, 'leader-epoch-checkpoint'), 'latin1').split('\n');
+      expect(lines.slice(0, 2), `${topic}-${partition}: version and count`).toEqual(['0', String(lines.length - 3)]);
+      out[`${topic}-${partition}`] = lines.slice(2, -1).map((l) => l.split(' ').map(Number) as [number, number]);
+    }
+  }
+  return out;
+}
+
+/** The batch appended after the upgrade carries the partition's current leader epoch. */
+async function expectAppendedInEpoch(node: NodeProcess, topics: Topics, epoch: number): Promise<void> {
+  const raw = await RawClient.connect(node.url);
+  try {
+    for (const [topic, partitions] of Object.entries(topics)) {
+      for (const { partition, logEndOffset } of partitions) {
+        const fetched = await raw.request<{ partitions: { error: number; records: Uint8Array }[] }>(Kind.Fetch, {
+          maxWaitMs: 0,
+          minBytes: 0,
+          maxBytes: 1 << 20,
+          partitions: [{ topic, partition, fetchOffset: logEndOffset - 1, maxBytes: 1 << 20 }],
+        });
+        const last = splitBatches(Buffer.from(fetched.partitions[0].records)).at(-1) as Buffer;
+        expect(readBatchHeader(last).partitionLeaderEpoch, `${topic}-${partition}: the appended batch's leader epoch`).toBe(epoch);
+      }
+    }
+  } finally {
+    raw.close();
+  }
 }
 
 async function expectEverythingKept(node: NodeProcess, topics: Topics): Promise<void> {
