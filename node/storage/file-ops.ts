@@ -67,6 +67,22 @@ export function isDiskFull(err: unknown): boolean {
   return isErrno(err, 'ENOSPC') || isErrno(err, 'EDQUOT');
 }
 
+/**
+ * A failed fsync or fdatasync of log data or of a folder. After one, Linux may have dropped
+ * the dirty pages (or directory entries) and cleared the error, so a later fsync that
+ * succeeds proves nothing about them: whoever meets this stops rather than retries, as Kafka
+ * and PostgreSQL do. Keeps the errno's code, so isErrno and isDiskFull still read it.
+ */
+export class FsyncFailedError extends Error {
+  readonly code: string | undefined;
+
+  constructor(what: string, cause: unknown) {
+    super(`fsync of ${what} failed: ${(cause as Error).message}`, { cause });
+    this.name = 'FsyncFailedError';
+    this.code = (cause as NodeJS.ErrnoException).code;
+  }
+}
+
 /** Writes all of `buf` at `position`; a short write is continued, as POSIX allows one. */
 export function writeFully(ops: FileOps, fd: number, buf: Buffer, position: number): void {
   let done = 0;
@@ -123,11 +139,17 @@ export function fileSizeOrMissing(ops: FileOps, file: string): number {
   }
 }
 
-/** A new directory entry (create, rename, unlink) is durable only once its folder is fsynced. */
+/**
+ * A new directory entry (create, rename, unlink) is durable only once its folder is fsynced.
+ * Failing to open the folder (EMFILE) syncs nothing and may be retried; a failed fsync of it
+ * is an FsyncFailedError.
+ */
 export async function fsyncDir(ops: FileOps, dir: string): Promise<void> {
   const fd = ops.openSync(dir, 'r');
   try {
     await ops.fsync(fd);
+  } catch (err) {
+    throw new FsyncFailedError(`the folder ${path.basename(dir)}`, err);
   } finally {
     ops.closeSync(fd);
   }

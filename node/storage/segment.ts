@@ -10,7 +10,7 @@ import { batchSizeAt, BATCH_OVERHEAD, Compression, compressionOf, decodeBatch, l
 import type { DecodedRecord } from '../../protocol/record-batch.js';
 import { walkBatches } from './batch-walk.js';
 import type { BatchRef } from './batch-walk.js';
-import { fileSizeOrMissing, isDiskFull, isErrno, readFileSyncOrNull, readFully, writeFileDurable, writeFully } from './file-ops.js';
+import { fileSizeOrMissing, FsyncFailedError, isDiskFull, isErrno, readFileSyncOrNull, readFully, writeFileDurable, writeFully } from './file-ops.js';
 import type { FileOps } from './file-ops.js';
 import { OffsetIndex } from './offset-index.js';
 import type { ReadFdCache, ReadStateHolder } from './read-fd-cache.js';
@@ -136,32 +136,47 @@ export class LogSegment implements ReadStateHolder {
     this.sizeBytes = sizeBytes;
   }
 
-  /** fdatasync of the log file: the data up to sizeBytes survives a power loss. */
+  /**
+   * fdatasync of the log file: the data up to sizeBytes survives a power loss. A failure is
+   * an FsyncFailedError: the data may be gone from the page cache already.
+   */
   async flushData(): Promise<void> {
     if (!(this.writeFd >= 0)) throw new AssertionError(`flush of segment ${this.name} without a write fd`);
-    await this.ctx.ops.fdatasync(this.writeFd);
+    await this.fdatasyncLog();
+  }
+
+  private async fdatasyncLog(): Promise<void> {
+    try {
+      await this.ctx.ops.fdatasync(this.writeFd);
+    } catch (err) {
+      throw new FsyncFailedError(this.name, err);
+    }
   }
 
   /**
    * Makes the segment's files final: cuts any bytes a failed write left, syncs the log,
    * adds the time index's closing entry and writes both indexes (temp file, fsync, rename).
    * The folder fsync that makes the renames durable is the caller's, once for many files.
+   * Only a failed fdatasync of the log is an FsyncFailedError; may be called again after any
+   * other failure.
    */
   async seal(): Promise<void> {
     if (!(this.writeFd >= 0 && this.indexes !== null)) throw new AssertionError(`seal of segment ${this.name} that is not writable`);
     const ops = this.ctx.ops;
     if (ops.fstatSync(this.writeFd).size !== this.sizeBytes) ops.ftruncateSync(this.writeFd, this.sizeBytes);
-    await ops.fdatasync(this.writeFd);
+    await this.fdatasyncLog();
     this.indexes.sealTimeIndex();
     this.maxTimestamp = this.indexes.maxTimestamp;
     try {
       await writeFileDurable(ops, this.dir, segmentFileName(this.baseOffset, '.index'), this.indexes.offsetIndex.encode(), false);
       await writeFileDurable(ops, this.dir, segmentFileName(this.baseOffset, '.timeindex'), this.indexes.timeIndex.encode(), false);
     } catch (err) {
-      // The log itself is synced; index files only save a scan. On a full disk the segment
-      // is sealed without them (reads and the next open rebuild them) rather than failing
-      // the partition until a restart.
-      if (!isDiskFull(err)) throw err;
+      if (err instanceof AssertionError) throw err;
+      // The log itself is synced; index files only save a scan. Whatever kept them from
+      // being written (a full disk, EMFILE, EIO on the temp file or its fsync, a failed
+      // rename), the segment is sealed without them (reads and the next open rebuild them)
+      // rather than failing the partition until a restart. A temp file's failed fsync is
+      // no FsyncFailedError: it was never renamed in, so nothing trusts its bytes.
       // Files a checkpoint wrote earlier cover only part of the segment: gone too, so that
       // reads and the next open rebuild them whole rather than walk from their end.
       for (const file of [this.indexPath, this.timeIndexPath]) {
@@ -171,7 +186,8 @@ export class LogSegment implements ReadStateHolder {
           // Absent already, or the disk refuses: the next open's check rebuilds them.
         }
       }
-      this.ctx.note(`${this.name}: index files not written, the disk is full; they are rebuilt when needed`);
+      const why = isDiskFull(err) ? 'the disk is full' : (err as Error).message;
+      this.ctx.note(`${this.name}: index files not written, ${why}; they are rebuilt when needed`);
     }
   }
 
