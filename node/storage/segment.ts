@@ -329,7 +329,7 @@ export class LogSegment implements ReadStateHolder {
   private openForRead(budget?: RequestBudget): { fd: number; indexes: SegmentIndexes } {
     if (this.writeFd >= 0 && this.indexes !== null) return { fd: this.writeFd, indexes: this.indexes };
     const loaded = this.indexes ?? this.loadIndexFiles(budget);
-    this.ctx.readFds.touch(this);
+    this.ctx.readFds.touch(this, this.ctx.label);
     try {
       if (this.readFd < 0) this.readFd = this.ctx.ops.openSync(this.logPath, 'r');
     } catch (err) {
