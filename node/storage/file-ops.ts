@@ -21,7 +21,8 @@ export interface FileOps {
   readSync(fd: number, buffer: Buffer, offset: number, length: number, position: number): number;
   writeSync(fd: number, buffer: Buffer, offset: number, length: number, position: number): number;
   ftruncateSync(fd: number, length: number): void;
-  fstatSync(fd: number): { size: number };
+  /** Times in ms on the node's clock; birthtimeMs is 0 where the file system keeps none. */
+  fstatSync(fd: number): { size: number; mtimeMs: number; birthtimeMs: number };
   unlinkSync(file: string): void;
   fdatasync(fd: number): Promise<void>;
   fsync(fd: number): Promise<void>;

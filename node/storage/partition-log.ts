@@ -185,7 +185,7 @@ export class PartitionLog {
     this.recovery = recovery;
     this.producers = new ProducerStateManager(segmentContext.label);
     const active = this.active;
-    if (active.sizeBytes > 0) active.rollingStartMs = env.now();
+    if (active.sizeBytes > 0) active.rollingStartMs = active.rollingStartAfterOpen(env.now());
   }
 
   /** Opens (creating if needed) the partition folder `dir` and recovers it. */

@@ -6,7 +6,7 @@
 
 import * as path from 'node:path';
 import { AssertionError, Errors, LimitReachedError, TributaryError } from '../../protocol/errors.js';
-import { batchSizeAt, BATCH_OVERHEAD, Compression, compressionOf, decodeBatch, lastOffsetOf, readInt64, validateBatch } from '../../protocol/record-batch.js';
+import { batchSizeAt, BATCH_OVERHEAD, Compression, compressionOf, decodeBatch, lastOffsetOf, OFFSET_BASE_TIMESTAMP, readInt64, validateBatch } from '../../protocol/record-batch.js';
 import type { DecodedRecord } from '../../protocol/record-batch.js';
 import { walkBatches } from './batch-walk.js';
 import type { BatchRef } from './batch-walk.js';
@@ -128,6 +128,39 @@ export class LogSegment implements ReadStateHolder {
     this.indexes.onBatch(baseOffset, position, batch.length, batchMaxTimestamp, this.ctx.indexIntervalBytes());
     this.sizeBytes = position + batch.length;
     this.maxTimestamp = this.indexes.maxTimestamp;
+  }
+
+  /**
+   * When the segment's first record was appended, for segment.ms after a restart (Kafka
+   * rolls a segment once its first batch is that old). Not a record's timestamp: that is a
+   * device's clock, 1970 when never set (the segment would roll at every restart) or ahead
+   * (it would never roll, and retention never delete it). The node's clock is kept by the
+   * file system instead, as the .log file's birth time: a segment is created by the append
+   * that rolls to it, its first record. A partition's first segment, or one made at open,
+   * may be older than its first record: it rolls early, once, never late. Where the file
+   * system keeps no birth time (0), the first batch's base timestamp stands in. Either is
+   * capped by the last write (a restored file is born after its data) and by `nowMs` (a node
+   * clock that was ahead when the file was made must not hold the roll back).
+   */
+  rollingStartAfterOpen(nowMs: number): number {
+    if (!(this.writeFd >= 0 && this.sizeBytes > 0)) throw new AssertionError(`roll clock of segment ${this.name} that is not active or is empty`);
+    let startMs: number;
+    try {
+      const stat = this.ctx.ops.fstatSync(this.writeFd);
+      startMs = stat.birthtimeMs > 0 ? Math.min(stat.birthtimeMs, stat.mtimeMs) : Math.min(this.firstBatchTimestamp(), stat.mtimeMs);
+    } catch {
+      // The clock at open: the segment rolls at most segment.ms late.
+      return nowMs;
+    }
+    return Math.min(startMs, nowMs);
+  }
+
+  /** The first batch's base timestamp; +Infinity when it has none (-1) or cannot be read. */
+  private firstBatchTimestamp(): number {
+    const header = Buffer.alloc(BATCH_OVERHEAD);
+    if (readFully(this.ctx.ops, this.writeFd, header, 0, BATCH_OVERHEAD, 0) < BATCH_OVERHEAD) return Number.POSITIVE_INFINITY;
+    const timestampMs = readInt64(header, OFFSET_BASE_TIMESTAMP);
+    return timestampMs >= 0 ? timestampMs : Number.POSITIVE_INFINITY;
   }
 
   truncateTo(sizeBytes: number): void {
