@@ -135,7 +135,7 @@ export interface NodeMetrics {
   /** A batch appended by Produce (not a duplicate): its bytes and its header's record count. */
   countAppended(topic: string, batch: Buffer): void;
   /** Stored batches served by Fetch or pushed to a subscription (a LogRead: counted without a walk). */
-  countServed(topic: string, records: Buffer | LogRead): void;
+  countServed(topic: string, read: LogRead): void;
   /** One request answered (or given up): its time in the handler and its request-level error. */
   observeRequest(kind: number, seconds: number, response: object | undefined): void;
   /** Drops a deleted topic's series, so that they do not linger. */
@@ -208,19 +208,6 @@ export function createMetrics(gauges: MetricSources): NodeMetrics {
   };
 }
 
-/** Records in stored batches, from each header's record count: no record is decoded. */
-export function recordCountOf(records: Buffer): number {
-  let at = 0;
-  let count = 0;
-  while (records.length - at >= BATCH_OVERHEAD) {
-    const size = LOG_OVERHEAD + records.readInt32BE(at + OFFSET_LENGTH);
-    if (size < BATCH_OVERHEAD || at + size > records.length) break;
-    count += records.readInt32BE(at + OFFSET_RECORD_COUNT);
-    at += size;
-  }
-  return count;
-}
-
 function topicTrafficMetrics(registry: Registry, logs: LogManager | undefined) {
   const byTopic = new Map<string, TopicTraffic>();
   const of = (topic: string): TopicTraffic => {
@@ -260,18 +247,11 @@ function topicTrafficMetrics(registry: Registry, logs: LogManager | undefined) {
       t.bytesIn += batch.length;
       if (batch.length >= BATCH_OVERHEAD) t.recordsIn += batch.readInt32BE(OFFSET_RECORD_COUNT);
     },
-    countServed(topic: string, records: Buffer | LogRead): void {
-      if (Buffer.isBuffer(records)) {
-        if (records.length === 0) return;
-        const t = of(topic);
-        t.bytesOut += records.length;
-        t.recordsOut += recordCountOf(records);
-        return;
-      }
-      if (records.batches.length === 0) return;
+    countServed(topic: string, read: LogRead): void {
+      if (read.batches.length === 0) return;
       const t = of(topic);
-      t.bytesOut += records.bytes.length;
-      for (const batch of records.batches) t.recordsOut += batch.recordCount;
+      t.bytesOut += read.bytes.length;
+      for (const batch of read.batches) t.recordsOut += batch.recordCount;
     },
     forget(topic: string): void {
       byTopic.delete(topic);

@@ -25,6 +25,7 @@ import { encodeFrame, Kind, RESPONSE, type FetchPartitionResult, type SubscribeR
 import type { FrameTransport } from '../../protocol/transport.js';
 import type { Principal } from '../auth/acl.js';
 import { ANONYMOUS, isAllowed } from '../auth/acl.js';
+import { isRefusal } from '../partition-roles.js';
 import type { PartitionLog } from '../storage/partition-log.js';
 import { requestBudget } from '../storage/request-budget.js';
 import type { RequestBudget } from '../storage/request-budget.js';
@@ -158,8 +159,10 @@ class Subscription {
       if (budget <= 0 && bytes > 0) break;
       const log = p.log;
       const result: FetchPartitionResult = { topic: p.topic, partition: p.partition, error: Errors.NONE.code, highWatermark: -1, logStartOffset: -1, records: EMPTY };
-      if (broker.logs.partition(p.topic, p.partition) !== log) {
-        results.push({ ...result, error: Errors.UNKNOWN_TOPIC.code, message: `unknown topic or partition ${p.topic}/${p.partition}` });
+      // Deleted (and perhaps created again: another log), or now led by another node.
+      const current = broker.partitionRoles.leaderLog(p.topic, p.partition);
+      if (current !== log) {
+        results.push({ ...result, ...(isRefusal(current) ? current : { error: Errors.UNKNOWN_TOPIC.code, message: `unknown topic or partition ${p.topic}/${p.partition}` }) });
         gone.push(p);
         continue;
       }
@@ -247,7 +250,7 @@ export class ConnectionSubscriptions {
   ) {}
 
   subscribe(body: Body, principal: Principal): SubscribeResponse {
-    const { limits, logs } = this.broker;
+    const { limits } = this.broker;
     if (this.byId().size >= SUBSCRIPTIONS_MAX) {
       throw new TributaryError(Errors.INVALID_REQUEST, `a connection may hold at most ${SUBSCRIPTIONS_MAX} subscriptions; unsubscribe one first`);
     }
@@ -277,9 +280,9 @@ export class ConnectionSubscriptions {
         answers.push({ topic, partition, error: Errors.UNAUTHORIZED.code, message: `${principal.name} may not consume from '${topic}'` });
         continue;
       }
-      const log = logs.partition(topic, partition);
-      if (!log) {
-        answers.push({ topic, partition, error: Errors.UNKNOWN_TOPIC.code, message: `unknown topic or partition ${topic}/${partition}` });
+      const log = this.broker.partitionRoles.leaderLog(topic, partition);
+      if (isRefusal(log)) {
+        answers.push({ topic, partition, ...log });
         continue;
       }
       if (fetchOffset < log.logStartOffset || fetchOffset > log.logEndOffset) {

@@ -30,7 +30,7 @@ import {
 import type { BatchHeader } from '../../protocol/record-batch.js';
 import { readRecoveryCheckpoint, writeRecoveryCheckpoint } from './checkpoint.js';
 import type { TopicConfig } from './config.js';
-import { fsyncDir, isDiskFull, nodeFileOps, readFileSyncOrNull, writeFileDurable } from './file-ops.js';
+import { FsyncFailedError, fsyncDir, isDiskFull, nodeFileOps, readFileSyncOrNull, writeFileDurable } from './file-ops.js';
 import type { FileOps } from './file-ops.js';
 import { ReadFdCache } from './read-fd-cache.js';
 import { LeaderEpochCache, readLeaderEpochCheckpoint, UNDEFINED_EPOCH, writeLeaderEpochCheckpoint } from './leader-epoch.js';
@@ -224,7 +224,7 @@ export class PartitionLog {
     this.recovery = recovery;
     this.producers = new ProducerStateManager(segmentContext.label);
     const active = this.active;
-    if (active.sizeBytes > 0) active.rollingStartMs = env.now();
+    if (active.sizeBytes > 0) active.rollingStartMs = active.rollingStartAfterOpen(env.now());
   }
 
   /** Opens (creating if needed) the partition folder `dir` and recovers it. */
@@ -525,6 +525,8 @@ export class PartitionLog {
     if (this.closed || this.failure !== null) return;
     // A snapshot that cannot be written costs a longer replay; the step below still runs.
     const snapshot = this._logEndOffset !== this.lastSnapshotOffset ? this.snapshotProducerState() : RESOLVED;
+    // Awaited last: a failed sync below must not leave its failure unhandled (a crash).
+    snapshot.catch(noop);
     // And the active segment's indexes up to what is synced: run as a sync (never beside
     // one), which also syncs whatever was appended since the last. Not under flush=os,
     // which asked for no fsync but at roll and close; and only once the segment grew by
@@ -911,8 +913,9 @@ export class PartitionLog {
     const i = this.unsealed.indexOf(last);
     if (i >= 0) this.unsealed.splice(i, 1);
     const dropped = last.cutAt(offset);
-    // segment.ms counts from now for a sealed segment that is active again.
-    if (last.rollingStartMs < 0 && last.sizeBytes > 0) last.rollingStartMs = this.env.now();
+    // A sealed segment active again rolls as one reopened after a restart does: segment.ms
+    // from its first record.
+    if (last.rollingStartMs < 0 && last.sizeBytes > 0) last.rollingStartMs = last.rollingStartAfterOpen(this.env.now());
     return dropped >= 0 ? Math.min(offset, dropped) : offset;
   }
 
@@ -1109,8 +1112,16 @@ export class PartitionLog {
     this.syncInFlight = this.syncTo(this._logEndOffset).then(
       () => waiter.resolve(),
       (err: unknown) => {
-        this.failure ??= new TributaryError(Errors.STORAGE_ERROR, `${this.label}: fsync failed: ${(err as Error).message}`, { cause: err });
-        waiter.reject(this.failure);
+        if (err instanceof FsyncFailedError) {
+          this.failure ??= new TributaryError(Errors.STORAGE_ERROR, `${this.label}: ${err.message}`, { cause: err });
+          waiter.reject(this.failure);
+          return;
+        }
+        // Nothing was claimed durable that is not (see syncTo): these waiters are told, and
+        // the next sync tries again, asked for by the next append, a producer's retry, the
+        // flush timer (re-armed here) or close.
+        waiter.reject(new TributaryError(Errors.STORAGE_ERROR, `${this.label}: sync failed, tried again at the next: ${(err as Error).message}`, { cause: err }));
+        if (this.topicConfig.flush === 'interval' && !this.closed) this.armFlushTimer();
       },
     );
     void this.syncInFlight.then(() => {
@@ -1131,6 +1142,15 @@ export class PartitionLog {
    * index files), fsyncs the folder, moves the checkpoint past them, fdatasyncs the active
    * segment, then advances the recovery point. Order matters: the checkpoint may only claim
    * what is sealed, and the recovery point only what is synced.
+   *
+   * Only an FsyncFailedError fails the partition: a failed fdatasync of a segment's log, or
+   * a failed fsync of the folder (it holds the names of the segment files: once its fsync
+   * failed, Linux may have dropped those entries and a later fsync that succeeds proves
+   * nothing). Anything else (EMFILE opening the folder, a failed ftruncate before a seal's
+   * fdatasync) happens before the step it stops, so the recovery point and the checkpoint
+   * have claimed nothing yet; the sealing segments stay unsealed (seal() may run again), the
+   * folder stays due for its fsync, and the next sync repeats the steps. Index files and the
+   * checkpoint file only save work at the next start: failing to write them is noted.
    */
   private async syncTo(target: number): Promise<void> {
     const active = this.active;
@@ -1142,7 +1162,12 @@ export class PartitionLog {
     for (const segment of sealing) await segment.seal();
     if (this.dirNeedsSync || sealing.length > 0) {
       this.dirNeedsSync = false;
-      await fsyncDir(this.env.ops, this.dir);
+      try {
+        await fsyncDir(this.env.ops, this.dir);
+      } catch (err) {
+        this.dirNeedsSync = true;
+        throw err;
+      }
     }
     if (sealing.length > 0) {
       this.unsealed.splice(0, sealing.length);
@@ -1158,9 +1183,11 @@ export class PartitionLog {
       try {
         await writeRecoveryCheckpoint(this.env.ops, this.dir, firstUnsealed.baseOffset);
       } catch (err) {
-        // An old checkpoint only makes the next unclean start scan more; a full disk must
-        // not fail the partition for it.
-        if (!isDiskFull(err)) throw err;
+        // An old checkpoint only makes the next unclean start scan more: a full disk, EMFILE
+        // or EIO on its temp file must not fail the partition for it. Its folder fsync is
+        // the folder's, as above.
+        if (err instanceof FsyncFailedError) throw err;
+        this.segmentContext.note(`recovery point checkpoint at ${firstUnsealed.baseOffset} not written: ${(err as Error).message}`);
       }
     }
     if (active.isWritable) await active.flushData();
@@ -1188,6 +1215,8 @@ export class PartitionLog {
       // A roll during the writes made another segment active: its checkpoint is still to come.
       if (this.active === active) this.activeCheckpointPosition = position;
     } catch (err) {
+      // The folder's fsync failing is the folder's, as in syncTo.
+      if (err instanceof FsyncFailedError) throw err;
       this.segmentContext.note(`${active.name}: checkpoint of its indexes not written: ${(err as Error).message}`);
     }
   }

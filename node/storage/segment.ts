@@ -12,6 +12,8 @@ import {
   Compression,
   compressionOf,
   decodeBatch,
+  lastOffsetOf,
+  OFFSET_BASE_TIMESTAMP,
   OFFSET_LAST_OFFSET_DELTA,
   OFFSET_LEADER_EPOCH,
   OFFSET_RECORD_COUNT,
@@ -21,7 +23,7 @@ import {
 import type { DecodedRecord } from '../../protocol/record-batch.js';
 import { walkBatches } from './batch-walk.js';
 import type { BatchRef } from './batch-walk.js';
-import { fileSizeOrMissing, isDiskFull, isErrno, readFileSyncOrNull, readFully, writeFileDurable, writeFully } from './file-ops.js';
+import { fileSizeOrMissing, FsyncFailedError, isDiskFull, isErrno, readFileSyncOrNull, readFully, writeFileDurable, writeFully } from './file-ops.js';
 import type { FileOps } from './file-ops.js';
 import { OffsetIndex } from './offset-index.js';
 import type { ReadFdCache, ReadStateHolder } from './read-fd-cache.js';
@@ -164,6 +166,39 @@ export class LogSegment implements ReadStateHolder {
     this.maxTimestamp = this.indexes.maxTimestamp;
   }
 
+  /**
+   * When the segment's first record was appended, for segment.ms after a restart (Kafka
+   * rolls a segment once its first batch is that old). Not a record's timestamp: that is a
+   * device's clock, 1970 when never set (the segment would roll at every restart) or ahead
+   * (it would never roll, and retention never delete it). The node's clock is kept by the
+   * file system instead, as the .log file's birth time: a segment is created by the append
+   * that rolls to it, its first record. A partition's first segment, or one made at open,
+   * may be older than its first record: it rolls early, once, never late. Where the file
+   * system keeps no birth time (0), the first batch's base timestamp stands in. Either is
+   * capped by the last write (a restored file is born after its data) and by `nowMs` (a node
+   * clock that was ahead when the file was made must not hold the roll back).
+   */
+  rollingStartAfterOpen(nowMs: number): number {
+    if (!(this.writeFd >= 0 && this.sizeBytes > 0)) throw new AssertionError(`roll clock of segment ${this.name} that is not active or is empty`);
+    let startMs: number;
+    try {
+      const stat = this.ctx.ops.fstatSync(this.writeFd);
+      startMs = stat.birthtimeMs > 0 ? Math.min(stat.birthtimeMs, stat.mtimeMs) : Math.min(this.firstBatchTimestamp(), stat.mtimeMs);
+    } catch {
+      // The clock at open: the segment rolls at most segment.ms late.
+      return nowMs;
+    }
+    return Math.min(startMs, nowMs);
+  }
+
+  /** The first batch's base timestamp; +Infinity when it has none (-1) or cannot be read. */
+  private firstBatchTimestamp(): number {
+    const header = Buffer.alloc(BATCH_OVERHEAD);
+    if (readFully(this.ctx.ops, this.writeFd, header, 0, BATCH_OVERHEAD, 0) < BATCH_OVERHEAD) return Number.POSITIVE_INFINITY;
+    const timestampMs = readInt64(header, OFFSET_BASE_TIMESTAMP);
+    return timestampMs >= 0 ? timestampMs : Number.POSITIVE_INFINITY;
+  }
+
   truncateTo(sizeBytes: number): void {
     if (!(sizeBytes >= 0)) throw new AssertionError(`truncating ${this.name} to ${sizeBytes} bytes`);
     this.ctx.ops.ftruncateSync(this.openWriteFd(), sizeBytes);
@@ -200,32 +235,47 @@ export class LogSegment implements ReadStateHolder {
     return first === null ? -1 : first.baseOffset;
   }
 
-  /** fdatasync of the log file: the data up to sizeBytes survives a power loss. */
+  /**
+   * fdatasync of the log file: the data up to sizeBytes survives a power loss. A failure is
+   * an FsyncFailedError: the data may be gone from the page cache already.
+   */
   async flushData(): Promise<void> {
     if (!(this.writeFd >= 0)) throw new AssertionError(`flush of segment ${this.name} without a write fd`);
-    await this.ctx.ops.fdatasync(this.writeFd);
+    await this.fdatasyncLog();
+  }
+
+  private async fdatasyncLog(): Promise<void> {
+    try {
+      await this.ctx.ops.fdatasync(this.writeFd);
+    } catch (err) {
+      throw new FsyncFailedError(this.name, err);
+    }
   }
 
   /**
    * Makes the segment's files final: cuts any bytes a failed write left, syncs the log,
    * adds the time index's closing entry and writes both indexes (temp file, fsync, rename).
    * The folder fsync that makes the renames durable is the caller's, once for many files.
+   * Only a failed fdatasync of the log is an FsyncFailedError; may be called again after any
+   * other failure.
    */
   async seal(): Promise<void> {
     if (!(this.writeFd >= 0 && this.indexes !== null)) throw new AssertionError(`seal of segment ${this.name} that is not writable`);
     const ops = this.ctx.ops;
     if (ops.fstatSync(this.writeFd).size !== this.sizeBytes) ops.ftruncateSync(this.writeFd, this.sizeBytes);
-    await ops.fdatasync(this.writeFd);
+    await this.fdatasyncLog();
     this.indexes.sealTimeIndex();
     this.maxTimestamp = this.indexes.maxTimestamp;
     try {
       await writeFileDurable(ops, this.dir, segmentFileName(this.baseOffset, '.index'), this.indexes.offsetIndex.encode(), false);
       await writeFileDurable(ops, this.dir, segmentFileName(this.baseOffset, '.timeindex'), this.indexes.timeIndex.encode(), false);
     } catch (err) {
-      // The log itself is synced; index files only save a scan. On a full disk the segment
-      // is sealed without them (reads and the next open rebuild them) rather than failing
-      // the partition until a restart.
-      if (!isDiskFull(err)) throw err;
+      if (err instanceof AssertionError) throw err;
+      // The log itself is synced; index files only save a scan. Whatever kept them from
+      // being written (a full disk, EMFILE, EIO on the temp file or its fsync, a failed
+      // rename), the segment is sealed without them (reads and the next open rebuild them)
+      // rather than failing the partition until a restart. A temp file's failed fsync is
+      // no FsyncFailedError: it was never renamed in, so nothing trusts its bytes.
       // Files a checkpoint wrote earlier cover only part of the segment: gone too, so that
       // reads and the next open rebuild them whole rather than walk from their end.
       for (const file of [this.indexPath, this.timeIndexPath]) {
@@ -235,7 +285,8 @@ export class LogSegment implements ReadStateHolder {
           // Absent already, or the disk refuses: the next open's check rebuilds them.
         }
       }
-      this.ctx.note(`${this.name}: index files not written, the disk is full; they are rebuilt when needed`);
+      const why = isDiskFull(err) ? 'the disk is full' : (err as Error).message;
+      this.ctx.note(`${this.name}: index files not written, ${why}; they are rebuilt when needed`);
     }
   }
 
@@ -377,7 +428,7 @@ export class LogSegment implements ReadStateHolder {
   private openForRead(budget?: RequestBudget): { fd: number; indexes: SegmentIndexes } {
     if (this.writeFd >= 0 && this.indexes !== null) return { fd: this.writeFd, indexes: this.indexes };
     const loaded = this.indexes ?? this.loadIndexFiles(budget);
-    this.ctx.readFds.touch(this);
+    this.ctx.readFds.touch(this, this.ctx.label);
     try {
       if (this.readFd < 0) this.readFd = this.ctx.ops.openSync(this.logPath, 'r');
     } catch (err) {
