@@ -276,6 +276,17 @@ describe('the high watermark of a follower', () => {
     expect(tributaryError(() => log.append(makeBatch()))).toBe('NOT_LEADER');
     expect(storedBatches(log).map(([, , epoch]) => epoch)).toEqual([0, 0, 0, 1]);
   });
+
+  it("drops an epoch it began as leader and wrote nothing in, when the leader's next batch comes in another", async () => {
+    const log = await openLog('f', { follower: true });
+    await log.appendAsFollower(Buffer.concat([0, 1].map((base) => leaderBatch({ base, epoch: 0 }))));
+    await log.becomeLeader(2);
+    await log.becomeFollower();
+    expect(log.leaderEpochs()).toEqual([{ epoch: 0, startOffset: 0 }, { epoch: 2, startOffset: 2 }]);
+    await log.appendAsFollower(leaderBatch({ base: 2, epoch: 3 }));
+    expect(log.leaderEpochs()).toEqual([{ epoch: 0, startOffset: 0 }, { epoch: 3, startOffset: 2 }]);
+    expect(epochCheckpoint('f')).toBe('0\n2\n0 0\n3 2\n');
+  });
 });
 
 /** A follower with 40 one-record batches of epochs 0 (0..19), 1 (20..29) and 2 (30..39), over several segments. */
