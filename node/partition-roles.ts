@@ -34,13 +34,19 @@ export interface PartitionRoleView {
 
 /** What sync/ uses to move leadership (node/broker.ts hands it out as `Broker.partitionRoles`). */
 export interface PartitionRoleControl extends PartitionRoleView {
-  /** This node leads the partition (the default). UNKNOWN_TOPIC if it has no such partition. */
-  lead(topic: string, partition: number): void;
+  /**
+   * This node leads the partition (the default) in `leaderEpoch`, never below the log's
+   * latest: the epoch begins at the log end, durably, before the partition is served as led
+   * here. UNKNOWN_TOPIC if the node has no such partition.
+   */
+  lead(topic: string, partition: number, leaderEpoch: number): Promise<void>;
   /**
    * Another node leads the partition; `leader` is its node id when known ('' when not), which
-   * Metadata names so that clients go there. UNKNOWN_TOPIC if this node has no such partition.
+   * Metadata names so that clients go there. Refused here at once; the log takes only its
+   * leader's batches from then on, and waiting fetches and subscriptions are woken to be told.
+   * UNKNOWN_TOPIC if this node has no such partition.
    */
-  follow(topic: string, partition: number, leader?: string): void;
+  follow(topic: string, partition: number, leader?: string): Promise<void>;
 }
 
 export function isRefusal(found: PartitionLog | PartitionRefusal): found is PartitionRefusal {
@@ -77,12 +83,17 @@ export class PartitionRoles implements PartitionRoleControl {
     return { error: Errors.NOT_LEADER.code, message: `this node does not lead ${topic}/${partition}${leader === '' ? '' : `; node ${leader} does`}` };
   }
 
-  lead(topic: string, partition: number): void {
-    this.followed.delete(this.existing(topic, partition));
+  async lead(topic: string, partition: number, leaderEpoch: number): Promise<void> {
+    const log = this.existing(topic, partition);
+    await log.becomeLeader(leaderEpoch);
+    this.followed.delete(log);
   }
 
-  follow(topic: string, partition: number, leader = ''): void {
-    this.followed.set(this.existing(topic, partition), leader);
+  async follow(topic: string, partition: number, leader = ''): Promise<void> {
+    const log = this.existing(topic, partition);
+    // Refused by every handler from this turn on, before the log's own switch completes.
+    this.followed.set(log, leader);
+    await log.becomeFollower();
   }
 
   private existing(topic: string, partition: number): PartitionLog {

@@ -183,7 +183,7 @@ describe('the partition-role lookup', () => {
     });
     expect(subscribed.partitions[0].error).toBe(0);
 
-    broker.partitionRoles.follow('roles', 1, 'node-b');
+    await broker.partitionRoles.follow('roles', 1, 'node-b');
     expect(broker.partitionRoles.roleOf('roles', 1)).toBe('follower');
     expect(broker.partitionRoles.roleOf('roles', 0)).toBe('leader');
     expect(broker.partitionRoles.roleOf('roles', 2)).toBe('none');
@@ -210,20 +210,36 @@ describe('the partition-role lookup', () => {
     expect(await leaders()).toEqual([broker.nodeId, 'node-b']);
     const metadata = await a.request<Metadata>(Kind.Metadata, { topics: ['roles'] });
     expect(metadata.topics[0].partitions.map((p) => p.leaderEpoch)).toEqual([0, 1].map((p) => broker.logs.partition('roles', p)!.leaderEpoch));
-    broker.partitionRoles.follow('roles', 1);
+    await broker.partitionRoles.follow('roles', 1);
     expect(await leaders()).toEqual([broker.nodeId, '']);
 
-    // What replication appends to a followed partition reaches the subscription taken while
-    // it was led here as NOT_LEADER, once, and the partition leaves it.
-    broker.logs.partition('roles', 1)!.append(makeBatch({ fill: 9 }));
+    // The subscription taken while it was led here is told NOT_LEADER, once, and the
+    // partition leaves it: the change of role woke it, no append needed.
+    expect(() => broker.logs.partition('roles', 1)!.append(makeBatch({ fill: 9 }))).toThrow(/NOT_LEADER/);
     let push = await a.nextPush(10_000);
     while (push !== null && (push.body.subscriptionId as number) !== subscribed.subscriptionId) push = await a.nextPush(10_000);
     expect((push?.body.partitions as { partition: number; error: number }[]).map((p) => [p.partition, p.error])).toEqual([[1, NOT_LEADER]]);
 
     // Led here again: served again.
-    broker.partitionRoles.lead('roles', 1);
+    const log = broker.logs.partition('roles', 1)!;
+    const epoch = log.leaderEpoch + 1;
+    await broker.partitionRoles.lead('roles', 1, epoch);
+    expect(log.leaderEpochs().at(-1)).toEqual({ epoch, startOffset: log.logEndOffset });
     expect(errors(await a.request<PartitionAnswers>(Kind.Produce, { acks: 1, timeoutMs: 10_000, partitions: both({ records: makeBatch() }) }))).toEqual([0, 0]);
     expect(await leaders()).toEqual([broker.nodeId, broker.nodeId]);
+  });
+
+  // Bounded below the 30 s long poll: without the wake the answer would come only when it ends.
+  it('wakes a long poll waiting on a partition that comes to be followed, and answers it NOT_LEADER', { timeout: 15_000 }, async () => {
+    const a = await raw(admin);
+    const log = broker.logs.partition('roles', 0)!;
+    const waiting = a.request<PartitionAnswers>(Kind.Fetch, { maxWaitMs: 30_000, partitions: [{ topic: 'roles', partition: 0, fetchOffset: log.logEndOffset, maxBytes: 1 << 20 }] });
+    // The fetch is parked once its partition has a waiter on it.
+    while (broker.stats().fetchesWaiting === 0) await new Promise((r) => setImmediate(r));
+    await broker.partitionRoles.follow('roles', 0, 'node-b');
+    const answer = await waiting;
+    expect(answer.partitions.map((p) => p.error)).toEqual([Errors.NOT_LEADER.code]);
+    await broker.partitionRoles.lead('roles', 0, log.leaderEpoch + 1);
   });
 });
 

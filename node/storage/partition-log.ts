@@ -799,6 +799,8 @@ export class PartitionLog {
       if (this.follower) return;
       this.followerHighWatermark = this.highWatermark;
       this.follower = true;
+      // Long polls and subscriptions waiting on this log wake and learn it is no longer led here.
+      this.scheduleNotify();
     });
   }
 

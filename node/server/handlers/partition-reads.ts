@@ -64,7 +64,7 @@ export async function readPartitions<W extends WantedPartition>(wanted: W[], pla
   for (;;) {
     const remaining = waitUntil - Date.now();
     if (remaining <= 0 || ctx.broker.shuttingDown || ctx.signal.aborted) break;
-    if (anyReady(wanted, plan)) {
+    if (anyReady(wanted, plan, ctx)) {
       if (minBytes <= 1) break;
       measured ??= { bytes: readAll(wanted, plan, maxBytes, ctx, reading).bytes, sizes: wanted.map((w) => w.log?.sizeBytes ?? 0) };
       let grown = 0;
@@ -94,15 +94,17 @@ function present(wanted: WantedPartition[]): PartitionLog[] {
 
 /**
  * True when some partition would answer at once: it has data below where reads stop at the
- * fetch offset, or the offset is out of range, or the partition is not served. A consumer's
- * offset between the high watermark and the log end (flush=batch, fsync pending) waits, as
- * in Kafka, rather than answering empty in a busy loop.
+ * fetch offset, or the offset is out of range, or the partition is not served (or no longer:
+ * a change of role wakes the wait too). A consumer's offset between the high watermark and
+ * the log end (flush=batch, fsync pending) waits, as in Kafka, rather than answering empty
+ * in a busy loop.
  */
-function anyReady<W extends WantedPartition>(wanted: W[], plan: ReadPlan<W>): boolean {
+function anyReady<W extends WantedPartition>(wanted: W[], plan: ReadPlan<W>, ctx: RequestContext): boolean {
   for (const w of wanted) {
     const log = w.log;
     if (!log) return true;
     if (w.fetchOffset < plan.readsTo(log) || w.fetchOffset > log.logEndOffset || w.fetchOffset < log.logStartOffset) return true;
+    if (ctx.broker.partitionRoles.leaderLog(w.topic, w.partition) !== log) return true;
   }
   return false;
 }
