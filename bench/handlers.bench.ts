@@ -13,6 +13,7 @@ import { bench, do_not_optimize, group, run } from 'mitata';
 import { ANONYMOUS } from '../node/auth/acl.js';
 import { DEFAULT_LIMITS } from '../node/config.js';
 import { silentLogger } from '../node/logger.js';
+import { PartitionRoles } from '../node/partition-roles.js';
 import type { BrokerContext, RequestContext } from '../node/server/context.js';
 import { FetchWaiter } from '../node/server/fetch-waiter.js';
 import { handleFetch } from '../node/server/handlers/fetch.js';
@@ -54,6 +55,7 @@ function requestContext(current: () => PartitionLog): RequestContext {
     logger: silentLogger,
     shuttingDown: false,
     logs: { partition: (topic: string, partition: number) => (topic === 'readings' && partition === 0 ? current() : undefined) },
+    partitionRoles: new PartitionRoles('bench', { partition: (topic: string, partition: number) => (topic === 'readings' && partition === 0 ? current() : undefined) }),
     metrics: { countAppended: NOOP, countServed: NOOP, duplicateBatches: { inc: NOOP }, limitReached: { inc: NOOP }, requestsUnauthorized: { inc: NOOP } },
     diskGuard: { refuses: () => false, noteAppended: NOOP },
     fetchWaiter: new FetchWaiter(),

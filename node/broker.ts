@@ -15,7 +15,9 @@ import { DEFAULT_LIMITS, DEFAULT_STORAGE, type Limits, type StorageConfig } from
 import { createLogger, type Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { loadOrCreateNodeIdentity, loadOrCreateNodeMeta, lockDataDir, type NodeMeta } from './node-meta.js';
+import { PartitionRoles, type PartitionRoleControl } from './partition-roles.js';
 import { ProducerIdAllocator } from './producer-ids.js';
+import { ReplicaProgress, type ReplicaProgressView } from './replica-progress.js';
 import { acceptConnection, PRE_AUTH_FRAME_BYTES_MAX, type NodeIdentity } from './server/accept.js';
 import type { Connection } from './server/connection.js';
 import type { BrokerContext, Faults } from './server/context.js';
@@ -97,6 +99,10 @@ export interface Broker {
   /** The background jobs: retention, compaction, checkpoints, the disk guard. */
   readonly maintenance: Scheduler;
   readonly diskGuard: DiskGuard;
+  /** Which partitions this node leads (all it has, until sync/ makes it follow some). */
+  readonly partitionRoles: PartitionRoleControl;
+  /** How far each follower's log reaches, per partition this node leads (ReplicaFetch). */
+  readonly replicaProgress: ReplicaProgressView;
   /** Live figures for health checks and tests. */
   stats(): BrokerStats;
   /** Answers what is in progress, flushes every log and writes the clean-shutdown marker. */
@@ -276,8 +282,12 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
     },
   });
   warnIfGuardCannotDrop(storage, logs, options.topicDefaults, logger);
+  const partitionRoles = new PartitionRoles(meta.nodeId, logs);
+  const replicaProgress = new ReplicaProgress(now);
   const context: BrokerContext = {
     nodeId: meta.nodeId,
+    partitionRoles,
+    replicaProgress,
     diskGuard,
     sessions,
     sendBudget,
@@ -361,6 +371,8 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
     anonymous,
     maintenance,
     diskGuard,
+    partitionRoles,
+    replicaProgress,
     stats() {
       let requestsInFlight = 0;
       let sendBufferedBytes = 0;

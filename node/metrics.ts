@@ -20,6 +20,7 @@ import { BATCH_OVERHEAD, LOG_OVERHEAD, OFFSET_LENGTH, OFFSET_RECORD_COUNT } from
 import type { GroupCoordinator } from './groups/coordinator.js';
 import type { ConsumerOffsets } from './groups/offsets-store.js';
 import type { LogManager } from './storage/log-manager.js';
+import type { LogRead } from './storage/partition-log.js';
 
 /**
  * Why a connection ended. The first group is ordinary; every other reason is a peer that
@@ -133,8 +134,8 @@ export interface NodeMetrics {
   readonly compactionRemovedBytes: Counter<'topic'>;
   /** A batch appended by Produce (not a duplicate): its bytes and its header's record count. */
   countAppended(topic: string, batch: Buffer): void;
-  /** Stored batches served by Fetch or pushed to a subscription. */
-  countServed(topic: string, records: Buffer): void;
+  /** Stored batches served by Fetch or pushed to a subscription (a LogRead: counted without a walk). */
+  countServed(topic: string, read: LogRead): void;
   /** One request answered (or given up): its time in the handler and its request-level error. */
   observeRequest(kind: number, seconds: number, response: object | undefined): void;
   /** Drops a deleted topic's series, so that they do not linger. */
@@ -207,19 +208,6 @@ export function createMetrics(gauges: MetricSources): NodeMetrics {
   };
 }
 
-/** Records in stored batches, from each header's record count: no record is decoded. */
-export function recordCountOf(records: Buffer): number {
-  let at = 0;
-  let count = 0;
-  while (records.length - at >= BATCH_OVERHEAD) {
-    const size = LOG_OVERHEAD + records.readInt32BE(at + OFFSET_LENGTH);
-    if (size < BATCH_OVERHEAD || at + size > records.length) break;
-    count += records.readInt32BE(at + OFFSET_RECORD_COUNT);
-    at += size;
-  }
-  return count;
-}
-
 function topicTrafficMetrics(registry: Registry, logs: LogManager | undefined) {
   const byTopic = new Map<string, TopicTraffic>();
   const of = (topic: string): TopicTraffic => {
@@ -259,11 +247,11 @@ function topicTrafficMetrics(registry: Registry, logs: LogManager | undefined) {
       t.bytesIn += batch.length;
       if (batch.length >= BATCH_OVERHEAD) t.recordsIn += batch.readInt32BE(OFFSET_RECORD_COUNT);
     },
-    countServed(topic: string, records: Buffer): void {
-      if (records.length === 0) return;
+    countServed(topic: string, read: LogRead): void {
+      if (read.batches.length === 0) return;
       const t = of(topic);
-      t.bytesOut += records.length;
-      t.recordsOut += recordCountOf(records);
+      t.bytesOut += read.bytes.length;
+      for (const batch of read.batches) t.recordsOut += batch.recordCount;
     },
     forget(topic: string): void {
       byTopic.delete(topic);

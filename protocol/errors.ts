@@ -20,6 +20,7 @@ export const Errors = {
   OFFSET_OUT_OF_RANGE: spec(1, 'OFFSET_OUT_OF_RANGE', false, 'offset is outside the log'),
   CORRUPT_BATCH: spec(2, 'CORRUPT_BATCH', true, 'record batch failed validation'),
   UNKNOWN_TOPIC: spec(3, 'UNKNOWN_TOPIC', true, 'topic or partition does not exist'),
+  /** Kafka's NOT_LEADER_OR_FOLLOWER: another node leads the partition (node/partition-roles.ts). */
   NOT_LEADER: spec(6, 'NOT_LEADER', true, 'this node does not lead the partition'),
   REQUEST_TIMED_OUT: spec(7, 'REQUEST_TIMED_OUT', true, 'request timed out'),
   BATCH_TOO_LARGE: spec(10, 'BATCH_TOO_LARGE', false, 'batch is larger than the topic allows'),
@@ -28,6 +29,8 @@ export const Errors = {
   NOT_ENOUGH_REPLICAS: spec(19, 'NOT_ENOUGH_REPLICAS', true, 'not enough in-sync replicas'),
   INVALID_REQUIRED_ACKS: spec(21, 'INVALID_REQUIRED_ACKS', false, 'acks must be 0, 1 or -1'),
   UNAUTHORIZED: spec(29, 'UNAUTHORIZED', false, 'not authorized'),
+  /** An internal request kind (node to node: ReplicaFetch) from a principal that is no node. */
+  CLUSTER_AUTHORIZATION_FAILED: spec(31, 'CLUSTER_AUTHORIZATION_FAILED', false, 'only a node may make this request'),
   UNSUPPORTED_VERSION: spec(35, 'UNSUPPORTED_VERSION', false, 'protocol version not supported'),
   TOPIC_ALREADY_EXISTS: spec(36, 'TOPIC_ALREADY_EXISTS', false, 'topic already exists'),
   INVALID_PARTITIONS: spec(37, 'INVALID_PARTITIONS', false, 'invalid partition count'),
@@ -42,6 +45,10 @@ export const Errors = {
   STALE_MEMBER_EPOCH: spec(113, 'STALE_MEMBER_EPOCH', true, 'the member epoch is behind; heartbeat, then commit again'),
   NON_EMPTY_GROUP: spec(68, 'NON_EMPTY_GROUP', false, 'the group has live members'),
   GROUP_ID_NOT_FOUND: spec(69, 'GROUP_ID_NOT_FOUND', false, 'the group has neither members nor committed offsets'),
+  /** KIP-320: the request's leader epoch is older than the leader's: its sender missed a leader change. */
+  FENCED_LEADER_EPOCH: spec(74, 'FENCED_LEADER_EPOCH', true, 'the leader epoch is older than the leader\'s; refresh metadata'),
+  /** KIP-320: the request's leader epoch is newer than the leader's: this node has not learnt of it yet. */
+  UNKNOWN_LEADER_EPOCH: spec(75, 'UNKNOWN_LEADER_EPOCH', true, 'the leader epoch is newer than the leader\'s; retry'),
   /** A codec the node cannot inflate (snappy, lz4, zstd), so it cannot check the records. */
   UNSUPPORTED_COMPRESSION_TYPE: spec(76, 'UNSUPPORTED_COMPRESSION_TYPE', false, 'the node does not accept this compression codec'),
   INVALID_RECORD: spec(87, 'INVALID_RECORD', false, 'a record failed the node\'s validation'),

@@ -40,6 +40,8 @@ export enum Kind {
   AlterConfigs = 18,
   DescribeConfigs = 19,
   OffsetsForLeaderEpoch = 20,
+  /** Internal (node to node): a follower reads a leader's log. Admitted only to `node` credentials. */
+  ReplicaFetch = 21,
 }
 
 /** ListOffsets sentinels, as Kafka: the next offset to be written, and the first kept. */
@@ -368,6 +370,46 @@ export interface DescribeConfigsResponse extends ErrorBody {
   topics: (TopicResult & { configs: { name: string; value: string | number; source: ConfigSource }[] })[];
 }
 
+/**
+ * Kafka's Fetch from a follower (replicaId set), our own kind: internal, admitted only to
+ * principals whose credential role is `node`. A follower reads whole stored batches from
+ * `fetchOffset` up to the leader's log end (past the high watermark, which it needs in
+ * order to move it), and its `fetchOffset` tells the leader how far its own log reaches.
+ * `currentLeaderEpoch` (KIP-320), when given, must be the leader's: older answers
+ * FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH.
+ */
+export interface ReplicaFetchPartition {
+  topic: string;
+  partition: number;
+  fetchOffset: number;
+  currentLeaderEpoch?: number;
+  /** Per-partition byte limit; at least one whole batch is returned even if larger. */
+  maxBytes: number;
+}
+export interface ReplicaFetchRequest {
+  /** The follower's node id, a label in logs; the leader knows it by its credential's key. */
+  replicaId?: string;
+  maxWaitMs: number;
+  maxBytes: number;
+  partitions: ReplicaFetchPartition[];
+}
+export interface ReplicaFetchPartitionResult {
+  topic: string;
+  partition: number;
+  error: number;
+  message?: string;
+  /** The leader's current leader epoch; -1 with an error that names no partition of its. */
+  leaderEpoch: number;
+  highWatermark: number;
+  logStartOffset: number;
+  logEndOffset: number;
+  /** Whole stored batches, concatenated, as they are on the leader's disk. */
+  records: Uint8Array;
+}
+export interface ReplicaFetchResponse extends ErrorBody {
+  partitions: ReplicaFetchPartitionResult[];
+}
+
 export interface RequestBodies {
   [Kind.Hello]: HelloRequest;
   [Kind.Metadata]: MetadataRequest;
@@ -388,6 +430,7 @@ export interface RequestBodies {
   [Kind.AlterConfigs]: AlterConfigsRequest;
   [Kind.DescribeConfigs]: DescribeConfigsRequest;
   [Kind.OffsetsForLeaderEpoch]: OffsetsForLeaderEpochRequest;
+  [Kind.ReplicaFetch]: ReplicaFetchRequest;
 }
 export interface ResponseBodies {
   [Kind.Hello]: HelloResponse;
@@ -409,6 +452,7 @@ export interface ResponseBodies {
   [Kind.AlterConfigs]: AlterConfigsResponse;
   [Kind.DescribeConfigs]: DescribeConfigsResponse;
   [Kind.OffsetsForLeaderEpoch]: OffsetsForLeaderEpochResponse;
+  [Kind.ReplicaFetch]: ReplicaFetchResponse;
 }
 
 export interface Frame {

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type Connection } from '../devices/index.js';
 import { startBroker, type Broker } from '../node/broker.js';
 import { silentLogger } from '../node/logger.js';
-import { createMetrics, recordCountOf, REQUEST_DURATION_BUCKETS_SECONDS } from '../node/metrics.js';
+import { createMetrics, REQUEST_DURATION_BUCKETS_SECONDS } from '../node/metrics.js';
 import { Errors } from '../protocol/errors.js';
 import { Kind, LATEST_TIMESTAMP } from '../protocol/frames.js';
 import { encodeBatch } from '../protocol/record-batch.js';
@@ -446,21 +446,15 @@ describe('createMetrics', () => {
     expect(b.at(-1)).toBeGreaterThanOrEqual(30);
   });
 
-  it('counts records from batch headers only, and no trailing partial batch', () => {
-    const a = encodeBatch(values(3, 'a'));
-    const b = encodeBatch(values(5, 'b'));
-    expect(recordCountOf(Buffer.concat([a, b]))).toBe(8);
-    expect(recordCountOf(Buffer.concat([a, b.subarray(0, b.length - 1)]))).toBe(3);
-    expect(recordCountOf(Buffer.alloc(0))).toBe(0);
-  });
-
   it('counts appended and served batches per topic and forgets a topic', async () => {
     const metrics = createMetrics(sources);
     try {
       const batch = encodeBatch(values(4, 't'));
       metrics.countAppended('t', batch);
-      metrics.countServed('t', Buffer.concat([batch, batch]));
-      metrics.countServed('t', Buffer.alloc(0));
+      // A read describes its batches: the records counted are theirs, no byte walked.
+      const stored = { baseOffset: 0, lastOffset: 3, recordCount: 4, leaderEpoch: 0, sizeBytes: batch.length };
+      metrics.countServed('t', { bytes: Buffer.concat([batch, batch]), batches: [stored, { ...stored, baseOffset: 4, lastOffset: 7 }] });
+      metrics.countServed('t', { bytes: Buffer.alloc(0), batches: [] });
       let scrape = new Scrape(parseExposition(await metrics.registry.metrics()));
       expect(scrape.value('tributary_topic_bytes_in_total', { topic: 't' })).toBe(batch.length);
       expect(scrape.value('tributary_topic_records_in_total', { topic: 't' })).toBe(4);

@@ -39,6 +39,12 @@ describe('ACLs', () => {
     // a group id that looks internal is still only a group id
     [billing, 'group', '__billing', false],
     [node, 'group', '__uplink', true],
+    // internal request kinds (ReplicaFetch): a node only, not even admin or anonymous
+    [node, 'clusterAction', undefined, true],
+    [admin, 'clusterAction', undefined, false],
+    [ANONYMOUS, 'clusterAction', undefined, false],
+    [app, 'clusterAction', undefined, false],
+    [device, 'clusterAction', undefined, false],
   ] as const)('%o %s %s: %s', (principal, action, topic, allowed) => {
     expect(isAllowed(principal, action, topic)).toBe(allowed);
   });

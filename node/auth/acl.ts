@@ -10,6 +10,8 @@
 //   device  by its patterns                 no                      topics it may use
 //   anonymous (dev mode, loopback only): everything, as admin.
 //   Internal topics (names starting '__') are reached only by admin, node and anonymous.
+//   Internal request kinds (node to node: ReplicaFetch; Kafka's ClusterAction) only node:
+//   not admin, not anonymous, since only a node keeps a replica.
 //
 // Consumer groups (heartbeat, commit and fetch offsets, describe, list, reset-offsets) are
 // authorized by group id, with the credential's `groups` patterns, or when it has none
@@ -26,7 +28,7 @@ import { topicAllowed, type Credential, type Role } from '../../protocol/credent
 import { Errors, TributaryError } from '../../protocol/errors.js';
 import { subjectKey } from '../../protocol/revocation.js';
 
-export type Action = 'produce' | 'consume' | 'createTopics' | 'deleteTopics' | 'alterConfigs' | 'describe' | 'group';
+export type Action = 'produce' | 'consume' | 'createTopics' | 'deleteTopics' | 'alterConfigs' | 'describe' | 'group' | 'clusterAction';
 
 export interface Principal {
   /** How the principal is named in logs and refusals. */
@@ -94,6 +96,7 @@ export function principalOf(credential: Credential): Principal {
  */
 export function isAllowed(principal: Principal, action: Action, topic?: string): boolean {
   const { role } = principal;
+  if (action === 'clusterAction') return role === 'node';
   if (role === 'anonymous' || role === 'admin') return true;
   if (action === 'group') return topic !== undefined && topicAllowed(principal.groups, topic);
   // Internal topics ('__revocations', later '__consumer_offsets') hold the node's own state:
@@ -123,6 +126,7 @@ const VERB: Record<Action, string> = {
   deleteTopics: 'delete topic',
   alterConfigs: 'alter the config of topic',
   group: 'use group',
+  clusterAction: 'make requests between nodes, such as',
 };
 
 /** The refusal's words: '<principal> may not produce to 'alarms''. */

@@ -7,6 +7,8 @@ import type { Limits } from '../config.js';
 import type { NodeMetrics } from '../metrics.js';
 import type { ProducerIdAllocator } from '../producer-ids.js';
 import type { Logger } from '../logger.js';
+import type { PartitionRoles } from '../partition-roles.js';
+import type { ReplicaProgress } from '../replica-progress.js';
 import type { DiskGuard } from '../storage/disk-guard.js';
 import type { LogManager } from '../storage/log-manager.js';
 import type { FetchWaiter } from './fetch-waiter.js';
@@ -20,6 +22,13 @@ import type { ConnectionSubscriptions } from './subscriptions.js';
 export interface BrokerContext {
   readonly nodeId: string;
   readonly logs: LogManager;
+  /**
+   * What this node is for each partition (leader, follower, none): every handler that
+   * touches a partition goes through `leaderLog`, which answers NOT_LEADER for the others.
+   */
+  readonly partitionRoles: PartitionRoles;
+  /** Each follower's log end per partition this node leads, from its ReplicaFetch requests. */
+  readonly replicaProgress: ReplicaProgress;
   readonly limits: Limits;
   readonly logger: Logger;
   readonly fetchWaiter: FetchWaiter;

@@ -1,6 +1,11 @@
 // One table from request kind to handler; one file per handler (as aedes lib/handlers).
+// An internal kind (node to node: ReplicaFetch now, uplink and cluster control later) is
+// registered here like any other, wrapped in `internal`, which admits it only to `node`
+// credentials: the rule is in one place, before the handler sees the body.
 
-import { Kind } from '../../protocol/frames.js';
+import { Errors, TributaryError } from '../../protocol/errors.js';
+import { Kind, kindName } from '../../protocol/frames.js';
+import { isAllowed, refusalMessage } from '../auth/acl.js';
 import type { RequestContext } from './context.js';
 import { handleAlterConfigs } from './handlers/alter-configs.js';
 import { handleCreateTopics } from './handlers/create-topics.js';
@@ -16,11 +21,35 @@ import { handleDescribeGroup, handleListGroups } from './handlers/groups.js';
 import { handleOffsetCommit, handleOffsetFetch } from './handlers/offsets.js';
 import { handleOffsetsForLeaderEpoch } from './handlers/offsets-for-leader-epoch.js';
 import { handleProduce } from './handlers/produce.js';
+import { handleReplicaFetch } from './handlers/replica-fetch.js';
 import { handleCredit, handleSubscribe, handleUnsubscribe } from './handlers/subscribe.js';
 import type { Body } from './validate.js';
 
 /** Returns the response body, or undefined when the request wants no answer (acks=0). */
 export type Handler = (body: Body, ctx: RequestContext) => Promise<object | undefined>;
+
+const internalKinds = new Set<number>();
+
+/** The kinds admitted only to `node` credentials. */
+export const INTERNAL_KINDS: ReadonlySet<number> = internalKinds;
+
+/**
+ * Registers `kind` as internal. Anyone but a `node` credential (admin and dev mode's
+ * anonymous included: only a node keeps a replica) is answered CLUSTER_AUTHORIZATION_FAILED,
+ * as Kafka answers a replica fetch from a non-replica, counted in
+ * tributary_requests_unauthorized_total{action="clusterAction"}; the connection stays usable.
+ */
+function internal(kind: Kind, handler: Handler): [Kind, Handler] {
+  internalKinds.add(kind);
+  const admitted: Handler = async (body, ctx) => {
+    if (!isAllowed(ctx.principal, 'clusterAction')) {
+      ctx.broker.metrics.requestsUnauthorized.inc({ action: 'clusterAction' });
+      throw new TributaryError(Errors.CLUSTER_AUTHORIZATION_FAILED, refusalMessage(ctx.principal, 'clusterAction', kindName(kind)));
+    }
+    return handler(body, ctx);
+  };
+  return [kind, admitted];
+}
 
 export const handlers: ReadonlyMap<number, Handler> = new Map<number, Handler>([
   [Kind.Hello, handleHello],
@@ -42,4 +71,5 @@ export const handlers: ReadonlyMap<number, Handler> = new Map<number, Handler>([
   [Kind.AlterConfigs, handleAlterConfigs],
   [Kind.DescribeConfigs, handleDescribeConfigs],
   [Kind.OffsetsForLeaderEpoch, handleOffsetsForLeaderEpoch],
+  internal(Kind.ReplicaFetch, handleReplicaFetch),
 ]);

@@ -9,6 +9,7 @@ import { batchSizeAt, LOG_OVERHEAD, readInt64 } from '../../protocol/record-batc
 import { forwardingTransport, memoryPipe, type FrameTransport } from '../../protocol/transport.js';
 import type { Principal } from '../auth/acl.js';
 import { silentLogger } from '../logger.js';
+import { PartitionRoles } from '../partition-roles.js';
 import { parseTopicConfig } from '../storage/config.js';
 import { PartitionLog } from '../storage/partition-log.js';
 import { makeBatch, makeTempDir, removeDir } from '../storage/testing.js';
@@ -33,6 +34,7 @@ beforeEach(async () => {
     logger: silentLogger,
     shuttingDown: false,
     logs: { partition: (topic: string, partition: number) => (topic === 't' && partition === 0 ? log : undefined) },
+    partitionRoles: new PartitionRoles('n', { partition: (topic: string, partition: number) => (topic === 't' && partition === 0 ? log : undefined) }),
     metrics: { countServed: () => {}, requestsUnauthorized: { inc: () => {} }, limitReached: { inc: () => {} } },
     sendBudget: new SendBudget({ perConnectionMax: 1 << 20, perPrincipalMax: 1 << 30, totalMax: 1 << 30 }),
   } as unknown as BrokerContext;

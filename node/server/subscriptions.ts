@@ -13,13 +13,19 @@
 //
 // One push runs at a time per subscription; appends (log.onAppend, which also fires when a
 // flush=batch sync moves the high watermark) and credit grants wake it.
+//
+// A follower's log may be truncated (its leader's log diverged from it, KIP-101): a
+// partition whose position is above the new log end gets OFFSET_OUT_OF_RANGE pushed and
+// leaves the subscription, as a Kafka consumer fetching from that follower would be
+// answered; its client resets by its autoOffsetReset. It is never served from a position
+// that later appends fill with other records.
 
 import { Errors, LimitReachedError, TributaryError } from '../../protocol/errors.js';
 import { encodeFrame, Kind, RESPONSE, type FetchPartitionResult, type SubscribeResponse } from '../../protocol/frames.js';
-import { batchSizeAt, lastOffsetOf, LOG_OVERHEAD } from '../../protocol/record-batch.js';
 import type { FrameTransport } from '../../protocol/transport.js';
 import type { Principal } from '../auth/acl.js';
 import { ANONYMOUS, isAllowed } from '../auth/acl.js';
+import { isRefusal } from '../partition-roles.js';
 import type { PartitionLog } from '../storage/partition-log.js';
 import { requestBudget } from '../storage/request-budget.js';
 import type { RequestBudget } from '../storage/request-budget.js';
@@ -39,6 +45,8 @@ interface SubscribedPartition {
   partition: number;
   log: PartitionLog;
   position: number;
+  /** The log end of a truncation that left `position` above it; null when none did. */
+  truncatedTo: number | null;
   unlisten: () => void;
 }
 
@@ -151,21 +159,29 @@ class Subscription {
       if (budget <= 0 && bytes > 0) break;
       const log = p.log;
       const result: FetchPartitionResult = { topic: p.topic, partition: p.partition, error: Errors.NONE.code, highWatermark: -1, logStartOffset: -1, records: EMPTY };
-      if (broker.logs.partition(p.topic, p.partition) !== log) {
-        results.push({ ...result, error: Errors.UNKNOWN_TOPIC.code, message: `unknown topic or partition ${p.topic}/${p.partition}` });
+      // Deleted (and perhaps created again: another log), or now led by another node.
+      const current = broker.partitionRoles.leaderLog(p.topic, p.partition);
+      if (current !== log) {
+        results.push({ ...result, ...(isRefusal(current) ? current : { error: Errors.UNKNOWN_TOPIC.code, message: `unknown topic or partition ${p.topic}/${p.partition}` }) });
+        gone.push(p);
+        continue;
+      }
+      if (p.truncatedTo !== null) {
+        const message = `offset ${p.position} is above the log end ${p.truncatedTo}: the log was truncated`;
+        results.push({ ...result, error: Errors.OFFSET_OUT_OF_RANGE.code, message });
         gone.push(p);
         continue;
       }
       if (p.position >= log.highWatermark && p.position <= log.logEndOffset && p.position >= log.logStartOffset) continue;
       try {
-        const records = log.read(p.position, Math.max(budget, 1), log.highWatermark, this.budget);
-        if (records.length === 0) continue;
-        result.records = records;
+        const read = log.readBatches(p.position, Math.max(budget, 1), log.highWatermark, this.budget);
+        if (read.batches.length === 0) continue;
+        result.records = read.bytes;
         result.highWatermark = log.highWatermark;
         result.logStartOffset = log.logStartOffset;
-        p.position = lastOffsetIn(records) + 1;
-        bytes += records.length;
-        broker.metrics.countServed(p.topic, records);
+        p.position = read.batches[read.batches.length - 1].lastOffset + 1;
+        bytes += read.bytes.length;
+        broker.metrics.countServed(p.topic, read);
         results.push(result);
         this.next = (start + i + 1) % n;
       } catch (err) {
@@ -199,18 +215,20 @@ class Subscription {
   }
 }
 
-/** The last offset of the last whole batch in `records` (stored batches, back to back). */
-function lastOffsetIn(records: Buffer): number {
-  let at = 0;
-  let last = -1;
-  while (records.length - at >= LOG_OVERHEAD) {
-    const size = batchSizeAt(records, at);
-    if (at + size > records.length) break;
-    last = lastOffsetOf(records, at);
-    at += size;
-  }
-  if (last < 0) throw new TributaryError(Errors.CORRUPT_BATCH, 'a read returned no whole batch');
-  return last;
+function subscribedPartition(topic: string, partition: number, log: PartitionLog, position: number, subscription: Subscription): SubscribedPartition {
+  const p: SubscribedPartition = { topic, partition, log, position, truncatedTo: null, unlisten: () => {} };
+  const unlistenAppends = log.onAppend(() => subscription.wake());
+  // Heard before any later append: the position is judged against the log it was read from.
+  const unlistenTruncations = log.onTruncate((logEndOffset) => {
+    if (p.position <= logEndOffset) return;
+    p.truncatedTo = logEndOffset;
+    subscription.wake();
+  });
+  p.unlisten = () => {
+    unlistenAppends();
+    unlistenTruncations();
+  };
+  return p;
 }
 
 const NO_SUBSCRIPTIONS: ReadonlyMap<number, Subscription> = new Map();
@@ -232,7 +250,7 @@ export class ConnectionSubscriptions {
   ) {}
 
   subscribe(body: Body, principal: Principal): SubscribeResponse {
-    const { limits, logs } = this.broker;
+    const { limits } = this.broker;
     if (this.byId().size >= SUBSCRIPTIONS_MAX) {
       throw new TributaryError(Errors.INVALID_REQUEST, `a connection may hold at most ${SUBSCRIPTIONS_MAX} subscriptions; unsubscribe one first`);
     }
@@ -262,16 +280,16 @@ export class ConnectionSubscriptions {
         answers.push({ topic, partition, error: Errors.UNAUTHORIZED.code, message: `${principal.name} may not consume from '${topic}'` });
         continue;
       }
-      const log = logs.partition(topic, partition);
-      if (!log) {
-        answers.push({ topic, partition, error: Errors.UNKNOWN_TOPIC.code, message: `unknown topic or partition ${topic}/${partition}` });
+      const log = this.broker.partitionRoles.leaderLog(topic, partition);
+      if (isRefusal(log)) {
+        answers.push({ topic, partition, ...log });
         continue;
       }
       if (fetchOffset < log.logStartOffset || fetchOffset > log.logEndOffset) {
         answers.push({ topic, partition, error: Errors.OFFSET_OUT_OF_RANGE.code, message: `offset ${fetchOffset} is outside the log [${log.logStartOffset}, ${log.logEndOffset}]` });
         continue;
       }
-      subscription.add({ topic, partition, log, position: fetchOffset, unlisten: log.onAppend(() => subscription.wake()) });
+      subscription.add(subscribedPartition(topic, partition, log, fetchOffset, subscription));
       answers.push({ topic, partition, error: Errors.NONE.code });
     }
     (this.byIdMap ??= new Map()).set(subscription.id, subscription);

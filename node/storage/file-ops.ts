@@ -21,7 +21,8 @@ export interface FileOps {
   readSync(fd: number, buffer: Buffer, offset: number, length: number, position: number): number;
   writeSync(fd: number, buffer: Buffer, offset: number, length: number, position: number): number;
   ftruncateSync(fd: number, length: number): void;
-  fstatSync(fd: number): { size: number };
+  /** Times in ms on the node's clock; birthtimeMs is 0 where the file system keeps none. */
+  fstatSync(fd: number): { size: number; mtimeMs: number; birthtimeMs: number };
   unlinkSync(file: string): void;
   fdatasync(fd: number): Promise<void>;
   fsync(fd: number): Promise<void>;
@@ -65,6 +66,22 @@ export function isErrno(err: unknown, code: string): boolean {
 /** The file system is out of space (or the user's quota): retriable once space is freed. */
 export function isDiskFull(err: unknown): boolean {
   return isErrno(err, 'ENOSPC') || isErrno(err, 'EDQUOT');
+}
+
+/**
+ * A failed fsync or fdatasync of log data or of a folder. After one, Linux may have dropped
+ * the dirty pages (or directory entries) and cleared the error, so a later fsync that
+ * succeeds proves nothing about them: whoever meets this stops rather than retries, as Kafka
+ * and PostgreSQL do. Keeps the errno's code, so isErrno and isDiskFull still read it.
+ */
+export class FsyncFailedError extends Error {
+  readonly code: string | undefined;
+
+  constructor(what: string, cause: unknown) {
+    super(`fsync of ${what} failed: ${(cause as Error).message}`, { cause });
+    this.name = 'FsyncFailedError';
+    this.code = (cause as NodeJS.ErrnoException).code;
+  }
 }
 
 /** Writes all of `buf` at `position`; a short write is continued, as POSIX allows one. */
@@ -123,11 +140,17 @@ export function fileSizeOrMissing(ops: FileOps, file: string): number {
   }
 }
 
-/** A new directory entry (create, rename, unlink) is durable only once its folder is fsynced. */
+/**
+ * A new directory entry (create, rename, unlink) is durable only once its folder is fsynced.
+ * Failing to open the folder (EMFILE) syncs nothing and may be retried; a failed fsync of it
+ * is an FsyncFailedError.
+ */
 export async function fsyncDir(ops: FileOps, dir: string): Promise<void> {
   const fd = ops.openSync(dir, 'r');
   try {
     await ops.fsync(fd);
+  } catch (err) {
+    throw new FsyncFailedError(`the folder ${path.basename(dir)}`, err);
   } finally {
     ops.closeSync(fd);
   }

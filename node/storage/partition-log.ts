@@ -13,35 +13,37 @@
 import * as path from 'node:path';
 import { AssertionError, Errors, TributaryError } from '../../protocol/errors.js';
 import {
+  BATCH_OVERHEAD,
   OFFSET_BASE_SEQUENCE,
   OFFSET_LAST_OFFSET_DELTA,
   OFFSET_LEADER_EPOCH,
-  OFFSET_MAX_TIMESTAMP,
   OFFSET_PRODUCER_EPOCH,
   OFFSET_PRODUCER_ID,
-  OFFSET_RECORD_COUNT,
   batchSizeAt,
   lastOffsetOf,
-  LOG_OVERHEAD,
+  readBatchHeader,
   readInt64,
   setBaseOffset,
   setPartitionLeaderEpoch,
   validateBatch,
 } from '../../protocol/record-batch.js';
-import { writeRecoveryCheckpoint } from './checkpoint.js';
+import type { BatchHeader } from '../../protocol/record-batch.js';
+import { readRecoveryCheckpoint, writeRecoveryCheckpoint } from './checkpoint.js';
 import type { TopicConfig } from './config.js';
-import { fsyncDir, isDiskFull, nodeFileOps, readFileSyncOrNull, writeFileDurable } from './file-ops.js';
+import { FsyncFailedError, fsyncDir, isDiskFull, nodeFileOps, readFileSyncOrNull, writeFileDurable } from './file-ops.js';
 import type { FileOps } from './file-ops.js';
 import { ReadFdCache } from './read-fd-cache.js';
-import { LeaderEpochCache, readLeaderEpochCheckpoint, writeLeaderEpochCheckpoint } from './leader-epoch.js';
+import { LeaderEpochCache, readLeaderEpochCheckpoint, UNDEFINED_EPOCH, writeLeaderEpochCheckpoint } from './leader-epoch.js';
 import type { EpochEndOffset, EpochEntry } from './leader-epoch.js';
 import { addNote, newPartitionRecovery, recoverPartition } from './recovery.js';
 import type { PartitionRecovery } from './recovery.js';
 import { ProducerStateManager, SNAPSHOT_FILE, snapshotFileName, type ProducerBatchHeader } from './producer-state.js';
 import { unlimitedBudget } from './request-budget.js';
 import type { RequestBudget } from './request-budget.js';
-import { EMPTY_BUFFER, LogSegment } from './segment.js';
-import type { SegmentContext } from './segment.js';
+import { EMPTY_READ, LogSegment } from './segment.js';
+import type { LogRead, SegmentContext } from './segment.js';
+
+export type { LogRead, StoredBatch } from './segment.js';
 
 export interface AppendResult {
   baseOffset: number;
@@ -55,6 +57,15 @@ export interface AppendResult {
    * nothing was appended, and the offsets are where it was written the first time.
    */
   duplicate?: boolean;
+}
+
+/** What appendAsFollower appended: the leader's offsets, kept. */
+export interface FollowerAppendResult {
+  /** Base offset of the first batch appended (the log end offset when there was none). */
+  baseOffset: number;
+  lastOffset: number;
+  /** As AppendResult.durable: the flush policy applies to a follower's appends too. */
+  durable: Promise<void>;
 }
 
 /**
@@ -104,7 +115,18 @@ interface Deferred {
   reject: (err: Error) => void;
 }
 
-/** The idempotence fields of a batch's header, or null for a batch without a producer id. */
+/** The idempotence fields of a parsed header, or null for a batch without a producer id. */
+function producerFields(header: BatchHeader): ProducerBatchHeader | null {
+  if (header.producerId < 0) return null;
+  // Kafka's lastSequence = baseSequence + lastOffsetDelta: equal to the record count for an
+  // appended batch (validate() checks it), and still right for one the log cleaner thinned.
+  return { producerId: header.producerId, producerEpoch: header.producerEpoch, baseSequence: header.baseSequence, recordCount: header.lastOffsetDelta + 1 };
+}
+
+/**
+ * As producerFields, from the raw header of a replay's walk: four fields read, no object
+ * of seventeen made per batch of a long replay.
+ */
 function producerHeader(batch: Buffer): ProducerBatchHeader | null {
   const producerId = readInt64(batch, OFFSET_PRODUCER_ID);
   if (producerId < 0) return null;
@@ -172,6 +194,15 @@ export class PartitionLog {
   private maintenanceQueue: Promise<unknown> = RESOLVED;
   /** Where each leader epoch began (leader-epoch.ts); its checkpoint is written before an epoch's first batch. */
   private readonly epochs = new LeaderEpochCache();
+  /** This node follows the partition's leader: batches come only through appendAsFollower. */
+  private follower = false;
+  /** A follower's high watermark: its leader's, capped at the log end (updateHighWatermark). */
+  private followerHighWatermark = 0;
+  /** appendAsFollower, truncateTo and the role changes, one at a time, in call order. */
+  private replicaQueue: Promise<unknown> = RESOLVED;
+  /** Producer-state snapshots taken and not yet written: a truncation waits for them. */
+  private snapshotsInFlight = 0;
+  private readonly truncationListeners = new Set<(logEndOffset: number) => void>();
 
   private constructor(
     readonly topic: string,
@@ -193,7 +224,7 @@ export class PartitionLog {
     this.recovery = recovery;
     this.producers = new ProducerStateManager(segmentContext.label);
     const active = this.active;
-    if (active.sizeBytes > 0) active.rollingStartMs = env.now();
+    if (active.sizeBytes > 0) active.rollingStartMs = active.rollingStartAfterOpen(env.now());
   }
 
   /** Opens (creating if needed) the partition folder `dir` and recovers it. */
@@ -217,6 +248,10 @@ export class PartitionLog {
     await env.ops.mkdir(dir);
     const { segments, logEndOffset } = await recoverPartition(segmentContext, dir, clean, report);
     log = new PartitionLog(topic, partition, dir, config, env, segmentContext, segments, logEndOffset, report);
+    log.follower = options.follower ?? false;
+    // Nothing says how far the leader had committed until it tells: consumers of a
+    // follower see nothing beyond the log start before the first updateHighWatermark.
+    log.followerHighWatermark = log.logStartOffset;
     try {
       await log.loadProducerState();
       await log.loadLeaderEpochs(clean, options.follower ?? false);
@@ -250,9 +285,18 @@ export class PartitionLog {
     // Durably gone before anything is appended: a power loss must not bring back a snapshot
     // that remembers batches the log no longer holds once the log has grown past it.
     if (deleted) await fsyncDir(this.env.ops, this.dir);
-    snapshots.sort((a, b) => b - a);
+    this.restoreProducerState(snapshots);
+  }
+
+  /**
+   * The producer state from the newest readable snapshot at or below the log end among
+   * `snapshots` (their offsets), then a replay of the headers after it. Synchronous, so a
+   * truncation swaps the state in the same step as it cuts the log.
+   */
+  private restoreProducerState(snapshots: number[]): void {
+    this.producers.clear();
     let from = this.logStartOffset;
-    for (const offset of snapshots) {
+    for (const offset of snapshots.filter((o) => o <= this._logEndOffset).sort((a, b) => b - a)) {
       const bytes = readFileSyncOrNull(this.env.ops, path.join(this.dir, snapshotFileName(offset)));
       try {
         if (bytes === null) throw new Error('unreadable');
@@ -344,8 +388,14 @@ export class PartitionLog {
     this.producers.expire(this.env.now());
     const offset = this._logEndOffset;
     const bytes = this.producers.snapshot(offset);
+    this.snapshotsInFlight++;
     // An earlier write that failed must not stop this one.
-    this.snapshotting = this.snapshotting.catch(noop).then(() => this.writeSnapshot(offset, bytes));
+    this.snapshotting = this.snapshotting
+      .catch(noop)
+      .then(() => this.writeSnapshot(offset, bytes))
+      .finally(() => {
+        this.snapshotsInFlight--;
+      });
     return this.snapshotting;
   }
 
@@ -401,8 +451,18 @@ export class PartitionLog {
     return this.epochs.endOffsetFor(epoch, this._logEndOffset);
   }
 
+  /**
+   * Where consumers' reads stop. A partition this node leads: the recovery point with
+   * flush=batch, the log end otherwise (see the top of the file). A follower's: its
+   * leader's, as updateHighWatermark last gave it, capped at the log end (and never below
+   * the log start, which retention may move past it).
+   */
   get highWatermark(): number {
-    const highWatermark = this.topicConfig.flush === 'batch' ? Math.max(this._recoveryPoint, this.highWatermarkFloor) : this._logEndOffset;
+    const highWatermark = this.follower
+      ? Math.max(this.followerHighWatermark, this.logStartOffset)
+      : this.topicConfig.flush === 'batch'
+        ? Math.max(this._recoveryPoint, this.highWatermarkFloor)
+        : this._logEndOffset;
     if (!(highWatermark <= this._logEndOffset)) throw new AssertionError(`${this.label}: high watermark ${highWatermark} above log end ${this._logEndOffset}`);
     return highWatermark;
   }
@@ -465,6 +525,8 @@ export class PartitionLog {
     if (this.closed || this.failure !== null) return;
     // A snapshot that cannot be written costs a longer replay; the step below still runs.
     const snapshot = this._logEndOffset !== this.lastSnapshotOffset ? this.snapshotProducerState() : RESOLVED;
+    // Awaited last: a failed sync below must not leave its failure unhandled (a crash).
+    snapshot.catch(noop);
     // And the active segment's indexes up to what is synced: run as a sync (never beside
     // one), which also syncs whatever was appended since the last. Not under flush=os,
     // which asked for no fsync but at roll and close; and only once the segment grew by
@@ -551,9 +613,12 @@ export class PartitionLog {
 
   append(batch: Buffer): AppendResult {
     this.checkWritable();
-    if (!(this.epochs.latestEpoch >= 0)) throw new AssertionError(`${this.label}: append as leader to a log with no leader epoch (a follower's)`);
-    const batchMaxTimestamp = this.validate(batch);
-    const producer = producerHeader(batch);
+    // A produce that raced a role change: retriable, the client finds the new leader.
+    if (this.follower) throw new TributaryError(Errors.NOT_LEADER, `${this.label}: this node follows the partition's leader`);
+    if (!(this.epochs.latestEpoch >= 0)) throw new AssertionError(`${this.label}: append as leader to a log with no leader epoch`);
+    // The header is parsed once here; everything below reads the struct.
+    const header = this.validate(batch, true);
+    const producer = producerFields(header);
     if (producer !== null) {
       const earlier = this.producers.check(producer);
       if (earlier !== null) {
@@ -562,7 +627,7 @@ export class PartitionLog {
       }
     }
     const baseOffset = this._logEndOffset;
-    const lastOffset = baseOffset + batch.readInt32BE(OFFSET_LAST_OFFSET_DELTA);
+    const lastOffset = baseOffset + header.lastOffsetDelta;
     if (this.needsRoll(batch.length, lastOffset)) this.roll();
     // Both fields lie outside the CRC: patching them keeps the batch valid, records untouched.
     setBaseOffset(batch, baseOffset);
@@ -570,12 +635,313 @@ export class PartitionLog {
     if (!(lastOffsetOf(batch) === lastOffset)) throw new AssertionError(`${this.label}: patched batch ends at ${lastOffsetOf(batch)}, expected ${lastOffset}`);
     const active = this.active;
     if (!(active.baseOffset <= baseOffset && active.isWritable)) throw new AssertionError(`${this.label}: active segment ${active.baseOffset} cannot take offset ${baseOffset}`);
-    active.append(batch, baseOffset, batchMaxTimestamp, this.env.now());
+    active.append(batch, baseOffset, header.maxTimestamp, this.env.now());
     if (!(lastOffset >= this._logEndOffset)) throw new AssertionError(`${this.label}: log end offset going backwards: ${this._logEndOffset} -> ${lastOffset + 1}`);
     this._logEndOffset = lastOffset + 1;
     if (producer !== null) this.producers.update(producer, baseOffset, this.env.now());
     this.scheduleNotify();
     return { baseOffset, lastOffset, logAppendTime: -1, durable: this.afterAppend() };
+  }
+
+  // -------------------------------------------------------------------------------------
+  // A follower's log: its leader's batches, kept as the leader stored them, and the cut
+  // when the two logs diverged (KIP-101). One operation at a time, in call order.
+
+  private replicaOp<T>(op: () => Promise<T>): Promise<T> {
+    const run = this.replicaQueue.then(op);
+    this.replicaQueue = run.catch(noop);
+    return run;
+  }
+
+  private checkFollower(what: string): void {
+    if (!this.follower) throw new TributaryError(Errors.NOT_LEADER, `${this.label}: ${what} is for a follower's log; this node leads the partition`);
+  }
+
+  /**
+   * Appends batches as the leader stored them (a replica fetch's answer: whole batches back
+   * to back), keeping their base offsets and leader epochs. Each is checked as append
+   * checks a producer's (size, CRC, magic, length, count), but may span more offsets than
+   * it has records (the log cleaner thinned it); base offsets must increase from the log
+   * end on (a hole is a batch the cleaner removed: the log end moves past it) and epochs
+   * must not decrease. Nothing is appended unless every batch passes. A batch that begins
+   * an epoch is appended only once the epoch checkpoint holding it is durable, so the
+   * checkpoint is written (once for the call) before any of them. Producer state follows
+   * the batches as Kafka's followers' does, without checking sequences: the leader did.
+   */
+  appendAsFollower(batches: Buffer): Promise<FollowerAppendResult> {
+    return this.replicaOp(() => this.appendAsFollowerNow(batches));
+  }
+
+  private async appendAsFollowerNow(batches: Buffer): Promise<FollowerAppendResult> {
+    this.checkWritable();
+    this.checkFollower('appendAsFollower');
+    const checked = this.checkLeaderBatches(batches);
+    if (checked.length === 0) return { baseOffset: this._logEndOffset, lastOffset: this._logEndOffset - 1, durable: DURABLE_ALREADY };
+    const epochs = this.epochsAfter(checked);
+    if (epochs !== null) {
+      try {
+        await writeLeaderEpochCheckpoint(this.env.ops, this.dir, epochs);
+      } catch (err) {
+        throw new TributaryError(isDiskFull(err) ? Errors.STORAGE_FULL : Errors.STORAGE_ERROR, `${this.label}: cannot write the leader-epoch checkpoint: ${(err as Error).message}`, { cause: err });
+      }
+      this.checkWritable();
+    }
+    // Epochs begun at the log end with nothing written under them (a leadership this node
+    // held and lost) give way to the leader's, as epochsAfter() wrote them.
+    this.epochs.truncateFromEnd(this._logEndOffset - 1);
+    const now = this.env.now();
+    let appended = 0;
+    try {
+      for (const { at, size, header } of checked) {
+        const baseOffset = header.baseOffset;
+        const lastOffset = baseOffset + header.lastOffsetDelta;
+        if (this.needsRoll(size, lastOffset)) this.roll(baseOffset);
+        const active = this.active;
+        if (!(active.baseOffset <= baseOffset && active.isWritable)) throw new AssertionError(`${this.label}: active segment ${active.baseOffset} cannot take offset ${baseOffset}`);
+        active.append(batches.subarray(at, at + size), baseOffset, header.maxTimestamp, now);
+        this.epochs.assign(header.partitionLeaderEpoch, baseOffset);
+        if (!(lastOffset >= this._logEndOffset)) throw new AssertionError(`${this.label}: log end offset going backwards: ${this._logEndOffset} -> ${lastOffset + 1}`);
+        this._logEndOffset = lastOffset + 1;
+        const producer = producerFields(header);
+        if (producer !== null) this.producers.update(producer, baseOffset, now);
+        appended++;
+      }
+    } finally {
+      if (appended > 0) this.scheduleNotify();
+    }
+    return { baseOffset: checked[0].header.baseOffset, lastOffset: this._logEndOffset - 1, durable: this.afterAppend() };
+  }
+
+  /** Splits and checks a leader's batches against this log's end and epochs; throws on the first bad one. */
+  private checkLeaderBatches(buf: Buffer): { at: number; size: number; header: BatchHeader }[] {
+    const out: { at: number; size: number; header: BatchHeader }[] = [];
+    let expected = this._logEndOffset;
+    // The epoch of the log's last batch: an epoch entry beginning at the log end has no
+    // batch yet and does not count.
+    let epochFloor = this._logEndOffset > this.logStartOffset ? this.epochs.epochAt(this._logEndOffset - 1) : UNDEFINED_EPOCH;
+    let at = 0;
+    while (at < buf.length) {
+      const size = batchSizeAt(buf, at);
+      if (size < BATCH_OVERHEAD || at + size > buf.length) {
+        throw new TributaryError(Errors.CORRUPT_BATCH, `${this.label}: the leader's batches end in a partial or malformed batch at byte ${at} of ${buf.length}`);
+      }
+      const header = this.validate(buf.subarray(at, at + size), false);
+      if (header.baseOffset < expected) {
+        throw new TributaryError(Errors.OFFSET_OUT_OF_RANGE, `${this.label}: the leader's batch at offset ${header.baseOffset} does not follow the log end ${expected}`);
+      }
+      if (header.partitionLeaderEpoch < Math.max(epochFloor, 0)) {
+        throw new TributaryError(Errors.INVALID_RECORD, `${this.label}: the leader's batch at offset ${header.baseOffset} has leader epoch ${header.partitionLeaderEpoch}, below ${Math.max(epochFloor, 0)}`);
+      }
+      out.push({ at, size, header });
+      at += size;
+      expected = header.baseOffset + header.lastOffsetDelta + 1;
+      epochFloor = header.partitionLeaderEpoch;
+    }
+    return out;
+  }
+
+  /** The epoch entries once `checked` is appended, or null when they stay as they are. */
+  private epochsAfter(checked: readonly { header: BatchHeader }[]): LeaderEpochCache | null {
+    const next = new LeaderEpochCache(this.epochs.list());
+    next.truncateFromEnd(this._logEndOffset - 1);
+    for (const { header } of checked) next.assign(header.partitionLeaderEpoch, header.baseOffset);
+    return next.encode().equals(this.epochs.encode()) ? null : next;
+  }
+
+  /**
+   * A follower's high watermark from its leader's (a replica fetch's answer carries it),
+   * capped at the local log end: consumers of this node read no further. It never moves
+   * back but by truncation; a lower value (an answer overtaken by a later one) is ignored.
+   * Returns the high watermark now.
+   */
+  updateHighWatermark(leaderHighWatermark: number): number {
+    this.checkFollower('updateHighWatermark');
+    if (!(Number.isSafeInteger(leaderHighWatermark) && leaderHighWatermark >= 0)) throw new AssertionError(`${this.label}: high watermark ${leaderHighWatermark} is not an offset`);
+    const capped = Math.min(leaderHighWatermark, this._logEndOffset);
+    if (capped > this.followerHighWatermark) {
+      this.followerHighWatermark = capped;
+      this.scheduleNotify();
+    }
+    return this.highWatermark;
+  }
+
+  /**
+   * This node leads the partition from now on, in `leaderEpoch` (the controller's, never
+   * below the log's latest): the epoch begins at the log end, durably, before any append
+   * can carry it. The high watermark the follower had shown stays shown.
+   */
+  becomeLeader(leaderEpoch: number): Promise<void> {
+    return this.replicaOp(async () => {
+      this.checkWritable();
+      if (!(Number.isInteger(leaderEpoch) && leaderEpoch >= Math.max(this.epochs.latestEpoch, 0))) {
+        throw new AssertionError(`${this.label}: leader epoch ${leaderEpoch} is below the log's latest ${this.epochs.latestEpoch}`);
+      }
+      const next = new LeaderEpochCache(this.epochs.list());
+      if (next.assign(leaderEpoch, this._logEndOffset)) {
+        await writeLeaderEpochCheckpoint(this.env.ops, this.dir, next);
+        this.checkWritable();
+        this.epochs.assign(leaderEpoch, this._logEndOffset);
+      }
+      if (this.follower) {
+        this.highWatermarkFloor = Math.max(this.highWatermarkFloor, this.highWatermark);
+        this.follower = false;
+        this.scheduleNotify();
+      }
+    });
+  }
+
+  /**
+   * This node follows the partition's leader from now on: produce is refused (NOT_LEADER)
+   * and the high watermark stays where it is until the leader moves it.
+   */
+  becomeFollower(): Promise<void> {
+    return this.replicaOp(async () => {
+      if (this.follower) return;
+      this.followerHighWatermark = this.highWatermark;
+      this.follower = true;
+      // Long polls and subscriptions waiting on this log wake and learn it is no longer led here.
+      this.scheduleNotify();
+    });
+  }
+
+  /**
+   * Kafka's Log.truncateTo, for a follower whose log diverged from its leader's (KIP-101):
+   * every batch whose last offset is >= `offset` goes, with everything that depends on the
+   * log end: segments above (deleted), the one holding it (cut, its indexes rebuilt), the
+   * epoch entries that began at or past it and their checkpoint, the recovery point,
+   * producer state (the newest snapshot at or below the new end, replayed; snapshots above
+   * deleted), the high watermark, and readers positioned above it (onTruncate). The new
+   * log end is `offset`, or the base offset of the batch holding it (the rules name batch
+   * boundaries; a hole the cleaner left stays a hole). Nothing happens past the log end,
+   * and at it only an epoch that began there goes. Everything is durable before it
+   * resolves, so before any later append.
+   *
+   * Safe against the jobs that touch segments: it runs inside maintain(), so no
+   * retention, compaction or disk-guard job runs meanwhile. Safe against the group
+   * commit: it waits until no sync and no snapshot write is in flight, then cuts in one
+   * synchronous step, so a sync either ended before the cut (and claimed nothing past it
+   * that is not cut back: the recovery point is lowered, the checkpoint's active-segment
+   * line is dropped first if it names offsets at or past `offset`) or starts after it and
+   * sees only the cut log.
+   */
+  truncateTo(offset: number): Promise<void> {
+    if (!(Number.isSafeInteger(offset) && offset >= 0)) return Promise.reject(new AssertionError(`${this.label}: cannot truncate to ${offset}`));
+    return this.replicaOp(() => this.maintain(() => this.truncateNow(offset)));
+  }
+
+  private async truncateNow(offset: number): Promise<void> {
+    this.checkWritable();
+    this.checkFollower('truncateTo');
+    if (offset > this._logEndOffset) return;
+    if (offset === this._logEndOffset) {
+      // No batch goes, but an epoch begun at the log end (a leadership held and lost before
+      // it wrote anything) does: the rule asked about it, and it must not be asked again.
+      if (this.epochs.truncateFromEnd(offset - 1)) await writeLeaderEpochCheckpoint(this.env.ops, this.dir, this.epochs);
+      return;
+    }
+    const snapshots = await this.settleBeforeTruncation(offset);
+    this.checkWritable();
+    let logEndOffset: number;
+    try {
+      logEndOffset = this.cutSegments(offset);
+    } catch (err) {
+      throw this.failWith(err, `truncation to ${offset} failed`);
+    }
+    this._logEndOffset = logEndOffset;
+    if (this._recoveryPoint > logEndOffset) this._recoveryPoint = logEndOffset;
+    this.highWatermarkFloor = Math.min(this.highWatermarkFloor, logEndOffset);
+    this.followerHighWatermark = Math.min(this.followerHighWatermark, logEndOffset);
+    this.activeCheckpointPosition = -1;
+    this.dirNeedsSync = true;
+    // Kafka's truncateFromEnd: an epoch that began at the new end has no batch left either.
+    const epochsChanged = this.epochs.truncateFromEnd(logEndOffset - 1);
+    this.restoreProducerState(snapshots);
+    this.scheduleNotify();
+    const listeners = [...this.truncationListeners];
+    queueMicrotask(() => {
+      for (const listener of listeners) listener(logEndOffset);
+    });
+    try {
+      await this.active.flushData();
+      await fsyncDir(this.env.ops, this.dir);
+      if (epochsChanged) await writeLeaderEpochCheckpoint(this.env.ops, this.dir, this.epochs);
+      await this.deleteSnapshotsAbove(logEndOffset);
+    } catch (err) {
+      throw this.failWith(err, `truncation to ${offset} not made durable`);
+    }
+  }
+
+  /**
+   * Waits until no sync and no producer-state snapshot write is in flight and the recovery
+   * checkpoint names nothing at or past `offset` (its active-segment line, which an
+   * unclean start would otherwise take as offsets to continue after), and lists the
+   * snapshot files. Returns with nothing in flight: the caller cuts in the same turn.
+   */
+  private async settleBeforeTruncation(offset: number): Promise<number[]> {
+    const inFlight = (): boolean => this.syncInFlight !== null || this.snapshotsInFlight > 0;
+    for (;;) {
+      while (inFlight()) {
+        await this.syncInFlight;
+        await this.snapshotting.catch(noop);
+      }
+      if (this.failure !== null) throw this.failure;
+      const snapshots = await this.snapshotOffsets();
+      if (inFlight()) continue;
+      const checkpoint = readRecoveryCheckpoint(this.env.ops, this.dir);
+      if (checkpoint.active === null || checkpoint.active.offset <= offset) return snapshots;
+      await writeRecoveryCheckpoint(this.env.ops, this.dir, checkpoint.sealedBelow);
+    }
+  }
+
+  /** Cuts the segment list at `offset` (see truncateTo); returns the new log end offset. */
+  private cutSegments(offset: number): number {
+    if (offset < this.logStartOffset) {
+      // Kafka's truncateFullyAndStartAt: nothing stays, the log continues at `offset`.
+      const fresh = LogSegment.create(this.segmentContext, this.dir, offset);
+      const old = this.segments.splice(0, this.segments.length, fresh);
+      this.unsealed.length = 0;
+      for (const segment of old.reverse()) segment.deleteFiles();
+      return offset;
+    }
+    const keep = this.segmentIndexFor(offset);
+    // Newest first: a crash in between leaves a shorter log, never one with a hole.
+    while (this.segments.length > keep + 1) {
+      const segment = this.segments.pop() as LogSegment;
+      const i = this.unsealed.indexOf(segment);
+      if (i >= 0) this.unsealed.splice(i, 1);
+      segment.deleteFiles();
+    }
+    const last = this.segments[keep];
+    const i = this.unsealed.indexOf(last);
+    if (i >= 0) this.unsealed.splice(i, 1);
+    const dropped = last.cutAt(offset);
+    // A sealed segment active again rolls as one reopened after a restart does: segment.ms
+    // from its first record.
+    if (last.rollingStartMs < 0 && last.sizeBytes > 0) last.rollingStartMs = last.rollingStartAfterOpen(this.env.now());
+    return dropped >= 0 ? Math.min(offset, dropped) : offset;
+  }
+
+  private async snapshotOffsets(): Promise<number[]> {
+    const offsets: number[] = [];
+    for (const entry of await this.env.ops.readdir(this.dir)) {
+      const match = SNAPSHOT_FILE.exec(entry.name);
+      if (match !== null && !entry.isDirectory) offsets.push(Number(match[1]));
+    }
+    return offsets;
+  }
+
+  /** Durably, so that no later start loads a snapshot of batches the log no longer holds. */
+  private async deleteSnapshotsAbove(offset: number): Promise<void> {
+    const above = (await this.snapshotOffsets()).filter((o) => o > offset);
+    for (const o of above) await this.env.ops.rm(path.join(this.dir, snapshotFileName(o)));
+    if (above.length > 0) await fsyncDir(this.env.ops, this.dir);
+  }
+
+  /** Fails the partition (as a failed fsync does): its files may not match its state; a restart recovers them. */
+  private failWith(err: unknown, what: string): TributaryError {
+    if (err instanceof AssertionError) throw err;
+    this.failure ??= new TributaryError(Errors.STORAGE_ERROR, `${this.label}: ${what}: ${(err as Error).message}`, { cause: err });
+    return this.failure;
   }
 
   /** Resolves when `offset` is as durable as the flush policy makes an acknowledged batch. */
@@ -589,21 +955,26 @@ export class PartitionLog {
     if (this.failure !== null) throw this.failure;
   }
 
-  /** Checks size, then CRC, magic, length and count; returns the batch's max timestamp. */
-  private validate(batch: Buffer): number {
+  /**
+   * Checks size, then CRC, magic, length and count; returns the parsed header. A
+   * producer's batch (`exactSpan`) must span exactly its records; a leader's may span more,
+   * once the log cleaner thinned it.
+   */
+  private validate(batch: Buffer, exactSpan: boolean): BatchHeader {
     const maxBytes = this.topicConfig['max.message.bytes'];
     // Size first: no point computing the CRC of something refused anyway.
     if (batch.length > maxBytes) {
       throw new TributaryError(Errors.BATCH_TOO_LARGE, `${this.label}: batch of ${batch.length} bytes exceeds max.message.bytes ${maxBytes}`);
     }
     try {
+      const header = readBatchHeader(batch);
       validateBatch(batch);
       // Kafka's LogValidator: a producer's batch spans exactly its records. Without this a
       // 1-record batch could claim 2^31 offsets.
-      const count = batch.readInt32BE(OFFSET_RECORD_COUNT);
-      const lastOffsetDelta = batch.readInt32BE(OFFSET_LAST_OFFSET_DELTA);
-      if (lastOffsetDelta !== count - 1) throw new Error(`inconsistent batch offset range: ${count} records, last offset delta ${lastOffsetDelta}`);
-      return readInt64(batch, OFFSET_MAX_TIMESTAMP);
+      if (exactSpan && header.lastOffsetDelta !== header.recordCount - 1) {
+        throw new Error(`inconsistent batch offset range: ${header.recordCount} records, last offset delta ${header.lastOffsetDelta}`);
+      }
+      return header;
     } catch (err) {
       throw new TributaryError(Errors.CORRUPT_BATCH, `${this.label}: ${(err as Error).message}`, { cause: err });
     }
@@ -621,15 +992,17 @@ export class PartitionLog {
   }
 
   /**
-   * Starts a new segment at the log end. The finished one is sealed (fsynced, index files
-   * written) in the background by the next sync, in every flush policy.
+   * Starts a new segment at `baseOffset`: the log end, or for a follower the base offset
+   * of the leader's next batch (above the log end after a hole the log cleaner left). The
+   * finished one is sealed (fsynced, index files written) in the background by the next
+   * sync, in every flush policy.
    */
-  private roll(): void {
+  private roll(baseOffset: number = this._logEndOffset): void {
     let segment: LogSegment;
     try {
-      segment = LogSegment.create(this.segmentContext, this.dir, this._logEndOffset);
+      segment = LogSegment.create(this.segmentContext, this.dir, baseOffset);
     } catch (err) {
-      throw new TributaryError(isDiskFull(err) ? Errors.STORAGE_FULL : Errors.STORAGE_ERROR, `${this.label}: cannot create a segment at ${this._logEndOffset}: ${(err as Error).message}`, { cause: err });
+      throw new TributaryError(isDiskFull(err) ? Errors.STORAGE_FULL : Errors.STORAGE_ERROR, `${this.label}: cannot create a segment at ${baseOffset}: ${(err as Error).message}`, { cause: err });
     }
     this.unsealed.push(this.active);
     this.segments.push(segment);
@@ -741,8 +1114,16 @@ export class PartitionLog {
     this.syncInFlight = this.syncTo(this._logEndOffset).then(
       () => waiter.resolve(),
       (err: unknown) => {
-        this.failure ??= new TributaryError(Errors.STORAGE_ERROR, `${this.label}: fsync failed: ${(err as Error).message}`, { cause: err });
-        waiter.reject(this.failure);
+        if (err instanceof FsyncFailedError) {
+          this.failure ??= new TributaryError(Errors.STORAGE_ERROR, `${this.label}: ${err.message}`, { cause: err });
+          waiter.reject(this.failure);
+          return;
+        }
+        // Nothing was claimed durable that is not (see syncTo): these waiters are told, and
+        // the next sync tries again, asked for by the next append, a producer's retry, the
+        // flush timer (re-armed here) or close.
+        waiter.reject(new TributaryError(Errors.STORAGE_ERROR, `${this.label}: sync failed, tried again at the next: ${(err as Error).message}`, { cause: err }));
+        if (this.topicConfig.flush === 'interval' && !this.closed) this.armFlushTimer();
       },
     );
     void this.syncInFlight.then(() => {
@@ -763,6 +1144,15 @@ export class PartitionLog {
    * index files), fsyncs the folder, moves the checkpoint past them, fdatasyncs the active
    * segment, then advances the recovery point. Order matters: the checkpoint may only claim
    * what is sealed, and the recovery point only what is synced.
+   *
+   * Only an FsyncFailedError fails the partition: a failed fdatasync of a segment's log, or
+   * a failed fsync of the folder (it holds the names of the segment files: once its fsync
+   * failed, Linux may have dropped those entries and a later fsync that succeeds proves
+   * nothing). Anything else (EMFILE opening the folder, a failed ftruncate before a seal's
+   * fdatasync) happens before the step it stops, so the recovery point and the checkpoint
+   * have claimed nothing yet; the sealing segments stay unsealed (seal() may run again), the
+   * folder stays due for its fsync, and the next sync repeats the steps. Index files and the
+   * checkpoint file only save work at the next start: failing to write them is noted.
    */
   private async syncTo(target: number): Promise<void> {
     const active = this.active;
@@ -774,7 +1164,12 @@ export class PartitionLog {
     for (const segment of sealing) await segment.seal();
     if (this.dirNeedsSync || sealing.length > 0) {
       this.dirNeedsSync = false;
-      await fsyncDir(this.env.ops, this.dir);
+      try {
+        await fsyncDir(this.env.ops, this.dir);
+      } catch (err) {
+        this.dirNeedsSync = true;
+        throw err;
+      }
     }
     if (sealing.length > 0) {
       this.unsealed.splice(0, sealing.length);
@@ -790,9 +1185,11 @@ export class PartitionLog {
       try {
         await writeRecoveryCheckpoint(this.env.ops, this.dir, firstUnsealed.baseOffset);
       } catch (err) {
-        // An old checkpoint only makes the next unclean start scan more; a full disk must
-        // not fail the partition for it.
-        if (!isDiskFull(err)) throw err;
+        // An old checkpoint only makes the next unclean start scan more: a full disk, EMFILE
+        // or EIO on its temp file must not fail the partition for it. Its folder fsync is
+        // the folder's, as above.
+        if (err instanceof FsyncFailedError) throw err;
+        this.segmentContext.note(`recovery point checkpoint at ${firstUnsealed.baseOffset} not written: ${(err as Error).message}`);
       }
     }
     if (active.isWritable) await active.flushData();
@@ -820,6 +1217,8 @@ export class PartitionLog {
       // A roll during the writes made another segment active: its checkpoint is still to come.
       if (this.active === active) this.activeCheckpointPosition = position;
     } catch (err) {
+      // The folder's fsync failing is the folder's, as in syncTo.
+      if (err instanceof FsyncFailedError) throw err;
       this.segmentContext.note(`${active.name}: checkpoint of its indexes not written: ${(err as Error).message}`);
     }
   }
@@ -834,6 +1233,15 @@ export class PartitionLog {
    * `budget`, the index files of a cold segment are paid from it before they are loaded.
    */
   read(fetchOffset: number, maxBytes: number, maxOffset: number = this.highWatermark, budget?: RequestBudget): Buffer {
+    return this.readBatches(fetchOffset, maxBytes, maxOffset, budget).bytes;
+  }
+
+  /**
+   * The one read: as read(), with each batch's base and last offset, record count and
+   * leader epoch, taken from the header check the read makes anyway, so that a caller
+   * (Fetch, a push, a replica fetch, a follower) never walks the bytes again.
+   */
+  readBatches(fetchOffset: number, maxBytes: number, maxOffset: number = this.highWatermark, budget?: RequestBudget): LogRead {
     if (this.closed) throw new TributaryError(Errors.SHUTTING_DOWN, `${this.label} is closed`);
     if (!Number.isSafeInteger(fetchOffset) || fetchOffset < this.logStartOffset || fetchOffset > this._logEndOffset) {
       throw new TributaryError(
@@ -842,7 +1250,7 @@ export class PartitionLog {
       );
     }
     const limit = Math.min(maxOffset, this._logEndOffset);
-    if (fetchOffset >= limit) return EMPTY_BUFFER;
+    if (fetchOffset >= limit) return EMPTY_READ;
     return this.guardRead(() => {
       for (let i = this.segmentIndexFor(fetchOffset); i < this.segments.length; i++) {
         const segment = this.segments[i];
@@ -851,7 +1259,7 @@ export class PartitionLog {
         const out = segment.read(Math.max(fetchOffset, segment.baseOffset), maxBytes, limit, budget);
         if (out !== null) return out;
       }
-      return EMPTY_BUFFER;
+      return EMPTY_READ;
     });
   }
 
@@ -901,10 +1309,25 @@ export class PartitionLog {
   // -------------------------------------------------------------------------------------
   // Listeners and lifecycle
 
+  /**
+   * `listener` runs (in a microtask) after appends, after the high watermark moves, and
+   * after a truncation: whoever waits on the log (a long-poll Fetch, a push) reads again.
+   */
   onAppend(listener: () => void): () => void {
     this.listeners.add(listener);
     return () => {
       this.listeners.delete(listener);
+    };
+  }
+
+  /**
+   * `listener` learns, in a microtask after a truncation and before any later append, the
+   * new log end offset: a reader positioned above it read offsets that no longer exist.
+   */
+  onTruncate(listener: (logEndOffset: number) => void): () => void {
+    this.truncationListeners.add(listener);
+    return () => {
+      this.truncationListeners.delete(listener);
     };
   }
 
@@ -927,7 +1350,10 @@ export class PartitionLog {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    // A job in progress sees isClosed and stops early; its files must settle before the seal.
+    // A follower's append or truncation in progress finishes first (queued ones find the
+    // log closed); then the maintenance job, which sees isClosed and stops early: its files
+    // must settle before the seal.
+    await this.replicaQueue;
     await this.maintenanceQueue;
     if (this.flushTimer !== null) clearTimeout(this.flushTimer);
     this.flushTimer = null;

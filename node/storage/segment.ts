@@ -6,11 +6,24 @@
 
 import * as path from 'node:path';
 import { AssertionError, Errors, LimitReachedError, TributaryError } from '../../protocol/errors.js';
-import { batchSizeAt, BATCH_OVERHEAD, Compression, compressionOf, decodeBatch, lastOffsetOf, readInt64, validateBatch } from '../../protocol/record-batch.js';
+import {
+  batchSizeAt,
+  BATCH_OVERHEAD,
+  Compression,
+  compressionOf,
+  decodeBatch,
+  lastOffsetOf,
+  OFFSET_BASE_TIMESTAMP,
+  OFFSET_LAST_OFFSET_DELTA,
+  OFFSET_LEADER_EPOCH,
+  OFFSET_RECORD_COUNT,
+  readInt64,
+  validateBatch,
+} from '../../protocol/record-batch.js';
 import type { DecodedRecord } from '../../protocol/record-batch.js';
 import { walkBatches } from './batch-walk.js';
 import type { BatchRef } from './batch-walk.js';
-import { fileSizeOrMissing, isDiskFull, isErrno, readFileSyncOrNull, readFully, writeFileDurable, writeFully } from './file-ops.js';
+import { fileSizeOrMissing, FsyncFailedError, isDiskFull, isErrno, readFileSyncOrNull, readFully, writeFileDurable, writeFully } from './file-ops.js';
 import type { FileOps } from './file-ops.js';
 import { OffsetIndex } from './offset-index.js';
 import type { ReadFdCache, ReadStateHolder } from './read-fd-cache.js';
@@ -36,6 +49,29 @@ export function segmentFileName(baseOffset: number, suffix: '.log' | '.index' | 
 }
 
 export const EMPTY_BUFFER: Buffer = Buffer.alloc(0);
+
+/** One stored batch of a read, described from the header the read checked anyway. */
+export interface StoredBatch {
+  baseOffset: number;
+  lastOffset: number;
+  /** Records in the batch: lastOffset - baseOffset + 1, or fewer in a compacted log. */
+  recordCount: number;
+  /** The partitionLeaderEpoch the batch was appended under. */
+  leaderEpoch: number;
+  sizeBytes: number;
+}
+
+/**
+ * What a read returns: whole stored batches back to back, as they are on disk, and one
+ * StoredBatch per batch in order, so that no caller walks the bytes again to learn where
+ * the read ended or how many records it holds.
+ */
+export interface LogRead {
+  bytes: Buffer;
+  batches: readonly StoredBatch[];
+}
+
+export const EMPTY_READ: LogRead = Object.freeze({ bytes: EMPTY_BUFFER, batches: Object.freeze([]) as readonly StoredBatch[] });
 
 export class LogSegment implements ReadStateHolder {
   readonly logPath: string;
@@ -130,38 +166,116 @@ export class LogSegment implements ReadStateHolder {
     this.maxTimestamp = this.indexes.maxTimestamp;
   }
 
+  /**
+   * When the segment's first record was appended, for segment.ms after a restart (Kafka
+   * rolls a segment once its first batch is that old). Not a record's timestamp: that is a
+   * device's clock, 1970 when never set (the segment would roll at every restart) or ahead
+   * (it would never roll, and retention never delete it). The node's clock is kept by the
+   * file system instead, as the .log file's birth time: a segment is created by the append
+   * that rolls to it, its first record. A partition's first segment, or one made at open,
+   * may be older than its first record: it rolls early, once, never late. Where the file
+   * system keeps no birth time (0), the first batch's base timestamp stands in. Either is
+   * capped by the last write (a restored file is born after its data) and by `nowMs` (a node
+   * clock that was ahead when the file was made must not hold the roll back).
+   */
+  rollingStartAfterOpen(nowMs: number): number {
+    if (!(this.writeFd >= 0 && this.sizeBytes > 0)) throw new AssertionError(`roll clock of segment ${this.name} that is not active or is empty`);
+    let startMs: number;
+    try {
+      const stat = this.ctx.ops.fstatSync(this.writeFd);
+      startMs = stat.birthtimeMs > 0 ? Math.min(stat.birthtimeMs, stat.mtimeMs) : Math.min(this.firstBatchTimestamp(), stat.mtimeMs);
+    } catch {
+      // The clock at open: the segment rolls at most segment.ms late.
+      return nowMs;
+    }
+    return Math.min(startMs, nowMs);
+  }
+
+  /** The first batch's base timestamp; +Infinity when it has none (-1) or cannot be read. */
+  private firstBatchTimestamp(): number {
+    const header = Buffer.alloc(BATCH_OVERHEAD);
+    if (readFully(this.ctx.ops, this.writeFd, header, 0, BATCH_OVERHEAD, 0) < BATCH_OVERHEAD) return Number.POSITIVE_INFINITY;
+    const timestampMs = readInt64(header, OFFSET_BASE_TIMESTAMP);
+    return timestampMs >= 0 ? timestampMs : Number.POSITIVE_INFINITY;
+  }
+
   truncateTo(sizeBytes: number): void {
     if (!(sizeBytes >= 0)) throw new AssertionError(`truncating ${this.name} to ${sizeBytes} bytes`);
     this.ctx.ops.ftruncateSync(this.openWriteFd(), sizeBytes);
     this.sizeBytes = sizeBytes;
   }
 
-  /** fdatasync of the log file: the data up to sizeBytes survives a power loss. */
+  /**
+   * Kafka's LogSegment.truncateTo, for a follower's truncation at run time: drops every
+   * batch whose last offset is >= `offset` and makes this segment writable again, its
+   * indexes in memory rebuilt from the batches that stay (a scan of their headers: the
+   * exact entries append would have made) and its index files removed, since they describe
+   * bytes that are gone. Returns the base offset of the first batch dropped, -1 if none.
+   */
+  cutAt(offset: number): number {
+    const { fd, indexes } = this.openForRead();
+    const first = this.locate(fd, indexes, offset);
+    // Nothing to drop still makes the segment writable: it is the log's last one now.
+    const position = first === null ? this.sizeBytes : first.position;
+    const writeFd = this.openWriteFd();
+    this.ctx.ops.ftruncateSync(writeFd, position);
+    this.sizeBytes = position;
+    const scan = scanSegment(this.ctx.ops, writeFd, position, this.baseOffset, this.ctx.indexIntervalBytes(), false);
+    if (!(scan.validBytes === position)) throw this.corrupt(offset, `a header walk of what stays stopped at ${scan.validBytes} of ${position}: ${scan.stopReason}`);
+    this.indexes = scan.indexes;
+    this.maxTimestamp = scan.indexes.maxTimestamp;
+    for (const file of [this.indexPath, this.timeIndexPath]) {
+      try {
+        this.ctx.ops.unlinkSync(file);
+      } catch (err) {
+        if (!isErrno(err, 'ENOENT')) throw err;
+      }
+    }
+    if (position === 0) this.rollingStartMs = -1;
+    return first === null ? -1 : first.baseOffset;
+  }
+
+  /**
+   * fdatasync of the log file: the data up to sizeBytes survives a power loss. A failure is
+   * an FsyncFailedError: the data may be gone from the page cache already.
+   */
   async flushData(): Promise<void> {
     if (!(this.writeFd >= 0)) throw new AssertionError(`flush of segment ${this.name} without a write fd`);
-    await this.ctx.ops.fdatasync(this.writeFd);
+    await this.fdatasyncLog();
+  }
+
+  private async fdatasyncLog(): Promise<void> {
+    try {
+      await this.ctx.ops.fdatasync(this.writeFd);
+    } catch (err) {
+      throw new FsyncFailedError(this.name, err);
+    }
   }
 
   /**
    * Makes the segment's files final: cuts any bytes a failed write left, syncs the log,
    * adds the time index's closing entry and writes both indexes (temp file, fsync, rename).
    * The folder fsync that makes the renames durable is the caller's, once for many files.
+   * Only a failed fdatasync of the log is an FsyncFailedError; may be called again after any
+   * other failure.
    */
   async seal(): Promise<void> {
     if (!(this.writeFd >= 0 && this.indexes !== null)) throw new AssertionError(`seal of segment ${this.name} that is not writable`);
     const ops = this.ctx.ops;
     if (ops.fstatSync(this.writeFd).size !== this.sizeBytes) ops.ftruncateSync(this.writeFd, this.sizeBytes);
-    await ops.fdatasync(this.writeFd);
+    await this.fdatasyncLog();
     this.indexes.sealTimeIndex();
     this.maxTimestamp = this.indexes.maxTimestamp;
     try {
       await writeFileDurable(ops, this.dir, segmentFileName(this.baseOffset, '.index'), this.indexes.offsetIndex.encode(), false);
       await writeFileDurable(ops, this.dir, segmentFileName(this.baseOffset, '.timeindex'), this.indexes.timeIndex.encode(), false);
     } catch (err) {
-      // The log itself is synced; index files only save a scan. On a full disk the segment
-      // is sealed without them (reads and the next open rebuild them) rather than failing
-      // the partition until a restart.
-      if (!isDiskFull(err)) throw err;
+      if (err instanceof AssertionError) throw err;
+      // The log itself is synced; index files only save a scan. Whatever kept them from
+      // being written (a full disk, EMFILE, EIO on the temp file or its fsync, a failed
+      // rename), the segment is sealed without them (reads and the next open rebuild them)
+      // rather than failing the partition until a restart. A temp file's failed fsync is
+      // no FsyncFailedError: it was never renamed in, so nothing trusts its bytes.
       // Files a checkpoint wrote earlier cover only part of the segment: gone too, so that
       // reads and the next open rebuild them whole rather than walk from their end.
       for (const file of [this.indexPath, this.timeIndexPath]) {
@@ -171,7 +285,8 @@ export class LogSegment implements ReadStateHolder {
           // Absent already, or the disk refuses: the next open's check rebuilds them.
         }
       }
-      this.ctx.note(`${this.name}: index files not written, the disk is full; they are rebuilt when needed`);
+      const why = isDiskFull(err) ? 'the disk is full' : (err as Error).message;
+      this.ctx.note(`${this.name}: index files not written, ${why}; they are rebuilt when needed`);
     }
   }
 
@@ -313,7 +428,7 @@ export class LogSegment implements ReadStateHolder {
   private openForRead(budget?: RequestBudget): { fd: number; indexes: SegmentIndexes } {
     if (this.writeFd >= 0 && this.indexes !== null) return { fd: this.writeFd, indexes: this.indexes };
     const loaded = this.indexes ?? this.loadIndexFiles(budget);
-    this.ctx.readFds.touch(this);
+    this.ctx.readFds.touch(this, this.ctx.label);
     try {
       if (this.readFd < 0) this.readFd = this.ctx.ops.openSync(this.logPath, 'r');
     } catch (err) {
@@ -389,11 +504,11 @@ export class LogSegment implements ReadStateHolder {
    * segment holds no batch at or after `fetchOffset`. Each batch is checked (length, base
    * offset, CRC) right after it is read; a corrupt batch is never served.
    */
-  read(fetchOffset: number, maxBytes: number, maxOffset: number, budget?: RequestBudget): Buffer | null {
+  read(fetchOffset: number, maxBytes: number, maxOffset: number, budget?: RequestBudget): LogRead | null {
     const { fd, indexes } = this.openForRead(budget);
     const first = this.locate(fd, indexes, fetchOffset);
     if (first === null) return null;
-    if (first.lastOffset >= maxOffset) return EMPTY_BUFFER;
+    if (first.lastOffset >= maxOffset) return EMPTY_READ;
     const length = Math.max(first.sizeBytes, Math.min(maxBytes, this.sizeBytes - first.position));
     const out = Buffer.allocUnsafe(length);
     const got = readFully(this.ctx.ops, fd, out, 0, length, first.position);
@@ -401,14 +516,18 @@ export class LogSegment implements ReadStateHolder {
     return this.takeCheckedBatches(out.subarray(0, got), first.baseOffset, maxOffset);
   }
 
-  /** The prefix of `buf` made of whole, valid batches with increasing offsets below `maxOffset`. */
-  private takeCheckedBatches(buf: Buffer, baseOffset: number, maxOffset: number): Buffer {
+  /**
+   * The prefix of `buf` made of whole, valid batches with increasing offsets below
+   * `maxOffset`, with what their headers say: the check reads them anyway.
+   */
+  private takeCheckedBatches(buf: Buffer, baseOffset: number, maxOffset: number): LogRead {
     let at = 0;
     let expected = baseOffset;
+    const batches: StoredBatch[] = [];
     while (at < buf.length) {
       const size = batchSizeAt(buf, at);
       if (size < 0 || at + size > buf.length) break; // cut by maxBytes: the next fetch reads it
-      let lastOffset: number;
+      let stored: StoredBatch;
       try {
         if (size < BATCH_OVERHEAD) throw new Error(`batch length ${size} below the header size`);
         const batch = buf.subarray(at, at + size);
@@ -416,19 +535,26 @@ export class LogSegment implements ReadStateHolder {
         // A gap is a batch the log cleaner removed; going backwards is corruption.
         if (storedBase < expected) throw new Error(`stored base offset ${storedBase}, expected ${expected} or a later one`);
         validateBatch(batch);
-        lastOffset = lastOffsetOf(batch);
+        stored = {
+          baseOffset: storedBase,
+          lastOffset: storedBase + batch.readInt32BE(OFFSET_LAST_OFFSET_DELTA),
+          recordCount: batch.readInt32BE(OFFSET_RECORD_COUNT),
+          leaderEpoch: batch.readInt32BE(OFFSET_LEADER_EPOCH),
+          sizeBytes: size,
+        };
       } catch (err) {
         // Batches before the corrupt one are good and are served; the corrupt one is
         // reported when a fetch starts at it.
         if (at === 0) throw this.corrupt(expected, (err as Error).message, err);
         break;
       }
-      if (lastOffset >= maxOffset) break;
+      if (stored.lastOffset >= maxOffset) break;
+      batches.push(stored);
       at += size;
-      expected = lastOffset + 1;
+      expected = stored.lastOffset + 1;
     }
     if (!(at > 0 || buf.length === 0)) throw new AssertionError(`no batch taken from a read that located one`);
-    return buf.subarray(0, at);
+    return { bytes: buf.subarray(0, at), batches };
   }
 
   /**

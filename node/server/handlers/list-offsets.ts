@@ -1,5 +1,6 @@
 import { Errors } from '../../../protocol/errors.js';
 import { EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, type ListOffsetsPartitionResult, type ListOffsetsResponse } from '../../../protocol/frames.js';
+import { isRefusal } from '../../partition-roles.js';
 import { requestBudget } from '../../storage/request-budget.js';
 import type { RequestContext } from '../context.js';
 import { refusal } from './authorize.js';
@@ -35,13 +36,10 @@ function listOffset(e: unknown, i: number, ctx: RequestContext, grant: Decompres
     const topic = topicName(entry, 'topic');
     result.partition = int(entry, 'partition', 0, 0x7fffffff);
     const timestamp = int(entry, 'timestamp', EARLIEST_TIMESTAMP);
-    const refused = refusal(ctx, 'describe', topic);
-    const log = refused ? undefined : ctx.broker.logs.partition(topic, result.partition);
-    if (refused) {
-      Object.assign(result, refused);
-    } else if (!log) {
-      result.error = Errors.UNKNOWN_TOPIC.code;
-      result.message = `unknown topic or partition ${topic}/${result.partition}`;
+    // Only the leader knows where its log ends and what is acknowledged (NOT_LEADER elsewhere).
+    const log = refusal(ctx, 'describe', topic) ?? ctx.broker.partitionRoles.leaderLog(topic, result.partition);
+    if (isRefusal(log)) {
+      Object.assign(result, log);
     } else if (timestamp === LATEST_TIMESTAMP) {
       result.offset = log.highWatermark;
     } else if (timestamp === EARLIEST_TIMESTAMP) {

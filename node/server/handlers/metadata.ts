@@ -7,13 +7,19 @@ import { refusal } from './authorize.js';
 import { answeredTopic, invalidTopic, optionalRequestEntries, type Body } from '../validate.js';
 
 export async function handleMetadata(body: Body, ctx: RequestContext): Promise<MetadataResponse> {
-  const { logs, nodeId } = ctx.broker;
+  const { logs, nodeId, partitionRoles } = ctx.broker;
   const asked = optionalRequestEntries(body, 'topics', ctx.broker);
   const describe = (t: TopicInfo): TopicMetadata => ({
     name: t.name,
     error: Errors.NONE.code,
-    // A single node leads every partition; leader epochs start moving with replication.
-    partitions: Array.from({ length: t.partitions }, (_, partition) => ({ partition, leader: nodeId, leaderEpoch: 0 })),
+    // The leader as the role lookup knows it: this node, the node a follower partition follows,
+    // or '' when that is unknown (as Kafka's leader -1), so that a client asks again rather
+    // than send here. The epoch is the log's newest (-1 for a follower's that has none yet).
+    partitions: Array.from({ length: t.partitions }, (_, partition) => ({
+      partition,
+      leader: partitionRoles.leaderOf(t.name, partition),
+      leaderEpoch: logs.partition(t.name, partition)?.leaderEpoch ?? -1,
+    })),
     config: { ...t.config },
     ...(t.name.startsWith('__') ? { internal: true } : {}),
   });

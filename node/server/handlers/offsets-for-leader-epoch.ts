@@ -1,5 +1,6 @@
 import { Errors } from '../../../protocol/errors.js';
 import type { OffsetsForLeaderEpochResponse } from '../../../protocol/frames.js';
+import { isRefusal } from '../../partition-roles.js';
 import type { RequestContext } from '../context.js';
 import { refusal } from './authorize.js';
 import { errorResult } from './errors.js';
@@ -25,17 +26,14 @@ function endOffsetFor(e: unknown, i: number, ctx: RequestContext): Result {
     result.topic = answeredTopic(entry.topic);
     result.partition = int(entry, 'partition', 0, 0x7fffffff);
     const leaderEpoch = int(entry, 'leaderEpoch', -1, 0x7fffffff);
-    const refused = invalidTopic(entry.topic) ?? refusal(ctx, 'consume', result.topic);
-    const log = refused ? undefined : ctx.broker.logs.partition(result.topic, result.partition);
-    if (refused) {
-      Object.assign(result, refused);
-    } else if (!log) {
-      result.error = Errors.UNKNOWN_TOPIC.code;
-      result.message = `unknown topic or partition ${result.topic}/${result.partition}`;
+    // Only the leader's epochs are the answer: a follower's may be behind or diverged.
+    const found = invalidTopic(entry.topic) ?? refusal(ctx, 'consume', result.topic) ?? ctx.broker.partitionRoles.leaderLog(result.topic, result.partition);
+    if (isRefusal(found)) {
+      Object.assign(result, found);
     } else {
-      const found = log.endOffsetForEpoch(leaderEpoch);
-      result.leaderEpoch = found.leaderEpoch;
-      result.endOffset = found.endOffset;
+      const end = found.endOffsetForEpoch(leaderEpoch);
+      result.leaderEpoch = end.leaderEpoch;
+      result.endOffset = end.endOffset;
     }
   } catch (err) {
     Object.assign(result, errorResult(err, ctx.broker.logger, { request: 'OffsetsForLeaderEpoch', topic: result.topic, partition: result.partition }));

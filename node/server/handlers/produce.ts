@@ -7,6 +7,7 @@ import { REVOCATIONS_TOPIC } from '../../../protocol/revocation.js';
 import { refusal } from './authorize.js';
 import { errorResult, LimitsReached } from './errors.js';
 import { answeredTopic, bytes, int, map, requestEntries, topicName, type Body } from '../validate.js';
+import { isRefusal } from '../../partition-roles.js';
 import { DURABLE_ALREADY } from '../../storage/partition-log.js';
 import type { PartitionLog } from '../../storage/partition-log.js';
 import { inflateWithin, requestBudget } from '../../storage/request-budget.js';
@@ -101,7 +102,7 @@ function appendEntries(entries: unknown[], ctx: RequestContext, grant: Decompres
  * once the append is durable, or null when nothing was appended (refused, unknown).
  */
 function appendEntry(entry: Body, ctx: RequestContext, grant: DecompressGrant, result: ProducePartitionResult): Promise<void> | null {
-  const { logs, shuttingDown } = ctx.broker;
+  const { partitionRoles, shuttingDown } = ctx.broker;
   // The answer carries at most a bounded prefix of a bad name, which is refused next.
   result.topic = answeredTopic(entry.topic);
   const topic = topicName(entry, 'topic');
@@ -115,10 +116,11 @@ function appendEntry(entry: Body, ctx: RequestContext, grant: DecompressGrant, r
   }
   refuseByHeader(records);
   if (shuttingDown) throw new TributaryError(Errors.SHUTTING_DOWN);
-  const log = logs.partition(topic, result.partition);
-  if (!log) {
-    result.error = Errors.UNKNOWN_TOPIC.code;
-    result.message = `unknown topic or partition ${topic}/${result.partition}`;
+  // Only the leader appends what producers send (NOT_LEADER elsewhere); a follower's log
+  // takes its leader's batches through replication.
+  const log = partitionRoles.leaderLog(topic, result.partition);
+  if (isRefusal(log)) {
+    Object.assign(result, log);
     return null;
   }
   checkCompressedRecords(records, log, grant);
