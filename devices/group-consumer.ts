@@ -65,6 +65,11 @@ interface Position {
   leaderEpoch: number;
 }
 
+/** The same offset in the same leader epoch (an epoch not known, -1, is one value). */
+function samePosition(a: Position | undefined, b: { offset: number; leaderEpoch?: number }): boolean {
+  return a !== undefined && a.offset === b.offset && a.leaderEpoch === (b.leaderEpoch !== undefined && b.leaderEpoch >= 0 ? b.leaderEpoch : -1);
+}
+
 export interface AssignmentChange {
   gained: TopicPartition[];
   lost: TopicPartition[];
@@ -129,8 +134,12 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
   private readonly revoking = new Map<string, TopicPartition>();
   /** Per partition, the offset after the last record handed to the app (or where it starts). */
   private readonly positions = new Map<string, Position>();
-  /** What the group last accepted, so an unchanged position is not committed again. */
-  private readonly committed = new Map<string, number>();
+  /**
+   * What the group last accepted, so an unchanged position is not committed again. With its
+   * epoch: after a divergence the same offset can stand in a later epoch, and the commit of
+   * the old one must be replaced, or every later owner would find it diverged again.
+   */
+  private readonly committed = new Map<string, Position>();
   private heartbeatIntervalMs = 5000;
   private lastAnsweredMs = Date.now();
   private loop: Promise<void> | null = null;
@@ -231,9 +240,9 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
       }
       wanted = all;
     }
-    // An unchanged position is not committed again.
+    // An unchanged position (offset and epoch) is not committed again.
     const toCommit = wanted
-      .filter((o) => this.committed.get(tpKey(o.topic, o.partition)) !== o.offset)
+      .filter((o) => !samePosition(this.committed.get(tpKey(o.topic, o.partition)), o))
       .map((o) => ({ topic: o.topic, partition: o.partition, offset: o.offset, ...(o.leaderEpoch !== undefined && o.leaderEpoch >= 0 ? { leaderEpoch: o.leaderEpoch } : {}) }));
     if (toCommit.length === 0) return;
     // KIP-848: a member commits at its epoch, so a zombie of an older epoch cannot move
@@ -245,7 +254,7 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
     let first: TributaryError | null = null;
     toCommit.forEach((o, i) => {
       const r = response.partitions[i];
-      if (r !== undefined && r.error === Errors.NONE.code) this.committed.set(tpKey(o.topic, o.partition), o.offset);
+      if (r !== undefined && r.error === Errors.NONE.code) this.committed.set(tpKey(o.topic, o.partition), { offset: o.offset, leaderEpoch: o.leaderEpoch ?? -1 });
       else first ??= r === undefined ? new TributaryError(Errors.UNKNOWN, `no answer for ${o.topic}/${o.partition}`) : wireError(r.error, r.message);
     });
     if (first !== null) throw first;
@@ -468,7 +477,7 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
         this.positions.set(key, { ...start });
         starts.set(key, start);
       } else this.positions.delete(key);
-      if (committed.offset >= 0) this.committed.set(key, committed.offset);
+      if (committed.offset >= 0) this.committed.set(key, { ...committed });
       else this.committed.delete(key);
     }
     if (gained.length > 0 && !this.closed) this.consumer.assign(this.assignmentOfConsumer(starts));

@@ -75,6 +75,10 @@ it('consumers whose position a power loss took back say so and read every record
     await member.close();
     const committed = await before.client.request(Kind.OffsetFetch, { groupId: 'g', partitions: [{ topic: TOPIC, partition: 0 }] });
     expect(committed.partitions.map((p) => [p.offset, p.leaderEpoch])).toEqual([[2000, 0]]);
+    // Group 'h' stands at 1600 in epoch 0: after the loss, 400 new records bring a member
+    // back to offset 1600, in epoch 1.
+    const hCommit = await before.client.request(Kind.OffsetCommit, { groupId: 'h', offsets: [{ topic: TOPIC, partition: 0, offset: 1600, leaderEpoch: 0 }] });
+    expect(hCommit.partitions.map((p) => p.error)).toEqual([0]);
 
     await node.kill();
     powerLossAt(join(data, `${TOPIC}-0`), 1200);
@@ -97,6 +101,17 @@ it('consumers whose position a power loss took back say so and read every record
     await second.close();
     const recommitted = await after.client.request(Kind.OffsetFetch, { groupId: 'g', partitions: [{ topic: TOPIC, partition: 0 }] });
     expect(recommitted.partitions.map((p) => [p.offset, p.leaderEpoch])).toEqual([[2200, 1]]);
+
+    // A member that diverged and read back to the very offset the group had committed
+    // commits it again in the new epoch: the old commit would send every later member back.
+    const hTold: LogDivergence[] = [];
+    const third = after.groupConsumer<'string'>({ groupId: 'h', topics: [TOPIC], valueDecoding: 'string', autoCommit: false, onDivergence: (d) => void hTold.push(d) });
+    expect(summary(await take(third, 400)).at(-1)).toEqual([1599, 'new-399', 1]);
+    expect(hTold.map((d) => [d.position, d.divergedAt])).toEqual([[1600, 1200]]);
+    await third.commit();
+    await third.close();
+    const hNow = await after.client.request(Kind.OffsetFetch, { groupId: 'h', partitions: [{ topic: TOPIC, partition: 0 }] });
+    expect(hNow.partitions.map((p) => [p.offset, p.leaderEpoch])).toEqual([[1600, 1]]);
 
     // A position read in epoch 0 that the node's log still holds stands; one without an epoch is not checked.
     const quiet: LogDivergence[] = [];
