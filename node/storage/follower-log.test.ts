@@ -426,6 +426,35 @@ describe('truncateTo', () => {
     expect(log.logEndOffset).toBe(10);
   });
 
+  it('leaves the segment it cut to an unclean start to scan: bytes torn in it after the cut are cut then, not kept inside the log', async () => {
+    const log = await followerWithEpochs();
+    const bases = log.segmentBaseOffsets();
+    const cut = bases[1] + 3;
+    const partitionDir = path.join(dir, 'f');
+    expect(readRecoveryCheckpoint(nodeFileOps, partitionDir).sealedBelow).toBeGreaterThan(bases[1]);
+    await log.truncateTo(cut);
+    expect(readRecoveryCheckpoint(nodeFileOps, partitionDir).sealedBelow).toBeLessThanOrEqual(bases[1]);
+    // The leader's next batches fill the cut segment again and roll past it; nothing syncs.
+    for (let base = cut; base < cut + 20; base++) await log.appendAsFollower(leaderBatch({ base, epoch: 3 }));
+    expect(log.segmentBaseOffsets().length).toBeGreaterThan(2);
+    crash(log);
+    // A power loss tears the cut segment's second batch after the cut.
+    const kept = path.join(partitionDir, `${String(bases[1]).padStart(20, '0')}.log`);
+    const bytes = fs.readFileSync(kept);
+    let position = 0;
+    for (const batch of splitBatches(bytes)) {
+      if (Number(batch.readBigInt64BE(0)) === cut + 1) break;
+      position += batch.length;
+    }
+    expect(position).toBeLessThan(bytes.length);
+    fs.writeFileSync(kept, Buffer.concat([bytes.subarray(0, position + 30), Buffer.alloc(bytes.length - position - 30)]));
+
+    const reopened = await openLog('f', { follower: true, clean: false }, { ...CONFIG, 'segment.bytes': 1024 });
+    expect(reopened.logEndOffset).toBe(cut + 1);
+    expect(storedBatches(reopened).map(([base]) => base)).toEqual(Array.from({ length: cut + 1 }, (_, i) => i));
+    expect(reopened.leaderEpochs().at(-1)).toEqual({ epoch: 3, startOffset: cut });
+  });
+
   it('is refused on a log this node leads', async () => {
     const leader = await openLog('l');
     leader.append(makeBatch());

@@ -874,7 +874,8 @@ export class PartitionLog {
   /**
    * Waits until no sync and no producer-state snapshot write is in flight and the recovery
    * checkpoint names nothing at or past `offset` (its active-segment line, which an
-   * unclean start would otherwise take as offsets to continue after), and lists the
+   * unclean start would otherwise take as offsets to continue after) and calls no segment
+   * from the one holding `offset` on sealed (that one is written again), and lists the
    * snapshot files. Returns with nothing in flight: the caller cuts in the same turn.
    */
   private async settleBeforeTruncation(offset: number): Promise<number[]> {
@@ -888,8 +889,13 @@ export class PartitionLog {
       const snapshots = await this.snapshotOffsets();
       if (inFlight()) continue;
       const checkpoint = readRecoveryCheckpoint(this.env.ops, this.dir);
-      if (checkpoint.active === null || checkpoint.active.offset <= offset) return snapshots;
-      await writeRecoveryCheckpoint(this.env.ops, this.dir, checkpoint.sealedBelow);
+      // The segment the cut leaves last becomes writable again: an unclean start must scan it
+      // (and what follows), not trust it as sealed, or bytes torn in it after the cut would
+      // stay in the middle of the log. Kafka's recoveryPoint = min(recoveryPoint, offset).
+      const keptBase = offset < this.logStartOffset ? offset : this.segments[this.segmentIndexFor(offset)].baseOffset;
+      const sealedBelow = Math.min(checkpoint.sealedBelow, keptBase);
+      if ((checkpoint.active === null || checkpoint.active.offset <= offset) && sealedBelow === checkpoint.sealedBelow) return snapshots;
+      await writeRecoveryCheckpoint(this.env.ops, this.dir, sealedBelow);
     }
   }
 
