@@ -455,6 +455,50 @@ describe('truncateTo', () => {
     expect(reopened.leaderEpochs().at(-1)).toEqual({ epoch: 3, startOffset: cut });
   });
 
+  it("rebuilds the cut segment's indexes as append would have written them, from the last entry that stays", async () => {
+    // Index entries every ~1000 bytes (every six batches), timestamps out of order so that the max moves.
+    const config = { ...CONFIG, 'segment.bytes': 1 << 20, 'index.interval.bytes': 1000 };
+    const shapes = Array.from({ length: 60 }, (_, i) => ({ records: 1 + (i % 3) }));
+    // Each batch from 30 to the cut raises the max. The entries fall every six batches here
+    // (30, 36, ...): only a walk of what stays past the last one (30) finds the max of 34.
+    const before = (i: number): number => 1_700_000_000_000 + (i >= 30 && i < 35 ? i * 100_000_000 : ((i * 7919) % 1000) * 1000);
+    const build = (timestampOf: (i: number) => number, fill: number): Buffer[] => {
+      let next = 0;
+      return shapes.map((shape, i) => {
+        const batch = makeBatch({ records: shape.records, valueBytes: 50, fill: next + fill, timestamp: timestampOf(i) });
+        setBaseOffset(batch, next);
+        setPartitionLeaderEpoch(batch, 0);
+        next += shape.records;
+        return batch;
+      });
+    };
+    const batches = build(before, 0);
+    const cutAt = Number(batches[35].readBigInt64BE(0)) + 1; // inside batch 35: it goes whole
+    // The leader's batches after the cut: the same ones (34's max is found only by the walk),
+    // or others whose first passes 34's max (an entry made at 36 before the cut, naming 34,
+    // must not stay).
+    const afterCuts = { same: batches.slice(35), other: build((i) => 1_700_000_000_000 + (i === 35 ? 4_000_000_000 : ((i * 104_729) % 1000) * 1000), 1).slice(35) };
+    for (const [name, leaderAfter] of Object.entries(afterCuts)) {
+      const cutLog = await openLog(`cut-${name}`, { follower: true }, config);
+      await cutLog.appendAsFollower(Buffer.concat(batches));
+      await cutLog.truncateTo(cutAt);
+      const fresh = await openLog(`fresh-${name}`, { follower: true }, config);
+      await fresh.appendAsFollower(Buffer.concat(batches.slice(0, 35)));
+      for (const log of [cutLog, fresh]) await log.appendAsFollower(Buffer.concat(leaderAfter));
+      for (const t of [1_700_000_500_000, 1_703_400_000_000, 1_703_500_000_000]) expect(cutLog.offsetForTimestamp(t), `${name} ${t}`).toEqual(fresh.offsetForTimestamp(t));
+      // Both sealed by close: their index files are what they held.
+      await cutLog.close();
+      await fresh.close();
+      for (const suffix of ['.index', '.timeindex'] as const) {
+        const [cutFile] = segmentFiles(path.join(dir, `cut-${name}`), suffix);
+        const [freshFile] = segmentFiles(path.join(dir, `fresh-${name}`), suffix);
+        const bytes = fs.readFileSync(freshFile);
+        expect(bytes.length, suffix).toBeGreaterThan(5 * 8);
+        expect(fs.readFileSync(cutFile).equals(bytes), `${name} ${suffix}`).toBe(true);
+      }
+    }
+  });
+
   it('is refused on a log this node leads', async () => {
     const leader = await openLog('l');
     leader.append(makeBatch());

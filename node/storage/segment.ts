@@ -207,23 +207,49 @@ export class LogSegment implements ReadStateHolder {
 
   /**
    * Kafka's LogSegment.truncateTo, for a follower's truncation at run time: drops every
-   * batch whose last offset is >= `offset` and makes this segment writable again, its
-   * indexes in memory rebuilt from the batches that stay (a scan of their headers: the
-   * exact entries append would have made) and its index files removed, since they describe
-   * bytes that are gone. Returns the base offset of the first batch dropped, -1 if none.
+   * batch whose last offset is >= `offset` and makes this segment writable again. Its
+   * indexes in memory lose the entries at or past the cut and take up append's running
+   * state (the max timestamp, the bytes since the last entry) from a walk of the headers
+   * between the last entry that stays and the cut, as recovery resumes from a checkpoint:
+   * at most index.interval.bytes read, not the segment. Its index files are removed, since
+   * they describe bytes that are gone. Returns the base offset of the first batch dropped,
+   * -1 if none.
    */
   cutAt(offset: number): number {
     const { fd, indexes } = this.openForRead();
     const first = this.locate(fd, indexes, offset);
     // Nothing to drop still makes the segment writable: it is the log's last one now.
-    const position = first === null ? this.sizeBytes : first.position;
     const writeFd = this.openWriteFd();
-    this.ctx.ops.ftruncateSync(writeFd, position);
-    this.sizeBytes = position;
-    const scan = scanSegment(this.ctx.ops, writeFd, position, this.baseOffset, this.ctx.indexIntervalBytes(), false);
-    if (!(scan.validBytes === position)) throw this.corrupt(offset, `a header walk of what stays stopped at ${scan.validBytes} of ${position}: ${scan.stopReason}`);
-    this.indexes = scan.indexes;
-    this.maxTimestamp = scan.indexes.maxTimestamp;
+    if (first !== null) {
+      const position = first.position;
+      indexes.offsetIndex.truncateAtPosition(position);
+      const last = indexes.offsetIndex.last();
+      // A time entry is made with an offset entry (when the max grew) or at the seal, and
+      // names the batch that reached the max then: one made after the last offset entry
+      // that stays names a batch past it. Dropping those leaves the max as of that entry.
+      indexes.timeIndex.truncateAtRelativeOffset(last === null ? 0 : last.relativeOffset + 1);
+      const lastTime = indexes.timeIndex.last();
+      indexes.maxTimestamp = lastTime?.timestamp ?? -1;
+      indexes.relativeOffsetOfMaxTimestamp = lastTime?.relativeOffset ?? 0;
+      const from = last?.position ?? 0;
+      try {
+        walkBatches(this.ctx.ops, writeFd, from, this.baseOffset + (last?.relativeOffset ?? 0), position, (ref) => {
+          if (ref.maxTimestamp > indexes.maxTimestamp) {
+            indexes.maxTimestamp = ref.maxTimestamp;
+            indexes.relativeOffsetOfMaxTimestamp = ref.baseOffset - this.baseOffset;
+          }
+          return false;
+        });
+      } catch (err) {
+        throw this.corrupt(offset, `a header walk of what stays failed: ${(err as Error).message}`, err);
+      }
+      indexes.bytesSinceLastIndexEntry = position - from;
+      this.ctx.ops.ftruncateSync(writeFd, position);
+      this.sizeBytes = position;
+    }
+    const position = this.sizeBytes;
+    this.indexes = indexes;
+    this.maxTimestamp = indexes.maxTimestamp;
     for (const file of [this.indexPath, this.timeIndexPath]) {
       try {
         this.ctx.ops.unlinkSync(file);
