@@ -1,5 +1,6 @@
 // Micro-benchmarks of the storage engine's hot paths: append (validate, patch base offset
-// and leader epoch, positional write into the page cache, index) and an indexed read of
+// and leader epoch, positional write into the page cache, index), a follower's append of
+// the leader's batch (the same checks, offsets and epoch kept), and an indexed read of
 // 1 MiB from the middle of a log (index lookup, header walk, one read, CRC check of every
 // batch), plus ListOffsets by time. Benches register at import; they run only when this
 // file is executed directly, so an aggregate bench runner can import it.
@@ -10,8 +11,10 @@
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { bench, do_not_optimize, group, run } from 'mitata';
+import { setBaseOffset, setPartitionLeaderEpoch } from '../protocol/record-batch.js';
 import { parseTopicConfig } from '../node/storage/config.js';
 import { PartitionLog } from '../node/storage/partition-log.js';
+import type { OpenPartitionOptions } from '../node/storage/partition-log.js';
 import { makeBatch, makeTempDir, removeDir } from '../node/storage/testing.js';
 
 const MIB = 1024 * 1024;
@@ -21,9 +24,9 @@ const BATCH = makeBatch({ records: 100, valueBytes: 145, stepMs: 1 });
 const APPEND_LOG_BYTES_MAX = 512 * MIB;
 
 /** A log in a fresh temporary folder, removed by the returned cleanup. */
-async function openLog(name: string, config: Record<string, string | number>): Promise<{ log: PartitionLog; cleanUp: () => Promise<void> }> {
+async function openLog(name: string, config: Record<string, string | number>, options: OpenPartitionOptions = {}): Promise<{ log: PartitionLog; cleanUp: () => Promise<void> }> {
   const dir = makeTempDir();
-  const log = await PartitionLog.open(path.join(dir, `${name}-0`), name, 0, parseTopicConfig(config));
+  const log = await PartitionLog.open(path.join(dir, `${name}-0`), name, 0, parseTopicConfig(config), options);
   return {
     log,
     cleanUp: async () => {
@@ -55,6 +58,28 @@ function appendBench(flush: 'os' | 'interval') {
   };
 }
 
+/** A follower's append of the leader's 100-record batch, at the follower's log end, in epoch 0. */
+function followerAppendBench() {
+  return async function* () {
+    let current = await openLog('follow', { flush: 'os' }, { follower: true });
+    // A leader's stored batch: its base offset is set to the follower's log end before each
+    // append (outside the CRC, as a leader patches it), and its leader epoch is 0.
+    const batch = Buffer.from(BATCH);
+    setPartitionLeaderEpoch(batch, 0);
+    const retired: (() => Promise<void>)[] = [];
+    yield async () => {
+      if (current.log.sizeBytes > APPEND_LOG_BYTES_MAX && retired.length === 0) {
+        retired.push(current.cleanUp);
+        current = await openLog('follow', { flush: 'os' }, { follower: true });
+      }
+      setBaseOffset(batch, current.log.logEndOffset);
+      do_not_optimize(await current.log.appendAsFollower(batch));
+    };
+    for (const cleanUp of retired) await cleanUp();
+    await current.cleanUp();
+  };
+}
+
 const READ_LOG_BATCHES = 4200; // ~66 MiB: one sealed 64 MiB segment and the active one
 const T0 = 1_700_000_000_000;
 
@@ -75,6 +100,10 @@ function middle(i: number): number {
 group(`append one ${BATCH.length}-byte batch (100 records)`, () => {
   bench("append flush='os'", appendBench('os'));
   bench("append flush='interval'", appendBench('interval'));
+});
+
+group(`append the leader's ${BATCH.length}-byte batch as a follower`, () => {
+  bench("appendAsFollower flush='os'", followerAppendBench());
 });
 
 group('read 1 MiB from the middle of a 66 MiB log via the index', () => {
