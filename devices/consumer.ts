@@ -982,6 +982,15 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
       s.leaderEpoch = -1;
       return;
     }
+    if (err.is(Errors.NOT_LEADER) && s.position !== null && s.leaderEpoch >= 0 && !s.awaitingValidation) {
+      // Leadership moved, over a connection that stayed up: whichever node leads next may
+      // have truncated its log meanwhile (a follower cut back to its leader's), so the
+      // position is checked before it is read again, as Kafka's consumer validates on a
+      // change of leader. What was fetched ahead of it is dropped.
+      s.epoch++;
+      s.fetchOffset = s.position;
+      s.awaitingValidation = true;
+    }
     this.partitionRetryOrFail(s, err, s.fetchOffset as number);
   }
 
