@@ -612,8 +612,9 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
         { timeoutMs: this.requestTimeoutMs },
       );
     } catch (err) {
-      // A node older than this request answers "unknown request kind".
-      const unknownKind = err instanceof TributaryError && err.is(Errors.INVALID_REQUEST);
+      // A node older than this request answers "unknown request kind"; any other
+      // INVALID_REQUEST (a limit on the request, say) is an error like the rest.
+      const unknownKind = err instanceof TributaryError && err.is(Errors.INVALID_REQUEST) && /unknown request kind/.test(err.message);
       todo.forEach((s, i) => {
         if (s.epoch !== epochs[i]) return;
         if (unknownKind) s.awaitingValidation = false;
