@@ -611,14 +611,19 @@ export class PartitionLog {
   // -------------------------------------------------------------------------------------
   // Append
 
-  append(batch: Buffer): AppendResult {
+  /**
+   * Appends a producer's batch as the leader: validated, given the next offsets and the
+   * current leader epoch. `header`: the batch's header as the caller already parsed it
+   * (readBatchHeader of these same bytes), so that it is parsed once per append.
+   */
+  append(batch: Buffer, header?: BatchHeader): AppendResult {
     this.checkWritable();
     // A produce that raced a role change: retriable, the client finds the new leader.
     if (this.follower) throw new TributaryError(Errors.NOT_LEADER, `${this.label}: this node follows the partition's leader`);
     if (!(this.epochs.latestEpoch >= 0)) throw new AssertionError(`${this.label}: append as leader to a log with no leader epoch`);
-    // The header is parsed once here; everything below reads the struct.
-    const header = this.validate(batch, true);
-    const producer = producerFields(header);
+    // The header is parsed once (here, or by the caller); everything below reads the struct.
+    const checked = this.validate(batch, true, header);
+    const producer = producerFields(checked);
     if (producer !== null) {
       const earlier = this.producers.check(producer);
       if (earlier !== null) {
@@ -627,7 +632,7 @@ export class PartitionLog {
       }
     }
     const baseOffset = this._logEndOffset;
-    const lastOffset = baseOffset + header.lastOffsetDelta;
+    const lastOffset = baseOffset + checked.lastOffsetDelta;
     if (this.needsRoll(batch.length, lastOffset)) this.roll();
     // Both fields lie outside the CRC: patching them keeps the batch valid, records untouched.
     setBaseOffset(batch, baseOffset);
@@ -635,7 +640,7 @@ export class PartitionLog {
     if (!(lastOffsetOf(batch) === lastOffset)) throw new AssertionError(`${this.label}: patched batch ends at ${lastOffsetOf(batch)}, expected ${lastOffset}`);
     const active = this.active;
     if (!(active.baseOffset <= baseOffset && active.isWritable)) throw new AssertionError(`${this.label}: active segment ${active.baseOffset} cannot take offset ${baseOffset}`);
-    active.append(batch, baseOffset, header.maxTimestamp, this.env.now());
+    active.append(batch, baseOffset, checked.maxTimestamp, this.env.now());
     if (!(lastOffset >= this._logEndOffset)) throw new AssertionError(`${this.label}: log end offset going backwards: ${this._logEndOffset} -> ${lastOffset + 1}`);
     this._logEndOffset = lastOffset + 1;
     if (producer !== null) this.producers.update(producer, baseOffset, this.env.now());
@@ -966,14 +971,14 @@ export class PartitionLog {
    * producer's batch (`exactSpan`) must span exactly its records; a leader's may span more,
    * once the log cleaner thinned it.
    */
-  private validate(batch: Buffer, exactSpan: boolean): BatchHeader {
+  private validate(batch: Buffer, exactSpan: boolean, parsed?: BatchHeader): BatchHeader {
     const maxBytes = this.topicConfig['max.message.bytes'];
     // Size first: no point computing the CRC of something refused anyway.
     if (batch.length > maxBytes) {
       throw new TributaryError(Errors.BATCH_TOO_LARGE, `${this.label}: batch of ${batch.length} bytes exceeds max.message.bytes ${maxBytes}`);
     }
     try {
-      const header = readBatchHeader(batch);
+      const header = parsed ?? readBatchHeader(batch);
       validateBatch(batch);
       // Kafka's LogValidator: a producer's batch spans exactly its records. Without this a
       // 1-record batch could claim 2^31 offsets.

@@ -114,7 +114,7 @@ function appendEntry(entry: Body, ctx: RequestContext, grant: DecompressGrant, r
     Object.assign(result, refused);
     return null;
   }
-  refuseByHeader(records);
+  const header = refuseByHeader(records);
   if (shuttingDown) throw new TributaryError(Errors.SHUTTING_DOWN);
   // Only the leader appends what producers send (NOT_LEADER elsewhere); a follower's log
   // takes its leader's batches through replication.
@@ -131,7 +131,7 @@ function appendEntry(entry: Body, ctx: RequestContext, grant: DecompressGrant, r
     ctx.broker.metrics.diskGuardRefusedBatches.inc({ topic });
     throw new TributaryError(Errors.STORAGE_FULL, `the node's storage is full (storage.maxBytes or storage.minFreeBytes); retry later`);
   }
-  const appended = log.append(records);
+  const appended = log.append(records, header);
   if (!appended.duplicate) {
     ctx.broker.diskGuard.noteAppended(records.length);
     ctx.broker.metrics.countAppended(topic, records);
@@ -149,14 +149,18 @@ function appendEntry(entry: Body, ctx: RequestContext, grant: DecompressGrant, r
   return appended.durable;
 }
 
-/** What the header alone refuses, before the topic is looked up or anything inflated. */
-function refuseByHeader(records: Buffer): void {
-  if (records.length < BATCH_OVERHEAD) return; // the storage engine's validation names this
+/**
+ * What the header alone refuses, before the topic is looked up or anything inflated.
+ * Returns the parsed header for the append (undefined for bytes too short to hold one).
+ */
+function refuseByHeader(records: Buffer): BatchHeader | undefined {
+  if (records.length < BATCH_OVERHEAD) return undefined; // the storage engine's validation names this
   const header = readBatchHeader(records);
   refuseBrokerOnlyAttributes(header);
   // Node 20's zlib inflates gzip only: the records of a snappy, lz4 or zstd batch could not
   // be checked, and an unchecked compressed batch is what let a bomb in.
   checkCodecInflatable(header.compression);
+  return header;
 }
 
 /**
