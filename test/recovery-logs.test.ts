@@ -9,29 +9,14 @@ import { afterEach, expect, it } from 'vitest';
 import { Kind } from '../protocol/frames.js';
 import { encodeBatch } from '../protocol/record-batch.js';
 import { RawClient } from './helpers/raw-client.js';
-import { startNodeProcess, stopAllNodes, tempDir, type NodeProcess } from './helpers/node-process.js';
+import { startNodeProcess, stopAllNodes, tempDir, type NodeProcess, logLines, type LogLine } from './helpers/node-process.js';
 
 afterEach(stopAllNodes);
 
 const PARTITIONS = 3;
 const TORN_BYTES = 5;
 
-interface LogLine {
-  level: number;
-  msg: string;
-  topic?: string;
-  partition?: number;
-  [field: string]: unknown;
-}
 
-/** The node's JSON log lines (stderr; the start line on stdout is not JSON). */
-function logLines(node: NodeProcess): LogLine[] {
-  return node
-    .output()
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as LogLine);
-}
 
 const start = (dataDir: string) => startNodeProcess({ dataDir, args: ['--log-level', 'info'] });
 

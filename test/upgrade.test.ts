@@ -17,7 +17,7 @@ import { Errors } from '../protocol/errors.js';
 import { Kind } from '../protocol/frames.js';
 import { readBatchHeader, splitBatches } from '../protocol/record-batch.js';
 import { RawClient } from './helpers/raw-client.js';
-import { cliOk, ROOT, startNodeProcess, stopAllNodes, tempDir, type NodeProcess } from './helpers/node-process.js';
+import { cliOk, ROOT, startNodeProcess, stopAllNodes, tempDir, type NodeProcess, logLines, type LogLine } from './helpers/node-process.js';
 
 const FIXTURE = join(ROOT, 'test/fixtures/data-16f6c16');
 /** A time after every record of the fixture, for the records this build appends. */
@@ -50,11 +50,6 @@ interface Expected {
   uncleanReadings: StoredPartition[];
 }
 
-interface LogLine {
-  level: number;
-  msg: string;
-  [field: string]: unknown;
-}
 
 const expected = JSON.parse(readFileSync(join(FIXTURE, 'expected.json'), 'utf8')) as Expected;
 
@@ -168,19 +163,25 @@ function readEpochs(dataDir: string, topics: Topics): Record<string, [number, nu
   return out;
 }
 
+/** The partition's last stored batch, fetched from the offset before its log end. */
+async function lastBatch(raw: RawClient, topic: string, partition: number, logEndOffset: number): Promise<Buffer> {
+  const fetched = await raw.request<{ partitions: { error: number; records: Uint8Array }[] }>(Kind.Fetch, {
+    maxWaitMs: 0,
+    minBytes: 0,
+    maxBytes: 1 << 20,
+    partitions: [{ topic, partition, fetchOffset: logEndOffset - 1, maxBytes: 1 << 20 }],
+  });
+  expect(fetched.partitions[0].error, `${topic}-${partition}: fetch of the last batch`).toBe(Errors.NONE.code);
+  return splitBatches(Buffer.from(fetched.partitions[0].records)).at(-1) as Buffer;
+}
+
 /** The batch appended after the upgrade carries the partition's current leader epoch. */
 async function expectAppendedInEpoch(node: NodeProcess, topics: Topics, epoch: number): Promise<void> {
   const raw = await RawClient.connect(node.url);
   try {
     for (const [topic, partitions] of Object.entries(topics)) {
       for (const { partition, logEndOffset } of partitions) {
-        const fetched = await raw.request<{ partitions: { error: number; records: Uint8Array }[] }>(Kind.Fetch, {
-          maxWaitMs: 0,
-          minBytes: 0,
-          maxBytes: 1 << 20,
-          partitions: [{ topic, partition, fetchOffset: logEndOffset - 1, maxBytes: 1 << 20 }],
-        });
-        const last = splitBatches(Buffer.from(fetched.partitions[0].records)).at(-1) as Buffer;
+        const last = await lastBatch(raw, topic, partition, logEndOffset);
         expect(readBatchHeader(last).partitionLeaderEpoch, `${topic}-${partition}: the appended batch's leader epoch`).toBe(epoch);
       }
     }
@@ -216,14 +217,7 @@ async function expectProducersKept(node: NodeProcess, topics: Topics): Promise<v
   try {
     for (const [topic, partitions] of Object.entries(topics)) {
       for (const { partition, logEndOffset } of partitions) {
-        const fetched = await raw.request<{ partitions: { error: number; records: Uint8Array }[] }>(Kind.Fetch, {
-          maxWaitMs: 0,
-          minBytes: 0,
-          maxBytes: 1 << 20,
-          partitions: [{ topic, partition, fetchOffset: logEndOffset - 1, maxBytes: 1 << 20 }],
-        });
-        expect(fetched.partitions[0].error).toBe(Errors.NONE.code);
-        const last = splitBatches(Buffer.from(fetched.partitions[0].records)).at(-1) as Buffer;
+        const last = await lastBatch(raw, topic, partition, logEndOffset);
         const header = readBatchHeader(last);
         expect(header.baseOffset + header.lastOffsetDelta, `${topic}-${partition}: the last batch`).toBe(logEndOffset - 1);
         expect(header.producerId, `${topic}-${partition}: the last batch's producer id`).toBeGreaterThanOrEqual(0);
@@ -326,11 +320,3 @@ function warnings(node: NodeProcess): LogLine[] {
   return logLines(node).filter((l) => l.level >= 40 && !/^dev mode:/.test(l.msg));
 }
 
-/** The node's JSON log lines (stderr; the start line on stdout is not JSON). */
-function logLines(node: NodeProcess): LogLine[] {
-  return node
-    .output()
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as LogLine);
-}

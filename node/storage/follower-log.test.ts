@@ -23,7 +23,7 @@ import { truncateToLeader } from './follower-truncation.js';
 import { LEADER_EPOCH_CHECKPOINT_FILE } from './leader-epoch.js';
 import { PartitionLog } from './partition-log.js';
 import type { OpenPartitionOptions } from './partition-log.js';
-import { faultyFileOps, makeBatch, makeTempDir, removeDir, segmentFiles } from './testing.js';
+import { errorName, faultyFileOps, makeBatch, makeTempDir, removeDir, segmentFiles } from './testing.js';
 
 const CONFIG = { 'segment.bytes': 4096, flush: 'os' as const };
 let dir: string;
@@ -75,16 +75,6 @@ function leaderBatch(shape: LeaderBatchShape): Buffer {
 
 function epochCheckpoint(name: string): string {
   return fs.readFileSync(path.join(dir, name, LEADER_EPOCH_CHECKPOINT_FILE), 'latin1');
-}
-
-function tributaryError(run: () => unknown): string {
-  try {
-    run();
-  } catch (err) {
-    if (err instanceof TributaryError) return err.errorName;
-    throw err;
-  }
-  return 'NONE';
 }
 
 async function rejection(promise: Promise<unknown>): Promise<string> {
@@ -239,7 +229,7 @@ describe('appendAsFollower', () => {
     const leader = await openLog('l');
     expect(await rejection(leader.appendAsFollower(leaderBatch({ base: 0, epoch: 0 })))).toBe('NOT_LEADER');
     const follower = await openLog('f', { follower: true });
-    expect(tributaryError(() => follower.append(makeBatch()))).toBe('NOT_LEADER');
+    expect(errorName(() => follower.append(makeBatch()))).toBe('NOT_LEADER');
   });
 });
 
@@ -273,7 +263,7 @@ describe('the high watermark of a follower', () => {
     expect(log.highWatermark).toBe(4);
     await log.becomeFollower();
     expect(log.highWatermark).toBe(4);
-    expect(tributaryError(() => log.append(makeBatch()))).toBe('NOT_LEADER');
+    expect(errorName(() => log.append(makeBatch()))).toBe('NOT_LEADER');
     expect(storedBatches(log).map(([, , epoch]) => epoch)).toEqual([0, 0, 0, 1]);
   });
 

@@ -172,3 +172,21 @@ export function nodeForFile(prefix: string): {
     },
   };
 }
+
+/** One JSON line of a node's log (pino): its level, message and fields. */
+export interface LogLine {
+  level: number;
+  msg: string;
+  topic?: string;
+  partition?: number;
+  [field: string]: unknown;
+}
+
+/** The node's JSON log lines (stderr; the start line on stdout is not JSON). */
+export function logLines(node: NodeProcess): LogLine[] {
+  return node
+    .output()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as LogLine);
+}
