@@ -2,6 +2,7 @@
 // `startBroker` is what `tributary start` runs and what tests start in-process.
 
 import { resolve } from 'node:path';
+import { clockAt } from '../protocol/clock.js';
 import { verifyCredential } from '../protocol/credential.js';
 import { Errors, TributaryError } from '../protocol/errors.js';
 import type { IdentityKeyPair } from '../protocol/key-file.js';
@@ -244,7 +245,7 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
     {
       name: 'storage',
       start: async () => {
-        logs = await LogManager.open(dataDir, { defaults: (options.topicDefaults ?? {}) as Partial<TopicConfig>, now });
+        logs = await LogManager.open(dataDir, { defaults: (options.topicDefaults ?? {}) as Partial<TopicConfig>, clock: clockAt(now) });
         logRecovery(logs, logger);
       },
       // No job may hold a partition while it closes: the scheduler and the guard stop first.
