@@ -2,7 +2,7 @@
 // `startBroker` is what `tributary start` runs and what tests start in-process.
 
 import { resolve } from 'node:path';
-import { clockAt } from '../protocol/clock.js';
+import { systemClock, type Clock } from '../protocol/clock.js';
 import { verifyCredential } from '../protocol/credential.js';
 import { Errors, TributaryError } from '../protocol/errors.js';
 import type { IdentityKeyPair } from '../protocol/key-file.js';
@@ -59,8 +59,12 @@ export interface BrokerOptions {
   storage?: Partial<StorageConfig>;
   /** Schedules of the background jobs (schedule.* in the config). */
   schedule?: Partial<Schedules>;
-  /** Clock of the logs, their background jobs (segment.ms, retention) and the per-principal rates; tests inject one. */
-  now?: () => number;
+  /**
+   * The node's one clock: wall time for timestamps and expiry (segment.ms, retention,
+   * credentials, group sessions, committed offsets), monotonic time for rates, and the
+   * timers of the logs. Default the system's; tests inject one.
+   */
+  clock?: Clock;
   /**
    * The first offset of a partition that an uplink has not forwarded yet. The disk guard
    * never drops a segment at or past it (unless storage.dropUnsent). Uplinks arrive with
@@ -82,7 +86,6 @@ export interface BrokerAuthOptions {
    * key, 'none' with one.
    */
   anonymous?: AnonymousPolicy;
-  now?: () => number;
 }
 
 export interface Broker {
@@ -218,7 +221,8 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
   }
   if (auth.credential) checkNodeCredential(auth.credential, identity.publicKey, fleetPublicKey);
   // Only the keys the operator set are the node's: DescribeConfigs shows the rest as built-in defaults.
-  const now = options.now ?? Date.now;
+  const clock = options.clock ?? systemClock;
+  const now = (): number => clock.now();
   await options.faults?.beforeStorageOpens?.(bound.listener.port);
   const storage: StorageConfig = { ...DEFAULT_STORAGE, ...options.storage };
   const nodeIdentity: NodeIdentity = { staticKeyPair: noiseKeyPairFromIdentity(identity), credential: auth.credential };
@@ -245,7 +249,7 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
     {
       name: 'storage',
       start: async () => {
-        logs = await LogManager.open(dataDir, { defaults: (options.topicDefaults ?? {}) as Partial<TopicConfig>, clock: clockAt(now) });
+        logs = await LogManager.open(dataDir, { defaults: (options.topicDefaults ?? {}) as Partial<TopicConfig>, clock });
         logRecovery(logs, logger);
       },
       // No job may hold a partition while it closes: the scheduler and the guard stop first.
@@ -318,7 +322,7 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
         });
         sessions = new Sessions({
           connectionsPerPrincipalMax: limits.connectionsPerPrincipalMax,
-          now: auth.now,
+          now,
           onLimitReached: () => metrics.limitReached.inc({ limit: 'connectionsPerPrincipalMax' }),
         });
         // A revocation closes what it names at once, not at its next request.
@@ -343,6 +347,7 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
           membersPerPrincipalMax: limits.groupMembersPerPrincipalMax,
           membersMax: limits.groupMembersMax,
           onLimitReached: (limit) => metrics.limitReached.inc({ limit }),
+          now,
         });
       },
     },
@@ -357,13 +362,13 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
           sessions,
           sendBudget,
           requestMemory,
-          // Monotonic unless a test injects a clock: a wall clock that steps refills too much or too little.
-          principalRates: new PrincipalRates({ decompressBytesPerSecond: limits.decompressBytesPerPrincipalPerSecond, now: options.now ?? (() => performance.now()) }),
+          // Monotonic: a wall clock that steps refills too much or too little.
+          principalRates: new PrincipalRates({ decompressBytesPerSecond: limits.decompressBytesPerPrincipalPerSecond, now: () => clock.monotonic() }),
           logs,
           limits,
           logger,
           fetchWaiter,
-          authenticator: new Authenticator({ fleetPublicKey, anonymous, revocations: revocations.list, now: auth.now }),
+          authenticator: new Authenticator({ fleetPublicKey, anonymous, revocations: revocations.list, now }),
           revocations,
           metrics,
           producerIds: ProducerIdAllocator.open(dataDir),

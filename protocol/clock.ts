@@ -39,12 +39,12 @@ export const systemClock: Clock = Object.freeze({
 });
 
 /**
- * `timers` (default the system's) with its wall time read from `now`: for a caller that
- * pins or steps wall time by hand (a test's timestamps, a node's injected `now`) and keeps
+ * A clock whose time, wall and monotonic alike, is read from `now`, with the timers of
+ * `timers` (default the system's): for a test that pins or steps time by hand and keeps
  * real timers.
  */
 export function clockAt(now: () => number, timers: Clock = systemClock): Clock {
-  return { now, monotonic: () => timers.monotonic(), setTimeout: (fn, ms) => timers.setTimeout(fn, ms) };
+  return { now, monotonic: now, setTimeout: (fn, ms) => timers.setTimeout(fn, ms) };
 }
 
 /** Resolves after `ms` on `clock`, or rejects with the signal's reason once it aborts. */

@@ -17,6 +17,7 @@ import { holder, type Holder } from './helpers/credentials.js';
 import { metricSample } from './helpers/metrics.js';
 import { tempDir } from './helpers/node-process.js';
 import { RawClient } from './helpers/raw-client.js';
+import { clockAt } from '../protocol/clock.js';
 
 const MIB = 1024 * 1024;
 const T0 = 1_700_000_000_000;
@@ -74,7 +75,7 @@ describe('what one principal may inflate per second', () => {
     expect(INFLATED_BYTES).toBeGreaterThan(990_000);
     expect(BATCH.length).toBeLessThan(16 * 1024);
     expect(PER_REQUEST_BUDGET).toBeLessThan(PER_REQUEST);
-    broker = await startBroker({ dataDir: dir.path, port: 0, logger: silentLogger, auth: { fleetPublicKey: fleet.publicKey }, limits: LIMITS, now: () => clock.now });
+    broker = await startBroker({ dataDir: dir.path, port: 0, logger: silentLogger, auth: { fleetPublicKey: fleet.publicKey }, limits: LIMITS, clock: clockAt(() => clock.now) });
     await broker.logs.createTopic('readings', 1);
     await broker.logs.createTopic('uploads', 1);
     // Stored below the produce handler, so that no principal's bucket paid for it.
@@ -141,7 +142,7 @@ describe('anonymous clients (dev mode, loopback only)', () => {
   let broker: Broker;
 
   beforeAll(async () => {
-    broker = await startBroker({ dataDir: dir.path, port: 0, logger: silentLogger, limits: LIMITS, now: () => clock.now });
+    broker = await startBroker({ dataDir: dir.path, port: 0, logger: silentLogger, limits: LIMITS, clock: clockAt(() => clock.now) });
     await broker.logs.createTopic('readings', 1);
     broker.logs.partition('readings', 0)?.append(BATCH);
   });

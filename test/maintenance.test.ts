@@ -9,6 +9,7 @@ import { connect, type Connection } from '../devices/index.js';
 import { startBroker, type Broker } from '../node/broker.js';
 import { silentLogger } from '../node/logger.js';
 import { tempDir } from './helpers/node-process.js';
+import { clockAt } from '../protocol/clock.js';
 
 const DAY = 24 * 60 * 60 * 1000;
 const T0 = 1_750_000_000_000;
@@ -24,7 +25,7 @@ const NEVER = { retention: '0 0 0 1 1 *', compaction: '0 0 0 1 1 *', checkpoint:
 async function start(clock: { now: number }): Promise<{ broker: Broker; tb: Connection; dir: string }> {
   const dir = tempDir();
   cleanups.push(() => dir.remove());
-  const broker = await startBroker({ dataDir: dir.path, port: 0, logger: silentLogger, now: () => clock.now, schedule: NEVER });
+  const broker = await startBroker({ dataDir: dir.path, port: 0, logger: silentLogger, clock: clockAt(() => clock.now), schedule: NEVER });
   cleanups.push(() => broker.close());
   const tb = await connect(broker.url);
   cleanups.push(() => tb.close());

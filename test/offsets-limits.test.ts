@@ -15,6 +15,7 @@ import { silentLogger } from '../node/logger.js';
 import { holder as fleetHolder, type Holder } from './helpers/credentials.js';
 import { scrapeMetrics, sampleOf } from './helpers/metrics.js';
 import { RawClient } from './helpers/raw-client.js';
+import { clockAt } from '../protocol/clock.js';
 
 const fleet = generateIdentity();
 const holder = (claims: Parameters<typeof fleetHolder>[1]): Holder => fleetHolder(fleet, claims);
@@ -102,7 +103,7 @@ describe('committed offsets are bounded', () => {
     for (const c of clients.splice(0)) c.close();
     await (broker as Broker).close();
     let clock = Date.now();
-    broker = await startBroker({ dataDir, port: 0, logger: silentLogger, auth: { fleetPublicKey: fleet.publicKey, now: () => clock }, limits: { offsetsRetentionMs: 60_000 }, now: () => clock });
+    broker = await startBroker({ dataDir, port: 0, logger: silentLogger, auth: { fleetPublicKey: fleet.publicKey }, clock: clockAt(() => clock), limits: { offsetsRetentionMs: 60_000 } });
     const c = await client(billing);
     expect((await commit(c, 'billing', 3)).partitions?.[0].error).toBe(0);
     const a = await client(admin);

@@ -21,6 +21,7 @@ import { makeBatch, readWholeLog } from '../node/storage/testing.js';
 import { holder as fleetHolder, type Holder } from './helpers/credentials.js';
 import { metricSample } from './helpers/metrics.js';
 import { RawClient } from './helpers/raw-client.js';
+import { clockAt } from '../protocol/clock.js';
 
 const fleet = generateIdentity();
 const holder = (claims: Parameters<typeof fleetHolder>[1]): Holder => fleetHolder(fleet, claims);
@@ -47,7 +48,7 @@ async function raw(who: Holder): Promise<RawClient> {
 }
 
 async function start(): Promise<void> {
-  broker = await startBroker({ dataDir, port: 0, logger: silentLogger, auth: { fleetPublicKey: fleet.publicKey }, now: () => clock });
+  broker = await startBroker({ dataDir, port: 0, logger: silentLogger, auth: { fleetPublicKey: fleet.publicKey }, clock: clockAt(() => clock) });
 }
 
 async function produce(c: RawClient, topic: string, partition: number, fill: number): Promise<{ partitions: { error: number; baseOffset: number }[] }> {

@@ -21,6 +21,7 @@ import { tempDir } from './helpers/node-process.js';
 import { RawClient } from './helpers/raw-client.js';
 import { rawSocket } from './helpers/tcp.js';
 import { until } from './helpers/until.js';
+import { clockAt } from '../protocol/clock.js';
 
 const DAY = 86_400_000;
 const fleet = generateIdentity();
@@ -94,7 +95,7 @@ describe('a node with a fleet key', () => {
   let broker: Broker;
   let clock = Date.now();
   const start = (limits = {}) =>
-    startBroker({ dataDir: dir.path, port: 0, logger: silentLogger, auth: { fleetPublicKey: fleet.publicKey, now: () => clock }, limits: { helloTimeoutMs: 2000, ...limits } });
+    startBroker({ dataDir: dir.path, port: 0, logger: silentLogger, auth: { fleetPublicKey: fleet.publicKey }, clock: clockAt(() => clock), limits: { helloTimeoutMs: 2000, ...limits } });
 
   beforeAll(async () => {
     broker = await start();
