@@ -1,10 +1,13 @@
 // One table from request kind to handler; one file per handler (as aedes lib/handlers).
+// Each body is decoded here into the typed request of its kind (protocol/requests.ts)
+// before its handler runs, so a handler reads typed fields and never a body.
 // An internal kind (node to node: ReplicaFetch now, uplink and cluster control later) is
 // registered here like any other, wrapped in `internal`, which admits it only to `node`
 // credentials: the rule is in one place, before the handler sees the body.
 
-import { Errors, TributaryError } from '../../protocol/errors.js';
+import { Errors, LimitReachedError, TributaryError } from '../../protocol/errors.js';
 import { Kind, kindName } from '../../protocol/frames.js';
+import { decodeRequest, type Body, type DecodedRequests, type RequestKind } from '../../protocol/requests.js';
 import { isAllowed, refusalMessage } from '../auth/acl.js';
 import type { RequestContext } from './context.js';
 import { handleAlterConfigs } from './handlers/alter-configs.js';
@@ -23,10 +26,29 @@ import { handleOffsetsForLeaderEpoch } from './handlers/offsets-for-leader-epoch
 import { handleProduce } from './handlers/produce.js';
 import { handleReplicaFetch } from './handlers/replica-fetch.js';
 import { handleCredit, handleSubscribe, handleUnsubscribe } from './handlers/subscribe.js';
-import type { Body } from './validate.js';
 
 /** Returns the response body, or undefined when the request wants no answer (acks=0). */
 export type Handler = (body: Body, ctx: RequestContext) => Promise<object | undefined>;
+/** A handler of one kind: it takes the request decodeRequest made of the body. */
+export type TypedHandler<K extends RequestKind> = (request: DecodedRequests[K], ctx: RequestContext) => Promise<object | undefined>;
+
+/**
+ * The handler of `kind`, behind the decoding of its body: a body that fails as a whole is
+ * answered with why, and past limits.requestEntriesMax counted in
+ * tributary_limits_reached_total, before the handler sees anything.
+ */
+function typed<K extends RequestKind>(kind: K, handler: TypedHandler<K>): Handler {
+  return async (body, ctx) => {
+    let request: DecodedRequests[K];
+    try {
+      request = decodeRequest(kind, body, ctx.broker.limits);
+    } catch (err) {
+      if (err instanceof LimitReachedError) ctx.broker.metrics.limitReached.inc({ limit: err.limit });
+      throw err;
+    }
+    return handler(request, ctx);
+  };
+}
 
 const internalKinds = new Set<number>();
 
@@ -56,9 +78,9 @@ export const handlers: ReadonlyMap<number, Handler> = new Map<number, Handler>([
   [Kind.Metadata, handleMetadata],
   [Kind.CreateTopics, handleCreateTopics],
   [Kind.DeleteTopics, handleDeleteTopics],
-  [Kind.Produce, handleProduce],
-  [Kind.Fetch, handleFetch],
-  [Kind.ListOffsets, handleListOffsets],
+  [Kind.Produce, typed(Kind.Produce, handleProduce)],
+  [Kind.Fetch, typed(Kind.Fetch, handleFetch)],
+  [Kind.ListOffsets, typed(Kind.ListOffsets, handleListOffsets)],
   [Kind.InitProducerId, handleInitProducerId],
   [Kind.Subscribe, handleSubscribe],
   [Kind.Credit, handleCredit],
@@ -70,6 +92,6 @@ export const handlers: ReadonlyMap<number, Handler> = new Map<number, Handler>([
   [Kind.DescribeGroup, handleDescribeGroup],
   [Kind.AlterConfigs, handleAlterConfigs],
   [Kind.DescribeConfigs, handleDescribeConfigs],
-  [Kind.OffsetsForLeaderEpoch, handleOffsetsForLeaderEpoch],
-  internal(Kind.ReplicaFetch, handleReplicaFetch),
+  [Kind.OffsetsForLeaderEpoch, typed(Kind.OffsetsForLeaderEpoch, handleOffsetsForLeaderEpoch)],
+  internal(Kind.ReplicaFetch, typed(Kind.ReplicaFetch, handleReplicaFetch)),
 ]);

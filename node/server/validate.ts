@@ -3,7 +3,7 @@
 // INVALID_REQUEST naming the field instead of reaching the storage engine.
 
 import { Errors, LimitReachedError, TributaryError } from '../../protocol/errors.js';
-import { TOPIC_NAME_LENGTH_MAX, topicNameError } from '../storage/topic-rules.js';
+import { TOPIC_NAME_LENGTH_MAX, topicNameError } from '../../protocol/topic-names.js';
 
 export type Body = Record<string, unknown>;
 
@@ -27,7 +27,7 @@ export function str(body: Body, field: string): string {
 
 /**
  * A topic name a request reads in `field`: 1-249 of Kafka's legal characters, by the rule
- * topics are created with (node/storage/topic-rules.ts; '__' names allowed, they exist).
+ * topics are created with (protocol/topic-names.ts; '__' names allowed, they exist).
  * Another string is INVALID_TOPIC, whose message shows a short prefix of it: answers echo
  * names, and an unbounded one made an answer twice the size of its request. What is no
  * string is INVALID_REQUEST, as for any field.

@@ -1,0 +1,219 @@
+// The decoding of request bodies into typed requests, kind by kind, as tables: a good body
+// and what it decodes to; each kind of bad field, and whether it fails the whole request
+// (the error and its message) or only its own part (answered alone, echoing what was read
+// of it, the rest of the request decoded).
+
+import { describe, expect, it } from 'vitest';
+import { Errors, LimitReachedError, TributaryError, type ErrorSpec } from './errors.js';
+import { EARLIEST_TIMESTAMP, Kind } from './frames.js';
+import { decodeRequest, isInvalid, type Body, type RequestKind } from './requests.js';
+
+const limits = { requestEntriesMax: 3 };
+const batch = Buffer.from([1, 2, 3]);
+const LONG = 'n'.repeat(300);
+
+interface Refused {
+  label: string;
+  body: Body;
+  /** The whole request fails with this error and message. */
+  error: ErrorSpec;
+  message: string | RegExp;
+}
+
+interface PartAnswered {
+  label: string;
+  body: Body;
+  /** The first part is answered alone with this; any later part decodes. */
+  part: Record<string, unknown>;
+  error: ErrorSpec;
+  message: string | RegExp;
+}
+
+function refusedAs(kind: RequestKind, row: Refused): void {
+  let thrown: unknown;
+  try {
+    decodeRequest(kind, row.body, limits);
+  } catch (err) {
+    thrown = err;
+  }
+  expect(thrown, row.label).toBeInstanceOf(TributaryError);
+  const err = thrown as TributaryError;
+  expect(err.code, row.label).toBe(row.error.code);
+  if (typeof row.message === 'string') expect(err.detail, row.label).toBe(row.message);
+  else expect(err.detail, row.label).toMatch(row.message);
+}
+
+/** The parts of a decoded request, whichever field holds them. */
+function partsOf(decoded: object): unknown[] {
+  const d = decoded as { partitions?: unknown[]; topics?: unknown[]; offsets?: unknown[] };
+  return d.partitions ?? d.topics ?? d.offsets ?? [];
+}
+
+function answeredAs(kind: RequestKind, row: PartAnswered): void {
+  const parts = partsOf(decodeRequest(kind, row.body, limits) as object);
+  const [first, ...rest] = parts as Parameters<typeof isInvalid>[0][];
+  expect(isInvalid(first), row.label).toBe(true);
+  const { invalid, ...echoed } = first as { invalid: { error: number; message: string } };
+  expect(echoed, row.label).toEqual(row.part);
+  expect(invalid.error, row.label).toBe(row.error.code);
+  if (typeof row.message === 'string') expect(invalid.message, row.label).toBe(row.message);
+  else expect(invalid.message, row.label).toMatch(row.message);
+  for (const p of rest) expect(isInvalid(p), row.label).toBe(false);
+}
+
+/** Rows every kind with a list of entries shares: the list missing, of the wrong type, or past limits.requestEntriesMax. */
+function entryListRows(field: string, base: Body, entry: unknown): Refused[] {
+  return [
+    { label: `${field} missing`, body: { ...base, [field]: undefined }, error: Errors.INVALID_REQUEST, message: `${field} must be an array, got nothing` },
+    { label: `${field} a map`, body: { ...base, [field]: {} }, error: Errors.INVALID_REQUEST, message: `${field} must be an array, got {}` },
+    {
+      label: `${field} past requestEntriesMax`,
+      body: { ...base, [field]: [entry, entry, entry, entry] },
+      error: Errors.INVALID_REQUEST,
+      message: `${field} names 4 entries; limits.requestEntriesMax allows 3 per request`,
+    },
+  ];
+}
+
+describe('decodeRequest', () => {
+  it('an entry list past requestEntriesMax is a LimitReachedError naming the key, for the node to count', () => {
+    const err = (() => {
+      try {
+        decodeRequest(Kind.Fetch, { partitions: [{}, {}, {}, {}] }, limits);
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(err).toBeInstanceOf(LimitReachedError);
+    expect((err as LimitReachedError).limit).toBe('requestEntriesMax');
+  });
+
+  it('a kind with no decoder is INVALID_REQUEST', () => {
+    expect(() => decodeRequest(Kind.SubscribeData as RequestKind, {}, limits)).toThrow(/unknown request kind 10/);
+  });
+});
+
+describe('Produce', () => {
+  const good = { topic: 't', partition: 2, records: batch };
+
+  it('decodes acks, the timeout and each partition; a timeout left out stays the node’s to fill', () => {
+    expect(decodeRequest(Kind.Produce, { acks: -1, timeoutMs: 500, partitions: [good] }, limits)).toEqual({ acks: -1, timeoutMs: 500, partitions: [good] });
+    const decoded = decodeRequest(Kind.Produce, { acks: 0, partitions: [{ ...good, records: new Uint8Array(batch) }] }, limits);
+    expect(decoded.timeoutMs).toBeUndefined();
+    expect(Buffer.isBuffer(decoded.partitions[0] as object)).toBe(false);
+    expect(Buffer.isBuffer((decoded.partitions[0] as { records: Buffer }).records)).toBe(true);
+  });
+
+  it.each<Refused>([
+    { label: 'acks missing', body: { partitions: [] }, error: Errors.INVALID_REQUEST, message: 'acks must be an integer from -1 to 1, got nothing' },
+    { label: 'acks 2', body: { acks: 2, partitions: [] }, error: Errors.INVALID_REQUEST, message: 'acks must be an integer from -1 to 1, got 2' },
+    { label: 'timeoutMs negative', body: { acks: 1, timeoutMs: -1, partitions: [] }, error: Errors.INVALID_REQUEST, message: /^timeoutMs must be an integer from 0 to 2147483647/ },
+    { label: 'timeoutMs null', body: { acks: 1, timeoutMs: null, partitions: [] }, error: Errors.INVALID_REQUEST, message: /^timeoutMs must be an integer/ },
+    ...entryListRows('partitions', { acks: 1 }, good),
+  ])('$label fails the request', (row) => refusedAs(Kind.Produce, row));
+
+  it.each<PartAnswered>([
+    { label: 'entry no map', body: { acks: 1, partitions: [7, good] }, part: { topic: '', partition: -1 }, error: Errors.INVALID_REQUEST, message: 'partitions[0] must be a map, got 7' },
+    { label: 'topic no string', body: { acks: 1, partitions: [{ ...good, topic: 5 }, good] }, part: { topic: '', partition: -1 }, error: Errors.INVALID_REQUEST, message: 'topic must be a string, got 5' },
+    { label: 'topic illegal', body: { acks: 1, partitions: [{ ...good, topic: 'a b' }, good] }, part: { topic: 'a b', partition: -1 }, error: Errors.INVALID_TOPIC, message: /^topic name "a b" may contain only/ },
+    { label: 'topic too long, echoed cut', body: { acks: 1, partitions: [{ ...good, topic: LONG }, good] }, part: { topic: LONG.slice(0, 249), partition: -1 }, error: Errors.INVALID_TOPIC, message: /is 300 characters long/ },
+    { label: 'partition negative', body: { acks: 1, partitions: [{ ...good, partition: -1 }, good] }, part: { topic: 't', partition: -1 }, error: Errors.INVALID_REQUEST, message: /^partition must be an integer from 0 to 2147483647, got -1/ },
+    { label: 'records no bytes', body: { acks: 1, partitions: [{ ...good, records: 'x' }, good] }, part: { topic: 't', partition: 2 }, error: Errors.INVALID_REQUEST, message: 'records must be a byte string, got "x"' },
+  ])('$label answers its partition alone', (row) => answeredAs(Kind.Produce, row));
+});
+
+describe('Fetch', () => {
+  const good = { topic: 't', partition: 0, fetchOffset: 10 };
+
+  it('fills the protocol’s defaults and leaves the node’s out', () => {
+    expect(decodeRequest(Kind.Fetch, { partitions: [good] }, limits)).toEqual({ maxWaitMs: 0, minBytes: 1, maxBytes: undefined, partitions: [{ ...good, maxBytes: undefined }] });
+    expect(decodeRequest(Kind.Fetch, { maxWaitMs: 100, minBytes: 0, maxBytes: 10, partitions: [{ ...good, maxBytes: 5 }] }, limits)).toEqual({
+      maxWaitMs: 100,
+      minBytes: 0,
+      maxBytes: 10,
+      partitions: [{ ...good, maxBytes: 5 }],
+    });
+  });
+
+  it.each<Refused>([
+    { label: 'maxWaitMs negative', body: { maxWaitMs: -1, partitions: [] }, error: Errors.INVALID_REQUEST, message: /^maxWaitMs must be an integer from 0/ },
+    { label: 'minBytes a string', body: { minBytes: '1', partitions: [] }, error: Errors.INVALID_REQUEST, message: /^minBytes must be an integer/ },
+    { label: 'maxBytes 0', body: { maxBytes: 0, partitions: [] }, error: Errors.INVALID_REQUEST, message: /^maxBytes must be an integer from 1/ },
+    ...entryListRows('partitions', {}, good),
+    { label: 'entry no map', body: { partitions: [good, null] }, error: Errors.INVALID_REQUEST, message: 'partitions[1] must be a map, got null' },
+    { label: 'partition missing', body: { partitions: [{ topic: 't', fetchOffset: 0 }] }, error: Errors.INVALID_REQUEST, message: /^partition must be an integer/ },
+    { label: 'fetchOffset negative', body: { partitions: [{ ...good, fetchOffset: -1 }] }, error: Errors.INVALID_REQUEST, message: /^fetchOffset must be an integer from 0/ },
+    { label: 'per-partition maxBytes 0', body: { partitions: [{ ...good, maxBytes: 0 }] }, error: Errors.INVALID_REQUEST, message: /^maxBytes must be an integer from 1/ },
+    { label: 'a bad name and a bad offset: the offset', body: { partitions: [{ ...good, topic: 'a b', fetchOffset: 'x' }] }, error: Errors.INVALID_REQUEST, message: /^fetchOffset/ },
+  ])('$label fails the request', (row) => refusedAs(Kind.Fetch, row));
+
+  it.each<PartAnswered>([
+    { label: 'topic no string', body: { partitions: [{ ...good, topic: 5 }, good] }, part: { topic: '', partition: 0, fetchOffset: 10, maxBytes: undefined }, error: Errors.INVALID_REQUEST, message: 'topic must be a string, got 5' },
+    { label: 'topic illegal', body: { partitions: [{ ...good, topic: '..' }, good] }, part: { topic: '..', partition: 0, fetchOffset: 10, maxBytes: undefined }, error: Errors.INVALID_TOPIC, message: /cannot be '.' or '..'/ },
+  ])('$label answers its partition alone', (row) => answeredAs(Kind.Fetch, row));
+});
+
+describe('ListOffsets', () => {
+  const good = { topic: 't', partition: 1, timestamp: EARLIEST_TIMESTAMP };
+
+  it('decodes each partition', () => {
+    expect(decodeRequest(Kind.ListOffsets, { partitions: [good] }, limits)).toEqual({ partitions: [good] });
+  });
+
+  it.each<Refused>(entryListRows('partitions', {}, good))('$label fails the request', (row) => refusedAs(Kind.ListOffsets, row));
+
+  it.each<PartAnswered>([
+    { label: 'entry no map', body: { partitions: ['x', good] }, part: { topic: '', partition: -1 }, error: Errors.INVALID_REQUEST, message: 'partitions[0] must be a map, got "x"' },
+    { label: 'topic illegal', body: { partitions: [{ ...good, topic: '' }, good] }, part: { topic: '', partition: -1 }, error: Errors.INVALID_TOPIC, message: /must be a non-empty string/ },
+    { label: 'partition a float', body: { partitions: [{ ...good, partition: 1.5 }, good] }, part: { topic: 't', partition: -1 }, error: Errors.INVALID_REQUEST, message: /^partition must be an integer/ },
+    { label: 'timestamp below EARLIEST', body: { partitions: [{ ...good, timestamp: -3 }, good] }, part: { topic: 't', partition: 1 }, error: Errors.INVALID_REQUEST, message: /^timestamp must be an integer from -2/ },
+  ])('$label answers its partition alone', (row) => answeredAs(Kind.ListOffsets, row));
+});
+
+describe('OffsetsForLeaderEpoch', () => {
+  const good = { topic: 't', partition: 0, leaderEpoch: 3 };
+
+  it('decodes each partition', () => {
+    expect(decodeRequest(Kind.OffsetsForLeaderEpoch, { partitions: [good, { ...good, leaderEpoch: -1 }] }, limits)).toEqual({ partitions: [good, { ...good, leaderEpoch: -1 }] });
+  });
+
+  it.each<Refused>(entryListRows('partitions', {}, good))('$label fails the request', (row) => refusedAs(Kind.OffsetsForLeaderEpoch, row));
+
+  it.each<PartAnswered>([
+    { label: 'entry no map', body: { partitions: [[], good] }, part: { topic: '', partition: -1 }, error: Errors.INVALID_REQUEST, message: 'partitions[0] must be a map, got []' },
+    { label: 'partition missing', body: { partitions: [{ topic: 't', leaderEpoch: 0 }, good] }, part: { topic: 't', partition: -1 }, error: Errors.INVALID_REQUEST, message: /^partition must be an integer/ },
+    { label: 'leaderEpoch below -1', body: { partitions: [{ ...good, leaderEpoch: -2 }, good] }, part: { topic: 't', partition: 0 }, error: Errors.INVALID_REQUEST, message: /^leaderEpoch must be an integer from -1/ },
+    { label: 'topic illegal, read after the partition', body: { partitions: [{ ...good, topic: 'a/b' }, good] }, part: { topic: 'a/b', partition: 0 }, error: Errors.INVALID_TOPIC, message: /may contain only/ },
+    { label: 'topic illegal and partition bad: the partition', body: { partitions: [{ ...good, topic: 'a/b', partition: 'x' }, good] }, part: { topic: 'a/b', partition: -1 }, error: Errors.INVALID_REQUEST, message: /^partition must be/ },
+  ])('$label answers its partition alone', (row) => answeredAs(Kind.OffsetsForLeaderEpoch, row));
+});
+
+describe('ReplicaFetch', () => {
+  const good = { topic: 't', partition: 0, fetchOffset: 0 };
+
+  it('decodes the follower’s label, the wait and each partition, -1 for an epoch it names none of', () => {
+    expect(decodeRequest(Kind.ReplicaFetch, { replicaId: 'n2', maxWaitMs: 50, partitions: [good, { ...good, currentLeaderEpoch: 4, maxBytes: 9 }] }, limits)).toEqual({
+      replicaId: 'n2',
+      maxWaitMs: 50,
+      maxBytes: undefined,
+      partitions: [
+        { ...good, currentLeaderEpoch: -1, maxBytes: undefined },
+        { ...good, currentLeaderEpoch: 4, maxBytes: 9 },
+      ],
+    });
+    expect(decodeRequest(Kind.ReplicaFetch, { partitions: [] }, limits).replicaId).toBe('');
+  });
+
+  it.each<Refused>([
+    { label: 'replicaId a number', body: { replicaId: 2, partitions: [] }, error: Errors.INVALID_REQUEST, message: 'replicaId must be a string of at most 256 characters' },
+    { label: 'replicaId too long', body: { replicaId: 'r'.repeat(257), partitions: [] }, error: Errors.INVALID_REQUEST, message: 'replicaId must be a string of at most 256 characters' },
+    { label: 'maxBytes negative', body: { maxBytes: -5, partitions: [] }, error: Errors.INVALID_REQUEST, message: /^maxBytes must be an integer from 1/ },
+    ...entryListRows('partitions', {}, good),
+    { label: 'currentLeaderEpoch below -1', body: { partitions: [{ ...good, currentLeaderEpoch: -2 }] }, error: Errors.INVALID_REQUEST, message: /^currentLeaderEpoch must be an integer from -1/ },
+    { label: 'fetchOffset missing', body: { partitions: [{ topic: 't', partition: 0 }] }, error: Errors.INVALID_REQUEST, message: /^fetchOffset must be an integer/ },
+  ])('$label fails the request', (row) => refusedAs(Kind.ReplicaFetch, row));
+
+  it.each<PartAnswered>([
+    { label: 'topic illegal', body: { partitions: [{ ...good, topic: 'x'.repeat(250) }, good] }, part: { topic: 'x'.repeat(249), partition: 0, fetchOffset: 0, currentLeaderEpoch: -1, maxBytes: undefined }, error: Errors.INVALID_TOPIC, message: /is 250 characters long/ },
+  ])('$label answers its partition alone', (row) => answeredAs(Kind.ReplicaFetch, row));
+});
