@@ -217,3 +217,35 @@ describe('ReplicaFetch', () => {
     { label: 'topic illegal', body: { partitions: [{ ...good, topic: 'x'.repeat(250) }, good] }, part: { topic: 'x'.repeat(249), partition: 0, fetchOffset: 0, currentLeaderEpoch: -1, maxBytes: undefined }, error: Errors.INVALID_TOPIC, message: /is 250 characters long/ },
   ])('$label answers its partition alone', (row) => answeredAs(Kind.ReplicaFetch, row));
 });
+
+describe('Subscribe, Credit, Unsubscribe', () => {
+  const good = { topic: 't', partition: 0, fetchOffset: 4 };
+
+  it('decodes the credit, the push size the node caps, and each partition', () => {
+    expect(decodeRequest(Kind.Subscribe, { creditBytes: 1024, partitions: [good] }, limits)).toEqual({ creditBytes: 1024, maxBytes: undefined, partitions: [good] });
+    expect(decodeRequest(Kind.Subscribe, { creditBytes: 0, maxBytes: 10, partitions: [] }, limits)).toEqual({ creditBytes: 0, maxBytes: 10, partitions: [] });
+    expect(decodeRequest(Kind.Credit, { subscriptionId: 3, bytes: 100 }, limits)).toEqual({ subscriptionId: 3, bytes: 100 });
+    expect(decodeRequest(Kind.Unsubscribe, { subscriptionId: 3 }, limits)).toEqual({ subscriptionId: 3 });
+  });
+
+  it.each<Refused>([
+    { label: 'creditBytes missing', body: { partitions: [] }, error: Errors.INVALID_REQUEST, message: 'creditBytes must be an integer from 0 to 268435456, got nothing' },
+    { label: 'creditBytes past its cap', body: { creditBytes: 268435457, partitions: [] }, error: Errors.INVALID_REQUEST, message: /^creditBytes must be an integer from 0 to 268435456/ },
+    { label: 'maxBytes 0', body: { creditBytes: 1, maxBytes: 0, partitions: [] }, error: Errors.INVALID_REQUEST, message: /^maxBytes must be an integer from 1/ },
+    ...entryListRows('partitions', { creditBytes: 1 }, good),
+    { label: 'entry no map', body: { creditBytes: 1, partitions: [true] }, error: Errors.INVALID_REQUEST, message: 'partitions[0] must be a map, got true' },
+    { label: 'fetchOffset a string', body: { creditBytes: 1, partitions: [{ ...good, fetchOffset: '4' }] }, error: Errors.INVALID_REQUEST, message: /^fetchOffset must be an integer/ },
+  ])('Subscribe: $label fails the request', (row) => refusedAs(Kind.Subscribe, row));
+
+  it.each<PartAnswered>([
+    { label: 'topic illegal', body: { creditBytes: 1, partitions: [{ ...good, topic: 'a*b' }, good] }, part: { topic: 'a*b', partition: 0, fetchOffset: 4 }, error: Errors.INVALID_TOPIC, message: /may contain only/ },
+    { label: 'topic no string', body: { creditBytes: 1, partitions: [{ ...good, topic: null }, good] }, part: { topic: '', partition: 0, fetchOffset: 4 }, error: Errors.INVALID_REQUEST, message: 'topic must be a string, got null' },
+  ])('Subscribe: $label answers its partition alone', (row) => answeredAs(Kind.Subscribe, row));
+
+  it.each<Refused & { kind: RequestKind }>([
+    { kind: Kind.Credit, label: 'Credit: subscriptionId negative', body: { subscriptionId: -1, bytes: 1 }, error: Errors.INVALID_REQUEST, message: /^subscriptionId must be an integer from 0/ },
+    { kind: Kind.Credit, label: 'Credit: bytes missing', body: { subscriptionId: 1 }, error: Errors.INVALID_REQUEST, message: 'bytes must be an integer from 0 to 268435456, got nothing' },
+    { kind: Kind.Credit, label: 'Credit: bytes past the cap', body: { subscriptionId: 1, bytes: 2 ** 29 }, error: Errors.INVALID_REQUEST, message: /^bytes must be an integer from 0 to 268435456/ },
+    { kind: Kind.Unsubscribe, label: 'Unsubscribe: subscriptionId missing', body: {}, error: Errors.INVALID_REQUEST, message: /^subscriptionId must be an integer from 0/ },
+  ])('$label fails the request', (row) => refusedAs(row.kind, row));
+});
