@@ -249,3 +249,90 @@ describe('Subscribe, Credit, Unsubscribe', () => {
     { kind: Kind.Unsubscribe, label: 'Unsubscribe: subscriptionId missing', body: {}, error: Errors.INVALID_REQUEST, message: /^subscriptionId must be an integer from 0/ },
   ])('$label fails the request', (row) => refusedAs(row.kind, row));
 });
+
+describe('Metadata', () => {
+  it('decodes the topics asked, or none: every topic; includeInternal only when true', () => {
+    expect(decodeRequest(Kind.Metadata, {}, limits)).toEqual({ topics: undefined, includeInternal: false });
+    expect(decodeRequest(Kind.Metadata, { topics: null, includeInternal: 1 }, limits)).toEqual({ topics: undefined, includeInternal: false });
+    expect(decodeRequest(Kind.Metadata, { topics: ['a', '__revocations'], includeInternal: true }, limits)).toEqual({ topics: ['a', '__revocations'], includeInternal: true });
+  });
+
+  it.each<Refused>([
+    { label: 'topics a string', body: { topics: 'a' }, error: Errors.INVALID_REQUEST, message: 'topics must be an array, got "a"' },
+    { label: 'topics past requestEntriesMax', body: { topics: ['a', 'b', 'c', 'd'] }, error: Errors.INVALID_REQUEST, message: 'topics names 4 entries; limits.requestEntriesMax allows 3 per request' },
+  ])('$label fails the request', (row) => refusedAs(Kind.Metadata, row));
+
+  it.each<PartAnswered>([
+    { label: 'name no string', body: { topics: [3, 'a'] }, part: { name: '' }, error: Errors.INVALID_REQUEST, message: 'topics[] must be a string, got 3' },
+    { label: 'name illegal', body: { topics: ['a b', 'a'] }, part: { name: 'a b' }, error: Errors.INVALID_TOPIC, message: /may contain only/ },
+  ])('$label answers its topic alone', (row) => answeredAs(Kind.Metadata, row));
+});
+
+describe('CreateTopics', () => {
+  const good = { name: 't', partitions: 3 };
+
+  it('decodes each topic, its count and config as sent (their rules are the node’s)', () => {
+    expect(decodeRequest(Kind.CreateTopics, { topics: [good, { name: 'u', partitions: 0, config: { 'retention.ms': 5 } }] }, limits)).toEqual({
+      topics: [good, { name: 'u', partitions: 0, config: { 'retention.ms': 5 } }],
+    });
+  });
+
+  it.each<Refused>([
+    ...entryListRows('topics', {}, good),
+    { label: 'an entry no map', body: { topics: [good, 'u'] }, error: Errors.INVALID_REQUEST, message: 'topics[1] must be a map, got "u"' },
+  ])('$label fails the request', (row) => refusedAs(Kind.CreateTopics, row));
+
+  it('more than its own cap of 1000 fails the request, whatever requestEntriesMax allows', () => {
+    const topics = Array.from({ length: 1001 }, () => good);
+    expect(() => decodeRequest(Kind.CreateTopics, { topics }, { requestEntriesMax: 5000 })).toThrow('topics holds 1001 entries, at most 1000 allowed');
+  });
+
+  it.each<PartAnswered>([
+    { label: 'name no string', body: { topics: [{ partitions: 1 }, good] }, part: { name: '' }, error: Errors.INVALID_REQUEST, message: 'name must be a string, got nothing' },
+    { label: 'name illegal', body: { topics: [{ name: '.', partitions: 1 }, good] }, part: { name: '.' }, error: Errors.INVALID_TOPIC, message: /cannot be '.' or '..'/ },
+    { label: 'partitions a string', body: { topics: [{ name: 'u', partitions: '2' }, good] }, part: { name: 'u' }, error: Errors.INVALID_REQUEST, message: /^partitions must be an integer from -2147483648 to 2147483647/ },
+    { label: 'config a list', body: { topics: [{ name: 'u', partitions: 1, config: [] }, good] }, part: { name: 'u' }, error: Errors.INVALID_REQUEST, message: 'config must be a map, got []' },
+  ])('$label answers its topic alone', (row) => answeredAs(Kind.CreateTopics, row));
+});
+
+describe('DeleteTopics and DescribeConfigs', () => {
+  it.each([Kind.DeleteTopics, Kind.DescribeConfigs] as const)('kind %i decodes each name', (kind) => {
+    expect(decodeRequest(kind, { topics: ['a', 'b'] }, limits)).toEqual({ topics: ['a', 'b'] });
+  });
+
+  it.each<Refused & { kind: RequestKind }>([
+    ...([Kind.DeleteTopics, Kind.DescribeConfigs] as const).flatMap((kind) => [
+      ...entryListRows('topics', {}, 'a').map((row) => ({ ...row, kind })),
+      { kind, label: 'a name no string', body: { topics: ['a', 5] }, error: Errors.INVALID_REQUEST, message: 'topics[] must be a string, got 5' },
+    ]),
+  ])('kind $kind: $label fails the request', (row) => refusedAs(row.kind, row));
+
+  it.each([Kind.DeleteTopics, Kind.DescribeConfigs] as const)('kind %i answers an illegal name alone, cut to a legal length', (kind) =>
+    answeredAs(kind, { label: 'long name', body: { topics: [LONG, 'a'] }, part: { name: LONG.slice(0, 249) }, error: Errors.INVALID_TOPIC, message: /is 300 characters long/ }),
+  );
+});
+
+describe('AlterConfigs', () => {
+  const good = { name: 't', configs: [{ name: 'retention.ms', op: 'set', value: 1000 }, { name: 'flush', op: 'delete' }] };
+
+  it('decodes each topic and its changes', () => {
+    expect(decodeRequest(Kind.AlterConfigs, { topics: [good] }, limits)).toEqual({ topics: [good] });
+  });
+
+  it.each<Refused>([
+    ...entryListRows('topics', {}, good),
+    { label: 'an entry no map', body: { topics: [1] }, error: Errors.INVALID_REQUEST, message: 'topics[0] must be a map, got 1' },
+  ])('$label fails the request', (row) => refusedAs(Kind.AlterConfigs, row));
+
+  const set = (change: unknown): Body => ({ topics: [{ name: 'u', configs: [change] }, good] });
+  it.each<PartAnswered>([
+    { label: 'name illegal', body: { topics: [{ ...good, name: '' }, good] }, part: { name: '' }, error: Errors.INVALID_TOPIC, message: /non-empty string/ },
+    { label: 'configs missing', body: { topics: [{ name: 'u' }, good] }, part: { name: 'u' }, error: Errors.INVALID_REQUEST, message: 'configs must be an array, got nothing' },
+    { label: 'configs past 100', body: { topics: [{ name: 'u', configs: Array.from({ length: 101 }, () => ({ name: 'flush', op: 'delete' })) }, good] }, part: { name: 'u' }, error: Errors.INVALID_REQUEST, message: 'configs holds 101 entries, at most 100 allowed' },
+    { label: 'a change no map', body: set('x'), part: { name: 'u' }, error: Errors.INVALID_REQUEST, message: 'configs[0] must be a map, got "x"' },
+    { label: 'a key no string', body: set({ name: 1, op: 'delete' }), part: { name: 'u' }, error: Errors.INVALID_REQUEST, message: 'name must be a string, got 1' },
+    { label: 'a delete with a value', body: set({ name: 'flush', op: 'delete', value: 'os' }), part: { name: 'u' }, error: Errors.INVALID_REQUEST, message: "configs[0] deletes 'flush' and must carry no value" },
+    { label: 'an unknown op', body: set({ name: 'flush', op: 'add' }), part: { name: 'u' }, error: Errors.INVALID_REQUEST, message: `configs[0].op must be 'set' or 'delete', got "add"` },
+    { label: 'a set without a value', body: set({ name: 'flush', op: 'set' }), part: { name: 'u' }, error: Errors.INVALID_CONFIG, message: "config 'flush' needs a value (a string or a number)" },
+  ])('$label answers its topic alone', (row) => answeredAs(Kind.AlterConfigs, row));
+});

@@ -75,9 +75,9 @@ function internal(kind: Kind, handler: Handler): [Kind, Handler] {
 
 export const handlers: ReadonlyMap<number, Handler> = new Map<number, Handler>([
   [Kind.Hello, handleHello],
-  [Kind.Metadata, handleMetadata],
-  [Kind.CreateTopics, handleCreateTopics],
-  [Kind.DeleteTopics, handleDeleteTopics],
+  [Kind.Metadata, typed(Kind.Metadata, handleMetadata)],
+  [Kind.CreateTopics, typed(Kind.CreateTopics, handleCreateTopics)],
+  [Kind.DeleteTopics, typed(Kind.DeleteTopics, handleDeleteTopics)],
   [Kind.Produce, typed(Kind.Produce, handleProduce)],
   [Kind.Fetch, typed(Kind.Fetch, handleFetch)],
   [Kind.ListOffsets, typed(Kind.ListOffsets, handleListOffsets)],
@@ -90,8 +90,8 @@ export const handlers: ReadonlyMap<number, Handler> = new Map<number, Handler>([
   [Kind.ConsumerGroupHeartbeat, handleConsumerGroupHeartbeat],
   [Kind.ListGroups, handleListGroups],
   [Kind.DescribeGroup, handleDescribeGroup],
-  [Kind.AlterConfigs, handleAlterConfigs],
-  [Kind.DescribeConfigs, handleDescribeConfigs],
+  [Kind.AlterConfigs, typed(Kind.AlterConfigs, handleAlterConfigs)],
+  [Kind.DescribeConfigs, typed(Kind.DescribeConfigs, handleDescribeConfigs)],
   [Kind.OffsetsForLeaderEpoch, typed(Kind.OffsetsForLeaderEpoch, handleOffsetsForLeaderEpoch)],
   internal(Kind.ReplicaFetch, typed(Kind.ReplicaFetch, handleReplicaFetch)),
 ]);
