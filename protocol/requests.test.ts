@@ -336,3 +336,119 @@ describe('AlterConfigs', () => {
     { label: 'a set without a value', body: set({ name: 'flush', op: 'set' }), part: { name: 'u' }, error: Errors.INVALID_CONFIG, message: "config 'flush' needs a value (a string or a number)" },
   ])('$label answers its topic alone', (row) => answeredAs(Kind.AlterConfigs, row));
 });
+
+describe('Hello, InitProducerId, ListGroups', () => {
+  it('Hello decodes the version; whether the node speaks it is the node’s to say', () => {
+    expect(decodeRequest(Kind.Hello, { version: 9, clientId: 'c' }, limits)).toEqual({ version: 9 });
+  });
+
+  it.each<Refused>([
+    { label: 'version missing', body: { clientId: 'c' }, error: Errors.INVALID_REQUEST, message: 'version must be an integer from 0 to 65535, got nothing' },
+    { label: 'version past 65535', body: { version: 65536 }, error: Errors.INVALID_REQUEST, message: 'version must be an integer from 0 to 65535, got 65536' },
+  ])('Hello: $label fails the request', (row) => refusedAs(Kind.Hello, row));
+
+  it('InitProducerId and ListGroups read nothing of their bodies', () => {
+    expect(decodeRequest(Kind.InitProducerId, { producerId: 'x' }, limits)).toEqual({});
+    expect(decodeRequest(Kind.ListGroups, { anything: 1 }, limits)).toEqual({});
+  });
+});
+
+/** Rows every request naming a group shares. */
+function groupIdRows(base: Body): Refused[] {
+  return [
+    { label: 'groupId missing', body: { ...base, groupId: undefined }, error: Errors.INVALID_REQUEST, message: 'group id undefined must be 1-249 of [A-Za-z0-9._-]' },
+    { label: 'groupId empty', body: { ...base, groupId: '' }, error: Errors.INVALID_REQUEST, message: 'group id "" must be 1-249 of [A-Za-z0-9._-]' },
+    { label: 'groupId with a space', body: { ...base, groupId: 'a b' }, error: Errors.INVALID_REQUEST, message: 'group id "a b" must be 1-249 of [A-Za-z0-9._-]' },
+    { label: 'groupId of 250', body: { ...base, groupId: 'g'.repeat(250) }, error: Errors.INVALID_REQUEST, message: /^group id "g+" must be 1-249/ },
+  ];
+}
+
+describe('DescribeGroup', () => {
+  it('decodes the group id', () => {
+    expect(decodeRequest(Kind.DescribeGroup, { groupId: 'G-1.x_y' }, limits)).toEqual({ groupId: 'G-1.x_y' });
+  });
+  it.each<Refused>(groupIdRows({}))('$label fails the request', (row) => refusedAs(Kind.DescribeGroup, row));
+});
+
+describe('OffsetCommit', () => {
+  const good = { topic: 't', partition: 0, offset: 7 };
+  const base = { groupId: 'g', offsets: [good] };
+
+  it('decodes the member, and each offset with its leader epoch (-1 unknown) and metadata', () => {
+    expect(decodeRequest(Kind.OffsetCommit, base, limits)).toEqual({ groupId: 'g', offsets: [{ ...good, leaderEpoch: -1, metadata: '' }] });
+    expect(decodeRequest(Kind.OffsetCommit, { groupId: 'g', memberId: 'm', memberEpoch: 4, offsets: [{ ...good, leaderEpoch: 2, metadata: 'x' }] }, limits)).toEqual({
+      groupId: 'g',
+      memberId: 'm',
+      memberEpoch: 4,
+      offsets: [{ ...good, leaderEpoch: 2, metadata: 'x' }],
+    });
+  });
+
+  it.each<Refused>([
+    ...groupIdRows(base),
+    { label: 'memberId too long', body: { ...base, memberId: 'm'.repeat(65) }, error: Errors.INVALID_REQUEST, message: 'memberId must be a string of at most 64 characters' },
+    { label: 'memberId null', body: { ...base, memberId: null }, error: Errors.INVALID_REQUEST, message: 'memberId must be a string of at most 64 characters' },
+    { label: 'memberEpoch below -1', body: { ...base, memberEpoch: -2 }, error: Errors.INVALID_REQUEST, message: /^memberEpoch must be an integer from -1/ },
+    ...entryListRows('offsets', { groupId: 'g' }, good),
+    { label: 'an entry no map', body: { groupId: 'g', offsets: [null] }, error: Errors.INVALID_REQUEST, message: 'offsets[0] must be a map, got null' },
+    { label: 'partition missing', body: { groupId: 'g', offsets: [{ topic: 't', offset: 1 }] }, error: Errors.INVALID_REQUEST, message: /^partition must be an integer/ },
+    { label: 'partition bad with a bad name: the partition', body: { groupId: 'g', offsets: [{ topic: 'a b', partition: -1, offset: 1 }] }, error: Errors.INVALID_REQUEST, message: /^partition must be an integer/ },
+    { label: 'offset negative', body: { groupId: 'g', offsets: [{ ...good, offset: -1 }] }, error: Errors.INVALID_REQUEST, message: /^offset must be an integer from 0/ },
+    { label: 'leaderEpoch a string', body: { groupId: 'g', offsets: [{ ...good, leaderEpoch: '1' }] }, error: Errors.INVALID_REQUEST, message: /^leaderEpoch must be an integer from -1/ },
+    { label: 'metadata a number', body: { groupId: 'g', offsets: [{ ...good, metadata: 1 }] }, error: Errors.INVALID_REQUEST, message: 'metadata must be a string, got 1' },
+  ])('$label fails the request', (row) => refusedAs(Kind.OffsetCommit, row));
+
+  it.each<PartAnswered>([
+    { label: 'name illegal, its other fields unread', body: { groupId: 'g', offsets: [{ topic: 'a b', partition: 3, offset: 'x' }, good] }, part: { topic: 'a b', partition: 3 }, error: Errors.INVALID_TOPIC, message: /may contain only/ },
+    { label: 'name no string', body: { groupId: 'g', offsets: [{ topic: 1, partition: 3, offset: 0 }, good] }, part: { topic: '', partition: 3 }, error: Errors.INVALID_REQUEST, message: 'topic must be a string, got 1' },
+  ])('$label answers its partition alone', (row) => answeredAs(Kind.OffsetCommit, row));
+});
+
+describe('OffsetFetch', () => {
+  it('decodes the group and the partitions named, or none: all', () => {
+    expect(decodeRequest(Kind.OffsetFetch, { groupId: 'g' }, limits)).toEqual({ groupId: 'g' });
+    expect(decodeRequest(Kind.OffsetFetch, { groupId: 'g', partitions: [{ topic: 't', partition: 1 }] }, limits)).toEqual({ groupId: 'g', partitions: [{ topic: 't', partition: 1 }] });
+  });
+
+  it.each<Refused>([
+    ...groupIdRows({}),
+    { label: 'partitions null', body: { groupId: 'g', partitions: null }, error: Errors.INVALID_REQUEST, message: 'partitions must be an array, got null' },
+    { label: 'partitions past requestEntriesMax', body: { groupId: 'g', partitions: [{}, {}, {}, {}] }, error: Errors.INVALID_REQUEST, message: /limits\.requestEntriesMax allows 3/ },
+    { label: 'an entry no map', body: { groupId: 'g', partitions: [1] }, error: Errors.INVALID_REQUEST, message: 'partitions[0] must be a map, got 1' },
+    { label: 'a name illegal: the whole request', body: { groupId: 'g', partitions: [{ topic: 'a b', partition: 0 }] }, error: Errors.INVALID_TOPIC, message: /may contain only/ },
+    { label: 'a partition negative', body: { groupId: 'g', partitions: [{ topic: 't', partition: -1 }] }, error: Errors.INVALID_REQUEST, message: /^partition must be an integer from 0/ },
+  ])('$label fails the request', (row) => refusedAs(Kind.OffsetFetch, row));
+});
+
+describe('ConsumerGroupHeartbeat', () => {
+  const base = { groupId: 'g', memberId: '', memberEpoch: 0, ownedPartitions: [] };
+
+  it('decodes the member, what it subscribes to and what it owns', () => {
+    expect(decodeRequest(Kind.ConsumerGroupHeartbeat, base, limits)).toEqual(base);
+    const full = { ...base, subscribedTopics: ['a', '__x'], subscribedTopicPattern: 'sensors.*', ownedPartitions: [{ topic: 'a', partitions: [0, 2] }] };
+    expect(decodeRequest(Kind.ConsumerGroupHeartbeat, full, limits)).toEqual(full);
+  });
+
+  it.each<Refused>([
+    ...groupIdRows(base),
+    { label: 'memberId missing', body: { ...base, memberId: undefined }, error: Errors.INVALID_REQUEST, message: 'memberId must be a string of at most 64 characters' },
+    { label: 'memberEpoch missing', body: { ...base, memberEpoch: undefined }, error: Errors.INVALID_REQUEST, message: /^memberEpoch must be an integer from -1/ },
+    { label: 'subscribedTopics null', body: { ...base, subscribedTopics: null }, error: Errors.INVALID_REQUEST, message: 'subscribedTopics must be an array, got null' },
+    { label: 'subscribedTopics past 1000', body: { ...base, subscribedTopics: Array.from({ length: 1001 }, () => 'a') }, error: Errors.INVALID_REQUEST, message: 'subscribedTopics holds 1001 entries, at most 1000 allowed' },
+    { label: 'a subscribed name no string', body: { ...base, subscribedTopics: [1] }, error: Errors.INVALID_REQUEST, message: 'subscribedTopics[] must be a string, got 1' },
+    { label: 'a subscribed name illegal', body: { ...base, subscribedTopics: ['a b'] }, error: Errors.INVALID_TOPIC, message: /may contain only/ },
+    { label: 'a pattern with a space', body: { ...base, subscribedTopicPattern: 'a *' }, error: Errors.INVALID_REQUEST, message: 'subscribedTopicPattern "a *" must be 1-249 of [A-Za-z0-9._-] and *' },
+    { label: 'a pattern no string', body: { ...base, subscribedTopicPattern: 3 }, error: Errors.INVALID_REQUEST, message: 'subscribedTopicPattern must be a string, got 3' },
+    { label: 'ownedPartitions missing', body: { ...base, ownedPartitions: undefined }, error: Errors.INVALID_REQUEST, message: 'ownedPartitions must be an array, got nothing' },
+    { label: 'an owned entry no map', body: { ...base, ownedPartitions: [[]] }, error: Errors.INVALID_REQUEST, message: 'ownedPartitions[0] must be a map, got []' },
+    { label: 'an owned partition negative', body: { ...base, ownedPartitions: [{ topic: 'a', partitions: [-1] }] }, error: Errors.INVALID_REQUEST, message: 'ownedPartitions[0] holds a bad partition' },
+    {
+      label: 'more than 10,000 owned partitions in all',
+      body: { ...base, ownedPartitions: [{ topic: 'a', partitions: Array.from({ length: 6000 }, (_, i) => i) }, { topic: 'b', partitions: Array.from({ length: 6000 }, (_, i) => i) }] },
+      error: Errors.INVALID_REQUEST,
+      message: 'more than 10000 owned partitions',
+    },
+    { label: 'an owned topic illegal, read after its partitions', body: { ...base, ownedPartitions: [{ topic: '', partitions: [0] }] }, error: Errors.INVALID_TOPIC, message: /non-empty string/ },
+    { label: 'an owned topic illegal and a bad partition: the partition', body: { ...base, ownedPartitions: [{ topic: '', partitions: ['x'] }] }, error: Errors.INVALID_REQUEST, message: 'ownedPartitions[0] holds a bad partition' },
+  ])('$label fails the request', (row) => refusedAs(Kind.ConsumerGroupHeartbeat, row));
+});

@@ -3,7 +3,7 @@
 // before its handler runs, so a handler reads typed fields and never a body.
 // An internal kind (node to node: ReplicaFetch now, uplink and cluster control later) is
 // registered here like any other, wrapped in `internal`, which admits it only to `node`
-// credentials: the rule is in one place, before the handler sees the body.
+// credentials: the rule is in one place, before the body is decoded.
 
 import { Errors, LimitReachedError, TributaryError } from '../../protocol/errors.js';
 import { Kind, kindName } from '../../protocol/frames.js';
@@ -37,8 +37,8 @@ export type TypedHandler<K extends RequestKind> = (request: DecodedRequests[K], 
  * answered with why, and past limits.requestEntriesMax counted in
  * tributary_limits_reached_total, before the handler sees anything.
  */
-function typed<K extends RequestKind>(kind: K, handler: TypedHandler<K>): Handler {
-  return async (body, ctx) => {
+function typed<K extends RequestKind>(kind: K, handler: TypedHandler<K>): [Kind, Handler] {
+  const decoding: Handler = async (body, ctx) => {
     let request: DecodedRequests[K];
     try {
       request = decodeRequest(kind, body, ctx.broker.limits);
@@ -48,6 +48,7 @@ function typed<K extends RequestKind>(kind: K, handler: TypedHandler<K>): Handle
     }
     return handler(request, ctx);
   };
+  return [kind, decoding];
 }
 
 const internalKinds = new Set<number>();
@@ -61,7 +62,7 @@ export const INTERNAL_KINDS: ReadonlySet<number> = internalKinds;
  * as Kafka answers a replica fetch from a non-replica, counted in
  * tributary_requests_unauthorized_total{action="clusterAction"}; the connection stays usable.
  */
-function internal(kind: Kind, handler: Handler): [Kind, Handler] {
+function internal([kind, handler]: [Kind, Handler]): [Kind, Handler] {
   internalKinds.add(kind);
   const admitted: Handler = async (body, ctx) => {
     if (!isAllowed(ctx.principal, 'clusterAction')) {
@@ -74,24 +75,24 @@ function internal(kind: Kind, handler: Handler): [Kind, Handler] {
 }
 
 export const handlers: ReadonlyMap<number, Handler> = new Map<number, Handler>([
-  [Kind.Hello, handleHello],
-  [Kind.Metadata, typed(Kind.Metadata, handleMetadata)],
-  [Kind.CreateTopics, typed(Kind.CreateTopics, handleCreateTopics)],
-  [Kind.DeleteTopics, typed(Kind.DeleteTopics, handleDeleteTopics)],
-  [Kind.Produce, typed(Kind.Produce, handleProduce)],
-  [Kind.Fetch, typed(Kind.Fetch, handleFetch)],
-  [Kind.ListOffsets, typed(Kind.ListOffsets, handleListOffsets)],
-  [Kind.InitProducerId, handleInitProducerId],
-  [Kind.Subscribe, typed(Kind.Subscribe, handleSubscribe)],
-  [Kind.Credit, typed(Kind.Credit, handleCredit)],
-  [Kind.Unsubscribe, typed(Kind.Unsubscribe, handleUnsubscribe)],
-  [Kind.OffsetCommit, handleOffsetCommit],
-  [Kind.OffsetFetch, handleOffsetFetch],
-  [Kind.ConsumerGroupHeartbeat, handleConsumerGroupHeartbeat],
-  [Kind.ListGroups, handleListGroups],
-  [Kind.DescribeGroup, handleDescribeGroup],
-  [Kind.AlterConfigs, typed(Kind.AlterConfigs, handleAlterConfigs)],
-  [Kind.DescribeConfigs, typed(Kind.DescribeConfigs, handleDescribeConfigs)],
-  [Kind.OffsetsForLeaderEpoch, typed(Kind.OffsetsForLeaderEpoch, handleOffsetsForLeaderEpoch)],
-  internal(Kind.ReplicaFetch, typed(Kind.ReplicaFetch, handleReplicaFetch)),
+  typed(Kind.Hello, handleHello),
+  typed(Kind.Metadata, handleMetadata),
+  typed(Kind.CreateTopics, handleCreateTopics),
+  typed(Kind.DeleteTopics, handleDeleteTopics),
+  typed(Kind.Produce, handleProduce),
+  typed(Kind.Fetch, handleFetch),
+  typed(Kind.ListOffsets, handleListOffsets),
+  typed(Kind.InitProducerId, handleInitProducerId),
+  typed(Kind.Subscribe, handleSubscribe),
+  typed(Kind.Credit, handleCredit),
+  typed(Kind.Unsubscribe, handleUnsubscribe),
+  typed(Kind.OffsetCommit, handleOffsetCommit),
+  typed(Kind.OffsetFetch, handleOffsetFetch),
+  typed(Kind.ConsumerGroupHeartbeat, handleConsumerGroupHeartbeat),
+  typed(Kind.ListGroups, handleListGroups),
+  typed(Kind.DescribeGroup, handleDescribeGroup),
+  typed(Kind.AlterConfigs, handleAlterConfigs),
+  typed(Kind.DescribeConfigs, handleDescribeConfigs),
+  typed(Kind.OffsetsForLeaderEpoch, handleOffsetsForLeaderEpoch),
+  internal(typed(Kind.ReplicaFetch, handleReplicaFetch)),
 ]);
