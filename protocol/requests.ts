@@ -197,7 +197,7 @@ const TOPIC_PATTERN_CHARS_MAX = 249;
 const GROUP_ID = /^[A-Za-z0-9._-]{1,249}$/;
 
 /** A group id, or INVALID_REQUEST: the whole request is refused. */
-export function groupId(body: Body): string {
+function groupId(body: Body): string {
   const value = body.groupId;
   if (typeof value !== 'string' || !GROUP_ID.test(value)) {
     throw new TributaryError(Errors.INVALID_REQUEST, `group id ${JSON.stringify(value)} must be 1-249 of [A-Za-z0-9._-]`);
