@@ -1,7 +1,8 @@
 // The request handlers' own work on the hot paths, in this process and without a
 // connection (no CBOR, no encryption, no socket): a Produce of one uncompressed batch of 10
 // readings (1,171 B, a device's typical send) appended with flush=os, and a Fetch of one
-// partition answered from a warm sealed segment. What the connection adds is in
+// partition answered from a warm sealed segment, each body decoded as dispatch decodes it
+// (protocol/requests.ts). What the connection adds is in
 // `npm run bench:e2e`. Benches register at import and run only when this file is executed
 // directly:
 //
@@ -10,6 +11,8 @@
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { bench, do_not_optimize, group, run } from 'mitata';
+import { Kind } from '../protocol/frames.js';
+import { decodeRequest } from '../protocol/requests.js';
 import { ANONYMOUS } from '../node/auth/acl.js';
 import { DEFAULT_LIMITS } from '../node/config.js';
 import { silentLogger } from '../node/logger.js';
@@ -87,7 +90,7 @@ group(`Produce: one uncompressed ${READINGS.length}-byte batch, flush=os`, () =>
         retired.push(target);
         void openLog().then((next) => (target = next));
       }
-      do_not_optimize(await handleProduce({ acks: 1, partitions: [{ topic: 'readings', partition: 0, records: READINGS }] }, ctx));
+      do_not_optimize(await handleProduce(decodeRequest(Kind.Produce, { acks: 1, partitions: [{ topic: 'readings', partition: 0, records: READINGS }] }, DEFAULT_LIMITS), ctx));
     };
     for (const t of retired) await t.cleanUp();
     await target.cleanUp();
@@ -105,7 +108,7 @@ group('Fetch: one partition, a warm sealed segment, up to 64 KiB', () => {
     let cursor = 0;
     yield async () => {
       cursor = (cursor + 1) & 63;
-      do_not_optimize(await handleFetch({ maxWaitMs: 0, maxBytes: 64 * 1024, partitions: [{ topic: 'readings', partition: 0, fetchOffset: offsets[cursor] }] }, ctx));
+      do_not_optimize(await handleFetch(decodeRequest(Kind.Fetch, { maxWaitMs: 0, maxBytes: 64 * 1024, partitions: [{ topic: 'readings', partition: 0, fetchOffset: offsets[cursor] }] }, DEFAULT_LIMITS), ctx));
     };
     await target.cleanUp();
   });

@@ -1,10 +1,13 @@
 // One table from request kind to handler; one file per handler (as aedes lib/handlers).
+// Each body is decoded here into the typed request of its kind (protocol/requests.ts)
+// before its handler runs, so a handler reads typed fields and never a body.
 // An internal kind (node to node: ReplicaFetch now, uplink and cluster control later) is
 // registered here like any other, wrapped in `internal`, which admits it only to `node`
-// credentials: the rule is in one place, before the handler sees the body.
+// credentials: the rule is in one place, before the body is decoded.
 
-import { Errors, TributaryError } from '../../protocol/errors.js';
+import { Errors, LimitReachedError, TributaryError } from '../../protocol/errors.js';
 import { Kind, kindName } from '../../protocol/frames.js';
+import { decodeRequest, type Body, type DecodedRequests, type RequestKind } from '../../protocol/requests.js';
 import { isAllowed, refusalMessage } from '../auth/acl.js';
 import type { RequestContext } from './context.js';
 import { handleAlterConfigs } from './handlers/alter-configs.js';
@@ -23,10 +26,30 @@ import { handleOffsetsForLeaderEpoch } from './handlers/offsets-for-leader-epoch
 import { handleProduce } from './handlers/produce.js';
 import { handleReplicaFetch } from './handlers/replica-fetch.js';
 import { handleCredit, handleSubscribe, handleUnsubscribe } from './handlers/subscribe.js';
-import type { Body } from './validate.js';
 
 /** Returns the response body, or undefined when the request wants no answer (acks=0). */
 export type Handler = (body: Body, ctx: RequestContext) => Promise<object | undefined>;
+/** A handler of one kind: it takes the request decodeRequest made of the body. */
+export type TypedHandler<K extends RequestKind> = (request: DecodedRequests[K], ctx: RequestContext) => Promise<object | undefined>;
+
+/**
+ * The handler of `kind`, behind the decoding of its body: a body that fails as a whole is
+ * answered with why, and past limits.requestEntriesMax counted in
+ * tributary_limits_reached_total, before the handler sees anything.
+ */
+function typed<K extends RequestKind>(kind: K, handler: TypedHandler<K>): [Kind, Handler] {
+  const decoding: Handler = async (body, ctx) => {
+    let request: DecodedRequests[K];
+    try {
+      request = decodeRequest(kind, body, ctx.broker.limits);
+    } catch (err) {
+      if (err instanceof LimitReachedError) ctx.broker.metrics.limitReached.inc({ limit: err.limit });
+      throw err;
+    }
+    return handler(request, ctx);
+  };
+  return [kind, decoding];
+}
 
 const internalKinds = new Set<number>();
 
@@ -39,7 +62,7 @@ export const INTERNAL_KINDS: ReadonlySet<number> = internalKinds;
  * as Kafka answers a replica fetch from a non-replica, counted in
  * tributary_requests_unauthorized_total{action="clusterAction"}; the connection stays usable.
  */
-function internal(kind: Kind, handler: Handler): [Kind, Handler] {
+function internal([kind, handler]: [Kind, Handler]): [Kind, Handler] {
   internalKinds.add(kind);
   const admitted: Handler = async (body, ctx) => {
     if (!isAllowed(ctx.principal, 'clusterAction')) {
@@ -52,24 +75,24 @@ function internal(kind: Kind, handler: Handler): [Kind, Handler] {
 }
 
 export const handlers: ReadonlyMap<number, Handler> = new Map<number, Handler>([
-  [Kind.Hello, handleHello],
-  [Kind.Metadata, handleMetadata],
-  [Kind.CreateTopics, handleCreateTopics],
-  [Kind.DeleteTopics, handleDeleteTopics],
-  [Kind.Produce, handleProduce],
-  [Kind.Fetch, handleFetch],
-  [Kind.ListOffsets, handleListOffsets],
-  [Kind.InitProducerId, handleInitProducerId],
-  [Kind.Subscribe, handleSubscribe],
-  [Kind.Credit, handleCredit],
-  [Kind.Unsubscribe, handleUnsubscribe],
-  [Kind.OffsetCommit, handleOffsetCommit],
-  [Kind.OffsetFetch, handleOffsetFetch],
-  [Kind.ConsumerGroupHeartbeat, handleConsumerGroupHeartbeat],
-  [Kind.ListGroups, handleListGroups],
-  [Kind.DescribeGroup, handleDescribeGroup],
-  [Kind.AlterConfigs, handleAlterConfigs],
-  [Kind.DescribeConfigs, handleDescribeConfigs],
-  [Kind.OffsetsForLeaderEpoch, handleOffsetsForLeaderEpoch],
-  internal(Kind.ReplicaFetch, handleReplicaFetch),
+  typed(Kind.Hello, handleHello),
+  typed(Kind.Metadata, handleMetadata),
+  typed(Kind.CreateTopics, handleCreateTopics),
+  typed(Kind.DeleteTopics, handleDeleteTopics),
+  typed(Kind.Produce, handleProduce),
+  typed(Kind.Fetch, handleFetch),
+  typed(Kind.ListOffsets, handleListOffsets),
+  typed(Kind.InitProducerId, handleInitProducerId),
+  typed(Kind.Subscribe, handleSubscribe),
+  typed(Kind.Credit, handleCredit),
+  typed(Kind.Unsubscribe, handleUnsubscribe),
+  typed(Kind.OffsetCommit, handleOffsetCommit),
+  typed(Kind.OffsetFetch, handleOffsetFetch),
+  typed(Kind.ConsumerGroupHeartbeat, handleConsumerGroupHeartbeat),
+  typed(Kind.ListGroups, handleListGroups),
+  typed(Kind.DescribeGroup, handleDescribeGroup),
+  typed(Kind.AlterConfigs, handleAlterConfigs),
+  typed(Kind.DescribeConfigs, handleDescribeConfigs),
+  typed(Kind.OffsetsForLeaderEpoch, handleOffsetsForLeaderEpoch),
+  internal(typed(Kind.ReplicaFetch, handleReplicaFetch)),
 ]);

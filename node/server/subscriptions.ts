@@ -21,7 +21,8 @@
 // that later appends fill with other records.
 
 import { Errors, LimitReachedError, TributaryError } from '../../protocol/errors.js';
-import { encodeFrame, Kind, RESPONSE, type FetchPartitionResult, type SubscribeResponse } from '../../protocol/frames.js';
+import { encodeFrame, Kind, RESPONSE, type CreditRequest, type FetchPartitionResult, type SubscribeResponse, type UnsubscribeRequest } from '../../protocol/frames.js';
+import { isInvalid, type DecodedRequests } from '../../protocol/requests.js';
 import type { FrameTransport } from '../../protocol/transport.js';
 import type { Principal } from '../auth/acl.js';
 import { ANONYMOUS, isAllowed } from '../auth/acl.js';
@@ -31,7 +32,6 @@ import { requestBudget } from '../storage/request-budget.js';
 import type { RequestBudget } from '../storage/request-budget.js';
 import type { BrokerContext } from './context.js';
 import { errorResult } from './handlers/errors.js';
-import { answeredTopic, int, invalidTopic, map, requestEntries, type Body } from './validate.js';
 
 import { SUBSCRIBE_CREDIT_BYTES_MAX as CREDIT_BYTES_MAX, SUBSCRIPTIONS_MAX } from '../../protocol/frames.js';
 
@@ -249,24 +249,20 @@ export class ConnectionSubscriptions {
     readonly principalKey: string = ANONYMOUS.key,
   ) {}
 
-  subscribe(body: Body, principal: Principal): SubscribeResponse {
+  subscribe(request: DecodedRequests[Kind.Subscribe], principal: Principal): SubscribeResponse {
     const { limits } = this.broker;
     if (this.byId().size >= SUBSCRIPTIONS_MAX) {
       throw new TributaryError(Errors.INVALID_REQUEST, `a connection may hold at most ${SUBSCRIPTIONS_MAX} subscriptions; unsubscribe one first`);
     }
     if (this.broker.shuttingDown) throw new TributaryError(Errors.SHUTTING_DOWN);
-    const credit = int(body, 'creditBytes', 0, CREDIT_BYTES_MAX);
-    const maxBytes = Math.min(int(body, 'maxBytes', 1, 0x7fffffff, limits.fetchBytesMax), limits.fetchBytesMax);
-    const entries = requestEntries(body, 'partitions', this.broker).map((e, i) => {
-      const entry = map(e, `partitions[${i}]`);
-      return { topic: answeredTopic(entry.topic), invalid: invalidTopic(entry.topic), partition: int(entry, 'partition', 0, 0x7fffffff), fetchOffset: int(entry, 'fetchOffset', 0) };
-    });
-    const subscription = new Subscription(this.nextId++, credit, maxBytes, this);
+    const maxBytes = Math.min(request.maxBytes ?? limits.fetchBytesMax, limits.fetchBytesMax);
+    const subscription = new Subscription(this.nextId++, request.creditBytes, maxBytes, this);
     const answers: SubscribeResponse['partitions'] = [];
     const seen = new Set<string>();
-    for (const { topic, invalid, partition, fetchOffset } of entries) {
-      if (invalid) {
-        answers.push({ topic, partition, ...invalid });
+    for (const part of request.partitions) {
+      const { topic, partition, fetchOffset } = part;
+      if (isInvalid(part)) {
+        answers.push({ topic, partition, ...part.invalid });
         continue;
       }
       const key = `${topic}\u0000${partition}`;
@@ -300,15 +296,15 @@ export class ConnectionSubscriptions {
     return { error: Errors.NONE.code, subscriptionId: subscription.id, partitions: answers };
   }
 
-  credit(body: Body): void {
-    const subscription = this.byId().get(int(body, 'subscriptionId', 0));
+  credit(request: CreditRequest): void {
+    const subscription = this.byId().get(request.subscriptionId);
     if (!subscription) return; // it may have just ended; a late grant is no error
-    subscription.credit = Math.min(CREDIT_BYTES_MAX, subscription.credit + int(body, 'bytes', 0, CREDIT_BYTES_MAX));
+    subscription.credit = Math.min(CREDIT_BYTES_MAX, subscription.credit + request.bytes);
     subscription.wake();
   }
 
-  unsubscribe(body: Body): void {
-    const id = int(body, 'subscriptionId', 0);
+  unsubscribe(request: UnsubscribeRequest): void {
+    const id = request.subscriptionId;
     const subscription = this.byId().get(id);
     if (!subscription) throw new TributaryError(Errors.INVALID_REQUEST, `no subscription ${id} on this connection`);
     subscription.close();

@@ -1,48 +1,16 @@
-// Kafka's rules for topic names and partition counts (kafka.common.internals.Topic): names
-// of 1..249 characters from [a-zA-Z0-9._-], not '.' or '..'. Each file name made from a
-// topic name must fit a 255-byte file name, or a topic could be created but not deleted:
-// at 249 characters the partition folder `<name>-9999` is 254 bytes, the config
-// `<name>.json` 254 and the deletion marker `<name>.del` 253 (log-manager.ts). Names
-// starting with '__' are reserved for internal topics (__consumer_offsets and the like).
+// Kafka's rules for topic names and partition counts. The name rule is protocol's
+// (protocol/topic-names.ts), shared with the decoding of requests; the node creates its
+// topics by it.
 
 import { Errors, TributaryError } from '../../protocol/errors.js';
+import { topicNameError } from '../../protocol/topic-names.js';
 
-export const TOPIC_NAME_LENGTH_MAX = 249;
 export const PARTITIONS_MAX = 10_000;
-const LEGAL_NAME = /^[a-zA-Z0-9._-]+$/;
-/** Characters of a refused name that its error message shows. */
-const NAME_SHOWN_CHARS_MAX = 64;
 
-/**
- * `internal`: names starting '__' are allowed (the node's own topics; and any name a request
- * reads, since an admin may produce to __revocations). The INVALID_TOPIC message shows at
- * most NAME_SHOWN_CHARS_MAX characters of what was sent, whatever its size.
- */
+/** topicNameError, thrown: INVALID_TOPIC unless `name` is a legal name. */
 export function validateTopicName(name: unknown, internal: boolean): asserts name is string {
   const err = topicNameError(name, internal);
   if (err !== null) throw err;
-}
-
-/** validateTopicName's INVALID_TOPIC, returned rather than thrown; null for a legal name. */
-export function topicNameError(name: unknown, internal: boolean): TributaryError | null {
-  const problem = topicNameProblem(name, internal);
-  return problem === null ? null : new TributaryError(Errors.INVALID_TOPIC, `topic name ${shownTopicName(name)} ${problem}`);
-}
-
-function topicNameProblem(name: unknown, internal: boolean): string | null {
-  if (typeof name !== 'string' || name.length === 0) return 'must be a non-empty string';
-  if (name.length > TOPIC_NAME_LENGTH_MAX) return `is ${name.length} characters long, at most ${TOPIC_NAME_LENGTH_MAX} are allowed`;
-  if (name === '.' || name === '..') return "cannot be '.' or '..'";
-  if (!LEGAL_NAME.test(name)) return 'may contain only ASCII letters, digits, ., _ and -';
-  if (!internal && name.startsWith('__')) return "starts with '__', which is reserved for internal topics";
-  return null;
-}
-
-/** A name as a message shows it: quoted, its first NAME_SHOWN_CHARS_MAX characters at most. */
-function shownTopicName(name: unknown): string {
-  if (typeof name !== 'string') return name === null || name === undefined ? String(name) : `(a ${name instanceof Uint8Array ? 'byte string' : typeof name})`;
-  if (name.length <= NAME_SHOWN_CHARS_MAX) return JSON.stringify(name);
-  return `${JSON.stringify(name.slice(0, NAME_SHOWN_CHARS_MAX))}...`;
 }
 
 export function validatePartitionCount(partitions: unknown): asserts partitions is number {

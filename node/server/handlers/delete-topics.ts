@@ -1,22 +1,20 @@
 import { Errors, TributaryError } from '../../../protocol/errors.js';
-import type { DeleteTopicsResponse, TopicResult } from '../../../protocol/frames.js';
+import type { DeleteTopicsResponse, Kind, TopicResult } from '../../../protocol/frames.js';
+import { isInvalid, type DecodedRequests } from '../../../protocol/requests.js';
 import type { RequestContext } from '../context.js';
 import { refusal } from './authorize.js';
 import { errorResult } from './errors.js';
-import { answeredTopic, invalidTopic, requestEntries, strings, type Body } from '../validate.js';
 
-/** Topics one DeleteTopics may name, however many limits.requestEntriesMax allows. */
-const TOPICS_PER_REQUEST_MAX = 1000;
-
-export async function handleDeleteTopics(body: Body, ctx: RequestContext): Promise<DeleteTopicsResponse> {
+export async function handleDeleteTopics(request: DecodedRequests[Kind.DeleteTopics], ctx: RequestContext): Promise<DeleteTopicsResponse> {
   const { logs, logger } = ctx.broker;
   const topics: TopicResult[] = [];
-  // limits.requestEntriesMax first; DeleteTopics keeps its own tighter cap: each deletion
-  // renames, removes and fsyncs files.
-  requestEntries(body, 'topics', ctx.broker);
-  for (const named of strings(body, 'topics', TOPICS_PER_REQUEST_MAX)) {
-    const name = answeredTopic(named);
-    const refused = invalidTopic(named) ?? refusal(ctx, 'deleteTopics', name);
+  for (const named of request.topics) {
+    if (isInvalid(named)) {
+      topics.push({ name: named.name, ...named.invalid });
+      continue;
+    }
+    const name = named;
+    const refused = refusal(ctx, 'deleteTopics', name);
     if (refused) {
       topics.push({ name, ...refused });
       continue;

@@ -3,21 +3,19 @@
 // `tributary topics configs`. Whoever may describe a topic may read its configs.
 
 import { Errors } from '../../../protocol/errors.js';
-import { CONFIG_TOPICS_PER_REQUEST_MAX, type DescribeConfigsResponse } from '../../../protocol/frames.js';
+import type { DescribeConfigsResponse, Kind } from '../../../protocol/frames.js';
+import { isInvalid, type DecodedRequests } from '../../../protocol/requests.js';
 import type { RequestContext } from '../context.js';
 import { refusal } from './authorize.js';
 import { errorResult } from './errors.js';
-import { answeredTopic, invalidTopic, requestEntries, strings, type Body } from '../validate.js';
 
-export async function handleDescribeConfigs(body: Body, ctx: RequestContext): Promise<DescribeConfigsResponse> {
+export async function handleDescribeConfigs(request: DecodedRequests[Kind.DescribeConfigs], ctx: RequestContext): Promise<DescribeConfigsResponse> {
   const { logs, logger } = ctx.broker;
   const topics: DescribeConfigsResponse['topics'] = [];
-  // limits.requestEntriesMax first, then the protocol's own cap for config requests.
-  requestEntries(body, 'topics', ctx.broker);
-  for (const named of strings(body, 'topics', CONFIG_TOPICS_PER_REQUEST_MAX)) {
+  for (const named of request.topics) {
     // Refused before the lookup, so a refusal says nothing about whether the topic exists.
-    const name = answeredTopic(named);
-    const refused = invalidTopic(named) ?? refusal(ctx, 'describe', name);
+    const name = isInvalid(named) ? named.name : named;
+    const refused = isInvalid(named) ? named.invalid : refusal(ctx, 'describe', name);
     if (refused) {
       topics.push({ name, ...refused, configs: [] });
       continue;

@@ -1,9 +1,8 @@
 import { Errors, TributaryError } from '../../../protocol/errors.js';
-import type { DescribeGroupResponse, ListGroupsResponse } from '../../../protocol/frames.js';
+import type { DescribeGroupResponse, Kind, ListGroupsResponse } from '../../../protocol/frames.js';
+import type { DecodedRequests } from '../../../protocol/requests.js';
 import { isAllowed } from '../../auth/acl.js';
-import { validateGroupId } from '../../groups/offsets-store.js';
 import type { RequestContext } from '../context.js';
-import type { Body } from '../validate.js';
 import { groupAllowed } from './offsets.js';
 
 // ListGroups and DescribeGroup, for `tributary groups list|describe`: live members from the
@@ -14,7 +13,7 @@ import { groupAllowed } from './offsets.js';
 /** Kafka's -1: no committed offset, or no such partition. */
 const NO_OFFSET = -1;
 
-export async function handleListGroups(_body: Body, ctx: RequestContext): Promise<ListGroupsResponse> {
+export async function handleListGroups(_request: DecodedRequests[Kind.ListGroups], ctx: RequestContext): Promise<ListGroupsResponse> {
   const { groups, offsets } = ctx.broker;
   const ids = new Set<string>();
   for (const id of groups.groupIds()) if (isAllowed(ctx.principal, 'group', id)) ids.add(id);
@@ -25,9 +24,8 @@ export async function handleListGroups(_body: Body, ctx: RequestContext): Promis
   };
 }
 
-export async function handleDescribeGroup(body: Body, ctx: RequestContext): Promise<DescribeGroupResponse> {
-  const groupId = body.groupId;
-  validateGroupId(groupId);
+export async function handleDescribeGroup(request: DecodedRequests[Kind.DescribeGroup], ctx: RequestContext): Promise<DescribeGroupResponse> {
+  const { groupId } = request;
   groupAllowed(ctx, groupId);
   const { groups, offsets, logs } = ctx.broker;
   const described = groups.describe(groupId);

@@ -1,11 +1,11 @@
 import { Errors } from '../../../protocol/errors.js';
-import { EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, type ListOffsetsPartitionResult, type ListOffsetsResponse } from '../../../protocol/frames.js';
+import { EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, type Kind, type ListOffsetsPartitionResult, type ListOffsetsResponse } from '../../../protocol/frames.js';
+import { isInvalid, type DecodedRequests, type ListOffsetsPart, type Part, type PartitionAddress } from '../../../protocol/requests.js';
 import { isRefusal } from '../../partition-roles.js';
 import { requestBudget } from '../../storage/request-budget.js';
 import type { RequestContext } from '../context.js';
 import { refusal } from './authorize.js';
 import { errorResult, LimitsReached } from './errors.js';
-import { answeredTopic, int, map, requestEntries, topicName, type Body } from '../validate.js';
 import type { DecompressGrant } from '../principal-rates.js';
 
 // Kafka's ListOffsets: LATEST is the high watermark (what a consumer can reach), EARLIEST
@@ -14,13 +14,12 @@ import type { DecompressGrant } from '../principal-rates.js';
 // budget per request bounds what all its entries read and inflate together, so that naming
 // the same bomb 10,000 times costs one budget, not 10,000 inflates (the rest THROTTLED).
 // What it may inflate is granted from the principal's rate at the first lookup by time.
-export async function handleListOffsets(body: Body, ctx: RequestContext): Promise<ListOffsetsResponse> {
-  const entries = requestEntries(body, 'partitions', ctx.broker);
+export async function handleListOffsets(request: DecodedRequests[Kind.ListOffsets], ctx: RequestContext): Promise<ListOffsetsResponse> {
   const grant = ctx.broker.principalRates.grantFor(ctx.principal.key, requestBudget(ctx.broker.limits));
   const limitsReached = new LimitsReached();
   let partitions: ListOffsetsPartitionResult[];
   try {
-    partitions = entries.map((e, i) => listOffset(e, i, ctx, grant, limitsReached));
+    partitions = request.partitions.map((part) => listOffset(part, ctx, grant, limitsReached));
   } finally {
     grant.release();
   }
@@ -28,14 +27,11 @@ export async function handleListOffsets(body: Body, ctx: RequestContext): Promis
   return { partitions };
 }
 
-function listOffset(e: unknown, i: number, ctx: RequestContext, grant: DecompressGrant, limitsReached: LimitsReached): ListOffsetsPartitionResult {
-  const result: ListOffsetsPartitionResult = { topic: '', partition: -1, error: Errors.NONE.code, offset: -1, timestamp: -1 };
+function listOffset(part: Part<ListOffsetsPart, PartitionAddress>, ctx: RequestContext, grant: DecompressGrant, limitsReached: LimitsReached): ListOffsetsPartitionResult {
+  const result: ListOffsetsPartitionResult = { topic: part.topic, partition: part.partition, error: Errors.NONE.code, offset: -1, timestamp: -1 };
+  if (isInvalid(part)) return Object.assign(result, part.invalid);
   try {
-    const entry = map(e, `partitions[${i}]`);
-    result.topic = answeredTopic(entry.topic);
-    const topic = topicName(entry, 'topic');
-    result.partition = int(entry, 'partition', 0, 0x7fffffff);
-    const timestamp = int(entry, 'timestamp', EARLIEST_TIMESTAMP);
+    const { topic, timestamp } = part;
     // Only the leader knows where its log ends and what is acknowledged (NOT_LEADER elsewhere).
     const log = refusal(ctx, 'describe', topic) ?? ctx.broker.partitionRoles.leaderLog(topic, result.partition);
     if (isRefusal(log)) {

@@ -1,14 +1,14 @@
 import { Errors } from '../../../protocol/errors.js';
-import type { MetadataResponse, TopicMetadata } from '../../../protocol/frames.js';
+import type { Kind, MetadataResponse, TopicMetadata } from '../../../protocol/frames.js';
+import { isInvalid, type DecodedRequests } from '../../../protocol/requests.js';
 import type { TopicInfo } from '../../storage/log-manager.js';
 import type { RequestContext } from '../context.js';
 import { isAllowed } from '../../auth/acl.js';
 import { refusal } from './authorize.js';
-import { answeredTopic, invalidTopic, optionalRequestEntries, type Body } from '../validate.js';
 
-export async function handleMetadata(body: Body, ctx: RequestContext): Promise<MetadataResponse> {
+export async function handleMetadata(request: DecodedRequests[Kind.Metadata], ctx: RequestContext): Promise<MetadataResponse> {
   const { logs, nodeId, partitionRoles } = ctx.broker;
-  const asked = optionalRequestEntries(body, 'topics', ctx.broker);
+  const asked = request.topics;
   const describe = (t: TopicInfo): TopicMetadata => ({
     name: t.name,
     error: Errors.NONE.code,
@@ -26,14 +26,12 @@ export async function handleMetadata(body: Body, ctx: RequestContext): Promise<M
   // Listing every topic shows only those the principal may use; naming one it may not
   // answers UNAUTHORIZED whether or not it exists.
   if (asked === undefined) {
-    const includeInternal = body.includeInternal === true;
+    const { includeInternal } = request;
     const visible = logs.topics().filter((t) => (includeInternal || !t.name.startsWith('__')) && isAllowed(ctx.principal, 'describe', t.name));
     return { nodeId, topics: visible.map(describe) };
   }
-  const topics = asked.map((name): TopicMetadata => {
-    const invalid = invalidTopic(name, 'topics[]');
-    if (invalid) return { name: answeredTopic(name), ...invalid, partitions: [], config: {} };
-    const topic = name as string;
+  const topics = asked.map((topic): TopicMetadata => {
+    if (isInvalid(topic)) return { name: topic.name, ...topic.invalid, partitions: [], config: {} };
     const refused = refusal(ctx, 'describe', topic);
     if (refused) return { name: topic, ...refused, partitions: [], config: {} };
     const t = logs.topic(topic);

@@ -1,10 +1,10 @@
 import { Errors } from '../../../protocol/errors.js';
-import type { OffsetsForLeaderEpochResponse } from '../../../protocol/frames.js';
+import type { Kind, OffsetsForLeaderEpochResponse } from '../../../protocol/frames.js';
+import { isInvalid, type DecodedRequests, type OffsetsForLeaderEpochPart, type Part, type PartitionAddress } from '../../../protocol/requests.js';
 import { isRefusal } from '../../partition-roles.js';
 import type { RequestContext } from '../context.js';
 import { refusal } from './authorize.js';
 import { errorResult } from './errors.js';
-import { answeredTopic, int, invalidTopic, map, requestEntries, type Body } from '../validate.js';
 
 type Result = OffsetsForLeaderEpochResponse['partitions'][number];
 
@@ -14,20 +14,17 @@ type Result = OffsetsForLeaderEpochResponse['partitions'][number];
 // position to find out whether the records it read are still the node's. It reveals where
 // the log's epochs begin, so it is asked with the right to consume the topic (node
 // credentials may consume any); a part refused, or naming no partition, is answered alone.
-export async function handleOffsetsForLeaderEpoch(body: Body, ctx: RequestContext): Promise<OffsetsForLeaderEpochResponse> {
-  const partitions = requestEntries(body, 'partitions', ctx.broker).map((e, i) => endOffsetFor(e, i, ctx));
-  return { partitions };
+export async function handleOffsetsForLeaderEpoch(request: DecodedRequests[Kind.OffsetsForLeaderEpoch], ctx: RequestContext): Promise<OffsetsForLeaderEpochResponse> {
+  return { partitions: request.partitions.map((part) => endOffsetFor(part, ctx)) };
 }
 
-function endOffsetFor(e: unknown, i: number, ctx: RequestContext): Result {
-  const result: Result = { topic: '', partition: -1, error: Errors.NONE.code, leaderEpoch: -1, endOffset: -1 };
+function endOffsetFor(part: Part<OffsetsForLeaderEpochPart, PartitionAddress>, ctx: RequestContext): Result {
+  const result: Result = { topic: part.topic, partition: part.partition, error: Errors.NONE.code, leaderEpoch: -1, endOffset: -1 };
+  if (isInvalid(part)) return Object.assign(result, part.invalid);
   try {
-    const entry = map(e, `partitions[${i}]`);
-    result.topic = answeredTopic(entry.topic);
-    result.partition = int(entry, 'partition', 0, 0x7fffffff);
-    const leaderEpoch = int(entry, 'leaderEpoch', -1, 0x7fffffff);
+    const { leaderEpoch } = part;
     // Only the leader's epochs are the answer: a follower's may be behind or diverged.
-    const found = invalidTopic(entry.topic) ?? refusal(ctx, 'consume', result.topic) ?? ctx.broker.partitionRoles.leaderLog(result.topic, result.partition);
+    const found = refusal(ctx, 'consume', result.topic) ?? ctx.broker.partitionRoles.leaderLog(result.topic, result.partition);
     if (isRefusal(found)) {
       Object.assign(result, found);
     } else {

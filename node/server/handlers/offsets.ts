@@ -1,9 +1,9 @@
 import { Errors, TributaryError } from '../../../protocol/errors.js';
-import type { OffsetCommitResponse, OffsetFetchResponse } from '../../../protocol/frames.js';
-import { OFFSET_METADATA_CHARS_MAX, validateGroupId, type OffsetCommitEntry } from '../../groups/offsets-store.js';
+import type { Kind, OffsetCommitResponse, OffsetFetchResponse } from '../../../protocol/frames.js';
+import { isInvalid, type DecodedRequests } from '../../../protocol/requests.js';
+import { OFFSET_METADATA_CHARS_MAX, type OffsetCommitEntry } from '../../groups/offsets-store.js';
 import type { RequestContext } from '../context.js';
 import { refusal } from './authorize.js';
-import { answeredTopic, int, invalidTopic, map, requestEntries, str, topicName, type Body } from '../validate.js';
 
 // Kafka's OffsetCommit and OffsetFetch for a consumer group: its position per partition,
 // stored in __consumer_offsets (node/groups/offsets-store.ts). The principal must be
@@ -12,14 +12,11 @@ import { answeredTopic, int, invalidTopic, map, requestEntries, str, topicName, 
 // at its epoch, anyone else only while the group has no live members. Commits are bounded
 // per principal and node-wide (limits.offset*) and, like produce, refused while the disk
 // guard says storage is full: each one appends to __consumer_offsets.
-export async function handleOffsetCommit(body: Body, ctx: RequestContext): Promise<OffsetCommitResponse> {
-  const groupId = body.groupId;
-  validateGroupId(groupId);
+export async function handleOffsetCommit(request: DecodedRequests[Kind.OffsetCommit], ctx: RequestContext): Promise<OffsetCommitResponse> {
+  const { groupId, memberId, memberEpoch } = request;
   const { broker } = ctx;
   if (broker.shuttingDown) throw new TributaryError(Errors.SHUTTING_DOWN);
   groupAllowed(ctx, groupId);
-  const memberId = body.memberId === undefined ? undefined : memberIdOf(body.memberId);
-  const memberEpoch = body.memberEpoch === undefined ? undefined : int(body, 'memberEpoch', -1, 0x7fffffff);
   broker.groups.validateCommit(groupId, memberId, memberEpoch, ctx.principal.key);
   if (broker.diskGuard.refusesOffsetCommits()) {
     throw new TributaryError(Errors.STORAGE_FULL, "the node's storage is full (storage.maxBytes or storage.minFreeBytes); commit again later");
@@ -27,16 +24,13 @@ export async function handleOffsetCommit(body: Body, ctx: RequestContext): Promi
   const partitions: OffsetCommitResponse['partitions'] = [];
   const accepted: OffsetCommitEntry[] = [];
   const results: OffsetCommitResponse['partitions'][number][] = [];
-  for (const [i, e] of requestEntries(body, 'offsets', broker).entries()) {
-    const entry = map(e, `offsets[${i}]`);
-    const partition = int(entry, 'partition', 0, 0x7fffffff);
-    // A bad name refuses its own part, as Kafka answers per partition.
-    const badName = invalidTopic(entry.topic);
-    const topic = answeredTopic(entry.topic);
+  for (const part of request.offsets) {
+    const { topic, partition } = part;
     const result = { topic, partition, error: Errors.NONE.code } as OffsetCommitResponse['partitions'][number];
     partitions.push(result);
-    if (badName) {
-      Object.assign(result, badName);
+    // A bad name refuses its own part, as Kafka answers per partition.
+    if (isInvalid(part)) {
+      Object.assign(result, part.invalid);
       continue;
     }
     const refused = refusal(ctx, 'consume', topic);
@@ -48,10 +42,7 @@ export async function handleOffsetCommit(body: Body, ctx: RequestContext): Promi
       Object.assign(result, { error: Errors.UNKNOWN_TOPIC.code, message: `unknown topic or partition ${topic}/${partition}` });
       continue;
     }
-    const offset = int(entry, 'offset', 0);
-    // KIP-320's committedLeaderEpoch: -1 (or left out, by clients older than it) is unknown.
-    const leaderEpoch = int(entry, 'leaderEpoch', -1, 0x7fffffff, -1);
-    const metadata = entry.metadata === undefined ? '' : str(entry, 'metadata');
+    const { offset, leaderEpoch, metadata } = part;
     if (metadata.length > OFFSET_METADATA_CHARS_MAX) {
       Object.assign(result, { error: Errors.INVALID_REQUEST.code, message: `metadata longer than ${OFFSET_METADATA_CHARS_MAX} characters` });
       continue;
@@ -68,24 +59,17 @@ export async function handleOffsetCommit(body: Body, ctx: RequestContext): Promi
   return { error: Errors.NONE.code, partitions };
 }
 
-export async function handleOffsetFetch(body: Body, ctx: RequestContext): Promise<OffsetFetchResponse> {
-  const groupId = body.groupId;
-  validateGroupId(groupId);
+export async function handleOffsetFetch(request: DecodedRequests[Kind.OffsetFetch], ctx: RequestContext): Promise<OffsetFetchResponse> {
+  const { groupId } = request;
   groupAllowed(ctx, groupId);
   const { offsets } = ctx.broker;
-  const named =
-    body.partitions === undefined
-      ? offsets.all(groupId).map(({ topic, partition }) => ({ topic, partition }))
-      : requestEntries(body, 'partitions', ctx.broker).map((e, i) => {
-          const entry = map(e, `partitions[${i}]`);
-          return { topic: topicName(entry, 'topic'), partition: int(entry, 'partition', 0, 0x7fffffff) };
-        });
+  const named = request.partitions ?? offsets.all(groupId).map(({ topic, partition }) => ({ topic, partition }));
   const partitions: OffsetFetchResponse['partitions'] = [];
   for (const { topic, partition } of named) {
     const refused = refusal(ctx, 'consume', topic);
     if (refused) {
       // Listing all of a group's offsets leaves out topics the principal may not see.
-      if (body.partitions !== undefined) partitions.push({ topic, partition, offset: -1, leaderEpoch: -1, metadata: '', ...refused });
+      if (request.partitions !== undefined) partitions.push({ topic, partition, offset: -1, leaderEpoch: -1, metadata: '', ...refused });
       continue;
     }
     const committed = offsets.committed(groupId, topic, partition);
@@ -105,10 +89,4 @@ export async function handleOffsetFetch(body: Body, ctx: RequestContext): Promis
 export function groupAllowed(ctx: RequestContext, groupId: string): void {
   const refused = refusal(ctx, 'group', groupId);
   if (refused) throw new TributaryError(Errors.UNAUTHORIZED, refused.message);
-}
-
-function memberIdOf(value: unknown): string {
-  // '' or the id the node gave (a UUID): anything longer is no member of ours.
-  if (typeof value !== 'string' || value.length > 64) throw new TributaryError(Errors.INVALID_REQUEST, 'memberId must be a string of at most 64 characters');
-  return value;
 }

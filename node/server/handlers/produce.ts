@@ -1,12 +1,12 @@
 import { Errors, TributaryError } from '../../../protocol/errors.js';
-import type { ProducePartitionResult, ProduceResponse } from '../../../protocol/frames.js';
+import type { Kind, ProducePartitionResult, ProduceResponse } from '../../../protocol/frames.js';
+import { isInvalid, type DecodedRequests, type Part, type PartitionAddress, type ProducePart } from '../../../protocol/requests.js';
 import { BATCH_OVERHEAD, checkCodecInflatable, Compression, compressionOf, readBatchHeader, TimestampType, validateRecords } from '../../../protocol/record-batch.js';
 import type { BatchHeader } from '../../../protocol/record-batch.js';
 import type { RequestContext } from '../context.js';
 import { REVOCATIONS_TOPIC } from '../../../protocol/revocation.js';
 import { refusal } from './authorize.js';
 import { errorResult, LimitsReached } from './errors.js';
-import { answeredTopic, bytes, int, map, requestEntries, topicName, type Body } from '../validate.js';
 import { isRefusal } from '../../partition-roles.js';
 import { DURABLE_ALREADY } from '../../storage/partition-log.js';
 import type { PartitionLog } from '../../storage/partition-log.js';
@@ -21,11 +21,11 @@ import type { DecompressGrant } from '../principal-rates.js';
 // to the header (validateRecords), so that no later reader meets a bomb or a lie. With
 // acks=1 the answer waits for the topic's flush policy (flush=batch: after fsync); with
 // acks=0 nothing is answered.
-export async function handleProduce(body: Body, ctx: RequestContext): Promise<ProduceResponse | undefined> {
-  const acks = int(body, 'acks', -1, 1);
+export async function handleProduce(request: DecodedRequests[Kind.Produce], ctx: RequestContext): Promise<ProduceResponse | undefined> {
+  const { acks, partitions } = request;
   // How long the answer may wait for the flush policy, as Kafka's produce timeout.
-  const timeoutMs = Math.min(int(body, 'timeoutMs', 0, 0x7fffffff, ctx.broker.limits.requestTimeoutMs), ctx.broker.limits.requestTimeoutMs);
-  const entries = requestEntries(body, 'partitions', ctx.broker);
+  const { requestTimeoutMs } = ctx.broker.limits;
+  const timeoutMs = Math.min(request.timeoutMs ?? requestTimeoutMs, requestTimeoutMs);
   // Shared by every batch of the request: many small bombs cost no more than one budget.
   // Its inflating share comes from the principal's rate at the first compressed batch, and
   // what is left goes back once the batches are checked and appended, before any wait.
@@ -33,7 +33,7 @@ export async function handleProduce(body: Body, ctx: RequestContext): Promise<Pr
   const limitsReached = new LimitsReached();
   let appended: Appended;
   try {
-    appended = appendEntries(entries, ctx, grant, limitsReached, acks !== 0);
+    appended = appendEntries(partitions, ctx, grant, limitsReached, acks !== 0);
   } finally {
     grant.release();
   }
@@ -67,14 +67,18 @@ interface Appended {
 }
 
 /** Each entry checked and appended in turn, synchronously; a failing one is answered alone. */
-function appendEntries(entries: unknown[], ctx: RequestContext, grant: DecompressGrant, limitsReached: LimitsReached, answered: boolean): Appended {
+function appendEntries(parts: Part<ProducePart, PartitionAddress>[], ctx: RequestContext, grant: DecompressGrant, limitsReached: LimitsReached, answered: boolean): Appended {
   const { logger } = ctx.broker;
   const out: Appended = { results: [], durable: [], waiting: [] };
-  for (let i = 0; i < entries.length; i++) {
-    const result: ProducePartitionResult = { topic: '', partition: -1, error: Errors.NONE.code, baseOffset: -1, logStartOffset: -1 };
+  for (const part of parts) {
+    const result: ProducePartitionResult = { topic: part.topic, partition: part.partition, error: Errors.NONE.code, baseOffset: -1, logStartOffset: -1 };
     out.results.push(result);
+    if (isInvalid(part)) {
+      Object.assign(result, part.invalid);
+      continue;
+    }
     try {
-      const durable = appendEntry(map(entries[i], `partitions[${i}]`), ctx, grant, result);
+      const durable = appendEntry(part, ctx, grant, result);
       // Under flush=interval or os the batch is as durable as an ack needs already: no
       // waiting, and no timer or promises for this request.
       if (!answered || durable === null || durable === DURABLE_ALREADY) continue;
@@ -101,13 +105,9 @@ function appendEntries(entries: unknown[], ctx: RequestContext, grant: Decompres
  * One entry: its batch checked and appended, `result` filled in. Returns what resolves
  * once the append is durable, or null when nothing was appended (refused, unknown).
  */
-function appendEntry(entry: Body, ctx: RequestContext, grant: DecompressGrant, result: ProducePartitionResult): Promise<void> | null {
+function appendEntry(part: ProducePart, ctx: RequestContext, grant: DecompressGrant, result: ProducePartitionResult): Promise<void> | null {
   const { partitionRoles, shuttingDown } = ctx.broker;
-  // The answer carries at most a bounded prefix of a bad name, which is refused next.
-  result.topic = answeredTopic(entry.topic);
-  const topic = topicName(entry, 'topic');
-  result.partition = int(entry, 'partition', 0, 0x7fffffff);
-  const records = bytes(entry, 'records');
+  const { topic, records } = part;
   // Checked before the topic is looked up, so a refusal says nothing of what exists.
   const refused = refusal(ctx, 'produce', topic);
   if (refused) {

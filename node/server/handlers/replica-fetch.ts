@@ -1,14 +1,11 @@
-import { Errors, TributaryError } from '../../../protocol/errors.js';
-import type { FetchPartitionResult, ReplicaFetchPartitionResult, ReplicaFetchResponse } from '../../../protocol/frames.js';
+import { Errors } from '../../../protocol/errors.js';
+import type { FetchPartitionResult, Kind, ReplicaFetchPartitionResult, ReplicaFetchResponse } from '../../../protocol/frames.js';
+import { isInvalid, type DecodedRequests, type Part, type ReplicaFetchPart } from '../../../protocol/requests.js';
 import { isRefusal, type PartitionRefusal } from '../../partition-roles.js';
 import type { PartitionLog } from '../../storage/partition-log.js';
 import type { RequestContext } from '../context.js';
 import { errorResult } from './errors.js';
 import { readPartitions, type ReadPlan, type WantedPartition } from './partition-reads.js';
-import { answeredTopic, int, invalidTopic, map, requestEntries, type Body } from '../validate.js';
-
-/** The longest replicaId kept: it is only a label. */
-const REPLICA_ID_CHARS_MAX = 256;
 
 interface WantedReplica extends WantedPartition {
   /** KIP-320: the leader epoch the follower believes current; -1 when it names none. */
@@ -34,35 +31,21 @@ const FOLLOWER_READS: ReadPlan<WantedReplica> = {
 // with its leader epoch, high watermark, log start and log end offsets, through the read
 // path Fetch uses (long poll, outbound slot, send budget, request budget). minBytes is 1, as
 // Kafka's replica.fetch.min.bytes: a follower wants what there is as soon as there is any.
-export async function handleReplicaFetch(body: Body, ctx: RequestContext): Promise<ReplicaFetchResponse> {
+export async function handleReplicaFetch(request: DecodedRequests[Kind.ReplicaFetch], ctx: RequestContext): Promise<ReplicaFetchResponse> {
   const { limits } = ctx.broker;
-  const replicaId = replicaIdOf(body);
-  const maxWaitMs = int(body, 'maxWaitMs', 0, 0x7fffffff, 0);
-  const maxBytes = Math.min(int(body, 'maxBytes', 1, 0x7fffffff, limits.fetchBytesMax), limits.fetchBytesMax);
-  const wanted = requestEntries(body, 'partitions', ctx.broker).map((e, i) => wantedReplica(map(e, `partitions[${i}]`), maxBytes, ctx));
+  const { replicaId, maxWaitMs } = request;
+  const maxBytes = Math.min(request.maxBytes ?? limits.fetchBytesMax, limits.fetchBytesMax);
+  const wanted = request.partitions.map((part) => wantedReplica(part, maxBytes, ctx));
   for (const w of wanted) recordFollower(w, replicaId, ctx);
   const partitions = await readPartitions(wanted, FOLLOWER_READS, { maxWaitMs, minBytes: 1, maxBytes }, ctx);
   // In the same turn as the reads: the offsets answered are those the batches were read at.
   return { partitions: partitions.map((result, i) => withLeaderState(result, wanted[i], ctx)) };
 }
 
-function replicaIdOf(body: Body): string {
-  const value = body.replicaId;
-  if (value === undefined) return '';
-  if (typeof value !== 'string' || value.length > REPLICA_ID_CHARS_MAX) {
-    throw new TributaryError(Errors.INVALID_REQUEST, `replicaId must be a string of at most ${REPLICA_ID_CHARS_MAX} characters`);
-  }
-  return value;
-}
-
-function wantedReplica(entry: Body, maxBytes: number, ctx: RequestContext): WantedReplica {
-  const topic = answeredTopic(entry.topic);
-  const partition = int(entry, 'partition', 0, 0x7fffffff);
-  const fetchOffset = int(entry, 'fetchOffset', 0);
-  const currentLeaderEpoch = int(entry, 'currentLeaderEpoch', -1, 0x7fffffff, -1);
-  const partMaxBytes = int(entry, 'maxBytes', 1, 0x7fffffff, maxBytes);
-  const w: WantedReplica = { topic, partition, fetchOffset, maxBytes: partMaxBytes, currentLeaderEpoch, leader: undefined, log: undefined, refused: null };
-  const found = invalidTopic(entry.topic) ?? ctx.broker.partitionRoles.leaderLog(topic, partition);
+function wantedReplica(part: Part<ReplicaFetchPart>, maxBytes: number, ctx: RequestContext): WantedReplica {
+  const { topic, partition, fetchOffset, currentLeaderEpoch } = part;
+  const w: WantedReplica = { topic, partition, fetchOffset, maxBytes: part.maxBytes ?? maxBytes, currentLeaderEpoch, leader: undefined, log: undefined, refused: null };
+  const found = isInvalid(part) ? part.invalid : ctx.broker.partitionRoles.leaderLog(topic, partition);
   if (isRefusal(found)) {
     w.refused = found;
     return w;

@@ -1,21 +1,21 @@
-import type { SubscribeResponse, UnsubscribeResponse } from '../../../protocol/frames.js';
+import type { Kind, SubscribeResponse, UnsubscribeResponse } from '../../../protocol/frames.js';
+import type { DecodedRequests } from '../../../protocol/requests.js';
 import { Errors } from '../../../protocol/errors.js';
 import type { RequestContext } from '../context.js';
-import type { Body } from '../validate.js';
 
 // Subscribe, Credit and Unsubscribe: push delivery, kept per connection in
 // server/subscriptions.ts. Credit is not answered: it is sent often, and a grant for a
 // subscription that has just ended is no error.
-export async function handleSubscribe(body: Body, ctx: RequestContext): Promise<SubscribeResponse> {
-  return ctx.subscriptions.subscribe(body, ctx.principal);
+export async function handleSubscribe(request: DecodedRequests[Kind.Subscribe], ctx: RequestContext): Promise<SubscribeResponse> {
+  return ctx.subscriptions.subscribe(request, ctx.principal);
 }
 
-export async function handleCredit(body: Body, ctx: RequestContext): Promise<undefined> {
-  ctx.subscriptions.credit(body);
+export async function handleCredit(request: DecodedRequests[Kind.Credit], ctx: RequestContext): Promise<undefined> {
+  ctx.subscriptions.credit(request);
   return undefined;
 }
 
-export async function handleUnsubscribe(body: Body, ctx: RequestContext): Promise<UnsubscribeResponse> {
-  ctx.subscriptions.unsubscribe(body);
+export async function handleUnsubscribe(request: DecodedRequests[Kind.Unsubscribe], ctx: RequestContext): Promise<UnsubscribeResponse> {
+  ctx.subscriptions.unsubscribe(request);
   return { error: Errors.NONE.code };
 }
