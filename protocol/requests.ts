@@ -194,7 +194,8 @@ export const HEARTBEAT_PARTITIONS_MAX = 10_000;
 const TOPIC_PATTERN = /^[A-Za-z0-9._*-]+$/;
 const TOPIC_PATTERN_CHARS_MAX = 249;
 /** A consumer group id: Kafka's topic name characters, 1-249 of them. */
-const GROUP_ID = /^[A-Za-z0-9._-]{1,249}$/;
+/** A consumer group id: 1-249 of [A-Za-z0-9._-], as Kafka's topic names. */
+export const GROUP_ID = /^[A-Za-z0-9._-]{1,249}$/;
 
 /** A group id, or INVALID_REQUEST: the whole request is refused. */
 function groupId(body: Body): string {

@@ -34,7 +34,6 @@ const TOPIC_CONFIG = { 'cleanup.policy': 'compact', 'retention.ms': -1, flush: '
 const KEY_VERSION = 1;
 /** Kafka's offset.metadata.max.bytes. */
 export const OFFSET_METADATA_CHARS_MAX = 4096;
-const GROUP_ID = /^[A-Za-z0-9._-]{1,249}$/;
 /** Tombstones written in one batch when offsets are deleted. */
 const TOMBSTONES_PER_BATCH = 1000;
 /** Stored offsets whose record names no principal (written before `by` existed). */
@@ -87,12 +86,6 @@ const encoder = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Ar
 const decoder = new Decoder({ useRecords: false, mapsAsObjects: true });
 
 const tpKey = (topic: string, partition: number): string => `${topic}\u0000${partition}`;
-
-export function validateGroupId(groupId: unknown): asserts groupId is string {
-  if (typeof groupId !== 'string' || !GROUP_ID.test(groupId)) {
-    throw new TributaryError(Errors.INVALID_REQUEST, `group id ${JSON.stringify(groupId)} must be 1-249 of [A-Za-z0-9._-]`);
-  }
-}
 
 function emptyHoldings(): Holdings {
   return { groups: new Map(), partitions: 0, metadataBytes: 0 };
