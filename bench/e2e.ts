@@ -11,8 +11,7 @@
 // node gets the V8 flags of npm start and the systemd unit; TRIBUTARY_BENCH_NODE_FLAGS
 // replaces them (empty: none).
 
-import { startChildNode } from '../node/cli/child-node.js';
-import { NODE_V8_FLAGS } from '../node/cli/service.js';
+import { NODE_V8_FLAGS, startChildNode } from '../simulator/child-node.js';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -27,8 +27,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Command, InvalidArgumentError } from 'commander';
 import { connect, type ProducerMessage } from '../devices/index.js';
-import { startChildNode } from '../node/cli/child-node.js';
-import { NODE_V8_FLAGS } from '../node/cli/service.js';
+import { NODE_V8_FLAGS, startChildNode } from '../simulator/child-node.js';
 import { filled } from './rates.js';
 
 const MIB = 1024 * 1024;

@@ -48,7 +48,7 @@ import * as hdr from 'hdr-histogram-js';
 import { connect as natsConnect, StorageType, type NatsConnection } from 'nats';
 import mqtt from 'mqtt';
 import { connect, type Connection } from '../devices/index.js';
-import { NODE_V8_FLAGS } from '../node/cli/service.js';
+import { NODE_V8_FLAGS } from '../simulator/child-node.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const ALL_SYSTEMS = ['tributary-os', 'tributary-fsync', 'nats', 'mosquitto', 'aedes'] as const;

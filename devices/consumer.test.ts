@@ -1,4 +1,5 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { ManualClock } from '../protocol/clock.js';
 import { Errors, TributaryError } from '../protocol/errors.js';
 import { Kind } from '../protocol/frames.js';
 import { encodeBatch, OFFSET_CRC } from '../protocol/record-batch.js';
@@ -182,6 +183,20 @@ describe.each(['subscribe', 'fetch'] as const)('Consumer (delivery %s)', (delive
     expect(err).toBeInstanceOf(PartitionError);
     expect((err as PartitionError).code).toBe(Errors.UNKNOWN_TOPIC.code);
     expect((err as PartitionError).topic).toBe('missing');
+  });
+
+  it('backs off on its clock: a partition retried after an hour is read once the clock moves an hour', async () => {
+    const clock = new ManualClock();
+    const hourMs = 3_600_000;
+    const { node, consumer } = await setup({ clock, retryBackoffMs: hourMs, retryBackoffMaxMs: hourMs });
+    consumer.assign([{ topic: 'late', partition: 0, offset: 0 }]);
+    const reading = take(consumer, 2);
+    // UNKNOWN_TOPIC: the partition backs off, and the delivery waits for the clock to retry it.
+    await vi.waitFor(() => expect(clock.pending).toBeGreaterThan(0), { timeout: 10_000, interval: 5 });
+    node.createTopic('late', 1);
+    node.append('late', 0, encodeBatch([{ value: Buffer.from('x0') }, { value: Buffer.from('x1') }]));
+    clock.advance(hourMs);
+    expect((await reading).map((r) => r.value!.toString())).toEqual(['x0', 'x1']);
   });
 
   it('close() ends a waiting iteration', async () => {

@@ -10,9 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBroker, type Broker } from '../node/broker.js';
 import { silentLogger } from '../node/logger.js';
 import { Kind, connect, type Connection, type GroupConsumer, type TopicPartition } from './index.js';
+import { until } from '../test/helpers/until.js';
 
 const SESSION_TIMEOUT_MS = 1500;
-const WAIT_BOUND_MS = 20_000;
 
 let dataDir: string;
 let broker: Broker;
@@ -39,13 +39,6 @@ async function freshTopic(partitions: number, records: number): Promise<string> 
   return topic;
 }
 
-async function until(what: string, cond: () => boolean): Promise<void> {
-  const giveUpAt = Date.now() + WAIT_BOUND_MS;
-  while (!cond()) {
-    if (Date.now() > giveUpAt) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 const keyOf = (tp: TopicPartition) => `${tp.topic}/${tp.partition}`;
 
@@ -88,7 +81,7 @@ describe('GroupConsumer against a real node', () => {
     const gc = conn.groupConsumer({ groupId: 'lone', topics: [topic], autoOffsetReset: 'earliest', valueDecoding: 'string' });
     const seen = new Set<string>();
     const reading = drain(gc, seen);
-    await until('all records', () => seen.size === 200);
+    await until(() => seen.size === 200, 'all records');
     expect(gc.assignment.map(keyOf).sort()).toEqual([0, 1, 2, 3].map((p) => `${topic}/${p}`));
     expect([...seen].sort()).toEqual(allRecords(4, 200).sort());
     await gc.close();
@@ -130,7 +123,7 @@ describe('GroupConsumer against a real node', () => {
     const second = conn.groupConsumer({ groupId: 'leaver', topics: [topic], autoOffsetReset: 'latest', valueDecoding: 'string' });
     const seen = new Set<string>();
     const reading = drain(second, seen);
-    await until('the three late records', () => seen.size === 3);
+    await until(() => seen.size === 3, 'the three late records');
     await second.close();
     await reading;
     expect([...seen].sort()).toEqual(['0:10', '1:0', '2:0']);
@@ -153,7 +146,7 @@ describe('GroupConsumer against a real node', () => {
           for (const tp of gained) atGain.set(tp.partition, gc.position(tp.topic, tp.partition));
         },
       });
-      await until('three partitions gained', () => atGain.size === 3);
+      await until(() => atGain.size === 3, 'three partitions gained');
       expect([...atGain].sort(([a], [b]) => a - b)).toEqual([[0, 4], [1, unset], [2, unset]]);
       const next = await gc.batches()[Symbol.asyncIterator]().next();
       const last = next.value![next.value!.length - 1];
@@ -167,13 +160,13 @@ describe('GroupConsumer against a real node', () => {
     const { check, violations, members } = ownershipChecker();
     const a = conn.groupConsumer({ groupId: 'split', topics: [topic], autoOffsetReset: 'earliest', valueDecoding: 'string', onAssignmentChange: check });
     members.push(a);
-    await until('a owns all 12', () => a.assignment.length === 12);
+    await until(() => a.assignment.length === 12, 'a owns all 12');
     const b = conn.groupConsumer({ groupId: 'split', topics: [topic], autoOffsetReset: 'earliest', valueDecoding: 'string', onAssignmentChange: check });
     members.push(b);
     const seen = new Set<string>();
     const readers = [drain(a, seen), drain(b, seen)];
-    await until('a 6/6 split', () => a.assignment.length === 6 && b.assignment.length === 6);
-    await until('every record', () => seen.size === 120);
+    await until(() => a.assignment.length === 6 && b.assignment.length === 6, 'a 6/6 split');
+    await until(() => seen.size === 120, 'every record');
     expect(violations).toEqual([]);
     expect(new Set([...a.assignment, ...b.assignment].map(keyOf)).size).toBe(12);
     await a.close();
@@ -191,7 +184,7 @@ describe('GroupConsumer against a real node', () => {
     // A takes 100 records and then no more: the rest stays fetched but never handed out,
     // so its commits (on giving partitions up and on close) stop exactly after those 100.
     const seenA: { partition: number; offset: number }[] = [];
-    await until('a owns all 6', () => a.assignment.length === 6);
+    await until(() => a.assignment.length === 6, 'a owns all 6');
     for await (const r of a) {
       seenA.push({ partition: r.partition, offset: r.offset });
       if (seenA.length === 100) break;
@@ -200,11 +193,11 @@ describe('GroupConsumer against a real node', () => {
     members.push(b);
     const seenB = new Set<string>();
     const readB = drain(b, seenB);
-    await until('a 3/3 split', () => a.assignment.length === 3 && b.assignment.length === 3);
+    await until(() => a.assignment.length === 3 && b.assignment.length === 3, 'a 3/3 split');
     await a.close();
-    await until('b owns all 6', () => b.assignment.length === 6);
+    await until(() => b.assignment.length === 6, 'b owns all 6');
     const keysA = seenA.map((r) => `${r.partition}:${r.offset}`);
-    await until('every record seen by someone', () => new Set([...keysA, ...seenB]).size === 600);
+    await until(() => new Set([...keysA, ...seenB]).size === 600, 'every record seen by someone');
     expect(seenB.size).toBeGreaterThanOrEqual(500);
     expect(violations).toEqual([]);
     // B starts each partition exactly where A's handed-out records end: A committed that.
@@ -226,18 +219,18 @@ describe('GroupConsumer against a real node', () => {
       const { check, violations, members } = ownershipChecker();
       const a = conn2.groupConsumer({ groupId: 'silent', topics: [topic], autoOffsetReset: 'earliest', valueDecoding: 'string', onAssignmentChange: check });
       members.push(a);
-      await until('a owns all 4', () => a.assignment.length === 4);
+      await until(() => a.assignment.length === 4, 'a owns all 4');
       const b = conn.groupConsumer({ groupId: 'silent', topics: [topic], autoOffsetReset: 'earliest', valueDecoding: 'string', onAssignmentChange: check });
       members.push(b);
-      await until('a 2/2 split', () => a.assignment.length === 2 && b.assignment.length === 2);
+      await until(() => a.assignment.length === 2 && b.assignment.length === 2, 'a 2/2 split');
       // Abrupt: the socket goes, no leave is sent. A's heartbeats fail, and it gives up its
       // partitions locally; the node frees them only once the session times out.
       await conn2.client.close();
-      await until('a drops its partitions', () => a.assignment.length === 0);
+      await until(() => a.assignment.length === 0, 'a drops its partitions');
       const seen = new Set<string>();
       const readB = drain(b, seen);
-      await until('b owns all 4', () => b.assignment.length === 4);
-      await until('b reads every record', () => seen.size === 40);
+      await until(() => b.assignment.length === 4, 'b owns all 4');
+      await until(() => seen.size === 40, 'b reads every record');
       expect(violations).toEqual([]);
       await b.close();
       await readB;

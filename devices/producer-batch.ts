@@ -3,7 +3,14 @@
 // partition's queue of sealed batches with its idempotence state.
 
 import type { Record as BatchRecord } from '../protocol/record-batch.js';
-import type { RecordMetadata } from './producer.js';
+
+/** Where a sent record was written: what send() resolves with. */
+export interface RecordMetadata {
+  topic: string;
+  partition: number;
+  /** -1 with acks = 0: nothing was answered. */
+  offset: number;
+}
 
 /** One call's worth of sends: a single send() or a whole sendBatch(), settled as one. */
 export class SendGroup {

@@ -11,6 +11,7 @@ import { testSeeds, withSeedAsync } from '../protocol/testdata/helpers.js';
 import { Client } from './client.js';
 import { Producer, type ProducerOptions, type RecordMetadata } from './producer.js';
 import { FakeNode, type FakeRequest, type HookAction } from './testing/fake-node.js';
+import { until } from '../test/helpers/until.js';
 
 const closers: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -49,13 +50,6 @@ const fiveRecordBatches = { batchBytes: 500, lingerMs: 0 };
 const record = (i: number) => ({ value: `v${i}`.padEnd(76, '.') });
 const recordValue = (i: number) => `v${i}`.padEnd(76, '.');
 
-async function until(predicate: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 5000; i++) {
-    if (predicate()) return;
-    await new Promise((r) => setTimeout(r, 1));
-  }
-  throw new Error(`never happened: ${what}`);
-}
 
 describe('idempotent Producer', () => {
   it('asks for a producer id once, before its first Produce, and stamps sequences that follow per partition', async () => {

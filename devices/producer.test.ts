@@ -7,6 +7,7 @@ import { Client } from './client.js';
 import { Producer, type ProducerOptions } from './producer.js';
 import { cborDecode } from './serde.js';
 import { FakeNode, type FakeRequest } from './testing/fake-node.js';
+import { until } from '../test/helpers/until.js';
 
 const closers: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -29,13 +30,6 @@ function produceRequests(node: FakeNode): FakeRequest[] {
 type Entry = { topic: string; partition: number; records: Uint8Array };
 const entriesOf = (r: FakeRequest) => r.body.partitions as Entry[];
 
-async function until(predicate: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 5000; i++) {
-    if (predicate()) return;
-    await new Promise((r) => setTimeout(r, 1));
-  }
-  throw new Error(`never happened: ${what}`);
-}
 
 describe('Producer', () => {
   it('resolves a send with its partition and offset, values encoded by type', async () => {

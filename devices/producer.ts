@@ -29,7 +29,7 @@ import { answerOf } from './admin.js';
 import type { Client } from './client.js';
 import { clientClosed, wireError } from './errors.js';
 import { IDEMPOTENT_IN_FLIGHT_MAX } from './idempotence.js';
-import { Batch, EachRecordGroup, OpenQueues, PartitionQueue, SendGroup } from './producer-batch.js';
+import { Batch, EachRecordGroup, OpenQueues, PartitionQueue, SendGroup, type RecordMetadata } from './producer-batch.js';
 import { Sender, type SenderConfig } from './sender.js';
 import { cborHeader, isCborPayload, KEY_CONTENT_TYPE, CONTENT_TYPE, payloadBytes, toHeaders, type HeadersInit, type Payload } from './serde.js';
 import { soon } from './soon.js';
@@ -46,12 +46,7 @@ export interface ProducerMessage {
   timestamp?: number;
 }
 
-export interface RecordMetadata {
-  topic: string;
-  partition: number;
-  /** -1 with acks = 0: nothing was answered. */
-  offset: number;
-}
+export type { RecordMetadata };
 
 export type CompressionName = 'none' | 'gzip';
 

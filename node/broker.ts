@@ -2,6 +2,7 @@
 // `startBroker` is what `tributary start` runs and what tests start in-process.
 
 import { resolve } from 'node:path';
+import { clockAt } from '../protocol/clock.js';
 import { verifyCredential } from '../protocol/credential.js';
 import { Errors, TributaryError } from '../protocol/errors.js';
 import type { IdentityKeyPair } from '../protocol/key-file.js';
@@ -13,7 +14,8 @@ import { GroupCoordinator } from './groups/coordinator.js';
 import { ConsumerOffsets } from './groups/offsets-store.js';
 import { DEFAULT_LIMITS, DEFAULT_STORAGE, type Limits, type StorageConfig } from './config.js';
 import { createLogger, type Logger } from './logger.js';
-import { createMetrics } from './metrics.js';
+import { Components } from './components.js';
+import { createMetrics, type NodeMetrics } from './metrics.js';
 import { loadOrCreateNodeIdentity, loadOrCreateNodeMeta, lockDataDir, type NodeMeta } from './node-meta.js';
 import { PartitionRoles, type PartitionRoleControl } from './partition-roles.js';
 import { ProducerIdAllocator } from './producer-ids.js';
@@ -218,143 +220,192 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
   // Only the keys the operator set are the node's: DescribeConfigs shows the rest as built-in defaults.
   const now = options.now ?? Date.now;
   await options.faults?.beforeStorageOpens?.(bound.listener.port);
-  const logs = await LogManager.open(dataDir, { defaults: (options.topicDefaults ?? {}) as Partial<TopicConfig>, now });
-  let revocations: RevocationStore;
-  let offsets: ConsumerOffsets;
-  try {
-    logRecovery(logs, logger);
-    revocations = await RevocationStore.open(logs, fleetPublicKey, logger);
-    offsets = await ConsumerOffsets.open(logs, logger, {
-      limits,
-      // Commits come once the node serves, after the metrics exist.
-      onLimitReached: (limit) => metrics.limitReached.inc({ limit }),
-    });
-  } catch (err) {
-    await logs.close();
-    throw err;
-  }
-  const nodeIdentity: NodeIdentity = { staticKeyPair: noiseKeyPairFromIdentity(identity), credential: auth.credential };
-  const authenticator = new Authenticator({ fleetPublicKey, anonymous, revocations: revocations.list, now: auth.now });
-  const sendBudget = new SendBudget({
-    perConnectionMax: limits.sendBufferBytesMax,
-    perPrincipalMax: limits.sendBufferBytesPerPrincipalMax,
-    totalMax: limits.sendBufferBytesTotalMax,
-    onOver: () => logger.warn({ sendBufferBytesTotalMax: limits.sendBufferBytesTotalMax }, 'bytes queued towards clients passed limits.sendBufferBytesTotalMax: connections with a backlog wait'),
-  });
-  const requestMemory = new RequestMemory({
-    perPrincipalMax: limits.inflightBytesPerPrincipalMax,
-    totalMax: limits.inflightBytesTotalMax,
-    onLimitReached: (limit) => metrics.limitReached.inc({ limit }),
-  });
-  const sessions = new Sessions({
-    connectionsPerPrincipalMax: limits.connectionsPerPrincipalMax,
-    now: auth.now,
-    onLimitReached: () => metrics.limitReached.inc({ limit: 'connectionsPerPrincipalMax' }),
-  });
-  // A revocation closes what it names at once, not at its next request.
-  revocations.onApplied = (revocation) => {
-    const closed = sessions.revoke(revocation, revocationLapse(revocation));
-    if (closed > 0) logger.info({ connections: closed }, 'closed the connections of a revoked credential');
-  };
-
-  const fetchWaiter = new FetchWaiter();
-  let shuttingDown = false;
-  const connections = new Set<Connection>();
-  const metrics = createMetrics({
-    connections: () => bound.listener.connectionCount,
-    handshakesInProgress: () => bound.listener.preAuthCount,
-    sendBufferBytes: () => sendBudget.totalBytes,
-    requestBytes: () => requestMemory.totalBytes,
-    logs,
-    offsets,
-    groups: () => context.groups,
-    storage: () => (diskGuard.enabled ? diskGuard.status() : undefined),
-  });
   const storage: StorageConfig = { ...DEFAULT_STORAGE, ...options.storage };
-  const diskGuard = new DiskGuard(logs, {
-    ...storage,
-    action: storage.guard,
-    logger,
-    unsentFrom: options.unsentFrom,
-    onDropped: (topic, _partition, bytes) => {
-      metrics.diskGuardDroppedSegments.inc({ topic });
-      metrics.diskGuardDroppedBytes.inc({ topic }, bytes);
-    },
-  });
-  warnIfGuardCannotDrop(storage, logs, options.topicDefaults, logger);
-  const partitionRoles = new PartitionRoles(meta.nodeId, logs);
-  const replicaProgress = new ReplicaProgress(now);
-  const context: BrokerContext = {
-    nodeId: meta.nodeId,
-    partitionRoles,
-    replicaProgress,
-    diskGuard,
-    sessions,
-    sendBudget,
-    requestMemory,
-    // Monotonic unless a test injects a clock: a wall clock that steps refills too much or too little.
-    principalRates: new PrincipalRates({ decompressBytesPerSecond: limits.decompressBytesPerPrincipalPerSecond, now: options.now ?? (() => performance.now()) }),
-    logs,
-    limits,
-    logger,
-    fetchWaiter,
-    authenticator,
-    revocations,
-    metrics,
-    producerIds: ProducerIdAllocator.open(dataDir),
-    offsets,
-    groups: new GroupCoordinator({
-      partitionsOf: (topic) => logs.topic(topic)?.partitions,
-      topicNames: () => logs.topics().map((t) => t.name),
-      sessionTimeoutMs: options.groupSessionTimeoutMs,
-      heartbeatIntervalMs: options.groupHeartbeatIntervalMs,
-      membersPerPrincipalMax: limits.groupMembersPerPrincipalMax,
-      membersMax: limits.groupMembersMax,
-      onLimitReached: (limit) => metrics.limitReached.inc({ limit }),
-    }),
-    faults: options.faults,
-    get shuttingDown() {
-      return shuttingDown;
-    },
-  };
-  try {
-    // Before the node serves: a node restarted on a full disk refuses from its first request.
-    if (diskGuard.enabled) await diskGuard.check();
-  } catch (err) {
-    metrics.close();
-    await logs.close();
-    throw err;
-  }
-  bound.serve({
-    health: () => ({ status: shuttingDown ? 'stopping' : 'ok', nodeId: meta.nodeId, topics: logs.topics().filter((t) => !t.name.startsWith('__')).length, connections: connections.size }),
-    metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
-    onRefused: (reason) => {
-      metrics.connectionsRefused.inc({ reason });
-      if (reason === 'connections_max') metrics.limitReached.inc({ limit: 'connectionsMax' });
-    },
-    onLimitReached: (limit) => metrics.limitReached.inc({ limit }),
-    onPreAuthClosed: (reason) => metrics.connectionsClosed.inc({ reason }),
-    onConnection(transport, remote, controls) {
-      const hooks = {
-        onServing: (connection: Connection) => connections.add(connection),
-        onClosed: (connection: Connection | null) => {
-          if (connection) connections.delete(connection);
-        },
-      };
-      void acceptConnection({ raw: transport, remote, controls, broker: context, identity: nodeIdentity, hooks }).catch((err: unknown) => logger.error({ remote, err: (err as Error)?.stack ?? String(err) }, 'connection failed'));
-    },
-  });
-  const openListener = bound.listener;
-  const maintenance = startMaintenance({
-    logs,
-    logger,
-    metrics,
-    guard: diskGuard,
-    schedules: { ...DEFAULT_SCHEDULES, ...options.schedule },
-    now,
-    expireOffsets: () => offsets.expire(now(), limits.offsetsRetentionMs, (group) => context.groups.memberCount(group) > 0),
-  });
+  const nodeIdentity: NodeIdentity = { staticKeyPair: noiseKeyPairFromIdentity(identity), credential: auth.credential };
+  const fetchWaiter = new FetchWaiter();
+  const connections = new Set<Connection>();
+  let shuttingDown = false;
+  // Made by the components below, in order; each uses only those made before it (the
+  // metrics' callbacks read later ones lazily, once the node serves).
+  let logs!: LogManager;
+  let revocations!: RevocationStore;
+  let offsets!: ConsumerOffsets;
+  let metrics!: NodeMetrics;
+  let diskGuard!: DiskGuard;
+  let sessions!: Sessions;
+  let sendBudget!: SendBudget;
+  let requestMemory!: RequestMemory;
+  let groups!: GroupCoordinator;
+  let context!: BrokerContext;
+  let maintenance!: Scheduler;
+  let stopped: Promise<void> = Promise.resolve();
 
+  const parts = new Components(logger);
+  await parts.start([
+    {
+      name: 'storage',
+      start: async () => {
+        logs = await LogManager.open(dataDir, { defaults: (options.topicDefaults ?? {}) as Partial<TopicConfig>, clock: clockAt(now) });
+        logRecovery(logs, logger);
+      },
+      // No job may hold a partition while it closes: the scheduler and the guard stop first.
+      stop: () => logs.close(),
+    },
+    {
+      name: 'revocations',
+      start: async () => {
+        revocations = await RevocationStore.open(logs, fleetPublicKey, logger);
+      },
+    },
+    {
+      name: 'consumer offsets',
+      start: async () => {
+        offsets = await ConsumerOffsets.open(logs, logger, {
+          limits,
+          // Commits come once the node serves, after the metrics exist.
+          onLimitReached: (limit) => metrics.limitReached.inc({ limit }),
+        });
+      },
+    },
+    {
+      name: 'metrics',
+      start: () => {
+        metrics = createMetrics({
+          connections: () => bound.listener.connectionCount,
+          handshakesInProgress: () => bound.listener.preAuthCount,
+          sendBufferBytes: () => sendBudget.totalBytes,
+          requestBytes: () => requestMemory.totalBytes,
+          logs,
+          offsets,
+          groups: () => groups,
+          storage: () => (diskGuard.enabled ? diskGuard.status() : undefined),
+        });
+      },
+      stop: () => metrics.close(),
+    },
+    {
+      name: 'disk guard',
+      start: async () => {
+        diskGuard = new DiskGuard(logs, {
+          ...storage,
+          action: storage.guard,
+          logger,
+          unsentFrom: options.unsentFrom,
+          onDropped: (topic, _partition, bytes) => {
+            metrics.diskGuardDroppedSegments.inc({ topic });
+            metrics.diskGuardDroppedBytes.inc({ topic }, bytes);
+          },
+        });
+        warnIfGuardCannotDrop(storage, logs, options.topicDefaults, logger);
+        // Before the node serves: a node restarted on a full disk refuses from its first request.
+        if (diskGuard.enabled) await diskGuard.check();
+      },
+      stop: () => diskGuard.stop(),
+    },
+    {
+      name: 'sessions',
+      start: () => {
+        sendBudget = new SendBudget({
+          perConnectionMax: limits.sendBufferBytesMax,
+          perPrincipalMax: limits.sendBufferBytesPerPrincipalMax,
+          totalMax: limits.sendBufferBytesTotalMax,
+          onOver: () => logger.warn({ sendBufferBytesTotalMax: limits.sendBufferBytesTotalMax }, 'bytes queued towards clients passed limits.sendBufferBytesTotalMax: connections with a backlog wait'),
+        });
+        requestMemory = new RequestMemory({
+          perPrincipalMax: limits.inflightBytesPerPrincipalMax,
+          totalMax: limits.inflightBytesTotalMax,
+          onLimitReached: (limit) => metrics.limitReached.inc({ limit }),
+        });
+        sessions = new Sessions({
+          connectionsPerPrincipalMax: limits.connectionsPerPrincipalMax,
+          now: auth.now,
+          onLimitReached: () => metrics.limitReached.inc({ limit: 'connectionsPerPrincipalMax' }),
+        });
+        // A revocation closes what it names at once, not at its next request.
+        revocations.onApplied = (revocation) => {
+          const closed = sessions.revoke(revocation, revocationLapse(revocation));
+          if (closed > 0) logger.info({ connections: closed }, 'closed the connections of a revoked credential');
+        };
+      },
+      stop: () => {
+        sessions.close();
+        sendBudget.close();
+      },
+    },
+    {
+      name: 'groups',
+      start: () => {
+        groups = new GroupCoordinator({
+          partitionsOf: (topic) => logs.topic(topic)?.partitions,
+          topicNames: () => logs.topics().map((t) => t.name),
+          sessionTimeoutMs: options.groupSessionTimeoutMs,
+          heartbeatIntervalMs: options.groupHeartbeatIntervalMs,
+          membersPerPrincipalMax: limits.groupMembersPerPrincipalMax,
+          membersMax: limits.groupMembersMax,
+          onLimitReached: (limit) => metrics.limitReached.inc({ limit }),
+        });
+      },
+    },
+    {
+      name: 'handlers',
+      start: () => {
+        context = {
+          nodeId: meta.nodeId,
+          partitionRoles: new PartitionRoles(meta.nodeId, logs),
+          replicaProgress: new ReplicaProgress(now),
+          diskGuard,
+          sessions,
+          sendBudget,
+          requestMemory,
+          // Monotonic unless a test injects a clock: a wall clock that steps refills too much or too little.
+          principalRates: new PrincipalRates({ decompressBytesPerSecond: limits.decompressBytesPerPrincipalPerSecond, now: options.now ?? (() => performance.now()) }),
+          logs,
+          limits,
+          logger,
+          fetchWaiter,
+          authenticator: new Authenticator({ fleetPublicKey, anonymous, revocations: revocations.list, now: auth.now }),
+          revocations,
+          metrics,
+          producerIds: ProducerIdAllocator.open(dataDir),
+          offsets,
+          groups,
+          faults: options.faults,
+          get shuttingDown() {
+            return shuttingDown;
+          },
+        };
+      },
+    },
+    {
+      name: 'listener',
+      start: () => serve(bound, context, metrics, connections, nodeIdentity, () => shuttingDown),
+      stop: async () => {
+        stopped = bound.listener.stopAccepting();
+        // Long polls answer now with what they have; produce requests finish their fsync.
+        fetchWaiter.close();
+        const grace = new Promise<void>((r) => setTimeout(r, options.shutdownGraceMs ?? 5000).unref());
+        await Promise.race([Promise.all([...connections].map((c) => c.whenIdle())), grace]);
+        bound.listener.terminateAll();
+      },
+    },
+    {
+      name: 'scheduler',
+      start: () => {
+        maintenance = startMaintenance({
+          logs,
+          logger,
+          metrics,
+          guard: diskGuard,
+          schedules: { ...DEFAULT_SCHEDULES, ...options.schedule },
+          now,
+          expireOffsets: () => offsets.expire(now(), limits.offsetsRetentionMs, (group) => groups.memberCount(group) > 0),
+        });
+      },
+      // A long compaction stops early.
+      stop: () => maintenance.stop(),
+    },
+  ]);
+  const openListener = bound.listener;
   // A client on this machine reaches a node listening on every interface through loopback.
   const address = openListener.address;
   const reachable = address === '0.0.0.0' ? '127.0.0.1' : address === '::' ? '::1' : address;
@@ -371,8 +422,8 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
     anonymous,
     maintenance,
     diskGuard,
-    partitionRoles,
-    replicaProgress,
+    partitionRoles: context.partitionRoles,
+    replicaProgress: context.replicaProgress,
     stats() {
       let requestsInFlight = 0;
       let sendBufferedBytes = 0;
@@ -392,26 +443,44 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
     close() {
       closing ??= (async () => {
         shuttingDown = true;
-        const stopped = openListener.stopAccepting();
-        // Long polls answer now with what they have; produce requests finish their fsync.
-        fetchWaiter.close();
-        const grace = new Promise<void>((r) => setTimeout(r, options.shutdownGraceMs ?? 5000).unref());
-        await Promise.race([Promise.all([...connections].map((c) => c.whenIdle())), grace]);
-        openListener.terminateAll();
-        // No job may hold a partition while it closes; a long compaction stops early.
-        sessions.close();
-        sendBudget.close();
-        await maintenance.stop();
-        await diskGuard.stop();
-        await logs.close();
-        metrics.close();
-        unlock();
+        // The reverse of the start: scheduler, listener (draining), handlers, groups,
+        // sessions, disk guard, metrics, stores, storage; the data folder's lock last (a
+        // failed start leaves it to startBroker, which took it).
+        try {
+          await parts.stop();
+        } finally {
+          unlock();
+        }
         await Promise.race([stopped, new Promise<void>((r) => setTimeout(r, 1000).unref())]);
         logger.info({ nodeId: meta.nodeId }, 'node stopped cleanly');
       })();
       return closing;
     },
   };
+}
+
+/** The listener hands its sockets to the node from now on: health, metrics, connections. */
+function serve(bound: BoundPort, context: BrokerContext, metrics: NodeMetrics, connections: Set<Connection>, identity: NodeIdentity, shuttingDown: () => boolean): void {
+  const { logs, logger, nodeId } = context;
+  bound.serve({
+    health: () => ({ status: shuttingDown() ? 'stopping' : 'ok', nodeId, topics: logs.topics().filter((t) => !t.name.startsWith('__')).length, connections: connections.size }),
+    metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
+    onRefused: (reason) => {
+      metrics.connectionsRefused.inc({ reason });
+      if (reason === 'connections_max') metrics.limitReached.inc({ limit: 'connectionsMax' });
+    },
+    onLimitReached: (limit) => metrics.limitReached.inc({ limit }),
+    onPreAuthClosed: (reason) => metrics.connectionsClosed.inc({ reason }),
+    onConnection(transport, remote, controls) {
+      const hooks = {
+        onServing: (connection: Connection) => connections.add(connection),
+        onClosed: (connection: Connection | null) => {
+          if (connection) connections.delete(connection);
+        },
+      };
+      void acceptConnection({ raw: transport, remote, controls, broker: context, identity, hooks }).catch((err: unknown) => logger.error({ remote, err: (err as Error)?.stack ?? String(err) }, 'connection failed'));
+    },
+  });
 }
 
 /**

@@ -11,7 +11,7 @@ import { DEFAULT_SCHEDULES, type Schedules } from './maintenance.js';
 import { parseConfigValue, TOPIC_CONFIG_KEYS } from './storage/config.js';
 import type { GuardAction } from './storage/disk-guard.js';
 import { LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from './logger.js';
-import { parseYamlText } from './yaml-text.js';
+import { parseYamlText } from '../protocol/yaml-text.js';
 
 export interface Limits {
   /** Largest WebSocket message accepted; checked from the frame header, before buffering. */

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { readIdentityFile } from '../devices/identity.js';
+import { readIdentityFile } from '../protocol/identity-files.js';
 import { Errors, TributaryError } from '../protocol/errors.js';
 import { encodeKeyFile, generateIdentity, type IdentityKeyPair } from '../protocol/key-file.js';
 

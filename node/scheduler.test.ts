@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from './logger.js';
 import { Scheduler } from './scheduler.js';
+import { until } from '../test/helpers/until.js';
 
 const schedulers: Scheduler[] = [];
 let lines: string[] = [];
@@ -71,7 +72,7 @@ describe('scheduler', () => {
       },
     });
     // Wait (bounded) until cron has started the job and then skipped at least one turn.
-    for (let i = 0; i < 60 && s.stats()[0].skipped === 0; i++) await new Promise((r) => setTimeout(r, 100));
+    await until(() => s.stats()[0].skipped > 0, 'a skipped cron turn', { intervalMs: 50 });
     expect(started).toBe(1);
     expect(s.stats()[0].skipped).toBeGreaterThan(0);
     expect(lines.some((l) => l.includes('this turn skipped'))).toBe(true);
@@ -99,7 +100,7 @@ describe('scheduler', () => {
 
   it('stop waits for runs in progress and nothing runs after it', async () => {
     const s = scheduler();
-    let finished = false;
+    const order: string[] = [];
     let started = 0;
     const g = gate();
     s.add({
@@ -108,18 +109,17 @@ describe('scheduler', () => {
       run: async () => {
         started++;
         await g.wait;
-        finished = true;
+        order.push('run finished');
       },
     });
     void s.runNow('job');
     await new Promise((r) => setImmediate(r));
-    let stopped = false;
-    const stopping = s.stop().then(() => (stopped = true));
-    await new Promise((r) => setTimeout(r, 20));
-    expect(stopped).toBe(false);
+    const stopping = s.stop().then(() => order.push('stopped'));
+    // A stop that did not wait would settle within this turn of the event loop.
+    await new Promise((r) => setImmediate(r));
     g.open();
     await stopping;
-    expect(finished).toBe(true);
+    expect(order).toEqual(['run finished', 'stopped']);
     await s.runNow('job');
     expect(started).toBe(1);
   });

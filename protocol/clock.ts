@@ -38,6 +38,15 @@ export const systemClock: Clock = Object.freeze({
   setTimeout: (fn: () => void, ms: number): ClockTimer => new SystemTimer(setTimeout(fn, Math.max(0, ms))),
 });
 
+/**
+ * `timers` (default the system's) with its wall time read from `now`: for a caller that
+ * pins or steps wall time by hand (a test's timestamps, a node's injected `now`) and keeps
+ * real timers.
+ */
+export function clockAt(now: () => number, timers: Clock = systemClock): Clock {
+  return { now, monotonic: () => timers.monotonic(), setTimeout: (fn, ms) => timers.setTimeout(fn, ms) };
+}
+
 /** Resolves after `ms` on `clock`, or rejects with the signal's reason once it aborts. */
 export function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {

@@ -7,19 +7,20 @@
 //                       produce: [text], consume: [text], ?groups: [text],
 //                       iat: uint ms, exp: uint ms }
 //
-// The signature is Ed25519 (libsodium crypto_sign_detached) over the body bytes exactly as
-// sent, so no re-encoding can change what was signed. `iss` is the fleet public key, `sub`
-// the holder's Ed25519 identity key (proved in the Noise handshake by its X25519 form).
+// A fleet-signed envelope (signed-envelope.ts, shared with revocations): Ed25519 over the
+// body bytes exactly as sent, so no re-encoding can change what was signed. `iss` is the
+// fleet public key, `sub` the holder's Ed25519 identity key (proved in the Noise handshake
+// by its X25519 form).
 // Topic patterns: `*` matches any run of characters, anything else matches itself.
 // `groups` (consumer group id patterns, same syntax) is optional: a credential without it,
 // such as every one issued before groups were authorized, gets its role's default (see
 // node/auth/acl.ts). A node that does not know the field ignores it.
 
 import { randomBytes } from 'node:crypto';
-import { Decoder, Encoder } from 'cbor-x';
 import sodium from 'sodium-native';
 import { Errors, TributaryError } from './errors.js';
 import type { IdentityKeyPair } from './key-file.js';
+import { refusal, shown, signEnvelope, verifyEnvelope, type EnvelopePurpose } from './signed-envelope.js';
 
 export const CREDENTIAL_VERSION = 1;
 export const CREDENTIAL_BYTES_MAX = 4096;
@@ -48,11 +49,16 @@ export interface Credential extends CredentialClaims {
 
 export type SigningKeyPair = IdentityKeyPair;
 
-const encoder = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false });
-const decoder = new Decoder({ useRecords: false, mapsAsObjects: true });
+const CREDENTIAL: EnvelopePurpose = {
+  name: 'credential',
+  version: CREDENTIAL_VERSION,
+  bytesMax: CREDENTIAL_BYTES_MAX,
+  refusedAs: Errors.UNAUTHORIZED,
+  otherFleet: 'issued by another fleet',
+};
 
 function refuse(detail: string): TributaryError {
-  return new TributaryError(Errors.UNAUTHORIZED, `credential refused: ${detail}`);
+  return refusal(CREDENTIAL, detail);
 }
 
 function invalid(detail: string): TributaryError {
@@ -75,7 +81,7 @@ export function issueCredential(fleet: SigningKeyPair, claims: CredentialClaims,
   if (claims.subject.length !== sodium.crypto_sign_PUBLICKEYBYTES) throw invalid('subject must be a 32-byte Ed25519 public key');
   if (!ROLES.includes(claims.role)) throw invalid(`role must be one of ${ROLES.join(', ')}`);
   if (!Number.isSafeInteger(claims.expiresAt) || claims.expiresAt <= now) throw invalid('expiry must be in the future');
-  const body = encoder.encode({
+  return signEnvelope(CREDENTIAL, fleet, {
     v: CREDENTIAL_VERSION,
     id: randomBytes(12).toString('hex'),
     iss: fleet.publicKey,
@@ -87,11 +93,6 @@ export function issueCredential(fleet: SigningKeyPair, claims: CredentialClaims,
     iat: now,
     exp: claims.expiresAt,
   });
-  const signature = Buffer.alloc(sodium.crypto_sign_BYTES);
-  sodium.crypto_sign_detached(signature, body, fleet.secretKey);
-  const credential = encoder.encode([body, signature]);
-  if (credential.length > CREDENTIAL_BYTES_MAX) throw invalid(`credential of ${credential.length} bytes exceeds ${CREDENTIAL_BYTES_MAX}`);
-  return Buffer.from(credential);
 }
 
 /**
@@ -99,19 +100,8 @@ export function issueCredential(fleet: SigningKeyPair, claims: CredentialClaims,
  * signature, validity period. Throws TributaryError(UNAUTHORIZED) naming what failed.
  */
 export function verifyCredential(bytes: Uint8Array, fleetPublicKey: Buffer, now = Date.now()): Credential {
-  if (bytes.length === 0 || bytes.length > CREDENTIAL_BYTES_MAX) throw refuse(`size ${bytes.length} outside 1..${CREDENTIAL_BYTES_MAX}`);
-  const outer = decodeOrRefuse(bytes);
-  if (!Array.isArray(outer) || outer.length !== 2 || !(outer[0] instanceof Uint8Array) || !(outer[1] instanceof Uint8Array)) {
-    throw refuse('not a [body, signature] pair');
-  }
-  const [body, signature] = outer as [Uint8Array, Uint8Array];
-  if (signature.length !== sodium.crypto_sign_BYTES) throw refuse('signature has the wrong length');
-  const claims = decodeOrRefuse(body) as Record<string, unknown>;
-  if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) throw refuse('body is not a map');
-  if (claims.v !== CREDENTIAL_VERSION) throw refuse(`version ${shown(claims.v)} is not ${CREDENTIAL_VERSION}`);
+  const claims = verifyEnvelope(CREDENTIAL, bytes, fleetPublicKey);
   const issuer = claims.iss;
-  if (!(issuer instanceof Uint8Array) || !Buffer.from(issuer).equals(fleetPublicKey)) throw refuse('issued by another fleet');
-  if (!sodium.crypto_sign_verify_detached(Buffer.from(signature), Buffer.from(body), fleetPublicKey)) throw refuse('signature does not verify');
   // Signed by our fleet from here on: the remaining checks guard against a buggy issuer.
   const subject = claims.sub;
   if (!(subject instanceof Uint8Array) || subject.length !== sodium.crypto_sign_PUBLICKEYBYTES) throw refuse('subject is not a public key');
@@ -140,24 +130,6 @@ export function verifyCredential(bytes: Uint8Array, fleetPublicKey: Buffer, now 
     issuedAt: claims.iat as number,
     expiresAt: claims.exp as number,
   };
-}
-
-/**
- * A decoded value for an error message, never by calling its own methods: a map such as
- * {toString: 1} from unverified input would make String() throw, or run nothing we wrote.
- */
-export function shown(value: unknown): string {
-  if (typeof value === 'number' || typeof value === 'boolean' || value === null || value === undefined) return String(value);
-  if (typeof value === 'string') return JSON.stringify(value.length > 64 ? `${value.slice(0, 64)}...` : value);
-  return `(${Array.isArray(value) ? 'array' : typeof value})`;
-}
-
-function decodeOrRefuse(bytes: Uint8Array): unknown {
-  try {
-    return decoder.decode(bytes);
-  } catch {
-    throw refuse('not valid CBOR');
-  }
 }
 
 /** True when `topic` matches one of the patterns (`*` = any run of characters). */

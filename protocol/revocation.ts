@@ -10,15 +10,15 @@
 //                         reason?: text }
 //
 // Exactly one of `cred` and `sub` is set. The key is derived from it, so a compacted topic
-// keeps one record per revoked thing. The signature is Ed25519 over the body bytes as sent,
-// as for credentials.
+// keeps one record per revoked thing. The value is a fleet-signed envelope, signed and
+// checked as credentials are (signed-envelope.ts).
 
-import { Decoder, Encoder } from 'cbor-x';
 import sodium from 'sodium-native';
-import { shown, type Credential } from './credential.js';
+import type { Credential } from './credential.js';
 import { Errors, TributaryError } from './errors.js';
 import { noisePublicKeyFromIdentity } from './secure-channel.js';
 import type { IdentityKeyPair } from './key-file.js';
+import { refusal, signEnvelope, verifyEnvelope, type EnvelopePurpose } from './signed-envelope.js';
 
 export const REVOCATIONS_TOPIC = '__revocations';
 export const REVOCATION_VERSION = 1;
@@ -37,11 +37,16 @@ export interface Revocation {
   reason?: string;
 }
 
-const encoder = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false });
-const decoder = new Decoder({ useRecords: false, mapsAsObjects: true });
+const REVOCATION: EnvelopePurpose = {
+  name: 'revocation',
+  version: REVOCATION_VERSION,
+  bytesMax: REVOCATION_BYTES_MAX,
+  refusedAs: Errors.INVALID_RECORD,
+  otherFleet: 'signed by another fleet',
+};
 
 function invalid(detail: string): TributaryError {
-  return new TributaryError(Errors.INVALID_RECORD, `revocation refused: ${detail}`);
+  return refusal(REVOCATION, detail);
 }
 
 /** The record key a revocation of `target` is stored under. */
@@ -65,16 +70,13 @@ export function signRevocation(fleet: IdentityKeyPair, target: RevocationTarget,
   if (options.reason !== undefined && options.reason.length > REASON_CHARS_MAX) {
     throw new TributaryError(Errors.INVALID_CONFIG, `reason is longer than ${REASON_CHARS_MAX} characters`);
   }
-  const body = encoder.encode({
+  return signEnvelope(REVOCATION, fleet, {
     v: REVOCATION_VERSION,
     iss: fleet.publicKey,
     ...('credentialId' in target ? { cred: target.credentialId } : { sub: target.subject }),
     at: options.now ?? Date.now(),
     ...(options.reason ? { reason: options.reason } : {}),
   });
-  const signature = Buffer.alloc(sodium.crypto_sign_BYTES);
-  sodium.crypto_sign_detached(signature, body, fleet.secretKey);
-  return Buffer.from(encoder.encode([body, signature]));
 }
 
 /**
@@ -82,18 +84,7 @@ export function signRevocation(fleet: IdentityKeyPair, target: RevocationTarget,
  * stored under. Throws TributaryError(INVALID_RECORD) naming what is wrong.
  */
 export function verifyRevocation(value: Uint8Array, fleetPublicKey: Buffer, key?: string): Revocation {
-  if (value.length === 0 || value.length > REVOCATION_BYTES_MAX) throw invalid(`size ${value.length} outside 1..${REVOCATION_BYTES_MAX}`);
-  const outer = decodeOrRefuse(value);
-  if (!Array.isArray(outer) || outer.length !== 2 || !(outer[0] instanceof Uint8Array) || !(outer[1] instanceof Uint8Array)) {
-    throw invalid('not a [body, signature] pair');
-  }
-  const [body, signature] = outer as [Uint8Array, Uint8Array];
-  if (signature.length !== sodium.crypto_sign_BYTES) throw invalid('signature has the wrong length');
-  const claims = decodeOrRefuse(body) as Record<string, unknown>;
-  if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) throw invalid('body is not a map');
-  if (claims.v !== REVOCATION_VERSION) throw invalid(`version ${shown(claims.v)} is not ${REVOCATION_VERSION}`);
-  if (!(claims.iss instanceof Uint8Array) || !Buffer.from(claims.iss).equals(fleetPublicKey)) throw invalid('signed by another fleet');
-  if (!sodium.crypto_sign_verify_detached(Buffer.from(signature), Buffer.from(body), fleetPublicKey)) throw invalid('signature does not verify');
+  const claims = verifyEnvelope(REVOCATION, value, fleetPublicKey);
   let target: RevocationTarget;
   if (typeof claims.cred === 'string' && claims.sub === undefined) target = { credentialId: claims.cred };
   else if (claims.sub instanceof Uint8Array && claims.cred === undefined) target = { subject: Buffer.from(claims.sub) };
@@ -107,14 +98,6 @@ export function verifyRevocation(value: Uint8Array, fleetPublicKey: Buffer, key?
   if (claims.reason !== undefined && (typeof claims.reason !== 'string' || claims.reason.length > REASON_CHARS_MAX)) throw invalid('bad reason');
   if (key !== undefined && key !== revocationKey(target)) throw invalid(`stored under key '${key}', expected '${revocationKey(target)}'`);
   return { target, issuer: Buffer.from(claims.iss), revokedAt: claims.at as number, ...(claims.reason ? { reason: claims.reason as string } : {}) };
-}
-
-function decodeOrRefuse(bytes: Uint8Array): unknown {
-  try {
-    return decoder.decode(bytes);
-  } catch {
-    throw invalid('not valid CBOR');
-  }
 }
 
 /**

@@ -34,6 +34,7 @@ import type { SecureChannelOptions, SecureSession, StaticKeyPair } from './secur
 import { Rng, testSeeds, withSeedAsync } from './testdata/helpers.js';
 import { CloseCode, forwardingTransport, memoryPipe, socketTransport } from './transport.js';
 import type { CloseInfo, FrameTransport } from './transport.js';
+import { until } from '../test/helpers/until.js';
 
 const MIB = 1024 * 1024;
 
@@ -345,7 +346,8 @@ describe.each(LINKS)('secure channel over $name', ({ open }) => {
       c.transport.send(big);
       c.transport.send(Buffer.alloc(0));
       c.transport.send(Buffer.from('last'));
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      // Closed once all four are read: a close may not overtake frames still on their way.
+      await until(() => got.length === 4, 'the four frames');
       c.transport.close();
       await gotAll;
       expect(got.map((f) => f.length)).toEqual([3, big.length, 0, 4]);

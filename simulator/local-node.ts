@@ -8,8 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeKeyFile, generateIdentity, type IdentityKeyPair } from '../protocol/key-file.js';
 import { issueCredential } from '../protocol/credential.js';
-import { startChildNode } from '../node/cli/child-node.js';
-import { NODE_V8_FLAGS } from '../node/cli/service.js';
+import { NODE_V8_FLAGS, startChildNode } from './child-node.js';
 
 const START_TIMEOUT_MS = 30_000;
 /** Connections beyond the devices': admin, verifier members, and sockets still closing after a reconnect storm. */

@@ -7,7 +7,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect, Errors, TributaryError, type ConnectOptions } from '../devices/index.js';
-import { openFilesLimit, type OpenFilesLimit } from '../node/open-files.js';
+import { openFilesLimit, type OpenFilesLimit } from './open-files.js';
 import { LatencyHistogram } from './histogram.js';
 import { LocalNode } from './local-node.js';
 import { readNodeLimits } from './node-limits.js';

@@ -31,7 +31,7 @@
 
 import { readFileSync } from 'node:fs';
 import { basename, extname } from 'node:path';
-import { parseYamlText } from '../node/yaml-text.js';
+import { parseYamlText } from '../protocol/yaml-text.js';
 import { Errors, TributaryError } from '../protocol/errors.js';
 
 export const MODEL_KINDS = ['temperature', 'vibration', 'gps', 'status'] as const;

@@ -2,7 +2,7 @@
 // it resolves once the node listens, says why when it does not, and leaves nothing running.
 
 import { afterEach, describe, expect, it } from 'vitest';
-import { startChildNode } from '../node/cli/child-node.js';
+import { startChildNode } from '../simulator/child-node.js';
 import { CLI, tempDir } from './helpers/node-process.js';
 
 const cleanups: (() => void)[] = [];

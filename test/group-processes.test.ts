@@ -12,6 +12,7 @@ import { startBroker, type Broker } from '../node/broker.js';
 import { silentLogger } from '../node/logger.js';
 import { CLI, tempDir } from './helpers/node-process.js';
 import { RawClient } from './helpers/raw-client.js';
+import { until } from './helpers/until.js';
 
 const PARTITIONS = 12;
 const GROUP = 'billing';
@@ -70,10 +71,6 @@ function startMember(name: string): Member {
   return { name, proc, printed, exited };
 }
 
-async function until(condition: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 400 && !condition(); i++) await new Promise((r) => setTimeout(r, 50));
-  if (!condition()) throw new Error(`timed out waiting for ${what}`);
-}
 
 it('members come and go: never two owners of a partition, every record at least once', async () => {
   // The node's view, sampled all along: what each member reports owning.

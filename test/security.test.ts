@@ -20,6 +20,7 @@ import { silentLogger } from '../node/logger.js';
 import { tempDir } from './helpers/node-process.js';
 import { RawClient } from './helpers/raw-client.js';
 import { rawSocket } from './helpers/tcp.js';
+import { until } from './helpers/until.js';
 
 const DAY = 86_400_000;
 const fleet = generateIdentity();
@@ -83,12 +84,9 @@ async function counter(broker: Broker, name: string): Promise<Map<string, number
 
 /** Waits until a counter reaches `atLeast` (the close is counted when the socket closes). */
 async function counted(broker: Broker, name: string, label: string, atLeast: number): Promise<number> {
-  for (let i = 0; i < 200; i++) {
-    const value = (await counter(broker, name)).get(label) ?? 0;
-    if (value >= atLeast) return value;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  return (await counter(broker, name)).get(label) ?? 0;
+  let value = 0;
+  await until(async () => (value = (await counter(broker, name)).get(label) ?? 0) >= atLeast, `${name}{${label}} >= ${atLeast}`, { intervalMs: 25 }).catch(() => undefined);
+  return value;
 }
 
 describe('a node with a fleet key', () => {
@@ -215,7 +213,7 @@ describe('a node with a fleet key', () => {
     const encoder = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false });
     const crafted = Buffer.from(encoder.encode([encoder.encode({ v: { toString: 1 } }), Buffer.alloc(64)]));
     for (let i = 0; i < 3; i++) await expectRefused(broker.url, { identity: generateIdentity(), credential: crafted }, /credential refused: version \(object\) is not 1/);
-    for (let i = 0; i < 100 && broker.stats().handshakesInProgress > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    await until(() => broker.stats().handshakesInProgress === 0, 'no handshake in progress');
     expect(broker.stats().handshakesInProgress).toBe(0);
   });
 
@@ -297,8 +295,9 @@ describe('a node with a fleet key', () => {
     const original = await RawClient.connect(broker.url, { identity: device.identity, credential: device.credential, nodePublicKey: broker.publicKey, tamper: (m) => (sent.push(m), m) });
     original.close();
     const replay = await RawClient.open(broker.url);
+    const message2 = replay.nextWireMessage();
     replay.sendWire(sent[0]);
-    await new Promise((r) => setTimeout(r, 50)); // message 2 arrives; without the ephemeral key it is useless
+    await message2; // without the ephemeral key it is useless
     replay.sendWire(sent[1]); // the original stream header: it opens nothing under the new keys
     replay.sendWire(sent[2]); // the original sealed Hello
     const closed = await replay.closed;
@@ -352,8 +351,9 @@ describe('a node in dev mode (no config)', () => {
     original.close();
     const before = (await counter(broker, 'tributary_connections_closed_total')).get('handshake_failed') ?? 0;
     const replay = await RawClient.open(broker.url);
+    const message2 = replay.nextWireMessage();
     replay.sendWire(sent[0]);
-    await new Promise((r) => setTimeout(r, 50)); // message 2 arrives; the replayer cannot use it
+    await message2; // the replayer cannot use it
     replay.sendWire(sent[1]);
     const closed = await replay.closed;
     expect(closed.code).toBe(CloseCode.POLICY_VIOLATION);
@@ -384,8 +384,9 @@ describe('a node in dev mode (no config)', () => {
 
   it('garbage message 3 fails authentication', async () => {
     const c = await RawClient.open(broker.url);
+    const message2 = c.nextWireMessage();
     c.sendWire(generateIdentity().publicKey); // 32 bytes: a plausible ephemeral key
-    await new Promise((r) => setTimeout(r, 50));
+    await message2;
     c.sendWire(Buffer.alloc(200, 0x5a));
     const closed = await c.closed;
     expect(closed.code).toBe(CloseCode.POLICY_VIOLATION);
@@ -469,7 +470,7 @@ describe('a node whose room for strangers is full (handshakesMax)', () => {
 
     for (const c of [...strangers, first.client, second.client]) c.close();
     await Promise.all(strangers.map((s) => s.closed));
-    for (let i = 0; i < 100 && broker.stats().handshakesInProgress > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    await until(() => broker.stats().handshakesInProgress === 0, 'no handshake in progress');
     expect(broker.stats().handshakesInProgress).toBe(0);
   });
 });

@@ -10,6 +10,7 @@ import { startBroker, type Broker } from '../node/broker.js';
 import { silentLogger } from '../node/logger.js';
 import { RawClient } from './helpers/raw-client.js';
 import { tempDir } from './helpers/node-process.js';
+import { until } from './helpers/until.js';
 
 const FRAME_BYTES_MAX = 256 * 1024;
 let broker: Broker;
@@ -106,7 +107,8 @@ describe('connection rules', () => {
       socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
       socket.resetAndDestroy();
     }
-    await new Promise((r) => setTimeout(r, 50));
+    // Asked once the node has let go of both sockets: it went on serving through them.
+    await until(() => broker.stats().handshakesInProgress === 0, 'the reset sockets let go');
     expect((await fetch(`http://127.0.0.1:${broker.port}/healthz`)).status).toBe(200);
   });
 
@@ -241,7 +243,7 @@ describe('produce and fetch', () => {
     const pending = consumer.request<FetchBody>(Kind.Fetch, { maxWaitMs: 20_000, minBytes: small.length * 2 + 1, maxBytes: 1 << 20, partitions: [{ topic: 'events', partition: 1, fetchOffset: end, maxBytes: 1 << 20 }] });
     let answered = false;
     void pending.then(() => (answered = true));
-    await waitFor(() => broker.stats().fetchesWaiting === 1);
+    await until(() => broker.stats().fetchesWaiting === 1, '1 parked fetch');
     for (let i = 0; i < 2; i++) await producer.request(Kind.Produce, { acks: 1, timeoutMs: 5000, partitions: [{ topic: 'events', partition: 1, records: batchOf(['x']) }] });
     await producer.request(Kind.Metadata, {});
     expect(answered).toBe(false);
@@ -271,7 +273,7 @@ describe('produce and fetch', () => {
     const producer = await RawClient.connect(broker.url);
     const end = (await consumer.request<{ partitions: { offset: number }[] }>(Kind.ListOffsets, { partitions: [{ topic: 'events', partition: 1, timestamp: LATEST_TIMESTAMP }] })).partitions[0].offset;
     const pending = consumer.request<FetchBody>(Kind.Fetch, { maxWaitMs: 20_000, minBytes: 1, maxBytes: 1 << 20, partitions: [{ topic: 'events', partition: 1, fetchOffset: end, maxBytes: 1 << 20 }] });
-    await waitFor(() => broker.stats().fetchesWaiting === 1);
+    await until(() => broker.stats().fetchesWaiting === 1, '1 parked fetch');
     await producer.request(Kind.Produce, { acks: 1, timeoutMs: 5000, partitions: [{ topic: 'events', partition: 1, records: batchOf(['wake']) }] });
     const got = await pending;
     expect(decodeBatch(Buffer.from(got.partitions[0].records)).records.map((r) => r.value!.toString())).toEqual(['wake']);
@@ -326,7 +328,7 @@ describe('limits that protect the node', () => {
     const f1 = c.request(Kind.Fetch, longPoll).then(() => order.push('fetch'));
     const f2 = c.request(Kind.Fetch, longPoll).then(() => order.push('fetch'));
     const m = c.request(Kind.Metadata, {}).then(() => order.push('metadata'));
-    await waitFor(() => broker.stats().fetchesWaiting === 2);
+    await until(() => broker.stats().fetchesWaiting === 2, '2 parked fetches');
     // A round trip on another connection gives the node every chance to answer Metadata.
     await producer.request(Kind.Metadata, {});
     expect(order).toEqual([]);
@@ -365,11 +367,3 @@ describe('limits that protect the node', () => {
     producer.close();
   });
 });
-
-async function waitFor(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > until) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}

@@ -9,16 +9,16 @@
 // anyway (a fleet key changed in the config) is skipped and logged, never fatal.
 
 import { Errors, TributaryError } from '../../protocol/errors.js';
-import { decodeBatch, readBatchHeader, splitBatches } from '../../protocol/record-batch.js';
+import { decodeBatch } from '../../protocol/record-batch.js';
 import { REVOCATIONS_TOPIC, RevocationList, verifyRevocation, type Revocation } from '../../protocol/revocation.js';
 import type { Logger } from '../logger.js';
 import type { LogManager } from '../storage/log-manager.js';
+import { replayLog } from '../storage/replay.js';
 
 /** Records in one produce to __revocations: each is verified with Ed25519, so keep it small. */
 const RECORDS_PER_BATCH_MAX = 1000;
 /** What one batch of revocations may inflate to: each record is well under 2 KiB. */
 const RECORDS_PER_BATCH_INFLATED_MAX = RECORDS_PER_BATCH_MAX * 2048;
-const LOAD_READ_BYTES = 1024 * 1024;
 
 export const REVOCATIONS_TOPIC_CONFIG = { 'cleanup.policy': 'compact', 'retention.ms': -1, flush: 'batch' } as const;
 
@@ -38,36 +38,27 @@ export class RevocationStore {
     }
     const log = logs.partition(REVOCATIONS_TOPIC, 0);
     if (!log || !fleetPublicKey) return store;
-    let offset = log.logStartOffset;
     let skipped = 0;
-    while (offset < log.logEndOffset) {
-      const bytes = log.read(offset, LOAD_READ_BYTES, log.logEndOffset);
-      const batches = splitBatches(bytes);
-      if (batches.length === 0) break;
-      for (const batch of batches) {
-        let decoded;
+    replayLog(
+      log,
+      (record) => {
         try {
-          // No batch of the topic inflates past what `check` allowed it at produce.
-          decoded = decodeBatch(batch, { decompressedBytesMax: RECORDS_PER_BATCH_INFLATED_MAX });
+          store.list.add(verifyRevocation(record.value ?? Buffer.alloc(0), fleetPublicKey, record.key?.toString('utf8')));
         } catch (err) {
-          // Produce checks every record, so this should not happen; if it does, the node
-          // still starts, without these revocations, and says so loudly.
-          logger.error({ offset, err: (err as Error)?.message ?? String(err) }, 'a batch of __revocations cannot be decoded; its revocations are not applied');
-          const header = readBatchHeader(batch);
-          offset = header.baseOffset + header.lastOffsetDelta + 1;
-          continue;
+          skipped++;
+          if (skipped <= 10) logger.warn({ offset: record.offset, reason: (err as TributaryError).detail ?? String(err) }, 'skipped a revocation record that does not verify');
         }
-        for (const record of decoded.records) {
-          try {
-            store.list.add(verifyRevocation(record.value ?? Buffer.alloc(0), fleetPublicKey, record.key?.toString('utf8')));
-          } catch (err) {
-            skipped++;
-            if (skipped <= 10) logger.warn({ offset: record.offset, reason: (err as TributaryError).detail ?? String(err) }, 'skipped a revocation record that does not verify');
-          }
-        }
-        offset = decoded.header.baseOffset + decoded.header.lastOffsetDelta + 1;
-      }
-    }
+      },
+      {
+        // No batch of the topic inflates past what `check` allowed it at produce.
+        decompressedBytesMax: RECORDS_PER_BATCH_INFLATED_MAX,
+        // Produce checks every record, so this should not happen; if it does, the node
+        // still starts, without these revocations, and says so loudly.
+        onUndecodableBatch: (batch, err) => {
+          logger.error({ offset: batch.baseOffset, err: (err as Error)?.message ?? String(err) }, 'a batch of __revocations cannot be decoded; its revocations are not applied');
+        },
+      },
+    );
     logger.info({ revocations: store.list.size, skipped }, 'revocation list loaded');
     return store;
   }

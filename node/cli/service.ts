@@ -11,6 +11,7 @@ import { isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { writeFileDurably } from '../node-meta.js';
+import { NODE_V8_FLAGS } from '../../simulator/child-node.js';
 
 export const UNIT_NAME = 'tributary.service';
 
@@ -27,8 +28,8 @@ export interface UnitSettings {
 export const UNIT_DEFAULTS = { user: 'tributary', config: '/etc/tributary/tributary.yaml', dataDir: '/var/lib/tributary', unitDir: '/etc/systemd/system' };
 
 /** The unit file. Every line but the paths is fixed, so the template in deploy/ cannot drift. */
-/** V8 flags for the node process (npm start passes the same): see the unit's comment. */
-export const NODE_V8_FLAGS = '--max-semi-space-size=16 --heap-growing-percent=100 --v8-pool-size=1 --interrupt-budget=4194304';
+// V8 flags for the node process (npm start passes the same): see the unit's comment.
+export { NODE_V8_FLAGS };
 
 export function renderUnit(s: UnitSettings): string {
   // StateDirectory= makes the folder (owned by the user) before the first start; it only

@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { readCredentialFile, readIdentityFile } from '../../devices/identity.js';
+import { readCredentialFile, readIdentityFile } from '../../protocol/identity-files.js';
 import { Errors, TributaryError } from '../../protocol/errors.js';
 import { parsePublicKey, type IdentityKeyPair } from '../../protocol/key-file.js';
 import { isLoopbackAddress } from '../auth/authenticator.js';

@@ -1,7 +1,7 @@
 import { afterEach, expect, it } from 'vitest';
 import { Decoder, Encoder } from 'cbor-x';
 import { Errors, TributaryError } from '../../protocol/errors.js';
-import { decodeBatch, encodeBatch, splitBatches } from '../../protocol/record-batch.js';
+import { computeCrc, decodeBatch, encodeBatch, OFFSET_ATTRIBUTES, OFFSET_CRC, splitBatches } from '../../protocol/record-batch.js';
 import { silentLogger } from '../logger.js';
 import { LogManager } from '../storage/log-manager.js';
 import { makeTempDir, removeDir } from '../storage/testing.js';
@@ -172,4 +172,23 @@ it('anonymous clients (dev mode) are held to the node-wide bounds only', async (
   for (const g of ['a', 'b', 'c']) await offsets.commit(g, [at(0, 1)], 1, 'anonymous');
   expect((await refusal(offsets.commit('d', [at(0, 1)], 1, 'anonymous'))).message).toMatch(/limits\.offsetGroupsMax/);
   expect((await refusal(offsets.commit('e', [at(0, 1)], 1, 'key:x'))).message).toMatch(/limits\.offsetGroupsMax/);
+});
+
+it('at start, a batch or a record a client produced that does not decode is passed over, and every commit around it loads', async () => {
+  const { offsets, logs } = await store();
+  await offsets.commit('g', [at(0, 1)], 1);
+  const enc = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false });
+  const commitRecord = (group: string, offset: number) => ({ key: Buffer.from(enc.encode([1, group, 't', 0])), value: Buffer.from(enc.encode({ offset, metadata: '', commitMs: 2 })) });
+  const log = logs.partition(CONSUMER_OFFSETS_TOPIC, 0)!;
+  // A plain batch flagged gzip: its CRC is right, its records cannot be read.
+  const flagged = encodeBatch([commitRecord('lost', 5)]);
+  flagged.writeInt16BE(flagged.readInt16BE(OFFSET_ATTRIBUTES) | 1, OFFSET_ATTRIBUTES);
+  flagged.writeUInt32BE(computeCrc(flagged), OFFSET_CRC);
+  await log.append(flagged).durable;
+  // A key that is not CBOR, then a commit in the same batch.
+  await log.append(encodeBatch([{ key: Buffer.from([0xff, 0xff]), value: Buffer.from('x') }, commitRecord('h', 7)])).durable;
+  await offsets.commit('g', [at(0, 9)], 3);
+  const reread = await ConsumerOffsets.open(logs, silentLogger);
+  expect(reread.groupIds().sort()).toEqual(['g', 'h']);
+  expect([reread.committed('g', 't', 0)?.offset, reread.committed('h', 't', 0)?.offset]).toEqual([9, 7]);
 });

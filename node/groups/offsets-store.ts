@@ -23,10 +23,11 @@
 
 import { Decoder, Encoder } from 'cbor-x';
 import { Errors, TributaryError } from '../../protocol/errors.js';
-import { decodeBatch, encodeBatch, readBatchHeader, splitBatches } from '../../protocol/record-batch.js';
+import { encodeBatch } from '../../protocol/record-batch.js';
 import { ANONYMOUS } from '../auth/acl.js';
 import type { Logger } from '../logger.js';
 import type { LogManager } from '../storage/log-manager.js';
+import { replayLog } from '../storage/replay.js';
 
 export const CONSUMER_OFFSETS_TOPIC = '__consumer_offsets';
 const TOPIC_CONFIG = { 'cleanup.policy': 'compact', 'retention.ms': -1, flush: 'batch' } as const;
@@ -34,7 +35,6 @@ const KEY_VERSION = 1;
 /** Kafka's offset.metadata.max.bytes. */
 export const OFFSET_METADATA_CHARS_MAX = 4096;
 const GROUP_ID = /^[A-Za-z0-9._-]{1,249}$/;
-const LOAD_READ_BYTES = 1024 * 1024;
 /** Tombstones written in one batch when offsets are deleted. */
 const TOMBSTONES_PER_BATCH = 1000;
 /** Stored offsets whose record names no principal (written before `by` existed). */
@@ -143,24 +143,27 @@ export class ConsumerOffsets {
     if (!logs.topic(CONSUMER_OFFSETS_TOPIC)) await logs.createTopic(CONSUMER_OFFSETS_TOPIC, 1, { ...TOPIC_CONFIG }, { internal: true });
     const log = logs.partition(CONSUMER_OFFSETS_TOPIC, 0);
     if (!log) return store;
-    let offset = log.logStartOffset;
-    let skipped = 0;
-    while (offset < log.logEndOffset) {
-      const batches = splitBatches(log.read(offset, LOAD_READ_BYTES, log.logEndOffset));
-      if (batches.length === 0) break;
-      for (const batch of batches) {
+    let undecodable = 0;
+    const replayed = replayLog(
+      log,
+      (record) => {
         try {
-          // Produce checks what a compressed batch inflates to against max.message.bytes, and
-          // the node writes its own commits uncompressed: no batch here may inflate past it.
-          for (const record of decodeBatch(batch, { decompressedBytesMax: log.config['max.message.bytes'] }).records) store.load(record.key, record.value);
+          store.load(record.key, record.value);
         } catch {
-          skipped++;
+          // A key or value that is not CBOR (a record a client produced, not a commit).
+          undecodable++;
         }
-        const header = readBatchHeader(batch);
-        offset = header.baseOffset + header.lastOffsetDelta + 1;
-      }
+      },
+      {
+        // Produce checks what a compressed batch inflates to against max.message.bytes, and
+        // the node writes its own commits uncompressed: no batch here may inflate past it.
+        decompressedBytesMax: log.config['max.message.bytes'],
+        onUndecodableBatch: () => undefined,
+      },
+    );
+    if (replayed.undecodableBatches > 0 || undecodable > 0) {
+      logger.warn({ batches: replayed.undecodableBatches, records: undecodable }, 'skipped __consumer_offsets batches and records that do not decode');
     }
-    if (skipped > 0) logger.warn({ batches: skipped }, 'skipped __consumer_offsets batches that do not decode');
     if (store.skippedAtLoad > 0) {
       logger.warn(
         { records: store.skippedAtLoad, offsetGroupsMax: store.limits.offsetGroupsMax, offsetPartitionsMax: store.limits.offsetPartitionsMax, offsetMetadataBytesMax: store.limits.offsetMetadataBytesMax },

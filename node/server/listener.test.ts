@@ -9,6 +9,7 @@ import { rawSocket as openRawSocket, type RawSocket } from '../../test/helpers/t
 import { DEFAULT_LIMITS, type Limits } from '../config.js';
 import { silentLogger } from '../logger.js';
 import { listen, WS_PATH, type Listener, type PreAuthCloseReason } from './listener.js';
+import { until } from '../../test/helpers/until.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -63,10 +64,11 @@ describe('listener keepalive', () => {
 
     // The silent socket is cut at the round after its first unanswered ping.
     expect(await silentClosed).toBe(1006);
-    // Every answering socket was pinged (the last ones are beyond the first slices), and
-    // none was cut, through a few more rounds.
-    await new Promise((r) => setTimeout(r, 350));
-    expect(answering.filter((ws) => (pings.get(ws) ?? 0) >= 2)).toHaveLength(count);
+    // Every answering socket is pinged round after round (the last ones are beyond the
+    // first slices), and none is cut: two rounds pass, counted by the pings themselves (or
+    // a socket is cut, which the next lines name).
+    const closedAny = () => answering.some((ws) => ws.readyState !== WebSocket.OPEN);
+    await until(() => closedAny() || answering.every((ws) => (pings.get(ws) ?? 0) >= 2), 'two ping rounds over every answering socket');
     expect(answering.filter((ws) => ws.readyState !== WebSocket.OPEN)).toHaveLength(0);
     expect(listener.connectionCount).toBe(count);
   });

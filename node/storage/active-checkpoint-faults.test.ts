@@ -11,6 +11,7 @@ import { nodeFileOps, type FileOps } from './file-ops.js';
 import { PartitionLog } from './partition-log.js';
 import { faultyFileOps, makeBatch } from './testing.js';
 import { usePartitionFixture } from './partition.fixture.js';
+import { clockAt } from '../../protocol/clock.js';
 
 const fx = usePartitionFixture();
 // The interval flush never fires by itself during a test; checkpoints need 16 KiB of growth.
@@ -81,7 +82,7 @@ describe('active segment checkpoint: edge cases', () => {
       },
     };
     const config = { ...BIG, 'segment.ms': 60_000 };
-    const log = await fx.open(config, { clean: false, ops, now: () => t });
+    const log = await fx.open(config, { clean: false, ops, clock: clockAt(() => t )});
     appendBatches(log, 40);
     await log.checkpoint();
     const checkpointed = readRecoveryCheckpoint(nodeFileOps, fx.partitionDir).active!.position;

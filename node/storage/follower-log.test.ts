@@ -24,6 +24,7 @@ import { LEADER_EPOCH_CHECKPOINT_FILE } from './leader-epoch.js';
 import { PartitionLog } from './partition-log.js';
 import type { OpenPartitionOptions } from './partition-log.js';
 import { errorName, faultyFileOps, makeBatch, makeTempDir, removeDir, segmentFiles } from './testing.js';
+import { clockAt } from '../../protocol/clock.js';
 
 const CONFIG = { 'segment.bytes': 4096, flush: 'os' as const };
 let dir: string;
@@ -517,9 +518,9 @@ describe('a follower replicating a leader', () => {
   }
 
   it('ends byte-identical to its leader, after the leader lost its tail to a power loss and wrote other records', async () => {
-    const leaderOptions = { now: () => 1_700_000_000_000 };
+    const leaderOptions = { clock: clockAt(() => 1_700_000_000_000 )};
     const leader = await openLog('l', leaderOptions);
-    const follower = await openLog('f', { follower: true, now: () => 1_700_000_000_000 });
+    const follower = await openLog('f', { follower: true, clock: clockAt(() => 1_700_000_000_000 )});
     const producer = { producerId: 3, producerEpoch: 0 };
     let sequence = 0;
     for (let i = 0; i < 30; i++) {

@@ -17,6 +17,7 @@ import { PartitionLog } from './partition-log.js';
 import type { AppendResult, OpenPartitionOptions } from './partition-log.js';
 import { PRODUCER_BATCHES_KEPT, PRODUCER_ID_EXPIRATION_MS, ProducerStateManager, SNAPSHOT_FILE, snapshotFileName } from './producer-state.js';
 import { errorName, faultyFileOps, makeBatch, makeTempDir, removeDir, segmentFiles } from './testing.js';
+import { clockAt } from '../../protocol/clock.js';
 
 /** The node's clock and the devices' record timestamps: one fixed instant unless a test moves it. */
 const T0 = 1_700_000_000_000;
@@ -97,7 +98,7 @@ afterEach(async () => {
 
 async function openLog(config: Record<string, string | number>, options: OpenPartitionOptions = {}): Promise<PartitionLog> {
   const log = await PartitionLog.open(partitionDir, 't', 0, parseTopicConfig(config), {
-    now: () => nowMs,
+    clock: clockAt(() => nowMs),
     ...options,
     ops: trackedOps(options.ops ?? nodeFileOps),
   });

@@ -20,6 +20,7 @@
 // at the longest legal name (249 ASCII characters, topic-rules.ts): `<name>.json` is 254,
 // `<name>.del` 253, `<name>-9999` 254; temporary and `-delete` names do not grow with it.
 
+import { systemClock, type Clock } from '../../protocol/clock.js';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Errors, TributaryError } from '../../protocol/errors.js';
@@ -35,8 +36,8 @@ import { validatePartitionCount, validateTopicName } from './topic-rules.js';
 export interface LogManagerOptions {
   /** Broker-wide defaults under each topic's overrides. */
   defaults?: Partial<TopicConfig>;
-  /** Clock for segment.ms and tests. */
-  now?: () => number;
+  /** Timers and the wall clock of every partition (segment.ms, flush.interval.ms); default systemClock. */
+  clock?: Clock;
   /** File system; node:fs unless a test injects faults. */
   fileOps?: FileOps;
   /** Bound on fds (and loaded indexes) held open for reading sealed segments. */
@@ -124,7 +125,7 @@ export class LogManager {
   private readonly pendingDeletes = new Map<string, StoredTopic>();
   private readonly ops: FileOps;
   private readonly readFds: ReadFdCache;
-  private readonly now: () => number;
+  private readonly clock: Clock;
   private readonly defaults: Partial<TopicConfig>;
   private adminQueue: Promise<unknown> = Promise.resolve();
   private closed = false;
@@ -136,7 +137,7 @@ export class LogManager {
   ) {
     this.ops = options.fileOps ?? nodeFileOps;
     this.readFds = new ReadFdCache(options.readFdsMax ?? DEFAULT_READ_FDS_MAX);
-    this.now = options.now ?? Date.now;
+    this.clock = options.clock ?? systemClock;
     // Parsed once: DescribeConfigs shows these as the node's values, under each topic's own.
     const defaults: Record<string, string | number> = {};
     for (const [key, value] of Object.entries(options.defaults ?? {})) {
@@ -257,7 +258,7 @@ export class LogManager {
       clean,
       ops: this.ops,
       readFds: this.readFds,
-      now: this.now,
+      clock: this.clock,
     });
   }
 
@@ -473,7 +474,7 @@ export class LogManager {
     const markerPath = path.join(this.dataDir, CLEAN_SHUTDOWN_FILE);
     const fd = this.ops.openSync(markerPath, 'w');
     try {
-      writeFully(this.ops, fd, Buffer.from(`${new Date(this.now()).toISOString()}\n`), 0);
+      writeFully(this.ops, fd, Buffer.from(`${new Date(this.clock.now()).toISOString()}\n`), 0);
       await this.ops.fsync(fd);
     } finally {
       this.ops.closeSync(fd);

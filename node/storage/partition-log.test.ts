@@ -22,6 +22,8 @@ import type { FileOps } from './file-ops.js';
 import { PartitionLog } from './partition-log.js';
 import type { OpenPartitionOptions } from './partition-log.js';
 import { errorName, faultyFileOps, gzipBomb, makeBatch, makeTempDir, readWholeLog, removeDir, seededRandom, segmentFiles } from './testing.js';
+import { clockAt } from '../../protocol/clock.js';
+import { ManualClock } from '../../protocol/clock.js';
 
 interface Stored {
   base: number;
@@ -227,7 +229,7 @@ describe('rolling', () => {
 
   it('rolls by age, using the injected clock', async () => {
     let now = 1_000_000;
-    const log = await openLog({ 'segment.ms': 1000, flush: 'os' }, { now: () => now });
+    const log = await openLog({ 'segment.ms': 1000, flush: 'os' }, { clock: clockAt(() => now )});
     log.append(makeBatch());
     now += 1000;
     log.append(makeBatch());
@@ -336,20 +338,27 @@ describe('flush policies', () => {
 
   it('flush=interval: the timer advances the recovery point; the high watermark is the log end', async () => {
     const ops = faultyFileOps();
-    const log = await openLog({ flush: 'interval', 'flush.interval.ms': 20 }, { ops });
+    const clock = new ManualClock();
+    const log = await openLog({ flush: 'interval', 'flush.interval.ms': 20 }, { ops, clock });
+    expect(clock.pending).toBe(0); // nothing to flush: an idle log sets no timer
     const result = log.append(makeBatch({ records: 2 }));
     await result.durable; // already resolved: interval makes no per-append promise
     expect(log.highWatermark).toBe(2);
-    expect(log.recoveryPoint).toBe(0);
+    clock.advance(19);
+    expect([log.recoveryPoint, ops.counts.fdatasync]).toEqual([0, 0]);
+    clock.advance(1);
     await vi.waitFor(() => expect(log.recoveryPoint).toBe(2), { timeout: 2000 });
     expect(ops.counts.fdatasync).toBeGreaterThanOrEqual(1);
   });
 
   it('flush=os: only flush() (or a roll or close) fsyncs', async () => {
     const ops = faultyFileOps();
-    const log = await openLog({ flush: 'os' }, { ops });
+    const clock = new ManualClock();
+    const log = await openLog({ flush: 'os' }, { ops, clock });
     log.append(makeBatch());
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    // No timer is set, so no time that passes makes an fsync.
+    expect(clock.pending).toBe(0);
+    clock.advance(3_600_000);
     expect(log.recoveryPoint).toBe(0);
     expect(ops.counts.fdatasync).toBe(0);
     await log.flush();

@@ -11,6 +11,7 @@
 //   batch at run time, never below the log end consumers were shown before the change.
 
 import * as path from 'node:path';
+import { systemClock, type Clock, type ClockTimer } from '../../protocol/clock.js';
 import { AssertionError, Errors, TributaryError } from '../../protocol/errors.js';
 import {
   BATCH_OVERHEAD,
@@ -83,6 +84,9 @@ const SNAPSHOTS_KEPT = 2;
 export interface PartitionEnv {
   ops: FileOps;
   readFds: ReadFdCache;
+  /** Timers (flush.interval.ms) and the wall clock (segment.ms, producer expiry). */
+  clock: Clock;
+  /** clock.now, bound. */
   now: () => number;
 }
 
@@ -91,7 +95,8 @@ export interface OpenPartitionOptions {
   clean?: boolean;
   ops?: FileOps;
   readFds?: ReadFdCache;
-  now?: () => number;
+  /** Default systemClock; tests drive a ManualClock. */
+  clock?: Clock;
   /**
    * A follower's log: it keeps the epochs of the batches its leader sends and never begins
    * one of its own (not even after an unclean start). Default: this node leads it.
@@ -174,7 +179,7 @@ export class PartitionLog {
   private readonly unsealed: LogSegment[] = [];
   /** A segment file was created: the folder needs an fsync before the recovery point moves. */
   private dirNeedsSync = false;
-  private flushTimer: NodeJS.Timeout | null = null;
+  private flushTimer: ClockTimer | null = null;
   /**
    * The log end when flush last became 'batch' at run time: consumers may already have
    * seen offsets below it (the high watermark was the log end), so it stays exposed.
@@ -229,10 +234,12 @@ export class PartitionLog {
 
   /** Opens (creating if needed) the partition folder `dir` and recovers it. */
   static async open(dir: string, topic: string, partition: number, config: TopicConfig, options: OpenPartitionOptions = {}): Promise<PartitionLog> {
+    const clock = options.clock ?? systemClock;
     const env: PartitionEnv = {
       ops: options.ops ?? nodeFileOps,
       readFds: options.readFds ?? new ReadFdCache(),
-      now: options.now ?? Date.now,
+      clock,
+      now: () => clock.now(),
     };
     const clean = options.clean ?? false;
     const report = newPartitionRecovery(topic, partition, clean);
@@ -1041,11 +1048,12 @@ export class PartitionLog {
   private armFlushTimer(): void {
     if (this.flushTimer !== null) return;
     // Armed only while there is something to flush: an idle edge node does not wake up.
-    this.flushTimer = setTimeout(() => {
-      this.flushTimer = null;
-      void this.requestSync(false);
-    }, this.topicConfig['flush.interval.ms']);
-    this.flushTimer.unref();
+    this.flushTimer = this.env.clock
+      .setTimeout(() => {
+        this.flushTimer = null;
+        void this.requestSync(false);
+      }, this.topicConfig['flush.interval.ms'])
+      .unref();
   }
 
   /**
@@ -1059,7 +1067,7 @@ export class PartitionLog {
     const previous = this.topicConfig;
     this.topicConfig = config;
     if (previous.flush === config.flush && previous['flush.interval.ms'] === config['flush.interval.ms']) return;
-    if (this.flushTimer !== null) clearTimeout(this.flushTimer);
+    this.flushTimer?.cancel();
     this.flushTimer = null;
     if (this.closed || this.failure !== null) return;
     if (config.flush === 'batch' && previous.flush !== 'batch') {
@@ -1366,7 +1374,7 @@ export class PartitionLog {
     // must settle before the seal.
     await this.replicaQueue;
     await this.maintenanceQueue;
-    if (this.flushTimer !== null) clearTimeout(this.flushTimer);
+    this.flushTimer?.cancel();
     this.flushTimer = null;
     try {
       if (this.failure !== null) throw this.failure;

@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { clockAt } from '../../protocol/clock.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { splitBatches } from '../../protocol/record-batch.js';
 import { LogManager } from './log-manager.js';
@@ -29,7 +30,7 @@ afterEach(async () => {
 });
 
 async function topic(config: Record<string, string | number>): Promise<PartitionLog> {
-  manager = await LogManager.open(dir, { now });
+  manager = await LogManager.open(dir, { clock: clockAt(now) });
   await manager.createTopic('t', 1, { ...SEGMENT_CONFIG, ...config });
   return manager.partition('t', 0)!;
 }
@@ -152,13 +153,13 @@ describe('retention and the rest of the log', () => {
     expect(log.logStartOffset).toBe(bases[2]);
     expect(() => log.read(0, 1000)).toThrow(/outside the log/);
     await manager!.close();
-    manager = await LogManager.open(dir, { now });
+    manager = await LogManager.open(dir, { clock: clockAt(now) });
     expect(manager.partition('t', 0)!.logStartOffset).toBe(bases[2]);
     expect(manager.partition('t', 0)!.logEndOffset).toBe(6);
     // Unclean: no marker, so the open scans; the deleted segments stay deleted.
     await manager.close();
     fs.rmSync(path.join(dir, '.clean-shutdown'));
-    manager = await LogManager.open(dir, { now });
+    manager = await LogManager.open(dir, { clock: clockAt(now) });
     expect(manager.recoveryReport.clean).toBe(false);
     expect(manager.partition('t', 0)!.logStartOffset).toBe(bases[2]);
     expect(offsetsFrom(manager.partition('t', 0)!, bases[2])).toEqual([bases[2]]);
@@ -171,7 +172,7 @@ describe('retention and the rest of the log', () => {
     // A crash between the unlink of the .log and of its indexes.
     const partitionDir = path.join(dir, 't-0');
     fs.rmSync(path.join(partitionDir, '00000000000000000000.log'));
-    manager = await LogManager.open(dir, { now });
+    manager = await LogManager.open(dir, { clock: clockAt(now) });
     expect(fs.existsSync(path.join(partitionDir, '00000000000000000000.index'))).toBe(false);
     expect(fs.existsSync(path.join(partitionDir, '00000000000000000000.timeindex'))).toBe(false);
     expect(manager.partition('t', 0)!.logStartOffset).toBe(2);

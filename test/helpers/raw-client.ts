@@ -126,6 +126,14 @@ export class RawClient {
   }
 
   /** Sends bytes straight to the socket, around the secure channel. */
+  /**
+   * The next raw WebSocket message, as it came: for tests that play the handshake by hand.
+   * Ask before sending what it answers.
+   */
+  nextWireMessage(): Promise<Buffer> {
+    return new Promise((resolve) => this.ws.once('message', (data) => resolve(data as Buffer)));
+  }
+
   sendWire(bytes: Uint8Array): void {
     this.ws.send(bytes);
   }

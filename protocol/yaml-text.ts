@@ -5,7 +5,7 @@
 
 import { createRequire } from 'node:module';
 import type { YAMLError } from 'yaml';
-import { Errors, TributaryError } from '../protocol/errors.js';
+import { Errors, TributaryError } from './errors.js';
 
 /** The value `text` holds; INVALID_CONFIG with one line per YAML error of `source` otherwise. */
 export function parseYamlText(text: string, source: string): unknown {

@@ -1,11 +1,19 @@
 // Starts a node (the built `tributary start`) as a child process and waits until it
-// listens: the simulator's own node, the benchmarks' nodes, and tests that kill nodes.
+// listens: the simulator's own node, the benchmarks' nodes, and tests that kill nodes. It
+// runs the command, never imports the node: the simulator stands on devices/ and protocol/.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const NODE_CLI = join(dirname(fileURLToPath(import.meta.url)), 'main.js');
+/** The built `tributary` command beside this file's build: dist/simulator/ and dist/node/cli/. */
+export const NODE_CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'node', 'cli', 'main.js');
+/**
+ * V8 flags for the node process: `npm start` and the systemd unit pass the same (the unit's
+ * comment in node/cli/service.ts says why each), and so do the simulator's and the
+ * benchmarks' nodes, so that they measure the node as it runs.
+ */
+export const NODE_V8_FLAGS = '--max-semi-space-size=16 --heap-growing-percent=100 --v8-pool-size=1 --interrupt-budget=4194304';
 /** The tail of the node's stdout and stderr that is kept, for error messages. */
 const OUTPUT_KEPT_BYTES = 256 * 1024;
 const START_TIMEOUT_MS_DEFAULT = 20_000;
