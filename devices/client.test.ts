@@ -1,9 +1,10 @@
 import { createServer, type AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ManualClock } from '../protocol/clock.js';
 import { Errors, TributaryError } from '../protocol/errors.js';
 import { encodeFrame, Kind, PROTOCOL_VERSION, RESPONSE, type SubscribeData } from '../protocol/frames.js';
 import { encodeBatch } from '../protocol/record-batch.js';
-import { Client, type PushHandler } from './client.js';
+import { Client, type PushHandler, type TransportFactory } from './client.js';
 import { ConnectionError } from './errors.js';
 import { FakeNode } from './testing/fake-node.js';
 
@@ -28,6 +29,11 @@ async function until(predicate: () => boolean, what: string): Promise<void> {
     await new Promise((r) => setTimeout(r, 1));
   }
   throw new Error(`never happened: ${what}`);
+}
+
+/** Lets in-memory frames and promise callbacks run; no time passes on any clock. */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 20; i++) await new Promise<void>((r) => setImmediate(r));
 }
 
 /** A port nothing listens on: bind an ephemeral one, then release it. */
@@ -75,8 +81,8 @@ describe('Client', () => {
     const client = await connectTo(node);
     const answers = Array.from({ length: 7 }, () => client.request(Kind.Metadata, {}));
     await until(() => held.length === 2, 'two requests on the wire');
-    // Let the event loop run: nothing more may be sent while both slots are taken.
-    await new Promise((r) => setTimeout(r, 20));
+    // Let every frame in memory arrive: nothing more may be sent while both slots are taken.
+    await settle();
     expect(held.length).toBe(2);
     expect(client.pendingRequests).toBe(7);
     while (held.length > 0 || node.requests.length < 8) {
@@ -143,9 +149,16 @@ describe('Client', () => {
       node.requests.filter((r) => r.kind === Kind.Metadata).length === 1
         ? new Promise((resolve) => (release = () => resolve(undefined)))
         : undefined;
-    const client = await connectTo(node);
-    const slow = client.request(Kind.Metadata, {}, { timeoutMs: 30 });
+    const clock = new ManualClock();
+    const client = await connectTo(node, { clock });
+    let slowFailed = false;
+    const slow = client.request(Kind.Metadata, {}, { timeoutMs: 30 }).finally(() => (slowFailed = true));
     const next = client.request(Kind.Metadata, {}, { timeoutMs: 60_000 });
+    await until(() => release !== null, 'first request at the node');
+    clock.advance(29);
+    await settle();
+    expect(slowFailed).toBe(false);
+    clock.advance(1);
     const err = await slow.catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TributaryError);
     expect((err as TributaryError).code).toBe(Errors.REQUEST_TIMED_OUT.code);
@@ -186,18 +199,53 @@ describe('Client', () => {
     expect(node.requests[2].kind).toBe(Kind.Hello);
   });
 
-  it('keeps retrying a node that is down for a while after a drop', async () => {
+  it('keeps retrying a node that is down for a while after a drop, on its clock', async () => {
     const node = new FakeNode();
-    const client = await connectTo(node, { reconnect: { initialMs: 2, maxMs: 10 } });
+    const clock = new ManualClock();
+    let attempts = 0;
+    const transportFactory: typeof node.transportFactory = (url, options) => (attempts++, node.transportFactory(url, options));
+    const client = await connectTo(node, { clock, transportFactory, reconnect: { initialMs: 2, maxMs: 10 } });
     node.refuse = true;
     node.dropConnections();
     await until(() => !client.isConnected, 'disconnected');
     const answer = client.request(Kind.Metadata, {}, { timeoutMs: 60_000 });
-    // Several refused attempts happen meanwhile (2-10 ms apart).
-    await new Promise((r) => setTimeout(r, 30));
+    // Backoffs of at most 2, 4, 8 and 10 ms: at least four refused attempts within 24 ms of the clock.
+    for (let ms = 0; ms < 24; ms++) {
+      clock.advance(1);
+      await settle();
+    }
+    expect(attempts).toBeGreaterThanOrEqual(5);
+    expect(client.isConnected).toBe(false);
     node.refuse = false;
+    clock.advance(10);
     await expect(answer).resolves.toMatchObject({ nodeId: 'fake-1' });
     expect(client.connectionCount).toBe(2);
+  });
+
+  it('given several node URLs, goes on to the next when the node it was on is gone', async () => {
+    const nodes = { 'mem://a': new FakeNode(), 'mem://b': new FakeNode() };
+    nodes['mem://a'].nodeId = 'node-a';
+    nodes['mem://b'].nodeId = 'node-b';
+    const transportFactory: TransportFactory = (url, options) => nodes[url as keyof typeof nodes].transportFactory(url, options);
+    const client = track(await Client.connect(['mem://a', 'mem://b'], { transportFactory, reconnect: { initialMs: 1, maxMs: 5 } }));
+    expect(client.urls).toEqual(['mem://a', 'mem://b']);
+    expect(client.nodeId).toBe('node-a');
+    nodes['mem://a'].refuse = true;
+    nodes['mem://a'].dropConnections();
+    await until(() => !client.isConnected, 'disconnected');
+    await expect(client.request(Kind.Metadata, {})).resolves.toMatchObject({ nodeId: 'node-b' });
+    expect(client.url).toBe('mem://b');
+    expect(client.connectionCount).toBe(2);
+  });
+
+  it('names every URL when none of them can be reached', async () => {
+    const urls = [`ws://127.0.0.1:${await closedPort()}/v1`, `ws://127.0.0.1:${await closedPort()}/v1`];
+    // Every round starts at least one backoff (100 ms or more) before the deadline, so each
+    // attempt has time to be refused rather than cut short.
+    const client = track(new Client(urls, { connectTimeoutMs: 1000, reconnect: { initialMs: 200, maxMs: 400 } }));
+    const err = await client.connect().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConnectionError);
+    expect((err as Error).message).toBe(`cannot reach node at ${urls.join(', ')}: ECONNREFUSED`);
   });
 
   it('gives up the first connect after connectTimeoutMs with "cannot reach node at URL: ECONNREFUSED"', async () => {

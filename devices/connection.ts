@@ -60,11 +60,12 @@ export class Connection {
 
 /**
  * Connects to a node (retrying up to connectTimeoutMs) and returns the shared connection.
- * Identity, credential and pins not given in `options` are taken from TRIBUTARY_IDENTITY,
- * TRIBUTARY_CREDENTIAL, TRIBUTARY_NODE_KEY and TRIBUTARY_FLEET_KEY.
+ * Given several node URLs, it uses any one of them and goes on to the next when the one in
+ * use is gone. Identity, credential and pins not given in `options` are taken from
+ * TRIBUTARY_IDENTITY, TRIBUTARY_CREDENTIAL, TRIBUTARY_NODE_KEY and TRIBUTARY_FLEET_KEY.
  */
-export async function connect(url: string, options: ConnectOptions = {}): Promise<Connection> {
+export async function connect(urls: string | readonly string[], options: ConnectOptions = {}): Promise<Connection> {
   const { identity, identityFile, credential, credentialFile, nodePublicKey, fleetPublicKey, ...rest } = options;
   const auth = resolveAuthOptions({ identity, identityFile, credential, credentialFile, nodePublicKey, fleetPublicKey });
-  return new Connection(await Client.connect(url, { ...rest, ...auth }));
+  return new Connection(await Client.connect(urls, { ...rest, ...auth }));
 }

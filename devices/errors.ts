@@ -1,21 +1,13 @@
 // Errors as the SDK raises them. Every failure a caller sees is a TributaryError from the one
-// errors module (protocol/errors.ts); this file only adds the two shapes the SDK needs on
-// top: a wire error rebuilt from a response, and the first-connect failure whose message
-// must read as one plain line for the command line.
+// errors module (protocol/errors.ts); this file only adds the shapes the SDK needs on top:
+// the first-connect failure whose message must read as one plain line for the command line,
+// and a partition's failure.
 
 import { errorSpecForCode, Errors, TributaryError } from '../protocol/errors.js';
 
-/**
- * Rebuilds the error a node answered with. Nodes send `message` as their own
- * TributaryError's message, which already starts with the code's name; it is stripped so
- * the name is not printed twice.
- */
-export function wireError(code: number, message: unknown): TributaryError {
-  const spec = errorSpecForCode(code);
-  let detail = typeof message === 'string' && message !== '' ? message : undefined;
-  if (detail !== undefined && detail.startsWith(`${spec.name}: `)) detail = detail.slice(spec.name.length + 2);
-  return new TributaryError(spec, detail);
-}
+// Rebuilt in protocol/, where the request engine reads answers; the SDK rebuilds the
+// per-partition errors of an answer the same way.
+export { wireError } from '../protocol/errors.js';
 
 /**
  * The first connection to a node could not be made within connectTimeoutMs. Its message is

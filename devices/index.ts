@@ -2,7 +2,9 @@
 // the other files of devices/ are private and may change shape.
 
 export { Client, webSocketTransportFactory } from './client.js';
-export type { ClientOptions, NodeLimits, PushHandler, PushSubscription, ReconnectOptions, RequestKind, RequestOptions, TransportFactory } from './client.js';
+export type { ClientOptions, NodeLimits, PushHandler, PushSubscription, ReconnectOptions, RequestKind, RequestOptions, TransportFactory, WebSocketTransportOptions } from './client.js';
+export { ManualClock, systemClock } from '../protocol/clock.js';
+export type { Clock, ClockTimer } from '../protocol/clock.js';
 export { Producer } from './producer.js';
 export type { CompressionName, ProducerMessage, ProducerOptions, RecordMetadata } from './producer.js';
 export { Consumer } from './consumer.js';

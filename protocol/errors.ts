@@ -100,6 +100,18 @@ export class TributaryError extends Error {
   }
 }
 
+/**
+ * Rebuilds the error a peer answered with. A peer sends `message` as its own
+ * TributaryError's message, which already starts with the code's name; it is stripped so
+ * the name is not printed twice.
+ */
+export function wireError(code: number, message: unknown): TributaryError {
+  const spec = errorSpecForCode(code);
+  let detail = typeof message === 'string' && message !== '' ? message : undefined;
+  if (detail !== undefined && detail.startsWith(`${spec.name}: `)) detail = detail.slice(spec.name.length + 2);
+  return new TributaryError(spec, detail);
+}
+
 /** A codec was handed bytes it cannot decode. Carries the offset where decoding failed. */
 export class DecodeError extends TributaryError {
   readonly at: number;

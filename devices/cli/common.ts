@@ -28,7 +28,11 @@ const FLAG_NAMES: AuthOptionNames = { identityFile: '--identity', credentialFile
  */
 export function withNode(command: Command): Command {
   return command
-    .option('--broker <url>', 'node to talk to (env TRIBUTARY_BROKER)', process.env.TRIBUTARY_BROKER || DEFAULT_BROKER)
+    .option(
+      '--broker <urls>',
+      'node to talk to, or several separated by commas: when the one in use is gone, the next is tried (env TRIBUTARY_BROKER)',
+      process.env.TRIBUTARY_BROKER || DEFAULT_BROKER,
+    )
     .option('--identity <file>', `this client's identity key file; without one the client is anonymous (env ${AUTH_ENV.identityFile})`)
     .option('--credential <file>', `the identity's fleet credential file (env ${AUTH_ENV.credentialFile})`)
     .option('--node-key <hex>', `accept only the node with this public key (env ${AUTH_ENV.nodePublicKey})`)
@@ -56,7 +60,7 @@ export async function withClient<T>(opts: NodeOptions, body: (client: Client) =>
   );
   const { onUnreachable, onConnect } = connect;
   const open = webSocketTransportFactory({ closeHandshakeMs: connect.closeHandshakeMs });
-  const client = await Client.connect(opts.broker, {
+  const client = await Client.connect(brokerUrls(opts.broker), {
     connectTimeoutMs: connect.connectTimeoutMs ?? CLI_CONNECT_TIMEOUT_MS,
     clientId: 'tributary-cli',
     ...auth,
@@ -76,6 +80,19 @@ export async function withClient<T>(opts: NodeOptions, body: (client: Client) =>
   } finally {
     await client.close();
   }
+}
+
+/**
+ * The node URLs of a --broker value: `ws://a:7400/v1,ws://b:7400/v1`. Blanks around commas
+ * are dropped; a value with no URL at all is kept whole, so that the client refuses it by
+ * name as an invalid node URL.
+ */
+export function brokerUrls(broker: string): string[] {
+  const urls = broker
+    .split(',')
+    .map((url) => url.trim())
+    .filter((url) => url !== '');
+  return urls.length > 0 ? urls : [broker];
 }
 
 /**
