@@ -2,10 +2,11 @@ import { Decoder, Encoder } from 'cbor-x';
 import sodium from 'sodium-native';
 import { describe, expect, it } from 'vitest';
 import { verifyCredential } from './credential.js';
-import { AssertionError, Errors, TributaryError } from './errors.js';
+import { AssertionError, Errors } from './errors.js';
 import { generateIdentity } from './key-file.js';
 import { revocationKey, signRevocation, verifyRevocation } from './revocation.js';
 import { signEnvelope, verifyEnvelope, type EnvelopeBody, type EnvelopePurpose } from './signed-envelope.js';
+import { thrown } from '../test/helpers/thrown.js';
 
 // Envelopes as the code signed them before credentials and revocations shared one verifier
 // (issue 17): these bytes are on disks and in operators' files, so they must verify for
@@ -41,15 +42,6 @@ const fleet = keyPairFromSeed(FLEET_SEED);
 const subject = keyPairFromSeed(SUBJECT_SEED).publicKey;
 const hex = (s: string) => Buffer.from(s, 'hex');
 
-function caught(fn: () => unknown): TributaryError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(TributaryError);
-    return err as TributaryError;
-  }
-  throw new Error('nothing thrown');
-}
 
 describe('envelopes signed before the shared verifier', () => {
   it('the fixtures were made from the seeds they name', () => {
@@ -88,13 +80,13 @@ describe('envelopes signed before the shared verifier', () => {
   it('a credential is not a revocation and a revocation is not a credential, though the fleet signed both', () => {
     // Both are [body, signature] under the same key, with no purpose in the signed bytes:
     // what tells them apart is only that each lacks a field the other requires.
-    const asRevocation = caught(() => verifyRevocation(hex(BEFORE.credential), fleet.publicKey));
+    const asRevocation = thrown(() => verifyRevocation(hex(BEFORE.credential), fleet.publicKey));
     expect([asRevocation.code, asRevocation.detail]).toEqual([Errors.INVALID_RECORD.code, 'revocation refused: no signing time']);
     for (const [revocation, why] of [
       [BEFORE.revocationOfCredential, 'subject is not a public key'],
       [BEFORE.revocationOfSubject, 'unknown role undefined'],
     ]) {
-      const asCredential = caught(() => verifyCredential(hex(revocation), fleet.publicKey, NOW));
+      const asCredential = thrown(() => verifyCredential(hex(revocation), fleet.publicKey, NOW));
       expect([asCredential.code, asCredential.detail]).toEqual([Errors.UNAUTHORIZED.code, `credential refused: ${why}`]);
     }
   });
@@ -106,7 +98,7 @@ describe('signed envelopes', () => {
   const body: EnvelopeBody = { v: 3, iss: fleet.publicKey, n: 7, what: 'x' };
 
   function refusedWith(bytes: Uint8Array, detail: string): void {
-    const err = caught(() => verifyEnvelope(PURPOSE, bytes, fleet.publicKey));
+    const err = thrown(() => verifyEnvelope(PURPOSE, bytes, fleet.publicKey));
     expect([err.code, err.detail], detail).toEqual([Errors.INVALID_REQUEST.code, `test envelope refused: ${detail}`]);
   }
 
@@ -140,7 +132,7 @@ describe('signed envelopes', () => {
   });
 
   it('refuses to sign past bytesMax, and a body naming another version or issuer is a bug', () => {
-    const big = caught(() => signEnvelope(PURPOSE, fleet, { ...body, what: 'x'.repeat(100) }));
+    const big = thrown(() => signEnvelope(PURPOSE, fleet, { ...body, what: 'x'.repeat(100) }));
     expect(big.code).toBe(Errors.INVALID_CONFIG.code);
     expect(big.detail).toMatch(/^test envelope of 2\d\d bytes exceeds 200$/);
     expect(() => signEnvelope(PURPOSE, fleet, { ...body, v: 1 })).toThrow(AssertionError);

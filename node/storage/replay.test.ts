@@ -1,12 +1,13 @@
 import * as fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { Errors, TributaryError } from '../../protocol/errors.js';
+import { Errors } from '../../protocol/errors.js';
 import { computeCrc, decodeBatch, encodeBatch, OFFSET_ATTRIBUTES, OFFSET_CRC, splitBatches, type DecodedRecord } from '../../protocol/record-batch.js';
 import { compactPartition } from './cleaner.js';
 import type { LogRead, PartitionLog, StoredBatch } from './partition-log.js';
 import { usePartitionFixture } from './partition.fixture.js';
 import { replayLog, type ReplayableLog } from './replay.js';
 import { gzipBomb, readWholeLog, seededRandom } from './testing.js';
+import { thrown } from '../../test/helpers/thrown.js';
 
 const T0 = 1_700_000_000_000;
 const fx = usePartitionFixture();
@@ -58,15 +59,6 @@ function replayed(log: ReplayableLog, chunkBytes: number, onUndecodableBatch?: (
   return { records, summary };
 }
 
-function caught(fn: () => unknown): TributaryError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(TributaryError);
-    return err as TributaryError;
-  }
-  throw new Error('nothing thrown');
-}
 
 describe('replayLog', () => {
   it('hands over every record of many batches in offset order, one chunk at a time across segments', async () => {
@@ -160,7 +152,7 @@ describe('replayLog', () => {
     ]);
     expect(summary).toEqual({ batches: 4, records: 2, undecodableBatches: 2 });
     const seen: Rec[] = [];
-    const err = caught(() => replayLog(log, (r) => seen.push(recOf(r)), { decompressedBytesMax: 1 << 20 }));
+    const err = thrown(() => replayLog(log, (r) => seen.push(recOf(r)), { decompressedBytesMax: 1 << 20 }));
     expect(err.code).toBe(Errors.CORRUPT_BATCH.code);
     expect(err.detail).toMatch(/^t-0: the batch at offsets 1\.\.2 does not decode: /);
     expect(seen.map((r) => r.key)).toEqual(['a']);
@@ -182,7 +174,7 @@ describe('replayLog', () => {
     }
     expect(first.length).toBeLessThan(bytes.length);
     const seen: Rec[] = [];
-    const err = caught(() => replayLog(log, (r) => seen.push(recOf(r)), { decompressedBytesMax: 1 << 20, onUndecodableBatch: () => undefined }));
+    const err = thrown(() => replayLog(log, (r) => seen.push(recOf(r)), { decompressedBytesMax: 1 << 20, onUndecodableBatch: () => undefined }));
     expect(err.code).toBe(Errors.CORRUPT_BATCH.code);
     expect(err.detail).toMatch(/t-0/);
     expect(seen.map((r) => r.key)).toEqual(['a']);
