@@ -10,6 +10,7 @@
 // impostor learns nothing of us. A refusal on either side (a pin that does not match, a
 // Hello answered UNAUTHORIZED) is not retried: no number of attempts changes a key.
 
+import type { Clock } from '../protocol/clock.js';
 import { CREDENTIAL_BYTES_MAX } from '../protocol/credential.js';
 import { errorSpecForCode, Errors, TributaryError } from '../protocol/errors.js';
 import { Kind, PROTOCOL_VERSION, type HelloResponse } from '../protocol/frames.js';
@@ -33,6 +34,8 @@ const INBOUND_FRAME_BYTES_MAX = 256 * 1024 * 1024;
 /** What the connection side needs of the Client's options. */
 export interface ConnectionSettings {
   clientId: string;
+  /** Times each handshake out. */
+  clock: Clock;
   identity?: IdentityKeyPair;
   credential?: Uint8Array;
   nodePublicKey?: Buffer;
@@ -118,7 +121,7 @@ function withUrl(err: unknown, describe: (detail: string) => string): unknown {
  */
 function secureChannelOptions(options: ConnectionSettings): SecureChannelOptions {
   const bad = (detail: string) => new TributaryError(Errors.INVALID_CONFIG, detail);
-  const { identity, credential, nodePublicKey, fleetPublicKey } = options;
+  const { clock, identity, credential, nodePublicKey, fleetPublicKey } = options;
   if (credential !== undefined) {
     if (credential.length === 0 || credential.length > CREDENTIAL_BYTES_MAX) {
       throw bad(`credential is ${credential.length} bytes; a credential is 1 to ${CREDENTIAL_BYTES_MAX}`);
@@ -150,6 +153,7 @@ function secureChannelOptions(options: ConnectionSettings): SecureChannelOptions
     // Message 2 may carry the node's credential, up to the largest a credential may be.
     handshakeFrameBytesMax: HANDSHAKE_MESSAGE2_BYTES_MIN + CREDENTIAL_BYTES_MAX,
     sealedFrameBytesMax: options.inboundFrameBytesMax ?? INBOUND_FRAME_BYTES_MAX,
+    clock,
   };
 }
 

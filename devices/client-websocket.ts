@@ -88,6 +88,8 @@ function closeWithDeadline(transport: FrameTransport, ws: WebSocket, closeHandsh
       if (ws.readyState === WS_CLOSED) return;
       const waitMs = closeHandshakeMs();
       if (waitMs <= 0) return void ws.terminate();
+      // The system's timer, not the client's clock: this bounds a real socket's life, and a
+      // test's ManualClock that stops moving must not leave the socket (and the process) open.
       const timer = setTimeout(() => ws.terminate(), waitMs);
       ws.once('close', () => clearTimeout(timer));
     },

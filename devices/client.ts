@@ -17,7 +17,7 @@
 // their own timeout. Given several node URLs, a reconnect that fails on the node it was on
 // goes on to the next one in the list.
 
-import type { Clock } from '../protocol/clock.js';
+import { systemClock, type Clock } from '../protocol/clock.js';
 import { Kind, type RequestBodies, type ResponseBodies, type SubscribeRequest } from '../protocol/frames.js';
 import type { IdentityKeyPair } from '../protocol/key-file.js';
 import { RequestEngine, type PeerLimits, type TransportFactory as EngineTransportFactory } from '../protocol/request-engine.js';
@@ -64,7 +64,8 @@ export interface ClientOptions {
   transportFactory?: TransportFactory;
   /**
    * Where the client reads time and sets its timers (request timeouts, backoff, the connect
-   * deadline); default the system clock. Tests pass a ManualClock.
+   * deadline, the handshake's timeout), and so do the producers, consumers and group members
+   * made on it unless given their own; default the system clock. Tests pass a ManualClock.
    */
   clock?: Clock;
   /**
@@ -112,6 +113,8 @@ export class Client {
   readonly clientId: string;
   /** The node URLs this client connects to, in the order it tries them. */
   readonly urls: readonly string[];
+  /** Where this client, and what is made on it, reads time and schedules. */
+  readonly clock: Clock;
   private readonly engine: RequestEngine;
   private readonly pushes: ClientPushes;
   private readonly connections: ClientConnections;
@@ -123,13 +126,24 @@ export class Client {
   constructor(urls: string | readonly string[], options: ClientOptions = {}) {
     this.urls = typeof urls === 'string' ? [urls] : [...urls];
     this.clientId = options.clientId ?? `tributary-js-${process.pid}-${++clientCount}`;
+    this.clock = options.clock ?? systemClock;
     const { identity, credential, nodePublicKey, fleetPublicKey, inboundFrameBytesMax, onConnect, onDisconnect } = options;
-    this.connections = new ClientConnections({ clientId: this.clientId, identity, credential, nodePublicKey, fleetPublicKey, inboundFrameBytesMax, onConnect, onDisconnect });
+    this.connections = new ClientConnections({
+      clientId: this.clientId,
+      clock: this.clock,
+      identity,
+      credential,
+      nodePublicKey,
+      fleetPublicKey,
+      inboundFrameBytesMax,
+      onConnect,
+      onDisconnect,
+    });
     this.engine = new RequestEngine({
       urls: this.urls,
       transportFactory: this.connections.secureTransportFactory(options.transportFactory ?? webSocketTransportFactory()),
       greet: this.connections.greet,
-      clock: options.clock,
+      clock: this.clock,
       connectTimeoutMs: options.connectTimeoutMs,
       requestTimeoutMs: options.requestTimeoutMs,
       reconnectInitialMs: options.reconnect?.initialMs,

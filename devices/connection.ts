@@ -11,7 +11,9 @@ import { Producer, type ProducerOptions } from './producer.js';
 
 /**
  * The Client's options, with identity, credential and pins also as file paths and hex,
- * each falling back to its environment variable (see auth-options.ts).
+ * each falling back to its environment variable (see auth-options.ts). Its `clock` is the
+ * Client's, and so that of every producer, consumer and group member made from the
+ * connection that is not given one of its own.
  */
 export type ConnectOptions = Omit<ClientOptions, keyof AuthOptions> & AuthOptions;
 

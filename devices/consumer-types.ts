@@ -98,7 +98,7 @@ export interface ConsumerOptions<D extends ValueDecoding = 'buffer'> {
    * consumer still continues where the logs part, silently.
    */
   onDivergence?: (divergence: LogDivergence) => void | Promise<void>;
-  /** Where retry backoffs and waits read time and schedule (default: systemClock). */
+  /** Where retry backoffs and waits read time and schedule; default the client's clock. */
   clock?: Clock;
 }
 

@@ -11,7 +11,6 @@
 // Both deliveries hand what the node sends to the same buffer, so positions, resets,
 // corrupt batches and partition errors behave alike whichever way records arrive.
 
-import { systemClock } from '../protocol/clock.js';
 import { Errors, TributaryError } from '../protocol/errors.js';
 import { EARLIEST_TIMESTAMP, Kind, LATEST_TIMESTAMP } from '../protocol/frames.js';
 import type { Client } from './client.js';
@@ -87,7 +86,7 @@ export class Consumer<D extends ValueDecoding = 'buffer'> {
         retryBackoffMaxMs,
         unknownTopicRetries,
         onDivergence: options.onDivergence,
-        clock: options.clock ?? systemClock,
+        clock: options.clock ?? client.clock,
       },
       (buffer) => (delivery === 'subscribe' ? new SubscribeDelivery(client, buffer, fetch) : new FetchDelivery(client, buffer, fetch)),
     );

@@ -34,6 +34,7 @@
 // (UNKNOWN_MEMBER_ID, FENCED_MEMBER_EPOCH) cannot commit any more: it drops everything,
 // uncommitted, and joins again; what it had not committed is read again by the next owner.
 
+import type { Clock, ClockTimer } from '../protocol/clock.js';
 import { Errors, TributaryError } from '../protocol/errors.js';
 import { EARLIEST_TIMESTAMP, Kind, LATEST_TIMESTAMP, type ConsumerGroupHeartbeatResponse } from '../protocol/frames.js';
 import type { Client } from './client.js';
@@ -126,6 +127,8 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
   private readonly onDivergence: GroupConsumerOptions<D>['onDivergence'];
   private readonly autoOffsetReset: GroupConsumerOptions<D>['autoOffsetReset'];
   private readonly consumer: Consumer<D>;
+  /** Times heartbeats, their backoff, the session timeout and auto-commit. */
+  private readonly clock: Clock;
 
   private membership: Membership = { memberId: '', memberEpoch: 0 };
   /** Partitions we own and report to the group. */
@@ -141,10 +144,11 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
    */
   private readonly committed = new Map<string, Position>();
   private heartbeatIntervalMs = 5000;
-  private lastAnsweredMs = Date.now();
+  /** On the clock's monotonic time. */
+  private lastAnsweredMs: number;
   private loop: Promise<void> | null = null;
   private wakeLoop: (() => void) | null = null;
-  private autoCommitTimer: NodeJS.Timeout | null = null;
+  private autoCommitTimer: ClockTimer | null = null;
   private autoCommitting = false;
   private closed = false;
   private closing: Promise<void> | null = null;
@@ -175,8 +179,10 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
     this.retryBackoffMs = intOption('retryBackoffMs', consumerOptions.retryBackoffMs, 100, 0);
     this.onAssignmentChange = onAssignmentChange;
     this.onDivergence = onDivergence;
+    this.clock = consumerOptions.clock ?? client.clock;
+    this.lastAnsweredMs = this.clock.monotonic();
     // validates autoOffsetReset
-    this.consumer = new Consumer<D>(client, { ...consumerOptions, onDivergence: (d) => this.onDiverged(d) });
+    this.consumer = new Consumer<D>(client, { ...consumerOptions, clock: this.clock, onDivergence: (d) => this.onDiverged(d) });
     this.autoOffsetReset = consumerOptions.autoOffsetReset ?? 'latest';
     this.start();
   }
@@ -187,9 +193,7 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
     this.loop ??= this.heartbeatLoop().catch((err: unknown) => {
       this.setFatal(err as Error); // a bug in the loop must reach the app
     });
-    if (this.autoCommit && this.autoCommitTimer === null) {
-      this.autoCommitTimer = setInterval(() => void this.autoCommitOnce(), this.autoCommitIntervalMs);
-    }
+    if (this.autoCommit && this.autoCommitTimer === null) this.armAutoCommit();
   }
 
   /** The partitions this member owns now. */
@@ -336,7 +340,7 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.closed = true;
-      if (this.autoCommitTimer !== null) clearInterval(this.autoCommitTimer);
+      this.autoCommitTimer?.cancel();
       this.wakeLoop?.();
       await this.loop;
       // Closing the Consumer first ends delivery, so no record is handed out past the commit.
@@ -374,7 +378,7 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
       }
       if (this.closed) return;
       failures = 0;
-      this.lastAnsweredMs = Date.now();
+      this.lastAnsweredMs = this.clock.monotonic();
       this.membership = { memberId: answer.memberId, memberEpoch: answer.memberEpoch };
       if (Number.isInteger(answer.heartbeatIntervalMs) && answer.heartbeatIntervalMs > 0) this.heartbeatIntervalMs = answer.heartbeatIntervalMs;
       // When what we own changed, the next heartbeat goes at once: the partitions we gave
@@ -413,7 +417,7 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
     if (te !== null && te.retriable) {
       // The client reconnects; a heartbeat changes nothing until answered, so ask again.
       // Past the session timeout the group has removed us: stop processing what we owned.
-      if (Date.now() - this.lastAnsweredMs > this.sessionTimeoutMs) await this.dropAll();
+      if (this.clock.monotonic() - this.lastAnsweredMs > this.sessionTimeoutMs) await this.dropAll();
       return 'retry';
     }
     // Refused for good (UNAUTHORIZED, INVALID_REQUEST): the app hears of it, and we keep
@@ -550,6 +554,15 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
     }
   }
 
+  /** Every autoCommitIntervalMs from start() until close(), as setInterval would, on our clock. */
+  private armAutoCommit(): void {
+    this.autoCommitTimer = this.clock.setTimeout(() => {
+      if (this.closed) return;
+      this.armAutoCommit();
+      void this.autoCommitOnce();
+    }, this.autoCommitIntervalMs);
+  }
+
   private async autoCommitOnce(): Promise<void> {
     if (this.autoCommitting || this.closed) return;
     this.autoCommitting = true;
@@ -614,12 +627,12 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
   private sleep(ms: number): Promise<void> {
     if (this.closed) return Promise.resolve();
     return new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
+      const timer = this.clock.setTimeout(() => {
         this.wakeLoop = null;
         resolve();
       }, ms);
       this.wakeLoop = () => {
-        clearTimeout(timer);
+        timer.cancel();
         this.wakeLoop = null;
         resolve();
       };

@@ -2,6 +2,7 @@
 // and sending (sender.ts): a call's group of records, a batch of one partition, and a
 // partition's queue of sealed batches with its idempotence state.
 
+import type { ClockTimer } from '../protocol/clock.js';
 import type { Record as BatchRecord } from '../protocol/record-batch.js';
 
 /** Where a sent record was written: what send() resolves with. */
@@ -89,7 +90,7 @@ export class Batch {
   attempts = 0;
   /** What the last failed attempt ended with: what the batch fails with when out of time. */
   lastError: Error | null = null;
-  /** performance.now() before which the batch is not sent again (backoff). */
+  /** The producer's clock's monotonic time before which the batch is not sent again (backoff). */
   retryAt = 0;
   /** When its last attempt went out, in the producer's count of sends; 0 before the first. */
   sentAt = 0;
@@ -111,7 +112,7 @@ export class Batch {
   onDone: (() => void)[] | null = null;
   constructor(
     readonly queue: PartitionQueue,
-    /** performance.now() past which the batch is not sent again (deliveryTimeoutMs). */
+    /** The producer's clock's monotonic time past which the batch is not sent again (deliveryTimeoutMs). */
     readonly deadline: number,
   ) {}
 }
@@ -122,7 +123,7 @@ export class PartitionQueue {
   readonly ready: Batch[] = [];
   /** Batches of `ready` on the wire now (at most maxInFlightPerPartition). */
   onWire = 0;
-  retryTimer: NodeJS.Timeout | null = null;
+  retryTimer: ClockTimer | null = null;
   retryTimerAt = Infinity;
   /** The producer id this partition's batches are stamped with (-1: none yet) and the next sequence. */
   producerId = -1;

@@ -21,6 +21,7 @@
 // retriable failure retried until deliveryTimeoutMs. Without idempotence only errors where
 // the node certainly did not append are retried.
 
+import type { Clock, ClockTimer } from '../protocol/clock.js';
 import { Errors, TributaryError } from '../protocol/errors.js';
 import { Kind, type Acks } from '../protocol/frames.js';
 import { partitionForKey, StickyPartitioner } from '../protocol/partitioner.js';
@@ -111,6 +112,11 @@ export interface ProducerOptions {
    * logs these as warnings.
    */
   onRetry?: (err: TributaryError, topic: string, partition: number) => void;
+  /**
+   * Where lingering, backoffs, maxBlockMs and deliveryTimeoutMs are timed, and a record's
+   * default timestamp read; default the client's clock.
+   */
+  clock?: Clock;
 }
 
 /** varints, attributes and deltas around a record's key, value and headers. */
@@ -129,7 +135,7 @@ interface Admission {
   next: number;
   readonly group: SendGroup;
   readonly timestamp: number;
-  /** performance.now() past which the send fails (maxBlockMs). */
+  /** The clock's monotonic time past which the send fails (maxBlockMs). */
   readonly deadline: number;
   waitingFor: 'space' | 'metadata' | null;
   onAdmitted: (() => void)[] | null;
@@ -143,16 +149,17 @@ export class Producer {
   private readonly admissionQueueMax: number;
   private readonly deliveryTimeoutMs: number;
   private readonly sender: Sender;
+  private readonly clock: Clock;
 
   private readonly topics = new Map<string, TopicState>();
   private readonly admissions: Admission[] = [];
   private admissionHead = 0;
   /** One timer for the whole queue, due at the head's deadline; see armBlockTimer(). */
-  private blockTimer: NodeJS.Timeout | null = null;
+  private blockTimer: ClockTimer | null = null;
   private blockTimerAt = Infinity;
   private bufferedBytesNow = 0;
   private readonly withOpenBatch = new OpenQueues();
-  private lingerTimer: NodeJS.Timeout | null = null;
+  private lingerTimer: ClockTimer | null = null;
   /** With lingerMs 0: a microtask will send the open batches. */
   private lingerQueued = false;
   private closed = false;
@@ -185,6 +192,7 @@ export class Producer {
     this.maxBlockMs = nonNegative('maxBlockMs', options.maxBlockMs, 60_000);
     this.admissionQueueMax = positiveInteger('admissionQueueMax', options.admissionQueueMax, 100_000);
     this.deliveryTimeoutMs = positive('deliveryTimeoutMs', options.deliveryTimeoutMs, 120_000);
+    this.clock = options.clock ?? client.clock;
     const config: SenderConfig = {
       acks,
       idempotent,
@@ -196,6 +204,7 @@ export class Producer {
       retryBackoffMaxMs: nonNegative('retryBackoffMaxMs', options.retryBackoffMaxMs, 2000),
       deliveryTimeoutMs: this.deliveryTimeoutMs,
       requestTimeoutMs: positive('requestTimeoutMs', options.requestTimeoutMs, 30_000),
+      clock: this.clock,
       onRetry: options.onRetry,
     };
     this.sender = new Sender(client, config, {
@@ -271,7 +280,7 @@ export class Producer {
     this.closing ??= (async () => {
       this.closed = true;
       await this.flush();
-      if (this.lingerTimer !== null) clearTimeout(this.lingerTimer);
+      this.lingerTimer?.cancel();
       this.lingerTimer = null;
       this.sender.stopTimers();
       if (this.ownsClient) await this.client.close();
@@ -299,8 +308,7 @@ export class Producer {
       // await its sends or whenWritable(), and one that does not must not exhaust memory.
       return group.fail(new TributaryError(Errors.BUFFER_FULL, `${this.queuedSends} sends are waiting for room in the producer buffer (admissionQueueMax ${this.admissionQueueMax})`));
     }
-    const now = performance.now();
-    const entry: Admission = { topic, messages, next: 0, group, timestamp: Date.now(), deadline: now + this.maxBlockMs, waitingFor: null, onAdmitted: null };
+    const entry: Admission = { topic, messages, next: 0, group, timestamp: this.clock.now(), deadline: this.clock.monotonic() + this.maxBlockMs, waitingFor: null, onAdmitted: null };
     this.admissions.push(entry);
     this.admit();
   }
@@ -324,7 +332,7 @@ export class Producer {
    */
   private armBlockTimer(): void {
     if (this.admissionHead >= this.admissions.length) {
-      if (this.blockTimer !== null) clearTimeout(this.blockTimer);
+      this.blockTimer?.cancel();
       this.blockTimer = null;
       this.blockTimerAt = Infinity;
       return;
@@ -333,16 +341,16 @@ export class Producer {
     // A timer due earlier than the head's deadline (set for an entry since admitted) finds
     // nothing due when it fires and arms itself again.
     if (this.blockTimer !== null && this.blockTimerAt <= deadline) return;
-    if (this.blockTimer !== null) clearTimeout(this.blockTimer);
+    this.blockTimer?.cancel();
     this.blockTimerAt = deadline;
-    this.blockTimer = setTimeout(() => this.blockedTooLong(), Math.max(0, deadline - performance.now()));
+    this.blockTimer = this.clock.setTimeout(() => this.blockedTooLong(), deadline - this.clock.monotonic());
   }
 
   /** Fails every waiting send whose deadline has passed: a prefix of the queue. */
   private blockedTooLong(): void {
     this.blockTimer = null;
     this.blockTimerAt = Infinity;
-    const now = performance.now();
+    const now = this.clock.monotonic();
     const head = this.admissions[this.admissionHead];
     // What holds the head holds everything behind it.
     const metadata = head?.waitingFor === 'metadata';
@@ -463,7 +471,7 @@ export class Producer {
       b = null;
     }
     if (b === null) {
-      b = q.open = new Batch(q, performance.now() + this.deliveryTimeoutMs);
+      b = q.open = new Batch(q, this.clock.monotonic() + this.deliveryTimeoutMs);
       this.withOpenBatch.add(q);
       this.armLinger();
     }
@@ -505,7 +513,7 @@ export class Producer {
       });
       return;
     }
-    this.lingerTimer = setTimeout(() => {
+    this.lingerTimer = this.clock.setTimeout(() => {
       this.lingerTimer = null;
       this.sealAll();
       this.sender.drain();

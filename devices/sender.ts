@@ -34,6 +34,7 @@
 // could duplicate, so those batches fail with their (retriable) error and the application
 // decides. More than one batch in flight per partition may then reorder on a retry.
 
+import type { Clock, ClockTimer } from '../protocol/clock.js';
 import { AssertionError, errorSpecForCode, Errors, TributaryError } from '../protocol/errors.js';
 import { Kind, type Acks, type ProducePartition, type ProducePartitionResult, type ProduceResponse } from '../protocol/frames.js';
 import { encodeBatch, type Compression } from '../protocol/record-batch.js';
@@ -74,6 +75,8 @@ export interface SenderConfig {
   readonly retryBackoffMaxMs: number;
   readonly deliveryTimeoutMs: number;
   readonly requestTimeoutMs: number;
+  /** Where backoffs and deadlines are read and timed. */
+  readonly clock: Clock;
   readonly onRetry?: (err: TributaryError, topic: string, partition: number) => void;
 }
 
@@ -96,7 +99,7 @@ export class Sender {
   private producerIdNow: ProducerIdAndEpoch | null = null;
   private producerIdLoading = false;
   private producerIdAttempts = 0;
-  private producerIdTimer: NodeJS.Timeout | null = null;
+  private producerIdTimer: ClockTimer | null = null;
   private fencedBy: TributaryError | null = null;
 
   constructor(
@@ -176,7 +179,7 @@ export class Sender {
       return null;
     }
     if (q.resetting || q.onWire >= this.config.maxInFlightPerPartition || this.fencedBy !== null) return null;
-    const now = performance.now();
+    const now = this.config.clock.monotonic();
     let i = 0;
     while (i < q.ready.length) {
       const b = q.ready[i];
@@ -292,7 +295,7 @@ export class Sender {
    */
   private producerIdFailed(err: Error): void {
     const retriable = err instanceof TributaryError && err.retriable && !this.client.isClosed;
-    const now = performance.now();
+    const now = this.config.clock.monotonic();
     let waiting = false;
     for (const q of this.withReadyBatch) {
       if (q.producerId >= 0) continue;
@@ -303,7 +306,7 @@ export class Sender {
       if (q.ready.length > 0) waiting = true;
     }
     if (!retriable || !waiting) return;
-    this.producerIdTimer = setTimeout(() => {
+    this.producerIdTimer = this.config.clock.setTimeout(() => {
       this.producerIdTimer = null;
       this.drain();
     }, this.backoffMs(this.producerIdAttempts++));
@@ -367,7 +370,7 @@ export class Sender {
     // may be retried; otherwise only one where the node certainly did not append.
     const retriable = this.config.idempotent ? err instanceof TributaryError && err.retriable : NOT_APPENDED.has(code);
     if (!retriable || b.attempts >= this.config.retries || this.client.isClosed) return this.complete(b, err);
-    const now = performance.now();
+    const now = this.config.clock.monotonic();
     if (now >= b.deadline) return this.complete(b, this.deliveryTimedOut(b, err));
     b.lastError = err;
     b.retryAt = Math.min(b.deadline, now + this.backoffMs(b.attempts));
@@ -396,7 +399,7 @@ export class Sender {
   /** Sends the batch again as soon as everything before it is on the wire; not counted against `retries`. */
   private resendInTurn(b: Batch, err: Error): void {
     b.lastError ??= err;
-    if (performance.now() >= b.deadline) return this.complete(b, this.deliveryTimedOut(b, b.lastError));
+    if (this.config.clock.monotonic() >= b.deadline) return this.complete(b, this.deliveryTimedOut(b, b.lastError));
     b.retryAt = 0;
   }
 
@@ -435,13 +438,13 @@ export class Sender {
 
   private armRetry(q: PartitionQueue, at: number): void {
     if (q.retryTimer !== null && q.retryTimerAt <= at) return;
-    if (q.retryTimer !== null) clearTimeout(q.retryTimer);
+    q.retryTimer?.cancel();
     q.retryTimerAt = at;
-    q.retryTimer = setTimeout(() => {
+    q.retryTimer = this.config.clock.setTimeout(() => {
       q.retryTimer = null;
       q.retryTimerAt = Infinity;
       this.drain();
-    }, Math.max(0, at - performance.now()));
+    }, Math.max(0, at - this.config.clock.monotonic()));
   }
 
   private backoffMs(attempts: number): number {
@@ -509,11 +512,11 @@ export class Sender {
 
   /** Clears the retry timers; for a producer closed with nothing left to send. */
   stopTimers(): void {
-    if (this.producerIdTimer !== null) clearTimeout(this.producerIdTimer);
+    this.producerIdTimer?.cancel();
     this.producerIdTimer = null;
     for (const q of this.host.queues()) {
       if (q.retryTimer === null) continue;
-      clearTimeout(q.retryTimer);
+      q.retryTimer.cancel();
       q.retryTimer = null;
       q.retryTimerAt = Infinity;
     }

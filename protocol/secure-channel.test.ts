@@ -11,6 +11,7 @@ import { createRequire } from 'node:module';
 import sodium from 'sodium-native';
 import { describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
+import { ManualClock } from './clock.js';
 import { Errors, TributaryError } from './errors.js';
 import {
   FrameOpener,
@@ -785,6 +786,22 @@ describe.each(LINKS)('secure channel over $name', ({ open }) => {
       });
       await withLink(open, async ({ client }) => {
         await rejection(secureInitiator(client, clientOptions({ handshakeTimeoutMs: 50 })), 'REQUEST_TIMED_OUT', /within 50 ms/);
+        expect(client.isClosed).toBe(true);
+      });
+    });
+
+    it('times the handshake out on the clock it is given, and only when that clock passes the timeout', async () => {
+      await withLink(open, async ({ client }) => {
+        const clock = new ManualClock();
+        let settled = false;
+        const handshake = outcome(secureInitiator(client, clientOptions({ handshakeTimeoutMs: 50, clock })).finally(() => (settled = true)));
+        await clock.advanceAsync(49);
+        expect(settled).toBe(false);
+        expect(clock.pending).toBe(1);
+        clock.advance(1);
+        const result = await handshake;
+        expect(result.ok).toBe(false);
+        if (!result.ok) expect(result.error).toMatchObject({ code: Errors.REQUEST_TIMED_OUT.code, detail: 'handshake did not finish within 50 ms' });
         expect(client.isClosed).toBe(true);
       });
     });

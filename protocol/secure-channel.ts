@@ -45,6 +45,7 @@
 
 import { createRequire } from 'node:module';
 import sodium from 'sodium-native';
+import { systemClock, type Clock } from './clock.js';
 import { assert, Errors, TributaryError } from './errors.js';
 import type { IdentityKeyPair } from './key-file.js';
 import { CloseCode, readFrames } from './transport.js';
@@ -72,6 +73,8 @@ export interface SecureChannelOptions {
   prologue?: Buffer;
   /** The handshake must finish within this, or the connection is closed. Default 5000. */
   handshakeTimeoutMs?: number;
+  /** Where handshakeTimeoutMs is timed; default the system clock. */
+  clock?: Clock;
   /** A bigger handshake message closes the connection. Default 1024; 96..65535. */
   handshakeFrameBytesMax?: number;
   /**
@@ -697,10 +700,10 @@ function handshake(inner: FrameTransport, options: SecureChannelOptions, initiat
     const fail = (err: unknown): void => {
       if (settled) return;
       settled = true;
-      clearTimeout(timer);
+      timer.cancel();
       reject(closeFor(inner, err));
     };
-    const timer = setTimeout(() => {
+    const timer = (options.clock ?? systemClock).setTimeout(() => {
       fail(new HandshakeFailure(new TributaryError(Errors.REQUEST_TIMED_OUT, `handshake did not finish within ${limits.timeoutMs} ms`), CloseCode.TRY_AGAIN_LATER));
     }, limits.timeoutMs);
     // Frames are read through one iterator for the whole connection: the handshake reads
@@ -709,7 +712,7 @@ function handshake(inner: FrameTransport, options: SecureChannelOptions, initiat
     steps(inner, source, options, limits).then((session) => {
       if (settled) return; // timed out just as it finished: the connection is already closed
       settled = true;
-      clearTimeout(timer);
+      timer.cancel();
       resolve(session);
     }, fail);
   });

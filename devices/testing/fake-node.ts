@@ -25,6 +25,7 @@
 
 import { WebSocketServer } from 'ws';
 import type { AddressInfo } from 'node:net';
+import { systemClock, type Clock } from '../../protocol/clock.js';
 import { CREDENTIAL_BYTES_MAX } from '../../protocol/credential.js';
 import { Errors, type ErrorSpec, type TributaryError } from '../../protocol/errors.js';
 import { decodeFrame, encodeFrame, Kind, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, PROTOCOL_VERSION, RESPONSE, type Frame } from '../../protocol/frames.js';
@@ -138,6 +139,11 @@ export class FakeNode {
   knowsSubscribe = true;
   /** Sends a new subscription's first pushes ahead of its Subscribe answer, which a client must survive. */
   pushesBeforeAnswer = false;
+  /**
+   * Times a Fetch's long poll (maxWaitMs): a test sharing a ManualClock with its client
+   * sees a poll end only when it moves the clock.
+   */
+  clock: Clock = systemClock;
   /** Every subscription opened, ended ones too, in order. */
   readonly subscriptions: FakeSubscription[] = [];
   /** SubscribeData frames sent so far. */
@@ -532,9 +538,9 @@ export class FakeNode {
     });
     if (!ready()) {
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, body.maxWaitMs as number);
+        const timer = this.clock.setTimeout(resolve, body.maxWaitMs as number);
         this.appendWaiters.push(() => {
-          clearTimeout(timer);
+          timer.cancel();
           resolve();
         });
       });
