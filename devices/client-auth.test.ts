@@ -5,6 +5,7 @@
 // Over memoryPipe, and over a real `ws` server where the socket itself matters.
 
 import { afterEach, describe, expect, it } from 'vitest';
+import { ManualClock } from '../protocol/clock.js';
 import { issueCredential, type Role } from '../protocol/credential.js';
 import { Errors, TributaryError } from '../protocol/errors.js';
 import { encodeFrame, Kind, RESPONSE } from '../protocol/frames.js';
@@ -13,6 +14,7 @@ import { noisePublicKeyFromIdentity } from '../protocol/secure-channel.js';
 import { memoryPipe } from '../protocol/transport.js';
 import { Client, webSocketTransportFactory, type ClientOptions } from './client.js';
 import { FakeNode } from './testing/fake-node.js';
+import { until } from '../test/helpers/until.js';
 
 const clients: Client[] = [];
 afterEach(async () => {
@@ -59,15 +61,6 @@ async function connectError(client: Client): Promise<TributaryError> {
   return err as TributaryError;
 }
 
-/** Resolves once `predicate` holds, checking after each macrotask (no wall-clock assertion). */
-async function until(predicate: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 5000; i++) {
-    if (predicate()) return;
-    await new Promise((r) => setTimeout(r, 1));
-  }
-  throw new Error(`never happened: ${what}`);
-}
-
 describe('Client handshake: what it shows', () => {
   it('sends its credential in message 3 byte-exact, under its own identity key', async () => {
     const node = fleetNode();
@@ -102,11 +95,15 @@ describe('Client handshake: what it shows', () => {
   it('handshakes again on every reconnect, showing the same identity and credential', async () => {
     const node = fleetNode();
     const credential = credentialFor(device, 'device');
-    const client = patientClient(node, { identity: device, credential, fleetPublicKey: fleet.publicKey });
+    // On a manual clock the client stays away until the clock passes its reconnect backoff.
+    const clock = new ManualClock();
+    const client = patientClient(node, { identity: device, credential, fleetPublicKey: fleet.publicKey, clock });
     await client.connect();
     node.dropConnections();
     await until(() => !client.isConnected, 'disconnected');
-    await expect(client.request(Kind.Metadata, {})).resolves.toMatchObject({ nodeId: 'fake-1' });
+    const answer = client.request(Kind.Metadata, {});
+    await clock.advanceAsync(5);
+    await expect(answer).resolves.toMatchObject({ nodeId: 'fake-1' });
     expect(client.connectionCount).toBe(2);
     expect(node.connections).toHaveLength(2);
     for (const c of node.connections) {
@@ -223,11 +220,15 @@ describe('Client handshake: refusals and failures', () => {
   it('a refusal at a reconnect fails what waits and closes the client', async () => {
     const node = new FakeNode();
     node.refuseHello = (connection) => (node.connections.indexOf(connection) > 0 ? new TributaryError(Errors.UNAUTHORIZED, 'credential refused: revoked') : undefined);
-    const client = patientClient(node);
+    const clock = new ManualClock();
+    const client = patientClient(node, { clock });
     await client.connect();
     node.dropConnections();
     await until(() => !client.isConnected, 'disconnected');
-    await expect(client.request(Kind.Metadata, {}, { timeoutMs: 60_000 })).rejects.toMatchObject({ code: Errors.UNAUTHORIZED.code });
+    // Asked while the client waits out its reconnect backoff: the refusal at the reconnect is its answer.
+    const failure = client.request(Kind.Metadata, {}, { timeoutMs: 60_000 }).then(() => null, (e: unknown) => e);
+    await clock.advanceAsync(5);
+    expect(await failure).toMatchObject({ code: Errors.UNAUTHORIZED.code });
     expect(client.isClosed).toBe(true);
     expect(node.connections).toHaveLength(2);
   });

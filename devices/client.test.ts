@@ -7,6 +7,7 @@ import { encodeBatch } from '../protocol/record-batch.js';
 import { Client, type PushHandler, type TransportFactory } from './client.js';
 import { ConnectionError } from './errors.js';
 import { FakeNode } from './testing/fake-node.js';
+import { until } from '../test/helpers/until.js';
 
 const clients: Client[] = [];
 afterEach(async () => {
@@ -20,20 +21,6 @@ function track(client: Client): Client {
 
 function connectTo(node: FakeNode, options: ConstructorParameters<typeof Client>[1] = {}): Promise<Client> {
   return Client.connect('mem://fake', { transportFactory: node.transportFactory, ...options }).then(track);
-}
-
-/** Resolves once `predicate` holds, checking after each macrotask (no wall-clock assertion). */
-async function until(predicate: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 5000; i++) {
-    if (predicate()) return;
-    await new Promise((r) => setTimeout(r, 1));
-  }
-  throw new Error(`never happened: ${what}`);
-}
-
-/** Lets in-memory frames and promise callbacks run; no time passes on any clock. */
-async function settle(): Promise<void> {
-  for (let i = 0; i < 20; i++) await new Promise<void>((r) => setImmediate(r));
 }
 
 /** A port nothing listens on: bind an ephemeral one, then release it. */
@@ -81,15 +68,14 @@ describe('Client', () => {
     const client = await connectTo(node);
     const answers = Array.from({ length: 7 }, () => client.request(Kind.Metadata, {}));
     await until(() => held.length === 2, 'two requests on the wire');
-    // Let every frame in memory arrive: nothing more may be sent while both slots are taken.
-    await settle();
-    expect(held.length).toBe(2);
     expect(client.pendingRequests).toBe(7);
     while (held.length > 0 || node.requests.length < 8) {
       await until(() => held.length > 0, 'next request');
       held.shift()!();
     }
     await Promise.all(answers);
+    // The node counts what it holds at once on the connection: never a third, however the
+    // answers and the queued requests interleaved.
     expect(node.maxInflightSeen).toBe(2);
   });
 
@@ -155,8 +141,7 @@ describe('Client', () => {
     const slow = client.request(Kind.Metadata, {}, { timeoutMs: 30 }).finally(() => (slowFailed = true));
     const next = client.request(Kind.Metadata, {}, { timeoutMs: 60_000 });
     await until(() => release !== null, 'first request at the node');
-    clock.advance(29);
-    await settle();
+    await clock.advanceAsync(29);
     expect(slowFailed).toBe(false);
     clock.advance(1);
     const err = await slow.catch((e: unknown) => e);
@@ -210,10 +195,7 @@ describe('Client', () => {
     await until(() => !client.isConnected, 'disconnected');
     const answer = client.request(Kind.Metadata, {}, { timeoutMs: 60_000 });
     // Backoffs of at most 2, 4, 8 and 10 ms: at least four refused attempts within 24 ms of the clock.
-    for (let ms = 0; ms < 24; ms++) {
-      clock.advance(1);
-      await settle();
-    }
+    await clock.advanceAsync(24);
     expect(attempts).toBeGreaterThanOrEqual(5);
     expect(client.isConnected).toBe(false);
     node.refuse = false;
@@ -227,13 +209,17 @@ describe('Client', () => {
     nodes['mem://a'].nodeId = 'node-a';
     nodes['mem://b'].nodeId = 'node-b';
     const transportFactory: TransportFactory = (url, options) => nodes[url as keyof typeof nodes].transportFactory(url, options);
-    const client = track(await Client.connect(['mem://a', 'mem://b'], { transportFactory, reconnect: { initialMs: 1, maxMs: 5 } }));
+    // On a manual clock the client stays away until the clock passes its reconnect backoff.
+    const clock = new ManualClock();
+    const client = track(await Client.connect(['mem://a', 'mem://b'], { transportFactory, clock, reconnect: { initialMs: 1, maxMs: 5 } }));
     expect(client.urls).toEqual(['mem://a', 'mem://b']);
     expect(client.nodeId).toBe('node-a');
     nodes['mem://a'].refuse = true;
     nodes['mem://a'].dropConnections();
     await until(() => !client.isConnected, 'disconnected');
-    await expect(client.request(Kind.Metadata, {})).resolves.toMatchObject({ nodeId: 'node-b' });
+    const answer = client.request(Kind.Metadata, {});
+    await clock.advanceAsync(5);
+    await expect(answer).resolves.toMatchObject({ nodeId: 'node-b' });
     expect(client.url).toBe('mem://b');
     expect(client.connectionCount).toBe(2);
   });
