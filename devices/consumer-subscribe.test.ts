@@ -4,6 +4,7 @@
 // know Subscribe is read with Fetch. consumer.test.ts runs the shared behaviour in both modes.
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ManualClock } from '../protocol/clock.js';
 import { Errors } from '../protocol/errors.js';
 import { Kind } from '../protocol/frames.js';
 import { encodeBatch, OFFSET_CRC } from '../protocol/record-batch.js';
@@ -12,6 +13,7 @@ import { Consumer, type ConsumerOptions, type ConsumerRecord } from './consumer.
 import { PartitionError } from './errors.js';
 import { FakeNode, type FakeRequest, type FakeSubscription } from './testing/fake-node.js';
 import { take } from './testing/take.js';
+import { until } from '../test/helpers/until.js';
 
 const closers: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -21,11 +23,16 @@ afterEach(async () => {
 /** Whether the fake node sends a subscription's first push ahead of its answer (as node/ may). */
 let pushesBeforeAnswer = false;
 
-async function setup(options: ConsumerOptions = {}): Promise<{ node: FakeNode; consumer: Consumer; client: Client }> {
+/**
+ * Given a clock, the client, the consumer and the node's long polls all run on it: with a
+ * ManualClock, what has not happened by the time the test moved the clock does not.
+ */
+async function setup(options: ConsumerOptions = {}, clock?: ManualClock): Promise<{ node: FakeNode; consumer: Consumer; client: Client }> {
   const node = new FakeNode();
+  if (clock !== undefined) node.clock = clock;
   node.pushesBeforeAnswer = pushesBeforeAnswer;
   node.createTopic('t', 2);
-  const client = await Client.connect('mem://fake', { transportFactory: node.transportFactory, reconnect: { initialMs: 1, maxMs: 5 } });
+  const client = await Client.connect('mem://fake', { transportFactory: node.transportFactory, reconnect: { initialMs: 1, maxMs: 5 }, clock });
   const consumer = new Consumer(client, { retryBackoffMs: 1, ...options });
   closers.push(() => client.close());
   closers.push(() => consumer.close());
@@ -60,18 +67,12 @@ function live(node: FakeNode): FakeSubscription {
   return subs[0];
 }
 
-/** Resolves once `predicate` holds, checking after each macrotask (no wall-clock assertion). */
-async function until(predicate: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 5000; i++) {
-    if (predicate()) return;
-    await new Promise((r) => setTimeout(r, 1));
-  }
-  throw new Error(`never happened: ${what}`);
-}
-
-/** Lets pending frames, timers and loops run; what is checked after it must already hold. */
-function settle(): Promise<void> {
-  return new Promise((r) => setTimeout(r, 30));
+/**
+ * Moves the clock a minute, letting every frame, promise callback and timer due on the way
+ * run: what is checked after it held for that minute of the consumer's and the node's time.
+ */
+function aMinuteLater(clock: ManualClock): Promise<void> {
+  return clock.advanceAsync(60_000, 100);
 }
 
 function range(from: number, to: number): number[] {
@@ -136,7 +137,8 @@ describe.each([
 
   it('a slow app: pushes stop once the buffer is full, no credit is granted while it holds still, and they resume as it consumes', async () => {
     const bufferedBytesMax = 4000;
-    const { node, consumer } = await setup({ bufferedBytesMax });
+    const clock = new ManualClock();
+    const { node, consumer } = await setup({ bufferedBytesMax }, clock);
     fill(node, 0, 1000, 10, 'v', 40);
     const batchMax = largestBatchBytes(node, 0);
     consumer.assign([{ topic: 't', partition: 0, offset: 0 }]);
@@ -147,7 +149,7 @@ describe.each([
     const granted = sub.grantedBytes;
     const pushes = node.pushes;
     const credits = sent(node, Kind.Credit).length;
-    await settle();
+    await aMinuteLater(clock);
     expect(sub.grantedBytes).toBe(granted);
     expect(sent(node, Kind.Credit)).toHaveLength(credits);
     expect(node.pushes).toBe(pushes);
@@ -188,7 +190,8 @@ describe.each([
   });
 
   it('a push under an old epoch is dropped even while its subscription is still the current one', async () => {
-    const { node, consumer } = await setup({ autoOffsetReset: 'earliest' });
+    const clock = new ManualClock();
+    const { node, consumer } = await setup({ autoOffsetReset: 'earliest' }, clock);
     fill(node, 0, 250, 5);
     consumer.assign([{ topic: 't', partition: 0, offset: 0 }]);
     const it = consumer[Symbol.asyncIterator]();
@@ -207,7 +210,8 @@ describe.each([
     const pushes = node.pushes;
     fill(node, 0, 5, 5, 'late'); // pushed by the current subscription, under the old epoch
     await until(() => node.pushes > pushes, 'the late batch pushed');
-    await settle();
+    // Ten seconds of the clock, within the client's 30 s request timeout: ListOffsets is still held.
+    await clock.advanceAsync(10_000, 100);
     expect(sent(node, Kind.Subscribe)).toHaveLength(1);
     releaseListOffsets();
     for (let n = 100; n < 255; n++) expect((await it.next()).value!.offset).toBe(n);
@@ -240,8 +244,8 @@ describe.each([
 
   describe('an OFFSET_OUT_OF_RANGE push (records deleted under the position)', () => {
     /** Reads 0..4, then the log moves on to 5..14 and loses everything before 10 while pushes are held. */
-    async function outOfRange(options: ConsumerOptions): Promise<{ node: FakeNode; consumer: Consumer; it: AsyncIterator<ConsumerRecord> }> {
-      const { node, consumer } = await setup(options);
+    async function outOfRange(options: ConsumerOptions, clock?: ManualClock): Promise<{ node: FakeNode; consumer: Consumer; it: AsyncIterator<ConsumerRecord> }> {
+      const { node, consumer } = await setup(options, clock);
       fill(node, 0, 5, 5);
       consumer.assign([{ topic: 't', partition: 0, offset: 0 }]);
       const it = consumer[Symbol.asyncIterator]();
@@ -271,11 +275,12 @@ describe.each([
     });
 
     it("'none' reaches the app as a PartitionError; a seek subscribes the partition again", async () => {
-      const { node, consumer, it } = await outOfRange({ autoOffsetReset: 'none' });
+      const clock = new ManualClock();
+      const { node, consumer, it } = await outOfRange({ autoOffsetReset: 'none' }, clock);
       const err = await it.next().catch((e: unknown) => e);
       expect(err).toBeInstanceOf(PartitionError);
       expect(err).toMatchObject({ code: Errors.OFFSET_OUT_OF_RANGE.code, topic: 't', partition: 0, offset: 5 });
-      await settle();
+      await aMinuteLater(clock);
       expect(sent(node, Kind.Subscribe)).toHaveLength(1); // paused: not resubscribed by itself
       consumer.seek('t', 0, 12);
       const it2 = consumer[Symbol.asyncIterator]();
@@ -285,7 +290,8 @@ describe.each([
   });
 
   it('a corrupt batch in a push surfaces as a PartitionError after the good records, without a resubscribe loop', async () => {
-    const { node, consumer } = await setup();
+    const clock = new ManualClock();
+    const { node, consumer } = await setup({}, clock);
     fill(node, 0, 20, 10);
     node.partition('t', 0)!.batches[1][OFFSET_CRC] ^= 0xff; // served as stored
     consumer.assign([{ topic: 't', partition: 0, offset: 0 }]);
@@ -297,9 +303,11 @@ describe.each([
     expect(err).toBeInstanceOf(PartitionError);
     expect(err).toMatchObject({ code: Errors.CORRUPT_BATCH.code, offset: 10 });
     expect(await consumer.position('t', 0)).toBe(10);
-    await settle();
+    // What the error changes goes out at once (the subscription replaced without the
+    // partition); from then on a minute of the clock, backoffs included, subscribes nothing.
+    await clock.advanceAsync(1);
     const subscribes = sent(node, Kind.Subscribe).length;
-    await settle();
+    await aMinuteLater(clock);
     expect(sent(node, Kind.Subscribe)).toHaveLength(subscribes);
     fill(node, 0, 1, 1, 'after');
     consumer.seek('t', 0, 20);

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { ManualClock } from '../protocol/clock.js';
+import { ManualClock, type Clock } from '../protocol/clock.js';
 import { Errors, TributaryError } from '../protocol/errors.js';
 import { Kind } from '../protocol/frames.js';
 import { encodeBatch, OFFSET_CRC } from '../protocol/record-batch.js';
@@ -9,16 +9,22 @@ import { PartitionError } from './errors.js';
 import { cborEncode } from './serde.js';
 import { FakeNode } from './testing/fake-node.js';
 import { take } from './testing/take.js';
+import { until } from '../test/helpers/until.js';
 
 const closers: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close();
 });
 
-async function setupWith<D extends ValueDecoding = 'buffer'>(options: ConsumerOptions<D>): Promise<{ node: FakeNode; consumer: Consumer<D> }> {
+/**
+ * Given a clock, the node's long polls run on it too: with a ManualClock nothing waits on
+ * the wall clock, and what has not happened by the time the clock was moved does not.
+ */
+async function setupWith<D extends ValueDecoding = 'buffer'>(options: ConsumerOptions<D>, clock?: Clock): Promise<{ node: FakeNode; consumer: Consumer<D> }> {
   const node = new FakeNode();
+  if (clock !== undefined) node.clock = clock;
   node.createTopic('t', 2);
-  const client = await Client.connect('mem://fake', { transportFactory: node.transportFactory });
+  const client = await Client.connect('mem://fake', { transportFactory: node.transportFactory, clock });
   const consumer = new Consumer<D>(client, { maxWaitMs: 50, ...options });
   closers.push(() => client.close());
   closers.push(() => consumer.close());
@@ -200,10 +206,11 @@ describe.each(['subscribe', 'fetch'] as const)('Consumer (delivery %s)', (delive
   });
 
   it('close() ends a waiting iteration', async () => {
-    const { consumer } = await setup();
+    const { node, consumer } = await setup();
     consumer.assign([{ topic: 't', partition: 0 }]);
     const waiting = consumer[Symbol.asyncIterator]().next();
-    await new Promise((r) => setTimeout(r, 20));
+    // Waiting on the node: its subscription is open, or its long poll sent.
+    await until(() => node.requests.some((r) => r.kind === Kind.Subscribe || r.kind === Kind.Fetch), 'the consumer asks the node');
     await consumer.close();
     await expect(waiting).resolves.toMatchObject({ done: true });
   });
@@ -217,7 +224,7 @@ describe.each(['subscribe', 'fetch'] as const)('Consumer (delivery %s)', (delive
 describe('Consumer with Fetch', () => {
   // These look at the Fetch requests themselves; consumer-subscribe.test.ts has the same
   // checks for pushes.
-  const setup = <D extends ValueDecoding = 'buffer'>(options: ConsumerOptions<D> = {}) => setupWith<D>({ delivery: 'fetch', ...options });
+  const setup = <D extends ValueDecoding = 'buffer'>(options: ConsumerOptions<D> = {}, clock?: Clock) => setupWith<D>({ delivery: 'fetch', ...options }, clock);
 
   it('rotates the fetch order: with a backlog on every partition, none waits for the others to catch up', async () => {
     // The fake node fills maxBytes in request order, as the node does (KIP-74). maxBytes
@@ -249,7 +256,8 @@ describe('Consumer with Fetch', () => {
   });
 
   it('surfaces a corrupt batch as a PartitionError after the good records, not a retry loop', async () => {
-    const { node, consumer } = await setup();
+    const clock = new ManualClock();
+    const { node, consumer } = await setup({}, clock);
     fill(node, 0, 20, 10);
     // Flip a CRC byte of the second stored batch: the node serves bytes as stored.
     node.partition('t', 0)!.batches[1][OFFSET_CRC] ^= 0xff;
@@ -263,9 +271,10 @@ describe('Consumer with Fetch', () => {
     expect((err as PartitionError).code).toBe(Errors.CORRUPT_BATCH.code);
     expect((err as PartitionError).offset).toBe(10);
     expect(await consumer.position('t', 0)).toBe(10);
-    // A bounded number of fetches happened: the partition was paused, not refetched in a loop.
+    // The partition is paused, not refetched in a loop: a minute of the consumer's and the
+    // node's clock, long polls and backoffs included, sends no Fetch for it.
     const fetches = node.requests.filter((r) => r.kind === Kind.Fetch).length;
-    await new Promise((r) => setTimeout(r, 100));
+    await clock.advanceAsync(60_000, 100);
     expect(node.requests.filter((r) => r.kind === Kind.Fetch).length).toBe(fetches);
     // Seeking past the bad batch resumes.
     fill(node, 0, 1, 1, 'after');
@@ -290,13 +299,15 @@ describe('Consumer with Fetch', () => {
   });
 
   it('bounds prefetched bytes: no Fetch starts while bufferedBytesMax is reached', async () => {
-    const { node, consumer } = await setup({ bufferedBytesMax: 2000, partitionMaxBytes: 1000 });
+    const clock = new ManualClock();
+    const { node, consumer } = await setup({ bufferedBytesMax: 2000, partitionMaxBytes: 1000 }, clock);
     fill(node, 0, 2000, 10);
     consumer.assign([{ topic: 't', partition: 0, offset: 0 }]);
     const it = consumer[Symbol.asyncIterator]();
     await it.next();
-    await new Promise((r) => setTimeout(r, 100));
-    // The app holds still: buffered data stays near the bound instead of growing.
+    // The app holds still for a minute of the clock: buffered data stays near the bound
+    // instead of growing.
+    await clock.advanceAsync(60_000, 100);
     expect(consumer.bufferedBytes).toBeLessThanOrEqual(2000 + 1000);
     const fetches = node.requests.filter((r) => r.kind === Kind.Fetch).length;
     expect(fetches).toBeLessThan(6);
