@@ -4,6 +4,7 @@
 // run of dropped connections checked for exactly-once and order per key.
 
 import { afterEach, describe, expect, it } from 'vitest';
+import { ManualClock } from '../protocol/clock.js';
 import { Errors, TributaryError } from '../protocol/errors.js';
 import { Kind } from '../protocol/frames.js';
 import { readBatchHeader, type BatchHeader } from '../protocol/record-batch.js';
@@ -19,10 +20,10 @@ afterEach(async () => {
 });
 
 /** A node, a client that reconnects at once, and a producer with short backoffs. */
-async function setup(options: ProducerOptions = {}, partitions = 1): Promise<{ node: FakeNode; client: Client; producer: Producer }> {
+async function setup(options: ProducerOptions = {}, partitions = 1, clock?: ManualClock): Promise<{ node: FakeNode; client: Client; producer: Producer }> {
   const node = new FakeNode();
   node.createTopic('t', partitions);
-  const client = await Client.connect('mem://fake', { transportFactory: node.transportFactory, reconnect: { initialMs: 1, maxMs: 10 } });
+  const client = await Client.connect('mem://fake', { transportFactory: node.transportFactory, reconnect: { initialMs: 1, maxMs: 10 }, clock });
   const producer = new Producer(client, { retryBackoffMs: 1, retryBackoffMaxMs: 10, ...options });
   closers.push(() => client.close());
   return { node, client, producer };
@@ -118,15 +119,18 @@ describe('idempotent Producer', () => {
   });
 
   it('a batch refused behind one still on the wire waits for that answer before going again', async () => {
-    const { node, producer } = await setup(fiveRecordBatches, 1);
+    const clock = new ManualClock();
+    // requestTimeoutMs: the held batch outlives the minute the clock is moved below.
+    const { node, producer } = await setup({ ...fiveRecordBatches, requestTimeoutMs: 600_000 }, 1, clock);
     let release!: () => void;
     const held = new Promise<HookAction>((resolve) => (release = () => resolve(undefined)));
     // The node takes the first batch late: the second, handled first, is refused out of order.
     node.hook = (req) => (req.kind === Kind.Produce && requestsOf(node, Kind.Produce).length === 1 ? held : undefined);
     const sent = Promise.all(range(10, String).map((_, i) => producer.send('t', record(i))));
     await until(() => node.outOfOrderBatches === 1, 'the second batch refused');
-    for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 1));
-    // Resending it now would only be refused again, as often as the loop could go round.
+    // A minute of the producer's clock, its backoffs included: resending it now would only be
+    // refused again, as often as the loop could go round.
+    await clock.advanceAsync(60_000, 100);
     expect(requestsOf(node, Kind.Produce)).toHaveLength(2);
     release();
     expect((await sent).map((r) => r.offset)).toEqual(range(10, String).map(Number));
@@ -177,9 +181,9 @@ describe('idempotent Producer', () => {
     };
     const sent = producer.sendBatch('t', range(100, String).map((_, i) => record(i))); // 20 batches
     for (let round = 0; round < 4; round++) {
+      // Frames cross the in-memory pipe on microtasks: by the time until() sees the fifth,
+      // a sixth sent with it has arrived too (and onWireMax would count it).
       await until(() => held.length === 5, `round ${round}: 5 batches on the wire`);
-      // A sixth would have left with the fifth; give it time to arrive before letting go.
-      for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 1));
       expect(held.length).toBe(5);
       for (const release of held.splice(0)) release();
     }

@@ -1,9 +1,11 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { ManualClock } from '../protocol/clock.js';
 import { Errors, TributaryError } from '../protocol/errors.js';
 import { Kind } from '../protocol/frames.js';
 import { partitionForKey } from '../protocol/partitioner.js';
 import { Compression, readBatchHeader } from '../protocol/record-batch.js';
 import { Client } from './client.js';
+import { connect } from './connection.js';
 import { Producer, type ProducerOptions } from './producer.js';
 import { cborDecode } from './serde.js';
 import { FakeNode, type FakeRequest } from './testing/fake-node.js';
@@ -105,6 +107,28 @@ describe('Producer', () => {
     const r = await producer.send('t', { value: 'x', partition: 2 });
     expect(r).toEqual({ topic: 't', partition: 2, offset: 0 });
     expect(node.records('t', 2)).toHaveLength(1);
+  });
+
+  it('lingers on the clock connect() was given: a lone record goes out when that clock passes lingerMs, not before', async () => {
+    const node = new FakeNode();
+    node.createTopic('t', 3);
+    const clock = new ManualClock();
+    const conn = await connect('mem://fake', { transportFactory: node.transportFactory, clock });
+    closers.push(() => conn.close());
+    const producer = conn.producer({ lingerMs: 60_000 });
+    // Topic metadata and the producer id first, so that the lone record below waits for its linger alone.
+    await Promise.all([producer.send('t', { value: 'warm-up', partition: 0 }), producer.flush()]);
+    expect(produceRequests(node)).toHaveLength(1);
+    const lone = producer.send('t', { value: 'x', partition: 2 });
+    expect(producer.bufferedBytes).toBeGreaterThan(0); // in its batch, lingering
+    clock.advance(59_999);
+    expect(conn.client.pendingRequests).toBe(0);
+    clock.advance(1);
+    expect(conn.client.pendingRequests).toBe(1); // the Produce, sent from the linger timer
+    await expect(lone).resolves.toEqual({ topic: 't', partition: 2, offset: 0 });
+    expect(produceRequests(node)).toHaveLength(2);
+    // The record's timestamp is the clock's too.
+    expect(node.records('t', 2)[0].timestamp).toBe(clock.now() - 60_000);
   });
 
   it('with lingerMs 0 sends without waiting for any timer, the records sent together in one batch', async () => {
@@ -264,7 +288,8 @@ describe('Producer', () => {
     expect(timersSet).toBeLessThanOrEqual(5);
     expect(queuedMax).toBe(admissionQueueMax);
     expect(producer.bufferedBytes).toBeLessThanOrEqual(2048);
-    await new Promise((r) => setTimeout(r, 0));
+    // Their rejections' callbacks were queued as the loop ran: they run before this goes on.
+    await Promise.resolve();
     // Every send past the bound has failed already, while the node still holds its answers.
     const full = outcomes.filter((o) => o === 'full').length;
     const accepted = outcomes.filter((o) => o === 'pending').length;
