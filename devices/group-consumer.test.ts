@@ -2,14 +2,18 @@
 // timeout and heartbeat interval so that rebalances happen within a test. What must hold:
 // every partition owned by one member at a time, every record read at least once across
 // members, commits matching OffsetFetch. Waits are bounded; nothing asserts on timing.
+// Then its timers on an injected ManualClock, against the fake node answering heartbeats.
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ManualClock } from '../protocol/clock.js';
+import { Errors } from '../protocol/errors.js';
 import { startBroker, type Broker } from '../node/broker.js';
 import { silentLogger } from '../node/logger.js';
 import { Kind, connect, type Connection, type GroupConsumer, type TopicPartition } from './index.js';
+import { FakeNode, type HookAction } from './testing/fake-node.js';
 import { until } from '../test/helpers/until.js';
 
 const SESSION_TIMEOUT_MS = 1500;
@@ -236,6 +240,69 @@ describe('GroupConsumer against a real node', () => {
       await readB;
     } finally {
       await conn2.close();
+    }
+  });
+});
+
+describe('GroupConsumer on the clock connect() was given', () => {
+  /**
+   * A member of a group whose coordinator, on a fake node, answers every heartbeat: the one
+   * member, epoch 1, owning `assignment`, next heartbeat in `heartbeatIntervalMs`; or, once
+   * refused, THROTTLED.
+   */
+  async function member(clock: ManualClock, heartbeatIntervalMs: number, assignment: { topic: string; partitions: number[] }[] = []) {
+    const node = new FakeNode();
+    node.createTopic('t', 1);
+    const heartbeats: Record<string, unknown>[] = [];
+    let refuse = false;
+    node.hook = (req): HookAction => {
+      if (req.kind === Kind.OffsetFetch) return { answer: { partitions: [{ topic: 't', partition: 0, offset: -1, error: 0 }] } };
+      if (req.kind !== Kind.ConsumerGroupHeartbeat) return undefined;
+      heartbeats.push(req.body);
+      if (refuse) return { answer: { error: Errors.THROTTLED.code, message: 'THROTTLED: coordinator busy' } };
+      return { answer: { memberId: 'member-1', memberEpoch: 1, heartbeatIntervalMs, assignment } };
+    };
+    const conn = await connect('mem://fake', { transportFactory: node.transportFactory, clock });
+    const gc = conn.groupConsumer({ groupId: 'clocked', topics: ['t'], autoCommit: false });
+    return { conn, gc, heartbeats, refuseHeartbeats: () => (refuse = true) };
+  }
+
+  it('heartbeats every heartbeatIntervalMs of that clock: not a millisecond before, and at it', async () => {
+    const clock = new ManualClock();
+    const { conn, gc, heartbeats } = await member(clock, 60_000);
+    try {
+      await until(() => gc.memberId === 'member-1', 'joined');
+      expect(heartbeats).toHaveLength(1);
+      await clock.advanceAsync(59_999, 1000);
+      expect(heartbeats).toHaveLength(1);
+      expect(conn.client.pendingRequests).toBe(0);
+      clock.advance(1);
+      await until(() => heartbeats.length === 2, 'the second heartbeat');
+      expect(heartbeats[1]).toMatchObject({ groupId: 'clocked', memberId: 'member-1', memberEpoch: 1 });
+    } finally {
+      await conn.close();
+    }
+  });
+
+  it('counts the session timeout on that clock: unanswered heartbeats drop its partitions once sessionTimeoutMs has passed, not before', async () => {
+    const clock = new ManualClock();
+    const sessionTimeoutMs = 45_000; // the default
+    const { conn, gc, heartbeats, refuseHeartbeats } = await member(clock, 1000, [{ topic: 't', partitions: [0] }]);
+    try {
+      await until(() => gc.assignment.length === 1, 'owns t/0');
+      // What it owns changed, so a heartbeat reporting it went at once: its answer, at the
+      // clock's time 0, is the last one.
+      await until(() => heartbeats.length === 2, 'the heartbeat reporting t/0');
+      refuseHeartbeats();
+      // Refused from then on, retried with a backoff of at most a second.
+      await clock.advanceAsync(sessionTimeoutMs, 100);
+      expect(heartbeats.length).toBeGreaterThan(40);
+      expect(gc.assignment).toEqual([{ topic: 't', partition: 0 }]);
+      await clock.advanceAsync(1000, 100);
+      await until(() => gc.assignment.length === 0, 'dropped t/0');
+      expect(gc.memberId).toBe('');
+    } finally {
+      await conn.close();
     }
   });
 });
