@@ -217,7 +217,9 @@ describe('Producer', () => {
         onWire.set(p, (onWire.get(p) ?? 0) + 1);
         maxPerPartition = Math.max(maxPerPartition, onWire.get(p)!);
       }
-      await new Promise((r) => setTimeout(r, 2));
+      // Held for a turn of the event loop: frames cross the in-memory pipe on microtasks, so
+      // a second batch of the partition sent meanwhile would arrive while this one is held.
+      await new Promise((r) => setImmediate(r));
       for (const p of parts) onWire.set(p, onWire.get(p)! - 1);
       return undefined;
     };
@@ -231,7 +233,8 @@ describe('Producer', () => {
     let maxBuffered = 0;
     node.hook = async (req) => {
       maxBuffered = Math.max(maxBuffered, producer.bufferedBytes);
-      if (req.kind === Kind.Produce) await new Promise((r) => setTimeout(r, 1));
+      // Held for a turn of the event loop, so that sends pile up behind the answers.
+      if (req.kind === Kind.Produce) await new Promise((r) => setImmediate(r));
       return undefined;
     };
     const sends = [];
