@@ -12,6 +12,7 @@ import { silentLogger } from '../node/logger.js';
 import { partitionForKey } from '../protocol/partitioner.js';
 import { Errors, Kind, PartitionError, TributaryError, connect, type Connection, type ConsumerRecord } from './index.js';
 import { take } from './testing/take.js';
+import { until } from '../test/helpers/until.js';
 
 let dataDir: string;
 let broker: Broker;
@@ -306,18 +307,19 @@ describe('SDK across a node restart', () => {
       node = await startBroker({ dataDir: dir, port, logger: silentLogger });
       // The consumer's fetches fail while the node is away and resume on the new one.
       const reading = take(consumer, 1);
-      let sent = false;
-      for (let attempt = 0; attempt < 100 && !sent; attempt++) {
-        try {
-          await producer.send('r', { value: 'three' });
-          sent = true;
-        } catch (err) {
-          // A send whose connection died is reported, not resent: the app decides.
-          expect((err as TributaryError).retriable).toBe(true);
-          await new Promise((r) => setTimeout(r, 20));
-        }
-      }
-      expect(sent).toBe(true);
+      await until(
+        () =>
+          producer.send('r', { value: 'three' }).then(
+            () => true,
+            (err: unknown) => {
+              // A send that fails is retriable, and the app sends again.
+              expect((err as TributaryError).retriable).toBe(true);
+              return false;
+            },
+          ),
+        'a send to the restarted node',
+        { intervalMs: 20 },
+      );
       expect((await reading)[0]).toMatchObject({ offset: 2, value: 'three' });
       expect(c.client.connectionCount).toBeGreaterThanOrEqual(2);
       await consumer.close();
