@@ -248,23 +248,25 @@ describe('GroupConsumer on the clock connect() was given', () => {
   /**
    * A member of a group whose coordinator, on a fake node, answers every heartbeat: the one
    * member, epoch 1, owning `assignment`, next heartbeat in `heartbeatIntervalMs`; or, once
-   * refused, THROTTLED.
+   * refused, THROTTLED. Commits are accepted.
    */
-  async function member(clock: ManualClock, heartbeatIntervalMs: number, assignment: { topic: string; partitions: number[] }[] = []) {
+  async function member(clock: ManualClock, heartbeatIntervalMs: number, assignment: { topic: string; partitions: number[] }[] = [], autoCommitIntervalMs?: number) {
     const node = new FakeNode();
     node.createTopic('t', 1);
     const heartbeats: Record<string, unknown>[] = [];
     let refuse = false;
     node.hook = (req): HookAction => {
       if (req.kind === Kind.OffsetFetch) return { answer: { partitions: [{ topic: 't', partition: 0, offset: -1, error: 0 }] } };
+      if (req.kind === Kind.OffsetCommit) return { answer: { partitions: [{ topic: 't', partition: 0, error: 0 }] } };
       if (req.kind !== Kind.ConsumerGroupHeartbeat) return undefined;
       heartbeats.push(req.body);
       if (refuse) return { answer: { error: Errors.THROTTLED.code, message: 'THROTTLED: coordinator busy' } };
       return { answer: { memberId: 'member-1', memberEpoch: 1, heartbeatIntervalMs, assignment } };
     };
     const conn = await connect('mem://fake', { transportFactory: node.transportFactory, clock });
-    const gc = conn.groupConsumer({ groupId: 'clocked', topics: ['t'], autoCommit: false });
-    return { conn, gc, heartbeats, refuseHeartbeats: () => (refuse = true) };
+    const gc = conn.groupConsumer({ groupId: 'clocked', topics: ['t'], ...(autoCommitIntervalMs === undefined ? { autoCommit: false } : { autoCommitIntervalMs }) });
+    const commits = () => node.requests.filter((r) => r.kind === Kind.OffsetCommit).map((r) => r.body);
+    return { conn, gc, heartbeats, commits, refuseHeartbeats: () => (refuse = true) };
   }
 
   it('heartbeats every heartbeatIntervalMs of that clock: not a millisecond before, and at it', async () => {
@@ -301,6 +303,23 @@ describe('GroupConsumer on the clock connect() was given', () => {
       await clock.advanceAsync(1000, 100);
       await until(() => gc.assignment.length === 0, 'dropped t/0');
       expect(gc.memberId).toBe('');
+    } finally {
+      await conn.close();
+    }
+  });
+
+  it('auto-commits every autoCommitIntervalMs of that clock', async () => {
+    const clock = new ManualClock();
+    const { conn, gc, commits } = await member(clock, 60_000, [{ topic: 't', partitions: [0] }], 5000);
+    try {
+      await until(() => gc.position('t', 0) === 0, 'owns t/0, starting at the log end');
+      await clock.advanceAsync(4999, 100);
+      expect(commits()).toEqual([]);
+      expect(conn.client.pendingRequests).toBe(0);
+      clock.advance(1);
+      expect(conn.client.pendingRequests).toBe(1); // the OffsetCommit, sent from the timer
+      await until(() => commits().length === 1, 'the first auto-commit');
+      expect(commits()[0]).toMatchObject({ groupId: 'clocked', memberId: 'member-1', memberEpoch: 1, offsets: [{ topic: 't', partition: 0, offset: 0 }] });
     } finally {
       await conn.close();
     }
