@@ -50,19 +50,19 @@ const EMPTY = Buffer.alloc(0);
  * of `wanted`, one each.
  */
 export async function readPartitions<W extends WantedPartition>(wanted: W[], plan: ReadPlan<W>, request: ReadRequest, ctx: RequestContext): Promise<FetchPartitionResult[]> {
-  const { limits, fetchWaiter } = ctx.broker;
+  const { limits, fetchWaiter, clock } = ctx.broker;
   const { maxWaitMs, minBytes, maxBytes } = request;
   // What its reads may load of cold segments' index files (limits.requestScanBytesMax): a
   // Fetch naming 10,000 partitions of cold segments would otherwise load every one's.
   const reading: Reading = { budget: requestBudget(limits), limitsReached: new LimitsReached() };
   // Leave a margin so that a long poll ends before the request's own deadline does.
-  const waitMs = Math.min(maxWaitMs, limits.fetchWaitMsMax, Math.max(0, ctx.deadline - Date.now() - 1000));
-  const waitUntil = Date.now() + waitMs;
+  const waitMs = Math.min(maxWaitMs, limits.fetchWaitMsMax, Math.max(0, ctx.deadline - clock.monotonic() - 1000));
+  const waitUntil = clock.monotonic() + waitMs;
   // minBytes > 1: measure once with a read when data first shows, then add the growth of
   // the logs' sizes, instead of reading everything again on every append.
   let measured: { bytes: number; sizes: number[] } | null = null;
   for (;;) {
-    const remaining = waitUntil - Date.now();
+    const remaining = waitUntil - clock.monotonic();
     if (remaining <= 0 || ctx.broker.shuttingDown || ctx.signal.aborted) break;
     if (anyReady(wanted, plan, ctx)) {
       if (minBytes <= 1) break;
