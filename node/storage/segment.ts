@@ -21,6 +21,7 @@ import {
   validateBatch,
 } from '../../protocol/record-batch.js';
 import type { DecodedRecord } from '../../protocol/record-batch.js';
+import { readBytesMax } from '../../protocol/fetch-rules.js';
 import { walkBatches } from './batch-walk.js';
 import type { BatchRef } from './batch-walk.js';
 import { fileSizeOrMissing, FsyncFailedError, isDiskFull, isErrno, readFileSyncOrNull, readFully, writeFileDurable, writeFully } from './file-ops.js';
@@ -535,7 +536,7 @@ export class LogSegment implements ReadStateHolder {
     const first = this.locate(fd, indexes, fetchOffset);
     if (first === null) return null;
     if (first.lastOffset >= maxOffset) return EMPTY_READ;
-    const length = Math.max(first.sizeBytes, Math.min(maxBytes, this.sizeBytes - first.position));
+    const length = Math.min(readBytesMax(first.sizeBytes, maxBytes), this.sizeBytes - first.position);
     const out = Buffer.allocUnsafe(length);
     const got = readFully(this.ctx.ops, fd, out, 0, length, first.position);
     if (got < first.sizeBytes) throw this.corrupt(first.baseOffset, `segment file ends at ${first.position + got}, the batch needs ${first.sizeBytes} bytes`);
