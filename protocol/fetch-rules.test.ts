@@ -2,7 +2,8 @@
 // batches (KIP-74), for a partition and across the partitions of one answer.
 
 import { describe, expect, it } from 'vitest';
-import { isFetchOffsetInLog, partitionReadBytesMax, readBytesMax, selectFetchBatches } from './fetch-rules.js';
+import { Errors } from './errors.js';
+import { firstRecordAtOrAfter, isFetchOffsetInLog, offsetOutOfRange, partitionReadBytesMax, readBytesMax, selectFetchBatches } from './fetch-rules.js';
 import { encodeBatch, setBaseOffset } from './record-batch.js';
 
 /** Stored batches of `counts[i]` records each, `valueBytes` per value, base offsets from `from`. */
@@ -77,5 +78,21 @@ describe('selectFetchBatches', () => {
   it('steps over a gap the cleaner left, to the next batch after the fetch offset', () => {
     const gapped = [...log([10]), ...log([10], 100, 50)];
     expect(selectFetchBatches(gapped, 20, 100 * size, 60)).toEqual({ start: 1, end: 2 });
+  });
+});
+
+describe('offsetOutOfRange', () => {
+  it('names the partition, the offset and the log', () => {
+    const err = offsetOutOfRange('t-0', 25, 0, 20);
+    expect([err.code, err.detail]).toEqual([Errors.OFFSET_OUT_OF_RANGE.code, 't-0: offset 25 is outside the log [0, 20]']);
+  });
+});
+
+describe('firstRecordAtOrAfter (ListOffsets by time)', () => {
+  it('is the first record in offset order at or after the time, not the nearest in time', () => {
+    const records = [10, 30, 20, 40].map((timestamp, offset) => ({ offset, timestamp }));
+    expect(firstRecordAtOrAfter(records, 15)).toEqual({ offset: 1, timestamp: 30 });
+    expect(firstRecordAtOrAfter(records, 30)).toEqual({ offset: 1, timestamp: 30 });
+    expect(firstRecordAtOrAfter(records, 41)).toBeUndefined();
   });
 });

@@ -15,12 +15,20 @@
 // - KIP-74 for a request of several partitions: they are read in order from one budget of
 //   the request's maxBytes, each within its own maxBytes too; the first that has data gets
 //   at least one batch, and once the budget is spent the rest are skipped.
+// - ListOffsets by time (Kafka's): the first record whose timestamp is at or after the time
+//   asked, in offset order (not the smallest timestamp above it).
 
+import { Errors, TributaryError } from './errors.js';
 import { lastOffsetOf } from './record-batch.js';
 
 /** True when a fetch may start at `fetchOffset` (false: OFFSET_OUT_OF_RANGE). */
 export function isFetchOffsetInLog(fetchOffset: number, logStartOffset: number, logEndOffset: number): boolean {
   return Number.isSafeInteger(fetchOffset) && fetchOffset >= logStartOffset && fetchOffset <= logEndOffset;
+}
+
+/** The refusal of a fetch at `fetchOffset` outside the log of partition `label`. */
+export function offsetOutOfRange(label: string, fetchOffset: number, logStartOffset: number, logEndOffset: number): TributaryError {
+  return new TributaryError(Errors.OFFSET_OUT_OF_RANGE, `${label}: offset ${fetchOffset} is outside the log [${logStartOffset}, ${logEndOffset}]`);
 }
 
 /**
@@ -61,4 +69,10 @@ export function selectFetchBatches(batches: readonly Buffer[], fetchOffset: numb
     end++;
   }
   return { start, end };
+}
+
+/** ListOffsets by time within a batch's records: the first at or after `timestampMs`. */
+export function firstRecordAtOrAfter<R extends { timestamp: number }>(records: readonly R[], timestampMs: number): R | undefined {
+  for (const record of records) if (record.timestamp >= timestampMs) return record;
+  return undefined;
 }

@@ -21,7 +21,7 @@ import {
   validateBatch,
 } from '../../protocol/record-batch.js';
 import type { DecodedRecord } from '../../protocol/record-batch.js';
-import { readBytesMax } from '../../protocol/fetch-rules.js';
+import { firstRecordAtOrAfter, readBytesMax } from '../../protocol/fetch-rules.js';
 import { walkBatches } from './batch-walk.js';
 import type { BatchRef } from './batch-walk.js';
 import { fileSizeOrMissing, FsyncFailedError, isDiskFull, isErrno, readFileSyncOrNull, readFully, writeFileDurable, writeFully } from './file-ops.js';
@@ -644,10 +644,8 @@ export class LogSegment implements ReadStateHolder {
       if (err instanceof LimitReachedError) throw err;
       throw this.corrupt(ref.baseOffset, (err as Error).message, err);
     }
-    for (const record of records) {
-      if (record.timestamp >= timestampMs) return { offset: record.offset, timestamp: record.timestamp };
-    }
-    return null;
+    const found = firstRecordAtOrAfter(records, timestampMs);
+    return found === undefined ? null : { offset: found.offset, timestamp: found.timestamp };
   }
 }
 
