@@ -6,6 +6,7 @@
 // consumer reads up to the high watermark, a follower up to the log end.
 
 import { Errors } from '../../../protocol/errors.js';
+import { isFetchOffsetInLog, partitionReadBytesMax } from '../../../protocol/fetch-rules.js';
 import type { FetchPartitionResult } from '../../../protocol/frames.js';
 import { isRefusal, type PartitionRefusal } from '../../partition-roles.js';
 import type { PartitionLog } from '../../storage/partition-log.js';
@@ -103,7 +104,7 @@ function anyReady<W extends WantedPartition>(wanted: W[], plan: ReadPlan<W>, ctx
   for (const w of wanted) {
     const log = w.log;
     if (!log) return true;
-    if (w.fetchOffset < plan.readsTo(log) || w.fetchOffset > log.logEndOffset || w.fetchOffset < log.logStartOffset) return true;
+    if (w.fetchOffset < plan.readsTo(log) || !isFetchOffsetInLog(w.fetchOffset, log.logStartOffset, log.logEndOffset)) return true;
     if (ctx.broker.partitionRoles.leaderLog(w.topic, w.partition) !== log) return true;
   }
   return false;
@@ -128,10 +129,10 @@ function readAll<W extends WantedPartition>(wanted: W[], plan: ReadPlan<W>, maxB
     result.logStartOffset = log.logStartOffset;
     // KIP-74: the first partition with data gets at least one whole batch; later ones share
     // what is left of maxBytes and are skipped once it is spent.
-    const room = Math.min(w.maxBytes, maxBytes - bytes);
-    if (room <= 0 && bytes > 0) continue;
+    const room = partitionReadBytesMax(w.maxBytes, maxBytes, bytes);
+    if (room === 0) continue;
     try {
-      const read = log.readBatches(w.fetchOffset, Math.max(room, 1), plan.readsTo(log), reading.budget);
+      const read = log.readBatches(w.fetchOffset, room, plan.readsTo(log), reading.budget);
       result.records = read.bytes;
       bytes += read.bytes.length;
       if (serving && plan.countsServed) ctx.broker.metrics.countServed(w.topic, read);
