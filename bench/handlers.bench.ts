@@ -11,6 +11,7 @@
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { bench, do_not_optimize, group, run } from 'mitata';
+import { systemClock } from '../protocol/clock.js';
 import { Kind } from '../protocol/frames.js';
 import { decodeRequest } from '../protocol/requests.js';
 import { ANONYMOUS } from '../node/auth/acl.js';
@@ -54,6 +55,7 @@ async function openLog(config: Record<string, string | number> = {}): Promise<Ta
 function requestContext(current: () => PartitionLog): RequestContext {
   const broker = {
     nodeId: 'bench',
+    clock: systemClock,
     limits: DEFAULT_LIMITS,
     logger: silentLogger,
     shuttingDown: false,
@@ -61,7 +63,7 @@ function requestContext(current: () => PartitionLog): RequestContext {
     partitionRoles: new PartitionRoles('bench', { partition: (topic: string, partition: number) => (topic === 'readings' && partition === 0 ? current() : undefined) }),
     metrics: { countAppended: NOOP, countServed: NOOP, duplicateBatches: { inc: NOOP }, limitReached: { inc: NOOP }, requestsUnauthorized: { inc: NOOP } },
     diskGuard: { refuses: () => false, noteAppended: NOOP },
-    fetchWaiter: new FetchWaiter(),
+    fetchWaiter: new FetchWaiter(systemClock),
     sendBudget: new SendBudget({ perConnectionMax: DEFAULT_LIMITS.sendBufferBytesMax, perPrincipalMax: DEFAULT_LIMITS.sendBufferBytesPerPrincipalMax, totalMax: DEFAULT_LIMITS.sendBufferBytesTotalMax }),
     principalRates: new PrincipalRates({ decompressBytesPerSecond: DEFAULT_LIMITS.decompressBytesPerPrincipalPerSecond, now: () => performance.now() }),
   } as unknown as BrokerContext;

@@ -2,7 +2,7 @@
 // `startBroker` is what `tributary start` runs and what tests start in-process.
 
 import { resolve } from 'node:path';
-import { systemClock, type Clock } from '../protocol/clock.js';
+import { systemClock, type Clock, type ClockTimer } from '../protocol/clock.js';
 import { verifyCredential } from '../protocol/credential.js';
 import { Errors, TributaryError } from '../protocol/errors.js';
 import type { IdentityKeyPair } from '../protocol/key-file.js';
@@ -61,8 +61,10 @@ export interface BrokerOptions {
   schedule?: Partial<Schedules>;
   /**
    * The node's one clock: wall time for timestamps and expiry (segment.ms, retention,
-   * credentials, group sessions, committed offsets), monotonic time for rates, and the
-   * timers of the logs. Default the system's; tests inject one.
+   * credentials, group sessions, committed offsets), monotonic time for rates and
+   * deadlines, and the timers of the logs, the listener, connections and shutdown (not
+   * node-cron's: the jobs' schedules stay on the system's). Default the system's; tests
+   * inject one.
    */
   clock?: Clock;
   /**
@@ -127,17 +129,18 @@ export interface BrokerStats {
 
 export async function startBroker(options: BrokerOptions): Promise<Broker> {
   const logger = options.logger ?? createLogger();
+  const clock = options.clock ?? systemClock;
   const dataDir = resolve(options.dataDir);
   const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
   // The port first: a node that cannot listen (the port is taken) stops before it makes a
   // data folder, a node id or a key, so a mistyped port leaves nothing behind to clean up.
-  const port = await bindPort(options, limits, logger);
+  const port = await bindPort(options, limits, logger, clock);
   try {
     const unlock = lockDataDir(dataDir);
     try {
       const meta = loadOrCreateNodeMeta(dataDir, options.nodeId);
       const identity = options.auth?.identity ?? loadOrCreateNodeIdentity(dataDir).identity;
-      return await startLocked(options, dataDir, meta, identity, logger, unlock, limits, port);
+      return await startLocked(options, dataDir, meta, identity, logger, unlock, limits, port, clock);
     } catch (err) {
       unlock();
       throw err;
@@ -145,8 +148,22 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   } catch (err) {
     const stopped = port.listener.stopAccepting();
     port.listener.terminateAll();
-    await Promise.race([stopped, new Promise<void>((r) => setTimeout(r, 1000).unref())]);
+    await within(clock, 1000, stopped);
     throw err;
+  }
+}
+
+/**
+ * Waits for `work`, but no longer than `ms` on the node's clock: a peer that never finishes
+ * cannot hold shutdown. The timer keeps no process alive.
+ */
+async function within(clock: Clock, ms: number, work: Promise<unknown>): Promise<void> {
+  let timer: ClockTimer | undefined;
+  const bound = new Promise<void>((resolve) => (timer = clock.setTimeout(resolve, ms).unref()));
+  try {
+    await Promise.race([work, bound]);
+  } finally {
+    timer?.cancel();
   }
 }
 
@@ -164,7 +181,7 @@ interface BoundPort {
  * start checks every partition's tail) is closed with "try again later", which clients
  * retry, and /healthz says "starting".
  */
-async function bindPort(options: BrokerOptions, limits: Limits, logger: Logger): Promise<BoundPort> {
+async function bindPort(options: BrokerOptions, limits: Limits, logger: Logger, clock: Clock): Promise<BoundPort> {
   let serving: Serving | null = null;
   const host = options.host ?? '127.0.0.1';
   const port = options.port ?? 7400;
@@ -175,6 +192,7 @@ async function bindPort(options: BrokerOptions, limits: Limits, logger: Logger):
       port,
       limits,
       logger,
+      clock,
       preAuthFrameBytesMax: PRE_AUTH_FRAME_BYTES_MAX,
       messageBytesMax: SEALED_MESSAGE_BYTES_MAX,
       health: () => (serving === null ? { status: 'starting' } : serving.health()),
@@ -210,7 +228,7 @@ function listenError(err: unknown, host: string, port: number): unknown {
   return err;
 }
 
-async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMeta, identity: IdentityKeyPair, logger: Logger, unlock: () => void, limits: Limits, bound: BoundPort): Promise<Broker> {
+async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMeta, identity: IdentityKeyPair, logger: Logger, unlock: () => void, limits: Limits, bound: BoundPort, clock: Clock): Promise<Broker> {
   // Node-wide topic defaults are checked now, so a typo stops the start with one clear line.
   parseTopicConfig(options.topicDefaults);
   const auth = options.auth ?? {};
@@ -221,12 +239,11 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
   }
   if (auth.credential) checkNodeCredential(auth.credential, identity.publicKey, fleetPublicKey);
   // Only the keys the operator set are the node's: DescribeConfigs shows the rest as built-in defaults.
-  const clock = options.clock ?? systemClock;
   const now = (): number => clock.now();
   await options.faults?.beforeStorageOpens?.(bound.listener.port);
   const storage: StorageConfig = { ...DEFAULT_STORAGE, ...options.storage };
   const nodeIdentity: NodeIdentity = { staticKeyPair: noiseKeyPairFromIdentity(identity), credential: auth.credential };
-  const fetchWaiter = new FetchWaiter();
+  const fetchWaiter = new FetchWaiter(clock);
   const connections = new Set<Connection>();
   let shuttingDown = false;
   // Made by the components below, in order; each uses only those made before it (the
@@ -313,6 +330,7 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
           perConnectionMax: limits.sendBufferBytesMax,
           perPrincipalMax: limits.sendBufferBytesPerPrincipalMax,
           totalMax: limits.sendBufferBytesTotalMax,
+          clock,
           onOver: () => logger.warn({ sendBufferBytesTotalMax: limits.sendBufferBytesTotalMax }, 'bytes queued towards clients passed limits.sendBufferBytesTotalMax: connections with a backlog wait'),
         });
         requestMemory = new RequestMemory({
@@ -322,7 +340,7 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
         });
         sessions = new Sessions({
           connectionsPerPrincipalMax: limits.connectionsPerPrincipalMax,
-          now,
+          clock,
           onLimitReached: () => metrics.limitReached.inc({ limit: 'connectionsPerPrincipalMax' }),
         });
         // A revocation closes what it names at once, not at its next request.
@@ -356,6 +374,7 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
       start: () => {
         context = {
           nodeId: meta.nodeId,
+          clock,
           partitionRoles: new PartitionRoles(meta.nodeId, logs),
           replicaProgress: new ReplicaProgress(now),
           diskGuard,
@@ -388,8 +407,7 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
         stopped = bound.listener.stopAccepting();
         // Long polls answer now with what they have; produce requests finish their fsync.
         fetchWaiter.close();
-        const grace = new Promise<void>((r) => setTimeout(r, options.shutdownGraceMs ?? 5000).unref());
-        await Promise.race([Promise.all([...connections].map((c) => c.whenIdle())), grace]);
+        await within(clock, options.shutdownGraceMs ?? 5000, Promise.all([...connections].map((c) => c.whenIdle())));
         bound.listener.terminateAll();
       },
     },
@@ -456,7 +474,7 @@ async function startLocked(options: BrokerOptions, dataDir: string, meta: NodeMe
         } finally {
           unlock();
         }
-        await Promise.race([stopped, new Promise<void>((r) => setTimeout(r, 1000).unref())]);
+        await within(clock, 1000, stopped);
         logger.info({ nodeId: meta.nodeId }, 'node stopped cleanly');
       })();
       return closing;

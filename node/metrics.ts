@@ -446,6 +446,8 @@ function processMetrics(registry: Registry): () => void {
       this.inc((user + system) / 1e6);
     },
   });
+  // The process's own start on the system's clock, as process.uptime() counts it; the
+  // node's injected clock may be a test's, which this figure must not follow.
   const startTimeSeconds = Math.round(Date.now() / 1000 - process.uptime());
   gauge('process_start_time_seconds', 'Start time of the process since the Unix epoch, in seconds', function () {
     this.set(startTimeSeconds);

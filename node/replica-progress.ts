@@ -14,6 +14,7 @@
 // new follower past a bound, once the expired ones are gone, is refused RESOURCE_LIMIT for
 // that partition; those already known keep being served.
 
+import { systemClock } from '../protocol/clock.js';
 import { Errors, TributaryError } from '../protocol/errors.js';
 import type { PartitionLog } from './storage/partition-log.js';
 
@@ -57,7 +58,7 @@ export class ReplicaProgress implements ReplicaProgressView {
   /** Every entry, least recently fetched first: what expires is at the front. */
   private readonly byAge = new Set<Entry>();
 
-  constructor(private readonly now: () => number = Date.now) {}
+  constructor(private readonly now: () => number = systemClock.now) {}
 
   get size(): number {
     return this.byAge.size;

@@ -13,6 +13,7 @@ import { connect, Kind, type Connection } from '../devices/index.js';
 import { Errors, errorSpecForCode, TributaryError } from '../protocol/errors.js';
 import { encodeBatch } from '../protocol/record-batch.js';
 import { startNodeProcess, stopAllNodes, type NodeProcess } from './helpers/node-process.js';
+import { until } from './helpers/until.js';
 
 const KIB = 1024;
 const MIB = 1024 * KIB;
@@ -189,10 +190,14 @@ describe('disk guard on a 16 MiB file system', () => {
       // Space freed (here a topic deleted): accepted again from the guard's next scheduled check.
       await tb.admin().deleteTopic('scratch');
       let accepted: ProduceOutcome = { acked: [], refused: [] };
-      for (let attempt = 0; attempt < 100 && accepted.acked.length === 0; attempt++) {
-        accepted = await produce(tb, 'readings', 1, 1, 2_000_000);
-        if (accepted.acked.length === 0) await new Promise((r) => setTimeout(r, 200));
-      }
+      await until(
+        async () => {
+          accepted = await produce(tb, 'readings', 1, 1, 2_000_000);
+          return accepted.acked.length > 0;
+        },
+        "the guard's next check to accept produce again",
+        { intervalMs: 200 },
+      );
       expect(accepted.acked).toEqual([2_000_000]);
       expect(await metric(node, 'tributary_disk_guard_refusing')).toBe(0);
       const commit2 = await tb.client.request(Kind.OffsetCommit, { groupId: 'g', offsets: [{ topic: 'readings', partition: 0, offset: 5 }] });

@@ -19,6 +19,7 @@ import { silentLogger } from '../node/logger.js';
 import { holder as fleetHolder, type Holder } from './helpers/credentials.js';
 import { metricSample, scrapeMetrics } from './helpers/metrics.js';
 import { RawClient } from './helpers/raw-client.js';
+import { until } from './helpers/until.js';
 
 const MIB = 1024 * 1024;
 const PER_PRINCIPAL_MAX = 8 * MIB;
@@ -66,16 +67,22 @@ describe('request bytes per principal', () => {
     const conns = [await admitted(attacker), await admitted(attacker), await admitted(attacker)];
     // Each waits up to 20 s for data that never comes, holding its padding meanwhile.
     const poll = { maxWaitMs: 20_000, partitions: [{ topic: 'commands.a', partition: 0, fetchOffset: 0 }], padding: 'p'.repeat(PADDING) };
-    const outcomes = await Promise.all(
-      conns.flatMap((c) =>
-        [c.send(Kind.Fetch, poll), c.send(Kind.Fetch, poll)].map((id) =>
-          Promise.race([
-            c.response(id).then((f) => f.body as { error: number; message: string }, () => 'closed' as const),
-            new Promise<'waiting'>((r) => setTimeout(() => r('waiting'), 3000)),
-          ]),
-        ),
-      ),
-    );
+    type Outcome = { error: number; message: string } | 'closed' | 'waiting';
+    const live: Outcome[] = [];
+    let settled = 0;
+    for (const c of conns) {
+      for (const id of [c.send(Kind.Fetch, poll), c.send(Kind.Fetch, poll)]) {
+        const at = live.push('waiting') - 1;
+        void c.response(id).then(
+          (f) => (live[at] = f.body as { error: number; message: string }),
+          () => (live[at] = 'closed'),
+        ).finally(() => settled++);
+      }
+    }
+    // Every poll is settled once each is answered, or cut with its connection, or held in
+    // the node's long-poll waiting room, where nothing comes for 20 s.
+    await until(() => settled + broker.stats().fetchesWaiting === live.length, 'every poll answered, closed or waiting at the node');
+    const outcomes = [...live];
     // At most two fit under 8 MiB; every other one is answered THROTTLED at once, or, when
     // its chunks arrived while the bound was reached, its connection is closed with 1013.
     expect(outcomes.filter((o) => o === 'waiting').length).toBeLessThanOrEqual(2);

@@ -10,6 +10,7 @@ import { startBroker, type Broker } from '../node/broker.js';
 import { silentLogger } from '../node/logger.js';
 import { RawClient } from './helpers/raw-client.js';
 import { tempDir } from './helpers/node-process.js';
+import { metricSample } from './helpers/metrics.js';
 import { until } from './helpers/until.js';
 
 const FRAME_BYTES_MAX = 256 * 1024;
@@ -348,18 +349,19 @@ describe('limits that protect the node', () => {
       await producer.request(Kind.Produce, { acks: 1, timeoutMs: 5000, partitions: [{ topic: 'bulk', partition: 0, records: batchOf(Array(100).fill(value)) }] });
     }
     const slow = await RawClient.connect(broker.url);
+    const held = 'tributary_limits_reached_total{limit="sendBufferBytesMax"}';
+    const heldBefore = (await metricSample(broker.port, held)) || 0;
     // Stop reading the socket: the kernel buffers fill, then the node's own queue.
     (slow.ws as unknown as { _socket: { pause(): void } })._socket.pause();
     const fetchBody = (offset: number) => ({ maxWaitMs: 0, minBytes: 0, maxBytes: 256 * 1024, partitions: [{ topic: 'bulk', partition: 0, fetchOffset: offset, maxBytes: 256 * 1024 }] });
     const answers: Promise<unknown>[] = [];
     for (let i = 0; i < 60; i++) answers.push(slow.request(Kind.Fetch, fetchBody((i * 100) % 4000)));
-    let maxBuffered = 0;
-    for (let i = 0; i < 100; i++) {
-      maxBuffered = Math.max(maxBuffered, broker.stats().sendBufferedBytes);
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    // The node stops reading the connection once its queue is full: from then on it neither
+    // takes a request nor answers one until the client reads, so what it holds now is all
+    // it will hold.
+    await until(async () => (await metricSample(broker.port, held)) > heldBefore, 'the node to stop reading the slow connection', { intervalMs: 20 });
     // Limit plus one response in progress (each at most fetchBytesMax plus framing).
-    expect(maxBuffered).toBeLessThanOrEqual(256 * 1024 + 256 * 1024 + 64 * 1024);
+    expect(broker.stats().sendBufferedBytes).toBeLessThanOrEqual(256 * 1024 + 256 * 1024 + 64 * 1024);
     expect(broker.stats().requestsInFlight).toBeGreaterThan(0);
     (slow.ws as unknown as { _socket: { resume(): void } })._socket.resume();
     await Promise.all(answers);

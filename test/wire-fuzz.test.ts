@@ -20,6 +20,7 @@ import { HANDSHAKE_MESSAGE1_BYTES, HANDSHAKE_MESSAGE3_BYTES_MIN, IK_MESSAGE1_BYT
 import { Rng } from '../protocol/testdata/helpers.js';
 import { tempDir } from './helpers/node-process.js';
 import { RawClient } from './helpers/raw-client.js';
+import { until } from './helpers/until.js';
 
 const SEED = process.env.TRIBUTARY_SEED ? Number(process.env.TRIBUTARY_SEED) >>> 0 : 0x5eed_f022;
 const CONNECTIONS = 150;
@@ -243,8 +244,6 @@ function mutate(rng: Rng, message: Buffer): { bytes: Buffer; what: string } {
 
 // --- one connection ---------------------------------------------------------------------
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
 /** Resolves with the close, or null once `ms` have passed. The timer never outlives it. */
 function closedWithin(client: RawClient, ms: number): Promise<{ code: number; reason: string } | null> {
   let timer: NodeJS.Timeout | undefined;
@@ -444,11 +443,13 @@ describe(`wire fuzz against a real node (seed ${SEED})`, () => {
     const total = CONNECTIONS + 1;
     let stats = broker.stats();
     let counters = await closeCounters(broker);
-    for (let i = 0; i < 100 && (stats.connections > 0 || stats.handshakesInProgress > 0 || stats.requestsInFlight > 0 || sum(counters) < total); i++) {
-      await sleep(50);
+    const settled = async (): Promise<boolean> => {
       stats = broker.stats();
       counters = await closeCounters(broker);
-    }
+      return stats.connections === 0 && stats.handshakesInProgress === 0 && stats.requestsInFlight === 0 && sum(counters) >= total;
+    };
+    // Given up on after 5 s, the expectations below say what was left, with the seed.
+    await until(settled, 'every connection closed and counted', { timeoutMs: 5000, intervalMs: 20 }).catch(() => {});
     expect({ connections: stats.connections, handshakesInProgress: stats.handshakesInProgress, requestsInFlight: stats.requestsInFlight }, `seed ${SEED}`).toEqual({
       connections: 0,
       handshakesInProgress: 0,

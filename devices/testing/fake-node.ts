@@ -5,14 +5,18 @@
 // each FakeConnection records the client's static key and message-3 payload, so tests can
 // check what a client showed. It checks no credential itself: `refuseHello` lets a test
 // refuse a client the way the node does, with an error answer to Hello and a close.
-// It is deliberately simple and obviously correct, and it lets tests inject what a real
-// node would do only under faults: held, dropped or failed answers and closed connections,
-// before or after the request took effect (an append whose answer is lost).
-// Idempotent producers as the node's rules have them (node/storage/producer-state.ts):
-// InitProducerId hands out ids from 1 at epoch 0; per producer id and partition the last 5
-// batches are kept; a resend of one of them answers DUPLICATE_SEQUENCE with its offset, a
-// sequence that does not follow the last one OUT_OF_ORDER_SEQUENCE (a producer it has no
-// batch from must start at 0), an epoch below the one it holds INVALID_PRODUCER_EPOCH.
+// It is deliberately simple, and it lets tests inject what a real node would do only under
+// faults: held, dropped or failed answers and closed connections, before or after the
+// request took effect (an append whose answer is lost).
+// It re-implements no rule of the node's: it decodes requests with the node's decoder
+// (protocol/requests.ts: a malformed request gets the node's answer), cuts Fetch answers
+// and pushes by the node's fetch rules (protocol/fetch-rules.ts: whole batches, KIP-74,
+// OFFSET_OUT_OF_RANGE outside [log start, log end]), and checks idempotent batches by the
+// node's sequence rule (protocol/producer-sequence.ts), after validating them as the node
+// does (protocol/record-batch.ts). InitProducerId hands out ids from 1 at epoch 0. What it
+// keeps simpler than the node: one segment per partition, the high watermark at the log
+// end, no topic configs, ACLs or groups. The SDK's behaviour suites that need no fault run
+// against it and the real node alike (devices/*.both-nodes.test.ts), which keeps it honest.
 // Push delivery as the contract has it (protocol/frames.ts, Subscribe): a subscription per
 // Subscribe, ids counted per connection from 1 (so a reconnect reuses them), pushes after
 // the answer, on every append and grant, never past the credit but for the frame's first
@@ -27,9 +31,12 @@ import { WebSocketServer } from 'ws';
 import type { AddressInfo } from 'node:net';
 import { systemClock, type Clock } from '../../protocol/clock.js';
 import { CREDENTIAL_BYTES_MAX } from '../../protocol/credential.js';
-import { Errors, type ErrorSpec, type TributaryError } from '../../protocol/errors.js';
+import { Errors, TributaryError, type ErrorSpec } from '../../protocol/errors.js';
+import { firstRecordAtOrAfter, isFetchOffsetInLog, offsetOutOfRange, partitionReadBytesMax, selectFetchBatches } from '../../protocol/fetch-rules.js';
 import { decodeFrame, encodeFrame, Kind, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP, PROTOCOL_VERSION, RESPONSE, type Frame } from '../../protocol/frames.js';
-import { Compression, compressionOf, decodeBatch, lastOffsetOf, readBatchHeader, setBaseOffset, validateBatch, validateRecords, type BatchHeader } from '../../protocol/record-batch.js';
+import { checkSequence, rememberBatch, type ProducerSequences } from '../../protocol/producer-sequence.js';
+import { Compression, compressionOf, decodeBatch, lastOffsetOf, readBatchHeader, setBaseOffset, validateBatch, validateRecords } from '../../protocol/record-batch.js';
+import { decodeRequest, isInvalid, type DecodedRequests, type RequestLimits } from '../../protocol/requests.js';
 import { generateIdentity, type IdentityKeyPair } from '../../protocol/key-file.js';
 import { HANDSHAKE_MESSAGE2_BYTES_MIN, noiseKeyPairFromIdentity, secureResponder } from '../../protocol/secure-channel.js';
 import { memoryPipe, socketTransport, type FrameTransport } from '../../protocol/transport.js';
@@ -55,13 +62,8 @@ interface StoredPartition {
   batches: Buffer[];
   logStartOffset: number;
   logEndOffset: number;
-}
-
-/** An idempotent producer's batch as the node remembers it. */
-interface ProducerBatch {
-  baseSequence: number;
-  recordCount: number;
-  baseOffset: number;
+  /** What the partition keeps of each idempotent producer, by producer id. */
+  producers: Map<number, ProducerSequences>;
 }
 
 /** A subscription as the fake node keeps it, with its credit accounts for tests to check. */
@@ -84,11 +86,10 @@ export interface FakeSubscription {
   ended: boolean;
 }
 
-/** The node keeps this many batches per producer id and partition, as Kafka does. */
-const PRODUCER_BATCHES_KEPT = 5;
 /** The node's default max.message.bytes, which bounds its check of compressed batches. */
 const MAX_MESSAGE_BYTES_DEFAULT = 1024 * 1024 + 12;
-const SEQUENCE_MAX = 0x7fffffff;
+/** The node's default limits.requestEntriesMax, for decoding requests as it does. */
+const DECODE_LIMITS: RequestLimits = { requestEntriesMax: 10_000 };
 
 export class FakeConnection {
   inflight = 0;
@@ -153,11 +154,7 @@ export class FakeNode {
   duplicateBatches = 0;
   outOfOrderBatches = 0;
   private readonly topics = new Map<string, StoredPartition[]>();
-  /** Producer ids handed out, with the epoch the node holds for each. */
-  private readonly producerEpochs = new Map<number, number>();
   private nextProducerId = 1;
-  /** Per "producerId/topic/partition": its last batches, oldest first. */
-  private readonly producerBatches = new Map<string, ProducerBatch[]>();
   private appendWaiters: (() => void)[] = [];
 
   readonly transportFactory: TransportFactory = async () => {
@@ -170,7 +167,7 @@ export class FakeNode {
   createTopic(name: string, partitions: number): void {
     this.topics.set(
       name,
-      Array.from({ length: partitions }, () => ({ batches: [], logStartOffset: 0, logEndOffset: 0 })),
+      Array.from({ length: partitions }, () => ({ batches: [], logStartOffset: 0, logEndOffset: 0, producers: new Map() })),
     );
   }
 
@@ -189,10 +186,11 @@ export class FakeNode {
     const p = this.partition(topic, partition);
     if (p === undefined) throw new Error('no such partition');
     const bytes = Buffer.from(batch);
-    validateBatch(bytes);
-    // The node checks a compressed batch's records at produce (the fake has no topic
-    // configs, so within the default max.message.bytes).
-    if (compressionOf(bytes) !== Compression.None) validateRecords(bytes, MAX_MESSAGE_BYTES_DEFAULT);
+    validateForAppend(bytes);
+    return this.store(p, bytes);
+  }
+
+  private store(p: StoredPartition, bytes: Buffer): number {
     const base = p.logEndOffset;
     setBaseOffset(bytes, base);
     p.batches.push(bytes);
@@ -241,11 +239,14 @@ export class FakeNode {
   }
 
   /**
-   * Raises the epoch the node holds for a producer id, as a newer incarnation taking it over
-   * would: its batches at the old epoch are then refused INVALID_PRODUCER_EPOCH.
+   * Raises the epoch every partition holds for a producer id, as a newer incarnation taking
+   * it over would: its batches at the old epoch are then refused INVALID_PRODUCER_EPOCH.
    */
   fenceProducer(producerId: number): void {
-    this.producerEpochs.set(producerId, (this.producerEpochs.get(producerId) ?? 0) + 1);
+    for (const p of this.allPartitions()) {
+      const held = p.producers.get(producerId);
+      if (held !== undefined) p.producers.set(producerId, { epoch: held.epoch + 1, batches: [] });
+    }
   }
 
   /**
@@ -253,7 +254,11 @@ export class FakeNode {
    * next batch of a producer is then expected at sequence 0.
    */
   forgetProducers(): void {
-    this.producerBatches.clear();
+    for (const p of this.allPartitions()) p.producers.clear();
+  }
+
+  private allPartitions(): StoredPartition[] {
+    return [...this.topics.values()].flat();
   }
 
   /** Closes every connection, as a node restart or a network cut would. */
@@ -340,55 +345,66 @@ export class FakeNode {
     this.startSubscriptions(connection);
   }
 
+  /**
+   * The answer to one request, decoded as the node decodes it: a request that fails as a
+   * whole is answered with the node's error, before anything else happens.
+   */
   private async answer(kind: number, body: Body, connection: FakeConnection): Promise<Body | undefined> {
     const pushKind = kind === Kind.Subscribe || kind === Kind.Credit || kind === Kind.Unsubscribe;
     if (pushKind && !this.knowsSubscribe) return unknownKind(kind);
-    switch (kind) {
-      case Kind.Hello:
-        if (body.version !== PROTOCOL_VERSION) return { error: Errors.UNSUPPORTED_VERSION.code, message: 'UNSUPPORTED_VERSION: bad version' };
-        return { version: PROTOCOL_VERSION, nodeId: this.nodeId, frameBytesMax: this.frameBytesMax, inflightMax: this.inflightMax };
-      case Kind.Metadata:
-        return this.metadata(body);
-      case Kind.Produce:
-        return this.produce(body);
-      case Kind.Fetch:
-        return this.fetch(body);
-      case Kind.ListOffsets:
-        return this.listOffsets(body);
-      case Kind.InitProducerId: {
-        const producerId = this.nextProducerId++;
-        this.producerEpochs.set(producerId, 0);
-        return { producerId, producerEpoch: 0 };
-      }
-      case Kind.Subscribe:
-        return this.subscribe(body, connection);
-      case Kind.Credit: {
-        const sub = this.liveSubscriptions().find((x) => x.connection === connection && x.id === body.subscriptionId);
-        if (sub !== undefined) {
-          sub.credit += body.bytes as number;
-          sub.grantedBytes += body.bytes as number;
-          this.pump(sub);
+    try {
+      switch (kind) {
+        case Kind.Hello: {
+          const { version } = decodeRequest(Kind.Hello, body, DECODE_LIMITS);
+          if (version !== PROTOCOL_VERSION) return { error: Errors.UNSUPPORTED_VERSION.code, message: `client speaks version ${version}, this node speaks ${PROTOCOL_VERSION}` };
+          return { version: PROTOCOL_VERSION, nodeId: this.nodeId, frameBytesMax: this.frameBytesMax, inflightMax: this.inflightMax };
         }
-        return undefined; // Credit is not answered
+        case Kind.Metadata:
+          return this.metadata(decodeRequest(Kind.Metadata, body, DECODE_LIMITS));
+        case Kind.Produce:
+          return this.produce(decodeRequest(Kind.Produce, body, DECODE_LIMITS));
+        case Kind.Fetch:
+          return await this.fetch(decodeRequest(Kind.Fetch, body, DECODE_LIMITS));
+        case Kind.ListOffsets:
+          return this.listOffsets(decodeRequest(Kind.ListOffsets, body, DECODE_LIMITS));
+        case Kind.InitProducerId:
+          decodeRequest(Kind.InitProducerId, body, DECODE_LIMITS);
+          return { error: 0, producerId: this.nextProducerId++, producerEpoch: 0 };
+        case Kind.Subscribe:
+          return this.subscribe(decodeRequest(Kind.Subscribe, body, DECODE_LIMITS), connection);
+        case Kind.Credit: {
+          const request = decodeRequest(Kind.Credit, body, DECODE_LIMITS);
+          const sub = this.liveSubscriptions().find((x) => x.connection === connection && x.id === request.subscriptionId);
+          if (sub !== undefined) {
+            sub.credit += request.bytes;
+            sub.grantedBytes += request.bytes;
+            this.pump(sub);
+          }
+          return undefined; // Credit is not answered
+        }
+        case Kind.Unsubscribe: {
+          const request = decodeRequest(Kind.Unsubscribe, body, DECODE_LIMITS);
+          const sub = this.liveSubscriptions().find((x) => x.connection === connection && x.id === request.subscriptionId);
+          if (sub === undefined) return { error: Errors.INVALID_REQUEST.code, message: `no subscription ${request.subscriptionId} on this connection` };
+          sub.ended = true;
+          return { error: 0 };
+        }
+        default:
+          return unknownKind(kind);
       }
-      case Kind.Unsubscribe: {
-        const sub = this.liveSubscriptions().find((x) => x.connection === connection && x.id === body.subscriptionId);
-        if (sub === undefined) return { error: Errors.INVALID_REQUEST.code, message: `INVALID_REQUEST: no subscription ${String(body.subscriptionId)} on this connection` };
-        sub.ended = true;
-        return { error: 0 };
-      }
-      default:
-        return unknownKind(kind);
+    } catch (err) {
+      if (err instanceof TributaryError) return { error: err.code, message: err.detail };
+      throw err;
     }
   }
 
-  private subscribe(body: Body, connection: FakeConnection): Body {
-    const credit = body.creditBytes as number;
+  private subscribe(request: DecodedRequests[Kind.Subscribe], connection: FakeConnection): Body {
+    const credit = request.creditBytes;
     const sub: FakeSubscription = {
       id: connection.nextSubscriptionId++,
       connection,
       positions: new Map(),
-      maxBytes: typeof body.maxBytes === 'number' ? body.maxBytes : Infinity,
+      maxBytes: request.maxBytes ?? Infinity,
       credit,
       grantedBytes: credit,
       pushedBytes: 0,
@@ -396,16 +412,16 @@ export class FakeNode {
       started: false,
       ended: false,
     };
-    const wanted = body.partitions as { topic: string; partition: number; fetchOffset: number }[];
-    const partitions = wanted.map((w) => {
-      const p = this.partition(w.topic, w.partition);
-      const base = { topic: w.topic, partition: w.partition };
-      if (p === undefined) return { ...base, error: Errors.UNKNOWN_TOPIC.code, message: 'UNKNOWN_TOPIC: no such partition' };
-      if (w.fetchOffset < p.logStartOffset || w.fetchOffset > p.logEndOffset) {
-        return { ...base, error: Errors.OFFSET_OUT_OF_RANGE.code, message: 'OFFSET_OUT_OF_RANGE: out of range' };
+    const partitions = request.partitions.map((part) => {
+      const { topic, partition, fetchOffset } = part;
+      if (isInvalid(part)) return { topic, partition, ...part.invalid };
+      const p = this.partition(topic, partition);
+      if (p === undefined) return { topic, partition, ...unknownPartition(topic, partition) };
+      if (!isFetchOffsetInLog(fetchOffset, p.logStartOffset, p.logEndOffset)) {
+        return { topic, partition, ...answerOf(offsetOutOfRange(`${topic}-${partition}`, fetchOffset, p.logStartOffset, p.logEndOffset)) };
       }
-      sub.positions.set(`${w.topic}/${w.partition}`, { topic: w.topic, partition: w.partition, offset: w.fetchOffset });
-      return { ...base, error: 0 };
+      sub.positions.set(`${topic}/${partition}`, { topic, partition, offset: fetchOffset });
+      return { topic, partition, error: 0 };
     });
     this.subscriptions.push(sub);
     return { error: 0, subscriptionId: sub.id, partitions };
@@ -428,9 +444,9 @@ export class FakeNode {
   }
 
   /**
-   * Pushes what is there while credit lasts. A frame takes batches in partition order while
-   * they fit min(credit, maxBytes), and its first batch whatever its size: so the node is
-   * never more than one batch past what was granted. Errors need no credit.
+   * Pushes what is there while credit lasts. A frame's partitions share min(credit, maxBytes)
+   * by the node's fetch rules (each with data at least one whole batch while any is left),
+   * so the node is never more than one batch past what was granted. Errors need no credit.
    */
   private pump(sub: FakeSubscription): void {
     if (this.pushesHeld || !sub.started || sub.ended || sub.connection.transport.isClosed) return;
@@ -440,23 +456,22 @@ export class FakeNode {
       for (const [key, at] of sub.positions) {
         const p = this.partition(at.topic, at.partition);
         const base = { topic: at.topic, partition: at.partition, highWatermark: p?.logEndOffset ?? -1, logStartOffset: p?.logStartOffset ?? -1 };
-        if (p === undefined || at.offset < p.logStartOffset || at.offset > p.logEndOffset) {
-          const error = p === undefined ? Errors.UNKNOWN_TOPIC : Errors.OFFSET_OUT_OF_RANGE;
-          results.push({ ...base, error: error.code, message: `${error.name}: pushed by the fake node`, records: Buffer.alloc(0) });
+        if (p === undefined || !isFetchOffsetInLog(at.offset, p.logStartOffset, p.logEndOffset)) {
+          const error = p === undefined ? unknownPartition(at.topic, at.partition) : answerOf(offsetOutOfRange(`${at.topic}-${at.partition}`, at.offset, p.logStartOffset, p.logEndOffset));
+          results.push({ ...base, ...error, records: Buffer.alloc(0) });
           sub.positions.delete(key);
           continue;
         }
         if (sub.credit <= 0) continue;
-        const out: Buffer[] = [];
-        for (const b of p.batches) {
-          if (lastOffsetOf(b) < at.offset) continue;
-          if (bytes > 0 && bytes + b.length > Math.min(sub.credit, sub.maxBytes)) break;
-          out.push(b);
-          bytes += b.length;
-        }
-        if (out.length === 0) continue;
+        const room = partitionReadBytesMax(Infinity, Math.min(sub.credit, sub.maxBytes), bytes);
+        if (room === 0) continue;
+        const { start, end } = selectFetchBatches(p.batches, at.offset, room, p.logEndOffset);
+        if (start === end) continue;
+        const out = p.batches.slice(start, end);
         at.offset = lastOffsetOf(out[out.length - 1]) + 1;
-        results.push({ ...base, error: 0, records: Buffer.concat(out) });
+        const records = Buffer.concat(out);
+        bytes += records.length;
+        results.push({ ...base, error: 0, records });
       }
       if (results.length === 0) return;
       this.sendPush(sub, results, bytes);
@@ -471,129 +486,147 @@ export class FakeNode {
     sub.connection.transport.send(encodeFrame(Kind.SubscribeData | RESPONSE, 0, { subscriptionId: sub.id, partitions }));
   }
 
-  private metadata(body: Body): Body {
-    const names = (body.topics as string[] | undefined) ?? [...this.topics.keys()];
+  private metadata(request: DecodedRequests[Kind.Metadata]): Body {
+    const asked = request.topics ?? [...this.topics.keys()];
     return {
       nodeId: this.nodeId,
-      topics: names.map((name) => {
+      topics: asked.map((name) => {
+        if (isInvalid(name)) return { name: name.name, ...name.invalid, partitions: [], config: {} };
         const parts = this.topics.get(name);
-        if (parts === undefined) return { name, error: Errors.UNKNOWN_TOPIC.code, message: `UNKNOWN_TOPIC: topic '${name}' does not exist`, partitions: [], config: {} };
+        if (parts === undefined) return { name, error: Errors.UNKNOWN_TOPIC.code, message: `unknown topic '${name}'`, partitions: [], config: {} };
         return { name, error: 0, partitions: parts.map((_, partition) => ({ partition, leader: this.nodeId, leaderEpoch: 0 })), config: {} };
       }),
     };
   }
 
-  private produce(body: Body): Body | undefined {
-    const entries = body.partitions as { topic: string; partition: number; records: Uint8Array }[];
-    const partitions = entries.map((e) => {
-      if (this.partition(e.topic, e.partition) === undefined) {
-        return { topic: e.topic, partition: e.partition, error: Errors.UNKNOWN_TOPIC.code, message: 'UNKNOWN_TOPIC: no such partition', baseOffset: -1, logStartOffset: -1 };
+  private produce(request: DecodedRequests[Kind.Produce]): Body | undefined {
+    const partitions = request.partitions.map((part) => {
+      const result = { topic: part.topic, partition: part.partition, error: 0, baseOffset: -1, logStartOffset: -1 };
+      if (isInvalid(part)) return { ...result, ...part.invalid };
+      const p = this.partition(part.topic, part.partition);
+      if (p === undefined) return { ...result, ...unknownPartition(part.topic, part.partition) };
+      try {
+        const appended = this.appendChecked(part.topic, part.partition, p, part.records);
+        const written = { ...result, baseOffset: appended.baseOffset, logStartOffset: p.logStartOffset };
+        // A resend: in the log once, at these offsets, as the node answers it.
+        if (appended.duplicate) return { ...written, error: Errors.DUPLICATE_SEQUENCE.code, message: `already written at offset ${appended.baseOffset}` };
+        return written;
+      } catch (err) {
+        if (!(err instanceof TributaryError)) throw err;
+        return { ...result, ...answerOf(err) };
       }
-      const base = { topic: e.topic, partition: e.partition, logStartOffset: 0 };
-      const header = readBatchHeader(Buffer.from(e.records));
-      if (header.producerId < 0) return { ...base, error: 0, baseOffset: this.append(e.topic, e.partition, e.records) };
-      const refusal = this.checkSequence(e.topic, e.partition, header);
-      if (refusal !== null) return { ...base, ...refusal };
-      const baseOffset = this.append(e.topic, e.partition, e.records);
-      this.rememberBatch(e.topic, e.partition, header, baseOffset);
-      return { ...base, error: 0, baseOffset };
     });
-    return body.acks === 0 ? undefined : { partitions };
+    return request.acks === 0 ? undefined : { partitions };
   }
 
-  /** Null when the idempotent batch may be appended; else the answer refusing it (or naming where it already is). */
-  private checkSequence(topic: string, partition: number, h: BatchHeader): { error: number; message: string; baseOffset: number } | null {
-    const held = this.producerEpochs.get(h.producerId) ?? 0;
-    if (h.producerEpoch < held) {
-      return { error: Errors.INVALID_PRODUCER_EPOCH.code, message: `INVALID_PRODUCER_EPOCH: epoch ${h.producerEpoch} is older than ${held}`, baseOffset: -1 };
+  /**
+   * Validates and appends a producer's batch as the node does, an idempotent one checked by
+   * the node's sequence rule first: a resend is not appended but answered with its offset.
+   */
+  private appendChecked(topic: string, partition: number, p: StoredPartition, records: Buffer): { baseOffset: number; duplicate: boolean } {
+    const bytes = Buffer.from(records);
+    validateForAppend(bytes);
+    const header = readBatchHeader(bytes);
+    if (header.producerId < 0) return { baseOffset: this.store(p, bytes), duplicate: false };
+    // Kafka's lastSequence = baseSequence + lastOffsetDelta, as the node reads it.
+    const producer = { producerId: header.producerId, producerEpoch: header.producerEpoch, baseSequence: header.baseSequence, recordCount: header.lastOffsetDelta + 1 };
+    let earlier;
+    try {
+      earlier = checkSequence(p.producers.get(producer.producerId), producer, `${topic}-${partition}`);
+    } catch (err) {
+      if (err instanceof TributaryError && err.is(Errors.OUT_OF_ORDER_SEQUENCE)) this.outOfOrderBatches++;
+      throw err;
     }
-    const kept = this.producerBatches.get(`${h.producerId}/${topic}/${partition}`) ?? [];
-    const earlier = kept.find((b) => b.baseSequence === h.baseSequence && b.recordCount === h.recordCount);
-    if (earlier !== undefined) {
+    if (earlier !== null) {
       this.duplicateBatches++;
-      return { error: Errors.DUPLICATE_SEQUENCE.code, message: 'DUPLICATE_SEQUENCE: already written', baseOffset: earlier.baseOffset };
+      return { baseOffset: earlier.firstOffset, duplicate: true };
     }
-    const last = kept[kept.length - 1];
-    const expected = last === undefined ? 0 : (last.baseSequence + last.recordCount) % (SEQUENCE_MAX + 1);
-    if (h.baseSequence !== expected) {
-      this.outOfOrderBatches++;
-      return { error: Errors.OUT_OF_ORDER_SEQUENCE.code, message: `OUT_OF_ORDER_SEQUENCE: sequence ${h.baseSequence}, expected ${expected}`, baseOffset: -1 };
-    }
-    return null;
+    const baseOffset = this.store(p, bytes);
+    let held = p.producers.get(producer.producerId);
+    if (held === undefined || producer.producerEpoch > held.epoch) p.producers.set(producer.producerId, (held = { epoch: producer.producerEpoch, batches: [] }));
+    rememberBatch(held, producer, baseOffset);
+    return { baseOffset, duplicate: false };
   }
 
-  private rememberBatch(topic: string, partition: number, h: BatchHeader, baseOffset: number): void {
-    const key = `${h.producerId}/${topic}/${partition}`;
-    const kept = this.producerBatches.get(key) ?? [];
-    kept.push({ baseSequence: h.baseSequence, recordCount: h.recordCount, baseOffset });
-    if (kept.length > PRODUCER_BATCHES_KEPT) kept.shift();
-    this.producerBatches.set(key, kept);
-  }
-
-  private async fetch(body: Body): Promise<Body> {
-    const wanted = body.partitions as { topic: string; partition: number; fetchOffset: number; maxBytes: number }[];
+  private async fetch(request: DecodedRequests[Kind.Fetch]): Promise<Body> {
+    const wanted = request.partitions;
     const ready = () => wanted.some((w) => {
       const p = this.partition(w.topic, w.partition);
-      return p === undefined || w.fetchOffset !== p.logEndOffset;
+      return isInvalid(w) || p === undefined || w.fetchOffset !== p.logEndOffset;
     });
     if (!ready()) {
       await new Promise<void>((resolve) => {
-        const timer = this.clock.setTimeout(resolve, body.maxWaitMs as number);
+        const timer = this.clock.setTimeout(resolve, request.maxWaitMs);
         this.appendWaiters.push(() => {
           timer.cancel();
           resolve();
         });
       });
     }
-    // KIP-74, as the node does: partitions are filled in request order from one budget of
-    // maxBytes; the first with data gets at least one whole batch, later ones what is left.
-    const responseBytesMax = typeof body.maxBytes === 'number' ? body.maxBytes : Infinity;
-    let responseBytes = 0;
+    const answerBytesMax = request.maxBytes ?? Infinity;
+    let answerBytes = 0;
     return {
       partitions: wanted.map((w) => {
         const p = this.partition(w.topic, w.partition);
-        const base = { topic: w.topic, partition: w.partition, highWatermark: p?.logEndOffset ?? -1, logStartOffset: p?.logStartOffset ?? -1 };
-        if (p === undefined) return { ...base, error: Errors.UNKNOWN_TOPIC.code, message: 'UNKNOWN_TOPIC: no such partition', records: Buffer.alloc(0) };
-        if (w.fetchOffset > p.logEndOffset || w.fetchOffset < p.logStartOffset) {
-          return { ...base, error: Errors.OFFSET_OUT_OF_RANGE.code, message: 'OFFSET_OUT_OF_RANGE: out of range', records: Buffer.alloc(0) };
+        const base = { topic: w.topic, partition: w.partition, error: 0, highWatermark: -1, logStartOffset: -1, records: Buffer.alloc(0) };
+        if (isInvalid(w)) return { ...base, ...w.invalid };
+        if (p === undefined) return { ...base, ...unknownPartition(w.topic, w.partition) };
+        const served = { ...base, highWatermark: p.logEndOffset, logStartOffset: p.logStartOffset };
+        const room = partitionReadBytesMax(w.maxBytes ?? answerBytesMax, answerBytesMax, answerBytes);
+        if (room === 0) return served;
+        if (!isFetchOffsetInLog(w.fetchOffset, p.logStartOffset, p.logEndOffset)) {
+          return { ...served, ...answerOf(offsetOutOfRange(`${w.topic}-${w.partition}`, w.fetchOffset, p.logStartOffset, p.logEndOffset)) };
         }
-        const out: Buffer[] = [];
-        let bytes = 0;
-        const budget = Math.min(w.maxBytes, responseBytesMax - responseBytes);
-        if (budget <= 0 && responseBytes > 0) return { ...base, error: 0, records: Buffer.alloc(0) };
-        for (const b of p.batches) {
-          if (lastOffsetOf(b) < w.fetchOffset) continue;
-          if (out.length > 0 && bytes + b.length > budget) break;
-          out.push(b);
-          bytes += b.length;
-        }
-        responseBytes += bytes;
-        return { ...base, error: 0, records: Buffer.concat(out) };
+        const { start, end } = selectFetchBatches(p.batches, w.fetchOffset, room, p.logEndOffset);
+        const records = Buffer.concat(p.batches.slice(start, end));
+        answerBytes += records.length;
+        return { ...served, records };
       }),
     };
   }
 
-  private listOffsets(body: Body): Body {
-    const wanted = body.partitions as { topic: string; partition: number; timestamp: number }[];
+  private listOffsets(request: DecodedRequests[Kind.ListOffsets]): Body {
     return {
-      partitions: wanted.map((w) => {
-        const p = this.partition(w.topic, w.partition);
-        const base = { topic: w.topic, partition: w.partition };
-        if (p === undefined) return { ...base, error: Errors.UNKNOWN_TOPIC.code, message: 'UNKNOWN_TOPIC: no such partition', offset: -1, timestamp: -1 };
-        if (w.timestamp === LATEST_TIMESTAMP) return { ...base, error: 0, offset: p.logEndOffset, timestamp: -1 };
-        if (w.timestamp === EARLIEST_TIMESTAMP) return { ...base, error: 0, offset: p.logStartOffset, timestamp: -1 };
+      partitions: request.partitions.map((part) => {
+        const result = { topic: part.topic, partition: part.partition, error: 0, offset: -1, timestamp: -1 };
+        if (isInvalid(part)) return { ...result, ...part.invalid };
+        const p = this.partition(part.topic, part.partition);
+        if (p === undefined) return { ...result, ...unknownPartition(part.topic, part.partition) };
+        // The high watermark is the log end here.
+        if (part.timestamp === LATEST_TIMESTAMP) return { ...result, offset: p.logEndOffset };
+        if (part.timestamp === EARLIEST_TIMESTAMP) return { ...result, offset: p.logStartOffset };
         for (const b of p.batches) {
-          if (readBatchHeader(b).maxTimestamp < w.timestamp) continue;
-          const r = decodeBatch(b).records.find((x) => x.timestamp >= w.timestamp);
-          if (r) return { ...base, error: 0, offset: r.offset, timestamp: r.timestamp };
+          if (readBatchHeader(b).maxTimestamp < part.timestamp) continue;
+          const r = firstRecordAtOrAfter(decodeBatch(b).records, part.timestamp);
+          if (r) return { ...result, offset: r.offset, timestamp: r.timestamp };
         }
-        return { ...base, error: 0, offset: -1, timestamp: -1 };
+        return result;
       }),
     };
   }
 }
 
+/**
+ * The node's checks of a producer's batch before it is stored: the batch itself, and the
+ * records of a compressed one (the fake has no topic configs: within the default
+ * max.message.bytes).
+ */
+function validateForAppend(bytes: Buffer): void {
+  validateBatch(bytes);
+  if (compressionOf(bytes) !== Compression.None) validateRecords(bytes, MAX_MESSAGE_BYTES_DEFAULT);
+}
+
 /** As the node answers a kind it does not know. */
 function unknownKind(kind: number): Body {
-  return { error: Errors.INVALID_REQUEST.code, message: `INVALID_REQUEST: unknown request kind ${kind}` };
+  return { error: Errors.INVALID_REQUEST.code, message: `unknown request kind ${kind}` };
+}
+
+/** As the node answers a partition it does not have. */
+function unknownPartition(topic: string, partition: number): { error: number; message: string } {
+  return { error: Errors.UNKNOWN_TOPIC.code, message: `unknown topic or partition ${topic}/${partition}` };
+}
+
+/** An error as the node puts it in an answer. */
+function answerOf(err: TributaryError): { error: number; message: string } {
+  return { error: err.code, message: err.detail };
 }

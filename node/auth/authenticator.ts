@@ -11,6 +11,7 @@
 // answer to its Hello, over the channel the handshake just set up, and then the
 // connection is closed. A peer that never says Hello is closed by the Hello timeout.
 
+import { systemClock } from '../../protocol/clock.js';
 import { Errors, TributaryError } from '../../protocol/errors.js';
 import { verifyPeerCredential } from '../../protocol/peer-auth.js';
 import type { RemotePeer } from '../../protocol/secure-channel.js';
@@ -42,7 +43,7 @@ export class Authenticator {
   private readonly now: () => number;
 
   constructor(private readonly options: AuthenticatorOptions) {
-    this.now = options.now ?? Date.now;
+    this.now = options.now ?? systemClock.now;
   }
 
   get fleetPublicKey(): Buffer | undefined {

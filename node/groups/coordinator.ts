@@ -32,6 +32,7 @@
 // Membership lives in memory: after a node restart members get UNKNOWN_MEMBER_ID and join
 // again (their committed offsets are durable in __consumer_offsets).
 
+import { systemClock } from '../../protocol/clock.js';
 import { randomUUID } from 'node:crypto';
 import { Errors, TributaryError } from '../../protocol/errors.js';
 import { topicAllowed } from '../../protocol/credential.js';
@@ -129,7 +130,7 @@ export class GroupCoordinator {
   private readonly membersMax: number;
 
   constructor(private readonly options: CoordinatorOptions) {
-    this.now = options.now ?? Date.now;
+    this.now = options.now ?? systemClock.now;
     this.sessionTimeoutMs = options.sessionTimeoutMs ?? SESSION_TIMEOUT_MS_DEFAULT;
     this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? HEARTBEAT_INTERVAL_MS_DEFAULT;
     this.rebalanceTimeoutMs = options.rebalanceTimeoutMs ?? this.sessionTimeoutMs;

@@ -1,12 +1,14 @@
 // The per-request path of a Connection over an in-memory pipe: every request is answered
 // exactly once, by its handler or with REQUEST_TIMED_OUT at its deadline, with its signal
 // aborted then; a late handler answer is dropped; timeouts come in arrival order and
-// leave the connection serving.
+// leave the connection serving; a peer without Hello is closed at helloTimeoutMs. Time is
+// a ManualClock's: deadlines come when the test moves it, never from waiting.
 
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { ManualClock } from '../../protocol/clock.js';
 import { Errors } from '../../protocol/errors.js';
 import { decodeFrame, encodeFrame, Kind, RESPONSE, type Frame } from '../../protocol/frames.js';
-import { memoryPipe, type FrameTransport } from '../../protocol/transport.js';
+import { CloseCode, memoryPipe, type FrameTransport } from '../../protocol/transport.js';
 import type { Principal } from '../auth/acl.js';
 import { silentLogger } from '../logger.js';
 import type { BrokerContext } from './context.js';
@@ -17,9 +19,12 @@ import type { Handler } from './dispatch.js';
 
 const principal = { name: 'tester', roles: ['admin'] } as unknown as Principal;
 
-function brokerStub(requestTimeoutMs: number, observed: { kind: number; response: object | undefined }[]): BrokerContext {
+const HELLO_TIMEOUT_MS = 10_000;
+
+function brokerStub(clock: ManualClock, requestTimeoutMs: number, observed: { kind: number; response: object | undefined }[]): BrokerContext {
   return {
-    limits: { requestTimeoutMs, helloTimeoutMs: 10_000, inflightMax: 32, inflightBytesMax: 1 << 20, sendBufferBytesMax: 1 << 20 },
+    clock,
+    limits: { requestTimeoutMs, helloTimeoutMs: HELLO_TIMEOUT_MS, inflightMax: 32, inflightBytesMax: 1 << 20, sendBufferBytesMax: 1 << 20 },
     logger: silentLogger,
     shuttingDown: false,
     authenticator: { recheck: () => null },
@@ -55,9 +60,10 @@ afterEach(() => {
 
 function serve(handlers: Map<number, Handler>, requestTimeoutMs = 60) {
   const [client, server] = memoryPipe();
+  const clock = new ManualClock();
   const observed: { kind: number; response: object | undefined }[] = [];
   handlers.set(Kind.Hello, async () => ({ error: Errors.NONE.code }));
-  const connection = new Connection(server, brokerStub(requestTimeoutMs, observed), 'test', { principal }, () => {}, handlers);
+  const connection = new Connection(server, brokerStub(clock, requestTimeoutMs, observed), 'test', { principal }, () => {}, handlers);
   const served = connection.serve();
   closers.push(() => client.close());
   const read = answers(client);
@@ -67,7 +73,7 @@ function serve(handlers: Map<number, Handler>, requestTimeoutMs = 60) {
     client.send(encodeFrame(kind, id, body));
     return id;
   };
-  return { client, connection, served, read, ask, observed };
+  return { client, connection, served, read, ask, observed, clock };
 }
 
 describe('Connection requests', () => {
@@ -78,11 +84,17 @@ describe('Connection requests', () => {
       [Kind.Metadata, (_body, ctx) => { signal = ctx.signal; return new Promise((resolve) => (finishLate = resolve)); }],
       [Kind.ListOffsets, async () => ({ error: Errors.NONE.code, partitions: [] })],
     ]);
-    const { connection, read, ask, observed } = serve(handlers);
+    const { connection, read, ask, observed, clock } = serve(handlers);
     ask(Kind.Hello, { clientId: 't' });
     expect((await read.next()).body.error).toBe(Errors.NONE.code);
 
     const slow = ask(Kind.Metadata);
+    await vi.waitFor(() => expect(signal).toBeDefined());
+    // Its deadline is 60 ms on the node's clock: a moment before, it is still in progress.
+    clock.advance(59);
+    expect([connection.requestsInFlight, signal?.aborted]).toEqual([1, false]);
+    clock.advance(1);
+    expect(connection.requestsInFlight).toBe(0);
     const timedOut = await read.next();
     expect(timedOut.correlationId).toBe(slow);
     expect(timedOut.kind).toBe(Kind.Metadata | RESPONSE);
@@ -106,13 +118,23 @@ describe('Connection requests', () => {
       [Kind.Produce, () => new Promise(() => {})],
       [Kind.InitProducerId, async () => ({ error: Errors.NONE.code, producerId: 1, producerEpoch: 0 })],
     ]);
-    const { connection, read, ask } = serve(handlers);
+    const { connection, read, ask, clock } = serve(handlers);
     ask(Kind.Hello, { clientId: 't' });
     await read.next();
-    const hanging = [ask(Kind.Produce), ask(Kind.Produce), ask(Kind.Produce)];
+    const hanging = [ask(Kind.Produce)];
+    await vi.waitFor(() => expect(connection.requestsInFlight).toBe(1));
+    // The later two arrive 10 ms after the first: each times out 60 ms after its own arrival.
+    clock.advance(10);
+    hanging.push(ask(Kind.Produce), ask(Kind.Produce));
     const quick = ask(Kind.InitProducerId);
     const first = await read.next();
     expect(first.correlationId).toBe(quick);
+    expect(connection.requestsInFlight).toBe(3);
+    clock.advance(50);
+    expect(connection.requestsInFlight).toBe(2);
+    clock.advance(9);
+    expect(connection.requestsInFlight).toBe(2);
+    clock.advance(1);
     const late = [await read.next(), await read.next(), await read.next()];
     expect(late.map((f) => f.correlationId)).toEqual(hanging);
     expect(late.every((f) => f.body.error === Errors.REQUEST_TIMED_OUT.code)).toBe(true);
@@ -165,6 +187,25 @@ describe('Connection requests', () => {
     release();
     await connection.whenIdle();
     expect(connection.requestsInFlight).toBe(0);
+  });
+
+  it('closes a peer that sends no Hello within helloTimeoutMs, and only then', async () => {
+    const { client, connection, served, clock } = serve(new Map());
+    clock.advance(HELLO_TIMEOUT_MS - 1);
+    expect(client.isClosed).toBe(false);
+    clock.advance(1);
+    expect(await client.closed).toEqual({ code: CloseCode.POLICY_VIOLATION, reason: `no Hello within ${HELLO_TIMEOUT_MS} ms` });
+    expect(connection.closeReason).toBe('hello_timeout');
+    await served;
+  });
+
+  it('keeps a peer whose Hello came in time, however long it then stays quiet', async () => {
+    const { client, read, ask, clock } = serve(new Map());
+    clock.advance(HELLO_TIMEOUT_MS - 1);
+    ask(Kind.Hello, { clientId: 't' });
+    expect((await read.next()).body.error).toBe(Errors.NONE.code);
+    clock.advance(10 * HELLO_TIMEOUT_MS);
+    expect(client.isClosed).toBe(false);
   });
 
   it('answers a handler that throws with the error, and an unexpected one with UNKNOWN', async () => {

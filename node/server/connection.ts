@@ -23,6 +23,7 @@
 // connections and close it the moment its credential is revoked or expires, subscriptions
 // included; it is also checked again before each request.
 
+import type { ClockTimer } from '../../protocol/clock.js';
 import { Errors, TributaryError } from '../../protocol/errors.js';
 import { decodeFrame, encodeFrame, Kind, kindName, RESPONSE, type Frame } from '../../protocol/frames.js';
 import { CloseCode, readFrames, type FrameFlow, type FrameTransport } from '../../protocol/transport.js';
@@ -62,9 +63,7 @@ const RESOLVED: Promise<void> = Promise.resolve();
  * promise): this runs for every request of every device.
  */
 class PendingRequest implements RequestContext {
-  /** performance.now() by which it is answered, REQUEST_TIMED_OUT if need be. */
-  readonly dueAt: number;
-  /** Epoch ms by which it must be answered (RequestContext). */
+  /** Monotonic ms (the broker's clock) by which it is answered, REQUEST_TIMED_OUT if need be. */
   readonly deadline: number;
   /** Made when the handler first reads `signal`; most never do. */
   abort: AbortController | null = null;
@@ -82,8 +81,7 @@ class PendingRequest implements RequestContext {
     readonly startedAt: number,
     timeoutMs: number,
   ) {
-    this.dueAt = startedAt + timeoutMs;
-    this.deadline = Date.now() + timeoutMs;
+    this.deadline = startedAt + timeoutMs;
   }
 
   get broker(): BrokerContext {
@@ -189,9 +187,9 @@ export class Connection {
   /** Requests not yet answered, in arrival order, which is also deadline order. */
   private readonly pending = new PendingQueue();
   /** Due at the oldest pending request's deadline (or a little before, then re-armed). */
-  private deadlineTimer: NodeJS.Timeout | null = null;
+  private deadlineTimer: ClockTimer | null = null;
   private helloDone = false;
-  private helloTimer: NodeJS.Timeout | null = null;
+  private helloTimer: ClockTimer | null = null;
   /** The reader's flow control: paused for Hello and at the in-flight limits. */
   private flow: FrameFlow | null = null;
   private pausedForRoom = false;
@@ -255,8 +253,8 @@ export class Connection {
    * on a promise; reading pauses for Hello and while the in-flight limits are reached.
    */
   serve(): Promise<void> {
-    const { limits } = this.broker;
-    this.helloTimer = setTimeout(() => this.close(CloseCode.POLICY_VIOLATION, `no Hello within ${limits.helloTimeoutMs} ms`, 'hello_timeout'), limits.helloTimeoutMs);
+    const { limits, clock } = this.broker;
+    this.helloTimer = clock.setTimeout(() => this.close(CloseCode.POLICY_VIOLATION, `no Hello within ${limits.helloTimeoutMs} ms`, 'hello_timeout'), limits.helloTimeoutMs);
     return new Promise<void>((resolve) => {
       this.served = resolve;
       this.flow = readFrames(this.transport, {
@@ -458,7 +456,7 @@ export class Connection {
   }
 
   private clearHelloTimer(): void {
-    if (this.helloTimer !== null) clearTimeout(this.helloTimer);
+    this.helloTimer?.cancel();
     this.helloTimer = null;
   }
 
@@ -510,7 +508,7 @@ export class Connection {
    */
   private handle(frame: Frame, frameBytes: number): void {
     const handler = this.handlerTable.get(frame.kind);
-    const request = new PendingRequest(this, frame, frameBytes, performance.now(), this.broker.limits.requestTimeoutMs);
+    const request = new PendingRequest(this, frame, frameBytes, this.broker.clock.monotonic(), this.broker.limits.requestTimeoutMs);
     if (!handler) {
       this.fail(request, new TributaryError(Errors.INVALID_REQUEST, `unknown request kind ${frame.kind}`));
       return;
@@ -536,7 +534,7 @@ export class Connection {
 
   /** Answers a request with `err` without running its handler (it holds no bytes). */
   private refuse(frame: Frame, err: TributaryError): void {
-    const request = new PendingRequest(this, frame, 0, performance.now(), this.broker.limits.requestTimeoutMs);
+    const request = new PendingRequest(this, frame, 0, this.broker.clock.monotonic(), this.broker.limits.requestTimeoutMs);
     this.track(request);
     this.fail(request, err);
   }
@@ -547,7 +545,7 @@ export class Connection {
     request.answered = true;
     this.untrack();
     const { frame } = request;
-    this.broker.metrics.observeRequest(frame.kind, (performance.now() - request.startedAt) / 1000, response);
+    this.broker.metrics.observeRequest(frame.kind, (this.broker.clock.monotonic() - request.startedAt) / 1000, response);
     try {
       if (response !== undefined) this.send(frame, response);
     } finally {
@@ -603,7 +601,7 @@ export class Connection {
 
   private track(request: PendingRequest): void {
     this.pending.add(request);
-    if (this.deadlineTimer === null) this.armDeadlineTimer(request.dueAt);
+    if (this.deadlineTimer === null) this.armDeadlineTimer(request.deadline);
   }
 
   /** A request was answered: it is no longer pending. */
@@ -615,11 +613,11 @@ export class Connection {
   }
 
   private armDeadlineTimer(deadline: number): void {
-    this.deadlineTimer = setTimeout(() => this.expireRequests(), Math.max(1, Math.ceil(deadline - performance.now())));
+    this.deadlineTimer = this.broker.clock.setTimeout(() => this.expireRequests(), Math.max(1, Math.ceil(deadline - this.broker.clock.monotonic())));
   }
 
   private clearDeadlineTimer(): void {
-    if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer);
+    this.deadlineTimer?.cancel();
     this.deadlineTimer = null;
   }
 
@@ -630,10 +628,10 @@ export class Connection {
    */
   private expireRequests(): void {
     this.deadlineTimer = null;
-    const now = performance.now();
+    const now = this.broker.clock.monotonic();
     for (const request of this.pending.unanswered()) {
-      if (request.dueAt > now) {
-        this.armDeadlineTimer(request.dueAt);
+      if (request.deadline > now) {
+        this.armDeadlineTimer(request.deadline);
         return;
       }
       this.timeOut(request);

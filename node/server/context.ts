@@ -1,3 +1,4 @@
+import type { Clock } from '../../protocol/clock.js';
 import type { Principal } from '../auth/acl.js';
 import type { Authenticator } from '../auth/authenticator.js';
 import type { GroupCoordinator } from '../groups/coordinator.js';
@@ -21,6 +22,11 @@ import type { ConnectionSubscriptions } from './subscriptions.js';
 /** What every handler may use: the node's shared state. Handlers never see a socket. */
 export interface BrokerContext {
   readonly nodeId: string;
+  /**
+   * The node's one clock (BrokerOptions.clock): every deadline, timer, timestamp and rate
+   * of the server side reads it, so that a test drives time instead of sleeping.
+   */
+  readonly clock: Clock;
   readonly logs: LogManager;
   /**
    * What this node is for each partition (leader, follower, none): every handler that
@@ -71,7 +77,10 @@ export interface RequestContext {
   readonly principal: Principal;
   /** Aborted when the request times out, the connection closes or the node shuts down. */
   readonly signal: AbortSignal;
-  /** Epoch ms by which the request must be answered. */
+  /**
+   * When the request must be answered by, on the monotonic clock (broker.clock.monotonic):
+   * a wall clock that steps would cut a long poll short or stretch it.
+   */
   readonly deadline: number;
   /**
    * Waits until the connection's send buffer has room and holds it until this request's

@@ -2,11 +2,14 @@
 // minBytes waits here until one of its partitions appends, its wait runs out, the request
 // is aborted, or the node shuts down; then the handler reads again.
 
+import type { Clock } from '../../protocol/clock.js';
 import type { PartitionLog } from '../storage/partition-log.js';
 
 export class FetchWaiter {
   private readonly waiting = new Set<() => void>();
   private closed = false;
+
+  constructor(private readonly clock: Clock) {}
 
   get waitingCount(): number {
     return this.waiting.size;
@@ -16,13 +19,13 @@ export class FetchWaiter {
     if (this.closed || signal.aborted || waitMs <= 0) return Promise.resolve();
     return new Promise((resolve) => {
       const unsubscribe = partitions.map((p) => p.onAppend(done));
-      const timer = setTimeout(done, waitMs);
+      const timer = this.clock.setTimeout(done, waitMs);
       signal.addEventListener('abort', done, { once: true });
       this.waiting.add(done);
       const self = this;
       function done(): void {
         if (!self.waiting.delete(done)) return;
-        clearTimeout(timer);
+        timer.cancel();
         signal.removeEventListener('abort', done);
         for (const u of unsubscribe) u();
         resolve();

@@ -24,6 +24,7 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { systemClock, type Clock, type ClockTimer } from '../../protocol/clock.js';
 import { SEALED_MESSAGE_BYTES_MAX } from '../../protocol/secure-channel.js';
 import { CloseCode, socketTransport, type FrameTransport } from '../../protocol/transport.js';
 import { ExemptAddresses } from '../address-ranges.js';
@@ -97,8 +98,11 @@ export interface ListenerOptions {
   onConnection(transport: FrameTransport, remote: RemoteEndpoint, controls: SocketControls): void;
   /** How often every socket is pinged; one that has not answered the previous ping is cut. */
   pingIntervalMs?: number;
-  /** The clock of the per-address rates, in ms; default performance.now. */
-  now?: () => number;
+  /**
+   * Times the handshake deadlines, the pings and the per-address rates (monotonic); default
+   * the system's clock.
+   */
+  clock?: Clock;
 }
 
 interface ReceiverInternals {
@@ -135,7 +139,7 @@ interface Stranger {
   readonly socket: Socket;
   readonly slot: PreAuthSlot;
   /** Until the WebSocket upgrade; the handshake's and Hello's own deadlines follow it. */
-  deadline: NodeJS.Timeout | null;
+  deadline: ClockTimer | null;
   /** Set at the upgrade. */
   transport: FrameTransport | null;
   /** A plain HTTP request (`/healthz`, `/metrics`) is being answered on it. */
@@ -161,6 +165,7 @@ function cutWhenWritten(socket: Socket | Duplex): void {
 
 export async function listen(options: ListenerOptions): Promise<Listener> {
   const { limits, logger } = options;
+  const clock = options.clock ?? systemClock;
   const sockets = new Set<WebSocket>();
   const alive = new WeakSet<WebSocket>();
   const wss = new WebSocketServer({ noServer: true, maxPayload: options.messageBytesMax, perMessageDeflate: false });
@@ -170,7 +175,7 @@ export async function listen(options: ListenerOptions): Promise<Listener> {
     handshakesPerAddressMax: limits.handshakesPerAddressMax,
     handshakesPerAddressPerSecond: limits.handshakesPerAddressPerSecond,
     exempt: new ExemptAddresses(limits.exemptAddresses),
-    now: options.now ?? (() => performance.now()),
+    now: () => clock.monotonic(),
   });
   /** Strangers not yet upgraded, by socket: the HTTP server's events name only the socket. */
   const inHttp = new Map<Duplex, Stranger>();
@@ -250,7 +255,7 @@ export async function listen(options: ListenerOptions): Promise<Listener> {
   };
 
   const clearDeadline = (stranger: Stranger): void => {
-    if (stranger.deadline !== null) clearTimeout(stranger.deadline);
+    stranger.deadline?.cancel();
     stranger.deadline = null;
   };
 
@@ -298,7 +303,7 @@ export async function listen(options: ListenerOptions): Promise<Listener> {
     }
     const held: Stranger = { socket, slot: taken, deadline: null, transport: null, answering: false };
     stranger = held;
-    held.deadline = setTimeout(() => expire(held), limits.handshakeTimeoutMs);
+    held.deadline = clock.setTimeout(() => expire(held), limits.handshakeTimeoutMs);
     inHttp.set(socket, held);
     socket.once('close', () => {
       clearDeadline(held);
@@ -312,8 +317,14 @@ export async function listen(options: ListenerOptions): Promise<Listener> {
   // A round of pings goes out PING_SLICE sockets per turn of the event loop: with 10,000
   // devices, one loop over every socket stalled the node for 150 ms each round, and every
   // request waiting behind it.
+  const pingIntervalMs = options.pingIntervalMs ?? PING_INTERVAL_MS;
   let pinging = false;
-  const pinger = setInterval(() => {
+  let pinger: ClockTimer | null = null;
+  const armPinger = (): void => {
+    pinger = clock.setTimeout(ping, pingIntervalMs).unref();
+  };
+  const ping = (): void => {
+    armPinger();
     if (pinging) return;
     pinging = true;
     const round = [...sockets];
@@ -333,8 +344,8 @@ export async function listen(options: ListenerOptions): Promise<Listener> {
       else pinging = false;
     };
     slice();
-  }, options.pingIntervalMs ?? PING_INTERVAL_MS);
-  pinger.unref();
+  };
+  armPinger();
 
   await new Promise<void>((resolve, reject) => {
     tcp.once('error', reject);
@@ -342,6 +353,9 @@ export async function listen(options: ListenerOptions): Promise<Listener> {
       tcp.off('error', reject);
       resolve();
     });
+  }).catch((err: unknown) => {
+    pinger?.cancel();
+    throw err;
   });
   const { port, address } = tcp.address() as AddressInfo;
 
@@ -355,7 +369,8 @@ export async function listen(options: ListenerOptions): Promise<Listener> {
       return slots.size;
     },
     stopAccepting() {
-      clearInterval(pinger);
+      pinger?.cancel();
+      pinger = null;
       return new Promise((resolve) => {
         tcp.close(() => resolve());
         // Sockets still in HTTP go now, but for an answer being written; WebSockets are
@@ -365,9 +380,11 @@ export async function listen(options: ListenerOptions): Promise<Listener> {
     },
     terminateAll() {
       for (const ws of sockets) ws.close(CloseCode.GOING_AWAY, 'node shutting down');
-      setTimeout(() => {
-        for (const ws of sockets) ws.terminate();
-      }, 1000).unref();
+      clock
+        .setTimeout(() => {
+          for (const ws of sockets) ws.terminate();
+        }, 1000)
+        .unref();
     },
   };
 }

@@ -1,4 +1,5 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { ManualClock } from '../../protocol/clock.js';
 import type { FrameTransport } from '../../protocol/transport.js';
 import { SEND_SHARE_BYTES, SendBudget } from './send-budget.js';
 
@@ -44,18 +45,16 @@ function queue(bytes: number): Queue {
   return q;
 }
 
-beforeEach(() => {
-  vi.useFakeTimers();
-});
+let clock: ManualClock;
 
-afterEach(() => {
-  vi.useRealTimers();
+beforeEach(() => {
+  clock = new ManualClock();
 });
 
 describe('SendBudget', () => {
   it('counts only queues of a share or more, and gives each connection its full allowance until the node is over', () => {
     let overs = 0;
-    const budget = new SendBudget({ perConnectionMax: 8 * MIB, perPrincipalMax: 64 * MIB, totalMax: 3 * MIB, onOver: () => overs++ });
+    const budget = new SendBudget({ perConnectionMax: 8 * MIB, perPrincipalMax: 64 * MIB, totalMax: 3 * MIB, onOver: () => overs++, clock });
     budget.note(queue(SEND_SHARE_BYTES - 1).transport, 'key:device');
     expect(budget.totalBytes).toBe(0);
     const slow = [queue(2 * MIB), queue(2 * MIB)];
@@ -71,7 +70,7 @@ describe('SendBudget', () => {
   });
 
   it("throttles a principal over its own bound, and no one else's connections", () => {
-    const budget = new SendBudget({ perConnectionMax: 8 * MIB, perPrincipalMax: 4 * MIB, totalMax: 128 * MIB });
+    const budget = new SendBudget({ perConnectionMax: 8 * MIB, perPrincipalMax: 4 * MIB, totalMax: 128 * MIB, clock });
     for (let i = 0; i < 3; i++) budget.note(queue(2 * MIB).transport, 'key:hog');
     expect([budget.bytesOf('key:hog'), budget.isOver]).toEqual([6 * MIB, false]);
     expect([budget.allowance('key:hog'), budget.answerBytesMax(MIB, 'key:hog')]).toEqual([SEND_SHARE_BYTES, SEND_SHARE_BYTES]);
@@ -83,12 +82,12 @@ describe('SendBudget', () => {
   });
 
   it('holds a connection over its own max until its socket drains to half of it', async () => {
-    const budget = new SendBudget({ perConnectionMax: 1 * MIB, perPrincipalMax: 64 * MIB, totalMax: 64 * MIB });
+    const budget = new SendBudget({ perConnectionMax: 1 * MIB, perPrincipalMax: 64 * MIB, totalMax: 64 * MIB, clock });
     const a = queue(1.5 * MIB);
     let ready = false;
     const waiting = budget.waitForRoom(a.transport, 'key:a').then(() => (ready = true));
     a.set(0.9 * MIB); // within its max, but not yet drained to half
-    await vi.advanceTimersByTimeAsync(200);
+    await clock.advanceAsync(200, 10);
     expect(ready).toBe(false);
     a.set(0.4 * MIB);
     await waiting;
@@ -97,16 +96,16 @@ describe('SendBudget', () => {
   });
 
   it('while the node is over, holds a connection over its share until the node is under its total again', async () => {
-    const budget = new SendBudget({ perConnectionMax: 4 * MIB, perPrincipalMax: 64 * MIB, totalMax: 2 * MIB });
+    const budget = new SendBudget({ perConnectionMax: 4 * MIB, perPrincipalMax: 64 * MIB, totalMax: 2 * MIB, clock });
     const hog = queue(3 * MIB);
     budget.note(hog.transport, 'key:hog');
     const reader = queue(0.5 * MIB); // within its own max, over the share
     let ready = false;
     const waiting = budget.waitForRoom(reader.transport, 'key:reader').then(() => (ready = true));
-    await vi.advanceTimersByTimeAsync(200);
+    await clock.advanceAsync(200, 10);
     expect(ready).toBe(false);
     hog.bufferedBytes = 0; // the hog reads: the periodic re-read sees it
-    await vi.advanceTimersByTimeAsync(60);
+    await clock.advanceAsync(60, 10);
     await waiting;
     expect([ready, budget.isOver, budget.totalBytes]).toEqual([true, false, 0.5 * MIB]);
     // Held by the node's bound, it waited without a drain callback: none is left behind.
@@ -115,14 +114,14 @@ describe('SendBudget', () => {
   });
 
   it('lets a closed connection go at once, and stops re-reading when nothing is tracked', async () => {
-    const budget = new SendBudget({ perConnectionMax: 1 * MIB, perPrincipalMax: 64 * MIB, totalMax: 64 * MIB });
+    const budget = new SendBudget({ perConnectionMax: 1 * MIB, perPrincipalMax: 64 * MIB, totalMax: 64 * MIB, clock });
     const a = queue(2 * MIB);
     const waiting = budget.waitForRoom(a.transport, 'key:a');
     a.close();
-    await vi.advanceTimersByTimeAsync(60);
+    await clock.advanceAsync(60, 10);
     await waiting;
     expect(budget.totalBytes).toBe(0);
-    expect(vi.getTimerCount()).toBe(0);
+    expect(clock.pending).toBe(0);
     budget.close();
   });
 });

@@ -15,6 +15,7 @@
 // connection held by its principal's or the node's bound learns that it is free. Anonymous clients
 // (dev mode, loopback only) are one principal and bounded by the node's total only.
 
+import { systemClock, type Clock, type ClockTimer } from '../../protocol/clock.js';
 import type { FrameTransport } from '../../protocol/transport.js';
 import { ANONYMOUS } from '../auth/acl.js';
 
@@ -33,6 +34,8 @@ export interface SendBudgetOptions {
   totalMax: number;
   /** Told when the node first goes over its total (once per time over), for the logs. */
   onOver?: () => void;
+  /** Times the re-reads; default the system's clock. */
+  clock?: Clock;
 }
 
 interface Tracked {
@@ -46,11 +49,16 @@ export class SendBudget {
   private readonly byPrincipal = new Map<string, number>();
   private total = 0;
   private over = false;
-  private timer: NodeJS.Timeout | null = null;
+  /** The next re-read, every REFRESH_MS while a queue is tracked or a connection waits. */
+  private timer: ClockTimer | null = null;
   /** Transports whose owner waits for room, with the principal each counts against. */
   private readonly waiters = new Map<FrameTransport, { principal: string; resolve: (() => void)[] }>();
 
-  constructor(private readonly options: SendBudgetOptions) {}
+  private readonly clock: Clock;
+
+  constructor(private readonly options: SendBudgetOptions) {
+    this.clock = options.clock ?? systemClock;
+  }
 
   /** Bytes queued towards clients, as last read (queues under the share not counted). */
   get totalBytes(): number {
@@ -153,22 +161,19 @@ export class SendBudget {
 
   private arm(): void {
     if (this.timer !== null) return;
-    this.timer = setInterval(() => this.refresh(), REFRESH_MS);
-    this.timer.unref();
+    this.timer = this.clock.setTimeout(() => this.refresh(), REFRESH_MS).unref();
   }
 
-  /** Re-reads every tracked queue and every waiter's; stops when none is left. */
+  /** Re-reads every tracked queue and every waiter's; re-armed until none is left. */
   private refresh(): void {
+    this.timer = null;
     for (const [transport, seen] of [...this.tracked]) this.note(transport, seen.principal);
     for (const [transport, waiting] of [...this.waiters]) this.note(transport, waiting.principal);
-    if (this.tracked.size === 0 && this.waiters.size === 0 && this.timer !== null) {
-      clearInterval(this.timer);
-      this.timer = null;
-    }
+    if (this.tracked.size > 0 || this.waiters.size > 0) this.arm();
   }
 
   close(): void {
-    if (this.timer !== null) clearInterval(this.timer);
+    this.timer?.cancel();
     this.timer = null;
     for (const waiting of this.waiters.values()) for (const resolve of waiting.resolve) resolve();
     this.waiters.clear();

@@ -10,6 +10,7 @@
 // live connections, when it is rebuilt from them: reconnect storms cannot make it grow
 // without bound.
 
+import { systemClock, type Clock, type ClockTimer } from '../../protocol/clock.js';
 import { Errors, TributaryError } from '../../protocol/errors.js';
 import type { Revocation } from '../../protocol/revocation.js';
 import { principalKeyOf, type Principal } from '../auth/acl.js';
@@ -24,12 +25,13 @@ export interface Session {
 
 export interface SessionsOptions {
   connectionsPerPrincipalMax: number;
-  now?: () => number;
+  /** Expiry dates are wall time (credentials carry them); default the system's clock. */
+  clock?: Clock;
   /** Told when a principal is refused another connection, for the metrics. */
   onLimitReached?: () => void;
 }
 
-/** setTimeout takes at most 2^31 - 1 ms (24.8 days); a later expiry re-arms on the way. */
+/** Node's setTimeout takes at most 2^31 - 1 ms (24.8 days); a later expiry re-arms on the way. */
 const TIMER_MS_MAX = 0x7fffffff;
 
 interface Expiry {
@@ -45,13 +47,13 @@ export class Sessions {
   private readonly expiries: Expiry[] = [];
   /** Each live connection's entry in `expiries`, to empty it when the connection ends. */
   private readonly expiryOf = new Map<Session, Expiry>();
-  private timer: NodeJS.Timeout | null = null;
+  private timer: ClockTimer | null = null;
   private timerAt = Number.POSITIVE_INFINITY;
   private live = 0;
-  private readonly now: () => number;
+  private readonly clock: Clock;
 
   constructor(private readonly options: SessionsOptions) {
-    this.now = options.now ?? Date.now;
+    this.clock = options.clock ?? systemClock;
   }
 
   /** Admitted connections of `principalKey`. */
@@ -142,14 +144,13 @@ export class Sessions {
     const next = this.expiries[0];
     if (next === undefined) return;
     this.timerAt = next.at;
-    const delay = Math.min(TIMER_MS_MAX, Math.max(0, next.at - this.now()));
-    this.timer = setTimeout(() => this.expireDue(), delay);
+    const delay = Math.min(TIMER_MS_MAX, Math.max(0, next.at - this.clock.now()));
     // An expiry must not keep a stopping process alive.
-    this.timer.unref();
+    this.timer = this.clock.setTimeout(() => this.expireDue(), delay).unref();
   }
 
   private clearTimer(): void {
-    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer?.cancel();
     this.timer = null;
     this.timerAt = Number.POSITIVE_INFINITY;
   }
@@ -157,7 +158,7 @@ export class Sessions {
   private expireDue(): void {
     this.timer = null;
     this.timerAt = Number.POSITIVE_INFINITY;
-    const now = this.now();
+    const now = this.clock.now();
     while (this.expiries.length > 0 && this.expiries[0].at <= now) {
       const { session, at } = heapPop(this.expiries) as Expiry;
       if (session === null) continue;

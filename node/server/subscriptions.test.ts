@@ -4,6 +4,7 @@
 
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ManualClock } from '../../protocol/clock.js';
 import { decodeFrame, Kind, RESPONSE } from '../../protocol/frames.js';
 import { batchSizeAt, LOG_OVERHEAD, readInt64 } from '../../protocol/record-batch.js';
 import { forwardingTransport, memoryPipe, type FrameTransport } from '../../protocol/transport.js';
@@ -23,13 +24,16 @@ let log: PartitionLog;
 let client: FrameTransport;
 let server: FrameTransport;
 let broker: BrokerContext;
+let clock: ManualClock;
 let subscriptions: ConnectionSubscriptions;
 
 beforeEach(async () => {
   dir = makeTempDir();
   log = await PartitionLog.open(path.join(dir, 't-0'), 't', 0, parseTopicConfig({ flush: 'os' }), {});
   [client, server] = memoryPipe();
+  clock = new ManualClock();
   broker = {
+    clock,
     limits: { fetchBytesMax: 1 << 20, sendBufferBytesMax: 1 << 20, requestScanBytesMax: 16 << 20, requestDecompressBytesMax: 64 << 20 },
     logger: silentLogger,
     shuttingDown: false,
@@ -100,7 +104,7 @@ describe('push delivery', () => {
     await turn();
     setImmediate(() => log.append(makeBatch({ fill: 1 })));
     setImmediate(() => {
-      for (const until = performance.now() + 25; performance.now() < until; );
+      clock.advance(25);
       phase = 'Y';
       log.append(makeBatch({ fill: 2 }));
     });

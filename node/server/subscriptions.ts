@@ -60,8 +60,8 @@ class Subscription {
    * refilled at each push: one object per subscription, so that a push costs nothing new.
    */
   private readonly budget: RequestBudget;
-  /** performance.now() when a push was scheduled and has not run yet; 0 when none waits. */
-  private scheduledAt = 0;
+  /** When a push was scheduled and has not run yet (the broker's monotonic clock); null when none waits. */
+  private scheduledAt: number | null = null;
   private immediate: NodeJS.Immediate | null = null;
   closed = false;
   /** Where the next push starts, so that no partition starves behind another's backlog. */
@@ -92,17 +92,17 @@ class Subscription {
     if (this.closed) return;
     if (this.pumping) {
       this.again = true;
-      if (this.scheduledAt !== 0 && performance.now() - this.scheduledAt > PUSH_COALESCE_MS) this.runScheduled();
+      if (this.scheduledAt !== null && this.owner.broker.clock.monotonic() - this.scheduledAt > PUSH_COALESCE_MS) this.runScheduled();
       return;
     }
     this.pumping = true;
-    this.scheduledAt = performance.now();
+    this.scheduledAt = this.owner.broker.clock.monotonic();
     this.immediate = setImmediate(() => this.runScheduled());
   }
 
   private runScheduled(): void {
-    if (this.scheduledAt === 0) return;
-    this.scheduledAt = 0;
+    if (this.scheduledAt === null) return;
+    this.scheduledAt = null;
     if (this.immediate !== null) clearImmediate(this.immediate);
     this.immediate = null;
     void this.pump().finally(() => {

@@ -14,6 +14,7 @@ import { LogManager } from './log-manager.js';
 import { usePartitionFixture } from './partition.fixture.js';
 import { PartitionLog, type OpenPartitionOptions } from './partition-log.js';
 import { applyRetention } from './retention.js';
+import { until } from '../../test/helpers/until.js';
 
 const T0 = 1_700_000_000_000;
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -207,7 +208,7 @@ it('F5: retention never moves the log start offset above the high watermark (flu
   holdNth = calls + 2;
   log.append(batchOf([{ key: 'b', value: 'x'.repeat(200), timestamp: T0 }]));
   const last = log.append(batchOf([{ key: 'c', value: 'x'.repeat(600), timestamp: T0 }]));
-  while (calls < holdNth) await new Promise((resolve) => setTimeout(resolve, 5));
+  await until(() => calls >= holdNth, 'the sync to reach the held fdatasync');
   await applyRetention(log, () => T0);
   const start = log.logStartOffset;
   const highWatermark = log.highWatermark;

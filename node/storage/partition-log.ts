@@ -13,6 +13,7 @@
 import * as path from 'node:path';
 import { systemClock, type Clock, type ClockTimer } from '../../protocol/clock.js';
 import { AssertionError, Errors, TributaryError } from '../../protocol/errors.js';
+import { isFetchOffsetInLog, offsetOutOfRange } from '../../protocol/fetch-rules.js';
 import {
   BATCH_OVERHEAD,
   OFFSET_BASE_SEQUENCE,
@@ -1262,12 +1263,7 @@ export class PartitionLog {
    */
   readBatches(fetchOffset: number, maxBytes: number, maxOffset: number = this.highWatermark, budget?: RequestBudget): LogRead {
     if (this.closed) throw new TributaryError(Errors.SHUTTING_DOWN, `${this.label} is closed`);
-    if (!Number.isSafeInteger(fetchOffset) || fetchOffset < this.logStartOffset || fetchOffset > this._logEndOffset) {
-      throw new TributaryError(
-        Errors.OFFSET_OUT_OF_RANGE,
-        `${this.label}: offset ${fetchOffset} is outside the log [${this.logStartOffset}, ${this._logEndOffset}]`,
-      );
-    }
+    if (!isFetchOffsetInLog(fetchOffset, this.logStartOffset, this._logEndOffset)) throw offsetOutOfRange(this.label, fetchOffset, this.logStartOffset, this._logEndOffset);
     const limit = Math.min(maxOffset, this._logEndOffset);
     if (fetchOffset >= limit) return EMPTY_READ;
     return this.guardRead(() => {

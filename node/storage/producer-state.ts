@@ -1,11 +1,9 @@
 // Idempotent producers, per partition: Kafka's ProducerStateManager. For every producer id
 // seen on the partition the log keeps its epoch and its last 5 batches (first and last
-// sequence, first and last offset), so that
-//   - a batch resent after a lost answer is recognised and answered with where it was
-//     written, not appended twice (DUPLICATE_SEQUENCE with the original offsets);
-//   - a batch whose first sequence is not the next one expected is refused
-//     (OUT_OF_ORDER_SEQUENCE): an earlier one is missing, and appending would reorder;
-//   - a batch from an older epoch of the same producer id is refused (INVALID_PRODUCER_EPOCH).
+// sequence, first and last offset), and checks each idempotent batch against them by the
+// rule in protocol/producer-sequence.ts (resends answered DUPLICATE_SEQUENCE with the
+// original offsets, gaps OUT_OF_ORDER_SEQUENCE, older epochs INVALID_PRODUCER_EPOCH), which
+// the SDK's FakeNode applies too.
 //
 // The state is derived from the log: it is snapshotted beside the segments (at every roll
 // and at a clean close, as Kafka's `<offset>.snapshot`) and rebuilt at start from the newest
@@ -22,13 +20,12 @@
 
 import { crc32c } from '@node-rs/crc32';
 import { Decoder, Encoder } from 'cbor-x';
-import { Errors, TributaryError } from '../../protocol/errors.js';
+import { checkSequence, PRODUCER_BATCHES_KEPT, rememberBatch, type ProducerBatch, type ProducerBatchHeader, type ProducerSequences } from '../../protocol/producer-sequence.js';
 import { nextSequence } from '../../protocol/record-batch.js';
 
-export { nextSequence };
+export { nextSequence, PRODUCER_BATCHES_KEPT };
+export type { ProducerBatch, ProducerBatchHeader };
 
-/** Batches remembered per producer and partition, as Kafka (and its producers' in-flight limit). */
-export const PRODUCER_BATCHES_KEPT = 5;
 const SNAPSHOT_VERSION = 1;
 export const PRODUCER_ID_EXPIRATION_MS = 24 * 60 * 60 * 1000;
 export const SNAPSHOT_SUFFIX = '.snapshot';
@@ -38,28 +35,9 @@ export function snapshotFileName(offset: number): string {
   return `${String(offset).padStart(20, '0')}${SNAPSHOT_SUFFIX}`;
 }
 
-export interface ProducerBatch {
-  firstSeq: number;
-  lastSeq: number;
-  firstOffset: number;
-  lastOffset: number;
-}
-
-interface ProducerEntry {
-  epoch: number;
+interface ProducerEntry extends ProducerSequences {
   /** When it last appended (node clock, or the batch's timestamp when replayed). */
   lastMs: number;
-  /** Oldest first, at most PRODUCER_BATCHES_KEPT. */
-  batches: ProducerBatch[];
-}
-
-/** What an idempotent batch says about itself (from its RecordBatch header). */
-export interface ProducerBatchHeader {
-  producerId: number;
-  producerEpoch: number;
-  baseSequence: number;
-  /** Records in the batch: its sequences are baseSequence .. baseSequence + count - 1. */
-  recordCount: number;
 }
 
 const encoder = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false });
@@ -79,58 +57,19 @@ export class ProducerStateManager {
    * one is a resend of it; null when it may be appended; throws the refusal otherwise.
    */
   check(header: ProducerBatchHeader): ProducerBatch | null {
-    const { producerId, producerEpoch, baseSequence, recordCount } = header;
-    if (baseSequence < 0 || producerEpoch < 0) {
-      throw new TributaryError(Errors.INVALID_REQUEST, `${this.label}: producer ${producerId} sent sequence ${baseSequence} epoch ${producerEpoch}`);
-    }
-    const lastSeq = nextSequence(baseSequence, recordCount - 1);
-    const entry = this.producers.get(producerId);
-    if (entry === undefined || producerEpoch > entry.epoch) {
-      // A producer (or a new epoch of it) starts its sequences at 0: anything else means
-      // batches before this one never arrived.
-      if (baseSequence !== 0) throw this.outOfOrder(producerId, baseSequence, 0);
-      return null;
-    }
-    if (producerEpoch < entry.epoch) {
-      throw new TributaryError(Errors.INVALID_PRODUCER_EPOCH, `${this.label}: producer ${producerId} epoch ${producerEpoch} is older than ${entry.epoch}`);
-    }
-    for (const batch of entry.batches) {
-      if (batch.firstSeq === baseSequence && batch.lastSeq === lastSeq) return batch;
-    }
-    const last = entry.batches[entry.batches.length - 1];
-    const expected = last === undefined ? 0 : nextSequence(last.lastSeq);
-    if (baseSequence !== expected) throw this.outOfOrder(producerId, baseSequence, expected);
-    return null;
-  }
-
-  private outOfOrder(producerId: number, got: number, expected: number): TributaryError {
-    return new TributaryError(Errors.OUT_OF_ORDER_SEQUENCE, `${this.label}: producer ${producerId} sent sequence ${got}, expected ${expected}`);
+    return checkSequence(this.producers.get(header.producerId), header, this.label);
   }
 
   /** Records an appended (or, at recovery, replayed) batch, appended at `nowMs`. */
   update(header: ProducerBatchHeader, firstOffset: number, nowMs: number): void {
-    const { producerId, producerEpoch, baseSequence, recordCount } = header;
+    const { producerId, producerEpoch } = header;
     let entry = this.producers.get(producerId);
     if (entry === undefined || producerEpoch > entry.epoch) {
       entry = { epoch: producerEpoch, lastMs: nowMs, batches: [] };
       this.producers.set(producerId, entry);
     }
     entry.lastMs = Math.max(entry.lastMs, nowMs);
-    const lastSeq = nextSequence(baseSequence, recordCount - 1);
-    const lastOffset = firstOffset + recordCount - 1;
-    if (entry.batches.length < PRODUCER_BATCHES_KEPT) {
-      entry.batches.push({ firstSeq: baseSequence, lastSeq, firstOffset, lastOffset });
-      return;
-    }
-    // The oldest record is reused for the newest: a producer appends a batch a second, so a
-    // new object each time lived five seconds, long enough to be promoted and left for a
-    // full GC. (check() hands records out, but every caller reads them at once.)
-    const reused = entry.batches.shift() as ProducerBatch;
-    reused.firstSeq = baseSequence;
-    reused.lastSeq = lastSeq;
-    reused.firstOffset = firstOffset;
-    reused.lastOffset = lastOffset;
-    entry.batches.push(reused);
+    rememberBatch(entry, header, firstOffset);
   }
 
   /** Forgets producers idle since before `nowMs - PRODUCER_ID_EXPIRATION_MS`. */

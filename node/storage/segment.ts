@@ -21,6 +21,7 @@ import {
   validateBatch,
 } from '../../protocol/record-batch.js';
 import type { DecodedRecord } from '../../protocol/record-batch.js';
+import { firstRecordAtOrAfter, readBytesMax } from '../../protocol/fetch-rules.js';
 import { walkBatches } from './batch-walk.js';
 import type { BatchRef } from './batch-walk.js';
 import { fileSizeOrMissing, FsyncFailedError, isDiskFull, isErrno, readFileSyncOrNull, readFully, writeFileDurable, writeFully } from './file-ops.js';
@@ -535,7 +536,7 @@ export class LogSegment implements ReadStateHolder {
     const first = this.locate(fd, indexes, fetchOffset);
     if (first === null) return null;
     if (first.lastOffset >= maxOffset) return EMPTY_READ;
-    const length = Math.max(first.sizeBytes, Math.min(maxBytes, this.sizeBytes - first.position));
+    const length = Math.min(readBytesMax(first.sizeBytes, maxBytes), this.sizeBytes - first.position);
     const out = Buffer.allocUnsafe(length);
     const got = readFully(this.ctx.ops, fd, out, 0, length, first.position);
     if (got < first.sizeBytes) throw this.corrupt(first.baseOffset, `segment file ends at ${first.position + got}, the batch needs ${first.sizeBytes} bytes`);
@@ -643,10 +644,8 @@ export class LogSegment implements ReadStateHolder {
       if (err instanceof LimitReachedError) throw err;
       throw this.corrupt(ref.baseOffset, (err as Error).message, err);
     }
-    for (const record of records) {
-      if (record.timestamp >= timestampMs) return { offset: record.offset, timestamp: record.timestamp };
-    }
-    return null;
+    const found = firstRecordAtOrAfter(records, timestampMs);
+    return found === undefined ? null : { offset: found.offset, timestamp: found.timestamp };
   }
 }
 

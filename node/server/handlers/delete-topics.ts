@@ -27,7 +27,7 @@ export async function handleDeleteTopics(request: DecodedRequests[Kind.DeleteTop
       logger.info({ topic: name }, 'topic deleted');
       // Its committed offsets go with it (as in Kafka): a topic created again under the name
       // starts without them, and their places under the offset limits are free again.
-      await ctx.broker.offsets.forgetTopic(name, Date.now()).catch((err: unknown) => logger.warn({ topic: name, err }, 'the committed offsets of a deleted topic were not deleted'));
+      await ctx.broker.offsets.forgetTopic(name, ctx.broker.clock.now()).catch((err: unknown) => logger.warn({ topic: name, err }, 'the committed offsets of a deleted topic were not deleted'));
       topics.push({ name, error: Errors.NONE.code });
     } catch (err) {
       topics.push({ name, ...errorResult(err, logger, { request: 'DeleteTopics', topic: name }) });

@@ -51,7 +51,7 @@ export async function handleOffsetCommit(request: DecodedRequests[Kind.OffsetCom
     results.push(result);
   }
   try {
-    broker.diskGuard.noteAppended(await broker.offsets.commit(groupId, accepted, Date.now(), ctx.principal.key));
+    broker.diskGuard.noteAppended(await broker.offsets.commit(groupId, accepted, broker.clock.now(), ctx.principal.key));
   } catch (err) {
     const e = err instanceof TributaryError ? err : new TributaryError(Errors.STORAGE_ERROR, (err as Error).message);
     for (const r of results) Object.assign(r, { error: e.code, message: e.detail });

@@ -6,6 +6,7 @@
 // consumer reads up to the high watermark, a follower up to the log end.
 
 import { Errors } from '../../../protocol/errors.js';
+import { isFetchOffsetInLog, partitionReadBytesMax } from '../../../protocol/fetch-rules.js';
 import type { FetchPartitionResult } from '../../../protocol/frames.js';
 import { isRefusal, type PartitionRefusal } from '../../partition-roles.js';
 import type { PartitionLog } from '../../storage/partition-log.js';
@@ -50,19 +51,19 @@ const EMPTY = Buffer.alloc(0);
  * of `wanted`, one each.
  */
 export async function readPartitions<W extends WantedPartition>(wanted: W[], plan: ReadPlan<W>, request: ReadRequest, ctx: RequestContext): Promise<FetchPartitionResult[]> {
-  const { limits, fetchWaiter } = ctx.broker;
+  const { limits, fetchWaiter, clock } = ctx.broker;
   const { maxWaitMs, minBytes, maxBytes } = request;
   // What its reads may load of cold segments' index files (limits.requestScanBytesMax): a
   // Fetch naming 10,000 partitions of cold segments would otherwise load every one's.
   const reading: Reading = { budget: requestBudget(limits), limitsReached: new LimitsReached() };
   // Leave a margin so that a long poll ends before the request's own deadline does.
-  const waitMs = Math.min(maxWaitMs, limits.fetchWaitMsMax, Math.max(0, ctx.deadline - Date.now() - 1000));
-  const waitUntil = Date.now() + waitMs;
+  const waitMs = Math.min(maxWaitMs, limits.fetchWaitMsMax, Math.max(0, ctx.deadline - clock.monotonic() - 1000));
+  const waitUntil = clock.monotonic() + waitMs;
   // minBytes > 1: measure once with a read when data first shows, then add the growth of
   // the logs' sizes, instead of reading everything again on every append.
   let measured: { bytes: number; sizes: number[] } | null = null;
   for (;;) {
-    const remaining = waitUntil - Date.now();
+    const remaining = waitUntil - clock.monotonic();
     if (remaining <= 0 || ctx.broker.shuttingDown || ctx.signal.aborted) break;
     if (anyReady(wanted, plan, ctx)) {
       if (minBytes <= 1) break;
@@ -103,7 +104,7 @@ function anyReady<W extends WantedPartition>(wanted: W[], plan: ReadPlan<W>, ctx
   for (const w of wanted) {
     const log = w.log;
     if (!log) return true;
-    if (w.fetchOffset < plan.readsTo(log) || w.fetchOffset > log.logEndOffset || w.fetchOffset < log.logStartOffset) return true;
+    if (w.fetchOffset < plan.readsTo(log) || !isFetchOffsetInLog(w.fetchOffset, log.logStartOffset, log.logEndOffset)) return true;
     if (ctx.broker.partitionRoles.leaderLog(w.topic, w.partition) !== log) return true;
   }
   return false;
@@ -128,10 +129,10 @@ function readAll<W extends WantedPartition>(wanted: W[], plan: ReadPlan<W>, maxB
     result.logStartOffset = log.logStartOffset;
     // KIP-74: the first partition with data gets at least one whole batch; later ones share
     // what is left of maxBytes and are skipped once it is spent.
-    const room = Math.min(w.maxBytes, maxBytes - bytes);
-    if (room <= 0 && bytes > 0) continue;
+    const room = partitionReadBytesMax(w.maxBytes, maxBytes, bytes);
+    if (room === 0) continue;
     try {
-      const read = log.readBatches(w.fetchOffset, Math.max(room, 1), plan.readsTo(log), reading.budget);
+      const read = log.readBatches(w.fetchOffset, room, plan.readsTo(log), reading.budget);
       result.records = read.bytes;
       bytes += read.bytes.length;
       if (serving && plan.countsServed) ctx.broker.metrics.countServed(w.topic, read);

@@ -1,3 +1,4 @@
+import type { ClockTimer } from '../../../protocol/clock.js';
 import { Errors, TributaryError } from '../../../protocol/errors.js';
 import type { Kind, ProducePartitionResult, ProduceResponse } from '../../../protocol/frames.js';
 import { isInvalid, type DecodedRequests, type Part, type PartitionAddress, type ProducePart } from '../../../protocol/requests.js';
@@ -45,10 +46,10 @@ export async function handleProduce(request: DecodedRequests[Kind.Produce], ctx:
   if (acks === 0) return undefined;
   const { results, durable, waiting } = appended;
   if (durable.length > 0) {
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
+    let timer: ClockTimer | undefined;
+    const timedOut = new Promise<void>((resolve) => (timer = ctx.broker.clock.setTimeout(resolve, timeoutMs)));
     await Promise.race([Promise.all(durable), timedOut]);
-    clearTimeout(timer);
+    timer?.cancel();
     for (const w of waiting) {
       if (w.settled) continue;
       // Appended but not yet flushed as the topic asks: the outcome is unknown to the client.
