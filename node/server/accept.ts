@@ -131,6 +131,7 @@ async function handshakeAndServe(accepted: Accepted, endPreAuth: () => void, ser
       staticKeyPair: identity.staticKeyPair,
       payload: identity.credential,
       handshakeTimeoutMs: limits.handshakeTimeoutMs,
+      clock: broker.clock,
       handshakeFrameBytesMax: PRE_AUTH_FRAME_BYTES_MAX,
       // Nor may a stranger's chunks add up to more before it is admitted.
       sealedFrameBytesMax: PRE_AUTH_FRAME_BYTES_MAX,
