@@ -331,13 +331,6 @@ describe('idempotent Producer', () => {
     expect(requestsOf(node, Kind.InitProducerId)).toHaveLength(0);
   });
 
-  it('idempotent: false sends batches without a producer id', async () => {
-    const { node, producer } = await setup({ idempotent: false }, 1);
-    await producer.send('t', { value: 'a' });
-    expect(sentBatches(node)[0].header.producerId).toBe(-1);
-    expect(requestsOf(node, Kind.InitProducerId)).toHaveLength(0);
-  });
-
   it('refuses settings idempotence cannot keep, with INVALID_CONFIG', async () => {
     const { client } = await setup();
     const config = (options: ProducerOptions) => {

@@ -34,41 +34,6 @@ const entriesOf = (r: FakeRequest) => r.body.partitions as Entry[];
 
 
 describe('Producer', () => {
-  it('resolves a send with its partition and offset, values encoded by type', async () => {
-    const { node, producer } = await setup({}, 1);
-    const a = await producer.send('t', { value: 'héllo' });
-    const b = await producer.send('t', { value: Buffer.from([0, 1, 2]) });
-    const c = await producer.send('t', { key: 'k', value: { temp: 21.5, ok: true } });
-    expect([a, b, c]).toEqual([
-      { topic: 't', partition: 0, offset: 0 },
-      { topic: 't', partition: 0, offset: 1 },
-      { topic: 't', partition: 0, offset: 2 },
-    ]);
-    const stored = node.records('t', 0);
-    expect(stored[0].value!.toString('utf8')).toBe('héllo');
-    expect(stored[0].headers).toEqual([]);
-    expect([...stored[1].value!]).toEqual([0, 1, 2]);
-    expect(cborDecode(stored[2].value!)).toEqual({ temp: 21.5, ok: true });
-    expect(stored[2].headers.map(([n, v]) => [n, Buffer.from(v!).toString()])).toEqual([['content-type', 'application/cbor']]);
-  });
-
-  it('puts keyed records on partitionForKey(key) and keeps their order per key', async () => {
-    const { node, producer } = await setup({ lingerMs: 1, batchBytes: 512 });
-    const keys = ['dev-1', 'dev-2', 'dev-3', 'dev-4', 'dev-5'];
-    const sends = [];
-    for (let i = 0; i < 500; i++) sends.push(producer.send('t', { key: keys[i % keys.length], value: `${keys[i % keys.length]}:${i}` }));
-    const results = await Promise.all(sends);
-    for (let i = 0; i < results.length; i++) {
-      expect(results[i].partition).toBe(partitionForKey(Buffer.from(keys[i % keys.length]), 3));
-    }
-    for (const key of keys) {
-      const p = partitionForKey(Buffer.from(key), 3);
-      const seq = node.records('t', p).filter((r) => r.key!.toString() === key).map((r) => Number(r.value!.toString().split(':')[1]));
-      expect(seq).toEqual([...seq].sort((x, y) => x - y));
-      expect(seq).toHaveLength(100);
-    }
-  });
-
   it('packs the ready batches of several partitions into one Produce request, each encoded once', async () => {
     const { node, producer } = await setup({ lingerMs: 200 });
     const messages = Array.from({ length: 300 }, (_, i) => ({ key: `k${i}`, value: `v${i}` }));
@@ -88,26 +53,6 @@ describe('Producer', () => {
       expect(stored.value!.toString()).toBe(`v${i}`);
     }
   }, 10_000);
-
-  it('seals a batch at batchBytes and sends keyless records stickily in full batches', async () => {
-    const { node, producer } = await setup({ batchBytes: 4096, lingerMs: 100 });
-    const value = Buffer.alloc(100, 7);
-    await producer.sendBatch('t', Array.from({ length: 200 }, () => ({ value })));
-    const batches = produceRequests(node).flatMap((r) => entriesOf(r).map((e) => readBatchHeader(Buffer.from(e.records))));
-    // 200 records of ~124 estimated bytes at 4096 per batch: several batches, all full but the last ones.
-    expect(batches.length).toBeGreaterThanOrEqual(6);
-    for (const b of batches) expect(b.batchLength).toBeLessThanOrEqual(4096);
-    expect(batches.reduce((a, b) => a + b.recordCount, 0)).toBe(200);
-    const full = batches.filter((b) => b.recordCount >= 30).length;
-    expect(full).toBeGreaterThanOrEqual(batches.length - 3);
-  });
-
-  it('sends a lone record after lingerMs without flush', async () => {
-    const { node, producer } = await setup({ lingerMs: 20 });
-    const r = await producer.send('t', { value: 'x', partition: 2 });
-    expect(r).toEqual({ topic: 't', partition: 2, offset: 0 });
-    expect(node.records('t', 2)).toHaveLength(1);
-  });
 
   it('lingers on the clock connect() was given: a lone record goes out when that clock passes lingerMs, not before', async () => {
     const node = new FakeNode();
@@ -146,19 +91,6 @@ describe('Producer', () => {
     const requests = produceRequests(node).slice(before);
     expect(requests).toHaveLength(1);
     expect(entriesOf(requests[0]).map((e) => readBatchHeader(Buffer.from(e.records)).recordCount)).toEqual([3]);
-  });
-
-  it('rejects sends to an unknown topic with UNKNOWN_TOPIC naming it', async () => {
-    const { producer } = await setup();
-    const err = (await producer.send('nope', { value: 'x' }).catch((e: unknown) => e)) as TributaryError;
-    expect(err).toBeInstanceOf(TributaryError);
-    expect(err.code).toBe(Errors.UNKNOWN_TOPIC.code);
-    expect(err.message).toContain("'nope'");
-  });
-
-  it('rejects a partition the topic does not have', async () => {
-    const { producer } = await setup({}, 2);
-    await expect(producer.send('t', { value: 'x', partition: 5 })).rejects.toMatchObject({ code: Errors.UNKNOWN_TOPIC.code });
   });
 
   it('retries a batch the node refused without appending, resending the same bytes', async () => {
@@ -309,18 +241,6 @@ describe('Producer', () => {
     expect(producer.bufferedBytes).toBe(0);
   });
 
-  it('keeps first-in first-out order through a long queue that never empties', async () => {
-    const { node, producer } = await setup({ bufferBytesMax: 4096, batchBytes: 1024, lingerMs: 0 }, 1);
-    const total = 5000; // the head passes thousands of entries before the queue first empties
-    const sends = Array.from({ length: total }, (_, i) => producer.send('t', { value: `v${i}` }));
-    let queuedMax = producer.queuedSends;
-    const results = await Promise.all(sends.map((p) => p.then((r) => ((queuedMax = Math.max(queuedMax, producer.queuedSends)), r))));
-    expect(queuedMax).toBeGreaterThan(2048);
-    expect(results.map((r) => r.offset)).toEqual(Array.from({ length: total }, (_, i) => i));
-    expect(node.records('t', 0).map((r) => r.value!.toString())).toEqual(Array.from({ length: total }, (_, i) => `v${i}`));
-    expect(producer.queuedSends).toBe(0);
-  });
-
   it('maxBlockMs fails every send waiting behind a full buffer, then the producer goes on', async () => {
     const { node, producer } = await setup({ bufferBytesMax: 1024, maxBlockMs: 30, lingerMs: 0 }, 1);
     let hold = true;
@@ -400,29 +320,4 @@ describe('Producer', () => {
     expect(node.records('t', 0).map((r) => r.value!.toString())[49]).toBe('reading 49 '.repeat(10));
   });
 
-  it('flush() resolves once everything sent before it is acknowledged; close() flushes', async () => {
-    const { node, producer } = await setup({ lingerMs: 60_000 }, 1);
-    const sends = [producer.send('t', { value: 'a' }), producer.send('t', { value: 'b' })];
-    await producer.flush();
-    expect(node.records('t', 0)).toHaveLength(2);
-    await Promise.all(sends);
-    const late = producer.send('t', { value: 'c' });
-    await producer.close();
-    await expect(late).resolves.toMatchObject({ offset: 2 });
-    await expect(producer.send('t', { value: 'd' })).rejects.toMatchObject({ code: Errors.CLIENT_CLOSED.code });
-  });
-
-  it('stamps records with the send time unless given, and keeps headers', async () => {
-    const { node, producer } = await setup({}, 1);
-    const before = Date.now();
-    await producer.send('t', { value: 'a', headers: { source: 'gw-1', raw: Buffer.from([9]) } });
-    await producer.send('t', { value: 'b', timestamp: 1234 });
-    const [a, b] = node.records('t', 0);
-    expect(a.timestamp).toBeGreaterThanOrEqual(before);
-    expect(b.timestamp).toBe(1234);
-    expect(a.headers.map(([n, v]) => [n, [...v!]])).toEqual([
-      ['source', [...Buffer.from('gw-1')]],
-      ['raw', [9]],
-    ]);
-  });
 });
