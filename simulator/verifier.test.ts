@@ -11,6 +11,7 @@ import { cborEncode, connect, type Connection, type Producer } from '../devices/
 import { tempDir } from '../test/helpers/node-process.js';
 import type { SimEvent } from './types.js';
 import { EventLedger, SEQUENCE_SPAN_MAX, SequenceSet, Verifier, type LedgerRecord } from './verifier.js';
+import { until } from '../test/helpers/until.js';
 
 function event(d: string, s: number, t = Date.now()): SimEvent {
   return { d, s, t, k: 'temperature', p: { celsius: 20 + s / 10 } };
@@ -263,12 +264,8 @@ describe('Verifier against a node', () => {
     await verifier.start();
     const producer = tb.producer({ lingerMs: 2 });
     await sendAll(producer, topic, verifier, fleet(6, 20));
-    const giveUpAt = Date.now() + 20_000;
     let read = 0;
-    while (read < 120 && Date.now() < giveUpAt) {
-      read += verifier.sample().read;
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await until(() => (read += verifier.sample().read) >= 120, 'the 120 records read', { intervalMs: 20 });
     expect(read).toBe(120);
 
     const { port } = broker;
@@ -277,8 +274,7 @@ describe('Verifier against a node', () => {
     await sendAll(producer, topic, verifier, fleet(6, 20, 20));
     // Every ack may be matched before the members have rejoined and re-read: wait (bounded)
     // for the re-reads, so that they are in the verdict.
-    const rereadBy = Date.now() + 20_000;
-    while (verifier.redelivered < 120 && Date.now() < rereadBy) await new Promise((r) => setTimeout(r, 20));
+    await until(() => verifier.redelivered >= 120, 'the first 120 records read again', { intervalMs: 20 });
     const v = await verifier.finish({ timeoutMs: 30_000 });
     expect(v).toEqual({ lost: 0, duplicated: 0, outOfOrder: 0, unackedSeen: 0, acked: 240, read: 240, examples: { lost: [], duplicated: [], outOfOrder: [] }, ok: true });
     // The members did read the first half again (else this test shows nothing).
