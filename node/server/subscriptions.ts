@@ -21,6 +21,7 @@
 // that later appends fill with other records.
 
 import { Errors, LimitReachedError, TributaryError } from '../../protocol/errors.js';
+import { isFetchOffsetInLog } from '../../protocol/fetch-rules.js';
 import { encodeFrame, Kind, RESPONSE, type CreditRequest, type FetchPartitionResult, type SubscribeResponse, type UnsubscribeRequest } from '../../protocol/frames.js';
 import { isInvalid, type DecodedRequests } from '../../protocol/requests.js';
 import type { FrameTransport } from '../../protocol/transport.js';
@@ -281,7 +282,8 @@ export class ConnectionSubscriptions {
         answers.push({ topic, partition, ...log });
         continue;
       }
-      if (fetchOffset < log.logStartOffset || fetchOffset > log.logEndOffset) {
+      // The same bounds as Fetch (protocol/fetch-rules.ts), so a subscription and a fetch at one offset agree.
+      if (!isFetchOffsetInLog(fetchOffset, log.logStartOffset, log.logEndOffset)) {
         answers.push({ topic, partition, error: Errors.OFFSET_OUT_OF_RANGE.code, message: `offset ${fetchOffset} is outside the log [${log.logStartOffset}, ${log.logEndOffset}]` });
         continue;
       }
