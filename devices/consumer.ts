@@ -30,18 +30,8 @@ import { FetchDelivery, type FetchSettings } from './delivery-fetch.js';
 import { SubscribeDelivery } from './delivery-subscribe.js';
 import { wireError } from './errors.js';
 
-export type {
-  AutoOffsetReset,
-  ConsumerOptions,
-  ConsumerRecord,
-  DecodedValue,
-  DeliveryMode,
-  LogDivergence,
-  OffsetForTime,
-  PartitionAssignment,
-  TopicPartition,
-  ValueDecoding,
-} from './consumer-types.js';
+// The public types live beside the buffer that uses them; the Consumer's module shows them all.
+export type * from './consumer-types.js';
 
 export class Consumer<D extends ValueDecoding = 'buffer'> {
   private readonly buffer: PartitionBuffer<D>;
