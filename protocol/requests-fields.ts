@@ -50,9 +50,19 @@ export function list(body: Body, field: string, maxLength: number): unknown[] {
   return v;
 }
 
+function isMap(value: unknown): value is Body {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) && !(value instanceof Uint8Array);
+}
+
 export function map(value: unknown, field: string): Body {
-  if (value === null || typeof value !== 'object' || Array.isArray(value) || value instanceof Uint8Array) throw bad(field, 'a map', value);
-  return value as Body;
+  if (!isMap(value)) throw bad(field, 'a map', value);
+  return value;
+}
+
+/** map() of entry `i` of the list `field`: its name (`field[i]`) made only when it is refused. */
+export function entryMap(value: unknown, field: string, i: number): Body {
+  if (!isMap(value)) throw bad(`${field}[${i}]`, 'a map', value);
+  return value;
 }
 
 export function strings(body: Body, field: string, maxLength: number): string[] {

@@ -28,6 +28,7 @@ import {
   answeredTopic,
   bytes,
   entries,
+  entryMap,
   int,
   invalidTopic,
   list,
@@ -234,6 +235,21 @@ function partOf<T>(read: (address: PartitionAddress) => Part<T, PartitionAddress
   }
 }
 
+/** One part of a Produce, or why it is refused, with the topic and partition read so far. */
+function producePart(e: unknown, i: number): Part<ProducePart, PartitionAddress> {
+  let topic = '';
+  let partition = -1;
+  try {
+    const entry = entryMap(e, 'partitions', i);
+    topic = answeredTopic(entry.topic);
+    const name = topicName(entry.topic, 'topic');
+    partition = int(entry, 'partition', 0, UINT31_MAX);
+    return { topic: name, partition, records: bytes(entry, 'records') };
+  } catch (err) {
+    return { topic, partition, invalid: partError(err) };
+  }
+}
+
 const decoders: { [K in RequestKind]: Decoder<K> } = {
   [Kind.Hello]: (body) => ({ version: int(body, 'version', 0, 0xffff) }),
 
@@ -263,15 +279,11 @@ const decoders: { [K in RequestKind]: Decoder<K> } = {
   [Kind.Produce]: (body, limits) => {
     const acks = int(body, 'acks', -1, 1) as Acks;
     const timeoutMs = optionalInt(body, 'timeoutMs', 0, UINT31_MAX);
-    const partitions = entries(body, 'partitions', limits.requestEntriesMax).map((e, i) =>
-      partOf((address): ProducePart => {
-        const entry = map(e, `partitions[${i}]`);
-        address.topic = answeredTopic(entry.topic);
-        const topic = topicName(entry.topic, 'topic');
-        address.partition = int(entry, 'partition', 0, UINT31_MAX);
-        return { topic, partition: address.partition, records: bytes(entry, 'records') };
-      }),
-    );
+    // The hottest decoder: one part per partition written, no closure or address object
+    // made for a part that is well formed.
+    const list = entries(body, 'partitions', limits.requestEntriesMax);
+    const partitions: Part<ProducePart, PartitionAddress>[] = new Array(list.length);
+    for (let i = 0; i < list.length; i++) partitions[i] = producePart(list[i], i);
     return { acks, timeoutMs, partitions };
   },
 
@@ -280,7 +292,7 @@ const decoders: { [K in RequestKind]: Decoder<K> } = {
     const minBytes = int(body, 'minBytes', 0, UINT31_MAX, 1);
     const maxBytes = optionalInt(body, 'maxBytes', 1, UINT31_MAX);
     const partitions = entries(body, 'partitions', limits.requestEntriesMax).map((e, i): Part<FetchPart> => {
-      const entry = map(e, `partitions[${i}]`);
+      const entry = entryMap(e, 'partitions', i);
       const part: FetchPart = {
         topic: answeredTopic(entry.topic),
         partition: int(entry, 'partition', 0, UINT31_MAX),

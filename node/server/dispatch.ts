@@ -38,7 +38,9 @@ export type TypedHandler<K extends RequestKind> = (request: DecodedRequests[K], 
  * tributary_limits_reached_total, before the handler sees anything.
  */
 function typed<K extends RequestKind>(kind: K, handler: TypedHandler<K>): [Kind, Handler] {
-  const decoding: Handler = async (body, ctx) => {
+  // Not async: a request the body refuses throws here, which the connection answers as it
+  // answers a rejection, and the handler's own promise is the request's only one.
+  const decoding: Handler = (body, ctx) => {
     let request: DecodedRequests[K];
     try {
       request = decodeRequest(kind, body, ctx.broker.limits);
