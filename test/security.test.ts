@@ -166,6 +166,36 @@ describe('a node with a fleet key', () => {
     client.close();
   });
 
+  it('a request both malformed and refused is answered for its form: the body is read before any rule, as Kafka parses before it authorizes', async () => {
+    const device = holder({ role: 'device', produce: ['sensors.*'] });
+    const { client } = await hello(broker.url, device);
+    // A Produce part with a bad partition, to a topic the device may not write: that part's
+    // form is what is wrong with it first; the good part beside it is served.
+    const records = encodeBatch([{ value: Buffer.from('x') }]);
+    const produced = await client.request<PartitionResults>(Kind.Produce, {
+      acks: 1,
+      partitions: [{ topic: 'alarms', partition: 'zero', records }, { topic: 'sensors.temp', partition: 0, records }],
+    });
+    expect(produced.partitions.map((p) => [p.topic, p.error])).toEqual([['alarms', Errors.INVALID_REQUEST.code], ['sensors.temp', 0]]);
+    expect(produced.partitions[0].message).toMatch(/^partition must be an integer/);
+    expect(broker.logs.partition('alarms', 0)?.logEndOffset).toBe(0);
+    client.close();
+    // An OffsetCommit whose offset is malformed fails whole, whether or not its topic is one
+    // the principal may read or the node has: nothing of it is committed.
+    const app = holder({ role: 'app', consume: ['sensors.*'], groups: ['malformed'] });
+    const reader = await hello(broker.url, app);
+    for (const topic of ['alarms', 'sensors.none', 'sensors.temp']) {
+      const answer = await reader.client.request<{ error: number; message?: string }>(Kind.OffsetCommit, {
+        groupId: 'malformed',
+        offsets: [{ topic: 'sensors.temp', partition: 0, offset: 1 }, { topic, partition: 0, offset: -5 }],
+      });
+      expect([topic, answer.error, answer.message]).toEqual([topic, Errors.INVALID_REQUEST.code, expect.stringMatching(/^offset must be an integer from 0/)]);
+    }
+    const fetched = await reader.client.request<{ partitions: { offset: number; error: number }[] }>(Kind.OffsetFetch, { groupId: 'malformed', partitions: [{ topic: 'sensors.temp', partition: 0 }] });
+    expect(fetched.partitions.map((p) => [p.offset, p.error])).toEqual([[-1, 0]]);
+    reader.client.close();
+  });
+
   it('InitProducerId: only a principal that may produce somewhere gets a producer id', async () => {
     const reader = holder({ role: 'app', consume: ['sensors.*'] });
     const { client: r } = await hello(broker.url, reader);

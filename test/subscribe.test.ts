@@ -123,6 +123,23 @@ describe('Subscribe', () => {
     c.close();
   });
 
+
+  it('a late grant for an ended subscription is no error, but a malformed one is answered as malformed', async () => {
+    const c = await RawClient.connect(broker.url);
+    const answer = await subscribe(c, [{ topic: 'live', partition: 0, fetchOffset: 0 }], 1 << 20);
+    expect((await c.request<{ error: number }>(Kind.Unsubscribe, { subscriptionId: answer.subscriptionId })).error).toBe(0);
+    // Well formed: the subscription may have just ended on the node's side; no answer.
+    const late = c.send(Kind.Credit, { subscriptionId: answer.subscriptionId, bytes: 1 });
+    // Malformed: the body is read before the node looks for the subscription, so it is
+    // refused whatever became of it.
+    const malformed = await c.request<{ error: number; message: string }>(Kind.Credit, { subscriptionId: answer.subscriptionId, bytes: -1 });
+    expect(malformed.error).toBe(Errors.INVALID_REQUEST.code);
+    expect(malformed.message).toMatch(/^bytes must be an integer from 0/);
+    // Answers come in order of handling here: the Metadata answer is after any to the late grant.
+    await c.request(Kind.Metadata, {});
+    expect(c.received.filter((f) => f.correlationId === late)).toEqual([]);
+    c.close();
+  });
   it('Unsubscribe stops pushes; a connection holds at most SUBSCRIPTIONS_MAX subscriptions', async () => {
     const c = await RawClient.connect(broker.url);
     const answer = await subscribe(c, [{ topic: 'live', partition: 1, fetchOffset: 0 }], 1 << 20);
