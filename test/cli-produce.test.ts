@@ -67,17 +67,33 @@ it('--skip-bad-lines names each bad line, produces the rest, and sums up', async
   expect(help.stdout).toMatch(/--timeout-ms <n>/);
 });
 
+/** `n` node URLs on distinct ports just freed: connecting to them is refused. */
+async function deadUrls(n: number): Promise<string[]> {
+  const servers = Array.from({ length: n }, () => createServer());
+  await Promise.all(servers.map((server) => new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))));
+  const urls = servers.map((server) => `ws://127.0.0.1:${(server.address() as AddressInfo).port}/v1`);
+  await Promise.all(servers.map((server) => new Promise<void>((r) => server.close(() => r()))));
+  return urls;
+}
+
 it('a refused connection is said at once as such, and --timeout-ms gives up with nothing sent', async () => {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((r) => server.close(() => r()));
-  const url = `ws://127.0.0.1:${port}/v1`;
+  const [url] = await deadUrls(1);
   const r = await runCli(['produce', 'anything', '--broker', url, '--timeout-ms', '1500'], 'x\n');
   expect(r.code).toBe(1);
   expect(r.stderr).toBe(
     `tributary: node unreachable at ${url} (ECONNREFUSED); retrying (until --timeout-ms 1500)\n` +
       `tributary: cannot reach node at ${url}: ECONNREFUSED (gave up after --timeout-ms 1500; nothing was sent)\n`,
+  );
+});
+
+it('with several --broker nodes, each one found unreachable is named once, and the give-up names them all', async () => {
+  const [a, b] = await deadUrls(2);
+  const r = await runCli(['produce', 'anything', '--broker', `${a},${b}`, '--timeout-ms', '1500'], 'x\n');
+  expect(r.code).toBe(1);
+  expect(r.stderr).toBe(
+    `tributary: node unreachable at ${a} (ECONNREFUSED); retrying (until --timeout-ms 1500)\n` +
+      `tributary: node unreachable at ${b} (ECONNREFUSED); retrying (until --timeout-ms 1500)\n` +
+      `tributary: cannot reach node at ${a}, ${b}: ECONNREFUSED (gave up after --timeout-ms 1500; nothing was sent)\n`,
   );
 });
 

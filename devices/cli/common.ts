@@ -43,8 +43,8 @@ export function withNode(command: Command): Command {
 export interface ConnectOptions {
   /** How long the first connect keeps trying; default 3 s. */
   connectTimeoutMs?: number;
-  /** Every failed attempt to reach the node (first connect and reconnects), with its reason (ECONNREFUSED...). */
-  onUnreachable?: (reason: string) => void;
+  /** Every failed attempt to reach a node (first connect and reconnects), with its reason (ECONNREFUSED...) and the URL tried. */
+  onUnreachable?: (reason: string, url: string) => void;
   /** Every connection made. */
   onConnect?: () => void;
   /** How long closing may wait for the node's close frame, asked as it closes (default 1 s). */
@@ -71,7 +71,7 @@ export async function withClient<T>(opts: NodeOptions, body: (client: Client) =>
       open(url, options).catch((err: unknown) => {
         // A malformed URL is refused for good, not retried: nothing to announce.
         const final = err instanceof TributaryError && !err.retriable;
-        if (onUnreachable !== undefined && !final && !options?.signal?.aborted) onUnreachable(reasonOf(err));
+        if (onUnreachable !== undefined && !final && !options?.signal?.aborted) onUnreachable(reasonOf(err), url);
         throw err;
       }),
   });

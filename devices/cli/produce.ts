@@ -61,11 +61,11 @@ export async function produce(topic: string, opts: NodeOptions, settings: Produc
   const startedMs = Date.now();
   // From before connecting: --timeout-ms bounds the whole wait, the topic's metadata too.
   const deadline = new Deadline(timeoutMs, startedMs);
-  const notices = new RetryNotices(opts.broker, timeoutMs);
+  const notices = new RetryNotices(timeoutMs);
   const connect = {
     connectTimeoutMs: timeoutMs ?? PRODUCE_DELIVERY_TIMEOUT_MS,
-    onUnreachable: (reason: string) => notices.unreachable(reason),
-    onConnect: () => notices.over('unreachable'),
+    onUnreachable: (reason: string, url: string) => notices.unreachable(url, reason),
+    onConnect: () => notices.reachable(),
     // Past the deadline the socket is cut, not closed politely: a node that does not answer
     // would hold the command a second longer than --timeout-ms.
     closeHandshakeMs: () => (deadline.timedOut ? 0 : undefined),
@@ -299,6 +299,9 @@ class Deadline {
 // ---------------------------------------------------------------------------------------
 // Retries, outcome and report.
 
+/** The spell kinds of unreachable nodes begin so; the URL follows. */
+const UNREACHABLE = 'unreachable ';
+
 /**
  * Says at once, and once per spell, that produce is waiting on the node and why, so the user
  * sees a reason rather than a silent wait, and a give-up names it rather than "no answer".
@@ -306,10 +309,7 @@ class Deadline {
 class RetryNotices {
   /** Why produce is waiting now, by kind; a kind leaves when its spell is over. */
   private readonly spells = new Map<string, string>();
-  constructor(
-    private readonly broker: string,
-    private readonly timeoutMs: number | undefined,
-  ) {}
+  constructor(private readonly timeoutMs: number | undefined) {}
 
   say(kind: string, detail: string): void {
     if (this.spells.has(kind)) return;
@@ -318,8 +318,14 @@ class RetryNotices {
     process.stderr.write(`tributary: ${detail}; retrying (${until})\n`);
   }
 
-  unreachable(reason: string): void {
-    this.say('unreachable', `node unreachable at ${this.broker} (${reason})`);
+  /** One spell per node URL: with several --broker nodes, each one tried is named once. */
+  unreachable(url: string, reason: string): void {
+    this.say(`${UNREACHABLE}${url}`, `node unreachable at ${url} (${reason})`);
+  }
+
+  /** A connection is made: every node's unreachable spell is over. */
+  reachable(): void {
+    for (const kind of this.spells.keys()) if (kind.startsWith(UNREACHABLE)) this.spells.delete(kind);
   }
 
   over(kind: string): void {
