@@ -2,8 +2,9 @@
 // and leader epoch, positional write into the page cache, index), a follower's append of
 // the leader's batch (the same checks, offsets and epoch kept), and an indexed read of
 // 1 MiB from the middle of a log (index lookup, header walk, one read, CRC check of every
-// batch), plus ListOffsets by time. Benches register at import; they run only when this
-// file is executed directly, so an aggregate bench runner can import it.
+// batch), plus ListOffsets by time and the replay of a 1 MiB log from its start (what a
+// node does for its internal topics at start). Benches register at import; they run only
+// when this file is executed directly, so an aggregate bench runner can import it.
 //
 // Targets: append >= 300 MB/s with flush=os for 16 KiB batches; indexed read >= 1 GB/s
 // from the page cache.
@@ -14,6 +15,7 @@ import { bench, do_not_optimize, group, run } from 'mitata';
 import { setBaseOffset, setPartitionLeaderEpoch } from '../protocol/record-batch.js';
 import { parseTopicConfig } from '../node/storage/config.js';
 import { PartitionLog } from '../node/storage/partition-log.js';
+import { replayLog } from '../node/storage/replay.js';
 import type { OpenPartitionOptions } from '../node/storage/partition-log.js';
 import { makeBatch, makeTempDir, removeDir } from '../node/storage/testing.js';
 
@@ -132,12 +134,29 @@ group('ListOffsets by time in a 66 MiB log', () => {
   });
 });
 
+/** Batches of the replayed log: 64 of 16 KiB, 1 MiB and 6,400 records. */
+const REPLAY_LOG_BATCHES = 64;
+
+group('replay a 1 MiB log, as a node replays __consumer_offsets and __revocations at start', () => {
+  bench('replayLog(1 MiB)', async function* () {
+    const target = await openLog('replay', { flush: 'os' });
+    for (let i = 0; i < REPLAY_LOG_BATCHES; i++) target.log.append(makeBatch({ records: 100, valueBytes: 145, timestamp: T0 + i * 1000, stepMs: 1, fill: i }));
+    await target.log.flush();
+    let records = 0;
+    yield () => {
+      do_not_optimize(replayLog(target.log, () => records++, { decompressedBytesMax: 64 * MIB }));
+    };
+    do_not_optimize(records);
+    await target.cleanUp();
+  });
+});
+
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const report = await run();
   for (const trial of report.benchmarks) {
     for (const result of trial.runs) {
       if (result.stats === undefined || trial.alias.startsWith('offsetFor')) continue;
-      const bytes = trial.alias.startsWith('read') ? MIB : BATCH.length;
+      const bytes = trial.alias.startsWith('read') || trial.alias.startsWith('replay') ? MIB : BATCH.length;
       // avg includes the kernel's dirty-page writeback stalls; p50 is the write path itself.
       const mbPerS = (ns: number): string => (bytes / (ns / 1e9) / 1e6).toFixed(0);
       process.stdout.write(`${trial.alias}: ${mbPerS(result.stats.avg)} MB/s at avg, ${mbPerS(result.stats.p50)} MB/s at p50\n`);

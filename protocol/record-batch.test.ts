@@ -262,6 +262,17 @@ describe('encoder details', () => {
     expect(r.value?.buffer).toBe(batch.buffer);
   });
 
+  it('validated: the CRC a log read has checked is not computed again, and nothing else changes', () => {
+    const batch = encodeBatch([{ key: Buffer.from('k'), value: Buffer.from('v'), timestamp: T0 }]);
+    const stale = Buffer.from(batch);
+    stale[OFFSET_CRC] ^= 0xff;
+    expect(() => decodeBatch(stale)).toThrow(/CRC-32C mismatch/);
+    // Only a caller that checked these very bytes says so; then the CRC is not read again.
+    const decoded = decodeBatch(stale, { validated: true });
+    expect(decoded.records.map((r) => [String(r.key), String(r.value)])).toEqual([['k', 'v']]);
+    expect(decoded.header).toEqual({ ...decodeBatch(batch).header, crc: stale.readUInt32BE(OFFSET_CRC) });
+  });
+
   it('header names are written as UTF-8, any characters', () => {
     const names = ['', 'a', 'ünïcödé', '😀 emoji', 'x'.repeat(1000)];
     const batch = encodeBatch([{ value: null, timestamp: T0, headers: names.map((n) => [n, Buffer.from(n)] as Header) }]);

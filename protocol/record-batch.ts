@@ -650,6 +650,11 @@ export interface DecodeBatchOptions {
    * InflateBoundError). Default DECOMPRESSED_BYTES_MAX_DEFAULT (64 MiB).
    */
   decompressedBytesMax?: number;
+  /**
+   * The caller ran validateBatch on exactly these bytes already (a log's read checks each
+   * batch it serves), so the CRC is not computed a second time.
+   */
+  validated?: boolean;
 }
 
 /**
@@ -662,7 +667,7 @@ export function decodeBatch(batch: Buffer, options: DecodeBatchOptions = {}): De
   if (!Number.isSafeInteger(decompressedBytesMax) || decompressedBytesMax < 1) {
     throw new TributaryError(Errors.INVALID_CONFIG, `decompressedBytesMax must be a positive integer, got ${decompressedBytesMax}`);
   }
-  validateBatch(batch);
+  if (options.validated !== true) validateBatch(batch);
   const header = readBatchHeader(batch);
   const reader = recordsReader(batch, header, decompressedBytesMax, 'decompressedBytesMax');
   const count = header.recordCount;

@@ -3,11 +3,12 @@
 //
 // The log is read in chunks of about `chunkBytes` with readBatches, which has already
 // checked each batch it returns (length, increasing offsets, CRC) and says where each one
-// ends, so nothing here walks the bytes to find batches. Each batch is decoded and its
-// records handed over in offset order; a chunk is let go before the next is read, so what
-// a replay holds is one chunk (or one batch, when a batch is larger than a chunk: KIP-74
-// reads it whole) whatever the size of the log. Offsets the log cleaner removed are
-// simply not there: a compacted log replays with holes between its offsets.
+// ends, so nothing here walks the bytes to find batches or computes a CRC again. Each
+// batch is decoded and its records handed over in offset order; a chunk is let go before
+// the next is read, so what a replay holds is one chunk (or one batch, when a batch is
+// larger than a chunk: KIP-74 reads it whole) whatever the size of the log. Offsets the
+// log cleaner removed are simply not there: a compacted log replays with holes between
+// its offsets.
 //
 // What a failure means follows who checked what. A batch the log cannot serve (a CRC that
 // does not match, a torn length) is an error of the read, thrown as the read throws it: the
@@ -20,7 +21,7 @@ import { AssertionError, Errors, TributaryError } from '../../protocol/errors.js
 import { decodeBatch, type DecodedRecord } from '../../protocol/record-batch.js';
 import type { PartitionLog, StoredBatch } from './partition-log.js';
 
-/** What a replay reads: a partition's log, or anything that serves batches as it does. */
+/** What a replay reads: a partition's log, or anything that serves batches as it does (validated). */
 export type ReplayableLog = Pick<PartitionLog, 'topic' | 'partition' | 'logStartOffset' | 'logEndOffset' | 'readBatches'>;
 
 export const REPLAY_CHUNK_BYTES_DEFAULT = 1024 * 1024;
@@ -71,7 +72,7 @@ export function replayLog(log: ReplayableLog, onRecord: (record: DecodedRecord) 
       summary.batches++;
       let records: DecodedRecord[];
       try {
-        records = decodeBatch(bytes, { decompressedBytesMax: options.decompressedBytesMax }).records;
+        records = decodeBatch(bytes, { decompressedBytesMax: options.decompressedBytesMax, validated: true }).records;
       } catch (err) {
         summary.undecodableBatches++;
         if (!options.onUndecodableBatch) {
