@@ -94,7 +94,10 @@ class ManualTimer implements ClockTimer {
  * A clock that moves only by advance(): due timers run in the order they are due (those due
  * at the same instant in the order they were set), each at its own instant, and a timer set
  * by one of them runs in the same advance if it falls due within it. Wall and monotonic time
- * move together.
+ * move together. No I/O happens inside one advance(): a jump across two keepalive rounds
+ * finds every peer silent for both and cuts it, as a real node would after that long
+ * without a pong; a test that jumps that far keeps its peers with advanceAsync's steps or
+ * expects the cut.
  */
 export class ManualClock implements Clock {
   private wallMs: number;

@@ -1,7 +1,8 @@
 // A real node on a ManualClock: its deadlines come when the test moves the clock, never
 // from waiting. A socket that made its handshake and sends no Hello is closed at
-// helloTimeoutMs, not a moment before; a long poll on an empty partition is answered,
-// empty, at its maxWaitMs.
+// helloTimeoutMs, not a moment before; keepalive rounds keep a client whose pongs come
+// between them and cut every client at a jump over two; a long poll on an empty partition
+// is answered, empty, at its maxWaitMs.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBroker, type Broker } from '../node/broker.js';
@@ -16,6 +17,8 @@ import { RawClient } from './helpers/raw-client.js';
 import { until } from './helpers/until.js';
 
 const HELLO_TIMEOUT_MS = 10_000;
+/** The listener's keepalive round (its PING_INTERVAL_MS). */
+const PING_INTERVAL_MS = 30_000;
 const clock = new ManualClock();
 const dir = tempDir('trib-clock-');
 const clients: RawClient[] = [];
@@ -61,6 +64,22 @@ describe('a node on a manual clock', () => {
     clock.advance(HELLO_TIMEOUT_MS);
     const metadata = await late.request<{ error?: number; topics: { name: string }[] }>(Kind.Metadata, {});
     expect([metadata.error ?? Errors.NONE.code, metadata.topics.map((t) => t.name)]).toEqual([Errors.NONE.code, ['quiet']]);
+  });
+
+  it('keeps a client across keepalive rounds when the clock moves in steps its pongs come between, and cuts all at a jump over two', async () => {
+    const stepped = await client(true);
+    const jumped = await client(true);
+    // Three rounds of 30 s, a second a step: every ping is answered before the next round.
+    await clock.advanceAsync(3 * PING_INTERVAL_MS, 1000);
+    for (const c of [stepped, jumped]) {
+      const metadata = await c.request<{ error?: number }>(Kind.Metadata, {});
+      expect(metadata.error ?? Errors.NONE.code).toBe(Errors.NONE.code);
+    }
+    // Two rounds in one advance(): no pong can come between them, so every peer is silent
+    // for both and terminated (no close frame: 1006 on the client's side).
+    clock.advance(2 * PING_INTERVAL_MS);
+    expect([(await stepped.closed).code, (await jumped.closed).code]).toEqual([1006, 1006]);
+    await until(() => broker.stats().connections === 0, 'every connection cut');
   });
 
   it('answers a long poll on an empty partition, empty, when the clock reaches its maxWaitMs', async () => {
