@@ -31,18 +31,39 @@ import { peekCredential } from './identity.js';
 /** The largest frame we accept from a node; a Fetch answer is bounded by its fetchBytesMax. */
 const INBOUND_FRAME_BYTES_MAX = 256 * 1024 * 1024;
 
-/** What the connection side needs of the Client's options. */
-export interface ConnectionSettings {
+/** The Client's options that are about each connection: who we are, whom we accept, who hears. */
+export interface ConnectionOptions {
+  /**
+   * Who this client is in the handshake (an Ed25519 key pair, as `readIdentityFile` gives).
+   * Without one the client makes a fresh key pair and is anonymous, which a node admits
+   * only in dev mode on loopback.
+   */
+  identity?: IdentityKeyPair;
+  /**
+   * This identity's fleet credential, the bytes `tributary credentials issue` wrote; sent to
+   * the node in handshake message 3. Needs `identity`. Without it the client is anonymous.
+   */
+  credential?: Uint8Array;
+  /** Accept only the node with this identity public key (32 bytes, Ed25519). Checked first. */
+  nodePublicKey?: Buffer;
+  /** Accept any node holding a valid `node` credential of this fleet (32 bytes, Ed25519). */
+  fleetPublicKey?: Buffer;
+  /**
+   * The largest frame taken from the node (it arrives in sealed chunks, reassembled up to
+   * this); a larger one closes the connection. Default 256 MiB.
+   */
+  inboundFrameBytesMax?: number;
+  /** Called after each successful Hello (first connect and every reconnect). */
+  onConnect?: (info: { nodeId: string; frameBytesMax: number; inflightMax: number }) => void;
+  /** Called when an established connection is lost (not on close()). */
+  onDisconnect?: (info: CloseInfo) => void;
+}
+
+/** What the connection side needs of the Client's options: those above, and two it defaults. */
+export interface ConnectionSettings extends ConnectionOptions {
   clientId: string;
   /** Times each handshake out. */
   clock: Clock;
-  identity?: IdentityKeyPair;
-  credential?: Uint8Array;
-  nodePublicKey?: Buffer;
-  fleetPublicKey?: Buffer;
-  inboundFrameBytesMax?: number;
-  onConnect?: (info: { nodeId: string; frameBytesMax: number; inflightMax: number }) => void;
-  onDisconnect?: (info: CloseInfo) => void;
 }
 
 /**

@@ -19,10 +19,8 @@
 
 import { systemClock, type Clock } from '../protocol/clock.js';
 import { Kind, type RequestBodies, type ResponseBodies, type SubscribeRequest } from '../protocol/frames.js';
-import type { IdentityKeyPair } from '../protocol/key-file.js';
 import { RequestEngine, type PeerLimits, type TransportFactory as EngineTransportFactory } from '../protocol/request-engine.js';
-import type { CloseInfo } from '../protocol/transport.js';
-import { ClientConnections } from './client-connection.js';
+import { ClientConnections, type ConnectionOptions } from './client-connection.js';
 import { ClientPushes, type PushHandler, type PushSubscription } from './client-pushes.js';
 import { webSocketTransportFactory } from './client-websocket.js';
 
@@ -48,7 +46,8 @@ export interface ReconnectOptions {
   maxMs?: number;
 }
 
-export interface ClientOptions {
+/** The Client's options; those about each connection (identity, pins, listeners) are ConnectionOptions'. */
+export interface ClientOptions extends ConnectionOptions {
   /** Sent in Hello; shows in the node's logs. */
   clientId?: string;
   /** How long the first connect keeps trying before it fails with ConnectionError. */
@@ -68,30 +67,6 @@ export interface ClientOptions {
    * made on it unless given their own; default the system clock. Tests pass a ManualClock.
    */
   clock?: Clock;
-  /**
-   * Who this client is in the handshake (an Ed25519 key pair, as `readIdentityFile` gives).
-   * Without one the client makes a fresh key pair and is anonymous, which a node admits
-   * only in dev mode on loopback.
-   */
-  identity?: IdentityKeyPair;
-  /**
-   * This identity's fleet credential, the bytes `tributary credentials issue` wrote; sent to
-   * the node in handshake message 3. Needs `identity`. Without it the client is anonymous.
-   */
-  credential?: Uint8Array;
-  /** Accept only the node with this identity public key (32 bytes, Ed25519). Checked first. */
-  nodePublicKey?: Buffer;
-  /** Accept any node holding a valid `node` credential of this fleet (32 bytes, Ed25519). */
-  fleetPublicKey?: Buffer;
-  /**
-   * The largest frame taken from the node (it arrives in sealed chunks, reassembled up to
-   * this); a larger one closes the connection. Default 256 MiB.
-   */
-  inboundFrameBytesMax?: number;
-  /** Called after each successful Hello (first connect and every reconnect). */
-  onConnect?: (info: { nodeId: string; frameBytesMax: number; inflightMax: number }) => void;
-  /** Called when an established connection is lost (not on close()). */
-  onDisconnect?: (info: CloseInfo) => void;
 }
 
 export interface RequestOptions {
@@ -127,18 +102,7 @@ export class Client {
     this.urls = typeof urls === 'string' ? [urls] : [...urls];
     this.clientId = options.clientId ?? `tributary-js-${process.pid}-${++clientCount}`;
     this.clock = options.clock ?? systemClock;
-    const { identity, credential, nodePublicKey, fleetPublicKey, inboundFrameBytesMax, onConnect, onDisconnect } = options;
-    this.connections = new ClientConnections({
-      clientId: this.clientId,
-      clock: this.clock,
-      identity,
-      credential,
-      nodePublicKey,
-      fleetPublicKey,
-      inboundFrameBytesMax,
-      onConnect,
-      onDisconnect,
-    });
+    this.connections = new ClientConnections({ ...options, clientId: this.clientId, clock: this.clock });
     this.engine = new RequestEngine({
       urls: this.urls,
       transportFactory: this.connections.secureTransportFactory(options.transportFactory ?? webSocketTransportFactory()),

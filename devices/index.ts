@@ -2,6 +2,7 @@
 // the other files of devices/ are private and may change shape.
 
 export { Client, webSocketTransportFactory } from './client.js';
+export type { ConnectionOptions } from './client-connection.js';
 export type { ClientOptions, NodeLimits, PushHandler, PushSubscription, ReconnectOptions, RequestKind, RequestOptions, TransportFactory, WebSocketTransportOptions } from './client.js';
 export { ManualClock, systemClock } from '../protocol/clock.js';
 export type { Clock, ClockTimer } from '../protocol/clock.js';
