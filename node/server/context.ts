@@ -1,4 +1,6 @@
 import type { Clock } from '../../protocol/clock.js';
+import type { CreditRequest, Kind, SubscribeResponse, UnsubscribeRequest } from '../../protocol/frames.js';
+import type { DecodedRequests } from '../../protocol/requests.js';
 import type { Principal } from '../auth/acl.js';
 import type { Authenticator } from '../auth/authenticator.js';
 import type { GroupCoordinator } from '../groups/coordinator.js';
@@ -17,7 +19,6 @@ import type { RequestMemory } from './request-memory.js';
 import type { PrincipalRates } from './principal-rates.js';
 import type { SendBudget } from './send-budget.js';
 import type { Sessions } from './sessions.js';
-import type { ConnectionSubscriptions } from './subscriptions.js';
 
 /** What every handler may use: the node's shared state. Handlers never see a socket. */
 export interface BrokerContext {
@@ -88,8 +89,19 @@ export interface RequestContext {
    * reading, so a slow reader cannot make the node buffer without bound.
    */
   outboundSlot(): Promise<void>;
-  /** This connection's push subscriptions. */
-  readonly subscriptions: ConnectionSubscriptions;
+  /** This connection's push subscriptions (node/server/subscriptions.ts). */
+  readonly subscriptions: RequestSubscriptions;
   /** Closes the connection at once, without answering (fault injection only). */
   dropConnection(reason: string): void;
+}
+
+/**
+ * What a request may do with its connection's push subscriptions: Subscribe, Credit and
+ * Unsubscribe. ConnectionSubscriptions implements it; declared here so that this file of
+ * types imports nothing of the server's code.
+ */
+export interface RequestSubscriptions {
+  subscribe(request: DecodedRequests[Kind.Subscribe], principal: Principal): SubscribeResponse;
+  credit(request: CreditRequest): void;
+  unsubscribe(request: UnsubscribeRequest): void;
 }

@@ -31,7 +31,7 @@ import { isRefusal } from '../partition-roles.js';
 import type { PartitionLog } from '../storage/partition-log.js';
 import { requestBudget } from '../storage/request-budget.js';
 import type { RequestBudget } from '../storage/request-budget.js';
-import type { BrokerContext } from './context.js';
+import type { BrokerContext, RequestSubscriptions } from './context.js';
 import { errorResult } from './handlers/errors.js';
 
 import { SUBSCRIBE_CREDIT_BYTES_MAX as CREDIT_BYTES_MAX, SUBSCRIPTIONS_MAX } from '../../protocol/frames.js';
@@ -234,7 +234,7 @@ function subscribedPartition(topic: string, partition: number, log: PartitionLog
 
 const NO_SUBSCRIPTIONS: ReadonlyMap<number, Subscription> = new Map();
 
-export class ConnectionSubscriptions {
+export class ConnectionSubscriptions implements RequestSubscriptions {
   /** Made with the first subscription: most connections (devices) never subscribe. */
   private byIdMap: Map<number, Subscription> | null = null;
 
