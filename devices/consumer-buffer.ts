@@ -229,9 +229,21 @@ export class PartitionBuffer<D extends ValueDecoding = 'buffer'> {
     await this.resolveResets(states);
   }
 
-  /** How long until the first partition of `states` backing off may be fetched again; undefined if none is. */
+  /**
+   * How long the delivery may wait before a partition of `states` needs it again: until the
+   * first backoff ends; 0 when a position check or a reset is due already; undefined when
+   * none waits on time. Due already happens: prepare() read the clock a moment before
+   * `now`, and a timer may fire a fraction of a millisecond before the monotonic clock
+   * reaches its time (Node's timers count whole milliseconds), so prepare() can find a
+   * retry not yet due that is due by `now`; waiting for a change then waited for ever.
+   */
   retryDelayMs(states: readonly PartitionState[], now: number): number | undefined {
-    const retryAt = Math.min(...states.filter((s) => !s.paused && s.retryAt > now).map((s) => s.retryAt));
+    let retryAt = Infinity;
+    for (const s of states) {
+      if (s.paused) continue;
+      if (s.retryAt > now) retryAt = Math.min(retryAt, s.retryAt);
+      else if (s.awaitingValidation || s.fetchOffset === null) return 0;
+    }
     return Number.isFinite(retryAt) ? retryAt - now : undefined;
   }
 
