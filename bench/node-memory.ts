@@ -33,7 +33,7 @@ const ROUNDS = positiveInt(args.rounds!, '--rounds');
 const VALUE_BYTES = positiveInt(args['value-bytes']!, '--value-bytes');
 /** Time for the node to settle (sockets, timers, a scavenge) before its RSS is read. */
 const SETTLE_MS = 2000;
-const KIB = 1024;
+const KIB_PER_MIB = 1024;
 const MIB = 1024 * 1024;
 
 function positiveInt(value: string, flag: string): number {
@@ -115,8 +115,8 @@ async function main(): Promise<void> {
     const requests = CONNECTIONS * ROUNDS;
     const out = (line: string) => process.stdout.write(`${line}\n`);
     out(`${CONNECTIONS} connections, ${ROUNDS} rounds: ${requests} Produce requests of one ${VALUE_BYTES}-byte record in ${seconds.toFixed(1)} s`);
-    out(`node RSS idle ${(idle.rssKiB / KIB).toFixed(1)} MiB, connected ${(connected.rssKiB / KIB).toFixed(1)} MiB: ${(((connected.rssKiB - idle.rssKiB) * KIB) / CONNECTIONS / KIB).toFixed(1)} KiB per connection`);
-    out(`node RSS after the rounds ${(after.rssKiB / KIB).toFixed(1)} MiB, high-water ${(after.hwmKiB / KIB).toFixed(1)} MiB`);
+    out(`node RSS idle ${(idle.rssKiB / KIB_PER_MIB).toFixed(1)} MiB, connected ${(connected.rssKiB / KIB_PER_MIB).toFixed(1)} MiB: ${((connected.rssKiB - idle.rssKiB) / CONNECTIONS).toFixed(1)} KiB per connection`);
+    out(`node RSS after the rounds ${(after.rssKiB / KIB_PER_MIB).toFixed(1)} MiB, high-water ${(after.hwmKiB / KIB_PER_MIB).toFixed(1)} MiB`);
     out(`allocated ${(gc.allocated / MIB).toFixed(1)} MiB: ${(gc.allocated / requests).toFixed(0)} B per request; promoted ${(gc.promoted / MIB).toFixed(1)} MiB: ${(gc.promoted / requests).toFixed(1)} B per request (${gc.scavenges} scavenges, ${gc.markCompacts} mark-compacts)`);
   } finally {
     await Promise.all(clients.map(({ connection }) => connection.close().catch(() => undefined)));

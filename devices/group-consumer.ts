@@ -37,6 +37,7 @@
 import type { Clock, ClockTimer } from '../protocol/clock.js';
 import { Errors, TributaryError } from '../protocol/errors.js';
 import { EARLIEST_TIMESTAMP, Kind, LATEST_TIMESTAMP, type ConsumerGroupHeartbeatResponse } from '../protocol/frames.js';
+import { isTopicPattern } from '../protocol/topic-names.js';
 import type { Client } from './client.js';
 import {
   Consumer,
@@ -166,7 +167,7 @@ export class GroupConsumer<D extends ValueDecoding = 'buffer'> {
     if (!Array.isArray(topics) || topics.some((t) => typeof t !== 'string' || t === '')) {
       throw new TributaryError(Errors.INVALID_CONFIG, 'topics must be a list of topic names');
     }
-    if (topicPattern !== undefined && (typeof topicPattern !== 'string' || !/^[A-Za-z0-9._*-]{1,249}$/.test(topicPattern))) {
+    if (topicPattern !== undefined && !isTopicPattern(topicPattern)) {
       throw new TributaryError(Errors.INVALID_CONFIG, `topicPattern must be 1-249 of [A-Za-z0-9._-] and *, got ${JSON.stringify(topicPattern)}`);
     }
     if (topics.length === 0 && topicPattern === undefined) throw new TributaryError(Errors.INVALID_CONFIG, 'give topics, a topicPattern, or both');

@@ -42,6 +42,7 @@ import {
   type Body,
   type PartError,
 } from './requests-fields.js';
+import { isTopicPattern } from './topic-names.js';
 
 export type { Body, PartError } from './requests-fields.js';
 
@@ -191,12 +192,8 @@ export const REPLICA_ID_CHARS_MAX = 256;
 export const HEARTBEAT_TOPICS_MAX = 1000;
 /** Partitions a ConsumerGroupHeartbeat may report owning, over all its topics. */
 export const HEARTBEAT_PARTITIONS_MAX = 10_000;
-/** A subscribedTopicPattern: a topic name's characters and `*`. */
-const TOPIC_PATTERN = /^[A-Za-z0-9._*-]+$/;
-const TOPIC_PATTERN_CHARS_MAX = 249;
-/** A consumer group id: Kafka's topic name characters, 1-249 of them. */
 /** A consumer group id: 1-249 of [A-Za-z0-9._-], as Kafka's topic names. */
-export const GROUP_ID = /^[A-Za-z0-9._-]{1,249}$/;
+const GROUP_ID = /^[A-Za-z0-9._-]{1,249}$/;
 
 /** A group id, or INVALID_REQUEST: the whole request is refused. */
 function groupId(body: Body): string {
@@ -479,7 +476,7 @@ function heartbeat(body: Body): ConsumerGroupHeartbeatRequest {
   }
   if (body.subscribedTopicPattern !== undefined) {
     const pattern = str(body, 'subscribedTopicPattern');
-    if (pattern.length > TOPIC_PATTERN_CHARS_MAX || !TOPIC_PATTERN.test(pattern)) {
+    if (!isTopicPattern(pattern)) {
       throw new TributaryError(Errors.INVALID_REQUEST, `subscribedTopicPattern ${JSON.stringify(pattern)} must be 1-249 of [A-Za-z0-9._-] and *`);
     }
     request.subscribedTopicPattern = pattern;

@@ -10,6 +10,8 @@ import { Errors, TributaryError } from './errors.js';
 
 export const TOPIC_NAME_LENGTH_MAX = 249;
 const LEGAL_NAME = /^[a-zA-Z0-9._-]+$/;
+/** A subscription's topic pattern: a topic name's characters and `*`, 1-249 of them. */
+const TOPIC_PATTERN = /^[A-Za-z0-9._*-]{1,249}$/;
 /** Characters of a refused name that its error message shows. */
 const NAME_SHOWN_CHARS_MAX = 64;
 
@@ -38,4 +40,9 @@ function shownTopicName(name: unknown): string {
   if (typeof name !== 'string') return name === null || name === undefined ? String(name) : `(a ${name instanceof Uint8Array ? 'byte string' : typeof name})`;
   if (name.length <= NAME_SHOWN_CHARS_MAX) return JSON.stringify(name);
   return `${JSON.stringify(name.slice(0, NAME_SHOWN_CHARS_MAX))}...`;
+}
+
+/** Whether `value` is a topic pattern a group member may subscribe with (`sensors.*`): the SDK checks it as the node does. */
+export function isTopicPattern(value: unknown): value is string {
+  return typeof value === 'string' && TOPIC_PATTERN.test(value);
 }
